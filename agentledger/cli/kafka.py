@@ -1,0 +1,84 @@
+"""``agentledger kafka up|down|status``: the project's own local Kafka (KRaft) cluster."""
+
+from __future__ import annotations
+
+import typer
+
+from agentledger.cli._common import console, kafka_home, settings
+
+kafka = typer.Typer(
+    help="Run a local Apache Kafka broker (KRaft) from Maven Central jars.", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(kafka, name="kafka")
+
+
+@kafka.command()
+def up(
+    nodes: int = typer.Option(1, "--nodes", min=1, max=5, help="3 gives replication 3 / min ISR 2."),
+    port: int = typer.Option(9092, "--port", help="First port; node i uses port+2i and port+2i+1."),
+    timeout: float = typer.Option(90.0, help="Seconds to wait for the cluster to be ready."),
+) -> None:
+    """Start the local cluster (or reuse the running one) and print the bootstrap address."""
+    from agentledger.localkafka import LocalKafka
+
+    s = settings()
+    if s.kafka_bootstrap:
+        console.print(f"AGENTLEDGER_KAFKA_BOOTSTRAP={s.kafka_bootstrap} is set: nothing launched.")
+        return
+    local = LocalKafka(kafka_home(s), s.kafka_version)
+    before, alive = local.status()
+    if before is not None and alive and len(alive) == len(before.nodes):
+        console.print(f"already running: {before.bootstrap}")
+        typer.echo(before.bootstrap)
+        return
+    console.print(
+        f"starting Kafka {s.kafka_version} ({nodes} node{'s' if nodes > 1 else ''}) under {local.home} ..."
+    )
+    state = local.up(nodes=nodes, base_port=port, timeout=timeout)
+    console.print(f"ready in {state.startup_s:.1f}s")
+    typer.echo(state.bootstrap)
+
+
+@kafka.command()
+def down() -> None:
+    """Stop the local cluster cleanly (SIGTERM, wait, SIGKILL what is left)."""
+    from agentledger.localkafka import LocalKafka
+
+    s = settings()
+    for line in LocalKafka(kafka_home(s), s.kafka_version).down():
+        console.print(line)
+
+
+@kafka.command()
+def status() -> None:
+    """Tell whether the local cluster runs, and where. Exit 1 when it does not."""
+    from agentledger.localkafka import LocalKafka
+
+    s = settings()
+    if s.kafka_bootstrap:
+        console.print(f"using AGENTLEDGER_KAFKA_BOOTSTRAP={s.kafka_bootstrap} (not launched here)")
+        return
+    local = LocalKafka(kafka_home(s), s.kafka_version)
+    state, alive = local.status()
+    if state is None:
+        console.print("not running (nothing recorded under " + str(local.home) + ")")
+        raise typer.Exit(1)
+    for node in state.nodes:
+        mark = "running" if node.node_id in alive else "DEAD"
+        console.print(f"node {node.node_id}: {mark} pid={node.pid} {node.address}")
+    if len(alive) != len(state.nodes):
+        console.print("stale or partial: run `agentledger kafka down` then `up`")
+        raise typer.Exit(1)
+    typer.echo(state.bootstrap)
+
+
+@kafka.command()
+def fetch() -> None:
+    """Download the pinned broker jars through Maven into the per-user cache (done once)."""
+    from agentledger.localkafka import resolve_jars
+
+    lib = resolve_jars(settings().kafka_version)
+    console.print(f"Kafka {settings().kafka_version} jars in {lib} ({len(list(lib.glob('*.jar')))} jars)")

@@ -1,0 +1,460 @@
+"""The event contract: every layer imports these models and nobody redefines them.
+
+Versioned by ``v`` (currently 1). Field names follow the OpenTelemetry GenAI semantic
+conventions where one exists. Times are timezone-aware UTC; money is ``Decimal``.
+``event_id`` is the dedupe key everywhere (streams, warehouse, API).
+
+Token counting rules (normalised once, at the edge, by the collectors and the OTLP mapping):
+``input_tokens`` *includes* cached reads and cache writes (as OpenTelemetry defines it) and
+``output_tokens`` *includes* reasoning tokens. The price step never guesses.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _trace_id(value: str) -> str:
+    value = value.lower()
+    if not _HEX32.match(value) or value == "0" * 32:
+        raise ValueError("must be 32 lowercase hex characters, not all zero (W3C trace-id)")
+    return value
+
+
+def _span_id(value: str) -> str:
+    value = value.lower()
+    if not _HEX16.match(value) or value == "0" * 16:
+        raise ValueError("must be 16 lowercase hex characters, not all zero (W3C span-id)")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+"""A timezone-aware datetime, converted to UTC. Naive datetimes are rejected."""
+TraceId = Annotated[str, AfterValidator(_trace_id)]
+SpanId = Annotated[str, AfterValidator(_span_id)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$")]
+"""A tenant/agent/workflow name: 1-128 characters, no ``/`` (it separates the Kafka key)."""
+Text = Annotated[str, Field(min_length=1, max_length=256)]
+TokenCount = Annotated[int, Field(ge=0, le=100_000_000)]
+Usd = Annotated[Decimal, Field(max_digits=28, decimal_places=12)]
+AttributeValue = str | int | float | bool
+
+
+class EventType(StrEnum):
+    SPAN = "span"
+    USAGE = "usage"
+    QUALITY = "quality"
+    TOOL_CALL = "tool_call"
+
+
+class SpanKind(StrEnum):
+    AGENT = "agent"
+    LLM = "llm"
+    TOOL = "tool"
+    WORKFLOW = "workflow"
+
+
+class SpanStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    UNSET = "unset"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+class BaseEvent(_Model):
+    """Fields common to every event."""
+
+    v: Literal[1] = Field(default=1, description="Contract version.")
+    event_id: str = Field(
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-:.]+$",
+        description="Unique id; the dedupe key in every consumer.",
+    )
+    ts: UtcDatetime = Field(description="Event time (UTC). For spans, the end time.")
+    tenant: Name = Field(description="Billing tenant (customer, team or project).")
+    agent: Name = Field(description="Logical agent name, e.g. `planner`.")
+    agent_version: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Deployed version of the agent (for canaries/rollback)."
+    )
+    workflow: Name | None = Field(default=None, description="Workflow / pipeline name.")
+    trace_id: TraceId = Field(description="W3C trace id: one multi-agent run.")
+    span_id: SpanId = Field(description="W3C span id of the span this event belongs to.")
+    parent_span_id: SpanId | None = Field(default=None, description="Parent span, if any.")
+    attributes: dict[Annotated[str, Field(max_length=128)], AttributeValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Small map of extra attributes (at most 32). Never message content.",
+    )
+
+    @property
+    def key(self) -> str:
+        """The Kafka key: ``tenant/agent`` keeps one agent's events in order."""
+        return f"{self.tenant}/{self.agent}"
+
+
+class SpanEvent(BaseEvent):
+    """A finished unit of work: an agent turn, an LLM call, a tool call, a workflow."""
+
+    type: Literal["span"] = "span"
+    name: Text
+    kind: SpanKind
+    start: UtcDatetime
+    end: UtcDatetime
+    status: SpanStatus = SpanStatus.UNSET
+    error_type: Annotated[str, Field(max_length=256)] | None = None
+    provider: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="gen_ai.provider.name, e.g. `openai`, `anthropic`."
+    )
+    model: Annotated[str, Field(max_length=128)] | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> SpanEvent:
+        if self.end < self.start:
+            raise ValueError("end must not be before start")
+        return self
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end - self.start).total_seconds() * 1000.0
+
+
+class UsageEvent(BaseEvent):
+    """Token usage of one LLM call (normalised: see the module docstring)."""
+
+    type: Literal["usage"] = "usage"
+    provider: Annotated[str, Field(min_length=1, max_length=64)]
+    model: Annotated[str, Field(min_length=1, max_length=128)]
+    input_tokens: TokenCount = Field(description="Prompt tokens, including cached ones.")
+    output_tokens: TokenCount = Field(description="Completion tokens, including reasoning.")
+    cache_read_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
+    reasoning_tokens: TokenCount = 0
+    reported_cost_usd: Usd | None = Field(
+        default=None, description="Cost the provider reported, if any (kept for comparison)."
+    )
+
+    @model_validator(mode="after")
+    def _counts_consistent(self) -> UsageEvent:
+        if self.cache_read_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError(
+                "cache_read_tokens + cache_write_tokens exceed input_tokens: input_tokens "
+                "must include cached tokens (normalise provider counts at the edge)"
+            )
+        if self.reasoning_tokens > self.output_tokens:
+            raise ValueError("reasoning_tokens exceed output_tokens (output includes reasoning)")
+        return self
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class QualityEvent(BaseEvent):
+    """A quality score from an evaluator (LLM judge, heuristic, user feedback)."""
+
+    type: Literal["quality"] = "quality"
+    metric: Annotated[str, Field(min_length=1, max_length=64)]
+    score: float = Field(allow_inf_nan=False)
+    evaluator: Annotated[str, Field(max_length=64)] | None = None
+    label: Annotated[str, Field(max_length=64)] | None = None
+    comment: Annotated[str, Field(max_length=1024)] | None = None
+
+
+class ToolCallEvent(BaseEvent):
+    """One tool invocation. Arguments are hashed by the client and never sent."""
+
+    type: Literal["tool_call"] = "tool_call"
+    tool: Annotated[str, Field(min_length=1, max_length=128)]
+    args_hash: str = Field(pattern=r"^[0-9a-f]{16,64}$", description="Hex hash of the args.")
+    status: SpanStatus = SpanStatus.OK
+
+
+Event = Annotated[SpanEvent | UsageEvent | QualityEvent | ToolCallEvent, Field(discriminator="type")]
+"""Any contract event, discriminated by ``type``."""
+
+EVENT_ADAPTER: TypeAdapter[SpanEvent | UsageEvent | QualityEvent | ToolCallEvent] = TypeAdapter(Event)
+
+
+class Envelope(_Model):
+    """One Kafka record: a batch of events that share a key (``tenant/agent``)."""
+
+    v: Literal[1] = 1
+    key: str = Field(min_length=3, max_length=257)
+    events: list[Event] = Field(min_length=1, max_length=5000)
+
+
+class PricedEvent(_Model):
+    """An event after the price step. Non-usage events pass through with ``cost_usd=0``."""
+
+    event: Event
+    cost_usd: Usd = Field(description="Exact cost in USD; 0 when not priced.")
+    priced: bool = Field(description="False for an unknown model: unpriced is never $0.")
+    price_source: str = Field(
+        max_length=128, description="e.g. `genai-prices:0.2.3` or `override:acme-discount`."
+    )
+
+
+class PricedEnvelope(_Model):
+    v: Literal[1] = 1
+    key: str
+    events: list[PricedEvent] = Field(min_length=1, max_length=5000)
+
+
+# --- control ----------------------------------------------------------------------------
+
+
+class ScopeKind(StrEnum):
+    TENANT = "tenant"
+    AGENT = "agent"
+    AGENT_VERSION = "agent_version"
+    WORKFLOW = "workflow"
+    TRACE = "trace"
+    PROVIDER = "provider"
+
+
+class Scope(_Model):
+    """What a command applies to. ``key`` is the compacted control topic's key."""
+
+    kind: ScopeKind
+    tenant: Name | None = None
+    agent: Name | None = None
+    agent_version: str | None = None
+    workflow: Name | None = None
+    trace_id: TraceId | None = None
+    provider: str | None = None
+    model: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Scope:
+        required = {
+            ScopeKind.TENANT: ("tenant",),
+            ScopeKind.AGENT: ("tenant", "agent"),
+            ScopeKind.AGENT_VERSION: ("tenant", "agent", "agent_version"),
+            ScopeKind.WORKFLOW: ("tenant", "workflow"),
+            ScopeKind.TRACE: ("tenant", "trace_id"),
+            ScopeKind.PROVIDER: ("provider",),
+        }[self.kind]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"scope kind {self.kind.value!r} needs {', '.join(missing)}")
+        return self
+
+    @property
+    def key(self) -> str:
+        parts = {
+            ScopeKind.TENANT: (self.tenant,),
+            ScopeKind.AGENT: (self.tenant, self.agent),
+            ScopeKind.AGENT_VERSION: (self.tenant, self.agent, self.agent_version),
+            ScopeKind.WORKFLOW: (self.tenant, self.workflow),
+            ScopeKind.TRACE: (self.tenant, self.trace_id),
+            ScopeKind.PROVIDER: (self.provider, self.model or "*"),
+        }[self.kind]
+        return "/".join([self.kind.value, *(str(p) for p in parts)])
+
+
+class Action(StrEnum):
+    KILL = "kill"
+    THROTTLE = "throttle"
+    RESUME = "resume"
+    FAILOVER = "failover"
+    ROLLBACK = "rollback"
+
+
+class CommandParams(_Model):
+    rate_per_s: float | None = Field(default=None, gt=0, description="Throttle rate.")
+    burst: int | None = Field(default=None, ge=1, description="Throttle bucket size.")
+    fallback_provider: str | None = None
+    fallback_model: str | None = None
+    target_version: str | None = Field(default=None, description="Rollback: route here.")
+    kill_reason: Literal["budget", "loop", "manual", "quality", "other"] | None = None
+
+
+class ControlCommand(_Model):
+    """A command on the compacted control topic (key = ``scope.key``)."""
+
+    v: Literal[1] = 1
+    command_id: str = Field(min_length=8, max_length=64)
+    ts: UtcDatetime
+    scope: Scope
+    action: Action
+    reason: Annotated[str, Field(max_length=1024)]
+    policy_id: str | None = None
+    params: CommandParams = Field(default_factory=CommandParams)
+    expires_at: UtcDatetime | None = None
+    issued_by: str = Field(default="agentledger", max_length=128)
+    cause_event_id: str | None = Field(
+        default=None, description="The event that triggered it (for latency measurement)."
+    )
+
+    @model_validator(mode="after")
+    def _params_for_action(self) -> ControlCommand:
+        if self.action is Action.THROTTLE and self.params.rate_per_s is None:
+            raise ValueError("a throttle needs params.rate_per_s")
+        if self.action is Action.FAILOVER and self.params.fallback_provider is None:
+            raise ValueError("a failover needs params.fallback_provider")
+        if self.action is Action.ROLLBACK and self.params.target_version is None:
+            raise ValueError("a rollback needs params.target_version")
+        return self
+
+    def active(self, now: datetime) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+# --- policies ---------------------------------------------------------------------------
+
+
+class Window(StrEnum):
+    MINUTE = "1m"
+    HOUR = "1h"
+    DAY = "24h"
+    CALENDAR_DAY = "calendar_day"
+    CALENDAR_MONTH = "calendar_month"
+
+
+class LimitUnit(StrEnum):
+    USD = "usd"
+    TOKENS = "tokens"
+
+
+class Selector(_Model):
+    """Which events a policy counts. ``*`` (the default) matches anything; ``per`` says
+    which scope each budget is kept for (one budget per agent, per trace, ...)."""
+
+    tenant: str = "*"
+    agent: str = "*"
+    agent_version: str = "*"
+    workflow: str = "*"
+    per: ScopeKind = ScopeKind.AGENT
+
+
+class Threshold(_Model):
+    at: float = Field(gt=0, lt=1, description="Fraction of the limit, e.g. 0.8.")
+    action: Literal["alert", "throttle"] = "alert"
+    rate_per_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _rate_for_throttle(self) -> Threshold:
+        if self.action == "throttle" and self.rate_per_s is None:
+            raise ValueError("a throttle threshold needs rate_per_s")
+        return self
+
+
+class Policy(_Model):
+    """A budget: the compacted policies topic holds the latest version by ``policy_id``."""
+
+    v: Literal[1] = 1
+    policy_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-.]+$")
+    description: str = ""
+    selector: Selector = Field(default_factory=Selector)
+    window: Window
+    limit: Decimal = Field(gt=0)
+    unit: LimitUnit = LimitUnit.USD
+    thresholds: list[Threshold] = Field(default_factory=list, max_length=8)
+    hard_action: Literal["kill", "throttle", "alert"] = "kill"
+    hard_rate_per_s: float | None = Field(default=None, gt=0)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _thresholds_sorted(self) -> Policy:
+        ats = [t.at for t in self.thresholds]
+        if ats != sorted(set(ats)):
+            raise ValueError("thresholds must be strictly increasing by `at`")
+        if self.hard_action == "throttle" and self.hard_rate_per_s is None:
+            raise ValueError("hard_action throttle needs hard_rate_per_s")
+        return self
+
+
+# --- alerts and the dead-letter queue ---------------------------------------------------
+
+
+class AlertState(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    ALERT = "alert"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class AlertEvent(_Model):
+    """One transition of one rule for one entity (key = ``dedup_key``)."""
+
+    v: Literal[1] = 1
+    alert_id: str = Field(min_length=8, max_length=64)
+    dedup_key: str = Field(min_length=1, max_length=255, description="rule + entity")
+    ts: UtcDatetime
+    rule: str = Field(max_length=128)
+    entity: str = Field(max_length=512)
+    tenant: str | None = None
+    state: AlertState
+    severity: Severity = Severity.WARNING
+    summary: str = Field(max_length=1024)
+    figures: dict[str, AttributeValue] = Field(default_factory=dict)
+    policy_id: str | None = None
+    command_id: str | None = None
+
+
+class DeadLetter(_Model):
+    """What the DLQ keeps: the raw bytes (base64), why they were rejected, where from."""
+
+    v: Literal[1] = 1
+    reason: str
+    raw_b64: str
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    index: int | None = Field(default=None, description="Position inside the envelope.")
+    ts: UtcDatetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+MODELS: dict[str, type[BaseModel]] = {
+    "SpanEvent": SpanEvent,
+    "UsageEvent": UsageEvent,
+    "QualityEvent": QualityEvent,
+    "ToolCallEvent": ToolCallEvent,
+    "Envelope": Envelope,
+    "PricedEvent": PricedEvent,
+    "PricedEnvelope": PricedEnvelope,
+    "ControlCommand": ControlCommand,
+    "Policy": Policy,
+    "AlertEvent": AlertEvent,
+    "DeadLetter": DeadLetter,
+}
+"""Every public model, by name (drives the JSON Schema files in docs/schema/)."""
+
+
+def json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of every public model, by name."""
+    return {name: model.model_json_schema(mode="validation") for name, model in MODELS.items()}

@@ -1,0 +1,445 @@
+"""A real Apache Kafka broker (KRaft) for development, tests and the demo.
+
+Resolves the pinned ``org.apache.kafka:kafka_2.13`` jars plus a log4j2 binding through Maven
+into a per-user cache, writes a KRaft config (combined broker+controller per node, 127.0.0.1),
+formats storage, starts the JVM(s) in the background, and waits until a metadata request
+sees every broker. State (pids, ports) lives in ``<home>/cluster.json`` so ``down`` and
+``status`` work from another process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from agentledger.errors import LauncherError
+
+KAFKA_VERSION = "4.1.1"
+LOG4J_VERSION = "2.24.3"
+SLF4J_VERSION = "2.0.17"
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.agentledger</groupId><artifactId>kafka-broker</artifactId><version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{kafka}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>{slf4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>{log4j}</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>{log4j}</version></dependency>
+  </dependencies>
+</project>
+"""
+
+_LOG4J2 = """Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: WARN
+"""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "agentledger" / "kafka"
+
+
+def _require(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise LauncherError(f"`{tool}` was not found on PATH. {hint}")
+    return path
+
+
+def resolve_jars(version: str = KAFKA_VERSION, *, quiet: bool = True) -> Path:
+    """Download (once) the broker jars through Maven; return the folder of jars."""
+    lib = cache_dir() / version / "lib"
+    marker = lib / ".complete"
+    if marker.exists():
+        return lib
+    mvn = _require("mvn", "Install Maven (Debian: apt-get install maven) to fetch the Kafka jars.")
+    work = lib.parent
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "pom.xml").write_text(_POM.format(kafka=version, slf4j=SLF4J_VERSION, log4j=LOG4J_VERSION))
+    tmp = work / "lib.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [mvn, "-B", "dependency:copy-dependencies", f"-DoutputDirectory={tmp}"]
+    if quiet:
+        cmd.insert(1, "-q")
+    proc = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise LauncherError(f"Maven could not fetch Kafka {version} jars:\n{tail}")
+    shutil.rmtree(lib, ignore_errors=True)
+    tmp.rename(lib)
+    marker.write_text(version)
+    return lib
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS says are free right now (for tests: no fixed port clashes)."""
+    socks, ports = [], []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            socks.append(sock)
+            ports.append(sock.getsockname()[1])
+    finally:
+        for sock in socks:
+            sock.close()
+    return ports
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child is not alive
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class ClusterState:
+    version: str
+    nodes: list[Node]
+    started_at: float
+    startup_s: float
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+
+class LocalKafka:
+    """One local cluster living under ``home`` (1 node, or 3 for fault tests)."""
+
+    def __init__(self, home: Path, version: str = KAFKA_VERSION, heap: str = "512m") -> None:
+        self.home = Path(home)
+        self.version = version
+        self.heap = heap
+        self.state_file = self.home / "cluster.json"
+
+    # -- state -----------------------------------------------------------------------
+
+    def load(self) -> ClusterState | None:
+        if not self.state_file.exists():
+            return None
+        raw = json.loads(self.state_file.read_text())
+        nodes = [Node(**n) for n in raw.pop("nodes")]
+        return ClusterState(nodes=nodes, **raw)
+
+    def _save(self, state: ClusterState) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        doc = asdict(state)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(self.state_file)
+
+    def status(self) -> tuple[ClusterState | None, list[int]]:
+        """The recorded cluster and which node ids are alive."""
+        state = self.load()
+        if state is None:
+            return None, []
+        alive = [n.node_id for n in state.nodes if n.pid and pid_alive(n.pid)]
+        return state, alive
+
+    def log_path(self, node_id: int) -> Path:
+        return self.home / f"node-{node_id}" / "broker.log"
+
+    # -- up --------------------------------------------------------------------------
+
+    def up(
+        self,
+        nodes: int = 1,
+        base_port: int | None = None,
+        timeout: float = 60.0,
+        ports: Sequence[int] | None = None,
+    ) -> ClusterState:
+        """Start the cluster (idempotent: a running one is returned as it is)."""
+        state, alive = self.status()
+        if state is not None:
+            if alive and len(alive) == len(state.nodes):
+                return state
+            if alive:
+                raise LauncherError(
+                    f"cluster under {self.home} is partly running (nodes {alive} of "
+                    f"{[n.node_id for n in state.nodes]}); run `agentledger kafka down` first"
+                )
+            self.state_file.unlink()  # stale pid file: every process is gone
+        _require("java", "Install Java 17+ (Debian: apt-get install openjdk-17-jre-headless).")
+        if ports is None:
+            ports = [base_port + i for i in range(2 * nodes)] if base_port else free_ports(2 * nodes)
+        for port in ports:
+            if not port_free(port):
+                raise LauncherError(
+                    f"port {port} on 127.0.0.1 is in use; stop what holds it or choose another with --port"
+                )
+        lib = resolve_jars(self.version)
+        node_list = [Node(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(nodes)]
+        cluster_id = self._cluster_id(lib)
+        started = time.monotonic()
+        for node in node_list:
+            self._prepare(node, node_list, lib, cluster_id)
+        for node in node_list:
+            node.pid = self._spawn(node, lib)
+        state = ClusterState(self.version, node_list, time.time(), 0.0)
+        self._save(state)
+        try:
+            wait_ready(state.bootstrap, len(node_list), timeout, self._check_alive(state))
+        except LauncherError:
+            self.down()
+            raise
+        state.startup_s = round(time.monotonic() - started, 2)
+        self._save(state)
+        return state
+
+    def _cluster_id(self, lib: Path) -> str:
+        # Kafka cluster ids are base64url of 16 random bytes (22 chars); make one ourselves
+        # instead of paying a JVM start for `kafka-storage random-uuid`.
+        import base64
+
+        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+    def _prepare(self, node: Node, all_nodes: list[Node], lib: Path, cluster_id: str) -> None:
+        ndir = self.home / f"node-{node.node_id}"
+        data = ndir / "data"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        replication = min(3, len(all_nodes))
+        min_isr = 2 if replication >= 3 else 1
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in all_nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": node.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "log.dirs": str(data),
+            "num.partitions": 4,
+            "default.replication.factor": replication,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replication,
+            "offsets.topic.num.partitions": 8,
+            "transaction.state.log.replication.factor": replication,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replication,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "auto.create.topics.enable": "true",
+            "log.cleaner.backoff.ms": 1000,
+            "log.segment.bytes": 16 * 1024 * 1024,
+        }
+        (ndir / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (ndir / "log4j2.yaml").write_text(_LOG4J2)
+        proc = subprocess.run(
+            ["java", "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
+             "-c", str(ndir / "server.properties"), "--ignore-formatted"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise LauncherError(f"formatting storage for node {node.node_id} failed:\n{proc.stderr[-2000:]}")
+
+    def _spawn(self, node: Node, lib: Path) -> int:
+        ndir = self.home / f"node-{node.node_id}"
+        log = open(self.log_path(node.node_id), "ab")  # noqa: SIM115 - handed to the child
+        cmd = [
+            "java", "-Xms128m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={ndir / 'log4j2.yaml'}",
+            "-cp", f"{lib}/*", "kafka.Kafka", str(ndir / "server.properties"),
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=ndir,
+        )  # fmt: skip
+        log.close()
+        return proc.pid
+
+    def _check_alive(self, state: ClusterState):  # type: ignore[no-untyped-def]
+        def check() -> None:
+            for node in state.nodes:
+                if node.pid and not pid_alive(node.pid):
+                    raise LauncherError(
+                        f"broker node {node.node_id} exited during start-up. Last log lines:\n"
+                        + tail(self.log_path(node.node_id))
+                    )
+
+        return check
+
+    # -- down ------------------------------------------------------------------------
+
+    def down(self, timeout: float = 30.0) -> list[str]:
+        """Stop every node: SIGTERM, wait, SIGKILL what is left. Returns what happened."""
+        state = self.load()
+        if state is None:
+            return ["no cluster recorded under " + str(self.home)]
+        report = []
+        for node in state.nodes:
+            if node.pid and pid_alive(node.pid):
+                os.kill(node.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in state.nodes:
+            if not node.pid:
+                continue
+            while pid_alive(node.pid) and time.monotonic() < deadline:
+                _reap(node.pid)
+                time.sleep(0.1)
+            if pid_alive(node.pid):
+                os.kill(node.pid, signal.SIGKILL)
+                report.append(f"node {node.node_id} (pid {node.pid}) did not stop in {timeout:.0f}s: killed")
+            else:
+                report.append(f"node {node.node_id} (pid {node.pid}) stopped")
+            _reap(node.pid)
+        self.state_file.unlink(missing_ok=True)
+        return report
+
+    # -- fault injection (tests) -----------------------------------------------------
+
+    def signal_node(self, node_id: int, sig: int) -> None:
+        state = self.load()
+        if state is None:
+            raise LauncherError("no cluster running")
+        node = next(n for n in state.nodes if n.node_id == node_id)
+        if node.pid:
+            os.kill(node.pid, sig)
+            if sig == signal.SIGKILL:
+                _wait_dead(node.pid)
+
+    def restart_node(self, node_id: int, timeout: float = 60.0) -> None:
+        state = self.load()
+        if state is None:
+            raise LauncherError("no cluster running")
+        node = next(n for n in state.nodes if n.node_id == node_id)
+        if node.pid and pid_alive(node.pid):
+            raise LauncherError(f"node {node_id} is still running")
+        node.pid = self._spawn(node, resolve_jars(self.version))
+        self._save(state)
+        wait_port(node.port, timeout)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def _wait_dead(pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.5)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise LauncherError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
+
+
+def wait_ready(bootstrap: str, brokers: int, timeout: float, check=lambda: None) -> None:  # type: ignore[no-untyped-def]
+    """Block until a metadata request answers with ``brokers`` brokers."""
+
+    from aiokafka import AIOKafkaClient  # type: ignore[attr-defined]
+
+    async def probe() -> int:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await client.bootstrap()
+            meta = await client.fetch_all_metadata()
+            return len(meta.brokers())
+        finally:
+            await client.close()
+
+    import logging
+
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # "connection refused" while the JVM starts is expected
+    try:
+        _poll_ready(probe, brokers, timeout, check)
+    finally:
+        quiet.setLevel(level)
+
+
+def _poll_ready(probe, brokers: int, timeout: float, check) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        check()
+        try:
+            seen = asyncio.run(asyncio.wait_for(probe(), 5))
+            if seen >= brokers:
+                return
+            last = f"{seen} of {brokers} brokers registered"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            last = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.25)
+    raise LauncherError(f"Kafka not ready after {timeout:.0f}s ({last})")

@@ -1,0 +1,51 @@
+"""The only place topic names, keys, partition counts and retention live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    key: str
+    partitions: int
+    compacted: bool = False
+    config: dict[str, str] = field(default_factory=dict)
+
+    def topic_config(self, min_insync: int | None = None) -> dict[str, str]:
+        cfg = {"cleanup.policy": "compact" if self.compacted else "delete", **self.config}
+        if min_insync is not None:
+            cfg["min.insync.replicas"] = str(min_insync)
+        return cfg
+
+
+# Hot topics share one partition count: Faust needs source topics and table changelogs to
+# have equal partition counts (DESIGN.md, Faust notes).
+PARTITIONS = 4
+_WEEK_MS = str(7 * 24 * 3600 * 1000)
+# Compacted topics: a restarted reader learns the current state per key. Small segments and
+# a low dirty ratio so compaction actually runs on a low-volume topic.
+_COMPACT = {"segment.ms": "60000", "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "60000"}
+
+EVENTS = TopicSpec("agentledger.events.v1", "tenant/agent", PARTITIONS, config={"retention.ms": _WEEK_MS})
+PRICED = TopicSpec(
+    "agentledger.events.priced.v1", "tenant/agent", PARTITIONS, config={"retention.ms": _WEEK_MS}
+)
+DLQ = TopicSpec("agentledger.events.dlq.v1", "original key", PARTITIONS, config={"retention.ms": _WEEK_MS})
+POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, config=_COMPACT)
+CONTROL = TopicSpec("agentledger.control.v1", "scope key", 1, compacted=True, config=_COMPACT)
+ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
+
+ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, ALERTS)
+
+
+def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
+    """The same topic under a prefix (tests and side-by-side deployments)."""
+    if not prefix:
+        return spec
+    return TopicSpec(prefix + spec.name, spec.key, spec.partitions, spec.compacted, dict(spec.config))
+
+
+def name(spec: TopicSpec, prefix: str = "") -> str:
+    return prefix + spec.name

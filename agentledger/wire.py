@@ -1,0 +1,152 @@
+"""Bytes on the wire: envelopes of events, validated per event.
+
+One Kafka record carries an envelope (a batch of events that share the key ``tenant/agent``),
+because per-record cost dominates in Faust (see DESIGN.md). Everything about a single event
+stays per event: one bad event is rejected alone, with its raw bytes and a precise reason,
+and the rest of its envelope counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import from_json, to_json
+
+from agentledger.errors import ContractError
+from agentledger.events import (
+    EVENT_ADAPTER,
+    BaseEvent,
+    Event,
+    PricedEvent,
+    QualityEvent,
+    SpanEvent,
+    ToolCallEvent,
+    UsageEvent,
+)
+
+AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent
+_EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
+_PRICED_LIST: TypeAdapter[list[PricedEvent]] = TypeAdapter(list[PricedEvent])
+
+
+def problems_of(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field path, message) for each problem pydantic found, e.g. ``("input_tokens", ...)``."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if p not in ("span", "usage", "quality", "tool_call"))
+        out.append((loc or "(root)", err["msg"]))
+    return out
+
+
+def describe(exc: ValidationError) -> str:
+    """One line a human can act on: ``input_tokens: Input should be >= 0; ts: ...``."""
+    return "; ".join(f"{loc}: {msg}" for loc, msg in problems_of(exc))
+
+
+def parse_event(data: Any) -> AnyEvent:
+    """Validate one event (a dict or JSON bytes). Raises ``ContractError`` naming the fields."""
+    try:
+        if isinstance(data, bytes | str):
+            return EVENT_ADAPTER.validate_json(data)
+        return EVENT_ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise ContractError(describe(exc), problems_of(exc)) from None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """One event that failed validation: its position, raw JSON bytes and the reason."""
+
+    index: int | None
+    raw: bytes
+    reason: str
+
+
+@dataclass(slots=True)
+class Decoded:
+    key: str | None
+    events: list[AnyEvent] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = from_json(raw)
+    except ValueError as exc:
+        raise ContractError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ContractError(f"envelope must be a JSON object, got {type(doc).__name__}")
+    if doc.get("v", 1) != 1:
+        raise ContractError(f"unsupported envelope version {doc.get('v')!r} (this reader knows 1)")
+    items = doc.get("events")
+    if not isinstance(items, list):
+        raise ContractError("envelope needs `events`: a list of events")
+    return doc
+
+
+def decode_envelope(raw: bytes) -> Decoded:
+    """Decode an envelope, validating each event on its own.
+
+    Raises ``ContractError`` when the record is not an envelope at all (the whole record goes
+    to the DLQ); otherwise returns the valid events and the rejected ones.
+    """
+    doc = _load(raw)
+    items: list[Any] = doc["events"]
+    key = doc.get("key") if isinstance(doc.get("key"), str) else None
+    out = Decoded(key=key)
+    try:  # fast path: the whole batch is valid
+        out.events = _EVENT_LIST.validate_python(items)
+        return out
+    except ValidationError:
+        pass
+    for index, item in enumerate(items):
+        try:
+            out.events.append(EVENT_ADAPTER.validate_python(item))
+        except ValidationError as exc:
+            out.rejected.append(Rejected(index, to_json(item), describe(exc)))
+    return out
+
+
+def decode_priced(raw: bytes) -> tuple[str | None, list[PricedEvent]]:
+    """Decode a priced envelope (written by our own worker; invalid means a bug: raises)."""
+    doc = _load(raw)
+    try:
+        return doc.get("key"), _PRICED_LIST.validate_python(doc["events"])
+    except ValidationError as exc:
+        raise ContractError(describe(exc), problems_of(exc)) from None
+
+
+def dump(model: BaseModel) -> bytes:
+    """Compact JSON bytes of any contract model."""
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def encode_envelope(key: str, events: Sequence[BaseEvent | PricedEvent]) -> bytes:
+    """One record's value: ``{"v":1,"key":...,"events":[...]}``."""
+    body = b",".join(e.__pydantic_serializer__.to_json(e) for e in events)
+    return b'{"v":1,"key":' + to_json(key) + b',"events":[' + body + b"]}"
+
+
+def encode_envelope_dicts(key: str, events: Iterable[dict[str, Any]]) -> bytes:
+    """Envelope from already-JSON-ready dicts (the client's fast path, no model objects)."""
+    return to_json({"v": 1, "key": key, "events": list(events)})
+
+
+def envelope_key(tenant: str, agent: str) -> str:
+    return f"{tenant}/{agent}"
+
+
+# Kafka 4 rejects a record whose timestamp is more than an hour ahead of the broker clock
+# (log.message.timestamp.after.max.ms, KIP-937) and retention deletes by record time, so an
+# agent with a skewed clock could lose a whole envelope. The record timestamp is the newest
+# event time in it, clamped into [now - MAX_PAST, now + MAX_FUTURE]; the events keep theirs.
+MAX_FUTURE_MS = 5 * 60 * 1000
+MAX_PAST_MS = 24 * 3600 * 1000
+
+
+def record_timestamp_ms(newest_event_ms: int, now_ms: int) -> int:
+    """The Kafka record timestamp for an envelope whose newest event is at ``newest_event_ms``."""
+    return max(now_ms - MAX_PAST_MS, min(newest_event_ms, now_ms + MAX_FUTURE_MS))

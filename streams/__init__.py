@@ -1,0 +1,1 @@
+"""agentledger.streams."""

@@ -1,0 +1,42 @@
+"""Packaging promises a user relies on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_client_import_loads_no_server_dependency() -> None:
+    code = (
+        "import sys, agentledger.collectors, agentledger.events, agentledger.wire;"
+        "heavy = ('faust', 'duckdb', 'pyarrow', 'fastapi', 'plotly', 'pandas', 'mode');"
+        "print(','.join(m for m in heavy if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_layers_live_in_one_namespace() -> None:
+    import agentledger.api
+    import agentledger.collectors
+    import agentledger.dashboards
+    import agentledger.streams
+    import agentledger.warehouse
+
+    for mod in (
+        agentledger.collectors,
+        agentledger.streams,
+        agentledger.warehouse,
+        agentledger.api,
+        agentledger.dashboards,
+    ):
+        assert mod.__name__.startswith("agentledger.")
+    assert agentledger.__version__
+
+
+def test_cli_help_lists_the_commands() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "agentledger", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("kafka", "topics", "smoke", "schema"):
+        assert command in out.stdout
