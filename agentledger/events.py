@@ -391,6 +391,33 @@ class Policy(_Model):
         return self
 
 
+class BudgetState(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    THROTTLED = "throttled"
+    KILLED = "killed"
+
+
+class BudgetStatus(_Model):
+    """Live state of one policy for one scope, on the compacted budgets topic
+    (key = ``policy_id|scope_key``). The API reads it for live budget status."""
+
+    v: Literal[1] = 1
+    policy_id: str
+    scope_key: str
+    window: Window
+    window_start: UtcDatetime
+    window_end: UtcDatetime | None = None
+    spend: Decimal = Field(description="USD or tokens, per the policy's unit.")
+    limit: Decimal
+    unit: LimitUnit
+    state: BudgetState
+    updated_at: UtcDatetime
+    projected_exhaustion: UtcDatetime | None = Field(
+        default=None, description="When the limit is reached at the current burn rate."
+    )
+
+
 # --- alerts and the dead-letter queue ---------------------------------------------------
 
 
@@ -449,6 +476,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "PricedEnvelope": PricedEnvelope,
     "ControlCommand": ControlCommand,
     "Policy": Policy,
+    "BudgetStatus": BudgetStatus,
     "AlertEvent": AlertEvent,
     "DeadLetter": DeadLetter,
 }

@@ -98,6 +98,10 @@ class Topics:
         return self.prefix + topic_specs.CONTROL.name
 
     @property
+    def budgets(self) -> str:
+        return self.prefix + topic_specs.BUDGETS.name
+
+    @property
     def alerts(self) -> str:
         return self.prefix + topic_specs.ALERTS.name
 

@@ -115,8 +115,8 @@ def test_topics_create_twice_is_fine(kafka_bootstrap: str, topic_prefix: str) ->
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert first.stdout.count("created") == 6
-    assert second.stdout.count("exists") == 6 and "created" not in second.stdout
+    assert first.stdout.count("created") == 7
+    assert second.stdout.count("exists") == 7 and "created" not in second.stdout
     assert f"{topic_prefix}agentledger.control.v1" in second.stdout
 
 

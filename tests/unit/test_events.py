@@ -15,6 +15,7 @@ from agentledger.events import (
     Action,
     AlertEvent,
     AlertState,
+    BudgetStatus,
     ControlCommand,
     DeadLetter,
     Envelope,
@@ -93,6 +94,20 @@ VALID: list[tuple[type[BaseModel], dict]] = [
     (Policy, POLICY),
     (AlertEvent, ALERT),
     (DeadLetter, DLQ),
+    (
+        BudgetStatus,
+        {
+            "policy_id": "p",
+            "scope_key": "agent/acme/planner",
+            "window": "1h",
+            "window_start": "2026-11-24T12:00:00Z",
+            "spend": "1.5",
+            "limit": "10",
+            "unit": "usd",
+            "state": "ok",
+            "updated_at": "2026-11-24T12:10:00Z",
+        },
+    ),
 ]
 
 
