@@ -1,0 +1,341 @@
+"""Named queries: plain functions ``(catalog, **params) -> list[dict]``.
+
+They read the deduplicated views only, take every value as a bound parameter, and accept an
+optional ``tenant``: the API passes the caller's tenant and must never see another's rows.
+Money comes back as ``Decimal`` (exact sums of ``decimal(28,12)``). ``start`` is inclusive,
+``end`` exclusive, both on event time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from agentledger.errors import ConfigError
+from agentledger.warehouse.catalog import Catalog
+
+Rows = list[dict[str, Any]]
+GROUPABLE = ("tenant", "agent", "agent_version", "workflow", "model", "provider")
+BUCKETS = ("minute", "hour", "day", "week", "month")
+
+
+class _Where:
+    """AND-ed conditions with positional parameters."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.params: list[Any] = []
+
+    def add(self, sql: str, *values: Any) -> _Where:
+        self.parts.append(sql)
+        self.params.extend(values)
+        return self
+
+    def when(self, value: Any, sql: str) -> _Where:
+        return self.add(sql, value) if value is not None else self
+
+    def sql(self) -> str:
+        return ("WHERE " + " AND ".join(self.parts)) if self.parts else ""
+
+
+def _window(tenant: str | None, start: datetime | None, end: datetime | None, col: str = "ts") -> _Where:
+    where = _Where().when(tenant, "tenant = ?")
+    where.when(start, f"{col} >= ?").when(end, f"{col} < ?")
+    return where
+
+
+def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
+    rows: Rows = cat.query(sql, params)
+    return rows
+
+
+def _bucket(bucket: str | None) -> str | None:
+    if bucket is None:
+        return None
+    if bucket not in BUCKETS:
+        raise ConfigError(f"bucket must be one of {', '.join(BUCKETS)}, not {bucket!r}")
+    return bucket
+
+
+def cost_by_agent_day(
+    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Rows:
+    """Spend per tenant, agent and UTC day, with the unpriced usage events counted apart."""
+    w = _window(tenant, start, end)
+    return _rows(
+        cat,
+        f"""SELECT tenant, agent, date AS day, sum(cost_usd) AS cost_usd, count(*) AS events,
+               count(*) FILTER (WHERE type = 'usage' AND NOT priced) AS unpriced_usage
+            FROM events {w.sql()} GROUP BY ALL ORDER BY day, tenant, agent""",
+        w.params,
+    )
+
+
+def top_traces(
+    cat: Catalog,
+    limit: int = 10,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Rows:
+    """The most expensive traces (inclusive cost: every event of every agent in the trace)."""
+    w = _window(tenant, start, end)
+    return _rows(
+        cat,
+        f"""SELECT trace_id, any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
+               count(*) AS events, list(DISTINCT agent ORDER BY agent) AS agents,
+               min(ts) AS first_ts, max(ts) AS last_ts
+            FROM events {w.sql()} GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?""",
+        [*w.params, int(limit)],
+    )
+
+
+def cost_per_successful_task(
+    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Rows:
+    """Per agent version: tasks (traces), successful ones (no span in error), their whole cost
+    (failed tasks included: that is what a success really costs) divided by the successes."""
+    w = _window(tenant, start, end)
+    return _rows(
+        cat,
+        f"""WITH task AS (
+              SELECT tenant, agent, agent_version, trace_id, sum(cost_usd) AS cost_usd,
+                     bool_or(type = 'span' AND status = 'error') AS failed
+              FROM events {w.sql()} GROUP BY ALL)
+            SELECT tenant, agent, agent_version, count(*) AS tasks,
+                   count(*) FILTER (WHERE NOT failed) AS successful, sum(cost_usd) AS cost_usd,
+                   CAST(sum(cost_usd) / nullif(count(*) FILTER (WHERE NOT failed), 0)
+                       AS DECIMAL(38, 12)) AS cost_per_success_usd
+            FROM task GROUP BY ALL ORDER BY tenant, agent, agent_version""",
+        w.params,
+    )
+
+
+def token_efficiency(
+    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Rows:
+    """Per agent and model: output tokens per input token, and the cache hit ratio
+    (cached reads / input tokens, since input includes cached reads)."""
+    w = _window(tenant, start, end).add("type = 'usage'")
+    return _rows(
+        cat,
+        f"""SELECT tenant, agent, provider, model, count(*) AS calls,
+               sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+               sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+               sum(output_tokens) / nullif(sum(input_tokens), 0) AS output_per_input,
+               sum(cache_read_tokens) / nullif(sum(input_tokens), 0) AS cache_hit_ratio
+            FROM events {w.sql()} GROUP BY ALL ORDER BY tenant, agent, provider, model""",
+        w.params,
+    )
+
+
+def budget_utilisation(
+    cat: Catalog,
+    daily_limit_usd: Decimal | None = None,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Rows:
+    """Per tenant, agent and day: spend, share of ``daily_limit_usd`` (when given), the
+    commands issued to that agent or its whole tenant, and the spend after the first of them
+    ("who was throttled, and what did it save" is then one comparison)."""
+    w = _window(tenant, start, end, col="e.ts")
+    w.parts = [p.replace("tenant =", "e.tenant =") for p in w.parts]
+    return _rows(
+        cat,
+        f"""WITH spend AS (
+              SELECT tenant, agent, date AS day, sum(cost_usd) AS cost_usd
+              FROM events e {w.sql()} GROUP BY ALL),
+            cmd AS (
+              SELECT s.tenant, s.agent, s.day, count(c.command_id) AS commands,
+                     list(DISTINCT c.action ORDER BY c.action)
+                         FILTER (WHERE c.action IS NOT NULL) AS actions,
+                     min(c.ts) AS first_command_ts
+              FROM spend s LEFT JOIN commands c
+                ON c.tenant = s.tenant AND (c.agent IS NULL OR c.agent = s.agent)
+               AND c.date = s.day AND c.action <> 'resume'
+              GROUP BY ALL)
+            SELECT s.tenant, s.agent, s.day, s.cost_usd,
+                   CAST(s.cost_usd AS DOUBLE) / ? AS utilisation,
+                   c.commands, coalesce(c.actions, []) AS actions, c.first_command_ts,
+                   (SELECT sum(e2.cost_usd) FROM events e2
+                     WHERE e2.tenant = s.tenant AND e2.agent = s.agent AND e2.date = s.day
+                       AND e2.ts >= c.first_command_ts) AS cost_after_first_command_usd
+            FROM spend s JOIN cmd c USING (tenant, agent, day)
+            ORDER BY s.day, s.tenant, s.agent""",
+        [*w.params, float(daily_limit_usd) if daily_limit_usd else None],
+    )
+
+
+def unpriced_usage(
+    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Rows:
+    """Usage the price step could not price (unknown model): never counted as $0."""
+    w = _window(tenant, start, end).add("type = 'usage'").add("NOT priced")
+    return _rows(
+        cat,
+        f"""SELECT tenant, provider, model, count(*) AS calls, sum(input_tokens)::BIGINT AS input_tokens,
+               sum(output_tokens)::BIGINT AS output_tokens, min(ts) AS first_ts, max(ts) AS last_ts,
+               list(DISTINCT agent ORDER BY agent) AS agents
+            FROM events {w.sql()} GROUP BY ALL ORDER BY calls DESC, tenant, provider, model""",
+        w.params,
+    )
+
+
+def costs(
+    cat: Catalog,
+    group_by: Sequence[str] = ("agent",),
+    start: datetime | None = None,
+    end: datetime | None = None,
+    tenant: str | None = None,
+    bucket: str | None = None,
+) -> Rows:
+    """Spend grouped by any of tenant/agent/agent_version/workflow/model/provider, optionally
+    per time ``bucket`` (minute/hour/day/week/month, as column ``bucket``)."""
+    bad = [g for g in group_by if g not in GROUPABLE]
+    if bad:
+        raise ConfigError(f"cannot group by {bad}: choose from {', '.join(GROUPABLE)}")
+    cols = list(dict.fromkeys(group_by))
+    unit = _bucket(bucket)
+    select = [*cols, *([f"date_trunc('{unit}', ts) AS bucket"] if unit else [])]
+    keys = ", ".join(select) + ", " if select else ""
+    order = ", ".join(["bucket", *cols] if unit else cols) or "cost_usd DESC"
+    w = _window(tenant, start, end)
+    return _rows(
+        cat,
+        f"""SELECT {keys}sum(cost_usd) AS cost_usd, count(*) AS events,
+               count(*) FILTER (WHERE type = 'usage') AS calls,
+               coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+               coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+               count(*) FILTER (WHERE type = 'usage' AND NOT priced) AS unpriced_calls
+            FROM events {w.sql()} {"GROUP BY ALL" if select else ""} ORDER BY {order}""",
+        w.params,
+    )
+
+
+def trace_tree(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
+    """Every span of a trace with its direct cost (events of that span) and inclusive cost
+    (its own plus all descendants'), parents before children."""
+    w = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    rows = _rows(
+        cat,
+        f"""SELECT span_id, any_value(parent_span_id) AS parent_span_id,
+               any_value(name) FILTER (WHERE type = 'span') AS name,
+               any_value(kind) FILTER (WHERE type = 'span') AS kind,
+               any_value(status) FILTER (WHERE type = 'span') AS status,
+               any_value(agent) AS agent, any_value(agent_version) AS agent_version,
+               min(coalesce(start, ts)) AS start, max(coalesce("end", ts)) AS "end",
+               sum(cost_usd) AS direct_cost_usd, count(*) AS events
+            FROM events {w.sql()} GROUP BY span_id ORDER BY start, span_id""",
+        w.params,
+    )
+    by_id = {r["span_id"]: r for r in rows}
+    children: dict[str | None, list[str]] = {}
+    for r in rows:
+        parent = r["parent_span_id"] if r["parent_span_id"] in by_id else None
+        children.setdefault(parent, []).append(r["span_id"])
+    out: Rows = []
+
+    def visit(span_id: str, depth: int) -> Decimal:
+        row = by_id[span_id]
+        row["depth"] = depth
+        out.append(row)
+        total = Decimal(row["direct_cost_usd"])
+        for child in children.get(span_id, []):
+            total += visit(child, depth + 1)
+        row["inclusive_cost_usd"] = total
+        return total
+
+    for root in children.get(None, []):
+        visit(root, 0)
+    return out
+
+
+def agents(cat: Catalog, tenant: str | None = None) -> Rows:
+    """Every agent seen: versions, first/last event, events, spend."""
+    w = _Where().when(tenant, "tenant = ?")
+    return _rows(
+        cat,
+        f"""SELECT tenant, agent,
+               list(DISTINCT agent_version ORDER BY agent_version)
+                   FILTER (WHERE agent_version IS NOT NULL) AS versions,
+               min(ts) AS first_ts, max(ts) AS last_ts, count(*) AS events,
+               sum(cost_usd) AS cost_usd
+            FROM events {w.sql()} GROUP BY ALL ORDER BY tenant, agent""",
+        w.params,
+    )
+
+
+def quality_series(
+    cat: Catalog,
+    agent: str,
+    metric: str,
+    tenant: str | None = None,
+    bucket: str = "hour",
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> Rows:
+    """Mean score of one metric for one agent per time bucket and agent version."""
+    unit = _bucket(bucket)
+    w = _window(tenant, start, end).add("type = 'quality'").add("agent = ?", agent).add("metric = ?", metric)
+    return _rows(
+        cat,
+        f"""SELECT date_trunc('{unit}', ts) AS bucket, agent_version, avg(score) AS score,
+               min(score) AS min_score, count(*) AS n
+            FROM events {w.sql()} GROUP BY ALL ORDER BY bucket, agent_version""",
+        w.params,
+    )
+
+
+def alerts(
+    cat: Catalog,
+    tenant: str | None = None,
+    state: str | None = None,
+    rule: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> Rows:
+    """Alert transitions, newest first."""
+    w = _window(tenant, start, end).when(state, "state = ?").when(rule, "rule = ?")
+    return _rows(
+        cat,
+        f"SELECT * EXCLUDE (source_partition, source_offset) FROM alerts {w.sql()} "
+        "ORDER BY ts DESC, alert_id LIMIT ?",
+        [*w.params, int(limit)],
+    )
+
+
+def commands(
+    cat: Catalog,
+    tenant: str | None = None,
+    action: str | None = None,
+    agent: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> Rows:
+    """Control commands issued, newest first. With ``tenant``, only that tenant's commands
+    (provider-wide commands carry no tenant and are left out)."""
+    w = _window(tenant, start, end).when(action, "action = ?").when(agent, "agent = ?")
+    return _rows(
+        cat,
+        f"SELECT * EXCLUDE (source_partition, source_offset) FROM commands {w.sql()} "
+        "ORDER BY ts DESC, command_id LIMIT ?",
+        [*w.params, int(limit)],
+    )
+
+
+NAMED: dict[str, Any] = {
+    "cost_by_agent_day": cost_by_agent_day,
+    "top_traces": top_traces,
+    "cost_per_successful_task": cost_per_successful_task,
+    "token_efficiency": token_efficiency,
+    "budget_utilisation": budget_utilisation,
+    "unpriced_usage": unpriced_usage,
+    "costs": costs,
+    "agents": agents,
+}
+"""The analyst queries the CLI can run by name (``agentledger warehouse query NAME``)."""
