@@ -20,6 +20,9 @@ COMMANDS: list[str] = [
     "agentledger.cli.topics",
     "agentledger.cli.sample",
     "agentledger.cli.schema",
+    "agentledger.cli.sink",
+    "agentledger.cli.sql",
+    "agentledger.cli.warehouse",
 ]
 
 

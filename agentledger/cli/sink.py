@@ -1,0 +1,46 @@
+"""``agentledger sink``: land priced events, commands and alerts in Parquet."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from agentledger.cli._common import bootstrap, console, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sink")(sink)
+
+
+def sink(
+    root: str = typer.Option(None, help="Warehouse root: a path or a URI (default: settings)."),
+    batch_rows: int = typer.Option(250_000, min=1, help="Flush a partition's buffer at this many rows."),
+    batch_seconds: float = typer.Option(30.0, min=0.0, help="...or when it is this old."),
+    max_seconds: float = typer.Option(None, help="Stop after this many seconds."),
+    once: bool = typer.Option(False, "--once", help="Stop when caught up (nothing new for --idle)."),
+    idle: float = typer.Option(3.0, help="With --once: seconds without records that mean caught up."),
+    group: str = typer.Option("agentledger-warehouse", help="Kafka consumer group."),
+) -> None:
+    """Consume the priced events, control commands and alerts; write Parquet durably."""
+    from agentledger.admin import create_topics
+    from agentledger.warehouse.sink import SinkConfig, run_sink
+
+    s = settings()
+    boot = bootstrap(s)
+    asyncio.run(create_topics(boot, prefix=s.topic_prefix, settings=s))
+    config = SinkConfig(
+        bootstrap=boot,
+        root=root or s.warehouse_root,
+        prefix=s.topic_prefix,
+        group_id=group,
+        batch_rows=batch_rows,
+        batch_seconds=batch_seconds,
+        client_options=s.kafka_client_options(),
+    )
+    console.print(f"sink: {', '.join(['priced', 'control', 'alerts'])} -> {config.root}")
+    stats = run_sink(config, max_seconds=max_seconds, idle_seconds=idle if once else None)
+    console.print(
+        f"sink: {stats.records} records, {stats.rows} rows in {stats.files} files, "
+        f"{stats.rejected} rejected to the DLQ, {stats.seconds:.1f}s"
+    )
