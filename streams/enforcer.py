@@ -1,0 +1,115 @@
+"""One command per scope: merge what every source (each policy, the loop detector) wants for a
+scope and publish only when the merged wish differs from what the control topic says.
+
+The control topic is compacted by scope key, so the latest command per scope is the state;
+two policies on one scope must not overwrite each other (a throttle after a kill would undo
+the kill), hence the merge: kill beats throttle, the slowest throttle wins. We only resume
+what we issued ourselves: a manual kill from the API stays until a human lifts it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from agentledger.events import Action, CommandParams, ControlCommand
+from agentledger.streams.scopes import ScopeRef
+
+ISSUER = "agentledger.streams"
+
+KillReason = Literal["budget", "loop", "manual", "quality", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class Desire:
+    action: Action  # KILL or THROTTLE
+    reason: str
+    policy_id: str | None = None
+    rate_per_s: float | None = None
+    kill_reason: KillReason | None = None
+    cause_event_id: str | None = None
+    expires_at: datetime | None = None
+
+    @property
+    def strength(self) -> tuple[int, float]:
+        if self.action is Action.KILL:
+            return (2, 0.0)
+        return (1, -(self.rate_per_s or 0.0))
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Enforcer:
+    def __init__(self) -> None:
+        self._desires: dict[str, dict[str, Desire]] = {}
+        self._refs: dict[str, ScopeRef] = {}
+        self.current: dict[str, ControlCommand] = {}
+        """Latest command per scope key, as on the control topic (ours and others')."""
+
+    def observe(self, key: str, cmd: ControlCommand | None) -> None:
+        """A record read back from the control topic (``None``: a tombstone)."""
+        if cmd is None:
+            self.current.pop(key, None)
+        else:
+            self.current[key] = cmd
+
+    def merged(self, key: str) -> Desire | None:
+        wishes = self._desires.get(key)
+        if not wishes:
+            return None
+        return max(wishes.values(), key=lambda d: d.strength)
+
+    def want(self, ref: ScopeRef, source: str, desire: Desire | None, now: datetime) -> ControlCommand | None:
+        """Record what ``source`` wants for ``ref``; return the command to publish, if any."""
+        key = ref.key
+        wishes = self._desires.setdefault(key, {})
+        if desire is None:
+            wishes.pop(source, None)
+        else:
+            wishes[source] = desire
+            self._refs[key] = ref
+        if not wishes:
+            del self._desires[key]
+        return self._decide(ref, key, now)
+
+    def _decide(self, ref: ScopeRef, key: str, now: datetime) -> ControlCommand | None:
+        want = self.merged(key)
+        cur = self.current.get(key)
+        active = cur is not None and cur.action in (Action.KILL, Action.THROTTLE) and cur.active(now)
+        if want is None:
+            if not active or cur is None or cur.issued_by != ISSUER:
+                return None
+            cmd = ControlCommand(
+                command_id=new_id(),
+                ts=now,
+                scope=ref.to_scope(),
+                action=Action.RESUME,
+                reason=f"lifted: {cur.reason}"[:1024],
+                policy_id=cur.policy_id,
+                issued_by=ISSUER,
+            )
+        else:
+            if active and cur is not None:
+                same = cur.action is want.action and (
+                    want.action is Action.KILL or cur.params.rate_per_s == want.rate_per_s
+                )
+                if same or (cur.action is Action.KILL and cur.issued_by != ISSUER):
+                    return None
+            cmd = ControlCommand(
+                command_id=new_id(),
+                ts=now,
+                scope=ref.to_scope(),
+                action=want.action,
+                reason=want.reason[:1024],
+                policy_id=want.policy_id,
+                params=CommandParams(rate_per_s=want.rate_per_s, kill_reason=want.kill_reason),
+                expires_at=want.expires_at,
+                issued_by=ISSUER,
+                cause_event_id=want.cause_event_id,
+            )
+        self.current[key] = cmd
+        return cmd

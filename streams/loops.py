@@ -1,0 +1,107 @@
+"""Runaway-loop detection per trace (event time; in memory, rebuilt from live traffic)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from agentledger.events import QualityEvent, SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
+from agentledger.streams.policyfile import LoopSettings
+from agentledger.wire import AnyEvent
+
+MAX_TRACES = 100_000
+"""Traces watched at once; the least recently active is forgotten first."""
+
+
+@dataclass(slots=True)
+class _TraceState:
+    tool_times: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    llm: deque[tuple[float, int]] = field(default_factory=deque)
+    spend_since_progress: Decimal = Decimal(0)
+    calls_since_progress: int = 0
+    killed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoopVerdict:
+    tenant: str
+    trace_id: str
+    agent: str
+    reason: str
+    cause_event_id: str
+
+
+class LoopDetector:
+    """Feeds on a trace's events in order; returns a verdict the first time a trace loops."""
+
+    def __init__(self, settings: LoopSettings | None = None) -> None:
+        self.settings = settings or LoopSettings()
+        self._traces: OrderedDict[tuple[str, str], _TraceState] = OrderedDict()
+
+    def _state(self, tenant: str, trace_id: str) -> _TraceState:
+        key = (tenant, trace_id)
+        st = self._traces.get(key)
+        if st is None:
+            st = self._traces[key] = _TraceState()
+            if len(self._traces) > MAX_TRACES:
+                self._traces.popitem(last=False)
+        else:
+            self._traces.move_to_end(key)
+        return st
+
+    def observe(self, ev: AnyEvent, cost: Decimal = Decimal(0)) -> LoopVerdict | None:
+        s = self.settings
+        if not s.enabled or (isinstance(ev, SpanEvent) and ev.kind is not SpanKind.AGENT):
+            return None
+        st = self._state(ev.tenant, ev.trace_id)
+        if st.killed:
+            return None
+        t = ev.ts.timestamp()
+        reason: str | None = None
+        if isinstance(ev, ToolCallEvent):
+            times = st.tool_times.get((ev.tool, ev.args_hash))
+            if times is None:
+                times = st.tool_times[(ev.tool, ev.args_hash)] = deque()
+                self._progress(st)  # a call with new arguments is new output
+            times.append(t)
+            while times and times[0] <= t - s.repeat_window_s:
+                times.popleft()
+            if len(times) >= s.repeat_calls:
+                reason = (
+                    f"tool {ev.tool!r} called {len(times)} times with the same arguments "
+                    f"within {s.repeat_window_s:g}s (limit {s.repeat_calls})"
+                )
+        elif isinstance(ev, UsageEvent):
+            st.llm.append((t, ev.input_tokens + ev.output_tokens))
+            while st.llm and st.llm[0][0] <= t - 60.0:
+                st.llm.popleft()
+            st.spend_since_progress += cost
+            st.calls_since_progress += 1
+            tokens = sum(n for _, n in st.llm)
+            if len(st.llm) > s.max_llm_calls_per_min:
+                reason = f"{len(st.llm)} LLM calls in one minute (limit {s.max_llm_calls_per_min})"
+            elif tokens > s.max_tokens_per_min:
+                reason = f"{tokens} tokens in one minute (limit {s.max_tokens_per_min})"
+            elif (
+                st.spend_since_progress >= s.no_progress_usd
+                and st.calls_since_progress >= s.no_progress_calls
+            ):
+                reason = (
+                    f"${st.spend_since_progress} over {st.calls_since_progress} LLM calls with no new output "
+                    f"(limit ${s.no_progress_usd})"
+                )
+        elif isinstance(ev, QualityEvent) or (isinstance(ev, SpanEvent) and ev.status is SpanStatus.OK):
+            self._progress(st)  # a scored answer or an agent turn that finished fine is output
+        if reason is None:
+            return None
+        st.killed = True
+        return LoopVerdict(ev.tenant, ev.trace_id, ev.agent, reason, ev.event_id)
+
+    @staticmethod
+    def _progress(st: _TraceState) -> None:
+        st.spend_since_progress = Decimal(0)
+        st.calls_since_progress = 0
+
+    def __len__(self) -> int:
+        return len(self._traces)

@@ -1,0 +1,372 @@
+"""The worker's core, free of Faust: one record (an envelope) in, everything it causes out.
+
+``process`` decodes in bulk, validates per event (bad ones to the DLQ with raw bytes, reason
+and source offset), dedupes by ``event_id``, prices, aggregates per scope inside the
+envelope and touches each rollup key once, evaluates the budgets the envelope touched and
+the loop detector. ``streams.app`` runs it inside a Faust agent; tests and the benchmark can
+drive it directly.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Protocol
+
+from pydantic_core import to_json
+
+from agentledger.errors import ContractError
+from agentledger.events import (
+    Action,
+    AlertEvent,
+    AlertState,
+    ControlCommand,
+    DeadLetter,
+    LimitUnit,
+    Policy,
+    ScopeKind,
+    Severity,
+    UsageEvent,
+)
+from agentledger.pricing import PriceBook
+from agentledger.streams.budgets import BudgetEngine, Emitted
+from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
+from agentledger.streams.enforcer import Desire, Enforcer, new_id
+from agentledger.streams.loops import LoopDetector
+from agentledger.streams.policyfile import LoopSettings
+from agentledger.streams.rollups import Rollup, Totals
+from agentledger.streams.scopes import (
+    ScopeRef,
+    is_coarse,
+    scope_for,
+    selector_matches_event,
+    selector_matches_scope,
+)
+from agentledger.wire import AnyEvent, decode_envelope, dump
+
+ZERO = Decimal(0)
+Record = tuple[bytes | None, bytes]
+
+
+class RollupStore(Protocol):
+    def get(self, key: str) -> Rollup | None: ...
+    def put(self, key: str, rollup: Rollup) -> None: ...
+    def keys(self) -> Iterator[str]: ...
+
+
+class MemoryStore:
+    """A plain dict store (unit tests, benchmarks of the core)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Rollup] = {}
+
+    def get(self, key: str) -> Rollup | None:
+        return self.data.get(key)
+
+    def put(self, key: str, rollup: Rollup) -> None:
+        self.data[key] = rollup
+
+    def keys(self) -> Iterator[str]:
+        return iter(list(self.data))
+
+
+@dataclass(slots=True)
+class Output:
+    """What one record (or one tick) produced, as Kafka (key, value) bytes per topic."""
+
+    priced: Record | None = None
+    dlq: list[Record] = field(default_factory=list)
+    control: list[Record] = field(default_factory=list)
+    alerts: list[Record] = field(default_factory=list)
+    budgets: list[Record] = field(default_factory=list)
+
+    def add(self, em: Emitted) -> None:
+        self.control += [(c.scope.key.encode(), dump(c)) for c in em.commands]
+        self.alerts += [(a.dedup_key.encode(), dump(a)) for a in em.alerts]
+        self.budgets += [(f"{s.policy_id}|{s.scope_key}".encode(), dump(s)) for s in em.statuses]
+
+
+def table_key(partition: int, scope_key: str) -> str:
+    """Rollup table key: the source partition first (see docs/adr/0002-rollup-table-keys.md)."""
+    return f"{partition}|{scope_key}"
+
+
+def _dec(cost: Decimal) -> bytes:
+    return format(cost, "f").encode()
+
+
+class Processor:
+    def __init__(
+        self,
+        store: RollupStore,
+        book: PriceBook | None = None,
+        *,
+        partitions: int = 4,
+        loops: LoopSettings | None = None,
+        dedupe_size: int = DEFAULT_DEDUPE_SIZE,
+        source_topic: str = "events",
+    ) -> None:
+        self.store = store
+        self.book = book or PriceBook.load()
+        self.partitions = partitions
+        self.source_topic = source_topic
+        self.dedupe = Dedupe(dedupe_size)
+        self.loops = LoopDetector(loops)
+        self.enforcer = Enforcer()
+        self.engine = BudgetEngine(self.spend_of, self.enforcer)
+        self.counters: Counter[str] = Counter()
+
+    # -- reading state ---------------------------------------------------------------------
+
+    def totals(self, scope_key: str, window_name: str, now_s: float) -> Totals:
+        from agentledger.events import Window
+
+        window = Window(window_name)
+        out = Totals()
+        for p in range(self.partitions):
+            r = self.store.get(table_key(p, scope_key))
+            if r is not None:
+                out.merge(r.total(window, now_s))
+        return out
+
+    def spend_of(self, policy: Policy, ref: ScopeRef, now_s: float) -> Totals:
+        key = ref.key if is_coarse(policy.selector) else f"policy/{policy.policy_id}|{ref.key}"
+        return self.totals(key, policy.window.value, now_s)
+
+    def trace_costs(self, tenant: str, trace_id: str) -> dict[str, dict[str, object]]:
+        """Per span of a trace: parent, direct cost and inclusive (subtree) cost."""
+        merged = Rollup()
+        for p in range(self.partitions):
+            r = self.store.get(table_key(p, f"trace/{tenant}/{trace_id}"))
+            if r is not None:
+                for s, (parent, cost) in r.spans.items():
+                    merged.add_span(s, parent, cost)
+        inclusive = merged.inclusive_costs()
+        return {
+            s: {"parent": parent, "direct_usd": str(cost), "inclusive_usd": str(inclusive[s])}
+            for s, (parent, cost) in merged.spans.items()
+        }
+
+    # -- one record ----------------------------------------------------------------------------
+
+    def dead_letter(self, key: bytes | None, raw: bytes, reason: str, partition: int | None,
+                    offset: int | None, index: int | None) -> Record:  # fmt: skip
+        self.counters["dlq"] += 1
+        dl = DeadLetter(
+            reason=reason[:4096],
+            raw_b64=base64.b64encode(raw).decode(),
+            source_topic=self.source_topic,
+            source_partition=partition,
+            source_offset=offset,
+            index=index,
+        )
+        return (key, dump(dl))
+
+    def process(
+        self, raw: bytes, key: bytes | None, partition: int, offset: int | None, now_s: float
+    ) -> Output:
+        out = Output()
+        self.counters["records"] += 1
+        try:
+            decoded = decode_envelope(raw)
+        except ContractError as exc:
+            out.dlq.append(self.dead_letter(key, raw, f"not an envelope: {exc}", partition, offset, None))
+            return out
+        for rej in decoded.rejected:
+            out.dlq.append(self.dead_letter(key, rej.raw, rej.reason, partition, offset, rej.index))
+        self.counters["rejected_events"] += len(decoded.rejected)
+        first = self.dedupe.first_time
+        events = [e for e in decoded.events if first(e.event_id)]
+        self.counters["duplicates"] += len(decoded.events) - len(events)
+        self.counters["events"] += len(events)
+        if not events:
+            return out
+        costs, priced = self._price(events, decoded.key or (key or b"").decode(errors="replace"), out)
+        self._aggregate(events, costs, priced, partition, now_s)
+        self._budgets(events, costs, partition, now_s, out)
+        self._loops(events, costs, now_s, out)
+        self._unknown_models(now_s, out)
+        return out
+
+    def tick(self, now_s: float) -> Output:
+        out = Output()
+        out.add(self.engine.tick(now_s))
+        return out
+
+    # -- steps -------------------------------------------------------------------------------------
+
+    def _price(self, events: list[AnyEvent], env_key: str, out: Output) -> tuple[list[Decimal], list[bool]]:
+        price = self.book.price
+        costs: list[Decimal] = []
+        flags: list[bool] = []
+        pieces: list[bytes] = []
+        for ev in events:
+            body = ev.__pydantic_serializer__.to_json(ev)
+            if isinstance(ev, UsageEvent):
+                cost, priced, source = price(ev)
+                if not priced:
+                    self.counters["unpriced"] += 1
+            else:
+                cost, priced, source = ZERO, True, "n/a"
+            costs.append(cost)
+            flags.append(priced)
+            pieces.append(
+                b'{"event":' + body + b',"cost_usd":"' + _dec(cost) + b'","priced":'
+                + (b"true" if priced else b"false") + b',"price_source":' + to_json(source) + b"}"
+            )  # fmt: skip
+        value = b'{"v":1,"key":' + to_json(env_key) + b',"events":[' + b",".join(pieces) + b"]}"
+        out.priced = (env_key.encode(), value)
+        return costs, flags
+
+    def _aggregate(
+        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], partition: int, now_s: float
+    ) -> None:
+        # group by everything that picks a scope, per second, then fan out to scopes once
+        groups: dict[tuple[str, str, str | None, str | None, str, str | None, str | None, int], Totals] = {}
+        spans: dict[tuple[str, str], dict[str, tuple[str | None, Decimal]]] = {}
+        for ev, cost, priced in zip(events, costs, flags, strict=True):
+            tspans = spans.setdefault((ev.tenant, ev.trace_id), {})
+            old = tspans.get(ev.span_id)
+            parent = ev.parent_span_id or (old[0] if old else None)
+            if not isinstance(ev, UsageEvent):
+                if old is None or (parent and not old[0]):
+                    tspans[ev.span_id] = (parent, old[1] if old else ZERO)
+                continue
+            tspans[ev.span_id] = (parent, (old[1] if old else ZERO) + cost)
+            gk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.trace_id, ev.provider, ev.model,
+                  int(ev.ts.timestamp()))  # fmt: skip
+            t = groups.get(gk)
+            if t is None:
+                t = groups[gk] = Totals()
+            t.add(cost, ev.input_tokens + ev.output_tokens, 1 if priced else 0, 0 if priced else 1)
+        touched: dict[str, Rollup] = {}
+
+        def rollup(scope_key: str) -> Rollup:
+            r = touched.get(scope_key)
+            if r is None:
+                r = self.store.get(table_key(partition, scope_key)) or Rollup()
+                touched[scope_key] = r
+            return r
+
+        for (tenant, agent, version, workflow, trace, provider, model, sec), t in groups.items():
+            keys = [f"tenant/{tenant}", f"agent/{tenant}/{agent}", f"trace/{tenant}/{trace}",
+                    f"provider/{provider}/{model}"]  # fmt: skip
+            if version is not None:
+                keys.append(f"agent_version/{tenant}/{agent}/{version}")
+            if workflow is not None:
+                keys.append(f"workflow/{tenant}/{workflow}")
+            for k in keys:
+                rollup(k).add(sec, t.cost, t.tokens, t.calls, t.unpriced)
+        for (tenant, trace), tspans in spans.items():
+            r = rollup(f"trace/{tenant}/{trace}")
+            for span_id, (parent, cost) in tspans.items():
+                r.add_span(span_id, parent, cost)
+        for k, r in touched.items():
+            r.prune(now_s)
+            self.store.put(table_key(partition, k), r)
+
+    def _budgets(
+        self, events: list[AnyEvent], costs: list[Decimal], partition: int, now_s: float, out: Output
+    ) -> None:
+        for p in self.engine.policies.values():
+            if not p.enabled:
+                continue
+            coarse = is_coarse(p.selector)
+            contributions: dict[str, tuple[ScopeRef, list[tuple[str, Decimal]]]] = {}
+            counters: dict[str, Rollup] = {}
+            for ev, cost in zip(events, costs, strict=True):
+                if not isinstance(ev, UsageEvent):
+                    continue
+                ref = scope_for(ev, p.selector.per, ev.provider, ev.model)
+                if ref is None:
+                    continue
+                if coarse:
+                    if not selector_matches_scope(p.selector, ref):
+                        continue
+                elif not selector_matches_event(p.selector, ev):
+                    continue
+                tokens = ev.input_tokens + ev.output_tokens
+                amount = cost if p.unit is LimitUnit.USD else Decimal(tokens)
+                entry = contributions.get(ref.key)
+                if entry is None:
+                    entry = contributions[ref.key] = (ref, [])
+                entry[1].append((ev.event_id, amount))
+                if not coarse:  # a selector finer than its scope keeps its own counter
+                    ck = f"policy/{p.policy_id}|{ref.key}"
+                    r = counters.get(ck)
+                    if r is None:
+                        r = counters[ck] = self.store.get(table_key(partition, ck)) or Rollup()
+                    r.add(int(ev.ts.timestamp()), cost, tokens, 1, 0)
+            for ck, r in counters.items():
+                r.prune(now_s)
+                self.store.put(table_key(partition, ck), r)
+            for ref, contrib in contributions.values():
+                out.add(self.engine.evaluate(self.engine.pair(p.policy_id, ref), now_s, contrib))
+
+    def _loops(self, events: list[AnyEvent], costs: list[Decimal], now_s: float, out: Output) -> None:
+        now = datetime.fromtimestamp(now_s, UTC)
+        ttl = timedelta(seconds=self.loops.settings.kill_ttl_s)
+        for ev, cost in zip(events, costs, strict=True):
+            verdict = self.loops.observe(ev, cost)
+            if verdict is None:
+                continue
+            self.counters["loops"] += 1
+            ref = ScopeRef(ScopeKind.TRACE, tenant=verdict.tenant, trace_id=verdict.trace_id)
+            desire = Desire(Action.KILL, f"runaway loop: {verdict.reason}", kill_reason="loop",
+                            cause_event_id=verdict.cause_event_id, expires_at=now + ttl)  # fmt: skip
+            cmd = self.enforcer.want(ref, "loop", desire, now)
+            em = Emitted(commands=[cmd] if cmd else [])
+            em.alerts.append(
+                AlertEvent(
+                    alert_id=new_id(),
+                    dedup_key=f"loop:{ref.key}"[:255],
+                    ts=now,
+                    rule="runaway_loop",
+                    entity=ref.key,
+                    tenant=verdict.tenant,
+                    state=AlertState.ALERT,
+                    severity=Severity.ERROR,
+                    summary=f"trace {verdict.trace_id} of {verdict.agent} killed: {verdict.reason}"[:1024],
+                    figures={"agent": verdict.agent, "cause_event_id": verdict.cause_event_id},
+                    command_id=cmd.command_id if cmd else None,
+                )
+            )
+            out.add(em)
+
+    def _unknown_models(self, now_s: float, out: Output) -> None:
+        for provider, model in self.book.take_new_unknown():
+            alert = AlertEvent(
+                alert_id=new_id(), dedup_key=f"unpriced:{provider}/{model}"[:255],
+                ts=datetime.fromtimestamp(now_s, UTC), rule="unpriced_model", entity=f"{provider}/{model}"[:512],
+                state=AlertState.WARN, severity=Severity.WARNING,
+                summary=f"no price for {provider}/{model}: its usage is counted as unpriced (never $0); "
+                "add it to the price overrides file",
+            )  # fmt: skip
+            out.alerts.append((alert.dedup_key.encode(), dump(alert)))
+
+    # -- control topic read-back --------------------------------------------------------------
+
+    def observe_command(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.enforcer.observe(key, None)
+            return
+        try:
+            cmd = ControlCommand.model_validate_json(value)
+        except ValueError:
+            return  # not ours to judge; the API validates what it writes
+        self.enforcer.observe(key, cmd)
+
+    def observe_policy(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.engine.delete(key)
+            return
+        try:
+            p = Policy.model_validate_json(value)
+        except ValueError:
+            self.counters["bad_policies"] += 1
+            return
+        self.engine.upsert(p)
