@@ -1,1 +1,1 @@
-"""agentledger.dashboards."""
+"""agentledger.dashboards: pure ``rows -> plotly Figure`` functions and page assembly."""

@@ -23,6 +23,8 @@ COMMANDS: list[str] = [
     "agentledger.cli.sink",
     "agentledger.cli.sql",
     "agentledger.cli.warehouse",
+    "agentledger.cli.api",
+    "agentledger.cli.report",
 ]
 
 

@@ -1,0 +1,95 @@
+"""``agentledger api serve`` and ``agentledger keys create|list|revoke``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from agentledger.cli._common import bootstrap, console, settings
+
+api_app = typer.Typer(
+    help="Run the HTTP API (ingest, OTLP, queries, control, dashboards).", no_args_is_help=True
+)
+if TYPE_CHECKING:
+    from agentledger.api.keys import KeyStore
+
+keys_app = typer.Typer(
+    help="Manage API keys (stored hashed; scopes ingest, read, admin).", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(api_app, name="api")
+    app.add_typer(keys_app, name="keys")
+
+
+@api_app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    workers: int = typer.Option(1, help="Processes (each keeps its own live views)."),
+) -> None:
+    """Serve the API with uvicorn (uvloop when installed)."""
+    import os
+
+    import uvicorn
+
+    # The app factory reads settings; make sure it sees the broker we resolved here.
+    os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", bootstrap(settings()))
+    from agentledger.settings import get_settings
+
+    get_settings.cache_clear()
+    uvicorn.run(
+        "agentledger.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def _store() -> KeyStore:
+    from agentledger.api.config import get_api_settings
+    from agentledger.api.keys import KeyStore
+
+    return KeyStore(get_api_settings().resolved_keys_path())
+
+
+@keys_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="Who or what uses the key, e.g. `billing-bot`."),
+    scope: list[str] = typer.Option(["ingest"], "--scope", "-s", help="ingest, read or admin (repeat)."),
+    tenant: str = typer.Option(None, help="Bind to a tenant (required unless admin for all tenants)."),
+) -> None:
+    """Create a key; the token is printed once and only its hash is stored."""
+    from agentledger.api.keys import KeyScope
+    from agentledger.errors import ConfigError
+
+    try:
+        scopes = {KeyScope(s) for s in scope}
+    except ValueError:
+        raise ConfigError(f"scopes are ingest, read, admin; got {scope}") from None
+    key, token = _store().create(name, scopes, tenant)
+    console.print(f"key id {key.key_id} ({', '.join(sorted(key.scopes))}; tenant {key.tenant or '*'})")
+    console.print(token)
+
+
+@keys_app.command("list")
+def list_() -> None:
+    """Every key: id, name, scopes, tenant, created, revoked."""
+    for k in _store().list():
+        revoked = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        console.print(
+            f"{k.key_id}  {k.name:<24} {','.join(sorted(k.scopes)):<18} tenant={k.tenant or '*':<16} "
+            f"created {k.created_at:%Y-%m-%d %H:%M}  {revoked}"
+        )
+
+
+@keys_app.command("revoke")
+def revoke(key_id: str = typer.Argument(..., help="The id shown by `keys list`.")) -> None:
+    """Revoke a key at once (the API checks the store on every request)."""
+    _store().revoke(key_id)
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,154 @@
+"""Data for each dashboard page, from the warehouse's named queries and the live views.
+
+Shared by the API's pages and ``agentledger report``. A panel whose data is unavailable
+(no warehouse yet, a query missing) is drawn empty with a note, never a failed page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentledger.api.warehouse import Row, WarehouseReader
+from agentledger.dashboards import figures
+from agentledger.dashboards.pages import Page
+from agentledger.errors import AgentLedgerError
+from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
+
+
+@dataclass
+class Sources:
+    """Where pages read from; ``tenant`` None means every tenant (all-tenant keys)."""
+
+    warehouse: WarehouseReader
+    tenant: str | None = None
+    budgets: Sequence[BudgetStatus] = ()
+    commands_live: Sequence[ControlCommand] = ()
+    notes: list[str] = field(default_factory=list)
+
+    def rows(self, query: str, **kwargs: Any) -> list[Row]:
+        try:
+            rows: list[Row] = self.warehouse.rows(query, tenant=self.tenant, **kwargs)
+            return rows
+        except AgentLedgerError as exc:
+            note = f"{query}: {exc}"
+            if note not in self.notes:
+                self.notes.append(note)
+            return []
+
+
+def _page(slug: str, title: str, src: Sources, build: Callable[[], list[Any]]) -> Page:
+    src.notes.clear()
+    figs: list[Any] = build()
+    return Page(slug, title, figs, list(src.notes))
+
+
+def overview(src: Sources) -> Page:
+    def build() -> list[Any]:
+        rows = src.rows("costs", group_by=["agent"], bucket="hour")
+        budgets = [b.model_dump(mode="json") for b in src.budgets]
+        return [
+            figures.spend_by_agent_over_time(rows),
+            figures.top_agents(rows),
+            figures.budget_burn(budgets),
+        ]
+
+    return _page("overview", "Overview", src, build)
+
+
+def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -> Page:
+    def build() -> list[Any]:
+        chosen = name
+        if chosen is None:
+            ranked = src.rows("costs", group_by=["agent"])
+            ranked.sort(key=lambda r: -figures.num(r.get("cost_usd")))
+            chosen = str(ranked[0]["agent"]) if ranked else None
+        if chosen is None:
+            return [figures.cost_and_tokens([]), figures.quality_with_drift([]), figures.versions_table([])]
+        src.notes.append(f"agent: {chosen}")
+        series = [r for r in src.rows("costs", group_by=["agent"], bucket="hour") if r.get("agent") == chosen]
+        versions = [
+            r for r in src.rows("costs", group_by=["agent", "agent_version"]) if r.get("agent") == chosen
+        ]
+        alerts = src.rows("alerts")
+        verdicts = {
+            str(a.get("entity", "")).rsplit("/", 1)[-1]: str(a.get("summary"))
+            for a in alerts
+            if "canary" in str(a.get("rule", "")) and chosen in str(a.get("entity", ""))
+        }
+        for v in versions:
+            v.setdefault("verdict", verdicts.get(str(v.get("agent_version"))))
+        drift = [
+            a for a in alerts if "drift" in str(a.get("rule", "")) and chosen in str(a.get("entity", ""))
+        ]
+        scores = [{**r, "metric": metric} for r in src.rows("quality_series", agent=chosen, metric=metric)]
+        return [
+            figures.cost_and_tokens(series),
+            figures.quality_with_drift(scores, drift),
+            figures.versions_table(versions),
+        ]
+
+    return _page("agent", "Agent", src, build)
+
+
+def trace(src: Sources, trace_id: str | None = None) -> Page:
+    def build() -> list[Any]:
+        chosen = trace_id
+        if chosen is None:
+            top = src.rows("top_traces", limit=1)
+            chosen = str(top[0]["trace_id"]) if top else None
+        if chosen is None:
+            return [figures.trace_waterfall([])]
+        src.notes.append(f"trace: {chosen}")
+        return [figures.trace_waterfall(src.rows("trace_tree", trace_id=chosen))]
+
+    return _page("trace", "Trace", src, build)
+
+
+def _circuits(commands: Sequence[ControlCommand]) -> dict[str, str]:
+    """provider/model -> circuit state, from the live failover/resume commands."""
+    out: dict[str, str] = {}
+    for c in sorted(commands, key=lambda c: c.ts):
+        if c.scope.kind is ScopeKind.PROVIDER:
+            state = "open" if c.action is Action.FAILOVER else "closed"
+            out[f"{c.scope.provider}/{c.scope.model or '*'}"] = state
+    return out
+
+
+def providers(src: Sources) -> Page:
+    def build() -> list[Any]:
+        rows = src.rows("provider_health") if src.warehouse.has("provider_health") else []
+        if not rows:
+            rows = src.rows("costs", group_by=["provider", "model"])
+        circuits = _circuits(src.commands_live)
+        for r in rows:
+            key = f"{r.get('provider')}/{r.get('model')}"
+            r.setdefault("circuit", circuits.get(key) or circuits.get(f"{r.get('provider')}/*") or "closed")
+            r.setdefault("calls", r.get("events") or r.get("calls"))
+        return [figures.provider_health(rows)]
+
+    return _page("providers", "Providers", src, build)
+
+
+def timeline(src: Sources) -> Page:
+    def build() -> list[Any]:
+        commands = src.rows("commands")
+        if not commands:
+            commands = [
+                {
+                    "ts": c.ts.isoformat(),
+                    "action": c.action.value,
+                    "scope_key": c.scope.key,
+                    "reason": c.reason,
+                    "issued_by": c.issued_by,
+                }
+                for c in src.commands_live
+            ]
+        return [figures.alerts_commands_timeline(src.rows("alerts"), commands)]
+
+    return _page("timeline", "Alerts & commands", src, build)
+
+
+def all_pages(src: Sources) -> list[Page]:
+    return [overview(src), agent(src), trace(src), providers(src), timeline(src)]

@@ -1,0 +1,80 @@
+"""Policies: create, update, delete, list (the compacted policies topic is the store)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+
+from agentledger.api.auth import check_tenant, require
+from agentledger.api.errors import ForbiddenError, responses
+from agentledger.api.kafka import Record
+from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.state import ApiState, get_state
+from agentledger.errors import ContractError, NotFoundError
+from agentledger.events import Policy
+from agentledger.wire import dump
+
+router = APIRouter(prefix="/v1/policies", tags=["policies"])
+
+
+def _tenant_of(policy: Policy) -> str | None:
+    """The tenant a policy belongs to; ``*`` (every tenant) belongs to no single tenant."""
+    return None if policy.selector.tenant == "*" else policy.selector.tenant
+
+
+def _visible(key: ApiKey, policy: Policy) -> bool:
+    return key.tenant is None or _tenant_of(policy) == key.tenant
+
+
+@router.get("", response_model=list[Policy], responses=responses(401, 403))
+async def list_policies(
+    key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
+) -> list[Policy]:
+    """Every policy this key may see (a tenant key sees its tenant's policies)."""
+    return sorted((p for p in state.policies.items().values() if _visible(key, p)), key=lambda p: p.policy_id)
+
+
+@router.get("/{policy_id}", response_model=Policy, responses=responses(401, 403, 404))
+async def get_policy(
+    policy_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
+) -> Policy:
+    policy: Policy | None = state.policies.get(policy_id)
+    if policy is None or not _visible(key, policy):
+        raise NotFoundError(f"no policy {policy_id!r}")
+    return policy
+
+
+@router.put("/{policy_id}", response_model=Policy, responses=responses(401, 403, 422, 503))
+async def put_policy(
+    policy_id: str,
+    policy: Policy,
+    key: ApiKey = Depends(require(KeyScope.ADMIN)),
+    state: ApiState = Depends(get_state),
+) -> Policy:
+    """Create or replace a policy (the streams worker picks it up from the topic)."""
+    if policy.policy_id != policy_id:
+        raise ContractError(
+            "policy_id in the body differs from the path", [("policy_id", "must match the path")]
+        )
+    if key.tenant is not None:
+        if policy.selector.tenant == "*":
+            raise ForbiddenError(f"a key bound to {key.tenant!r} must set selector.tenant to it")
+        check_tenant(key, policy.selector.tenant, "selector.tenant")
+    existing = state.policies.get(policy_id)
+    if existing is not None and not _visible(key, existing):
+        raise ForbiddenError(f"policy {policy_id!r} belongs to another tenant")
+    await state.publisher.send([Record(state.topics.policies, policy_id, dump(policy))])
+    state.policies.put(policy_id, policy)
+    return policy
+
+
+@router.delete("/{policy_id}", status_code=204, responses=responses(401, 403, 404, 503))
+async def delete_policy(
+    policy_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
+) -> Response:
+    """Delete a policy (a tombstone on the compacted topic)."""
+    existing = state.policies.get(policy_id)
+    if existing is None or not _visible(key, existing):
+        raise NotFoundError(f"no policy {policy_id!r}")
+    await state.publisher.send([Record(state.topics.policies, policy_id, None)])
+    state.policies.remove(policy_id)
+    return Response(status_code=204)

@@ -1,0 +1,150 @@
+"""Read-only queries over the warehouse; each route calls one named query, tenant-filtered."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from agentledger.api.auth import require, tenant_for
+from agentledger.api.errors import responses
+from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.state import ApiState, get_state
+from agentledger.errors import NotFoundError
+
+router = APIRouter(prefix="/v1", tags=["query"])
+Rows = list[dict[str, Any]]
+_ERR = responses(401, 403, 422, 503)
+_TENANT = Query(default=None, description="Filter to one tenant (all-tenant keys only).")
+
+
+class GroupBy(StrEnum):
+    TENANT = "tenant"
+    AGENT = "agent"
+    AGENT_VERSION = "agent_version"
+    WORKFLOW = "workflow"
+    MODEL = "model"
+    PROVIDER = "provider"
+
+
+class Bucket(StrEnum):
+    MINUTE = "minute"
+    HOUR = "hour"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+@router.get("/costs", response_model=Rows, responses=_ERR)
+async def costs(
+    group_by: list[GroupBy] = Query(default=[GroupBy.AGENT]),
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    bucket: Bucket | None = Query(default=None, description="Add a time bucket column."),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Cost (exact decimal strings), tokens and counts, grouped."""
+    rows: Rows = state.warehouse.rows(
+        "costs",
+        group_by=[g.value for g in group_by],
+        start=start,
+        end=end,
+        bucket=bucket.value if bucket else None,
+        tenant=tenant_for(key, tenant),
+    )
+    return rows
+
+
+@router.get("/traces/{trace_id}", response_model=Rows, responses=responses(401, 403, 404, 422, 503))
+async def trace(
+    trace_id: str = Path(pattern=r"^[0-9a-f]{32}$"),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """A trace as its spans (parent links, direct and inclusive cost)."""
+    rows: Rows = state.warehouse.rows("trace_tree", trace_id=trace_id, tenant=tenant_for(key, tenant))
+    if not rows:
+        raise NotFoundError(f"no trace {trace_id} visible to this key")
+    return rows
+
+
+@router.get("/top-traces", response_model=Rows, responses=_ERR)
+async def top_traces(
+    limit: int = Query(default=20, ge=1, le=500),
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """The costliest traces by inclusive cost."""
+    rows: Rows = state.warehouse.rows(
+        "top_traces", limit=limit, start=start, end=end, tenant=tenant_for(key, tenant)
+    )
+    return rows
+
+
+@router.get("/agents", response_model=Rows, responses=_ERR)
+async def agents(
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Agents with their versions, spend and last activity."""
+    rows: Rows = state.warehouse.rows("agents", tenant=tenant_for(key, tenant))
+    return rows
+
+
+@router.get("/quality", response_model=Rows, responses=_ERR)
+async def quality(
+    agent: str = Query(min_length=1, max_length=128),
+    metric: str = Query(min_length=1, max_length=64),
+    bucket: Bucket = Query(default=Bucket.HOUR),
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Mean score of one metric for one agent per time bucket and agent version."""
+    rows: Rows = state.warehouse.rows(
+        "quality_series",
+        agent=agent,
+        metric=metric,
+        bucket=bucket.value,
+        start=start,
+        end=end,
+        tenant=tenant_for(key, tenant),
+    )
+    return rows
+
+
+@router.get("/alerts", response_model=Rows, responses=_ERR)
+async def alerts(
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Alert transitions (warehouse history)."""
+    rows: Rows = state.warehouse.rows("alerts", start=start, end=end, tenant=tenant_for(key, tenant))
+    return rows
+
+
+@router.get("/commands", response_model=Rows, responses=_ERR)
+async def commands(
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Control commands issued (warehouse history, with who issued them)."""
+    rows: Rows = state.warehouse.rows("commands", start=start, end=end, tenant=tenant_for(key, tenant))
+    return rows

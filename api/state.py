@@ -1,0 +1,51 @@
+"""What the running app holds: the key store, the Kafka clients and views, topic names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fastapi import Request
+
+from agentledger import topics
+from agentledger.api.config import ApiSettings
+from agentledger.api.kafka import CompactedView, Publisher
+from agentledger.api.keys import KeyStore
+from agentledger.api.ratelimit import EventRateLimiter
+from agentledger.api.warehouse import WarehouseReader
+from agentledger.events import BudgetStatus, ControlCommand, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    events: str
+    policies: str
+    control: str
+    budgets: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> TopicNames:
+        return cls(
+            events=prefix + topics.EVENTS.name,
+            policies=prefix + topics.POLICIES.name,
+            control=prefix + topics.CONTROL.name,
+            budgets=prefix + topics.BUDGETS.name,
+        )
+
+
+@dataclass
+class ApiState:
+    settings: ApiSettings
+    keys: KeyStore
+    limiter: EventRateLimiter
+    topics: TopicNames
+    publisher: Publisher
+    policies: CompactedView[Policy]
+    budgets: CompactedView[BudgetStatus]
+    control: CompactedView[ControlCommand]
+    warehouse: WarehouseReader
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.ledger
+    return state

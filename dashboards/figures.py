@@ -1,0 +1,277 @@
+"""Pure figure functions: rows (plain dicts, as the API's queries return them) -> plotly
+Figure. No SQL, no HTTP, no clock: the same rows always give the same figure."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import plotly.graph_objects as go
+
+Row = Mapping[str, Any]
+
+STATE_COLOURS = {
+    "ok": "#2e7d32",
+    "warn": "#f9a825",
+    "throttled": "#ef6c00",
+    "killed": "#c62828",
+    "closed": "#2e7d32",
+    "half_open": "#f9a825",
+    "half-open": "#f9a825",
+    "open": "#c62828",
+    "alert": "#c62828",
+    "resolved": "#2e7d32",
+}
+
+
+def num(value: Any) -> float:
+    """A number from a row value (Decimal strings for money, None as 0)."""
+    if value is None or value == "":
+        return 0.0
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def x_time(value: Any) -> Any:
+    """A time for plotly's x axis: naive UTC (plotly.js does not read ``+00:00`` offsets)."""
+    t = when(value)
+    return value if t is None else t.astimezone(UTC).replace(tzinfo=None)
+
+
+def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
+    # Phone-friendly: small margins, legend under the plot, height that fits a screen.
+    layout: dict[str, Any] = {
+        "title": {"text": title, "x": 0.01, "font": {"size": 15}},
+        "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "height": 340,
+        "legend": {"orientation": "h", "y": -0.2},
+        "template": "plotly_white",
+    }
+    fig.update_layout(**{**layout, **extra})
+    return fig
+
+
+def _empty(fig: go.Figure, message: str) -> go.Figure:
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def spend_by_agent_over_time(rows: Iterable[Row]) -> go.Figure:
+    """Stacked bars of cost per time bucket, one colour per agent. Rows: bucket, agent, cost_usd."""
+    series: dict[str, dict[Any, float]] = defaultdict(lambda: defaultdict(float))
+    for r in rows:
+        series[str(r.get("agent") or "?")][x_time(r.get("bucket"))] += num(r.get("cost_usd"))
+    fig = go.Figure()
+    for agent in sorted(series):
+        points = sorted(series[agent].items(), key=lambda kv: str(kv[0]))
+        fig.add_bar(name=agent, x=[k for k, _ in points], y=[v for _, v in points])
+    if not series:
+        _empty(fig, "no spend in this range")
+    return _layout(fig, "Spend by agent over time (USD)", barmode="stack")
+
+
+def top_agents(rows: Iterable[Row], limit: int = 10) -> go.Figure:
+    """Horizontal bars of the costliest agents. Rows: agent, cost_usd."""
+    totals: dict[str, float] = defaultdict(float)
+    for r in rows:
+        totals[str(r.get("agent") or "?")] += num(r.get("cost_usd"))
+    top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit][::-1]
+    fig = go.Figure(go.Bar(x=[v for _, v in top], y=[k for k, _ in top], orientation="h"))
+    if not top:
+        _empty(fig, "no agents yet")
+    return _layout(fig, "Top agents by spend (USD)")
+
+
+def budget_burn(statuses: Iterable[Row]) -> go.Figure:
+    """Budget utilisation per policy and scope, coloured by state, with projected exhaustion.
+    Rows: policy_id, scope_key, spend, limit, state, projected_exhaustion."""
+    items = sorted(statuses, key=lambda s: (str(s.get("policy_id")), str(s.get("scope_key"))))
+    labels = [f"{s.get('policy_id')} · {s.get('scope_key')}" for s in items]
+    used = [100.0 * num(s.get("spend")) / num(s.get("limit")) if num(s.get("limit")) else 0.0 for s in items]
+    text = [
+        f"{num(s.get('spend')):.2f} / {num(s.get('limit')):.2f}"
+        + (f" · exhausts {s.get('projected_exhaustion')}" if s.get("projected_exhaustion") else "")
+        for s in items
+    ]
+    colours = [STATE_COLOURS.get(str(s.get("state")), "#546e7a") for s in items]
+    fig = go.Figure(
+        go.Bar(x=used, y=labels, orientation="h", marker_color=colours, text=text, textposition="auto")
+    )
+    fig.add_vline(x=100, line_dash="dash", line_color="#c62828")
+    if not items:
+        _empty(fig, "no live budgets (no policies, or the worker has not reported yet)")
+    return _layout(fig, "Budget burn (% of limit)", xaxis_title="% used")
+
+
+def cost_and_tokens(rows: Iterable[Row]) -> go.Figure:
+    """One agent's cost (bars) and tokens (lines, right axis) per bucket.
+    Rows: bucket, cost_usd, input_tokens, output_tokens."""
+    items = sorted(rows, key=lambda r: str(r.get("bucket")))
+    x = [x_time(r.get("bucket")) for r in items]
+    fig = go.Figure()
+    fig.add_bar(name="cost USD", x=x, y=[num(r.get("cost_usd")) for r in items])
+    fig.add_scatter(name="input tokens", x=x, y=[num(r.get("input_tokens")) for r in items], yaxis="y2")
+    fig.add_scatter(name="output tokens", x=x, y=[num(r.get("output_tokens")) for r in items], yaxis="y2")
+    if not items:
+        _empty(fig, "no usage for this agent")
+    return _layout(fig, "Cost and tokens", yaxis2={"overlaying": "y", "side": "right", "showgrid": False})
+
+
+def quality_with_drift(scores: Iterable[Row], drift_alerts: Sequence[Row] = ()) -> go.Figure:
+    """Quality per metric and version over time; drift alarms as vertical lines.
+    Scores: bucket (or ts), metric, score, agent_version. Alerts: ts, summary."""
+    series: dict[str, list[tuple[Any, float]]] = defaultdict(list)
+    for r in scores:
+        name = f"{r.get('metric') or 'score'} {r.get('agent_version') or ''}".strip()
+        series[name].append((x_time(r.get("bucket") or r.get("ts")), num(r.get("score"))))
+    fig = go.Figure()
+    for name in sorted(series):
+        points = sorted(series[name], key=lambda p: str(p[0]))
+        fig.add_scatter(name=name, x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers")
+    for alert in drift_alerts:
+        ts = x_time(alert.get("ts"))
+        if isinstance(ts, datetime):
+            fig.add_shape(
+                type="line", x0=ts, x1=ts, y0=0, y1=1, yref="paper", line={"dash": "dot", "color": "#c62828"}
+            )
+    if not series:
+        _empty(fig, "no quality scores")
+    return _layout(fig, "Quality (drift alarms dotted)")
+
+
+def versions_table(rows: Iterable[Row]) -> go.Figure:
+    """Versions of one agent with spend and canary verdicts.
+    Rows: agent_version, cost_usd, events, verdict."""
+    items = sorted(rows, key=lambda r: str(r.get("agent_version")))
+    fig = go.Figure(
+        go.Table(
+            header={"values": ["version", "cost USD", "events", "canary verdict"]},
+            cells={
+                "values": [
+                    [r.get("agent_version") or "-" for r in items],
+                    [f"{num(r.get('cost_usd')):.4f}" for r in items],
+                    [int(num(r.get("events"))) for r in items],
+                    [r.get("verdict") or "-" for r in items],
+                ]
+            },
+        )
+    )
+    return _layout(fig, "Versions and canary verdicts")
+
+
+def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
+    """One bar per span from its start to its end, indented by depth, labelled with direct and
+    inclusive cost. Rows: span_id, parent_span_id, name, start, end, direct_cost_usd (or
+    cost_usd), inclusive_cost_usd."""
+    items = [s for s in spans if when(s.get("start")) and when(s.get("end"))]
+    by_id = {str(s.get("span_id")): s for s in items}
+
+    def depth(s: Row) -> int:
+        d, seen, parent = 0, set(), s.get("parent_span_id")
+        while parent and str(parent) in by_id and parent not in seen:
+            seen.add(parent)
+            d += 1
+            parent = by_id[str(parent)].get("parent_span_id")
+        return d
+
+    items.sort(key=lambda s: (when(s.get("start")), str(s.get("span_id"))))  # type: ignore[arg-type,return-value]
+    starts = [t for t in (when(s.get("start")) for s in items) if t is not None]
+    t0 = min(starts, default=None)
+    labels, base, width, text = [], [], [], []
+    for s in items:
+        start, end = when(s.get("start")), when(s.get("end"))
+        assert start is not None and end is not None and t0 is not None
+        name = s.get("name") or s.get("kind") or "event"
+        labels.append("· " * depth(s) + f"{name} [{str(s.get('span_id'))[:6]}]")
+        base.append((start - t0).total_seconds() * 1000)
+        width.append(max((end - start).total_seconds() * 1000, 0.5))
+        direct = s.get("direct_cost_usd", s.get("cost_usd"))
+        text.append(f"${num(direct):.5f} · incl ${num(s.get('inclusive_cost_usd')):.5f}")
+    fig = go.Figure(
+        go.Bar(
+            y=labels,
+            x=width,
+            base=base,
+            orientation="h",
+            text=text,
+            textposition="auto",
+            marker_color="#1565c0",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    if not items:
+        _empty(fig, "no spans")
+    return _layout(
+        fig, "Trace waterfall (ms from start; direct · inclusive cost)", height=max(340, 28 * len(items) + 80)
+    )
+
+
+def provider_health(rows: Iterable[Row]) -> go.Figure:
+    """LLM calls per provider/model, coloured by circuit state; error rate in the label when
+    known. Rows: provider, model, calls, errors or error_rate (optional), circuit."""
+    items = sorted(
+        (r for r in rows if r.get("provider")), key=lambda r: (str(r.get("provider")), str(r.get("model")))
+    )
+    labels = [f"{r.get('provider')}/{r.get('model')}" for r in items]
+    calls = [num(r.get("calls")) for r in items]
+    text = []
+    for r, n in zip(items, calls, strict=True):
+        rate = r.get("error_rate")
+        if rate is None and r.get("errors") is not None and n:
+            rate = num(r.get("errors")) / n
+        errors = f" · {100 * num(rate):.1f}% errors" if rate is not None else ""
+        text.append(f"circuit {r.get('circuit') or 'closed'}{errors}")
+    colours = [STATE_COLOURS.get(str(r.get("circuit") or "closed"), "#546e7a") for r in items]
+    fig = go.Figure(go.Bar(x=labels, y=calls, marker_color=colours, text=text, textposition="auto"))
+    if not items:
+        _empty(fig, "no LLM calls")
+    return _layout(fig, "Providers: LLM calls (colour = circuit state)", yaxis_title="calls")
+
+
+def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> go.Figure:
+    """Alerts and control commands on one time axis. Alerts: ts, rule, entity, state, summary;
+    commands: ts, action, scope_key, reason, issued_by."""
+    fig = go.Figure()
+    a = sorted(alerts, key=lambda r: str(r.get("ts")))
+    c = sorted(commands, key=lambda r: str(r.get("ts")))
+    fig.add_scatter(
+        name="alerts",
+        mode="markers",
+        x=[x_time(r.get("ts")) for r in a],
+        y=[str(r.get("rule")) for r in a],
+        marker={"size": 11, "color": [STATE_COLOURS.get(str(r.get("state")), "#546e7a") for r in a]},
+        text=[f"{r.get('state')}: {r.get('summary')} ({r.get('entity')})" for r in a],
+        hoverinfo="text+x",
+    )
+    fig.add_scatter(
+        name="commands",
+        mode="markers",
+        marker_symbol="diamond",
+        x=[x_time(r.get("ts")) for r in c],
+        y=[f"cmd:{r.get('action')}" for r in c],
+        marker={"size": 11, "color": "#6a1b9a"},
+        text=[
+            f"{r.get('action')} {r.get('scope_key')} by {r.get('issued_by')}: {r.get('reason')}" for r in c
+        ],
+        hoverinfo="text+x",
+    )
+    if not a and not c:
+        _empty(fig, "no alerts or commands")
+    return _layout(fig, "Alerts and commands")
