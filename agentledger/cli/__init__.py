@@ -25,6 +25,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.warehouse",
     "agentledger.cli.api",
     "agentledger.cli.report",
+    "agentledger.cli.health",
 ]
 
 

@@ -1,0 +1,72 @@
+"""``agentledger health`` (the detectors worker) and ``agentledger alerts dispatch``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from agentledger.cli._common import bootstrap, console, settings
+
+alerts = typer.Typer(help="Alert delivery: Slack, PagerDuty, signed webhooks.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("health")(health)
+    app.add_typer(alerts, name="alerts")
+
+
+def health(
+    config: Path | None = typer.Option(
+        None, "--config", help="Policy file (alerts/providers/quality/canary)."
+    ),
+    datadir: Path | None = typer.Option(None, "--datadir", help="Faust data dir (default under home)."),
+    loglevel: str = typer.Option("info", "--loglevel"),
+) -> None:
+    """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker."""
+    from faust.worker import Worker
+
+    from agentledger.streams.health import build_health_app
+    from agentledger.streams.healthconfig import load_health_config
+
+    s = settings()
+    cfg = load_health_config(config)
+    data = datadir or (s.home / "health")
+    data.mkdir(parents=True, exist_ok=True)
+    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data)
+    console.print(
+        f"agentledger health: consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
+    )
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@alerts.command("dispatch")
+def dispatch(
+    config: Path = typer.Option(..., "--config", help="Policy file with `alerts:` channels and routes."),
+    state: Path | None = typer.Option(None, "--state", help="sqlite state (default under home)."),
+    loglevel: str = typer.Option("info", "--loglevel"),
+) -> None:
+    """Deliver alert transitions (lifecycle, retries, no duplicates across restarts)."""
+    import asyncio
+    import logging
+    import signal
+
+    from agentledger import topics
+    from agentledger.streams.dispatch import AlertDispatcher
+    from agentledger.streams.healthconfig import load_health_config
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    s = settings()
+    cfg = load_health_config(config).alerts
+    path = state or Path(cfg.state_path or s.home / "alerts" / "dispatch.db")
+    topic = s.topic_prefix + topics.ALERTS.name
+    disp = AlertDispatcher(cfg, bootstrap(s), topic, path, kafka_options=s.kafka_client_options())
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await disp.run(stop)
+
+    asyncio.run(main())

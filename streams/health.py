@@ -1,0 +1,385 @@
+"""`agentledger health`: quality drift, canary verdicts and provider failover, as their own
+Faust app and consumer group beside the budget worker (a slow detector never delays budget
+enforcement, and the two scale apart).
+
+``HealthEngine`` is the whole decision logic without Faust: bytes in (event envelopes, priced
+envelopes, timer ticks), records out (``ControlCommand`` for the control topic keyed by
+``Scope.key``, ``AlertEvent`` for the alerts topic keyed by ``dedup_key``). ``build_health_app``
+wraps it in two Faust agents and a timer. Detector state lives in memory: after a restart
+baselines and windows are rebuilt from new data (commands already published stay in force on
+the compacted control topic).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agentledger.errors import ContractError
+from agentledger.events import (
+    Action,
+    AlertEvent,
+    AlertState,
+    CommandParams,
+    ControlCommand,
+    QualityEvent,
+    Scope,
+    ScopeKind,
+    Severity,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+    UsageEvent,
+)
+from agentledger.wire import decode_envelope, decode_priced, dump
+
+from .canary import CanaryJudge, CanaryVerdict
+from .drift import DriftDetector, DriftFinding
+from .healthconfig import HealthConfig
+from .providers import CircuitState, CircuitTransition, ProviderHealthMonitor
+
+log = logging.getLogger("agentledger.streams.health")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to publish: ``topic`` is ``"control"`` or ``"alerts"``."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+def _now_dt(clock: Callable[[], float]) -> datetime:
+    return datetime.fromtimestamp(clock(), UTC)
+
+
+class HealthEngine:
+    """Drift + canary + provider health over decoded events; pure apart from the clock."""
+
+    def __init__(self, cfg: HealthConfig, clock: Callable[[], float] = time.time) -> None:
+        self.cfg, self.clock = cfg, clock
+        self.providers = ProviderHealthMonitor(cfg.providers, clock)
+        self.canary = CanaryJudge(cfg.canary, clock)
+        self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
+        self.open_models: dict[str, set[str]] = {}
+        self.last_canary_eval = 0.0
+        self.counts = {"events": 0, "priced": 0, "bad_records": 0, "commands": 0, "alerts": 0}
+
+    # --- outputs ------------------------------------------------------------------------
+    def _command(
+        self, scope: Scope, action: Action, reason: str, params: CommandParams | None = None
+    ) -> Outgoing:
+        cmd = ControlCommand(
+            command_id=uuid.uuid4().hex,
+            ts=_now_dt(self.clock),
+            scope=scope,
+            action=action,
+            reason=reason[:1024],
+            params=params or CommandParams(),
+            issued_by="agentledger-health",
+        )
+        self.counts["commands"] += 1
+        log.info("command %s %s: %s", action.value, scope.key, reason)
+        return Outgoing("control", scope.key.encode(), dump(cmd))
+
+    def _alert(
+        self,
+        rule: str,
+        entity: str,
+        tenant: str | None,
+        state: AlertState,
+        severity: Severity,
+        summary: str,
+        figures: dict[str, Any],
+        command_id: str | None = None,
+    ) -> Outgoing:
+        dedup = f"{rule}|{entity}"[:255]
+        alert = AlertEvent(
+            alert_id=uuid.uuid4().hex,
+            dedup_key=dedup,
+            ts=_now_dt(self.clock),
+            rule=rule,
+            entity=entity[:512],
+            tenant=tenant,
+            state=state,
+            severity=severity,
+            summary=summary[:1024],
+            figures={k: v for k, v in figures.items() if isinstance(v, str | int | float | bool)},
+            command_id=command_id,
+        )
+        self.counts["alerts"] += 1
+        return Outgoing("alerts", dedup.encode(), dump(alert))
+
+    # --- inputs -------------------------------------------------------------------------
+    def on_events(self, raw: bytes) -> list[Outgoing]:
+        """One events-topic record. Rejected events are skipped (the budget worker DLQs them)."""
+        try:
+            decoded = decode_envelope(raw)
+        except ContractError:
+            self.counts["bad_records"] += 1
+            return []
+        out: list[Outgoing] = []
+        for ev in decoded.events:
+            self.counts["events"] += 1
+            if isinstance(ev, SpanEvent):
+                out.extend(self._on_span(ev))
+            elif isinstance(ev, QualityEvent):
+                out.extend(self._on_quality(ev))
+        return out
+
+    def on_priced(self, raw: bytes) -> list[Outgoing]:
+        """One priced-topic record: cost per task for canaries."""
+        try:
+            _, priced = decode_priced(raw)
+        except ContractError:
+            self.counts["bad_records"] += 1
+            return []
+        for pe in priced:
+            ev = pe.event
+            self.counts["priced"] += 1
+            if isinstance(ev, UsageEvent) and pe.priced and ev.agent_version:
+                self.canary.record_cost(
+                    ev.tenant, ev.agent, ev.agent_version, ev.trace_id, float(pe.cost_usd), ev.ts.timestamp()
+                )
+        return []
+
+    def tick(self) -> list[Outgoing]:
+        """Timer: time alone moves circuits (open -> half-open) and canary verdicts."""
+        out: list[Outgoing] = []
+        for t in self.providers.tick():
+            out.extend(self._on_circuit(t))
+        now = self.clock()
+        if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
+            self.last_canary_eval = now
+            for verdict in self.canary.evaluate():
+                out.extend(self._on_verdict(verdict))
+        return out
+
+    # --- provider health ----------------------------------------------------------------
+    def _on_span(self, ev: SpanEvent) -> list[Outgoing]:
+        ts = ev.ts.timestamp()
+        error = ev.status is SpanStatus.ERROR
+        if ev.agent_version:
+            self.canary.record_span(ev.tenant, ev.agent, ev.agent_version, error, ts)
+        if ev.kind is not SpanKind.LLM or not ev.provider:
+            return []
+        t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
+        return self._on_circuit(t) if t is not None else []
+
+    def _on_circuit(self, t: CircuitTransition) -> list[Outgoing]:
+        figures: dict[str, Any] = {
+            "provider": t.provider,
+            "model": t.model,
+            "calls": t.calls,
+            "errors": t.errors,
+            "error_rate": round(t.error_rate, 4),
+            "circuit": t.new.value,
+        }
+        if t.p95_ms is not None:
+            figures["p95_ms"] = round(t.p95_ms, 1)
+        entity = f"{t.provider}/{t.model}"
+        scope = Scope(kind=ScopeKind.PROVIDER, provider=t.provider)
+        open_models = self.open_models.setdefault(t.provider, set())
+        fallback = self.cfg.providers.fallbacks.get(t.provider)
+        out: list[Outgoing] = []
+        log.info("circuit %s: %s -> %s (%s)", entity, t.old.value, t.new.value, t.reason)
+        if t.new is CircuitState.OPEN and t.old is CircuitState.CLOSED:
+            first = not open_models
+            open_models.add(t.model)
+            command_id = None
+            if fallback and first:
+                cmd = self._command(
+                    scope,
+                    Action.FAILOVER,
+                    f"{entity} unhealthy: {t.reason}",
+                    CommandParams(fallback_provider=fallback),
+                )
+                command_id = ControlCommand.model_validate_json(cmd.value).command_id
+                out.append(cmd)
+            figures["fallback"] = fallback or "none configured"
+            out.append(
+                self._alert(
+                    "provider.circuit",
+                    entity,
+                    None,
+                    AlertState.ALERT,
+                    Severity.ERROR,
+                    f"{entity} circuit open: {t.reason}; failover to {fallback or '(no fallback configured)'}",
+                    figures,
+                    command_id,
+                )
+            )
+        elif t.new is CircuitState.CLOSED:
+            open_models.discard(t.model)
+            if fallback and not open_models:
+                out.append(self._command(scope, Action.RESUME, f"{entity} healthy again: {t.reason}"))
+            out.append(
+                self._alert(
+                    "provider.circuit",
+                    entity,
+                    None,
+                    AlertState.RESOLVED,
+                    Severity.INFO,
+                    f"{entity} recovered: {t.reason}",
+                    figures,
+                )
+            )
+        return out
+
+    # --- quality drift ------------------------------------------------------------------
+    def _on_quality(self, ev: QualityEvent) -> list[Outgoing]:
+        version = ev.agent_version or "-"
+        key = (ev.tenant, ev.agent, version, ev.metric)
+        det = self.drift.get(key)
+        if det is None:
+            det = self.drift[key] = DriftDetector(self.cfg.quality.for_key(ev.tenant, ev.agent, ev.metric))
+        finding = det.update(ev.score)
+        return self._on_drift(ev, version, det, finding) if finding is not None else []
+
+    def _on_drift(
+        self, ev: QualityEvent, version: str, det: DriftDetector, f: DriftFinding
+    ) -> list[Outgoing]:
+        s = det.s
+        entity = f"{ev.tenant}/{ev.agent}@{version}:{ev.metric}"
+        figures: dict[str, Any] = {
+            "metric": ev.metric,
+            "agent_version": version,
+            "baseline_mean": round(f.baseline_mean, 4),
+            "recent_mean": round(f.recent_mean, 4),
+            "change_pct": round(f.change_pct, 2),
+            "p_value": f.p_value,
+            "recent_n": f.recent_n,
+            "scores_seen": f.scores_seen,
+        }
+        scope = Scope(kind=ScopeKind.AGENT, tenant=ev.tenant, agent=ev.agent)
+        out: list[Outgoing] = []
+        if f.recovered:
+            if s.action == "throttle":
+                out.append(self._command(scope, Action.RESUME, f"{ev.metric} back to baseline"))
+            out.append(
+                self._alert(
+                    "quality.drift",
+                    entity,
+                    ev.tenant,
+                    AlertState.RESOLVED,
+                    Severity.INFO,
+                    f"{ev.metric} of {ev.agent}@{version} back to baseline ({f.recent_mean:.3f} vs {f.baseline_mean:.3f})",
+                    figures,
+                )
+            )
+            return out
+        command_id = None
+        reason = f"{ev.metric} drifted {f.direction}: {f.recent_mean:.3f} vs baseline {f.baseline_mean:.3f} ({f.change_pct:+.1f} %, p={f.p_value:.2g})"
+        if s.action == "throttle":
+            out.append(
+                self._command(scope, Action.THROTTLE, reason, CommandParams(rate_per_s=s.throttle_rate_per_s))
+            )
+        elif s.action == "rollback" and s.rollback_to:
+            out.append(
+                self._command(scope, Action.ROLLBACK, reason, CommandParams(target_version=s.rollback_to))
+            )
+        if out:
+            command_id = ControlCommand.model_validate_json(out[0].value).command_id
+        out.append(
+            self._alert(
+                "quality.drift",
+                entity,
+                ev.tenant,
+                AlertState.ALERT,
+                Severity.WARNING,
+                f"{ev.agent}@{version}: {reason}",
+                figures,
+                command_id,
+            )
+        )
+        return out
+
+    # --- canary -------------------------------------------------------------------------
+    def _on_verdict(self, v: CanaryVerdict) -> list[Outgoing]:
+        entity = f"{v.tenant}/{v.agent}@{v.canary}"
+        figures: dict[str, Any] = {**v.figures, "verdict": v.verdict}
+        summary = f"canary {v.agent}@{v.canary} vs {v.baseline}: {v.verdict} ({'; '.join(v.reasons)})"
+        log.info("%s", summary)
+        if v.verdict == "rollback":
+            scope = Scope(kind=ScopeKind.AGENT, tenant=v.tenant, agent=v.agent)
+            cmd = self._command(scope, Action.ROLLBACK, summary, CommandParams(target_version=v.baseline))
+            command_id = ControlCommand.model_validate_json(cmd.value).command_id
+            alert = self._alert(
+                "canary.verdict",
+                entity,
+                v.tenant,
+                AlertState.ALERT,
+                Severity.ERROR,
+                summary,
+                figures,
+                command_id,
+            )
+            return [cmd, alert]
+        if v.verdict == "promote":
+            return [
+                self._alert(
+                    "canary.verdict", entity, v.tenant, AlertState.WARN, Severity.INFO, summary, figures
+                )
+            ]
+        return [
+            self._alert("canary.verdict", entity, v.tenant, AlertState.OK, Severity.INFO, summary, figures)
+        ]
+
+
+def build_health_app(cfg: HealthConfig, bootstrap: str, prefix: str, datadir: str | Path) -> Any:
+    """The Faust app: events and priced agents, a 1-second timer, outputs to control/alerts."""
+    import faust
+
+    from agentledger import topics
+
+    engine = HealthEngine(cfg)
+    app = faust.App(
+        f"{prefix}agentledger-health",
+        broker=[f"kafka://{b.strip()}" for b in bootstrap.split(",")],
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=topics.PARTITIONS,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+    )
+    raw: dict[str, Any] = {
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "key_type": bytes,
+        "value_type": bytes,
+    }
+    events = app.topic(prefix + topics.EVENTS.name, **raw)
+    priced = app.topic(prefix + topics.PRICED.name, **raw)
+    out_topics = {
+        "control": app.topic(prefix + topics.CONTROL.name, **raw),
+        "alerts": app.topic(prefix + topics.ALERTS.name, **raw),
+    }
+
+    async def publish(records: list[Outgoing]) -> None:
+        for r in records:
+            await out_topics[r.topic].send(key=r.key, value=r.value)
+
+    @app.agent(events, name="health-events")  # type: ignore[untyped-decorator]
+    async def on_events(stream: Any) -> None:
+        async for value in stream:
+            await publish(engine.on_events(value))
+
+    @app.agent(priced, name="health-priced")  # type: ignore[untyped-decorator]
+    async def on_priced(stream: Any) -> None:
+        async for value in stream:
+            await publish(engine.on_priced(value))
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def tick() -> None:
+        await publish(engine.tick())
+
+    app.health_engine = engine
+    return app
