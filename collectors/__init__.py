@@ -1,1 +1,70 @@
-"""agentledger.collectors."""
+"""agentledger.collectors: the tiny client agents emit through, and the Guard that enforces.
+
+    from agentledger import collectors as al
+    al.configure(tenant="acme", agent="planner", bootstrap="localhost:9092")
+    with al.span("answer", kind="agent"):
+        al.record_usage("openai", "gpt-4o", input_tokens=1200, output_tokens=80, cache_read_tokens=1000)
+
+Recording only enqueues; a daemon thread batches and sends. Nothing here raises into agent
+code because telemetry failed. Transports and the Guard load aiokafka only when used.
+"""
+
+from __future__ import annotations
+
+from .api import (
+    configure,
+    flush,
+    get_emitter,
+    record_quality,
+    record_tool_call,
+    record_usage,
+    shutdown,
+    span,
+    stats,
+)
+from .context import SpanContext, attach, current, detach
+from .emitter import Emitter, hash_args
+from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill, Throttled
+from .guard import Guard, guarded
+from .http import HttpTransport
+from .kafka import KafkaTransport
+from .propagation import extract, inject, traceparent
+from .spans import SpanScope
+from .transport import MemoryTransport, NoOpTransport
+from .usage import Usage, usage_from_anthropic, usage_from_openai
+
+__all__ = [
+    "AgentKilled",
+    "BudgetKilled",
+    "Emitter",
+    "Guard",
+    "HttpTransport",
+    "KafkaTransport",
+    "LoopKilled",
+    "ManualKill",
+    "MemoryTransport",
+    "NoOpTransport",
+    "SpanContext",
+    "SpanScope",
+    "Throttled",
+    "Usage",
+    "attach",
+    "configure",
+    "current",
+    "detach",
+    "extract",
+    "flush",
+    "get_emitter",
+    "guarded",
+    "hash_args",
+    "inject",
+    "record_quality",
+    "record_tool_call",
+    "record_usage",
+    "shutdown",
+    "span",
+    "stats",
+    "traceparent",
+    "usage_from_anthropic",
+    "usage_from_openai",
+]

@@ -1,0 +1,187 @@
+"""The Guard's view of the control topic, as plain data: latest command per scope key, and a
+precomputed index so that ``check`` is a few dict lookups (nothing applies: one lookup).
+
+A compacted topic holds the latest command per scope key, so a ``resume`` (same key)
+replaces the kill or throttle it ends; an expired command is ignored and dropped at the next
+rebuild.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+from agentledger.events import Action, ControlCommand, ScopeKind
+
+from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill
+
+_KILLS: dict[str | None, type[AgentKilled]] = {
+    "budget": BudgetKilled,
+    "loop": LoopKilled,
+    "manual": ManualKill,
+}
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` saved. Thread-safe."""
+
+    __slots__ = ("_lock", "burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int = 1, now: float | None = None) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic() if now is None else now
+        self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+
+    def reserve(self, now: float) -> float:
+        """Take a token (possibly in the future); return how long to wait for it."""
+        with self._lock:
+            self._refill(now)
+            self.tokens -= 1.0
+            return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+    def try_take(self, now: float) -> float:
+        """Take a token if one is there (returns 0), else return the wait without taking."""
+        with self._lock:
+            self._refill(now)
+            if self.tokens >= 1.0:
+                self.tokens -= 1.0
+                return 0.0
+            return (1.0 - self.tokens) / self.rate
+
+
+@dataclass(slots=True)
+class Rule:
+    command: ControlCommand
+    expires: float  # UNIX seconds; inf when it never expires
+    bucket: TokenBucket | None = None
+
+    def kill_error(self) -> AgentKilled:
+        cmd = self.command
+        cls = _KILLS.get(cmd.params.kill_reason, AgentKilled)
+        return cls(
+            f"agentledger {cmd.scope.key} killed: {cmd.reason or cmd.params.kill_reason or 'no reason given'}",
+            command_id=cmd.command_id,
+            scope_key=cmd.scope.key,
+            reason=cmd.reason,
+        )
+
+
+@dataclass(slots=True)
+class TenantRules:
+    """Kill and throttle rules of one tenant, keyed the way ``check`` looks them up."""
+
+    tenant: Rule | None = None
+    agents: dict[str, Rule] = field(default_factory=dict)
+    versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    workflows: dict[str, Rule] = field(default_factory=dict)
+    traces: dict[str, Rule] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ControlIndex:
+    """Immutable once built; the Guard swaps in a new one (readers never lock)."""
+
+    kills: dict[str, TenantRules] = field(default_factory=dict)
+    throttles: dict[str, TenantRules] = field(default_factory=dict)
+    failovers: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    rollbacks: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    next_expiry: float = math.inf
+
+
+def _place(rules: TenantRules, kind: ScopeKind, cmd: ControlCommand, rule: Rule) -> None:
+    scope = cmd.scope
+    if kind is ScopeKind.TENANT:
+        rules.tenant = rule
+    elif kind is ScopeKind.AGENT:
+        rules.agents[str(scope.agent)] = rule
+    elif kind is ScopeKind.AGENT_VERSION:
+        rules.versions[(str(scope.agent), str(scope.agent_version))] = rule
+    elif kind is ScopeKind.WORKFLOW:
+        rules.workflows[str(scope.workflow)] = rule
+    elif kind is ScopeKind.TRACE:
+        rules.traces[str(scope.trace_id)] = rule
+
+
+class ControlState:
+    """Latest command per scope key; ``index()`` builds what ``Guard.check`` reads."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, ControlCommand] = {}
+        self._buckets: dict[str, tuple[str, TokenBucket]] = {}  # scope key -> (command id, bucket)
+
+    def apply(self, key: str | None, command: ControlCommand | None) -> None:
+        """A record from the control topic: a command, or a tombstone (None) deleting ``key``."""
+        if command is None:
+            if key is not None:
+                self.commands.pop(key, None)
+            return
+        self.commands[key or command.scope.key] = command
+
+    def _bucket(self, key: str, cmd: ControlCommand, now_mono: float) -> TokenBucket:
+        # Keep a bucket across rebuilds while the same command rules, so tokens are not reset.
+        held = self._buckets.get(key)
+        if held is not None and held[0] == cmd.command_id:
+            return held[1]
+        bucket = TokenBucket(float(cmd.params.rate_per_s or 1.0), cmd.params.burst or 1, now_mono)
+        self._buckets[key] = (cmd.command_id, bucket)
+        return bucket
+
+    def index(self, now: float | None = None) -> ControlIndex:
+        now = time.time() if now is None else now
+        now_mono = time.monotonic()
+        out = ControlIndex()
+        live_buckets: set[str] = set()
+        for key, cmd in self.commands.items():
+            expires = cmd.expires_at.timestamp() if cmd.expires_at is not None else math.inf
+            if expires <= now or cmd.action is Action.RESUME:
+                continue
+            out.next_expiry = min(out.next_expiry, expires)
+            rule = Rule(cmd, expires)
+            scope = cmd.scope
+            if cmd.action is Action.FAILOVER and scope.kind is ScopeKind.PROVIDER:
+                out.failovers[(str(scope.provider), scope.model or "*")] = rule
+            elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
+                out.rollbacks[(scope.tenant, scope.agent)] = rule
+            elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:
+                table = out.kills if cmd.action is Action.KILL else out.throttles
+                if cmd.action is Action.THROTTLE:
+                    rule.bucket = self._bucket(key, cmd, now_mono)
+                    live_buckets.add(key)
+                _place(table.setdefault(scope.tenant, TenantRules()), scope.kind, cmd, rule)
+        for key in set(self._buckets) - live_buckets:
+            del self._buckets[key]
+        return out
+
+
+def matching(
+    rules: TenantRules, agent: str, workflow: str | None, trace_id: str | None, agent_version: str | None
+) -> list[Rule]:
+    """Rules of one tenant that match a check, most specific first."""
+    found = []
+    if trace_id is not None and rules.traces:
+        rule = rules.traces.get(trace_id)
+        if rule is not None:
+            found.append(rule)
+    if agent_version is not None and rules.versions:
+        rule = rules.versions.get((agent, agent_version))
+        if rule is not None:
+            found.append(rule)
+    rule = rules.agents.get(agent)
+    if rule is not None:
+        found.append(rule)
+    if workflow is not None and rules.workflows:
+        rule = rules.workflows.get(workflow)
+        if rule is not None:
+            found.append(rule)
+    if rules.tenant is not None:
+        found.append(rules.tenant)
+    return found

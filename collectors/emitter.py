@@ -1,0 +1,242 @@
+"""The ``Emitter``: what agents record through. Recording builds a small dict and enqueues it;
+the ``BatchWorker`` does everything else on its own thread."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+import weakref
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from agentledger import topics
+from agentledger.settings import get_settings
+
+from . import _ids
+from .context import _CURRENT
+from .spans import SpanScope
+from .transport import NoOpTransport, Transport
+from .worker import BatchWorker
+
+log = logging.getLogger("agentledger.collectors")
+
+_NAME = re.compile(r"^[^/\s][^/]{0,127}$")
+_STATUSES = frozenset({"ok", "error", "unset"})
+
+
+def _check_name(value: str, what: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(f"{what} {value!r} must be 1-128 characters, not start with a space, no '/'")
+    return value
+
+
+def hash_args(args: Any) -> str:
+    """16-hex blake2b of the arguments' canonical JSON: equal arguments, equal hash; never sent."""
+    raw = json.dumps(args, sort_keys=True, separators=(",", ":"), default=repr).encode()
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
+class Emitter:
+    """A configured client: constructor arguments first, then ``AGENTLEDGER_*`` environment.
+
+    Transport: ``transport`` if given; else Kafka when ``bootstrap`` (or
+    ``AGENTLEDGER_KAFKA_BOOTSTRAP``) is set; else HTTP when ``api_key`` (or
+    ``AGENTLEDGER_API_KEY``) is set; else a no-op (nothing configured, nothing sent).
+    """
+
+    def __init__(
+        self,
+        tenant: str | None = None,
+        agent: str | None = None,
+        agent_version: str | None = None,
+        workflow: str | None = None,
+        transport: Transport | None = None,
+        bootstrap: str | None = None,
+        max_queue: int = 65_536,
+        batch_size: int = 512,
+        linger_ms: float = 20.0,
+        *,
+        topic: str | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        settings = get_settings()
+        self.tenant = _check_name(tenant or settings.tenant, "tenant")
+        self.agent = _check_name(agent or settings.agent, "agent")
+        self.agent_version = agent_version or settings.agent_version
+        if self.agent_version is not None and len(self.agent_version) > 64:
+            raise ValueError("agent_version must be at most 64 characters")
+        self.workflow = _check_name(workflow, "workflow") if workflow else None
+        self._names: set[str] = {self.agent}
+        self.transport = transport or self._transport_from(settings, bootstrap, topic, api_url, api_key)
+        self._worker = BatchWorker(
+            self.transport, max_queue=max_queue, batch_size=batch_size, linger_ms=linger_ms
+        )
+        ref = weakref.ref(self)
+        atexit.register(lambda: (e := ref()) is not None and e.shutdown(2.0))
+
+    @staticmethod
+    def _transport_from(
+        settings: Any, bootstrap: str | None, topic: str | None, api_url: str | None, api_key: str | None
+    ) -> Transport:
+        bootstrap = bootstrap or settings.kafka_bootstrap
+        if bootstrap:
+            from .kafka import KafkaTransport
+
+            topic = topic or topics.name(topics.EVENTS, settings.topic_prefix)
+            return KafkaTransport(bootstrap, topic, client_options=settings.kafka_client_options())
+        api_key = api_key or settings.api_key
+        if api_key:
+            from .http import HttpTransport
+
+            return HttpTransport(api_url or settings.api_url, api_key)
+        log.info("agentledger: no Kafka bootstrap and no API key configured; events are discarded")
+        return NoOpTransport()
+
+    # -- checks (cheap; raise ValueError for programming errors only) ------------------
+
+    def _check_name(self, name: str) -> None:
+        if name not in self._names:
+            _check_name(name, "agent")
+            self._names.add(name)
+
+    @staticmethod
+    def _check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+        if len(attributes) > 32:
+            raise ValueError("at most 32 attributes")
+        for key, value in attributes.items():
+            if not isinstance(key, str) or len(key) > 128:
+                raise ValueError(f"attribute key {key!r} must be a string of at most 128 characters")
+            if not isinstance(value, str | int | float | bool):
+                raise ValueError(f"attribute {key!r} must be str, int, float or bool")
+        return dict(attributes)
+
+    def _ids(self) -> tuple[str, str, str | None, str, str | None, str | None]:
+        """(trace, span, parent, agent, workflow, version) for an event recorded right now."""
+        cur = _CURRENT.get()
+        if cur is None:
+            return _ids.trace_id(), _ids.span_id(), None, self.agent, self.workflow, self.agent_version
+        if cur.remote:  # a remote parent: the event gets its own span under it
+            return cur.trace_id, _ids.span_id(), cur.span_id, self.agent, self.workflow, self.agent_version
+        return (
+            cur.trace_id,
+            cur.span_id,
+            cur.parent_span_id,
+            cur.agent or self.agent,
+            cur.workflow,
+            cur.agent_version,
+        )
+
+    # -- recording ---------------------------------------------------------------------
+
+    def span(
+        self,
+        name: str,
+        kind: str = "agent",
+        agent: str | None = None,
+        workflow: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> SpanScope:
+        """A span: ``with em.span("plan"):`` or ``@em.span("plan")`` (sync or async)."""
+        return SpanScope(self, name, kind, agent, workflow, attributes, provider, model)
+
+    def record_usage(
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        *,
+        reported_cost_usd: Decimal | float | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Token usage of one LLM call (``input_tokens`` includes cached ones). Returns the event id."""
+        if (
+            input_tokens < 0 or output_tokens < 0 or cache_read_tokens < 0 or cache_write_tokens < 0
+            or reasoning_tokens < 0 or cache_read_tokens + cache_write_tokens > input_tokens
+            or reasoning_tokens > output_tokens or not provider or not model
+        ):  # fmt: skip
+            raise ValueError(
+                "usage counts must be >= 0, input_tokens must include cache reads and writes, "
+                "output_tokens must include reasoning, provider and model must be set "
+                "(use usage_from_openai / usage_from_anthropic to normalise provider counts)"
+            )
+        trace, span, parent, agent, workflow, version = self._ids()
+        event_id = _ids.event_id()
+        event = {
+            "event_id": event_id, "type": "usage", "ts": time.time_ns(), "tenant": self.tenant,
+            "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
+            "span_id": span, "parent_span_id": parent, "provider": provider, "model": model,
+            "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "cache_read_tokens": cache_read_tokens, "cache_write_tokens": cache_write_tokens,
+            "reasoning_tokens": reasoning_tokens,
+        }  # fmt: skip
+        if reported_cost_usd is not None:
+            event["reported_cost_usd"] = str(reported_cost_usd)
+        if attributes:
+            event["attributes"] = self._check_attributes(attributes)
+        self._worker.put(event)
+        return event_id
+
+    def record_quality(
+        self,
+        metric: str,
+        score: float,
+        evaluator: str | None = None,
+        *,
+        label: str | None = None,
+        comment: str | None = None,
+    ) -> str:
+        """A quality score (LLM judge, heuristic, user feedback) for the current span."""
+        if not metric or len(metric) > 64 or not math.isfinite(score):
+            raise ValueError("metric must be 1-64 characters and score a finite number")
+        trace, span, parent, agent, workflow, version = self._ids()
+        event_id = _ids.event_id()
+        event = {
+            "event_id": event_id, "type": "quality", "ts": time.time_ns(), "tenant": self.tenant,
+            "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
+            "span_id": span, "parent_span_id": parent, "metric": metric, "score": float(score),
+            "evaluator": evaluator, "label": label, "comment": comment[:1024] if comment else None,
+        }  # fmt: skip
+        self._worker.put(event)
+        return event_id
+
+    def record_tool_call(self, tool: str, args: Any = None, status: str = "ok") -> str:
+        """One tool invocation. ``args`` are hashed here and never leave the process."""
+        if not tool or len(tool) > 128 or status not in _STATUSES:
+            raise ValueError(f"tool must be 1-128 characters and status one of {sorted(_STATUSES)}")
+        trace, span, parent, agent, workflow, version = self._ids()
+        event_id = _ids.event_id()
+        event = {
+            "event_id": event_id, "type": "tool_call", "ts": time.time_ns(), "tenant": self.tenant,
+            "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
+            "span_id": span, "parent_span_id": parent, "tool": tool, "args_hash": hash_args(args),
+            "status": status,
+        }  # fmt: skip
+        self._worker.put(event)
+        return event_id
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is acknowledged (False on timeout). Never raises."""
+        return self._worker.flush(timeout)
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flush, then stop the worker and close the transport. Never raises."""
+        return self._worker.shutdown(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """``sent``, ``dropped``, ``failed``, ``queued`` event counts."""
+        return self._worker.stats()

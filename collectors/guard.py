@@ -1,0 +1,384 @@
+"""The Guard: obeys the control topic inside the agent process.
+
+A daemon thread reads the compacted control topic from the start (``wait_ready`` returns once
+it has caught up with the end offsets seen at start) and then follows live commands, with a
+short fetch wait so a new command is visible within tens of milliseconds. Each batch of
+records rebuilds a small index and swaps it in; ``check`` only reads it (no locks, a dict
+lookup when nothing applies to the tenant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar, cast
+
+from agentledger import topics
+from agentledger.events import ControlCommand
+from agentledger.settings import get_settings
+
+from .context import _CURRENT
+from .control import ControlIndex, ControlState, matching
+from .exceptions import Throttled
+
+log = logging.getLogger("agentledger.collectors")
+F = TypeVar("F", bound=Callable[..., Any])
+_GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
+
+
+class Guard:
+    """Enforcement hook: ``check`` raises ``AgentKilled`` or waits out a throttle."""
+
+    def __init__(
+        self,
+        bootstrap: str | None = None,
+        control_topic: str | None = None,
+        *,
+        start: bool = True,
+        client_options: Mapping[str, Any] | None = None,
+        fetch_max_wait_ms: int = 20,
+    ) -> None:
+        settings = get_settings()
+        self.bootstrap = bootstrap or settings.kafka_bootstrap
+        self.topic = control_topic or topics.name(topics.CONTROL, settings.topic_prefix)
+        self.client_options = dict(client_options or settings.kafka_client_options())
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.bad_records = 0
+        self.records = 0
+        self._state = ControlState()
+        self._index = ControlIndex()
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        if start:
+            if not self.bootstrap:
+                raise ValueError("Guard needs a Kafka bootstrap (argument or AGENTLEDGER_KAFKA_BOOTSTRAP)")
+            self.start()
+        _GUARDS.add(self)
+
+    # -- state -------------------------------------------------------------------------
+
+    def apply(self, command: ControlCommand | None, key: str | None = None) -> None:
+        """Apply one command (or a tombstone for ``key``) as if read from the topic."""
+        with self._lock:
+            self._state.apply(key, command)
+            self._index = self._state.index()
+
+    def _apply_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        with self._lock:
+            for raw_key, raw_value in records:
+                self.records += 1
+                key = raw_key.decode(errors="replace") if raw_key is not None else None
+                if raw_value is None:
+                    self._state.apply(key, None)
+                    continue
+                try:
+                    command = ControlCommand.model_validate_json(raw_value)
+                except ValueError as exc:
+                    self.bad_records += 1
+                    log.warning("ignoring an invalid control record (key %r): %s", key, exc)
+                    continue
+                self._state.apply(key, command)
+            self._index = self._state.index()
+
+    def _expire(self) -> None:
+        if time.time() >= self._index.next_expiry:
+            with self._lock:
+                self._index = self._state.index()
+
+    @property
+    def commands(self) -> dict[str, ControlCommand]:
+        """Latest command per scope key (a copy)."""
+        with self._lock:
+            return dict(self._state.commands)
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def _delay(
+        self,
+        tenant: str,
+        agent: str,
+        workflow: str | None,
+        trace_id: str | None,
+        agent_version: str | None,
+        wait: bool,
+    ) -> float:
+        index = self._index
+        if index.kills:
+            rules = index.kills.get(tenant)
+            if rules is not None:
+                now = time.time()
+                for rule in matching(rules, agent, workflow, trace_id, agent_version):
+                    if now < rule.expires:
+                        raise rule.kill_error()
+        if not index.throttles:
+            return 0.0
+        trules = index.throttles.get(tenant)
+        if trules is None:
+            return 0.0
+        now, mono, delay = time.time(), time.monotonic(), 0.0
+        for rule in matching(trules, agent, workflow, trace_id, agent_version):
+            if now >= rule.expires or rule.bucket is None:
+                continue
+            if wait:
+                delay = max(delay, rule.bucket.reserve(mono))
+            else:
+                retry = rule.bucket.try_take(mono)
+                if retry > 0:
+                    raise Throttled(
+                        f"agentledger {rule.command.scope.key} throttled to "
+                        f"{rule.command.params.rate_per_s}/s; retry in {retry:.3f}s",
+                        retry_after_s=retry,
+                        scope_key=rule.command.scope.key,
+                    )
+        return delay
+
+    def check(
+        self,
+        tenant: str,
+        agent: str,
+        workflow: str | None = None,
+        trace_id: str | None = None,
+        agent_version: str | None = None,
+        wait: bool = True,
+    ) -> None:
+        """Raise ``AgentKilled`` (a subclass names the cause) if a kill applies; wait for a
+        throttle token (or raise ``Throttled`` when ``wait=False``). Returns at once otherwise."""
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        if delay > 0:
+            time.sleep(delay)
+
+    async def acheck(
+        self,
+        tenant: str,
+        agent: str,
+        workflow: str | None = None,
+        trace_id: str | None = None,
+        agent_version: str | None = None,
+        wait: bool = True,
+    ) -> None:
+        """``check`` for async code: waits with ``asyncio.sleep``."""
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def provider(self, preferred: str, model: str | None = None) -> str:
+        """The provider to call: the failover target while ``preferred``'s circuit is open."""
+        failovers = self._index.failovers
+        if not failovers:
+            return preferred
+        rule = failovers.get((preferred, model or "*")) or failovers.get((preferred, "*"))
+        if rule is None or time.time() >= rule.expires:
+            return preferred
+        return rule.command.params.fallback_provider or preferred
+
+    def version(self, agent: str, tenant: str | None = None) -> str | None:
+        """The version to route ``agent`` to after a rollback (None: no rollback active)."""
+        rollbacks = self._index.rollbacks
+        if not rollbacks:
+            return None
+        now = time.time()
+        for (rule_tenant, rule_agent), rule in rollbacks.items():
+            if rule_agent == agent and (tenant is None or tenant == rule_tenant) and now < rule.expires:
+                return rule.command.params.target_version
+        return None
+
+    # -- the consumer thread -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._closing = False
+        self._thread = threading.Thread(target=self._main, name="agentledger-guard", daemon=True)
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """True once the compacted state has been read up to the end seen at start."""
+        return self._ready.wait(timeout)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._follow())
+        except Exception:
+            log.exception("agentledger guard stopped unexpectedly")
+
+    async def _follow(self) -> None:
+        backoff = 0.2
+        while not self._closing:
+            try:
+                await self._consume()
+                return
+            except Exception as exc:  # noqa: BLE001 - broker down at start: retry with backoff
+                log.warning(
+                    "agentledger guard cannot read %s (%r); retrying in %.1fs", self.topic, exc, backoff
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
+            **self.client_options,
+        )
+        await consumer.start()
+        try:
+            parts = None
+            while not parts and not self._closing:
+                await consumer.topics()  # refreshes metadata
+                parts = consumer.partitions_for_topic(self.topic)
+                if not parts:
+                    await asyncio.sleep(0.5)  # topic not created yet
+            if self._closing or not parts:
+                return
+            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            while not self._closing:
+                if not self._ready.is_set():
+                    positions = [await consumer.position(tp) for tp in tps]
+                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                        self._ready.set()
+                batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+                records = [(r.key, r.value) for recs in batch.values() for r in recs]
+                if records:
+                    self._apply_raw(records)
+                else:
+                    self._expire()
+        finally:
+            await consumer.stop()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop following the control topic (the last known state stays in force)."""
+        self._closing = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        if self._thread is not None and not self._closing:
+            self._ready = threading.Event()
+            self.start()
+
+
+def _reinit_after_fork() -> None:
+    for guard in list(_GUARDS):
+        guard._after_fork()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
+
+_default_guard: Guard | None = None
+_default_lock = threading.Lock()
+
+
+def get_guard() -> Guard:
+    """The process-wide Guard (built from ``AGENTLEDGER_*`` on first use)."""
+    global _default_guard
+    with _default_lock:
+        if _default_guard is None:
+            _default_guard = Guard()
+        return _default_guard
+
+
+class GuardedScope:
+    """``with guarded(...)`` / ``async with`` / ``@guarded(...)``: check before the work runs."""
+
+    def __init__(
+        self,
+        guard: Guard | None,
+        tenant: str | None,
+        agent: str | None,
+        workflow: str | None,
+        agent_version: str | None,
+        wait: bool,
+    ) -> None:
+        self.guard = guard
+        self.tenant = tenant
+        self.agent = agent
+        self.workflow = workflow
+        self.agent_version = agent_version
+        self.wait = wait
+
+    def _args(self) -> dict[str, Any]:
+        from . import api
+
+        em = api._emitter
+        settings = get_settings()
+        cur = _CURRENT.get()
+        return {
+            "tenant": self.tenant or (em.tenant if em else settings.tenant),
+            "agent": self.agent
+            or (cur.agent if cur and cur.agent else None)
+            or (em.agent if em else settings.agent),
+            "workflow": self.workflow or (cur.workflow if cur else None) or (em.workflow if em else None),
+            "trace_id": cur.trace_id if cur else None,
+            "agent_version": self.agent_version or (em.agent_version if em else settings.agent_version),
+            "wait": self.wait,
+        }
+
+    def __enter__(self) -> GuardedScope:
+        (self.guard or get_guard()).check(**self._args())
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    async def __aenter__(self) -> GuardedScope:
+        await (self.guard or get_guard()).acheck(**self._args())
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def __call__(self, fn: F) -> F:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with self:
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with self:
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+def guarded(
+    guard: Guard | None = None,
+    *,
+    tenant: str | None = None,
+    agent: str | None = None,
+    workflow: str | None = None,
+    agent_version: str | None = None,
+    wait: bool = True,
+) -> GuardedScope:
+    """Check the Guard before a block or each call. Tenant/agent default to the configured
+    emitter; the trace is the current span's, so a trace-scoped kill stops that trace only."""
+    return GuardedScope(guard, tenant, agent, workflow, agent_version, wait)

@@ -1,0 +1,145 @@
+"""Token usage from OpenAI and Anthropic responses, normalised once, here, at the edge.
+
+OpenAI (chat completions and responses, streamed or not): the prompt/input count already
+includes cached tokens (``prompt_tokens_details.cached_tokens`` /
+``input_tokens_details.cached_tokens``) and the completion/output count includes reasoning.
+Anthropic: ``input_tokens`` excludes cache reads and cache writes, so the contract's
+``input_tokens`` is ``input + cache_read + cache_creation``; thinking tokens are inside ``output_tokens``
+(reported apart as ``output_tokens_details.thinking_tokens`` by newer APIs). Works on SDK objects, their dicts, and lists of
+stream events/chunks; duck-typed, so neither SDK is needed at runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .emitter import Emitter
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Normalised usage of one call (the contract's counting rules)."""
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def record(self, emitter: Emitter | None = None) -> str:
+        """Record it on ``emitter`` (default: the process-wide one). Returns the event id."""
+        from .api import get_emitter
+
+        return (emitter or get_emitter()).record_usage(
+            self.provider, self.model, self.input_tokens, self.output_tokens,
+            self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens,
+        )  # fmt: skip
+
+
+def _is_stream(obj: Any) -> bool:
+    return isinstance(obj, list | tuple)
+
+
+def usage_from_openai(response: Any, model: str | None = None, provider: str = "openai") -> Usage | None:
+    """From a ChatCompletion, a Responses ``Response``, a usage object, a list of stream
+    chunks/events (the last one carrying usage wins), or their dicts. None when no usage."""
+    if _is_stream(response):
+        found = None
+        for item in response:
+            got = usage_from_openai(item, model, provider)
+            model = model or _model_of(item)
+            if got is not None:
+                found = got
+        return found
+    if _get(response, "type") in ("response.completed", "response.incomplete", "response.failed"):
+        response = _get(response, "response")  # Responses API stream event
+    usage = _get(response, "usage")
+    if usage is None and (
+        _get(response, "prompt_tokens") is not None or _get(response, "input_tokens") is not None
+    ):
+        usage = response  # a bare usage object
+    if usage is None:
+        return None
+    model = model or _model_of(response) or "unknown"
+    if _get(usage, "prompt_tokens") is not None:  # chat completions: CompletionUsage
+        inp, out = _int(_get(usage, "prompt_tokens")), _int(_get(usage, "completion_tokens"))
+        details = _get(usage, "prompt_tokens_details")
+        reasoning = _int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens"))
+    else:  # responses API: ResponseUsage
+        inp, out = _int(_get(usage, "input_tokens")), _int(_get(usage, "output_tokens"))
+        details = _get(usage, "input_tokens_details")
+        reasoning = _int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens"))
+    # Both are part of the prompt count already (OpenAI counts cached and cache-written
+    # prompt tokens inside prompt_tokens / input_tokens).
+    read = min(_int(_get(details, "cached_tokens")), inp)
+    write = min(_int(_get(details, "cache_write_tokens")), inp - read)
+    return Usage(provider, model, inp, out, read, write, min(reasoning, out))
+
+
+def _model_of(obj: Any) -> str | None:
+    model = _get(obj, "model") or _get(_get(obj, "message"), "model") or _get(_get(obj, "response"), "model")
+    return str(model) if model else None
+
+
+def usage_from_anthropic(message: Any, model: str | None = None, provider: str = "anthropic") -> Usage | None:
+    """From a ``Message``, a ``Usage``, a list of stream events (``message_start`` then
+    ``message_delta``), or their dicts. None when no usage is found."""
+    if _is_stream(message):
+        return _from_anthropic_stream(message, model, provider)
+    usage = _get(message, "usage")
+    if usage is None and _get(message, "input_tokens") is not None:
+        usage = message
+    if usage is None:
+        return None
+    return _normalise_anthropic(usage, None, model or _model_of(message) or "unknown", provider)
+
+
+def _from_anthropic_stream(events: Iterable[Any], model: str | None, provider: str) -> Usage | None:
+    start = delta = None
+    for event in events:
+        kind = _get(event, "type")
+        if kind == "message_start":
+            start = _get(_get(event, "message"), "usage")
+            model = model or _model_of(event)
+        elif kind == "message_delta" and _get(event, "usage") is not None:
+            delta = _get(event, "usage")  # cumulative: the last one is the total
+    if start is None and delta is None:
+        return None
+    return _normalise_anthropic(start, delta, model or "unknown", provider)
+
+
+def _normalise_anthropic(usage: Any, delta: Any, model: str, provider: str) -> Usage:
+    def pick(name: str) -> int:
+        later = _get(delta, name)  # a message_delta's counts (when present) supersede the start's
+        return _int(later) if later is not None else _int(_get(usage, name))
+
+    uncached = pick("input_tokens")
+    read = pick("cache_read_input_tokens")
+    write = pick("cache_creation_input_tokens")
+    if not write:  # newer payloads break writes down by TTL
+        detail = _get(usage, "cache_creation")
+        write = _int(_get(detail, "ephemeral_5m_input_tokens")) + _int(
+            _get(detail, "ephemeral_1h_input_tokens")
+        )
+    out = pick("output_tokens")
+    thinking = _get(_get(delta, "output_tokens_details"), "thinking_tokens")
+    if thinking is None:
+        thinking = _get(_get(usage, "output_tokens_details"), "thinking_tokens")
+    return Usage(provider, model, uncached + read + write, out, read, write, min(_int(thinking), out))

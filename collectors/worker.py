@@ -1,0 +1,246 @@
+"""The sending side: a bounded deque drained by one daemon thread running an asyncio loop.
+
+Modelled on OpenTelemetry's BatchProcessor: recording only appends to the deque; when it is
+full the oldest event is dropped and counted (one warning, not a flood). The thread wakes every
+``linger`` (or at once on ``flush``), cuts batches per key and hands them to the transport.
+A batch the transport cannot take yet (``NotReady``) is kept and retried with backoff while the
+deque keeps absorbing new events, so what was buffered is never lost to a short outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+
+from ._timefmt import iso
+from .transport import Batch, EventDict, NotReady, Outcome, Transport
+
+log = logging.getLogger("agentledger.collectors")
+
+_WORKERS: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
+
+# Fields recorded as UNIX nanoseconds on the hot path, formatted here, off it.
+_TIME_FIELDS = ("ts", "start", "end")
+
+
+def _finalize(event: EventDict) -> None:
+    for name in _TIME_FIELDS:
+        value = event.get(name)
+        if type(value) is int:
+            event[name] = iso(value)
+
+
+class BatchWorker:
+    """Owns the buffer, the sending thread and the counters that ``stats()`` reports."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        max_queue: int,
+        batch_size: int,
+        linger_ms: float,
+        name: str = "agentledger",
+    ) -> None:
+        if max_queue < 1 or batch_size < 1 or linger_ms < 0:
+            raise ValueError("max_queue and batch_size must be >= 1, linger_ms >= 0")
+        self.transport = transport
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.linger = linger_ms / 1000.0
+        self.name = name
+        self.queue: deque[EventDict] = deque(maxlen=max_queue)
+        self.sent = 0
+        self.dropped = 0
+        self.failed = 0
+        self._warned = False
+        self._pending: list[Batch] = []
+        self._outcome = Outcome(self._delivered, self._failed)
+        self._stopping = False
+        self._start()
+        _WORKERS.add(self)
+
+    # -- hot path ----------------------------------------------------------------------
+
+    def put(self, event: EventDict) -> None:
+        """Enqueue one event; never blocks. A full deque drops its oldest event."""
+        queue = self.queue
+        if len(queue) == self.max_queue:
+            self._drop()
+        queue.append(event)
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "agentledger buffer full (%d events): dropping the oldest events; "
+                "see stats()['dropped'] (this warning is shown once)",
+                self.max_queue,
+            )
+
+    # -- counters ----------------------------------------------------------------------
+
+    def _delivered(self, n: int) -> None:
+        self.sent += n
+
+    def _failed(self, n: int, reason: str) -> None:
+        self.failed += n
+        log.warning("agentledger could not deliver %d events: %s", n, reason)
+
+    def stats(self) -> dict[str, int]:
+        pending = sum(len(b.events) for b in self._pending)
+        try:
+            in_transport = self.transport.pending()
+        except Exception:  # noqa: BLE001 - stats must never raise
+            in_transport = 0
+        return {
+            "sent": self.sent,
+            "dropped": self.dropped,
+            "failed": self.failed,
+            "queued": len(self.queue) + pending + in_transport,
+        }
+
+    # -- thread and loop ---------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._wake = asyncio.Event()
+        self._idle = threading.Event()
+        self._thread = threading.Thread(target=self._main, name=f"{self.name}-worker", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._run())
+        except Exception:
+            log.exception("agentledger worker stopped unexpectedly")
+        finally:
+            self._loop.close()
+
+    def _take(self) -> None:
+        """Move up to a few batches' worth of events from the deque into per-key batches."""
+        queue = self.queue
+        by_key: dict[str, Batch] = {}
+        limit = self.batch_size * 8
+        out: list[Batch] = []
+        while queue and limit:
+            try:
+                event = queue.popleft()
+            except IndexError:
+                break
+            limit -= 1
+            ts = event["ts"]
+            ms = ts // 1_000_000 if type(ts) is int else 0
+            _finalize(event)
+            key = event["tenant"] + "/" + event["agent"]
+            batch = by_key.get(key)
+            if batch is None or len(batch.events) >= self.batch_size:
+                batch = by_key[key] = Batch(key, [], 0)
+                out.append(batch)
+            batch.events.append(event)
+            if ms > batch.newest_ms:
+                batch.newest_ms = ms
+        self._pending = out
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            if not self._pending:
+                self._take()
+            if self._pending:
+                try:
+                    await self.transport.send(self._pending, self._outcome)
+                    self._pending = []
+                    backoff = 0.1
+                except NotReady as exc:
+                    log.debug("transport not ready (%s); retrying in %.1fs", exc, backoff)
+                    await self._sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - never let a transport bug kill the worker
+                    self._failed(sum(len(b.events) for b in self._pending), repr(exc))
+                    self._pending = []
+                if len(self.queue) >= self.batch_size:
+                    continue
+            if self._stopping and not self.queue:
+                return
+            await self._sleep(self.linger)
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._wake.is_set():
+            self._wake.clear()
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    # -- flush and shutdown (called from agent threads) --------------------------------
+
+    async def _drain(self, deadline: float) -> bool:
+        while self.queue or self._pending:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            await asyncio.sleep(0.002)
+        return await self.transport.flush(max(0.0, deadline - time.monotonic()))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is acknowledged; False on timeout."""
+        if not self._thread.is_alive() or threading.current_thread() is self._thread:
+            return False
+        deadline = time.monotonic() + timeout
+        try:
+            fut = asyncio.run_coroutine_threadsafe(self._drain(deadline), self._loop)
+            return bool(fut.result(timeout + 0.5))
+        except Exception:  # noqa: BLE001 - timeouts, closed loop: flush never raises
+            return False
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        """Flush what can be flushed in ``timeout``, then stop the thread and the transport."""
+        if not self._thread.is_alive():
+            return True
+        ok = self.flush(timeout)
+
+        async def _close() -> None:
+            self._stopping = True
+            self.queue.clear() if not ok else None
+            self._pending = [] if not ok else self._pending
+            self._wake.set()
+            await self.transport.close(1.0)
+
+        try:
+            asyncio.run_coroutine_threadsafe(_close(), self._loop).result(2.0)
+        except Exception:  # noqa: BLE001 - shutdown never raises
+            pass
+        self._thread.join(2.0)
+        return ok
+
+    # -- fork --------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        # The child inherits a copy of the parent's queue: sending it would duplicate the
+        # parent's events, so start empty, with a new thread and the transport's own state.
+        self.queue = deque(maxlen=self.max_queue)
+        self._pending = []
+        self.sent = self.dropped = self.failed = 0
+        self._warned = False
+        self._stopping = False
+        self.transport.after_fork()
+        self._start()
+
+
+def _reinit_after_fork() -> None:
+    for worker in list(_WORKERS):
+        worker._after_fork()
+
+
+os.register_at_fork(after_in_child=_reinit_after_fork)
