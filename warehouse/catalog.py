@@ -11,12 +11,36 @@ Local roots are read by DuckDB's own Parquet reader; other URIs (``s3://``...) t
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from agentledger.warehouse import schema
 from agentledger.warehouse.storage import DATASETS, Store
+
+_RETRIES = 9
+T = TypeVar("T")
+
+
+def _retrying(call: Callable[[], T]) -> T:
+    """Run ``call``, again after a short pause when a file vanished under it.
+
+    A compaction may delete a file between DuckDB listing a folder and opening it; its rows
+    are in the compacted file by then, so running the statement again is correct.
+    """
+    import duckdb
+
+    for attempt in range(_RETRIES):
+        try:
+            return call()
+        except duckdb.IOException:
+            if attempt == _RETRIES - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)  # about 2.5 s in all: compactions are short
+    raise AssertionError("unreachable")
 
 
 def _empty(dataset: str) -> pa.Table:
@@ -42,12 +66,14 @@ class Catalog:
         """(Re)create the views; call after the first file of a dataset appears."""
         self._empty = set()
         for dataset in DATASETS:
-            self.con.execute(f"CREATE OR REPLACE VIEW raw_{dataset} AS {self._source(dataset)}")
             key = schema.DEDUPE_KEYS[dataset]
-            self.con.execute(
+            statements = (
+                f"CREATE OR REPLACE VIEW raw_{dataset} AS {self._source(dataset)}",
                 f"CREATE OR REPLACE VIEW {dataset} AS SELECT * FROM raw_{dataset} "
-                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1"
+                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1",
             )
+            for statement in statements:  # binding a view reads file footers: may race too
+                _retrying(partial(self.con.execute, statement))
 
     def _source(self, dataset: str) -> str:
         if not self.store.files(dataset):
@@ -74,23 +100,11 @@ class Catalog:
         return f"SELECT * FROM _arrow_{dataset}"
 
     def arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
-        """Run ``sql`` and return an Arrow table.
-
-        A compaction may delete a file between DuckDB listing a folder and opening it; the
-        rows are then in the compacted file already, so the query is simply run again.
-        """
-        import duckdb
-
+        """Run ``sql`` and return an Arrow table (again if a compaction raced it)."""
         if self._empty:
             self.refresh()
-        for attempt in range(3):
-            try:
-                rel = self.con.sql(sql, params=params)
-                return pa.table({}) if rel is None else rel.to_arrow_table()
-            except duckdb.IOException:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        rel = _retrying(lambda: self.con.sql(sql, params=params))
+        return pa.table({}) if rel is None else _retrying(rel.to_arrow_table)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run ``sql``; rows as dicts (decimals stay ``Decimal``)."""
