@@ -139,3 +139,22 @@ def encode_response(content_type: str, rejected_spans: int = 0, message: str = "
     if content_type.split(";")[0].strip().lower() == PROTOBUF:
         return response.SerializeToString(), PROTOBUF
     return json_format.MessageToJson(response, indent=None).encode(), JSON
+
+
+def _base64_ids_to_hex(node: Any) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _ID_FIELDS and isinstance(value, str):
+                node[key] = base64.b64decode(value).hex()
+            else:
+                _base64_ids_to_hex(value)
+    elif isinstance(node, list):
+        for item in node:
+            _base64_ids_to_hex(item)
+
+
+def to_json(request: ExportTraceServiceRequest) -> bytes:
+    """An export request as OTLP JSON (hex ids, camelCase): what JSON exporters send."""
+    doc = json_format.MessageToDict(request)
+    _base64_ids_to_hex(doc)
+    return orjson.dumps(doc)

@@ -1,0 +1,70 @@
+"""Batch checks and envelope grouping (pure parts of POST /v1/events)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from agentledger.api.errors import BadRequestError, ForbiddenError
+from agentledger.api.ingest import check_events, envelopes, event_items
+from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.errors import ContractError
+from agentledger.samples import sample_events
+from agentledger.wire import decode_envelope, record_timestamp_ms
+
+ACME = ApiKey("k1", "bot", frozenset({KeyScope.INGEST}), "acme", datetime(2026, 1, 1, tzinfo=UTC))
+ALL = ApiKey("k2", "ops", frozenset({KeyScope.ADMIN}), None, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def _dicts(n: int = 8, tenant: str = "acme", agent: str = "planner") -> list[dict]:  # type: ignore[type-arg]
+    return [e.model_dump(mode="json") for e in sample_events(n, tenant=tenant, agent=agent)]
+
+
+def test_valid_batch_passes_whole() -> None:
+    checked = check_events(_dicts(), ACME)
+    assert len(checked.events) == 8 and checked.rejected == []
+
+
+def test_invalid_events_are_reported_by_index_and_the_rest_kept() -> None:
+    items = _dicts()
+    items[2]["score"] = "high"
+    items[5] = {"type": "usage"}
+    checked = check_events(items, ACME)
+    assert [r["index"] for r in checked.rejected] == [2, 5]
+    assert "score" in checked.rejected[0]["reason"]
+    assert len(checked.events) == 6
+
+
+def test_another_tenant_refuses_the_whole_batch_for_a_bound_key() -> None:
+    items = _dicts() + _dicts(2, tenant="globex")
+    with pytest.raises(ForbiddenError, match="another tenant"):
+        check_events(items, ACME)
+    assert len(check_events(items, ALL).events) == 10  # an all-tenant key may write any tenant
+
+
+def test_one_envelope_per_tenant_agent_stamped_with_the_newest_event() -> None:
+    events = sample_events(6, agent="planner") + sample_events(3, agent="coder", seed=8)
+    now_ms = int(datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC).timestamp() * 1000)
+    records = {r.key: r for r in envelopes(events, "t.events", now_ms=now_ms)}
+    assert set(records) == {"acme/planner", "acme/coder"}
+    planner = decode_envelope(records["acme/planner"].value or b"")
+    assert [e.event_id for e in planner.events] == [e.event_id for e in events[:6]]
+    newest = max(int(e.ts.timestamp() * 1000) for e in events[:6])
+    assert records["acme/planner"].timestamp_ms == record_timestamp_ms(newest, now_ms)
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"nope", BadRequestError),
+        (b"[]", ContractError),
+        (b'{"events": {}}', ContractError),
+        (b'{"events": []}', ContractError),
+        (orjson.dumps({"events": [{}] * 11}), ContractError),
+    ],
+)
+def test_body_shape_errors(body: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        event_items(body, max_events=10)
