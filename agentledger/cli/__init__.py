@@ -26,6 +26,8 @@ COMMANDS: list[str] = [
     "agentledger.cli.api",
     "agentledger.cli.report",
     "agentledger.cli.health",
+    "agentledger.cli.worker",
+    "agentledger.cli.policies",
 ]
 
 

@@ -1,0 +1,65 @@
+"""``agentledger policies apply FILE.yaml | list | delete ID`` (the compacted policies topic)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+
+from agentledger.cli._common import bootstrap, console, settings
+
+policies_app = typer.Typer(help="Budgets: apply, list and delete policies.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policies_app, name="policies")
+
+
+@policies_app.command("apply")
+def apply(
+    file: Path = typer.Argument(..., help="YAML with a `policies:` list (other keys ignored)."),
+) -> None:
+    """Create or replace every policy in FILE (the worker picks them up within a second)."""
+    from agentledger.streams.policyfile import load_policy_file
+    from agentledger.streams.policytopic import put_policies
+
+    policies, _ = load_policy_file(file)
+    s = settings()
+    asyncio.run(put_policies(bootstrap(s), s.topic_prefix, policies, **s.kafka_client_options()))
+    for p in policies:
+        console.print(
+            f"applied  {p.policy_id:<24} {p.selector.per.value:<13} {p.limit} {p.unit.value} / {p.window.value}"
+        )
+    if not policies:
+        console.print("no policies in the file")
+
+
+@policies_app.command("list")
+def list_() -> None:
+    """Print the current policies."""
+    from agentledger.streams.policytopic import read_policies
+
+    s = settings()
+    found = asyncio.run(read_policies(bootstrap(s), s.topic_prefix, **s.kafka_client_options()))
+    for pid, p in sorted(found.items()):
+        sel = p.selector
+        what = f"tenant={sel.tenant} agent={sel.agent} version={sel.agent_version} workflow={sel.workflow}"
+        soft = ",".join(f"{t.at:g}:{t.action}" for t in p.thresholds) or "-"
+        state = "" if p.enabled else " (disabled)"
+        console.print(
+            f"{pid:<24} per={sel.per.value:<13} {p.limit} {p.unit.value}/{p.window.value} "
+            f"soft={soft} hard={p.hard_action} {what}{state}"
+        )
+    if not found:
+        console.print("no policies")
+
+
+@policies_app.command("delete")
+def delete(policy_id: str = typer.Argument(...)) -> None:
+    """Delete a policy (tombstone); the worker resumes what it enforced."""
+    from agentledger.streams.policytopic import delete_policy
+
+    s = settings()
+    asyncio.run(delete_policy(bootstrap(s), s.topic_prefix, policy_id, **s.kafka_client_options()))
+    console.print(f"deleted  {policy_id}")

@@ -1,0 +1,49 @@
+"""``agentledger worker``: the streams worker (pricing, rollups, budgets, enforcement)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from agentledger.cli._common import bootstrap, settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
+
+
+def worker(
+    config: Path = typer.Option(
+        None, "--config", help="The policies YAML: its `loops:` section tunes loop detection."
+    ),
+    prices: Path = typer.Option(
+        None, "--prices", help="Price overrides file (YAML/JSON): see docs/streams.md."
+    ),
+    datadir: Path = typer.Option(None, help="Faust data directory (default: $AGENTLEDGER_HOME/worker)."),
+    web_port: int = typer.Option(None, help="Serve /rollups/, /trace/, /stats/ on this port."),
+    commit_interval: float = typer.Option(
+        1.0, min=0.1, help="Offset commit interval in seconds (the crash overcount bound)."
+    ),
+    dedupe_size: int = typer.Option(500_000, min=1, help="event_ids remembered for dedupe."),
+    uvloop: bool = typer.Option(True, help="Run on uvloop."),
+    loglevel: str = typer.Option("WARNING"),
+) -> None:
+    """Run the Faust worker until Ctrl-C / SIGTERM."""
+    from agentledger.streams.app import WorkerConfig, run_worker
+    from agentledger.streams.policyfile import LoopSettings, load_policy_file
+
+    s = settings()
+    loops = load_policy_file(config)[1] if config else LoopSettings()
+    cfg = WorkerConfig(
+        bootstrap=bootstrap(s),
+        prefix=s.topic_prefix,
+        datadir=datadir or s.home / "worker",
+        web_port=web_port,
+        commit_interval_s=commit_interval,
+        prices_path=prices,
+        loops=loops,
+        dedupe_size=dedupe_size,
+        client_options=s.kafka_client_options(),
+    )
+    run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)

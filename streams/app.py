@@ -1,0 +1,257 @@
+"""The Faust app of ``agentledger worker``: wiring only; the logic lives in ``processor.py``.
+
+* one agent on the events topic, one record (an envelope) at a time: per-record Faust cost is
+  the ceiling (DESIGN.md, Faust notes), so the envelope is the batch, and a plain agent avoids
+  the ``stream.take`` table bug;
+* the ``rollups`` table (memory store, changelog-backed, key ``partition|scope``: see
+  docs/adr/0002-rollup-table-keys.md) survives restarts; offsets are committed every
+  ``commit_interval_s`` after the changelog is flushed, so after a crash totals are never
+  below the truth and over by at most one commit interval of events;
+* a follower task reads the compacted policies and control topics from the beginning (no
+  consumer group) and keeps reading: policies and the current command per scope;
+* a timer ticks budgets (windows rolling over, throttled status updates);
+* a small web view: ``/rollups/?scope=agent/acme/planner``, ``/trace/?tenant=..&trace_id=..``,
+  ``/stats/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentledger import topics
+from agentledger.events import Window
+from agentledger.pricing import PriceBook
+from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.policyfile import LoopSettings
+from agentledger.streams.processor import Output, Processor
+from agentledger.streams.rollups import Rollup
+
+log = logging.getLogger("agentledger.streams")
+
+
+@dataclass(slots=True)
+class WorkerConfig:
+    bootstrap: str
+    prefix: str = ""
+    datadir: Path = field(default_factory=lambda: Path.home() / ".agentledger" / "worker")
+    app_id: str = "agentledger-worker"
+    web_port: int | None = None
+    web_host: str = "127.0.0.1"
+    commit_interval_s: float = 1.0
+    prices_path: Path | None = None
+    loops: LoopSettings = field(default_factory=LoopSettings)
+    dedupe_size: int = DEFAULT_DEDUPE_SIZE
+    tick_interval_s: float = 0.5
+    client_options: dict[str, Any] = field(default_factory=dict)
+
+    def topic(self, spec: topics.TopicSpec) -> str:
+        return self.prefix + spec.name
+
+
+class TableStore:
+    """Rollups decoded once and kept live; each touched key is written back once per record."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.live: dict[str, Rollup] = {}
+        self.dirty: set[str] = set()
+
+    def get(self, key: str) -> Rollup | None:
+        r = self.live.get(key)
+        if r is None:
+            raw = self.table.get(key)
+            if raw is not None:
+                r = self.live[key] = Rollup.loads(raw)
+        return r
+
+    def put(self, key: str, rollup: Rollup) -> None:
+        self.live[key] = rollup
+        self.dirty.add(key)
+
+    def flush(self) -> None:
+        """Write the touched keys (inside the agent: Faust sends each to the changelog)."""
+        for key in self.dirty:
+            self.table[key] = self.live[key].dumps()
+        self.dirty.clear()
+
+    def keys(self) -> Iterator[str]:
+        return iter(set(self.live) | set(self.table.keys()))
+
+
+@dataclass(slots=True)
+class WorkerHandle:
+    app: Any
+    processor: Processor
+    store: TableStore
+    ready: asyncio.Event
+
+
+def create_app(cfg: WorkerConfig) -> WorkerHandle:
+    """A configured Faust app (not started) and the processor it drives."""
+    import faust
+
+    brokers = ";".join(f"kafka://{b.strip()}" for b in cfg.bootstrap.split(","))
+    app = faust.App(
+        cfg.prefix + cfg.app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(cfg.datadir),
+        topic_partitions=topics.EVENTS.partitions,
+        broker_commit_interval=cfg.commit_interval_s,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=cfg.web_port is not None,
+        web_port=cfg.web_port or 6066,
+        web_bind=cfg.web_host,
+        web_in_thread=False,
+        stream_wait_empty=False,
+        table_standby_replicas=0,
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    events_topic = app.topic(cfg.topic(topics.EVENTS), **raw)
+    out_topics = {
+        name: app.topic(cfg.topic(spec), **raw)
+        for name, spec in (
+            ("priced", topics.PRICED),
+            ("dlq", topics.DLQ),
+            ("control", topics.CONTROL),
+            ("alerts", topics.ALERTS),
+            ("budgets", topics.BUDGETS),
+        )
+    }
+    table = app.Table(
+        "rollups",
+        default=None,
+        schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"),
+        partitions=topics.EVENTS.partitions,
+    )
+    store = TableStore(table)
+    book = PriceBook.load(cfg.prices_path)
+    proc = Processor(
+        store,
+        book,
+        partitions=topics.EVENTS.partitions,
+        loops=cfg.loops,
+        dedupe_size=cfg.dedupe_size,
+        source_topic=cfg.topic(topics.EVENTS),
+    )
+    ready = asyncio.Event()
+
+    async def publish(out: Output) -> None:
+        # control first: it is the latency-critical one
+        for k, v in out.control:
+            await out_topics["control"].send(key=k, value=v)
+        for k, v in out.dlq:
+            await out_topics["dlq"].send(key=k, value=v)
+        if out.priced is not None:
+            await out_topics["priced"].send(key=out.priced[0], value=out.priced[1])
+        for k, v in out.alerts:
+            await out_topics["alerts"].send(key=k, value=v)
+        for k, v in out.budgets:
+            await out_topics["budgets"].send(key=k, value=v)
+
+    async def process(stream: Any) -> None:
+        await ready.wait()
+        async for event in stream.events():
+            msg = event.message
+            value = event.value if isinstance(event.value, bytes) else b""
+            try:
+                out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
+            except Exception as exc:
+                log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
+                                                   msg.partition, msg.offset, None)])  # fmt: skip
+            store.flush()
+            await publish(out)
+
+    async def tick() -> None:
+        if ready.is_set():
+            await publish(proc.tick(time.time()))
+
+    async def follow_compacted() -> None:
+        await follow(cfg, proc, ready)
+
+    async def rollups_view(web: Any, request: Any) -> Any:
+        scope = request.query.get("scope", "")
+        now = time.time()
+        body = {w.value: proc.totals(scope, w.value, now).as_dict() for w in Window}
+        return web.json({"scope": scope, "windows": body})
+
+    async def trace_view(web: Any, request: Any) -> Any:
+        q = request.query
+        return web.json({"spans": proc.trace_costs(q.get("tenant", ""), q.get("trace_id", ""))})
+
+    async def stats_view(web: Any, request: Any) -> Any:
+        return web.json(
+            {
+                "counters": dict(proc.counters),
+                "ready": ready.is_set(),
+                "policies": sorted(proc.engine.policies),
+                "dedupe_size": len(proc.dedupe),
+            }
+        )
+
+    # registered without decorator syntax: faust is untyped (strict mypy)
+    app.agent(events_topic, concurrency=1)(process)
+    app.timer(interval=cfg.tick_interval_s)(tick)
+    app.task(follow_compacted)
+    app.page("/rollups/")(rollups_view)
+    app.page("/trace/")(trace_view)
+    app.page("/stats/")(stats_view)
+    return WorkerHandle(app, proc, store, ready)
+
+
+async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> None:
+    """Read the compacted policies and control topics from the start, then keep following."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=cfg.bootstrap, enable_auto_commit=False, group_id=None, **cfg.client_options
+    )
+    await consumer.start()
+    try:
+        policies, control = cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL)
+        tps = [TopicPartition(policies, p) for p in range(topics.POLICIES.partitions)]
+        tps += [TopicPartition(control, p) for p in range(topics.CONTROL.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    key = m.key.decode(errors="replace") if m.key else ""
+                    if tp.topic == policies:
+                        proc.observe_policy(key, m.value)
+                    else:
+                        proc.observe_command(key, m.value)
+            if not ready.is_set():
+                positions = {tp: await consumer.position(tp) for tp in tps}
+                if all(positions[tp] >= ends[tp] for tp in tps):
+                    log.info("policies and control state loaded: %d policies", len(proc.engine.policies))
+                    ready.set()
+    finally:
+        await consumer.stop()
+
+
+def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "WARNING") -> None:
+    """Run the worker until SIGTERM/SIGINT (blocks)."""
+    import faust
+
+    if use_uvloop:
+        try:
+            import uvloop
+
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            pass
+    cfg.datadir.mkdir(parents=True, exist_ok=True)
+    handle = create_app(cfg)
+    worker = faust.Worker(handle.app, loglevel=loglevel, quiet=True)
+    worker.execute_from_commandline()
