@@ -5,10 +5,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
+
+from agentledger.api.keys import KeyScope, KeyStore
 
 
 class ApiServer:
@@ -47,3 +50,26 @@ class ApiServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+ROLES: dict[str, tuple[set[str], str | None]] = {
+    "admin": ({"admin"}, None),
+    "acme_ingest": ({"ingest"}, "acme"),
+    "acme_read": ({"read"}, "acme"),
+    "acme_admin": ({"admin"}, "acme"),
+    "globex_ingest": ({"ingest"}, "globex"),
+    "globex_read": ({"read"}, "globex"),
+    "globex_admin": ({"admin"}, "globex"),
+}
+
+
+def standard_keys(path: Path) -> dict[str, str]:
+    """Tokens for the usual roles (an all-tenant admin, and ingest/read/admin for two tenants)."""
+    store = KeyStore(path)
+    try:
+        return {
+            role: store.create(role, {KeyScope(s) for s in scopes}, tenant)[1]
+            for role, (scopes, tenant) in ROLES.items()
+        }
+    finally:
+        store.close()
