@@ -113,6 +113,7 @@ class Sink:
         )
         consumer.subscribe(list(self.datasets), listener=_Listener())
         self._consumer = consumer
+        await asyncio.to_thread(self.store.remove_stale_temps)
         await consumer.start()
         started = time.monotonic()
         last_data = started
@@ -121,7 +122,9 @@ class Sink:
                 now = time.monotonic()
                 if max_seconds is not None and now - started >= max_seconds:
                     break
-                if idle_seconds is not None and now - last_data >= idle_seconds:
+                if not consumer.assignment():
+                    last_data = now  # joining the group is not being idle
+                elif idle_seconds is not None and now - last_data >= idle_seconds:
                     break
                 batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
                 for tp, records in batches.items():

@@ -97,6 +97,20 @@ class Store:
         selector = pafs.FileSelector(self.dataset_dir(dataset), recursive=True, allow_not_found=True)
         return [i.path for i in self.fs.get_file_info(selector) if i.base_name.endswith(TMP_SUFFIX)]
 
+    def remove_stale_temps(self, older_than_s: float = 3600.0) -> int:
+        """Delete temporaries a crashed writer left (old enough that no writer still owns them)."""
+        import time
+
+        cutoff = time.time() - older_than_s
+        stale = []
+        for dataset in DATASETS:
+            selector = pafs.FileSelector(self.dataset_dir(dataset), recursive=True, allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.base_name.endswith(TMP_SUFFIX) and info.mtime and info.mtime.timestamp() < cutoff:
+                    stale.append(info.path)
+        self.delete(stale)
+        return len(stale)
+
     def delete(self, paths: list[str]) -> None:
         for path in paths:
             self.fs.delete_file(path)
