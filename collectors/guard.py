@@ -241,8 +241,10 @@ class Guard:
         try:
             parts = None
             while not parts and not self._closing:
-                await consumer.topics()  # refreshes metadata
-                parts = consumer.partitions_for_topic(self.topic)
+                # consumer.topics() fetches metadata into a throwaway copy, so ask the client
+                # for the full metadata and read the partitions from it.
+                metadata = await consumer._client.fetch_all_metadata()
+                parts = metadata.partitions_for_topic(self.topic)
                 if not parts:
                     await asyncio.sleep(0.5)  # topic not created yet
             if self._closing or not parts:

@@ -111,18 +111,29 @@ class BatchWorker:
     def _start(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
-        self._idle = threading.Event()
+        self._task: asyncio.Task[None] | None = None
         self._thread = threading.Thread(target=self._main, name=f"{self.name}-worker", daemon=True)
         self._thread.start()
 
     def _main(self) -> None:
-        asyncio.set_event_loop(self._loop)
+        loop = self._loop
+        asyncio.set_event_loop(loop)
         try:
-            self._loop.run_until_complete(self._run())
+            self._task = loop.create_task(self._run())
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass  # shutdown gave up on a transport that could not deliver
         except Exception:
             log.exception("agentledger worker stopped unexpectedly")
         finally:
-            self._loop.close()
+            try:  # leave no half-done aiokafka tasks behind to warn at exit
+                pending = asyncio.all_tasks(loop)
+                for task in pending:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            except Exception:  # noqa: BLE001 - best effort
+                pass
+            loop.close()
 
     def _take(self) -> None:
         """Move up to a few batches' worth of events from the deque into per-key batches."""
@@ -212,10 +223,10 @@ class BatchWorker:
 
         async def _close() -> None:
             self._stopping = True
-            self.queue.clear() if not ok else None
-            self._pending = [] if not ok else self._pending
             self._wake.set()
             await self.transport.close(1.0)
+            if not ok and self._task is not None:  # stuck on an unreachable destination
+                self._task.cancel()
 
         try:
             asyncio.run_coroutine_threadsafe(_close(), self._loop).result(2.0)
