@@ -94,6 +94,23 @@ class AlertDispatcher:
             log.info("alert %s: %s (%s)", alert.dedup_key, note.kind, alert.state.value)
             self.wake.set()
 
+    async def _partitions(self, stop: asyncio.Event) -> list[int]:
+        """The alerts topic's partitions (waits for the topic to exist)."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.kafka_options)  # type: ignore[arg-type]
+        await admin.start()
+        try:
+            while not stop.is_set():
+                for t in await admin.describe_topics([self.topic]):
+                    if t["topic"] == self.topic and t["error_code"] == 0 and t["partitions"]:
+                        return sorted(int(p["partition"]) for p in t["partitions"])
+                log.warning("topic %s not there yet; waiting", self.topic)
+                await asyncio.sleep(2.0)
+            return []
+        finally:
+            await admin.close()
+
     async def _consume(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -102,13 +119,8 @@ class AlertDispatcher:
         )  # type: ignore[arg-type]
         await consumer.start()
         try:
-            parts: set[int] | None = None
-            while not parts and not stop.is_set():
-                await consumer.topics()
-                parts = consumer.partitions_for_topic(self.topic)
-                if not parts:
-                    await asyncio.sleep(1.0)
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts or ())]
+            parts = await self._partitions(stop)
+            tps = [TopicPartition(self.topic, p) for p in parts]
             consumer.assign(tps)
             stored = self.store.next_offsets(self.topic)
             for tp in tps:
@@ -116,6 +128,7 @@ class AlertDispatcher:
                     consumer.seek(tp, stored[tp.partition])
                 else:
                     await consumer.seek_to_beginning(tp)
+            log.info("reading %s partitions %s from %s", self.topic, parts, stored or "the beginning")
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=1000)
                 for tp, records in batches.items():
