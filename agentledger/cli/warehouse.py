@@ -85,3 +85,34 @@ def query(
     else:
         write(table, str(out), fmt)
         console.print(f"{table.num_rows} rows written to {out}")
+
+
+@warehouse_app.command("reprice")
+def reprice(
+    overrides: Path = typer.Option(None, help="Prices file (YAML/JSON), see agentledger.pricing."),
+    group_by: str = typer.Option("tenant,agent,provider,model", help="Comma-separated grouping."),
+    tenant: str = typer.Option(None, help="Only this tenant."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
+    out: Path = typer.Option(None, "--out", "-o", help="File for csv/json/parquet."),
+    root: str = typer.Option(None, help="Warehouse root (default: settings)."),
+) -> None:
+    """Cost again from raw tokens with today's snapshot (and overrides), next to the recorded
+    cost. Nothing is rewritten."""
+    import pyarrow as pa
+
+    from agentledger.cli.sql import _print
+    from agentledger.pricing import PriceBook
+    from agentledger.warehouse.catalog import Catalog
+    from agentledger.warehouse.export import write
+    from agentledger.warehouse.repricing import reprice as run
+
+    groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    rows = run(Catalog(_root(root)), PriceBook.load(overrides), group_by=groups, tenant=tenant)
+    table = pa.Table.from_pylist(rows)
+    if fmt == "table":
+        _print(table)
+    elif out is None:
+        raise typer.BadParameter(f"--format {fmt} needs --out FILE")
+    else:
+        write(table, str(out), fmt)
+        console.print(f"{table.num_rows} rows written to {out}")
