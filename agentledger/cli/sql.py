@@ -59,7 +59,9 @@ def _print(table: Any) -> None:
     from agentledger.warehouse.export import rows_as_text
 
     header, rows = rows_as_text(table)
-    view = Table(*header, show_lines=False)
+    view = Table(show_lines=False)
+    for name in header:
+        view.add_column(name, overflow="fold")  # money and ids are never cut short
     for row in rows:
         view.add_row(*row)
     console.print(view)
