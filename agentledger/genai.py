@@ -5,15 +5,28 @@ Input is a neutral ``OtelSpan`` (both sides convert to it: the SDK's ReadableSpa
 OTLP protobuf/JSON in the API). See ../shared/OTEL_MAPPING.md for the attribute variants and
 the traps (usage counted on LLM spans only, duplicate spans, cached tokens inside or outside
 the input count, which agent, never storing message content).
+
+Agent version: no framework sets one, so it is read from the span's (or the enclosing agent
+span's) ``agentledger.agent.version`` / ``gen_ai.agent.version``, else the resource's
+``service.version``, else ``MappingDefaults.agent_version``. Workflow: ``agentledger.workflow``
+on the span or resource. Tenant: never from a span (``MappingDefaults.tenant``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
+from agentledger.events import SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
 from agentledger.wire import AnyEvent
+
+log = logging.getLogger("agentledger.genai")
 
 
 @dataclass(slots=True)
@@ -42,9 +55,290 @@ class MappingDefaults:
     workflow: str | None = None
 
 
+def _first(attrs: Mapping[str, Any], names: Sequence[str]) -> Any:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _count(attrs: Mapping[str, Any], names: Sequence[str]) -> int | None:
+    value = _first(attrs, names)
+    if value is None:
+        return None
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return None
+    return count if count >= 0 else None
+
+
+_MODEL_RESPONSE = ("gen_ai.response.model", "llm.response.model_name")
+_MODEL_REQUEST = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name")
+_PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+_INPUT = ("gen_ai.usage.input_tokens", "llm.token_count.prompt", "gen_ai.usage.prompt_tokens")
+_OUTPUT = ("gen_ai.usage.output_tokens", "llm.token_count.completion", "gen_ai.usage.completion_tokens")
+_CACHE_READ = (
+    "gen_ai.usage.cache_read.input_tokens", "llm.token_count.prompt_details.cache_read",
+    "gen_ai.usage.details.cache_read_tokens", "gen_ai.usage.cache_read_input_tokens",
+)  # fmt: skip
+_CACHE_WRITE = (
+    "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_write.input_tokens",
+    "llm.token_count.prompt_details.cache_write", "gen_ai.usage.cache_creation_input_tokens",
+)  # fmt: skip
+_CACHE_WRITE_TTL = (
+    "anthropic.usage.cache_creation.ephemeral_5m_input_tokens",
+    "anthropic.usage.cache_creation.ephemeral_1h_input_tokens",
+)
+_REASONING = (
+    "gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
+    "gen_ai.usage.details.reasoning_tokens", "llm.token_count.completion_details.reasoning",
+)  # fmt: skip
+_TOOL = ("gen_ai.tool.name", "tool.name", "haystack.tool.name")
+_TOOL_ARGS = ("gen_ai.tool.call.arguments", "tool.parameters", "input.value")
+# Where frameworks put the agent's name, most trustworthy first: OpenLLMetry's LangChain
+# names the sub-agent on the chat span; CrewAI's gen_ai.agent.name is a hash, its role is not.
+_AGENT = (
+    "traceloop.association.properties.lc_agent_name", "crewai.agent.role", "gen_ai.agent.name",
+    "agentledger.agent", "gen_ai.agent.id",
+)  # fmt: skip
+_VERSION = ("agentledger.agent.version", "gen_ai.agent.version")
+_LLM_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
+_OPENINFERENCE_KINDS = {
+    "LLM": SpanKind.LLM, "EMBEDDING": SpanKind.LLM, "AGENT": SpanKind.AGENT, "TOOL": SpanKind.TOOL,
+    "CHAIN": SpanKind.WORKFLOW, "RETRIEVER": SpanKind.WORKFLOW, "RERANKER": SpanKind.WORKFLOW,
+    "GUARDRAIL": SpanKind.WORKFLOW, "EVALUATOR": SpanKind.WORKFLOW,
+}  # fmt: skip
+_TRACELOOP_KINDS = {
+    "workflow": SpanKind.WORKFLOW, "task": SpanKind.WORKFLOW, "agent": SpanKind.AGENT, "tool": SpanKind.TOOL,
+}  # fmt: skip
+_GENAI_PREFIXES = ("gen_ai.", "llm.", "openinference.", "traceloop.", "crewai.", "haystack.", "agentledger.")
+# Small, content-free attributes worth keeping on the events; everything else (prompts,
+# completions, tool arguments) is dropped here, at the edge.
+_KEEP = (
+    "gen_ai.operation.name",
+    "gen_ai.response.id",
+    "gen_ai.response.finish_reasons",
+    "gen_ai.request.model",
+)
+
+
+def _kind(attrs: Mapping[str, Any]) -> SpanKind | None:
+    """The contract kind of a span, or None for spans that are not GenAI work."""
+    operation = attrs.get("gen_ai.operation.name")
+    if operation in _LLM_OPERATIONS:
+        return SpanKind.LLM
+    if operation in ("invoke_agent", "create_agent"):
+        return SpanKind.AGENT
+    if operation == "execute_tool":
+        return SpanKind.TOOL
+    oi = attrs.get("openinference.span.kind")
+    if isinstance(oi, str) and oi.upper() in _OPENINFERENCE_KINDS:
+        return _OPENINFERENCE_KINDS[oi.upper()]
+    tl = attrs.get("traceloop.span.kind")
+    if isinstance(tl, str) and tl in _TRACELOOP_KINDS:
+        return _TRACELOOP_KINDS[tl]
+    if attrs.get("llm.request.type") is not None or _count(attrs, _INPUT) is not None:
+        return SpanKind.LLM
+    if _first(attrs, _TOOL) is not None:
+        return SpanKind.TOOL
+    if _first(attrs, _AGENT) is not None:
+        return SpanKind.AGENT
+    if any(key.startswith(_GENAI_PREFIXES) for key in attrs):
+        return SpanKind.WORKFLOW
+    return None
+
+
+def _clean_name(value: Any, limit: int = 128) -> str | None:
+    """A value usable as an agent/workflow name (the contract forbids '/' and leading spaces)."""
+    if value is None:
+        return None
+    text = str(value).replace("/", "_").strip()[:limit]
+    return text or None
+
+
+def _agent_of_agent_span(span: OtelSpan) -> str | None:
+    name = _clean_name(_first(span.attributes, _AGENT))
+    if name:
+        return name
+    label = span.name
+    for prefix in ("invoke_agent ", "create_agent "):
+        if label.startswith(prefix):
+            label = label[len(prefix) :]
+    return _clean_name(label)  # OpenInference AGENT spans are named after the agent
+
+
+@dataclass(slots=True)
+class _Node:
+    span: OtelSpan
+    kind: SpanKind | None
+    parent: _Node | None = None
+    llm_descendant_with_usage: bool = False
+
+
+def _host(value: Any) -> str:
+    text = str(value)
+    if "://" in text:  # some instrumentations put the whole base URL in server.address
+        from urllib.parse import urlsplit
+
+        return urlsplit(text).hostname or text
+    return text
+
+
+def _attributes(span: OtelSpan) -> dict[str, str | int | float | bool]:
+    out: dict[str, str | int | float | bool] = {}
+    for key in _KEEP:
+        value = span.attributes.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):  # finish_reasons: a list, or a JSON string (kept as is)
+            value = ",".join(str(v) for v in value)
+        out[key] = value if isinstance(value, bool | int | float) else str(value)[:256]
+    server = span.attributes.get("server.address")
+    if server is not None:
+        out["server.address"] = _host(server)[:256]
+    return out
+
+
+def _dt(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, UTC)
+
+
+def _usage_counts(attrs: Mapping[str, Any]) -> tuple[int, int, int, int, int] | None:
+    inp, out = _count(attrs, _INPUT), _count(attrs, _OUTPUT)
+    if inp is None and out is None:
+        return None
+    inp, out = inp or 0, out or 0
+    read = _count(attrs, _CACHE_READ) or 0
+    write = _count(attrs, _CACHE_WRITE)
+    if write is None:
+        write = sum(_count(attrs, (name,)) or 0 for name in _CACHE_WRITE_TTL)
+    reasoning = _count(attrs, _REASONING) or 0
+    if read + write > inp:
+        # The input count cannot have included the cached tokens (Agent Framework with
+        # Anthropic reports the uncached part only): the contract's input includes them.
+        inp += read + write
+    if reasoning > out:
+        out += reasoning
+    return inp, out, read, write, reasoning
+
+
 def spans_to_events(spans: Sequence[OtelSpan], defaults: MappingDefaults) -> list[AnyEvent]:
     """Map a batch of spans (ideally a whole trace or export batch) to contract events.
 
-    Implemented by the collectors' OpenTelemetry bridge work (issue 3).
+    Every GenAI span becomes a ``SpanEvent``; LLM spans with token counts add one
+    ``UsageEvent`` (deduplicated by ``gen_ai.response.id`` and by LLM-inside-LLM nesting:
+    the innermost span with counts wins); tool spans add a ``ToolCallEvent`` whose argument
+    hash never carries the arguments. Spans that are not GenAI work are skipped. Event ids
+    derive from trace and span ids, so exporting the same span twice dedupes downstream.
+    A span the contract cannot hold (e.g. invalid ids) is skipped and logged, not raised.
     """
-    raise NotImplementedError
+    nodes = {s.span_id: _Node(s, _kind(s.attributes)) for s in spans}
+    for node in nodes.values():
+        if node.span.parent_span_id:
+            node.parent = nodes.get(node.span.parent_span_id)
+    for node in nodes.values():
+        if node.kind is SpanKind.LLM and _usage_counts(node.span.attributes) is not None:
+            up = node.parent
+            while up is not None:
+                if up.kind is SpanKind.LLM:
+                    up.llm_descendant_with_usage = True
+                up = up.parent
+    seen_responses: set[str] = set()
+    out: list[AnyEvent] = []
+    for node in sorted(nodes.values(), key=lambda n: (n.span.end_ns, n.span.span_id)):
+        if node.kind is None:
+            continue
+        try:
+            out.extend(_events_of(node, defaults, seen_responses))
+        except (ValidationError, ValueError) as exc:
+            log.warning("skipping span %s (%s): %s", node.span.span_id, node.span.name, exc)
+    return out
+
+
+def _resolve_agent(node: _Node, defaults: MappingDefaults) -> tuple[str, str | None]:
+    """(agent, version): the span's own agent attribute, else the nearest enclosing agent span."""
+    attrs = node.span.attributes
+    agent = (
+        _clean_name(_first(attrs, _AGENT))
+        if node.kind is not SpanKind.AGENT
+        else _agent_of_agent_span(node.span)
+    )
+    version = _first(attrs, _VERSION)
+    up = node.parent
+    while up is not None and (agent is None or version is None):
+        if up.kind is SpanKind.AGENT:
+            agent = agent or _agent_of_agent_span(up.span)
+            version = version or _first(up.span.attributes, _VERSION)
+        up = up.parent
+    version = version or node.span.resource.get("service.version") or defaults.agent_version
+    return agent or defaults.agent, str(version)[:64] if version is not None else None
+
+
+def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str]) -> list[AnyEvent]:
+    span, kind = node.span, node.kind
+    assert kind is not None
+    attrs = span.attributes
+    agent, version = _resolve_agent(node, defaults)
+    workflow = _clean_name(attrs.get("agentledger.workflow") or span.resource.get("agentledger.workflow"))
+    provider = _first(attrs, _PROVIDER)
+    provider = str(provider).lower()[:64] if provider is not None else None
+    model = _first(attrs, _MODEL_RESPONSE) or _first(attrs, _MODEL_REQUEST)
+    model = str(model)[:128] if model is not None else None
+    end = _dt(max(span.end_ns, span.start_ns))
+    common: dict[str, Any] = {
+        "ts": end, "tenant": defaults.tenant, "agent": agent, "agent_version": version,
+        "workflow": workflow or defaults.workflow, "trace_id": span.trace_id, "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id or None, "attributes": _attributes(span),
+    }  # fmt: skip
+    base_id = f"otel:{span.trace_id}:{span.span_id}"
+    events: list[AnyEvent] = [
+        SpanEvent(
+            event_id=base_id,
+            name=span.name[:256] or kind.value,
+            kind=kind,
+            start=_dt(span.start_ns),
+            end=end,
+            status=SpanStatus.ERROR if span.status_error else SpanStatus.UNSET,
+            error_type=span.error_type[:256] if span.error_type else None,
+            provider=provider,
+            model=model,
+            **common,
+        )
+    ]
+    if kind is SpanKind.LLM and not node.llm_descendant_with_usage:
+        counts = _usage_counts(attrs)
+        response_id = attrs.get("gen_ai.response.id")
+        duplicate = response_id is not None and str(response_id) in seen_responses
+        if counts is not None and not duplicate:
+            if response_id is not None:
+                seen_responses.add(str(response_id))
+            inp, out, read, write, reasoning = counts
+            events.append(
+                UsageEvent(
+                    event_id=base_id + ":u",
+                    provider=provider or "unknown",
+                    model=model or "unknown",
+                    input_tokens=inp,
+                    output_tokens=out,
+                    cache_read_tokens=read,
+                    cache_write_tokens=write,
+                    reasoning_tokens=reasoning,
+                    **common,
+                )
+            )
+    elif kind is SpanKind.TOOL:
+        tool = _first(attrs, _TOOL) or span.name.removeprefix("execute_tool ")
+        raw_args = _first(attrs, _TOOL_ARGS)
+        digest = hashlib.blake2b(str(raw_args).encode(), digest_size=8).hexdigest()
+        events.append(
+            ToolCallEvent(
+                event_id=base_id + ":t",
+                tool=str(tool)[:128] or "tool",
+                args_hash=digest,
+                status=SpanStatus.ERROR if span.status_error else SpanStatus.OK,
+                **common,
+            )
+        )
+    return events

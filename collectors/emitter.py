@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from agentledger import topics
+from agentledger.events import BaseEvent
 from agentledger.settings import get_settings
 
 from . import _ids
@@ -226,6 +227,12 @@ class Emitter:
         }  # fmt: skip
         self._worker.put(event)
         return event_id
+
+    def record_event(self, event: BaseEvent) -> None:
+        """Enqueue an already-built contract event (the OTel bridge uses this)."""
+        data = event.model_dump(mode="json", exclude_none=True)
+        data["ts"] = int(event.ts.timestamp() * 1_000_000) * 1000  # ns: the worker derives record time
+        self._worker.put(data)
 
     # -- lifecycle ---------------------------------------------------------------------
 

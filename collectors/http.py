@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.error
 import urllib.request
 
@@ -58,11 +59,14 @@ class HttpTransport:
 
     async def send(self, batches: list[Batch], outcome: Outcome) -> None:
         events = [e for b in batches for e in b.events]
+        self._pending = len(events)  # counted here from now on (the worker lets go of them)
         batches.clear()
-        for start in range(0, len(events), self.max_events):
-            chunk = events[start : start + self.max_events]
-            self._pending = len(chunk)
-            await self._send_chunk(to_json({"events": chunk}), len(chunk), outcome)
+        try:
+            for start in range(0, len(events), self.max_events):
+                chunk = events[start : start + self.max_events]
+                await self._send_chunk(to_json({"events": chunk}), len(chunk), outcome)
+                self._pending -= len(chunk)
+        finally:
             self._pending = 0
 
     async def _send_chunk(self, body: bytes, n: int, outcome: Outcome) -> None:
@@ -84,6 +88,11 @@ class HttpTransport:
         return self._pending
 
     async def flush(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self._pending:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.005)
         return True
 
     async def close(self, timeout: float) -> None:
