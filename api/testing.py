@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -73,3 +74,81 @@ def standard_keys(path: Path) -> dict[str, str]:
         }
     finally:
         store.close()
+
+
+def land_demo_warehouse(root: str, n_traces: int = 120, seed: int = 5) -> list[str]:
+    """A small deterministic warehouse (priced events, alerts, commands) written with the
+    warehouse's own code, for tests, screenshots and demos. Returns the trace ids."""
+    from agentledger.events import (
+        Action,
+        AlertEvent,
+        AlertState,
+        CommandParams,
+        ControlCommand,
+        Scope,
+        ScopeKind,
+        Severity,
+    )
+    from agentledger.warehouse.landing import land_priced
+    from agentledger.warehouse.rows import ModelBuffer
+    from agentledger.warehouse.storage import Store, split_by_day
+    from agentledger.warehouse.synthetic import T0, priced_events
+    from agentledger.wire import dump
+
+    store = Store(root)
+    events = priced_events(n_traces, seed=seed)
+    land_priced(store, events, "demo-events")
+    at = [T0 + timedelta(hours=h) for h in (6, 9, 20, 30, 31)]
+    alerts = [
+        AlertEvent(
+            alert_id=f"demo-alert-{i}",
+            dedup_key=f"{rule}:{entity}",
+            ts=ts,
+            rule=rule,
+            entity=entity,
+            tenant="acme",
+            state=state,
+            severity=Severity.WARNING,
+            summary=summary,
+        )
+        for i, (ts, rule, entity, state, summary) in enumerate(
+            [
+                (
+                    at[0],
+                    "quality_drift",
+                    "acme/planner/v2/faithfulness",
+                    AlertState.ALERT,
+                    "faithfulness down 12%",
+                ),
+                (at[1], "quality_drift", "acme/planner/v2/faithfulness", AlertState.RESOLVED, "recovered"),
+                (at[2], "canary", "acme/planner/v2", AlertState.WARN, "rollback"),
+                (at[3], "budget", "acme/coder", AlertState.ALERT, "daily budget 100% used"),
+            ]
+        )
+    ]
+    commands = [
+        ControlCommand(
+            command_id="demo-cmd-0",
+            ts=at[3],
+            scope=Scope(kind=ScopeKind.AGENT, tenant="acme", agent="coder"),
+            action=Action.KILL,
+            reason="daily budget exhausted",
+            policy_id="daily",
+            params=CommandParams(kill_reason="budget"),
+        ),
+        ControlCommand(
+            command_id="demo-cmd-1",
+            ts=at[4],
+            scope=Scope(kind=ScopeKind.AGENT, tenant="acme", agent="coder"),
+            action=Action.RESUME,
+            reason="limit raised",
+            issued_by="key:ops",
+        ),
+    ]
+    for dataset, models in (("alerts", alerts), ("commands", commands)):
+        buffer = ModelBuffer(dataset)
+        for offset, model in enumerate(models):
+            buffer.add_record(dump(model), 0, offset)
+        for day, part in split_by_day(buffer.to_table()):
+            store.write(dataset, day, f"demo-{dataset}", part)
+    return sorted({e.event.trace_id for e in events})

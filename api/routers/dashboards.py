@@ -17,10 +17,15 @@ router = APIRouter(prefix="/ui", tags=["dashboards"], include_in_schema=False)
 
 
 @router.get("/login")
-async def login(key: str = Query(min_length=1), state: ApiState = Depends(get_state)) -> Response:
+async def login(
+    key: str = Query(min_length=1),
+    next: str = Query(default="/ui/overview", pattern=r"^/ui/[A-Za-z0-9_\-/?=&%.]*$"),
+    state: ApiState = Depends(get_state),
+) -> Response:
+    """Check ``key``, keep it in an HttpOnly cookie, and go to ``next`` (a /ui page only)."""
     if state.keys.verify(key) is None:
         raise UnauthorizedError("unknown or revoked API key")
-    response = RedirectResponse("/ui/overview", status_code=303)
+    response = RedirectResponse(next, status_code=303)
     response.set_cookie(COOKIE, key, httponly=True, samesite="strict", max_age=12 * 3600)
     return response
 

@@ -1,0 +1,135 @@
+"""Headless Chromium (Debian's ``chromium``) loads every dashboard page with data: charts
+drawn, no console message at all (errors included), screenshots kept in artifacts/."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from agentledger.admin import create_topics
+from agentledger.api.app import create_app
+from agentledger.api.config import ApiSettings
+from agentledger.api.pagedata import Sources, all_pages
+from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
+from agentledger.api.warehouse import WarehouseReader
+from agentledger.dashboards.pages import render_report
+from agentledger.events import BudgetState, BudgetStatus, LimitUnit, Window
+from agentledger.settings import Settings
+from agentledger.wire import dump
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install -y chromium"
+    ),
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=4000"]  # fmt: skip
+PAGES = {"overview": 3, "agent": 3, "trace": 1, "providers": 1, "timeline": 1}
+
+
+def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
+
+
+@dataclass
+class Running:
+    url: str
+    key: str
+
+
+async def _budgets(bootstrap: str, topic: str) -> None:
+    now = datetime.now(UTC)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for agent, spend, state in (("planner", "4", BudgetState.OK), ("coder", "9.5", BudgetState.WARN)):
+            status = BudgetStatus(policy_id="daily", scope_key=f"agent/acme/{agent}", window=Window.DAY,
+                                  window_start=now, spend=Decimal(spend), limit=Decimal(10), unit=LimitUnit.USD,
+                                  state=state, updated_at=now, projected_exhaustion=now + timedelta(hours=3))  # fmt: skip
+            await producer.send_and_wait(topic, dump(status), key=f"daily|{status.scope_key}".encode())
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    home = tmp_path_factory.mktemp("ui")
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
+    asyncio.run(_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
+    land_demo_warehouse(str(home / "wh"))
+    keys = standard_keys(home / "keys.sqlite")
+    app = create_app(
+        Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
+        ApiSettings(keys_path=home / "keys.sqlite"),
+        warehouse=WarehouseReader(str(home / "wh")),
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with ApiServer(app) as url:
+        yield Running(url, keys["acme_read"])
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_page_draws_its_charts_without_console_messages(api: Running, page: str, tmp_path: Path) -> None:
+    target = "/ui/agent%3Fname%3Dplanner" if page == "agent" else f"/ui/{page}"  # the demo's drifting agent
+    url = f"{api.url}/ui/login?key={api.key}&next={target}"
+    dom = chromium(url, tmp_path / "p1", "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    drawn = len(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom.stdout))
+    assert drawn == PAGES[page], dom.stdout[:2000]
+    assert dom.stdout.count('class="main-svg"') >= PAGES[page]
+    assert "no spend" not in dom.stdout and "no spans" not in dom.stdout  # the data reached the charts
+    assert console_lines(dom.stderr) == []
+    shot = SCREENSHOTS / f"{page}.png"
+    result = chromium(url, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1600")
+    assert result.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_overview_stacks_into_one_column_on_a_narrow_screen(api: Running, tmp_path: Path) -> None:
+    # Headless Chromium will not make a window narrower than about 500 px; 560 px is enough to
+    # show the layout switching to one column of full-width, resized charts.
+    shot = SCREENSHOTS / "overview-narrow.png"
+    url = f"{api.url}/ui/login?key={api.key}&next=/ui/overview"
+    result = chromium(url, tmp_path / "p", f"--screenshot={shot}", "--window-size=560,1600")
+    assert result.returncode == 0 and shot.stat().st_size > 10_000
+    dom = chromium(url, tmp_path / "p2", "--dump-dom", "--window-size=560,1600")
+    widths = {float(w) for w in re.findall(r'<svg class="main-svg"[^>]*width="([\d.]+)"', dom.stdout)}
+    assert len(widths) == 1 and 400 < widths.pop() <= 560  # one column, no sideways scrolling
+
+
+def test_static_report_opens_from_a_file_with_no_server(tmp_path: Path) -> None:
+    land_demo_warehouse(str(tmp_path / "wh"))
+    report = tmp_path / "report.html"
+    report.write_text(render_report(all_pages(Sources(WarehouseReader(str(tmp_path / "wh")), "acme"))))
+    dom = chromium(report.as_uri(), tmp_path / "p", "--dump-dom")
+    assert len(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom.stdout)) == sum(PAGES.values())
+    assert console_lines(dom.stderr) == []
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    chromium(
+        report.as_uri(),
+        tmp_path / "p2",
+        f"--screenshot={SCREENSHOTS / 'report.png'}",
+        "--window-size=1280,4000",
+    )
