@@ -1,0 +1,290 @@
+"""`agentledger health` as a real Faust worker (subprocess) on the real broker.
+
+Events go in as envelopes; we read what the worker publishes on the control and alerts
+topics: a provider outage gives `failover` then `resume`; a clearly costlier canary gets a
+`rollback` naming the baseline; an equal canary is promoted, never rolled back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agentledger import topics as specs
+from agentledger.events import (
+    Action,
+    AlertEvent,
+    AlertState,
+    ControlCommand,
+    PricedEvent,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+    UsageEvent,
+)
+from agentledger.wire import encode_envelope, record_timestamp_ms
+
+CONFIG = {
+    "policies": [],  # the budget worker's key: ignored by the health worker
+    "providers": {
+        "fallbacks": {"openai": "anthropic"},
+        "window_s": 10,
+        "min_volume": 10,
+        "error_rate": 0.5,
+        "half_open_after_s": 3,
+        "probe_volume": 3,
+    },
+    "canary": {"task_idle_s": 1, "min_tasks": 30, "promote_min_tasks": 150, "eval_interval_s": 1},
+}
+
+
+class Worker:
+    def __init__(self, bootstrap: str, prefix: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.bootstrap, self.prefix, self.proc, self.log = bootstrap, prefix, proc, log
+
+    def topic(self, spec: specs.TopicSpec) -> str:
+        return self.prefix + spec.name
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worker]:
+    from agentledger.admin import create_topics
+
+    prefix = f"h{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
+    tmp = tmp_path_factory.mktemp("health")
+    config = tmp / "policy.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    env = {
+        **os.environ,
+        "AGENTLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "AGENTLEDGER_TOPIC_PREFIX": prefix,
+        "AGENTLEDGER_HOME": str(tmp / "home"),
+    }
+    log = tmp / "worker.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "agentledger",
+                "health",
+                "--config",
+                str(config),
+                "--datadir",
+                str(tmp / "faust"),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield Worker(kafka_bootstrap, prefix, proc, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+class Tail:
+    """Everything published on a topic since the beginning, polled as we go."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.values: list[bytes] = []
+
+    async def __aenter__(self) -> Tail:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def poll(self) -> list[bytes]:
+        for records in (await self.consumer.getmany(timeout_ms=200)).values():
+            self.values.extend(r.value for r in records if r.value is not None)
+        return self.values
+
+    async def drain(self, quiet_s: float = 1.5) -> list[bytes]:
+        """Poll until nothing new arrived for ``quiet_s``."""
+        seen, last_change = len(self.values), time.monotonic()
+        while time.monotonic() - last_change < quiet_s:
+            if len(await self.poll()) != seen:
+                seen, last_change = len(self.values), time.monotonic()
+        return self.values
+
+
+_seq = 0
+
+
+def _ids() -> dict[str, str]:
+    global _seq
+    _seq += 1
+    return {"event_id": f"hw-{uuid.uuid4().hex[:20]}", "span_id": f"{_seq:016x}"}
+
+
+def _llm(ok: bool, ts: datetime) -> SpanEvent:
+    return SpanEvent(
+        **_ids(), ts=ts, tenant="acme", agent="planner", agent_version="v1", trace_id=uuid.uuid4().hex,
+        name="chat gpt-4o", kind=SpanKind.LLM, start=ts - timedelta(milliseconds=400), end=ts,
+        status=SpanStatus.OK if ok else SpanStatus.ERROR, error_type=None if ok else "RateLimitError",
+        provider="openai", model="gpt-4o",
+    )  # fmt: skip
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, key: str, events: list[Any], newest: datetime
+) -> None:
+    now_ms = int(time.time() * 1000)
+    await producer.send_and_wait(
+        topic,
+        encode_envelope(key, events),
+        key=key.encode(),
+        timestamp_ms=record_timestamp_ms(int(newest.timestamp() * 1000), now_ms),
+    )
+
+
+async def _until(what: Callable[[], Any], tick: Callable[[], Any], timeout: float, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await tick()
+        found = await what()
+        if found:
+            return found
+        await asyncio.sleep(every)
+    raise AssertionError("not seen in time")
+
+
+def _commands(values: list[bytes]) -> list[ControlCommand]:
+    return [ControlCommand.model_validate_json(v) for v in values]
+
+
+async def test_provider_outage_publishes_failover_then_resume(worker: Worker) -> None:
+    events_topic = worker.topic(specs.EVENTS)
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        async with (
+            Tail(worker.bootstrap, worker.topic(specs.CONTROL), 1) as control,
+            Tail(worker.bootstrap, worker.topic(specs.ALERTS), specs.ALERTS.partitions) as alerts,
+        ):
+
+            def spans(ok: bool) -> Callable[[], Any]:
+                async def go() -> None:
+                    now = datetime.now(UTC)
+                    await _send(
+                        producer, events_topic, "acme/planner", [_llm(ok, now) for _ in range(5)], now
+                    )
+
+                return go
+
+            async def with_action(action: Action, n: int) -> Callable[[], Any]:
+                async def check() -> bool:
+                    return sum(c.action is action for c in _commands(await control.poll())) >= n
+
+                return check
+
+            for cycle in (1, 2):
+                t0 = time.monotonic()
+                # the first cycle includes the Faust worker's start-up
+                await _until(
+                    await with_action(Action.FAILOVER, cycle), spans(ok=False), 120 if cycle == 1 else 30
+                )
+                detect_s = time.monotonic() - t0
+                await asyncio.sleep(3.5)  # half_open_after_s: then healthy probes close the circuit
+                await _until(await with_action(Action.RESUME, cycle), spans(ok=True), 30)
+                if cycle == 2:
+                    # a running worker notices an outage within seconds (generous bound: shared CI)
+                    assert detect_s < 10, detect_s
+            cmds = _commands(await control.drain())
+            assert [c.action for c in cmds] == [Action.FAILOVER, Action.RESUME] * 2
+            for c in cmds:
+                assert c.scope.key == "provider/openai/*" and c.issued_by == "agentledger-health"
+            assert cmds[0].params.fallback_provider == "anthropic"
+            circuit = [
+                a
+                for a in (AlertEvent.model_validate_json(v) for v in await alerts.drain())
+                if a.rule == "provider.circuit"
+            ]
+            assert [a.state for a in circuit] == [AlertState.ALERT, AlertState.RESOLVED] * 2
+            assert circuit[0].dedup_key == "provider.circuit|openai/gpt-4o"
+            assert circuit[0].command_id == cmds[0].command_id
+            assert int(circuit[0].figures["errors"]) >= 5
+    finally:
+        await producer.stop()
+
+
+async def _priced_tasks(producer: AIOKafkaProducer, topic: str, agent: str, cost_v2: float) -> None:
+    """200 finished tasks (one trace each) per version; v1 is older, so it is the baseline."""
+    import random
+
+    rng = random.Random(agent)
+    now = datetime.now(UTC)
+    for version, cost, ts in (("v1", 0.01, now - timedelta(seconds=60)), ("v2", cost_v2, now)):
+        batch = []
+        for _ in range(200):
+            usage = UsageEvent(
+                **_ids(), ts=ts, tenant="acme", agent=agent, agent_version=version, trace_id=uuid.uuid4().hex,
+                provider="openai", model="gpt-4o", input_tokens=1000, output_tokens=100,
+            )  # fmt: skip
+            c = Decimal(str(round(max(0.0, rng.gauss(cost, cost * 0.2)), 8)))
+            batch.append(PricedEvent(event=usage, cost_usd=c, priced=True, price_source="test"))
+        await _send(producer, topic, f"acme/{agent}", batch, ts)
+
+
+async def test_worse_canary_is_rolled_back_equal_one_is_promoted(worker: Worker) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        await _priced_tasks(producer, worker.topic(specs.PRICED), "costly", cost_v2=0.02)
+        await _priced_tasks(producer, worker.topic(specs.PRICED), "steady", cost_v2=0.01)
+    finally:
+        await producer.stop()
+    async with (
+        Tail(worker.bootstrap, worker.topic(specs.CONTROL), 1) as control,
+        Tail(worker.bootstrap, worker.topic(specs.ALERTS), specs.ALERTS.partitions) as alerts,
+    ):
+
+        async def nothing() -> None:
+            return None
+
+        async def verdicts() -> dict[str, AlertEvent]:
+            out = {}
+            for v in await alerts.poll():
+                a = AlertEvent.model_validate_json(v)
+                if a.rule == "canary.verdict" and a.figures["verdict"] != "undecided":
+                    out[a.entity] = a
+            return out if len(out) == 2 else {}
+
+        found = await _until(verdicts, nothing, 120)
+        costly, steady = found["acme/costly@v2"], found["acme/steady@v2"]
+        assert costly.figures["verdict"] == "rollback" and costly.state is AlertState.ALERT
+        assert float(costly.figures["cost_per_task_canary"]) > 1.5 * float(
+            costly.figures["cost_per_task_baseline"]
+        )
+        assert float(costly.figures["cost_p"]) < 0.001
+        assert steady.figures["verdict"] == "promote" and steady.state is AlertState.WARN
+        assert int(steady.figures["tasks_canary"]) == 200
+        rollbacks = [c for c in _commands(await control.drain()) if c.action is Action.ROLLBACK]
+        assert [(c.scope.key, c.params.target_version) for c in rollbacks] == [("agent/acme/costly", "v1")]
+        assert costly.command_id == rollbacks[0].command_id
