@@ -236,6 +236,10 @@ class HealthEngine:
     # --- quality drift ------------------------------------------------------------------
     def _on_quality(self, ev: QualityEvent) -> list[Outgoing]:
         version = ev.agent_version or "-"
+        if ev.agent_version:
+            self.canary.record_quality(
+                ev.tenant, ev.agent, ev.agent_version, ev.metric, ev.score, ev.ts.timestamp()
+            )
         key = (ev.tenant, ev.agent, version, ev.metric)
         det = self.drift.get(key)
         if det is None:

@@ -30,6 +30,7 @@ from agentledger.events import (
     AlertState,
     ControlCommand,
     PricedEvent,
+    QualityEvent,
     SpanEvent,
     SpanKind,
     SpanStatus,
@@ -288,3 +289,47 @@ async def test_worse_canary_is_rolled_back_equal_one_is_promoted(worker: Worker)
         rollbacks = [c for c in _commands(await control.drain()) if c.action is Action.ROLLBACK]
         assert [(c.scope.key, c.params.target_version) for c in rollbacks] == [("agent/acme/costly", "v1")]
         assert costly.command_id == rollbacks[0].command_id
+
+
+async def test_quality_drop_of_ten_percent_raises_a_drift_alert(worker: Worker) -> None:
+    import random
+
+    rng = random.Random(12)
+    now = datetime.now(UTC)
+    producer = AIOKafkaProducer(bootstrap_servers=worker.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        scores = [rng.gauss(0.8, 0.1) for _ in range(300)] + [rng.gauss(0.72, 0.1) for _ in range(500)]
+        events = [
+            QualityEvent(
+                **_ids(),
+                ts=now,
+                tenant="acme",
+                agent="writer",
+                agent_version="v1",
+                trace_id=uuid.uuid4().hex,
+                metric="helpfulness",
+                score=min(1.0, max(0.0, s)),
+            )
+            for s in scores
+        ]
+        for i in range(0, len(events), 100):  # envelopes of 100, in order on one partition
+            await _send(producer, worker.topic(specs.EVENTS), "acme/writer", events[i : i + 100], now)
+    finally:
+        await producer.stop()
+    async with Tail(worker.bootstrap, worker.topic(specs.ALERTS), specs.ALERTS.partitions) as alerts:
+
+        async def nothing() -> None:
+            return None
+
+        async def drift() -> list[AlertEvent]:
+            found = (AlertEvent.model_validate_json(v) for v in await alerts.poll())
+            return [a for a in found if a.rule == "quality.drift"]
+
+        found = await _until(drift, nothing, 60)
+    a = found[0]
+    assert a.dedup_key == "quality.drift|acme/writer@v1:helpfulness" and a.state is AlertState.ALERT
+    assert a.tenant == "acme" and -20 < float(a.figures["change_pct"]) < -3
+    assert float(a.figures["p_value"]) < 1e-4
+    # detected after the change, within 200 scores of it
+    assert 300 < int(a.figures["scores_seen"]) <= 500

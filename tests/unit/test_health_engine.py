@@ -178,3 +178,22 @@ def test_bad_records_are_skipped_not_fatal() -> None:
     eng = HealthEngine(CFG, Clock())
     assert eng.on_events(b"not json") == [] and eng.on_priced(b"{}") == []
     assert eng.counts["bad_records"] == 2
+
+
+def test_canary_with_worse_quality_scores_is_rolled_back() -> None:
+    clock = Clock()
+    eng = HealthEngine(CFG, clock)
+    rng = random.Random(2)
+    out: list[Outgoing] = []
+    for _ in range(120):
+        batch = [
+            QualityEvent(**_common(clock, version), metric="helpfulness", score=rng.gauss(mean, 0.1))
+            for version, mean in (("v1", 0.8), ("v2", 0.6))
+        ]
+        out += eng.on_events(encode_envelope("acme/planner", batch))
+        clock.t += 1
+        out += eng.tick()
+    cmds, alerts = _decode(out)
+    assert [(c.action, c.params.target_version) for c in cmds] == [(Action.ROLLBACK, "v1")]
+    verdict = next(a for a in alerts if a.rule == "canary.verdict" and a.state is AlertState.ALERT)
+    assert verdict.figures["quality_helpfulness_canary"] < verdict.figures["quality_helpfulness_baseline"]
