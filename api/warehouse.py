@@ -8,9 +8,11 @@ becomes a 503 that says so.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import math
+import threading
 from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
@@ -71,6 +73,9 @@ class WarehouseReader:
         self.root = root
         self._queries = queries
         self._catalog = catalog
+        # One DuckDB connection, used by one thread at a time; queries run off the event loop
+        # so a slow query never stalls ingest.
+        self._lock = threading.Lock()
 
     def _module(self) -> Any:
         if self._queries is None:
@@ -107,7 +112,12 @@ class WarehouseReader:
             raise
 
     def rows(self, name: str, **kwargs: Any) -> list[Row]:
-        return as_rows(self.call(name, **kwargs))
+        with self._lock:
+            return as_rows(self.call(name, **kwargs))
+
+    async def arows(self, name: str, **kwargs: Any) -> list[Row]:
+        """``rows`` in a worker thread (for async routes)."""
+        return await asyncio.to_thread(self.rows, name, **kwargs)
 
 
 def open_catalog(root: str) -> Any:

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
@@ -11,7 +15,7 @@ from agentledger.api.auth import COOKIE, require, tenant_for
 from agentledger.api.errors import UnauthorizedError
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.dashboards.pages import plotly_js, render_page
+from agentledger.dashboards.pages import Page, plotly_js, render_page
 
 router = APIRouter(prefix="/ui", tags=["dashboards"], include_in_schema=False)
 
@@ -56,8 +60,9 @@ def _tenant_of(scope_key: str) -> str | None:
     return tenant
 
 
-def _html(page: pagedata.Page) -> HTMLResponse:
-    return HTMLResponse(render_page(page))
+async def _html(build: Callable[..., Page], *args: Any) -> HTMLResponse:
+    """Build and render a page in a worker thread (DuckDB and plotly never block the loop)."""
+    return HTMLResponse(await asyncio.to_thread(lambda: render_page(build(*args))))
 
 
 @router.get("/overview")
@@ -66,7 +71,7 @@ async def overview(
     key: ApiKey = Depends(require(KeyScope.READ)),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return _html(pagedata.overview(_sources(key, state, tenant)))
+    return await _html(pagedata.overview, _sources(key, state, tenant))
 
 
 @router.get("/agent")
@@ -77,7 +82,7 @@ async def agent(
     key: ApiKey = Depends(require(KeyScope.READ)),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return _html(pagedata.agent(_sources(key, state, tenant), name, metric))
+    return await _html(pagedata.agent, _sources(key, state, tenant), name, metric)
 
 
 @router.get("/trace")
@@ -87,7 +92,7 @@ async def trace(
     key: ApiKey = Depends(require(KeyScope.READ)),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return _html(pagedata.trace(_sources(key, state, tenant), trace_id))
+    return await _html(pagedata.trace, _sources(key, state, tenant), trace_id)
 
 
 @router.get("/providers")
@@ -96,7 +101,7 @@ async def providers(
     key: ApiKey = Depends(require(KeyScope.READ)),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return _html(pagedata.providers(_sources(key, state, tenant)))
+    return await _html(pagedata.providers, _sources(key, state, tenant))
 
 
 @router.get("/timeline")
@@ -105,4 +110,4 @@ async def timeline(
     key: ApiKey = Depends(require(KeyScope.READ)),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return _html(pagedata.timeline(_sources(key, state, tenant)))
+    return await _html(pagedata.timeline, _sources(key, state, tenant))

@@ -48,7 +48,7 @@ async def costs(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Cost (exact decimal strings), tokens and counts, grouped."""
-    rows: Rows = state.warehouse.rows(
+    rows: Rows = await state.warehouse.arows(
         "costs",
         group_by=[g.value for g in group_by],
         start=start,
@@ -67,7 +67,7 @@ async def trace(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """A trace as its spans (parent links, direct and inclusive cost)."""
-    rows: Rows = state.warehouse.rows("trace_tree", trace_id=trace_id, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows("trace_tree", trace_id=trace_id, tenant=tenant_for(key, tenant))
     if not rows:
         raise NotFoundError(f"no trace {trace_id} visible to this key")
     return rows
@@ -83,7 +83,7 @@ async def top_traces(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """The costliest traces by inclusive cost."""
-    rows: Rows = state.warehouse.rows(
+    rows: Rows = await state.warehouse.arows(
         "top_traces", limit=limit, start=start, end=end, tenant=tenant_for(key, tenant)
     )
     return rows
@@ -96,7 +96,7 @@ async def agents(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Agents with their versions, spend and last activity."""
-    rows: Rows = state.warehouse.rows("agents", tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows("agents", tenant=tenant_for(key, tenant))
     return rows
 
 
@@ -112,7 +112,7 @@ async def quality(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Mean score of one metric for one agent per time bucket and agent version."""
-    rows: Rows = state.warehouse.rows(
+    rows: Rows = await state.warehouse.arows(
         "quality_series",
         agent=agent,
         metric=metric,
@@ -133,7 +133,7 @@ async def alerts(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Alert transitions (warehouse history)."""
-    rows: Rows = state.warehouse.rows("alerts", start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows("alerts", start=start, end=end, tenant=tenant_for(key, tenant))
     return rows
 
 
@@ -146,5 +146,5 @@ async def commands(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Control commands issued (warehouse history, with who issued them)."""
-    rows: Rows = state.warehouse.rows("commands", start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows("commands", start=start, end=end, tenant=tenant_for(key, tenant))
     return rows
