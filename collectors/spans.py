@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 KINDS = frozenset({"agent", "llm", "tool", "workflow"})
+_time_ns = time.time_ns
+_bits = _ids._rng.getrandbits  # bound once: the hot path skips two lookups and a call
 
 
 class SpanScope(SpanContext):
@@ -71,7 +73,7 @@ class SpanScope(SpanContext):
         parent = _CURRENT.get()
         em = self._emitter
         agent = self._agent_arg
-        self.span_id = _ids.span_id()
+        self.span_id = "%016x" % (_bits(64) or 1)
         if parent is None or parent.remote:  # a root, or the first local span under a remote parent
             if parent is None:
                 self.trace_id = _ids.trace_id()
@@ -92,13 +94,13 @@ class SpanScope(SpanContext):
             else:
                 self.agent_version = em.agent_version if agent == em.agent else None
         self._token: Token[SpanContext | None] = _CURRENT.set(self)
-        self._start = time.time_ns()
+        self._start = _time_ns()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        end = time.time_ns()
+        end = _time_ns()
         try:
             _CURRENT.reset(self._token)
         except ValueError:  # exited in another context (e.g. a generator): nothing to restore
