@@ -44,6 +44,9 @@ class WorkerConfig:
     web_port: int | None = None
     web_host: str = "127.0.0.1"
     commit_interval_s: float = 1.0
+    # a restarted worker waits for its dead predecessor's session to expire before it gets
+    # the partitions back: keep it short (Faust's default is 60 s)
+    session_timeout_s: float = 10.0
     prices_path: Path | None = None
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
@@ -104,6 +107,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         datadir=str(cfg.datadir),
         topic_partitions=topics.EVENTS.partitions,
         broker_commit_interval=cfg.commit_interval_s,
+        broker_session_timeout=cfg.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         web_enabled=cfg.web_port is not None,
@@ -191,7 +196,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         return web.json(
             {
                 "counters": dict(proc.counters),
-                "ready": ready.is_set(),
+                "ready": ready.is_set() and app.tables.recovery.completed.is_set(),
                 "policies": sorted(proc.engine.policies),
                 "dedupe_size": len(proc.dedupe),
             }

@@ -178,8 +178,9 @@ class Rollup:
         return orjson.dumps(doc)
 
     @classmethod
-    def loads(cls, raw: bytes) -> Rollup:
-        doc = orjson.loads(raw)
+    def loads(cls, raw: bytes | str | dict[str, Any]) -> Rollup:
+        """From our bytes, or from the dict a changelog reader already decoded them into."""
+        doc = raw if isinstance(raw, dict) else orjson.loads(raw)
         r = cls()
         for g, rows in doc.get("g", {}).items():
             r.grains[g] = {int(b): Totals(Decimal(c), tok, calls, unp) for b, c, tok, calls, unp in rows}

@@ -25,6 +25,9 @@ def worker(
     commit_interval: float = typer.Option(
         1.0, min=0.1, help="Offset commit interval in seconds (the crash overcount bound)."
     ),
+    session_timeout: float = typer.Option(
+        10.0, min=3.0, help="Kafka group session timeout (restart takeover time)."
+    ),
     dedupe_size: int = typer.Option(500_000, min=1, help="event_ids remembered for dedupe."),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
     loglevel: str = typer.Option("WARNING"),
@@ -41,6 +44,7 @@ def worker(
         datadir=datadir or s.home / "worker",
         web_port=web_port,
         commit_interval_s=commit_interval,
+        session_timeout_s=session_timeout,
         prices_path=prices,
         loops=loops,
         dedupe_size=dedupe_size,

@@ -89,7 +89,7 @@ def start_worker(topics: Any, tmp: Path, *args: str, timeout: float = 60.0) -> W
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=topics.bootstrap, AGENTLEDGER_TOPIC_PREFIX=topics.prefix,
                AGENTLEDGER_HOME=str(tmp))  # fmt: skip
     cmd = [sys.executable, "-m", "agentledger", "worker", "--datadir", str(tmp / "faust"), "--web-port", str(port),
-           "--commit-interval", "0.5", *args]  # fmt: skip
+           "--commit-interval", "0.5", "--session-timeout", "6", *args]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     w = Worker(proc, port, log)
     deadline = time.monotonic() + timeout
