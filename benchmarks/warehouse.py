@@ -6,8 +6,10 @@ Part 1 produces synthetic priced envelopes to a real broker (its own, unless
 AGENTLEDGER_KAFKA_BOOTSTRAP is set), runs the sink until every event is in Parquet and
 committed, and writes the same rows with pyarrow directly as the anchor. Part 2 writes N
 events (10 million in the full run) straight to Parquet in the sink's layout and schema,
-then times the named queries through the deduplicating DuckDB views against the same query
-in pandas (read the same columns, drop duplicate ids, group) as the anchor.
+times one query on the fresh files (every id deduplicated), compacts them (the steady
+state: one file per date, no repeated id) and times the named queries through the DuckDB
+views against the same query in pandas (read the same columns, drop duplicate ids, group)
+as the anchor.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow.parquet as pq
 
 from agentledger.warehouse import queries as q
 from agentledger.warehouse.catalog import Catalog
+from agentledger.warehouse.compact import compact
 from agentledger.warehouse.schema import EVENTS, USD
 from agentledger.warehouse.sink import Sink, SinkConfig
 from agentledger.warehouse.storage import Store
@@ -222,6 +225,11 @@ def bench_queries(n: int, workdir: Path) -> dict[str, float]:
     write_events(root, n)
     out: dict[str, float] = {"query_events": n, "generate_s": time.perf_counter() - t}
     cat = Catalog(root)
+    # Fresh files (as the sink leaves them) pay the dedupe on every id...
+    out["query_ms_cost_by_agent_day_uncompacted"] = _timed(lambda: q.cost_by_agent_day(cat), repeat=1)
+    t = time.perf_counter()
+    compact(Store(root))  # ...compacted dates (the steady state) need none.
+    out["compact_rows_per_s"] = n / (time.perf_counter() - t)
     total = cat.query("SELECT count(*) AS n FROM events")[0]["n"]
     assert total == n, (total, n)
     named: dict[str, Callable[[], Any]] = {
@@ -287,6 +295,7 @@ def _report(r: dict[str, float]) -> None:
     for key in sorted(k for k in r if k.startswith("query_ms_") and k != "query_ms_cost_by_agent_day"):
         print(f"{key[9:] + ' ms':<48} {r[key]:>12,.1f}")
     print(f"{'sink wall s (incl. group join)':<48} {r['sink_wall_s']:>12,.1f}")
+    print(f"{'compact rows/s':<48} {r['compact_rows_per_s']:>12,.0f}")
 
 
 if __name__ == "__main__":

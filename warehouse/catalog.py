@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any, TypeVar
 
 import pyarrow as pa
 
 from agentledger.warehouse import schema
-from agentledger.warehouse.storage import DATASETS, Store
+from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
 _RETRIES = 9
 T = TypeVar("T")
@@ -49,7 +48,11 @@ def _empty(dataset: str) -> pa.Table:
 
 
 class Catalog:
-    """A DuckDB connection with the warehouse views. ``query`` returns a list of dicts."""
+    """A DuckDB connection with the warehouse views. ``query`` returns a list of dicts.
+
+    The views follow the files: before each statement the catalog lists the datasets (a few
+    milliseconds on a local disk) and rebinds a view whose files changed.
+    """
 
     def __init__(self, root: str | Store, threads: int | None = None) -> None:
         import duckdb
@@ -59,52 +62,75 @@ class Catalog:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.con.execute("SET parquet_metadata_cache = true")
-        self._empty: set[str] = set()
-        self.refresh()
+        self._listing: dict[str, tuple[str, ...]] = {}
+        _retrying(self.refresh)
 
     def refresh(self) -> None:
-        """(Re)create the views; call after the first file of a dataset appears."""
-        self._empty = set()
+        """Make the views match the files present now (nothing to do when none changed)."""
         for dataset in DATASETS:
-            key = schema.DEDUPE_KEYS[dataset]
-            statements = (
-                f"CREATE OR REPLACE VIEW raw_{dataset} AS {self._source(dataset)}",
-                f"CREATE OR REPLACE VIEW {dataset} AS SELECT * FROM raw_{dataset} "
-                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1",
-            )
-            for statement in statements:  # binding a view reads file footers: may race too
-                _retrying(partial(self.con.execute, statement))
+            files = self.store.files(dataset)
+            paths = tuple(f.path for f in files)
+            if self._listing.get(dataset) == paths:
+                continue
+            for statement in self._statements(dataset, files):
+                self.con.execute(statement)
+            self._listing[dataset] = paths
 
-    def _source(self, dataset: str) -> str:
-        if not self.store.files(dataset):
-            self._empty.add(dataset)
+    def _statements(self, dataset: str, files: list[DataFile]) -> list[str]:
+        if not files:
             self.con.register(f"_empty_{dataset}", _empty(dataset))
-            return f"SELECT * FROM _empty_{dataset}"
+            empty = f"SELECT * FROM _empty_{dataset}"
+            return [
+                f"CREATE OR REPLACE VIEW raw_{dataset} AS {empty}",
+                f"CREATE OR REPLACE VIEW {dataset} AS {empty}",
+            ]
+        clean, dirty = split_clean(files)
+        key = schema.DEDUPE_KEYS[dataset]
+        parts = []
+        if clean:  # one compacted file per date: already one row per id
+            parts.append(f"SELECT * FROM {self._read(dataset, 'clean', clean)}")
+        if dirty:
+            parts.append(
+                f"SELECT * FROM {self._read(dataset, 'dirty', dirty)} "
+                f"QUALIFY row_number() OVER (PARTITION BY {key}) = 1"
+            )
+        return [
+            f"CREATE OR REPLACE VIEW raw_{dataset} AS SELECT * FROM {self._read(dataset, 'all', files)}",
+            f"CREATE OR REPLACE VIEW {dataset} AS " + " UNION ALL BY NAME ".join(parts),
+        ]
+
+    def _read(self, dataset: str, part: str, files: list[DataFile]) -> str:
+        """A table expression over exactly ``files`` (with the hive ``date`` column)."""
         if self.store.local:
-            glob = self.store.glob(dataset).replace("'", "''")
+            listed = ", ".join("'" + f.path.replace("'", "''") + "'" for f in files)
             return (
-                f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true, "
-                "union_by_name = true, hive_types = {'date': DATE})"
+                f"read_parquet([{listed}], hive_partitioning = true, union_by_name = true, "
+                "hive_types = {'date': DATE})"
             )
         import pyarrow.dataset as pads
 
         full = pa.schema([*schema.SCHEMAS[dataset], pa.field("date", pa.date32())])
         data = pads.dataset(
-            self.store.dataset_dir(dataset),
+            [f.path for f in files],
             filesystem=self.store.fs,
             format="parquet",
             schema=full,
             partitioning=pads.partitioning(pa.schema([pa.field("date", pa.date32())]), flavor="hive"),
+            partition_base_dir=self.store.dataset_dir(dataset),
         )
-        self.con.register(f"_arrow_{dataset}", data)
-        return f"SELECT * FROM _arrow_{dataset}"
+        name = f"_arrow_{dataset}_{part}"
+        self.con.register(name, data)
+        return name
 
     def arrow(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pa.Table:
         """Run ``sql`` and return an Arrow table (again if a compaction raced it)."""
-        if self._empty:
+
+        def run() -> pa.Table:
             self.refresh()
-        rel = _retrying(lambda: self.con.sql(sql, params=params))
-        return pa.table({}) if rel is None else _retrying(rel.to_arrow_table)
+            rel = self.con.sql(sql, params=params)
+            return pa.table({}) if rel is None else rel.to_arrow_table()
+
+        return _retrying(run)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run ``sql``; rows as dicts (decimals stay ``Decimal``)."""
@@ -119,3 +145,20 @@ class Catalog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def split_clean(files: list[DataFile]) -> tuple[list[DataFile], list[DataFile]]:
+    """(files of dates holding only one compacted file, every other file).
+
+    Copies of a row share its ``ts``, hence its date partition; compaction removes repeats
+    within the partition, so a date whose only file is a compacted one needs no dedupe.
+    """
+    by_day: dict[str, list[DataFile]] = {}
+    for f in files:
+        by_day.setdefault(f.date, []).append(f)
+    clean: list[DataFile] = []
+    dirty: list[DataFile] = []
+    for day_files in by_day.values():
+        alone = len(day_files) == 1 and day_files[0].name.startswith(COMPACTED_PREFIX)
+        (clean if alone else dirty).extend(day_files)
+    return clean, dirty

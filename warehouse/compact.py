@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from agentledger.warehouse.schema import DEDUPE_KEYS
-from agentledger.warehouse.storage import DATASETS, DataFile, Store
+from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
 
 @dataclass(slots=True)
@@ -47,21 +47,21 @@ def compact_partition(store: Store, dataset: str, files: list[DataFile]) -> Comp
     merged = pa.concat_tables(tables, promote_options="permissive")
     out = first_of_each(merged, DEDUPE_KEYS[dataset])
     digest = hashlib.sha1("\n".join(f.name for f in files).encode()).hexdigest()[:16]
-    path = store.write(dataset, day, f"compacted-{digest}", out)
+    path = store.write(dataset, day, f"{COMPACTED_PREFIX}{digest}", out)
     store.delete([f.path for f in files if f.path != path])
     return CompactResult(dataset, day, len(files), merged.num_rows, out.num_rows, path)
 
 
 def compact(
-    store: Store, datasets: tuple[str, ...] = DATASETS, day: str | None = None, min_files: int = 2
+    store: Store, datasets: tuple[str, ...] = DATASETS, day: str | None = None
 ) -> list[CompactResult]:
-    """Compact every date partition (or only ``day``) that has at least ``min_files`` files."""
+    """Compact every date partition (or only ``day``) that is not one compacted file already."""
     results = []
     for dataset in datasets:
         by_day: dict[str, list[DataFile]] = {}
         for f in store.files(dataset, day):
             by_day.setdefault(f.date, []).append(f)
         for files in by_day.values():
-            if len(files) >= min_files:
+            if len(files) > 1 or not files[0].name.startswith(COMPACTED_PREFIX):
                 results.append(compact_partition(store, dataset, files))
     return results

@@ -80,15 +80,22 @@ def top_traces(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> Rows:
-    """The most expensive traces (inclusive cost: every event of every agent in the trace)."""
+    """The most expensive traces (inclusive cost: every event of every agent in the trace).
+
+    Ranks on cost alone first, then describes only the winners (listing agents for every
+    trace would cost more than the ranking)."""
     w = _window(tenant, start, end)
     return _rows(
         cat,
-        f"""SELECT trace_id, any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
-               count(*) AS events, list(DISTINCT agent ORDER BY agent) AS agents,
-               min(ts) AS first_ts, max(ts) AS last_ts
-            FROM events {w.sql()} GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?""",
-        [*w.params, int(limit)],
+        f"""WITH top AS (
+              SELECT trace_id, sum(cost_usd) AS cost_usd FROM events {w.sql()}
+              GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?)
+            SELECT trace_id, any_value(e.tenant) AS tenant, any_value(top.cost_usd) AS cost_usd,
+                   count(*) AS events, list(DISTINCT e.agent ORDER BY e.agent) AS agents,
+                   min(e.ts) AS first_ts, max(e.ts) AS last_ts
+            FROM top JOIN (SELECT * FROM events {w.sql()}) e USING (trace_id)
+            GROUP BY trace_id ORDER BY cost_usd DESC, trace_id""",
+        [*w.params, int(limit), *w.params],
     )
 
 

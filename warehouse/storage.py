@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 DATASETS = ("events", "commands", "alerts")
 TMP_SUFFIX = ".parquet.tmp"
+COMPACTED_PREFIX = "compacted-"
+"""Names of files ``compact`` wrote: no id twice within the file."""
 
 
 @dataclass(frozen=True, slots=True)

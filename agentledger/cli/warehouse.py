@@ -24,9 +24,8 @@ def compact(
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
     dataset: list[str] = typer.Option(None, help="events, commands, alerts (default: all)."),
     day: str = typer.Option(None, help="Only this date partition (YYYY-MM-DD)."),
-    min_files: int = typer.Option(2, min=2, help="Compact a partition from this many files."),
 ) -> None:
-    """Merge each date partition's small files into one (no row lost or duplicated)."""
+    """Merge each date partition's files into one without repeated ids (no row lost)."""
     from agentledger.warehouse.compact import compact as run
     from agentledger.warehouse.storage import DATASETS, Store
 
@@ -34,7 +33,7 @@ def compact(
     bad = [d for d in chosen if d not in DATASETS]
     if bad:
         raise typer.BadParameter(f"unknown dataset(s) {bad}; choose from {', '.join(DATASETS)}")
-    results = run(Store(_root(root)), chosen, day=day, min_files=min_files)
+    results = run(Store(_root(root)), chosen, day=day)
     for r in results:
         console.print(
             f"{r.dataset} date={r.date}: {r.files_in} files, {r.rows_in} rows -> 1 file, {r.rows_out} rows"
