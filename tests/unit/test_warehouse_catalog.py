@@ -129,3 +129,24 @@ def test_a_reader_during_compaction_always_sees_every_row_once(tmp_path: Path) -
         done.set()
         thread.join()
     assert seen and set(seen) == {(total, n)}
+
+
+def test_only_dates_that_are_one_compacted_file_skip_the_dedupe(tmp_path: Path) -> None:
+    from agentledger.warehouse.catalog import split_clean
+
+    store = Store(str(tmp_path))
+    events = priced_events(80, hours=30)
+    land_priced(store, events, "p0-a")
+    compact(store)
+    clean, dirty = split_clean(store.files("events"))
+    assert clean and not dirty
+    cat = Catalog(store)
+    total, n = _truth(events)
+    # a replay lands after compaction: that date is deduplicated again, the others are not
+    replay = [e for e in events if e.event.ts.date() == events[0].event.ts.date()][:30]
+    land_priced(store, replay + replay, "p0-replay")  # repeats inside one file, too
+    clean, dirty = split_clean(store.files("events"))
+    assert {f.date for f in dirty} == {events[0].event.ts.date().isoformat()}
+    row = cat.query("SELECT sum(cost_usd) AS c, count(*) AS n FROM events")[0]
+    assert (row["c"], row["n"]) == (total, n)
+    assert cat.query("SELECT count(*) AS n FROM raw_events")[0]["n"] == n + 60
