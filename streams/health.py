@@ -337,8 +337,14 @@ class HealthEngine:
         ]
 
 
-def build_health_app(cfg: HealthConfig, bootstrap: str, prefix: str, datadir: str | Path) -> Any:
-    """The Faust app: events and priced agents, a 1-second timer, outputs to control/alerts."""
+def build_health_app(
+    cfg: HealthConfig, bootstrap: str, prefix: str, datadir: str | Path, start_from: str = "latest"
+) -> Any:
+    """The Faust app: events and priced agents, a 1-second timer, outputs to control/alerts.
+
+    ``start_from`` applies to a consumer group with no committed offsets: ``latest`` (default)
+    so a first start does not judge a week of history as if it were live; tests use
+    ``earliest``."""
     import faust
 
     from agentledger import topics
@@ -351,7 +357,7 @@ def build_health_app(cfg: HealthConfig, bootstrap: str, prefix: str, datadir: st
         datadir=str(datadir),
         web_enabled=False,
         topic_partitions=topics.PARTITIONS,
-        consumer_auto_offset_reset="earliest",
+        consumer_auto_offset_reset=start_from,
         producer_acks=-1,
     )
     raw: dict[str, Any] = {

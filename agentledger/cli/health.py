@@ -22,6 +22,9 @@ def health(
     ),
     datadir: Path | None = typer.Option(None, "--datadir", help="Faust data dir (default under home)."),
     loglevel: str = typer.Option("info", "--loglevel"),
+    start_from: str = typer.Option(
+        "latest", "--from", help="First start of the group: `latest` or `earliest` (replay history)."
+    ),
 ) -> None:
     """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker."""
     from faust.worker import Worker
@@ -29,11 +32,13 @@ def health(
     from agentledger.streams.health import build_health_app
     from agentledger.streams.healthconfig import load_health_config
 
+    if start_from not in ("latest", "earliest"):
+        raise typer.BadParameter("--from must be `latest` or `earliest`")
     s = settings()
     cfg = load_health_config(config)
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
-    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data)
+    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from)
     console.print(
         f"agentledger health: consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
     )

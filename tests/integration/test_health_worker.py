@@ -87,6 +87,8 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 str(config),
                 "--datadir",
                 str(tmp / "faust"),
+                "--from",
+                "earliest",
             ],
             env=env,
             stdout=out,
