@@ -55,6 +55,7 @@ class ProviderCircuit:
         self.provider, self.model, self.cfg, self.clock = provider, model, cfg, clock
         self.state = CircuitState.CLOSED
         self.samples: deque[tuple[float, bool, float]] = deque()  # (event time, error, latency ms)
+        self.errors = 0  # errors in `samples`, kept as they come and go: O(1) per span
         self.opened_at = 0.0
         self.probes: list[tuple[bool, float]] = []
 
@@ -66,7 +67,9 @@ class ProviderCircuit:
             self.probes.append((error, latency_ms))
             return self._judge_probes()
         self.samples.append((min(ts, now), error, latency_ms))
-        return self.tick() if self.state is CircuitState.CLOSED else None
+        self.errors += error
+        # Per span only the O(1) error-rate check; latency percentiles wait for the timer tick.
+        return self._evaluate(now, with_latency=False) if self.state is CircuitState.CLOSED else None
 
     def _figures(self, rows: list[tuple[bool, float]]) -> tuple[int, int, float, float | None]:
         calls = len(rows)
@@ -88,20 +91,25 @@ class ProviderCircuit:
     def tick(self) -> CircuitTransition | None:
         """Evaluate the window now (also called on a timer, so time alone moves the state)."""
         now = self.clock()
-        while self.samples and self.samples[0][0] < now - self.cfg.window_s:
-            self.samples.popleft()
         if self.state is CircuitState.OPEN and now - self.opened_at >= self.cfg.half_open_after_s:
             self.probes = []
             return self._move(CircuitState.HALF_OPEN, [], "waiting for probe traffic")
-        if self.state is not CircuitState.CLOSED or len(self.samples) < self.cfg.min_volume:
+        return self._evaluate(now, with_latency=True) if self.state is CircuitState.CLOSED else None
+
+    def _evaluate(self, now: float, with_latency: bool) -> CircuitTransition | None:
+        while self.samples and self.samples[0][0] < now - self.cfg.window_s:
+            self.errors -= self.samples.popleft()[1]
+        calls = len(self.samples)
+        if calls < self.cfg.min_volume:
             return None
-        rows = [(e, lat) for _, e, lat in self.samples]
-        calls, errors, _, p = self._figures(rows)
-        why = self._unhealthy(errors, calls, p)
+        p = p95([lat for _, _, lat in self.samples]) if with_latency and self.cfg.latency_p95_ms else None
+        why = self._unhealthy(self.errors, calls, p)
         if why is None:
             return None
+        rows = [(e, lat) for _, e, lat in self.samples]
         self.opened_at = now
         self.samples.clear()
+        self.errors = 0
         return self._move(CircuitState.OPEN, rows, why)
 
     def _judge_probes(self) -> CircuitTransition | None:

@@ -73,5 +73,8 @@ def test_errors_age_out_of_the_window() -> None:
 def test_latency_p95_opens() -> None:
     clock = Clock()
     mon = ProviderHealthMonitor(CFG.model_copy(update={"latency_p95_ms": 2000.0}), clock)
-    opened = _feed(mon, clock, 20, error=False, latency=5000.0)
+    # latency percentiles are judged on the timer tick, not per span
+    assert _feed(mon, clock, 20, error=False, latency=5000.0) == []
+    opened = mon.tick()
     assert opened and opened[0].new is CircuitState.OPEN and "p95" in opened[0].reason
+    assert opened[0].p95_ms == 5000.0
