@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -60,47 +61,73 @@ class ColumnBuffer:
         self._truncate(0)
 
 
-class EventBuffer(ColumnBuffer):
-    """Flattens priced envelopes into the wide ``events`` table."""
+class EventBuffer:
+    """Flattens priced envelopes into the wide ``events`` table.
+
+    Each record is converted to Arrow when it arrives (the events' dicts go to Arrow's C++
+    converter in one call), so a record whose values do not fit (a bad timestamp, a string
+    where a count belongs) is rejected alone, not at flush time with its whole batch.
+    """
 
     def __init__(self) -> None:
-        super().__init__(schema.EVENTS)
+        self.schema = schema.EVENTS
+        self.tables: list[pa.Table] = []
+        self.rows = 0
 
     def add_priced(self, raw: bytes, partition: int, offset: int) -> int:
         """Append every event of one priced envelope; returns how many.
 
         Raises ``ContractError`` when the record is not a valid priced envelope.
         """
-        before = self.rows
         try:
-            items = orjson.loads(raw)["events"]
-            self._append(items, partition, offset)
-        except (KeyError, TypeError, ValueError, AttributeError):
-            self._truncate(before)
+            table = _convert(orjson.loads(raw)["events"], partition, offset)
+        except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException):
             _, priced = decode_priced(raw)  # raises ContractError with the reason
-            self._append([orjson.loads(dump(p)) for p in priced], partition, offset)
-        return self.rows - before
-
-    def _append(self, items: list[dict[str, Any]], partition: int, offset: int) -> None:
-        cols = self.columns
-        count = len(items)
-        if not count:
-            raise ContractError("priced envelope without events")
-        for item in items:
-            event = item["event"]
-            if not isinstance(event["event_id"], str) or not isinstance(event["ts"], str):
-                raise TypeError("event_id and ts must be strings")
-            for name in _FROM_EVENT:
-                cols[name].append(event.get(name))
-            for name in _JSON_COLS:
-                cols[name].append(_json_or_none(event.get(name)))
-            cost = item["cost_usd"]
-            cols["cost_usd"].append(cost if isinstance(cost, str) else str(cost))
-            cols["priced"].append(bool(item["priced"]))
-            cols["price_source"].append(item.get("price_source"))
-        cols["source_partition"].extend([partition] * count)
-        cols["source_offset"].extend([offset] * count)
+            table = _convert([orjson.loads(dump(p)) for p in priced], partition, offset)
+        count: int = table.num_rows
+        self.tables.append(table)
         self.rows += count
+        return count
+
+    def to_table(self) -> pa.Table:
+        if not self.tables:
+            return self.schema.empty_table()
+        return pa.concat_tables(self.tables)
+
+    def clear(self) -> None:
+        self.tables, self.rows = [], 0
+
+
+def _wire_type(t: pa.DataType) -> pa.DataType:
+    """How a column arrives in JSON: timestamps and decimals as strings."""
+    return pa.string() if pa.types.is_timestamp(t) or pa.types.is_decimal(t) else t
+
+
+_STRUCT = pa.struct([pa.field(n, _wire_type(schema.EVENTS.field(n).type)) for n in _FROM_EVENT])
+_REQUIRED = ("event_id", "ts", "type", "tenant", "agent", "trace_id", "span_id")
+
+
+def _convert(items: list[dict[str, Any]], partition: int, offset: int) -> pa.Table:
+    if not items:
+        raise ContractError("priced envelope without events")
+    events = [item["event"] for item in items]
+    struct = pa.array(events, _STRUCT)
+    columns: dict[str, pa.Array] = {}
+    for name, values in zip(_FROM_EVENT, struct.flatten(), strict=True):
+        target = schema.EVENTS.field(name).type
+        columns[name] = values if values.type == target else values.cast(target)
+    for name in _REQUIRED:
+        if columns[name].null_count:
+            raise ValueError(f"{name} missing")
+    for name in _JSON_COLS:
+        columns[name] = pa.array([_json_or_none(e.get(name)) for e in events], pa.string())
+    columns["cost_usd"] = pa.array([str(i["cost_usd"]) for i in items], pa.string()).cast(schema.USD)
+    columns["priced"] = pa.array([i["priced"] for i in items], pa.bool_())
+    columns["price_source"] = pa.array([i.get("price_source") for i in items], pa.string())
+    n = len(items)
+    columns["source_partition"] = pa.array(np.full(n, partition, dtype=np.int32))
+    columns["source_offset"] = pa.array(np.full(n, offset, dtype=np.int64))
+    return pa.Table.from_arrays([columns[f.name] for f in schema.EVENTS], schema=schema.EVENTS)
 
 
 def command_row(cmd: ControlCommand, partition: int, offset: int) -> dict[str, Any]:

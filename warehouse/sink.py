@@ -52,7 +52,7 @@ class SinkStats:
 
 @dataclass(slots=True)
 class _Pending:
-    buffer: ColumnBuffer
+    buffer: ColumnBuffer | EventBuffer
     first: int = -1
     last: int = -1
     opened: float = 0.0
@@ -77,7 +77,7 @@ class Sink:
         self._consumer: Any = None
         self._producer: Any = None
 
-    def _new_buffer(self, dataset: str) -> ColumnBuffer:
+    def _new_buffer(self, dataset: str) -> ColumnBuffer | EventBuffer:
         return EventBuffer() if dataset == "events" else ModelBuffer(dataset)
 
     async def run(

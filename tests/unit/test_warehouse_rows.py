@@ -77,7 +77,9 @@ def test_invalid_envelope_raises_and_leaves_the_buffer_as_it_was() -> None:
     with pytest.raises(ContractError):
         buf.add_priced(b"not json", 0, 2)
     assert buf.rows == before
-    assert all(len(values) == before for values in buf.columns.values())
+    bad_ts = dump(good[0]).replace(b'"ts":"', b'"ts":"2026-13-45T', 1)
+    with pytest.raises(ContractError):  # found when it arrives, not when its batch is flushed
+        buf.add_priced(b'{"v":1,"key":"a/b","events":[' + bad_ts + b"]}", 0, 3)
     assert buf.to_table().num_rows == before
 
 
