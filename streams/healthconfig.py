@@ -179,6 +179,7 @@ class HealthConfig(_Cfg):
 
 
 _OURS = ("alerts", "providers", "quality", "canary")
+DETECTOR_SECTIONS = ("providers", "quality", "canary")
 
 
 def _expand(value: Any, path: str) -> Any:
@@ -198,10 +199,13 @@ def _expand(value: Any, path: str) -> Any:
     return value
 
 
-def parse_health_config(doc: dict[str, Any] | None) -> HealthConfig:
-    """Our part of an already-loaded policy file (other top-level keys are ignored)."""
+def parse_health_config(doc: dict[str, Any] | None, sections: tuple[str, ...] = _OURS) -> HealthConfig:
+    """Our part of an already-loaded policy file (other top-level keys are ignored).
+
+    ``sections`` limits what is read: the detectors worker skips ``alerts`` so it never needs
+    the channel secrets in its environment."""
     doc = doc or {}
-    ours = {k: _expand(doc[k], k) for k in _OURS if doc.get(k) is not None}
+    ours = {k: _expand(doc[k], k) for k in sections if k in _OURS and doc.get(k) is not None}
     try:
         return HealthConfig.model_validate(ours)
     except ValidationError as exc:
@@ -209,7 +213,7 @@ def parse_health_config(doc: dict[str, Any] | None) -> HealthConfig:
         raise ConfigError(f"invalid health/alerts configuration: {describe(exc)}") from None
 
 
-def load_health_config(path: str | Path | None) -> HealthConfig:
+def load_health_config(path: str | Path | None, sections: tuple[str, ...] = _OURS) -> HealthConfig:
     """Read the YAML policy file (``None``: defaults, no channels)."""
     if path is None:
         return HealthConfig()
@@ -221,4 +225,4 @@ def load_health_config(path: str | Path | None) -> HealthConfig:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if doc is not None and not isinstance(doc, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return parse_health_config(doc)
+    return parse_health_config(doc, sections)

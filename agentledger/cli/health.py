@@ -30,12 +30,12 @@ def health(
     from faust.worker import Worker
 
     from agentledger.streams.health import build_health_app
-    from agentledger.streams.healthconfig import load_health_config
+    from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config
 
     if start_from not in ("latest", "earliest"):
         raise typer.BadParameter("--from must be `latest` or `earliest`")
     s = settings()
-    cfg = load_health_config(config)
+    cfg = load_health_config(config, DETECTOR_SECTIONS)  # no channel secrets needed here
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
     app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from)
@@ -62,7 +62,7 @@ def dispatch(
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     s = settings()
-    cfg = load_health_config(config).alerts
+    cfg = load_health_config(config, ("alerts",)).alerts
     path = state or Path(cfg.state_path or s.home / "alerts" / "dispatch.db")
     topic = s.topic_prefix + topics.ALERTS.name
     disp = AlertDispatcher(cfg, bootstrap(s), topic, path, kafka_options=s.kafka_client_options())

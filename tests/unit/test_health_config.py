@@ -9,7 +9,7 @@ import pytest
 
 from agentledger.errors import ConfigError
 from agentledger.events import AlertEvent, AlertState, Severity
-from agentledger.streams.healthconfig import load_health_config, parse_health_config
+from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config, parse_health_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "alerts.yaml"
 
@@ -44,6 +44,8 @@ def test_missing_env_var_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
     doc = {"alerts": {"channels": [{"name": "s", "type": "slack", "url": "${NOPE_NOT_SET}"}]}}
     with pytest.raises(ConfigError, match="NOPE_NOT_SET"):
         parse_health_config(doc)
+    # the detectors worker does not read `alerts`, so it needs none of the channel secrets
+    assert parse_health_config(doc, DETECTOR_SECTIONS).alerts.channels == []
 
 
 def test_bad_config_error_never_echoes_secret_values() -> None:
