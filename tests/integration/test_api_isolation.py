@@ -19,12 +19,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
-from agentledger.api.testing import ApiServer, standard_keys
+from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
 from agentledger.api.warehouse import WarehouseReader
 from agentledger.events import BudgetState, BudgetStatus, ControlCommand, LimitUnit, Policy, Window
 from agentledger.settings import Settings
-from agentledger.warehouse.landing import land_priced
-from agentledger.warehouse.storage import Store
 from agentledger.warehouse.synthetic import priced_events
 from agentledger.wire import dump
 
@@ -67,9 +65,8 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     prefix = f"t{uuid.uuid4().hex[:10]}."
     asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
     asyncio.run(_produce_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
-    events = priced_events(120, seed=5)
-    land_priced(Store(str(home / "wh")), events, "part-0")
-    traces = {e.event.tenant: e.event.trace_id for e in events}
+    land_demo_warehouse(str(home / "wh"), n_traces=120, seed=5)  # events, plus acme's alerts and commands
+    traces = {e.event.tenant: e.event.trace_id for e in priced_events(120, seed=5)}
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -102,6 +99,13 @@ def test_a_tenant_key_reads_only_its_tenant(api: Running, path: str) -> None:
             assert tenant in row.get("scope_key", tenant)
     everything = api.call("GET", path, "admin").json()
     assert len(everything) >= len(api.call("GET", path, "acme_read").json())
+
+
+@pytest.mark.parametrize("path", ["/v1/alerts", "/v1/commands"])
+def test_history_of_one_tenant_is_invisible_to_another(api: Running, path: str) -> None:
+    acme = api.call("GET", path, "acme_read").json()
+    assert acme and {r["tenant"] for r in acme} == {"acme"}
+    assert api.call("GET", path, "globex_read").json() == []
 
 
 def test_costs_per_tenant_add_up_to_the_whole(api: Running) -> None:
