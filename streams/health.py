@@ -68,7 +68,7 @@ class HealthEngine:
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
         self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
-        self.open_models: dict[str, set[str]] = {}
+        self.failed_over: set[str] = set()  # providers with a failover in force
         self.last_canary_eval = 0.0
         self.counts = {"events": 0, "priced": 0, "bad_records": 0, "commands": 0, "alerts": 0}
 
@@ -173,6 +173,14 @@ class HealthEngine:
         t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
         return self._on_circuit(t) if t is not None else []
 
+    def _routes_away(self, provider: str) -> bool:
+        """Should clients of ``provider`` use the fallback now? Open circuits always; half-open
+        ones only in ``wait`` mode (in ``resume`` mode live traffic is the probe)."""
+        away = {CircuitState.OPEN}
+        if self.cfg.providers.half_open == "wait":
+            away.add(CircuitState.HALF_OPEN)
+        return any(c.state in away for (p, _), c in self.providers.circuits.items() if p == provider)
+
     def _on_circuit(self, t: CircuitTransition) -> list[Outgoing]:
         figures: dict[str, Any] = {
             "provider": t.provider,
@@ -185,16 +193,17 @@ class HealthEngine:
         if t.p95_ms is not None:
             figures["p95_ms"] = round(t.p95_ms, 1)
         entity = f"{t.provider}/{t.model}"
-        scope = Scope(kind=ScopeKind.PROVIDER, provider=t.provider)
-        open_models = self.open_models.setdefault(t.provider, set())
         fallback = self.cfg.providers.fallbacks.get(t.provider)
-        out: list[Outgoing] = []
+        figures["fallback"] = fallback or "none configured"
         log.info("circuit %s: %s -> %s (%s)", entity, t.old.value, t.new.value, t.reason)
-        if t.new is CircuitState.OPEN and t.old is CircuitState.CLOSED:
-            first = not open_models
-            open_models.add(t.model)
-            command_id = None
-            if fallback and first:
+        out: list[Outgoing] = []
+        command_id = None
+        # One failover per provider while any of its models routes away; resume when none does.
+        away = self._routes_away(t.provider)
+        if fallback and away != (t.provider in self.failed_over):
+            scope = Scope(kind=ScopeKind.PROVIDER, provider=t.provider)
+            if away:
+                self.failed_over.add(t.provider)
                 cmd = self._command(
                     scope,
                     Action.FAILOVER,
@@ -202,8 +211,14 @@ class HealthEngine:
                     CommandParams(fallback_provider=fallback),
                 )
                 command_id = ControlCommand.model_validate_json(cmd.value).command_id
-                out.append(cmd)
-            figures["fallback"] = fallback or "none configured"
+            else:
+                self.failed_over.discard(t.provider)
+                cmd = self._command(scope, Action.RESUME, f"{entity} {t.new.value}: {t.reason}")
+            out.append(cmd)
+        if t.new is CircuitState.OPEN:
+            summary = (
+                f"{entity} circuit open: {t.reason}; failover to {fallback or '(no fallback configured)'}"
+            )
             out.append(
                 self._alert(
                     "provider.circuit",
@@ -211,24 +226,16 @@ class HealthEngine:
                     None,
                     AlertState.ALERT,
                     Severity.ERROR,
-                    f"{entity} circuit open: {t.reason}; failover to {fallback or '(no fallback configured)'}",
+                    summary,
                     figures,
                     command_id,
                 )
             )
         elif t.new is CircuitState.CLOSED:
-            open_models.discard(t.model)
-            if fallback and not open_models:
-                out.append(self._command(scope, Action.RESUME, f"{entity} healthy again: {t.reason}"))
+            summary = f"{entity} recovered: {t.reason}"
             out.append(
                 self._alert(
-                    "provider.circuit",
-                    entity,
-                    None,
-                    AlertState.RESOLVED,
-                    Severity.INFO,
-                    f"{entity} recovered: {t.reason}",
-                    figures,
+                    "provider.circuit", entity, None, AlertState.RESOLVED, Severity.INFO, summary, figures
                 )
             )
         return out

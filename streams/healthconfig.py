@@ -118,8 +118,18 @@ class ProvidersConfig(_Cfg):
     min_volume: int = Field(default=20, ge=1)
     error_rate: float = Field(default=0.5, gt=0, le=1)
     latency_p95_ms: float | None = Field(default=None, gt=0)
-    half_open_after_s: float = Field(default=30.0, gt=0)
+    half_open_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Open this long, then half-open; doubles on each failed probe (x16 max).",
+    )
     probe_volume: int = Field(default=5, ge=1, description="Healthy spans that close a half-open circuit.")
+    half_open: Literal["resume", "wait"] = Field(
+        default="resume",
+        description="`resume`: half-open publishes resume so live traffic is the probe (failing probes "
+        "fail over again); `wait`: stay failed over until probe spans (client trickle, health checks) "
+        "prove the provider healthy.",
+    )
 
 
 class DriftSettings(_Cfg):

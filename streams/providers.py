@@ -2,11 +2,11 @@
 
 Closed: spans in the last ``window_s`` seconds are counted; with at least ``min_volume`` of
 them, an error rate at or above ``error_rate`` (or a p95 latency above ``latency_p95_ms``)
-opens the circuit, which means a ``failover`` command. Open: after ``half_open_after_s`` the
-circuit is half-open and waits for probe traffic (clients keep a trickle on the preferred
-provider, or a health check emits spans). ``probe_volume`` healthy probes close it (``resume``);
-a failing probe window opens it again. Event time is used for the window so a replayed backlog
-(older than the window) never trips a circuit; the clock is injected for tests.
+opens the circuit. Open: after ``half_open_after_s`` (doubling after each failed probe, up to
+16x) the circuit is half-open; ``probe_volume`` healthy spans close it, failing ones open it
+again. What that means for commands (failover / resume) is decided by the health engine from
+``providers.half_open``. Event time is used for the window so a replayed backlog (older than
+the window) never trips a circuit; the clock is injected for tests.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class ProviderCircuit:
         self.samples: deque[tuple[float, bool, float]] = deque()  # (event time, error, latency ms)
         self.errors = 0  # errors in `samples`, kept as they come and go: O(1) per span
         self.opened_at = 0.0
+        self.reopens = 0  # consecutive failed probes: the open period doubles each time
         self.probes: list[tuple[bool, float]] = []
 
     def record(self, ts: float, error: bool, latency_ms: float) -> CircuitTransition | None:
@@ -88,10 +89,14 @@ class ProviderCircuit:
         old, self.state = self.state, new
         return CircuitTransition(self.provider, self.model, old, new, calls, errors, rate, p, reason)
 
+    @property
+    def open_for_s(self) -> float:
+        return self.cfg.half_open_after_s * 2.0 ** min(self.reopens, 4)
+
     def tick(self) -> CircuitTransition | None:
         """Evaluate the window now (also called on a timer, so time alone moves the state)."""
         now = self.clock()
-        if self.state is CircuitState.OPEN and now - self.opened_at >= self.cfg.half_open_after_s:
+        if self.state is CircuitState.OPEN and now - self.opened_at >= self.open_for_s:
             self.probes = []
             return self._move(CircuitState.HALF_OPEN, [], "waiting for probe traffic")
         return self._evaluate(now, with_latency=True) if self.state is CircuitState.CLOSED else None
@@ -119,8 +124,10 @@ class ProviderCircuit:
         doomed = errors / self.cfg.probe_volume >= self.cfg.error_rate
         if doomed or (calls >= self.cfg.probe_volume and why is not None):
             self.opened_at = self.clock()
+            self.reopens += 1
             return self._move(CircuitState.OPEN, self.probes, f"probes failing: {why or 'errors'}")
         if calls >= self.cfg.probe_volume:
+            self.reopens = 0
             return self._move(CircuitState.CLOSED, self.probes, "probes healthy")
         return None
 

@@ -207,6 +207,16 @@ async def test_provider_outage_publishes_failover_then_resume(worker: Worker) ->
 
                 return check
 
+            def closed(n: int) -> Callable[[], Any]:
+                async def check() -> bool:
+                    found = (AlertEvent.model_validate_json(v) for v in await alerts.poll())
+                    return (
+                        sum(a.rule == "provider.circuit" and a.state is AlertState.RESOLVED for a in found)
+                        >= n
+                    )
+
+                return check
+
             for cycle in (1, 2):
                 t0 = time.monotonic()
                 # the first cycle includes the Faust worker's start-up
@@ -214,8 +224,10 @@ async def test_provider_outage_publishes_failover_then_resume(worker: Worker) ->
                     await with_action(Action.FAILOVER, cycle), spans(ok=False), 120 if cycle == 1 else 30
                 )
                 detect_s = time.monotonic() - t0
-                await asyncio.sleep(3.5)  # half_open_after_s: then healthy probes close the circuit
+                # after half_open_after_s: `resume` (live traffic is the probe), then healthy
+                # probes close the circuit (a RESOLVED alert)
                 await _until(await with_action(Action.RESUME, cycle), spans(ok=True), 30)
+                await _until(closed(cycle), spans(ok=True), 30)
                 if cycle == 2:
                     # a running worker notices an outage within seconds (generous bound: shared CI)
                     assert detect_s < 10, detect_s

@@ -79,32 +79,53 @@ CFG = parse_health_config(
 )  # fmt: skip
 
 
-def test_provider_outage_fails_over_then_resumes() -> None:
-    clock = Clock()
-    eng = HealthEngine(CFG, clock)
+def _spans(eng: HealthEngine, clock: Clock, n: int, ok: bool) -> list[Outgoing]:
     out: list[Outgoing] = []
-    for _ in range(30):
+    for _ in range(n):
         clock.t += 0.1
-        out += eng.on_events(encode_envelope("acme/planner", [_llm(clock, ok=True)]))
-    assert out == []
-    for _ in range(40):
-        clock.t += 0.1
-        out += eng.on_events(encode_envelope("acme/planner", [_llm(clock, ok=False)]))
-    cmds, alerts = _decode(out)
+        out += eng.on_events(encode_envelope("acme/planner", [_llm(clock, ok=ok)]))
+    return out
+
+
+def _outage(eng: HealthEngine, clock: Clock) -> tuple[list[ControlCommand], list[AlertEvent]]:
+    assert _spans(eng, clock, 30, ok=True) == []
+    cmds, alerts = _decode(_spans(eng, clock, 40, ok=False))
     assert [(c.action, c.scope.key, c.params.fallback_provider) for c in cmds] == [
         (Action.FAILOVER, "provider/openai/*", "anthropic")
     ]
     assert [a.state for a in alerts] == [AlertState.ALERT] and alerts[0].command_id == cmds[0].command_id
     assert alerts[0].figures["errors"] >= 10
+    return cmds, alerts
+
+
+def test_provider_outage_fails_over_then_resumes_when_probes_are_healthy_wait_mode() -> None:
+    clock = Clock()
+    cfg = CFG.model_copy(update={"providers": CFG.providers.model_copy(update={"half_open": "wait"})})
+    eng = HealthEngine(cfg, clock)
+    _outage(eng, clock)
     clock.t += 4
-    assert _decode(eng.tick()) == ([], [])  # half-open: waits for probes
-    out = []
-    for _ in range(3):
-        clock.t += 0.1
-        out += eng.on_events(encode_envelope("acme/planner", [_llm(clock, ok=True)]))
-    cmds, alerts = _decode(out)
+    assert _decode(eng.tick()) == ([], [])  # half-open: stays failed over, waits for probes
+    cmds, alerts = _decode(_spans(eng, clock, 3, ok=True))
     assert [c.action for c in cmds] == [Action.RESUME] and cmds[0].scope.key == "provider/openai/*"
     assert [a.state for a in alerts] == [AlertState.RESOLVED]
+
+
+def test_provider_half_open_resumes_traffic_as_the_probe_and_backs_off_when_it_fails() -> None:
+    clock = Clock()
+    eng = HealthEngine(CFG, clock)  # half_open: resume (the default)
+    _outage(eng, clock)
+    clock.t += 3.5
+    cmds, alerts = _decode(eng.tick())
+    assert [c.action for c in cmds] == [Action.RESUME] and alerts == []
+    # the provider is still down: the first failing probes fail over again
+    cmds, alerts = _decode(_spans(eng, clock, 2, ok=False))
+    assert [c.action for c in cmds] == [Action.FAILOVER] and [a.state for a in alerts] == [AlertState.ALERT]
+    clock.t += 3.5
+    assert _decode(eng.tick()) == ([], [])  # the open period doubled (3 s -> 6 s)
+    clock.t += 3
+    assert [c.action for c in _decode(eng.tick())[0]] == [Action.RESUME]
+    cmds, alerts = _decode(_spans(eng, clock, 3, ok=True))
+    assert cmds == [] and [a.state for a in alerts] == [AlertState.RESOLVED]  # closed
 
 
 def test_provider_without_fallback_alerts_but_commands_nothing() -> None:
