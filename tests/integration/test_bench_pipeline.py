@@ -1,0 +1,30 @@
+"""benchmarks/pipeline.py --quick runs end to end on the test broker and writes sane figures
+(not the targets: the machine is shared and noisy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=kafka_bootstrap)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--quick", "--json", str(out)],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    for key in ("worker_events_per_s", "raw_consume_events_per_s", "ratio_worker_vs_raw", "enforce_p50_ms",
+                "enforce_p99_ms", "overshoot_usd", "overshoot_calls"):  # fmt: skip
+        assert key in res, key
+    assert res["worker_events_per_s"] > 0 and res["raw_consume_events_per_s"] > 0
+    assert 0 < res["ratio_worker_vs_raw"] < 10
+    assert res["enforce_trials"] >= 20 and res["enforce_trials_missed"] == 0
+    assert 0 < res["enforce_p50_ms"] <= res["enforce_p99_ms"] < 10_000
+    assert 0 <= res["overshoot_calls"] < res["runaway_calls"]
+    assert "worker events/s" in proc.stdout
