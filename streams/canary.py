@@ -112,7 +112,10 @@ class CanaryJudge:
         now = self.clock()
         out: list[CanaryVerdict] = []
         for (tenant, agent), versions in self.agents.items():
-            for st in versions.values():
+            for version, st in list(versions.items()):
+                if now - st.last_seen > 2 * self.cfg.live_window_s:
+                    del versions[version]  # long gone: forget it (memory stays bounded)
+                    continue
                 self._close_tasks(st, now)
             live = sorted(
                 ((v, st) for v, st in versions.items() if now - st.last_seen <= self.cfg.live_window_s),

@@ -71,6 +71,9 @@ def test_single_live_version_has_no_verdict() -> None:
     clock.t += 601
     judge.record_span("acme", "planner", "v2", False, clock.t)  # v1 is no longer live
     assert judge.evaluate() == []
+    clock.t += 700  # v1 unseen for more than twice the live window: forgotten
+    judge.record_span("acme", "planner", "v2", False, clock.t)
+    assert judge.evaluate() == [] and set(judge.agents["acme", "planner"]) == {"v2"}
 
 
 def test_two_proportion_p() -> None:
