@@ -158,6 +158,13 @@ class QualityConfig(_Cfg):
     defaults: DriftSettings = Field(default_factory=DriftSettings)
     overrides: list[DriftOverride] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _overrides_valid(self) -> QualityConfig:
+        # Fail at load time, not on the first quality event of a matching agent.
+        for o in self.overrides:
+            DriftSettings.model_validate({**self.defaults.model_dump(), **o.settings})
+        return self
+
     def for_key(self, tenant: str, agent: str, metric: str) -> DriftSettings:
         merged = self.defaults.model_dump()
         for o in self.overrides:

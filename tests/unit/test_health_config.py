@@ -83,3 +83,8 @@ def test_quality_overrides_apply_per_agent_and_metric() -> None:
     ).quality
     assert cfg.for_key("acme", "planner", "faithfulness").h_sd == 4
     assert cfg.for_key("acme", "planner", "relevance").h_sd == cfg.defaults.h_sd
+
+
+def test_bad_override_fails_at_load_time() -> None:
+    with pytest.raises(ConfigError, match="h_sd"):
+        parse_health_config({"quality": {"overrides": [{"agent": "x", "settings": {"h_sd": -1}}]}})
