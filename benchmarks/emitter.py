@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -97,7 +98,7 @@ def micro(blocks: int) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in rounds.items()}
 
 
-def guard_check(blocks: int, bootstrap: str, control: str) -> float:
+def guard_check(blocks: int, bootstrap: str, control: str) -> tuple[float, float]:
     guard = Guard(bootstrap, control)
     guard.wait_ready(30)
     now = datetime.now(UTC)
@@ -115,8 +116,40 @@ def guard_check(blocks: int, bootstrap: str, control: str) -> float:
 
     per_call_ns(check, 20)
     result = per_call_ns(check, blocks)
+    visible = [command_visible_ms(guard, bootstrap, control, i) for i in range(5)]
     guard.close()
-    return result
+    return result, statistics.median(visible)
+
+
+def command_visible_ms(guard: Guard, bootstrap: str, control: str, i: int) -> float:
+    """Produce a kill and poll ``check`` until it raises (same process; the streams
+    benchmark measures the end-to-end figure)."""
+    from agentledger.collectors import AgentKilled
+
+    cmd = ControlCommand(command_id=f"bench-vis-{i:04d}", ts=datetime.now(UTC), action=Action.KILL,
+                         reason="bench", scope=Scope(kind=ScopeKind.AGENT, tenant="vis", agent=f"a{i}"))  # fmt: skip
+
+    async def send() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            t0[0] = time.perf_counter()
+            await producer.send_and_wait(control, wire.dump(cmd), key=cmd.scope.key.encode())
+        finally:
+            await producer.stop()
+
+    t0 = [0.0]
+    asyncio.run(send())
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        try:
+            guard.check(tenant="vis", agent=f"a{i}")
+        except AgentKilled:
+            return (time.perf_counter() - t0[0]) * 1000
+        time.sleep(0.0002)
+    return float("nan")
 
 
 def delivered(bootstrap: str, topic: str, n: int) -> tuple[float, dict[str, int]]:
@@ -158,7 +191,30 @@ async def _count_ids(bootstrap: str, topic: str, expect: int, timeout: float) ->
     return counts
 
 
-def outage(local: LocalKafka | None, bootstrap: str, topic: str, seconds: float) -> dict[str, float]:
+class GcPauses:
+    """Longest CPython garbage-collection pause while active (to explain enqueue outliers)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._t0)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
+def outage(
+    local: LocalKafka | None, bootstrap: str, topic: str, seconds: float, freeze: bool = False
+) -> dict[str, float]:
     """Record at ~5k events/s through a broker outage; return enqueue worst case and losses."""
     if local is None:  # a shared cluster: we do not stop it, so aim at a dead port instead
         (port,) = free_ports(1)
@@ -171,17 +227,24 @@ def outage(local: LocalKafka | None, bootstrap: str, topic: str, seconds: float)
     worst = 0.0
     samples: list[float] = []
     clock = time.perf_counter
-    end = clock() + seconds
-    while clock() < end:
-        for _ in range(50):
-            t0 = clock()
-            ids.append(em.record_usage("openai", "gpt-4o", 1, 1))
-            took = clock() - t0
-            samples.append(took)
-            worst = max(worst, took)
-        time.sleep(0.01)
+    if freeze:  # what a latency-sensitive service does after start-up: old objects leave the GC
+        gc.freeze()
+    with GcPauses() as pauses:
+        end = clock() + seconds
+        while clock() < end:
+            for _ in range(50):
+                t0 = clock()
+                ids.append(em.record_usage("openai", "gpt-4o", 1, 1))
+                took = clock() - t0
+                samples.append(took)
+                worst = max(worst, took)
+            time.sleep(0.01)
+    if freeze:
+        gc.unfreeze()
     result: dict[str, float] = {
         "max_enqueue_us": worst * 1e6,
+        "max_gc_pause_us": pauses.longest * 1e6,
+        "gc_frozen": freeze,
         "p99_enqueue_us": sorted(samples)[int(len(samples) * 0.99)] * 1e6,
         "outage_s": seconds,
         "outage_recorded": len(ids),
@@ -203,6 +266,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, short outage (CI: < 60 s)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--gc-freeze", action="store_true", help="gc.freeze() before the outage phase")
     args = parser.parse_args()
     # aiokafka logs every failed reconnect at ERROR during the outage; the figures are the point here
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -223,9 +287,9 @@ def main() -> int:
         asyncio.run(create_topics(bootstrap, prefix=prefix))
         events_topic, control_topic = prefix + "agentledger.events.v1", prefix + "agentledger.control.v1"
         m = micro(blocks)
-        guard_ns = guard_check(blocks, bootstrap, control_topic)
+        guard_ns, visible_ms = guard_check(blocks, bootstrap, control_topic)
         rate, rate_stats = delivered(bootstrap, events_topic, n_events)
-        down = outage(local, bootstrap, prefix + "outage", outage_s)
+        down = outage(local, bootstrap, prefix + "outage", outage_s, freeze=args.gc_freeze)
     finally:
         if local is not None:
             local.down()
@@ -240,6 +304,7 @@ def main() -> int:
         "delivered_events_per_s": round(rate),
         "delivered_stats": rate_stats,
         "guard_check_ns_median": round(guard_ns, 1),
+        "guard_command_visible_ms_median": round(visible_ms, 1),
         **{k: round(v, 1) if isinstance(v, float) else v for k, v in down.items()},
         "quick": args.quick,
         "python": sys.version.split()[0],
@@ -265,8 +330,9 @@ def main() -> int:
     print(
         f"outage {down['outage_s']:.0f}s: recorded {down['outage_recorded']:,}, dropped {down['outage_dropped']}, "
         f"missing {down.get('outage_missing', 'n/a')}, duplicates {down.get('outage_duplicates', 'n/a')}, "
-        f"p99 enqueue {down['p99_enqueue_us']:.1f} µs"
+        f"p99 enqueue {down['p99_enqueue_us']:.1f} µs, longest GC pause {down['max_gc_pause_us']:.1f} µs"
     )
+    print(f"a new kill visible to guard.check after {visible_ms:.1f} ms (median of 5, produce included)")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
