@@ -335,6 +335,26 @@ def commands(
     )
 
 
+def command_latency(cat: Catalog, tenant: str | None = None, limit: int = 100) -> Rows:
+    """Each command with the event that caused it and the time between them: how fast the
+    pipeline acted (``latency_ms`` is null when the cause is not in the warehouse)."""
+    w = _Where().when(tenant, "c.tenant = ?")
+    return _rows(
+        cat,
+        f"""SELECT c.ts, c.action, c.scope_key, c.reason, c.policy_id, c.kill_reason, c.cause_event_id,
+                   date_diff('millisecond', e.ts, c.ts) AS latency_ms
+            FROM commands c LEFT JOIN events e ON e.event_id = c.cause_event_id
+            {w.sql()} ORDER BY c.ts, c.command_id LIMIT ?""",
+        [*w.params, int(limit)],
+    )
+
+
+def event_count(cat: Catalog, tenant: str | None = None) -> int:
+    """Distinct events in the warehouse (after dedupe)."""
+    w = _window(tenant, None, None)
+    return int(_rows(cat, f"SELECT count(*) AS n FROM events {w.sql()}", w.params)[0]["n"])
+
+
 NAMED: dict[str, Any] = {
     "cost_by_agent_day": cost_by_agent_day,
     "top_traces": top_traces,
@@ -344,5 +364,6 @@ NAMED: dict[str, Any] = {
     "unpriced_usage": unpriced_usage,
     "costs": costs,
     "agents": agents,
+    "command_latency": command_latency,
 }
 """The analyst queries the CLI can run by name (``agentledger warehouse query NAME``)."""

@@ -20,6 +20,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.topics",
     "agentledger.cli.sample",
     "agentledger.cli.schema",
+    "agentledger.cli.demo",
     "agentledger.cli.sink",
     "agentledger.cli.sql",
     "agentledger.cli.warehouse",
