@@ -62,7 +62,9 @@ def transition(
     prev = row.state if row else AlertState.OK
     new_state = alert.state
     kind: Kind | None = None
-    if new_state in ACTIVE and new_state != prev:
+    # Active and never told (e.g. first seen in an old replay): the first fresh one triggers.
+    untold = row is not None and row.notify_count == 0
+    if new_state in ACTIVE and (new_state != prev or untold):
         kind = "trigger" if new_state is AlertState.ALERT else "warn"
     elif new_state in ACTIVE and row is not None and now - row.last_notified_ts >= renotify_s:
         kind = "renotify"
@@ -219,7 +221,8 @@ class AlertStore:
             keys = [
                 r[0]
                 for r in self.db.execute(
-                    "SELECT dedup_key FROM lifecycle WHERE state IN (?,?) AND last_notified_ts <= ?",
+                    "SELECT dedup_key FROM lifecycle WHERE state IN (?,?) AND notify_count > 0 "
+                    "AND last_notified_ts <= ?",
                     (AlertState.WARN.value, AlertState.ALERT.value, now - self.renotify_s),
                 )
             ]

@@ -110,3 +110,14 @@ def test_late_older_transition_changes_nothing(tmp_path: Path) -> None:
     store.ingest("a", 0, 1, _alert(2, AlertState.RESOLVED, clock.t + 2), _route)
     assert store.ingest("a", 0, 2, _alert(3, AlertState.ALERT, clock.t + 1), _route) is None
     assert store.state_of("budget.hard|acme/planner") is AlertState.RESOLVED
+
+
+def test_alert_first_seen_in_an_old_replay_triggers_on_its_first_fresh_repeat(tmp_path: Path) -> None:
+    clock = Clock()
+    store = _store(tmp_path, clock, renotify_s=60)
+    assert store.ingest("a", 0, 0, _alert(1, AlertState.ALERT, clock.t - 7200), _route) is None
+    clock.t += 120
+    assert store.renotify_due() == []  # never told: nothing to remind about
+    note = store.ingest("a", 0, 1, _alert(2, AlertState.ALERT, clock.t), _route)
+    assert note is not None and note.kind == "trigger"
+    assert sorted(i.channel for i in store.due()) == ["pd", "slack"]
