@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from agentledger.api.warehouse import Row, WarehouseReader
 from agentledger.dashboards import figures
 from agentledger.dashboards.pages import Page
@@ -36,6 +38,25 @@ class Sources:
             if note not in self.notes:
                 self.notes.append(note)
             return []
+
+
+def entity_agent(entity: Any) -> str | None:
+    """The agent in an alert entity such as ``acme/planner@v2:faithfulness``."""
+    text = str(entity or "")
+    if "/" not in text:
+        return None
+    return text.split("/", 1)[1].split("@", 1)[0].split(":", 1)[0] or None
+
+
+def alert_figures(alert: Row) -> dict[str, Any]:
+    """An alert's ``figures`` (a JSON string in the warehouse, a dict on the topic)."""
+    value = alert.get("figures")
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _page(slug: str, title: str, src: Sources, build: Callable[[], list[Any]]) -> Page:
@@ -71,16 +92,20 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
         versions = [
             r for r in src.rows("costs", group_by=["agent", "agent_version"]) if r.get("agent") == chosen
         ]
-        alerts = src.rows("alerts")
-        verdicts = {
-            str(a.get("entity", "")).rsplit("/", 1)[-1]: str(a.get("summary"))
-            for a in alerts
-            if "canary" in str(a.get("rule", "")) and chosen in str(a.get("entity", ""))
-        }
+        alerts = src.rows("alerts")  # newest first
+        verdicts: dict[str, str] = {}
+        for a in alerts:
+            if "canary" in str(a.get("rule")) and entity_agent(a.get("entity")) == chosen:
+                version = str(a.get("entity")).split("@", 1)[-1].split(":", 1)[0]
+                verdicts.setdefault(version, str(alert_figures(a).get("verdict") or a.get("summary")))
         for v in versions:
             v.setdefault("verdict", verdicts.get(str(v.get("agent_version"))))
         drift = [
-            a for a in alerts if "drift" in str(a.get("rule", "")) and chosen in str(a.get("entity", ""))
+            a
+            for a in alerts
+            if "drift" in str(a.get("rule"))
+            and entity_agent(a.get("entity")) == chosen
+            and a.get("state") in ("warn", "alert")
         ]
         scores = [{**r, "metric": metric} for r in src.rows("quality_series", agent=chosen, metric=metric)]
         return [
@@ -117,15 +142,25 @@ def _circuits(commands: Sequence[ControlCommand]) -> dict[str, str]:
 
 
 def providers(src: Sources) -> Page:
+    """Calls per provider/model from the warehouse; error rate and circuit state from the
+    latest ``provider.circuit`` alert of each (the health worker's figures), then the live
+    failover/resume commands."""
+
     def build() -> list[Any]:
         rows = src.rows("provider_health") if src.warehouse.has("provider_health") else []
         if not rows:
-            rows = src.rows("costs", group_by=["provider", "model"])
+            rows = [r for r in src.rows("costs", group_by=["provider", "model"]) if r.get("calls")]
+        health: dict[str, dict[str, Any]] = {}
+        for a in src.rows("alerts", rule="provider.circuit"):  # newest first
+            health.setdefault(str(a.get("entity")), alert_figures(a))
         circuits = _circuits(src.commands_live)
         for r in rows:
             key = f"{r.get('provider')}/{r.get('model')}"
-            r.setdefault("circuit", circuits.get(key) or circuits.get(f"{r.get('provider')}/*") or "closed")
-            r.setdefault("calls", r.get("events") or r.get("calls"))
+            seen = health.get(key, {})
+            r.setdefault("error_rate", seen.get("error_rate"))
+            r.setdefault(
+                "circuit", circuits.get(key) or seen.get("circuit") or circuits.get(f"{r.get('provider')}/*")
+            )
         return [figures.provider_health(rows)]
 
     return _page("providers", "Providers", src, build)

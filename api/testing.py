@@ -99,6 +99,10 @@ def land_demo_warehouse(root: str, n_traces: int = 120, seed: int = 5) -> list[s
     events = priced_events(n_traces, seed=seed)
     land_priced(store, events, "demo-events")
     at = [T0 + timedelta(hours=h) for h in (6, 9, 20, 30, 31)]
+    figures: dict[str, dict[str, str | int | float | bool]] = {
+        "canary.verdict": {"verdict": "rollback", "p_value": 0.003},
+        "provider.circuit": {"calls": 40, "errors": 22, "error_rate": 0.55, "circuit": "open"},
+    }
     alerts = [
         AlertEvent(
             alert_id=f"demo-alert-{i}",
@@ -110,19 +114,33 @@ def land_demo_warehouse(root: str, n_traces: int = 120, seed: int = 5) -> list[s
             state=state,
             severity=Severity.WARNING,
             summary=summary,
+            figures=figures.get(rule, {}),
         )
         for i, (ts, rule, entity, state, summary) in enumerate(
             [
                 (
                     at[0],
-                    "quality_drift",
-                    "acme/planner/v2/faithfulness",
+                    "quality.drift",
+                    "acme/planner@v2:faithfulness",
                     AlertState.ALERT,
-                    "faithfulness down 12%",
+                    "faithfulness -12 %",
                 ),
-                (at[1], "quality_drift", "acme/planner/v2/faithfulness", AlertState.RESOLVED, "recovered"),
-                (at[2], "canary", "acme/planner/v2", AlertState.WARN, "rollback"),
-                (at[3], "budget", "acme/coder", AlertState.ALERT, "daily budget 100% used"),
+                (
+                    at[1],
+                    "quality.drift",
+                    "acme/planner@v2:faithfulness",
+                    AlertState.RESOLVED,
+                    "back to baseline",
+                ),
+                (at[2], "canary.verdict", "acme/planner@v2", AlertState.WARN, "planner@v2 vs v1: rollback"),
+                (at[3], "budget", "agent/acme/coder", AlertState.ALERT, "daily budget 100 % used"),
+                (
+                    at[4],
+                    "provider.circuit",
+                    "openai/mystery-1",
+                    AlertState.ALERT,
+                    "openai/mystery-1 circuit open",
+                ),
             ]
         )
     ]

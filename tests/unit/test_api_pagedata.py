@@ -1,0 +1,38 @@
+"""Page data: which alerts feed which panel (formats as the health worker writes them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agentledger.api import pagedata
+from agentledger.api.testing import land_demo_warehouse
+from agentledger.api.warehouse import WarehouseReader
+
+
+def test_entity_agent_and_alert_figures() -> None:
+    assert pagedata.entity_agent("acme/planner@v2:faithfulness") == "planner"
+    assert pagedata.entity_agent("acme/planner@v2") == "planner"
+    assert pagedata.entity_agent("openai") is None
+    assert pagedata.alert_figures({"figures": '{"verdict": "promote"}'}) == {"verdict": "promote"}
+    assert pagedata.alert_figures({"figures": {"a": 1}}) == {"a": 1}
+    assert pagedata.alert_figures({"figures": "not json"}) == {} and pagedata.alert_figures({}) == {}
+
+
+def test_pages_from_a_demo_warehouse(tmp_path: Path) -> None:
+    land_demo_warehouse(str(tmp_path))
+    src = pagedata.Sources(WarehouseReader(str(tmp_path)), "acme")
+    agent = pagedata.agent(src, "planner")
+    assert list(agent.figures[2].data[0].cells.values[3]) == ["-", "rollback"]  # v2's canary verdict
+    assert len(agent.figures[1].layout.shapes) == 1  # one drift alarm (the resolve is not one)
+    providers = pagedata.providers(src).figures[0].data[0]
+    assert list(providers.x) == ["openai/gpt-4o", "openai/mystery-1"]
+    assert providers.text[1] == "circuit open · 55.0% errors"
+    other = pagedata.Sources(WarehouseReader(str(tmp_path)), "globex")
+    assert pagedata.timeline(other).figures[0].data[0].x == ()  # acme's alerts stay acme's
+    assert [p.slug for p in pagedata.all_pages(src)] == [
+        "overview",
+        "agent",
+        "trace",
+        "providers",
+        "timeline",
+    ]
