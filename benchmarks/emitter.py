@@ -224,9 +224,10 @@ def outage(
     if local is not None:
         em.flush(30)
         local.signal_node(1, signal.SIGKILL)
-    worst = 0.0
+    worst = worst_baseline = 0.0
     samples: list[float] = []
     clock = time.perf_counter
+    sink: deque[dict[str, Any]] = deque(maxlen=1024)
     if freeze:  # what a latency-sensitive service does after start-up: old objects leave the GC
         gc.freeze()
     with GcPauses() as pauses:
@@ -238,12 +239,17 @@ def outage(
                 took = clock() - t0
                 samples.append(took)
                 worst = max(worst, took)
+                # the anchor: a bare dict append timed the same way, in the same loop
+                t0 = clock()
+                sink.append({"type": "usage", "input_tokens": 1, "ts": 0})
+                worst_baseline = max(worst_baseline, clock() - t0)
             time.sleep(0.01)
     if freeze:
         gc.unfreeze()
     result: dict[str, float] = {
         "max_enqueue_us": worst * 1e6,
         "max_gc_pause_us": pauses.longest * 1e6,
+        "max_baseline_append_us": worst_baseline * 1e6,
         "gc_frozen": freeze,
         "p99_enqueue_us": sorted(samples)[int(len(samples) * 0.99)] * 1e6,
         "outage_s": seconds,
@@ -321,7 +327,13 @@ def main() -> int:
         ("span enter+exit (ns)", figures["span_ns_median"], "OTel SDK span", m["otel"], "ratio ≤ 0.2"),
         ("delivered events/s", figures["delivered_events_per_s"], "target", 50_000, "≥ 50,000"),
         ("guard.check (ns, median)", figures["guard_check_ns_median"], "target", 1000, "≤ 1000"),
-        ("max enqueue, broker down (µs)", figures["max_enqueue_us"], "target", 1000, "≤ 1000"),
+        (
+            "max enqueue, broker down (µs)",
+            figures["max_enqueue_us"],
+            "max dict+append",
+            down["max_baseline_append_us"],
+            "≤ 1000",
+        ),
     ]
     print(f"{'figure':34} {'value':>12}  {'anchor':>14} {'anchor value':>13} {'ratio':>7}  target")
     for name, value, anchor, anchor_value, target in rows:

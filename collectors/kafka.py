@@ -115,6 +115,12 @@ class KafkaTransport:
             await self._space.wait()
         if value is None:
             value = batch.envelope()
+        if len(value) > self.max_request_size - 4096 and len(batch.events) > 1:
+            # too big for one record (a large batch_size, fat attributes): split, keep order
+            half = len(batch.events) // 2
+            for part in (batch.events[:half], batch.events[half:]):
+                await self._produce(Batch(batch.key, part, batch.newest_ms), outcome)
+            return
         ts = wire.record_timestamp_ms(batch.newest_ms, time.time_ns() // 1_000_000)
         try:
             fut = await self._producer.send(self.topic, value, key=batch.key.encode(), timestamp_ms=ts)

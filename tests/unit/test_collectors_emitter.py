@@ -214,6 +214,7 @@ def test_transport_errors_are_counted_never_raised() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+@pytest.mark.filterwarnings("ignore:This process.*fork:DeprecationWarning")
 def test_child_after_fork_sends_only_its_own_events() -> None:
     mem = MemoryTransport()
     em = Emitter(tenant="acme", agent="a", transport=mem, linger_ms=1)
@@ -236,3 +237,33 @@ def test_child_after_fork_sends_only_its_own_events() -> None:
     child_ids = ids.split(",")[3:]  # the child's copy of the transport keeps the parent's three
     assert ok == "True" and len(child_ids) == 1 and child_ids[0] not in stuck
     em.shutdown(1)
+
+
+def test_oversized_batches_are_split_for_kafka() -> None:
+    import asyncio as aio
+
+    from agentledger.collectors.kafka import KafkaTransport
+
+    sent: list[bytes] = []
+
+    class FakeProducer:  # stands in for aiokafka: records what would be produced
+        async def send(self, topic: str, value: bytes, key: bytes, timestamp_ms: int) -> aio.Future[None]:
+            sent.append(value)
+            fut: aio.Future[None] = aio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
+
+    async def run() -> list[int]:
+        transport = KafkaTransport("127.0.0.1:1", "t", max_request_size=20_000)
+        transport._producer = FakeProducer()
+        transport._space = aio.Event()
+        delivered: list[int] = []
+        events = [{"event_id": f"e{i}", "pad": "x" * 100} for i in range(1000)]
+        await transport.send([Batch("acme/a", events, 0)], Outcome(delivered.append, lambda n, r: None))
+        await aio.sleep(0)
+        return delivered
+
+    delivered = asyncio.run(run())
+    assert sum(delivered) == 1000 and all(len(v) <= 20_000 for v in sent) and len(sent) > 1
+    ids = [e["event_id"] for v in sent for e in __import__("json").loads(v)["events"]]
+    assert ids == [f"e{i}" for i in range(1000)]  # order kept
