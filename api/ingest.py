@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ class Checked:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over ``limit`` bytes, declared or streamed."""
+    """The request body (gunzipped when ``Content-Encoding: gzip``, as OTLP exporters may send
+    it), refusing (413) anything over ``limit`` bytes, declared, streamed or decompressed."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"body of {declared} bytes is over the limit of {limit} bytes")
@@ -43,7 +45,27 @@ async def read_body(request: Request, limit: int) -> bytes:
         if size > limit:
             raise PayloadTooLargeError(f"body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "gzip":
+        raise BadRequestError(f"unsupported Content-Encoding {encoding!r}: send identity or gzip")
+    return gunzip(body, limit)
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress at most ``limit`` bytes (a small bomb cannot fill the memory)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequestError(f"body is not valid gzip: {exc}") from None
+    if len(out) > limit:
+        raise PayloadTooLargeError(f"decompressed body is over the limit of {limit} bytes")
+    if not inflater.eof:
+        raise BadRequestError("gzip body is truncated")
+    return out
 
 
 def event_items(body: bytes, max_events: int) -> list[Any]:

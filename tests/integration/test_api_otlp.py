@@ -18,6 +18,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -149,10 +150,13 @@ def _check(priced: list[PricedEvent], agent: str) -> None:
     assert sum(p.cost_usd for p in priced) == expected
 
 
-def test_protobuf_export_comes_back_priced(api: Running) -> None:
+@pytest.mark.parametrize("compression", [Compression.NoCompression, Compression.Gzip])
+def test_protobuf_export_comes_back_priced(api: Running, compression: Compression) -> None:
     agent = f"pb-{uuid.uuid4().hex[:6]}"
     exporter = OTLPSpanExporter(
-        endpoint=f"{api.url}/v1/traces", headers={"Authorization": f"Bearer {api.key}"}
+        endpoint=f"{api.url}/v1/traces",
+        headers={"Authorization": f"Bearer {api.key}"},
+        compression=compression,
     )
     _run_agent(exporter, agent)
     _check(_price_and_collect(api, agent, 1), agent)

@@ -68,3 +68,19 @@ def test_one_envelope_per_tenant_agent_stamped_with_the_newest_event() -> None:
 def test_body_shape_errors(body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         event_items(body, max_events=10)
+
+
+def test_gunzip_limits_and_errors() -> None:
+    import gzip
+
+    from agentledger.api.errors import PayloadTooLargeError
+    from agentledger.api.ingest import gunzip
+
+    data = b'{"events": []}' * 100
+    assert gunzip(gzip.compress(data), len(data)) == data
+    with pytest.raises(PayloadTooLargeError):
+        gunzip(gzip.compress(b"0" * 1_000_000), 10_000)  # a small bomb
+    with pytest.raises(BadRequestError):
+        gunzip(b"not gzip", 1000)
+    with pytest.raises(BadRequestError):
+        gunzip(gzip.compress(data)[:-12], len(data))
