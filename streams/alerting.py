@@ -129,10 +129,6 @@ class AlertStore:
         rows = self.db.execute("SELECT part, next_offset FROM offsets WHERE topic=?", (topic,))
         return {int(p): int(o) for p, o in rows}
 
-    def skip_record(self, topic: str, partition: int, offset: int) -> None:
-        """Advance past a record that is not an alert (logged by the caller)."""
-        self.db.execute("INSERT OR REPLACE INTO offsets VALUES (?,?,?)", (topic, partition, offset + 1))
-
     # --- lifecycle ----------------------------------------------------------------------
     def _row(self, key: str) -> LifecycleRow | None:
         r = self.db.execute("SELECT * FROM lifecycle WHERE dedup_key=?", (key,)).fetchone()
@@ -180,37 +176,59 @@ class AlertStore:
         route: Callable[[AlertEvent], list[str]],
     ) -> Notification | None:
         """Apply one alerts-topic record, exactly once, in one transaction."""
+        return self.ingest_batch(topic, [(partition, offset, alert)], route)[0]
+
+    def ingest_batch(
+        self,
+        topic: str,
+        records: list[tuple[int, int, AlertEvent | None]],
+        route: Callable[[AlertEvent], list[str]],
+    ) -> list[Notification | None]:
+        """Apply records (partition, offset, alert or None for a record that is not an alert)
+        in ONE transaction: one fsync per consumer batch, not per record, so a storm of
+        thousands of alerts per second is absorbed."""
         now = self.clock()
+        out: list[Notification | None] = []
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            seen = self.db.execute(
-                "SELECT next_offset FROM offsets WHERE topic=? AND part=?", (topic, partition)
-            ).fetchone()
-            if seen is not None and offset < seen[0]:
-                self.db.execute("ROLLBACK")
-                return None  # replayed after a restart: already applied
-            fresh = now - alert.ts.timestamp() <= self.max_age_s
-            row, note = transition(self._row(alert.dedup_key), alert, now, self.renotify_s, notify=fresh)
-            if note is not None:
-                # A recovery goes where the trigger went, even if the resolve's severity routes
-                # nowhere; a new trigger may add channels.
-                chans = route(alert)
-                if note.kind == "resolve":
-                    chans = row.channels or chans
-                elif note.kind in ("trigger", "warn"):
-                    row.channels = (
-                        list(dict.fromkeys(row.channels + chans)) if note.previous in ACTIVE else chans
-                    )
-                else:
-                    chans = row.channels or chans
-                self._enqueue(row, note, chans, now)
-            self._save(row)
-            self.db.execute("INSERT OR REPLACE INTO offsets VALUES (?,?,?)", (topic, partition, offset + 1))
+            for partition, offset, alert in records:
+                out.append(self._apply(topic, partition, offset, alert, route, now))
             self.db.execute("COMMIT")
-            return note
+            return out
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def _apply(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        alert: AlertEvent | None,
+        route: Callable[[AlertEvent], list[str]],
+        now: float,
+    ) -> Notification | None:
+        seen = self.db.execute(
+            "SELECT next_offset FROM offsets WHERE topic=? AND part=?", (topic, partition)
+        ).fetchone()
+        if seen is not None and offset < seen[0]:
+            return None  # replayed after a restart: already applied
+        self.db.execute("INSERT OR REPLACE INTO offsets VALUES (?,?,?)", (topic, partition, offset + 1))
+        if alert is None:
+            return None
+        fresh = now - alert.ts.timestamp() <= self.max_age_s
+        row, note = transition(self._row(alert.dedup_key), alert, now, self.renotify_s, notify=fresh)
+        if note is not None:
+            # A recovery goes where the trigger went, even if the resolve's severity routes
+            # nowhere; a new trigger may add channels.
+            chans = route(alert)
+            if note.kind in ("trigger", "warn"):
+                row.channels = list(dict.fromkeys(row.channels + chans)) if note.previous in ACTIVE else chans
+            else:
+                chans = row.channels or chans
+            self._enqueue(row, note, chans, now)
+        self._save(row)
+        return note
 
     def renotify_due(self) -> list[Notification]:
         """Alerts still active past the renotify interval: remind their channels (queued)."""

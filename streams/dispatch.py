@@ -76,23 +76,29 @@ class AlertDispatcher:
 
     # --- consuming ----------------------------------------------------------------------
     def apply(self, partition: int, offset: int, value: bytes | None) -> None:
-        """Apply one alerts-topic record (bad records are logged and skipped, not fatal)."""
-        try:
-            alert = AlertEvent.model_validate_json(value or b"")
-        except ValidationError as exc:
-            log.warning(
-                "alerts record %s[%d]@%d is not an AlertEvent, skipped: %s",
-                self.topic,
-                partition,
-                offset,
-                redact(str(exc.errors(include_input=False)), self.secrets),
-            )
-            self.store.skip_record(self.topic, partition, offset)
-            return
-        note = self.store.ingest(self.topic, partition, offset, alert, self.cfg.channels_for)
-        if note is not None:
-            log.info("alert %s: %s (%s)", alert.dedup_key, note.kind, alert.state.value)
-            self.wake.set()
+        """Apply one alerts-topic record."""
+        self.apply_batch([(partition, offset, value)])
+
+    def apply_batch(self, records: list[tuple[int, int, bytes | None]]) -> None:
+        """Apply a consumer batch in one transaction (bad records are logged and skipped)."""
+        parsed: list[tuple[int, int, AlertEvent | None]] = []
+        for partition, offset, value in records:
+            try:
+                parsed.append((partition, offset, AlertEvent.model_validate_json(value or b"")))
+            except ValidationError as exc:
+                log.warning(
+                    "alerts record %s[%d]@%d is not an AlertEvent, skipped: %s",
+                    self.topic,
+                    partition,
+                    offset,
+                    redact(str(exc.errors(include_input=False)), self.secrets),
+                )
+                parsed.append((partition, offset, None))
+        notes = self.store.ingest_batch(self.topic, parsed, self.cfg.channels_for)
+        for (_, _, alert), note in zip(parsed, notes, strict=True):
+            if note is not None and alert is not None:
+                log.info("alert %s: %s (%s)", alert.dedup_key, note.kind, alert.state.value)
+                self.wake.set()
 
     async def _partitions(self, stop: asyncio.Event) -> list[int]:
         """The alerts topic's partitions (waits for the topic to exist)."""
@@ -131,9 +137,9 @@ class AlertDispatcher:
             log.info("reading %s partitions %s from %s", self.topic, parts, stored or "the beginning")
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=1000)
-                for tp, records in batches.items():
-                    for rec in records:
-                        self.apply(tp.partition, rec.offset, rec.value)
+                batch = [(tp.partition, r.offset, r.value) for tp, recs in batches.items() for r in recs]
+                if batch:
+                    self.apply_batch(batch)
         finally:
             await consumer.stop()
 

@@ -47,10 +47,12 @@ def test_storm_of_1000_breaches_gives_one_trigger_and_one_resolve(tmp_path: Path
     clock = Clock()
     store = _store(tmp_path, clock)
     kinds = []
-    for i in range(1000):
-        clock.t += 0.01
-        note = store.ingest("alerts", 0, i, _alert(i, AlertState.ALERT, clock.t), _route)
-        kinds.append(note.kind if note else None)
+    for start in range(0, 1000, 100):  # consumer batches of 100, one transaction each
+        batch = []
+        for i in range(start, start + 100):
+            clock.t += 0.01
+            batch.append((0, i, _alert(i, AlertState.ALERT, clock.t)))
+        kinds += [n.kind if n else None for n in store.ingest_batch("alerts", batch, _route)]
     clock.t += 1
     note = store.ingest("alerts", 0, 1000, _alert(1000, AlertState.RESOLVED, clock.t), _route)
     kinds.append(note.kind if note else None)
