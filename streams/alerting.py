@@ -10,9 +10,10 @@ maybe 1,000 times in a storm. The lifecycle turns them into notifications:
 - OK/RESOLVED after an active state sends a recovery notice (``resolve``) to the channels
   that got the trigger; OK/RESOLVED otherwise is silent.
 
-``AlertStore`` keeps it all in one sqlite file and applies one Kafka record in ONE transaction
-(lifecycle row, outbox rows, the record's offset): a crash either happened before (the
-record is read again) or after (it is done), so nothing is lost and nothing is queued twice.
+``AlertStore`` keeps it all in one sqlite file and applies a batch of Kafka records in ONE
+transaction (lifecycle rows, outbox rows, the records' offsets): a crash either happened
+before (the records are read again) or after (they are done), so nothing is lost and nothing
+is queued twice.
 Outbox ids are deterministic, so a replay cannot add a second copy either.
 """
 
