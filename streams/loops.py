@@ -18,6 +18,7 @@ MAX_TRACES = 100_000
 class _TraceState:
     tool_times: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     llm: deque[tuple[float, int]] = field(default_factory=deque)
+    llm_tokens: int = 0  # running sum over ``llm`` (kept, not recomputed: hot path)
     spend_since_progress: Decimal = Decimal(0)
     calls_since_progress: int = 0
     killed: bool = False
@@ -73,12 +74,14 @@ class LoopDetector:
                     f"within {s.repeat_window_s:g}s (limit {s.repeat_calls})"
                 )
         elif isinstance(ev, UsageEvent):
-            st.llm.append((t, ev.input_tokens + ev.output_tokens))
+            n = ev.input_tokens + ev.output_tokens
+            st.llm.append((t, n))
+            st.llm_tokens += n
             while st.llm and st.llm[0][0] <= t - 60.0:
-                st.llm.popleft()
+                st.llm_tokens -= st.llm.popleft()[1]
             st.spend_since_progress += cost
             st.calls_since_progress += 1
-            tokens = sum(n for _, n in st.llm)
+            tokens = st.llm_tokens
             if len(st.llm) > s.max_llm_calls_per_min:
                 reason = f"{len(st.llm)} LLM calls in one minute (limit {s.max_llm_calls_per_min})"
             elif tokens > s.max_tokens_per_min:
