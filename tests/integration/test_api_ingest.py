@@ -168,3 +168,20 @@ def test_rate_limit_per_key_answers_429_with_retry_after(kafka_bootstrap: str, t
     assert second.status_code == 429 and int(second.headers["retry-after"]) >= 1
     assert second.json()["error"] == "rate_limited"
     assert other_key.status_code == 202  # limits are per key
+
+
+def test_the_collectors_http_transport_delivers_through_the_api(api: Running) -> None:
+    from agentledger.collectors.emitter import Emitter
+    from agentledger.collectors.http import HttpTransport
+
+    emitter = Emitter(
+        tenant="acme", agent="ing-client", transport=HttpTransport(api.url, api.keys["acme_ingest"])
+    )
+    for i in range(25):
+        emitter.record_usage("openai", "gpt-4o", 100 + i, 10)
+    assert emitter.flush(20)
+    stats = emitter.stats()
+    emitter.shutdown(5)
+    assert stats["sent"] == 25 and stats["failed"] == 0 and stats["dropped"] == 0
+    got = consume(api.bootstrap, api.events_topic, "ing-client", 25)
+    assert sorted(e.input_tokens for _, d, _ in got for e in d.events) == list(range(100, 125))  # type: ignore[union-attr]
