@@ -277,6 +277,7 @@ def run(quick: bool, bootstrap: str) -> dict[str, Any]:
         "overshoot_calls": over_calls,
         "overshoot_usd": str(over_calls * CALL_USD),
         "uvloop": True,
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "machine": f"{os.cpu_count()} cores, shared with other work (noisy)",
     }
 
@@ -308,7 +309,8 @@ def main() -> None:
     print(f"{'figure':<18}{'value':>12}  {'anchor':>18}  {'ratio':>8}")
     for name, value, anchor, ratio in rows:
         print(f"{name:<18}{value!s:>12}  {anchor!s:>18}  {ratio!s:>8}")
-    print(f"overshoot USD {res['overshoot_usd']}; {res['enforce_trials']} trials; {res['machine']}")
+    print(f"overshoot USD {res['overshoot_usd']}; {res['enforce_trials']} trials; {res['machine']}; "
+          f"load average {res['loadavg_1m_at_end']}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 
