@@ -37,6 +37,7 @@ from agentledger.events import (
     SpanStatus,
     UsageEvent,
 )
+from agentledger.settings import Settings
 from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
@@ -344,8 +345,36 @@ class HealthEngine:
         ]
 
 
+def faust_credentials(settings: Settings) -> Any:
+    """Faust's form of the SASL/TLS options every other client gets from the settings."""
+    import ssl
+
+    import faust
+
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    context = (
+        ssl.create_default_context(cafile=settings.kafka_ssl_cafile)
+        if settings.kafka_security_protocol.endswith("SSL")
+        else None
+    )
+    if settings.kafka_sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    return faust.SSLCredentials(context)
+
+
 def build_health_app(
-    cfg: HealthConfig, bootstrap: str, prefix: str, datadir: str | Path, start_from: str = "latest"
+    cfg: HealthConfig,
+    bootstrap: str,
+    prefix: str,
+    datadir: str | Path,
+    start_from: str = "latest",
+    settings: Settings | None = None,
 ) -> Any:
     """The Faust app: events and priced agents, a 1-second timer, outputs to control/alerts.
 
@@ -366,6 +395,7 @@ def build_health_app(
         topic_partitions=topics.PARTITIONS,
         consumer_auto_offset_reset=start_from,
         producer_acks=-1,
+        broker_credentials=faust_credentials(settings) if settings else None,
     )
     raw: dict[str, Any] = {
         "key_serializer": "raw",

@@ -38,7 +38,7 @@ def health(
     cfg = load_health_config(config, DETECTOR_SECTIONS)  # no channel secrets needed here
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
-    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from)
+    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from, settings=s)
     console.print(
         f"agentledger health: consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
     )

@@ -88,3 +88,22 @@ def test_quality_overrides_apply_per_agent_and_metric() -> None:
 def test_bad_override_fails_at_load_time() -> None:
     with pytest.raises(ConfigError, match="h_sd"):
         parse_health_config({"quality": {"overrides": [{"agent": "x", "settings": {"h_sd": -1}}]}})
+
+
+def test_faust_credentials_follow_the_kafka_settings() -> None:
+    import faust
+
+    from agentledger.settings import Settings
+    from agentledger.streams.health import faust_credentials
+
+    assert faust_credentials(Settings(kafka_security_protocol="PLAINTEXT")) is None
+    sasl = faust_credentials(
+        Settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="PLAIN",
+            kafka_sasl_username="u",
+            kafka_sasl_password="p",
+        )
+    )
+    assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u" and sasl.ssl_context is None
+    assert isinstance(faust_credentials(Settings(kafka_security_protocol="SSL")), faust.SSLCredentials)
