@@ -164,19 +164,20 @@ def _day_table(rng: np.random.Generator, day: int, start: int, n: int) -> pa.Tab
     ts = day0 + rng.integers(0, 86_400_000_000, n).astype("timedelta64[us]")
     cost_micro = np.where(usage, rng.integers(1, 50_000, n), 0)  # up to 5 cents, in 1e-6 USD
     tokens = np.where(usage, rng.integers(100, 20_000, n), 0)
+    trace = idx // 20  # a trace is 20 events of one tenant's agent (one version)
     cols: dict[str, pa.Array] = {
         "event_id": pa.array(np.char.add("ev-", idx.astype(str))),
         "ts": pa.array(ts, EVENTS.field("ts").type),
-        "tenant": pa.array(np.array(TENANTS)[rng.integers(0, len(TENANTS), n)])
-        .dictionary_encode()
-        .cast(pa.string()),
-        "agent": pa.array(np.array(AGENTS)[rng.integers(0, len(AGENTS), n)]),
-        "agent_version": pa.array(np.where(rng.random(n) < 0.5, "v1", "v2")),
+        "tenant": pa.array(np.array(TENANTS)[trace % len(TENANTS)]),
+        "agent": pa.array(np.array(AGENTS)[(trace * 7919) % len(AGENTS)]),
+        "agent_version": pa.array(np.where((trace // 3) % 2 == 0, "v1", "v2")),
         "trace_id": pa.array(np.char.zfill((idx // 20).astype(str), 32)),
         "type": pa.array(np.where(usage, "usage", "span")),
         "provider": pa.array(np.full(n, "openai")),
         "model": pa.array(np.full(n, "gpt-4o")),
-        "status": pa.array(np.where(usage, None, np.where(rng.random(n) < 0.05, "error", "ok"))),
+        "status": pa.array(
+            np.where(usage, None, np.where((idx % 20 == 0) & (rng.random(n) < 0.1), "error", "ok"))
+        ),
         "input_tokens": pa.array(np.where(usage, tokens, 0), mask=~usage),
         "output_tokens": pa.array(np.where(usage, tokens // 5, 0), mask=~usage),
         "cache_read_tokens": pa.array(np.where(usage, tokens // 4, 0), mask=~usage),

@@ -62,6 +62,7 @@ class Catalog:
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.con.execute("SET parquet_metadata_cache = true")
+        self.con.execute("SET TimeZone = 'UTC'")  # days and hours are UTC, whatever the host
         self._listing: dict[str, tuple[str, ...]] = {}
         _retrying(self.refresh)
 

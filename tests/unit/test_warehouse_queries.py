@@ -120,6 +120,14 @@ def test_costs_grouping_buckets_and_window(cat: Catalog) -> None:
     )
     rows = q.costs(cat, group_by=["agent"], start=start, end=end, tenant="globex", bucket="hour")
     assert {(r["agent"], r["bucket"].astimezone(UTC)): r["cost_usd"] for r in rows} == truth
+    per_day = _sum(
+        (datetime.combine(e.event.ts.date(), datetime.min.time(), UTC), e.cost_usd) for e in EVENTS
+    )
+    days = q.costs(cat, group_by=[], bucket="day")
+    assert {r["bucket"].astimezone(UTC): r["cost_usd"] for r in days} == per_day
+    minutes = q.costs(cat, group_by=["tenant"], bucket="minute", tenant="acme")
+    assert sum(r["cost_usd"] for r in minutes) == sum(e.cost_usd for e in EVENTS if e.event.tenant == "acme")
+    assert all(r["bucket"].second == 0 for r in minutes)
     by_model = q.costs(cat, group_by=["provider", "model"])
     assert sum(r["cost_usd"] for r in by_model) == sum(e.cost_usd for e in EVENTS)
     with pytest.raises(ConfigError):
