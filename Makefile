@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: setup demo test lint typecheck faults bench clean
 .DEFAULT_GOAL := demo
@@ -18,11 +19,9 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	$(BIN)/agentledger kafka fetch
 
-## demo: start a local broker, create the topics, send and read back sample events
+## demo: a local broker, every layer, and a 1-2 minute multi-agent story (agentledger demo)
 demo: setup
-	$(BIN)/agentledger kafka up
-	$(BIN)/agentledger topics create
-	$(BIN)/agentledger smoke
+	$(BIN)/agentledger demo $(DEMO_ARGS)
 
 ## test: lint, type check, then every test but the fault suite (integration tests on a real broker)
 test: setup lint typecheck
