@@ -153,3 +153,40 @@ class CompactedView(Generic[T]):
             for records in batches.values():
                 for rec in records:
                     self.apply(rec.key, rec.value)
+
+
+async def read_compacted(
+    bootstrap: str,
+    topic: str,
+    parse: Callable[[bytes], T],
+    client_options: dict[str, object] | None = None,
+    timeout_s: float = 10.0,
+) -> dict[str, T]:
+    """A one-off read of a compacted topic up to its current end: latest value per key
+    (for ``agentledger report``, which runs without the API). Returns what it has read if the
+    end is not reached within ``timeout_s`` (and logs it)."""
+    view: CompactedView[T] = CompactedView(topic, bootstrap, client_options or {}, parse)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        **(client_options or {}),
+    )
+    await consumer.start()
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    try:
+        while asyncio.get_running_loop().time() < deadline:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for rec in records:
+                    view.apply(rec.key, rec.value)
+            parts = list(consumer.assignment())
+            if parts:
+                end = await consumer.end_offsets(parts)
+                if all([await consumer.position(tp) >= end[tp] for tp in parts]):
+                    return view.items()
+        log.warning("read of %s stopped after %.0fs before its end", topic, timeout_s)
+        return view.items()
+    finally:
+        await consumer.stop()

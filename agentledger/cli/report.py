@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -26,10 +27,50 @@ def report(
     from agentledger.api.warehouse import WarehouseReader
     from agentledger.dashboards.pages import render_report
 
-    reader = WarehouseReader(warehouse or settings().warehouse_root)
-    pages = all_pages(Sources(reader, tenant))
+    s = settings()
+    reader = WarehouseReader(warehouse or s.warehouse_root)
+    budgets, commands = _live_state(tenant)
+    pages = all_pages(Sources(reader, tenant, budgets, commands))
     out.write_text(render_report(pages), encoding="utf-8")
     notes = sorted({n for p in pages for n in p.notes if ":" in n and not n.startswith(("agent:", "trace:"))})
     for note in notes:
         console.print(f"note: {note}")
+    if not budgets:
+        console.print("note: no live budgets (set AGENTLEDGER_KAFKA_BOOTSTRAP to include them)")
     console.print(f"wrote {out} ({out.stat().st_size // 1024} KiB, {len(pages)} views)")
+
+
+def _live_state(tenant: str | None) -> tuple[list[Any], list[Any]]:
+    """Budget statuses and commands in force, read once from their compacted topics when a
+    broker is configured; empty otherwise (the report still has every warehouse view)."""
+    import asyncio
+
+    from agentledger import topics
+    from agentledger.api.kafka import read_compacted
+    from agentledger.api.routers.budgets import scope_key_tenant
+    from agentledger.events import BudgetStatus, ControlCommand
+
+    s = settings()
+    if not s.kafka_bootstrap:
+        return [], []
+    options = s.kafka_client_options()
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        budgets = await read_compacted(
+            s.kafka_bootstrap or "",
+            topics.name(topics.BUDGETS, s.topic_prefix),
+            BudgetStatus.model_validate_json,
+            options,
+        )
+        commands = await read_compacted(
+            s.kafka_bootstrap or "",
+            topics.name(topics.CONTROL, s.topic_prefix),
+            ControlCommand.model_validate_json,
+            options,
+        )
+        return (
+            [b for b in budgets.values() if tenant is None or scope_key_tenant(b.scope_key) == tenant],
+            [c for c in commands.values() if tenant is None or c.scope.tenant in (None, tenant)],
+        )
+
+    return asyncio.run(read())

@@ -12,14 +12,19 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from agentledger.admin import create_topics
 from agentledger.api.testing import land_demo_warehouse
+from agentledger.events import BudgetState, BudgetStatus, LimitUnit, Window
 from agentledger.samples import sample_events
+from agentledger.wire import dump
 
 CLI = [sys.executable, "-m", "agentledger"]
 
@@ -72,12 +77,34 @@ def test_keys_serve_ingest_revoke(kafka_bootstrap: str, tmp_path: Path) -> None:
         server.wait(timeout=20)
 
 
-def test_report_writes_every_view_into_one_file(tmp_path: Path) -> None:
+async def _publish_budget(bootstrap: str, topic: str, scope_key: str) -> None:
+    now = datetime.now(UTC)
+    status = BudgetStatus(policy_id="daily", scope_key=scope_key, window=Window.DAY, window_start=now,
+                          spend=Decimal("7.5"), limit=Decimal(10), unit=LimitUnit.USD, state=BudgetState.WARN,
+                          updated_at=now, projected_exhaustion=now + timedelta(hours=2))  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, dump(status), key=f"daily|{scope_key}".encode())
+    finally:
+        await producer.stop()
+
+
+def test_report_writes_every_view_into_one_file(kafka_bootstrap: str, tmp_path: Path) -> None:
     land_demo_warehouse(str(tmp_path / "wh"))
-    env = {**os.environ, "AGENTLEDGER_HOME": str(tmp_path), "AGENTLEDGER_WAREHOUSE_URI": str(tmp_path / "wh")}
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
+    for scope_key in ("agent/acme/planner", "agent/globex/planner"):
+        asyncio.run(_publish_budget(kafka_bootstrap, prefix + "agentledger.budgets.v1", scope_key))
+    env = {**os.environ, "AGENTLEDGER_HOME": str(tmp_path), "AGENTLEDGER_WAREHOUSE_URI": str(tmp_path / "wh"),
+           "AGENTLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap, "AGENTLEDGER_TOPIC_PREFIX": prefix}  # fmt: skip
     out = tmp_path / "report.html"
     done = _cli(env, "report", "--out", str(out), "--tenant", "acme")
     assert done.returncode == 0, done.stderr
     html = out.read_text()
     assert html.count('class="plotly-graph-div"') == 9 and "<script src=" not in html
     assert all(f'id="{slug}"' in html for slug in ("overview", "agent", "trace", "providers", "timeline"))
+    html = html.replace("\\u002f", "/")  # plotly's JSON escapes slashes
+    assert "agent/acme/planner" in html, done.stdout
+    assert "agent/globex/planner" not in html  # live budgets, one tenant
+    assert "no live budgets" not in done.stdout
