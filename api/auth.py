@@ -24,6 +24,9 @@ def token_of(request: Request) -> str | None:
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         return None
+    # The cookie only opens the read-only pages: a write always needs the header (no CSRF).
+    if request.method != "GET" or not request.url.path.startswith("/ui/"):
+        return None
     cookie: str | None = request.cookies.get(COOKIE)
     return cookie
 
