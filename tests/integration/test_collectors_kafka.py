@@ -146,7 +146,7 @@ def test_broker_killed_and_restarted_nothing_lost_within_buffer(own_broker: Any)
     stats = em.stats()
     em.shutdown(5)
     assert stats["sent"] == len(ids) and stats["failed"] == 0
-    assert worst < 0.05  # enqueue never waits on the broker (generous: shared 2-core machine)
+    assert worst < 0.5  # never waits on the broker (that would be seconds); generous: shared, loaded machine
     events = [e for _, evs in read_events(bootstrap, topic, len(ids), timeout=60) for e in evs]
     counts = Counter(e.event_id for e in events)
     assert set(counts) == set(ids) and max(counts.values()) == 1  # exactly once per event_id
@@ -164,5 +164,5 @@ def test_full_buffer_while_broker_unreachable_drops_and_never_blocks() -> None:
     stats = em.stats()
     assert stats["dropped"] >= 19_000 - 1000 and stats["sent"] == 0
     assert stats["queued"] <= 1000 + 512 * 8
-    assert elapsed < 2.0  # ~20k enqueues; would take minutes if anything waited on the network
+    assert elapsed < 5.0  # ~20k enqueues take ~30 ms; anything waiting on the network would take minutes
     assert em.shutdown(0.5) is False  # nothing could be delivered; shutdown still returns
