@@ -372,6 +372,28 @@ def event_count(cat: Catalog, tenant: str | None = None) -> int:
     return int(_rows(cat, f"SELECT count(*) AS n FROM events {w.sql()}", w.params)[0]["n"])
 
 
+def provider_health(
+    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+) -> Rows:
+    """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95."""
+    w = _window(tenant, start, end).add("provider IS NOT NULL")
+    return _rows(
+        cat,
+        f"""SELECT provider, model,
+               count(*) FILTER (WHERE type = 'usage') AS calls, sum(cost_usd) AS cost_usd,
+               count(*) FILTER (WHERE type = 'span') AS spans,
+               count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
+               count(*) FILTER (WHERE type = 'span' AND status = 'error')
+                   / nullif(count(*) FILTER (WHERE type = 'span'), 0) AS error_rate,
+               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.5)
+                   FILTER (WHERE type = 'span') AS p50_ms,
+               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.95)
+                   FILTER (WHERE type = 'span') AS p95_ms
+            FROM events {w.sql()} GROUP BY ALL ORDER BY provider, model""",
+        w.params,
+    )
+
+
 NAMED: dict[str, Any] = {
     "cost_by_agent_day": cost_by_agent_day,
     "top_traces": top_traces,

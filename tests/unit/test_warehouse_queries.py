@@ -178,3 +178,15 @@ def test_commands_alerts_and_budget_utilisation(cat: Catalog) -> None:
     assert planner["utilisation"] == pytest.approx(float(planner["cost_usd"]) / 10)
     coder = next(r for r in rows if r["agent"] == "coder" and r["day"] == day)
     assert coder["commands"] == 0 and coder["cost_after_first_command_usd"] is None
+
+
+def test_provider_health(cat: Catalog) -> None:
+    rows = {(r["provider"], r["model"]): r for r in q.provider_health(cat)}
+    spans = [e.event for e in EVENTS if e.event.type == "span" and e.event.kind.value == "llm"]
+    for model in ("gpt-4o", "mystery-1"):
+        mine = [s for s in spans if s.model == model]
+        r = rows[("openai", model)]
+        assert r["spans"] == len(mine) and r["errors"] == 0 and r["error_rate"] == 0
+        assert r["calls"] == sum(1 for e in EVENTS if e.event.type == "usage" and e.event.model == model)
+        durations = sorted(s.duration_ms for s in mine)
+        assert durations[0] <= r["p50_ms"] <= r["p95_ms"] <= durations[-1]
