@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from agentledger.api import errors
+from agentledger.api.bodylimit import BodyLimitMiddleware
 from agentledger.api.config import ApiSettings, get_api_settings
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
@@ -73,6 +74,7 @@ def create_app(
         summary="Ingest, OTLP, queries, policies, control and dashboards for AI agent cost.",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=a.max_body_bytes)  # every route
     app.state.ledger = state
     errors.install(app)
     for module in (health, ingest, queries, budgets, policies, control, dashboards):

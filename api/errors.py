@@ -134,7 +134,9 @@ def install(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        slug = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        slug = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
         return error_response(exc.status_code, slug, exc.detail, dict(exc.headers or {}) or None)
 
     async def on_other(_: Request, exc: Exception) -> JSONResponse:

@@ -185,3 +185,22 @@ def test_the_collectors_http_transport_delivers_through_the_api(api: Running) ->
     assert stats["sent"] == 25 and stats["failed"] == 0 and stats["dropped"] == 0
     got = consume(api.bootstrap, api.events_topic, "ing-client", 25)
     assert sorted(e.input_tokens for _, d, _ in got for e in d.events) == list(range(100, 125))  # type: ignore[union-attr]
+
+
+def test_every_route_has_the_body_limit(api: Running) -> None:
+    big = b'{"policy_id": "p", "description": "' + b"x" * 300_000 + b'"}'
+    headers = {"authorization": f"Bearer {api.keys['admin']}", "content-type": "application/json"}
+    response = httpx.put(f"{api.url}/v1/policies/p", content=big, headers=headers, timeout=30)
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+
+
+def test_a_streamed_body_over_the_limit_is_cut_off(api: Running) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"events": ['
+        for _ in range(100):
+            yield b'"' + b"x" * 4000 + b'",'  # no Content-Length: chunked transfer
+        yield b'"x"]}'
+
+    headers = {"authorization": f"Bearer {api.keys['acme_ingest']}", "content-type": "application/json"}
+    response = httpx.post(f"{api.url}/v1/events", content=chunks(), headers=headers, timeout=30)
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
