@@ -46,8 +46,10 @@ def _fsync(path: str) -> None:
 class Store:
     """The warehouse root: write files atomically, list and delete them."""
 
-    def __init__(self, root: str) -> None:
-        if "://" in root:
+    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None) -> None:
+        if filesystem is not None:  # an already configured filesystem (credentials, a subtree)
+            self.fs, path = filesystem, root
+        elif "://" in root:
             self.fs, path = pafs.FileSystem.from_uri(root)
         else:
             self.fs, path = pafs.LocalFileSystem(), str(Path(root).expanduser().resolve())

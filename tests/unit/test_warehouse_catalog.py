@@ -150,3 +150,27 @@ def test_only_dates_that_are_one_compacted_file_skip_the_dedupe(tmp_path: Path) 
     row = cat.query("SELECT sum(cost_usd) AS c, count(*) AS n FROM events")[0]
     assert (row["c"], row["n"]) == (total, n)
     assert cat.query("SELECT count(*) AS n FROM raw_events")[0]["n"] == n + 60
+
+
+def test_a_non_local_filesystem_goes_through_pyarrow(tmp_path: Path) -> None:
+    """Object stores take the other branch (no fsync, pyarrow.dataset under DuckDB): the same
+    writes, views, dedupe and old+new schemas, on a filesystem that is not LocalFileSystem."""
+    import pyarrow.fs as pafs
+
+    (tmp_path / "bucket").mkdir()
+    fs = pafs.SubTreeFileSystem(str(tmp_path / "bucket"), pafs.LocalFileSystem())
+    store = Store("wh", filesystem=fs)
+    assert not store.local
+    events = priced_events(40)
+    land_priced(store, events, "p0-a")
+    land_priced(store, events[:30], "p0-replay")
+    old = priced_table(priced_events(5, seed=99)).drop_columns(["reasoning_tokens"])
+    store.write("events", "2026-11-21", "old", old)
+    assert (tmp_path / "bucket" / "wh" / "events").is_dir()
+    cat = Catalog(store)
+    total, n = _truth(events)
+    old_total, old_n = _truth(priced_events(5, seed=99))
+    row = cat.query("SELECT sum(cost_usd) AS c, count(*) AS n, count(DISTINCT date) AS days FROM events")[0]
+    assert (row["c"], row["n"]) == (total + old_total, n + old_n) and row["days"] >= 1
+    compact(store)
+    assert cat.query("SELECT count(*) AS n FROM raw_events")[0]["n"] == n + old_n
