@@ -225,7 +225,7 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
 
 def provider_health(rows: Iterable[Row]) -> go.Figure:
     """LLM calls per provider/model, coloured by circuit state; error rate in the label when
-    known. Rows: provider, model, calls, errors or error_rate (optional), circuit."""
+    known. Rows: provider, model, calls, errors or error_rate, p95_ms (optional), circuit."""
     items = sorted(
         (r for r in rows if r.get("provider")), key=lambda r: (str(r.get("provider")), str(r.get("model")))
     )
@@ -237,7 +237,8 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
         if rate is None and r.get("errors") is not None and n:
             rate = num(r.get("errors")) / n
         errors = f" · {100 * num(rate):.1f}% errors" if rate is not None else ""
-        text.append(f"circuit {r.get('circuit') or 'closed'}{errors}")
+        p95 = f" · p95 {num(r.get('p95_ms')):.0f} ms" if r.get("p95_ms") is not None else ""
+        text.append(f"circuit {r.get('circuit') or 'closed'}{errors}{p95}")
     colours = [STATE_COLOURS.get(str(r.get("circuit") or "closed"), "#546e7a") for r in items]
     fig = go.Figure(go.Bar(x=labels, y=calls, marker_color=colours, text=text, textposition="auto"))
     if not items:

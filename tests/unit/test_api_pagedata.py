@@ -26,7 +26,8 @@ def test_pages_from_a_demo_warehouse(tmp_path: Path) -> None:
     assert len(agent.figures[1].layout.shapes) == 1  # one drift alarm (the resolve is not one)
     providers = pagedata.providers(src).figures[0].data[0]
     assert list(providers.x) == ["openai/gpt-4o", "openai/mystery-1"]
-    assert providers.text[1] == "circuit open · 55.0% errors"
+    # Error rate and latency measured on the LLM spans (warehouse); circuit from the health alert.
+    assert providers.text[1].startswith("circuit open · 0.0% errors · p95 ")
     other = pagedata.Sources(WarehouseReader(str(tmp_path)), "globex")
     assert pagedata.timeline(other).figures[0].data[0].x == ()  # acme's alerts stay acme's
     assert [p.slug for p in pagedata.all_pages(src)] == [
