@@ -148,3 +148,18 @@ async def commands(
     """Control commands issued (warehouse history, with who issued them)."""
     rows: Rows = await state.warehouse.arows("commands", start=start, end=end, tenant=tenant_for(key, tenant))
     return rows
+
+
+@router.get("/providers", response_model=Rows, responses=_ERR)
+async def providers(
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Per provider and model: calls, spend, errors, error rate, latency p50/p95."""
+    rows: Rows = await state.warehouse.arows(
+        "provider_health", start=start, end=end, tenant=tenant_for(key, tenant)
+    )
+    return rows

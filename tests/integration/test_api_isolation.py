@@ -77,7 +77,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield Running(url, keys, kafka_bootstrap, prefix, traces)
 
 
-READS = ["/v1/costs?group_by=tenant", "/v1/top-traces", "/v1/agents", "/v1/alerts", "/v1/commands",
+READS = ["/v1/costs?group_by=tenant", "/v1/top-traces", "/v1/agents", "/v1/alerts", "/v1/commands", "/v1/providers",
          "/v1/quality?agent=planner&metric=faithfulness", "/v1/budgets", "/v1/policies", "/v1/control"]  # fmt: skip
 
 
@@ -88,7 +88,7 @@ def test_reads_need_a_key_and_the_read_scope(api: Running, path: str) -> None:
     assert api.call("GET", path, "acme_read").status_code == 200
 
 
-@pytest.mark.parametrize("path", READS[:7])
+@pytest.mark.parametrize("path", READS[:8])
 def test_a_tenant_key_reads_only_its_tenant(api: Running, path: str) -> None:
     sep = "&" if "?" in path else "?"
     assert api.call("GET", f"{path}{sep}tenant=globex", "acme_read").status_code == 403
