@@ -28,7 +28,7 @@ from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill, Throt
 from .guard import Guard, guarded
 from .http import HttpTransport
 from .kafka import KafkaTransport
-from .propagation import extract, inject, traceparent
+from .propagation import extract, extracted, inject, traceparent
 from .spans import SpanScope
 from .transport import MemoryTransport, NoOpTransport
 from .usage import Usage, usage_from_anthropic, usage_from_openai
@@ -53,6 +53,7 @@ __all__ = [
     "current",
     "detach",
     "extract",
+    "extracted",
     "flush",
     "get_emitter",
     "guarded",
