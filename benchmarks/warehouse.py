@@ -241,6 +241,11 @@ def bench_queries(n: int, workdir: Path) -> dict[str, float]:
         "unpriced_usage": lambda: q.unpriced_usage(cat),
         "costs_by_model_day": lambda: q.costs(cat, group_by=["model"], bucket="day"),
         "agents": lambda: q.agents(cat),
+        "budget_utilisation": lambda: q.budget_utilisation(cat, daily_limit_usd=Decimal(100)),
+        "provider_health": lambda: q.provider_health(cat),
+        "trace_tree": lambda: q.trace_tree(cat, trace_id=f"{12345:032d}"),
+        "quality_series": lambda: q.quality_series(cat, agent=AGENTS[0], metric="faithfulness"),
+        "commands": lambda: q.commands(cat, tenant=TENANTS[0]),
     }
     for name, fn in named.items():
         out[f"query_ms_{name}"] = _timed(fn)

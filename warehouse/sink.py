@@ -174,6 +174,7 @@ class Sink:
             await self._flush(tp, pending)
 
     async def _flush(self, tp: Any, pending: _Pending) -> None:
+        from aiokafka.errors import CommitFailedError, IllegalStateError
         from aiokafka.structs import OffsetAndMetadata
 
         del self._pending[tp]
@@ -189,7 +190,12 @@ class Sink:
                 self.stats.files += 1
             self.stats.rows += table.num_rows
         # Only now is every row up to `last` durable: commit past it.
-        await self._consumer.commit({tp: OffsetAndMetadata(pending.last + 1, "")})
+        try:
+            await self._consumer.commit({tp: OffsetAndMetadata(pending.last + 1, "")})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition moved to another member while we wrote: it reads these records
+            # again and its copy of the rows is hidden by the views' dedupe.
+            log.warning("warehouse sink: commit of %s after a rebalance failed: %s", tp, exc)
 
     async def _dead_letter(self, tp: Any, rec: Any, reason: str) -> None:
         """Keep a record we cannot land: raw bytes and reason on the DLQ (never dropped)."""
