@@ -229,6 +229,10 @@ class Guard:
     async def _consume(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from .kafka import install_aiokafka_filter
+
+        install_aiokafka_filter()  # a broker outage must not flood the agent's logs
+
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,

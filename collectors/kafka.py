@@ -25,6 +25,46 @@ from .transport import Batch, NotReady, Outcome
 log = logging.getLogger("agentledger.collectors")
 
 
+class RepeatFilter(logging.Filter):
+    """Lets each distinct aiokafka message template through once per ``every_s``.
+
+    While a broker is down aiokafka logs every reconnect attempt at ERROR (several a second);
+    the promise is one warning, not a flood. Installed once on the ``aiokafka`` logger by the
+    first KafkaTransport (``quiet_aiokafka=False`` to keep aiokafka's logging untouched).
+    """
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.last: dict[tuple[str, object], float] = {}
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self.last.get(key, -1e18) < self.every_s:
+            self.suppressed += 1
+            return False
+        self.last[key] = now
+        return True
+
+
+_AIOKAFKA_FILTER: RepeatFilter | None = None
+
+
+def install_aiokafka_filter() -> RepeatFilter:
+    """Install (once) the repeat filter on every aiokafka logger (filters do not inherit)."""
+    global _AIOKAFKA_FILTER
+    if _AIOKAFKA_FILTER is None:
+        import aiokafka  # noqa: F401 - registers its module loggers
+
+        _AIOKAFKA_FILTER = RepeatFilter()
+        names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+        for name in {"aiokafka", *names}:
+            logging.getLogger(name).addFilter(_AIOKAFKA_FILTER)
+    return _AIOKAFKA_FILTER
+
+
 def best_compression() -> str:
     """zstd, else lz4, else gzip: the best codec aiokafka can use with the installed libraries."""
     from aiokafka import codec
@@ -56,6 +96,7 @@ class KafkaTransport:
         request_timeout_ms: int = 120_000,
         max_inflight_events: int = 16_384,
         max_request_size: int = 1_000_000,
+        quiet_aiokafka: bool = True,
     ) -> None:
         if not bootstrap or not topic:
             raise ValueError("KafkaTransport needs a bootstrap address and a topic")
@@ -71,6 +112,8 @@ class KafkaTransport:
         self._inflight = 0
         self._space: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        if quiet_aiokafka:
+            install_aiokafka_filter()
 
     async def _ensure(self) -> Any:
         if self._producer is not None:

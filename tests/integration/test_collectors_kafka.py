@@ -152,7 +152,9 @@ def test_broker_killed_and_restarted_nothing_lost_within_buffer(own_broker: Any)
     assert set(counts) == set(ids) and max(counts.values()) == 1  # exactly once per event_id
 
 
-def test_full_buffer_while_broker_unreachable_drops_and_never_blocks() -> None:
+def test_full_buffer_while_broker_unreachable_drops_and_never_blocks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     from agentledger.localkafka import free_ports
 
     (port,) = free_ports(1)  # nothing listens here
@@ -165,4 +167,8 @@ def test_full_buffer_while_broker_unreachable_drops_and_never_blocks() -> None:
     assert stats["dropped"] >= 19_000 - 1000 and stats["sent"] == 0
     assert stats["queued"] <= 1000 + 512 * 8
     assert elapsed < 5.0  # ~20k enqueues take ~30 ms; anything waiting on the network would take minutes
+    time.sleep(1.5)  # several reconnect attempts
     assert em.shutdown(0.5) is False  # nothing could be delivered; shutdown still returns
+    repeats = Counter((r.name, r.msg) for r in caplog.records if r.name.startswith("aiokafka"))
+    assert all(n == 1 for n in repeats.values()), repeats  # one line per kind of problem, no flood
+    assert sum("buffer full" in r.message for r in caplog.records) == 1

@@ -267,3 +267,17 @@ def test_oversized_batches_are_split_for_kafka() -> None:
     assert sum(delivered) == 1000 and all(len(v) <= 20_000 for v in sent) and len(sent) > 1
     ids = [e["event_id"] for v in sent for e in __import__("json").loads(v)["events"]]
     assert ids == [f"e{i}" for i in range(1000)]  # order kept
+
+
+def test_repeat_filter_lets_each_message_through_once_per_period() -> None:
+    import logging
+
+    from agentledger.collectors.kafka import RepeatFilter
+
+    filt = RepeatFilter(every_s=60)
+
+    def rec(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, None, None)
+
+    assert [filt.filter(rec(m)) for m in ("a %s", "a %s", "b", "a %s")] == [True, False, True, False]
+    assert filt.suppressed == 2
