@@ -7,16 +7,28 @@ thread, so a slow API never blocks agent code.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from pydantic_core import to_json
 
 from .transport import Batch, Outcome
 
 log = logging.getLogger("agentledger.collectors")
+
+
+def _rejected(body: str) -> list[dict[str, Any]]:
+    """The ``rejected`` list of the API's 202 answer (empty if absent or unreadable)."""
+    try:
+        doc = json.loads(body) if body else {}
+    except ValueError:
+        return []
+    rejected = doc.get("rejected") if isinstance(doc, dict) else None
+    return [r for r in rejected if isinstance(r, dict)] if isinstance(rejected, list) else []
 
 
 class HttpTransport:
@@ -51,7 +63,7 @@ class HttpTransport:
         )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return int(resp.status), ""
+                return int(resp.status), resp.read(1_000_000).decode(errors="replace")
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read(2000).decode(errors="replace")
         except (urllib.error.URLError, OSError) as exc:
@@ -75,7 +87,10 @@ class HttpTransport:
         for _attempt in range(self.max_attempts):
             status, detail = self._post(body)
             if 200 <= status < 300:
-                outcome.delivered(n)
+                rejected = _rejected(detail)
+                if rejected:  # the API refused some events by index (contract errors): not retried
+                    outcome.failed(len(rejected), f"API rejected: {rejected[0].get('reason', '')[:300]}")
+                outcome.delivered(n - len(rejected))
                 return
             if status and status < 500 and status != 429:  # the API said no: retrying cannot help
                 outcome.failed(n, f"HTTP {status}: {detail[:300]}")

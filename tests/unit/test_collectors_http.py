@@ -20,6 +20,7 @@ class Api:
         self.statuses: list[int] = []  # served in order, then 202
         self.bodies: list[dict[str, Any]] = []
         self.auth: list[str | None] = []
+        self.reject: list[dict[str, Any]] = []
 
 
 @pytest.fixture
@@ -33,10 +34,11 @@ def api() -> Iterator[tuple[Api, str]]:
             status = state.statuses.pop(0) if state.statuses else 202
             if status == 202:
                 state.bodies.append(json.loads(body))
+            answer = json.dumps({"accepted": 0, "rejected": state.reject, "envelopes": 1}).encode()
             self.send_response(status)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(answer)
 
         def log_message(self, *args: Any) -> None:
             return None
@@ -82,4 +84,15 @@ def test_unreachable_api_gives_up_after_retries() -> None:
     em.record_quality("m", 1.0)
     assert em.flush(10)
     assert em.stats()["failed"] == 1
+    em.shutdown(1)
+
+
+def test_events_the_api_rejects_are_counted_failed(api: tuple[Api, str]) -> None:
+    state, url = api
+    state.reject = [{"index": 0, "reason": "input_tokens: too large"}]
+    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k", backoff_s=0.01), linger_ms=1)
+    em.record_usage("openai", "gpt-4o", 10, 1)
+    em.record_usage("openai", "gpt-4o", 10, 1)
+    assert em.flush(10)
+    assert (em.stats()["sent"], em.stats()["failed"]) == (1, 1) and len(state.auth) == 1
     em.shutdown(1)
