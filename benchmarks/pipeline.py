@@ -45,6 +45,7 @@ from agentledger.streams.policytopic import put_policies
 CALL = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10_000, "output_tokens": 1_000}
 CALL_USD = Decimal("0.035")  # gpt-4o: 10k in at $2.50/M + 1k out at $10/M
 RUNAWAY_LIMIT = Decimal("1.00")
+EXTRA_WORKER_ARGS: list[str] = os.environ.get("BENCH_WORKER_ARGS", "").split()
 
 
 def _hex(i: int, n: int) -> str:
@@ -126,7 +127,7 @@ def start_worker(bootstrap: str, prefix: str, home: Path, port: int) -> subproce
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=bootstrap, AGENTLEDGER_TOPIC_PREFIX=prefix,
                AGENTLEDGER_HOME=str(home))  # fmt: skip
     cmd = [sys.executable, "-m", "agentledger", "worker", "--datadir", str(home / "faust"), "--web-port", str(port),
-           "--session-timeout", "6"]  # fmt: skip
+           "--session-timeout", "6", *EXTRA_WORKER_ARGS]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=(home / "worker.log").open("wb"), stderr=subprocess.STDOUT)
 
 

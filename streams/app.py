@@ -51,6 +51,9 @@ class WorkerConfig:
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
     tick_interval_s: float = 0.5
+    # batch the changelog and priced records into fewer requests; a control command waits at
+    # most this long in the producer
+    producer_linger_s: float = 0.0
     client_options: dict[str, Any] = field(default_factory=dict)
 
     def topic(self, spec: topics.TopicSpec) -> str:
@@ -110,6 +113,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
         producer_acks=-1,
+        producer_linger=cfg.producer_linger_s,
+        producer_max_batch_size=1024 * 1024,
         consumer_auto_offset_reset="earliest",
         web_enabled=cfg.web_port is not None,
         web_port=cfg.web_port or 6066,
@@ -154,8 +159,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             await out_topics["control"].send(key=k, value=v)
         for k, v in out.dlq:
             await out_topics["dlq"].send(key=k, value=v)
-        if out.priced is not None:
-            await out_topics["priced"].send(key=out.priced[0], value=out.priced[1])
+        for k, v in out.priced:
+            await out_topics["priced"].send(key=k, value=v)
         for k, v in out.alerts:
             await out_topics["alerts"].send(key=k, value=v)
         for k, v in out.budgets:

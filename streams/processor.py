@@ -44,11 +44,12 @@ from agentledger.streams.scopes import (
     is_coarse,
     scope_for,
     selector_matches_event,
-    selector_matches_scope,
 )
 from agentledger.wire import AnyEvent, decode_envelope, dump
 
 ZERO = Decimal(0)
+MAX_PRICED_RECORD_BYTES = 512 * 1024
+"""Priced envelopes are split below this (Kafka's default max.message.bytes is 1 MiB)."""
 Record = tuple[bytes | None, bytes]
 
 
@@ -78,7 +79,7 @@ class MemoryStore:
 class Output:
     """What one record (or one tick) produced, as Kafka (key, value) bytes per topic."""
 
-    priced: Record | None = None
+    priced: list[Record] = field(default_factory=list)
     dlq: list[Record] = field(default_factory=list)
     control: list[Record] = field(default_factory=list)
     alerts: list[Record] = field(default_factory=list)
@@ -218,8 +219,17 @@ class Processor:
                 b'{"event":' + body + b',"cost_usd":"' + _dec(cost) + b'","priced":'
                 + (b"true" if priced else b"false") + b',"price_source":' + to_json(source) + b"}"
             )  # fmt: skip
-        value = b'{"v":1,"key":' + to_json(env_key) + b',"events":[' + b",".join(pieces) + b"]}"
-        out.priced = (env_key.encode(), value)
+        # a priced event is larger than its input: split so no record exceeds the broker's limit
+        key, head = env_key.encode(), b'{"v":1,"key":' + to_json(env_key) + b',"events":['
+        chunk: list[bytes] = []
+        size = 0
+        for piece in pieces:
+            if chunk and size + len(piece) > MAX_PRICED_RECORD_BYTES:
+                out.priced.append((key, head + b",".join(chunk) + b"]}"))
+                chunk, size = [], 0
+            chunk.append(piece)
+            size += len(piece) + 1
+        out.priced.append((key, head + b",".join(chunk) + b"]}"))
         return costs, flags
 
     def _aggregate(
@@ -278,16 +288,20 @@ class Processor:
             coarse = is_coarse(p.selector)
             contributions: dict[str, tuple[ScopeRef, list[tuple[str, Decimal]]]] = {}
             counters: dict[str, Rollup] = {}
+            matches: dict[tuple[str, str, str | None, str | None], bool] = {}
             for ev, cost in zip(events, costs, strict=True):
                 if not isinstance(ev, UsageEvent):
                     continue
+                # for a coarse selector matching the event's fields is matching its scope;
+                # memoised per envelope: most events of an envelope share these fields
+                mk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow)
+                hit = matches.get(mk)
+                if hit is None:
+                    hit = matches[mk] = selector_matches_event(p.selector, ev)
+                if not hit:
+                    continue
                 ref = scope_for(ev, p.selector.per, ev.provider, ev.model)
                 if ref is None:
-                    continue
-                if coarse:
-                    if not selector_matches_scope(p.selector, ref):
-                        continue
-                elif not selector_matches_event(p.selector, ev):
                     continue
                 tokens = ev.input_tokens + ev.output_tokens
                 amount = cost if p.unit is LimitUnit.USD else Decimal(tokens)

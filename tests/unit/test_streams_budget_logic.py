@@ -90,3 +90,27 @@ def _agent_ref() -> Any:
     from agentledger.streams.scopes import ScopeRef
 
     return ScopeRef(ScopeKind.AGENT, tenant="acme", agent="planner")
+
+
+def test_priced_output_split_under_the_record_limit_and_unknown_model_alerts_once(monkeypatch: Any) -> None:
+    from agentledger.streams import processor as proc_mod
+    from agentledger.wire import decode_priced
+
+    monkeypatch.setattr(proc_mod, "MAX_PRICED_RECORD_BYTES", 20_000)
+
+    p = Processor(MemoryStore())
+    events = [usage() for _ in range(400)] + [
+        UsageEvent(event_id=f"unk-{i:05d}", ts=NOW, tenant="acme", agent="planner", trace_id="a" * 32,
+                   span_id="b" * 16, provider="acme-ai", model="secret-1", input_tokens=5, output_tokens=5)
+        for i in range(3)
+    ]  # fmt: skip
+    out = p.process(encode_envelope("acme/planner", events), b"acme/planner", 0, 0, NOW.timestamp())
+    assert len(out.priced) > 1 and all(
+        len(v) <= proc_mod.MAX_PRICED_RECORD_BYTES + 1024 for _, v in out.priced
+    )
+    priced = [pe for _, v in out.priced for pe in decode_priced(v)[1]]
+    assert [pe.event.event_id for pe in priced] == [e.event_id for e in events]
+    assert [pe.priced for pe in priced[-3:]] == [False] * 3 and priced[-1].cost_usd == 0
+    alerts = [v for _, v in out.alerts if b"unpriced_model" in v]
+    assert len(alerts) == 1  # one per model, not per event
+    assert p.totals("agent/acme/planner", "calendar_day", NOW.timestamp()).unpriced == 3
