@@ -129,3 +129,13 @@ def test_guard_needs_a_bootstrap_when_started(monkeypatch: pytest.MonkeyPatch) -
     with pytest.raises(ValueError, match="bootstrap"):
         Guard()
     get_settings.cache_clear()
+
+
+def test_a_kill_stops_applying_when_it_expires(guard: Guard) -> None:
+    import time
+
+    guard.apply(cmd(Action.KILL, expires_in=0.3, kind="agent", tenant="acme", agent="planner"))
+    with pytest.raises(AgentKilled):
+        guard.check(tenant="acme", agent="planner")
+    time.sleep(0.35)
+    guard.check(tenant="acme", agent="planner")  # expired: the agent goes on, no rebuild needed
