@@ -27,6 +27,8 @@ from .worker import BatchWorker
 
 log = logging.getLogger("agentledger.collectors")
 
+_bits = _ids._rng.getrandbits
+_time_ns = time.time_ns
 _NAME = re.compile(r"^[^/\s][^/]{0,127}$")
 _STATUSES = frozenset({"ok", "error", "unset"})
 
@@ -121,8 +123,9 @@ class Emitter:
     def _ids(self) -> tuple[str, str, str | None, str, str | None, str | None]:
         """(trace, span, parent, agent, workflow, version) for an event recorded right now."""
         cur = _CURRENT.get()
-        if cur is None:
-            return _ids.trace_id(), _ids.span_id(), None, self.agent, self.workflow, self.agent_version
+        if cur is None:  # one RNG draw for both ids: this is the common case for bare records
+            both = "%048x" % (_bits(192) | 1 << 64 | 1)  # neither half can be all zero
+            return both[:32], both[32:], None, self.agent, self.workflow, self.agent_version
         if cur.remote:  # a remote parent: the event gets its own span under it
             return cur.trace_id, _ids.span_id(), cur.span_id, self.agent, self.workflow, self.agent_version
         return (
@@ -176,7 +179,7 @@ class Emitter:
         trace, span, parent, agent, workflow, version = self._ids()
         event_id = _ids.event_id()
         event = {
-            "event_id": event_id, "type": "usage", "ts": time.time_ns(), "tenant": self.tenant,
+            "event_id": event_id, "type": "usage", "ts": _time_ns(), "tenant": self.tenant,
             "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
             "span_id": span, "parent_span_id": parent, "provider": provider, "model": model,
             "input_tokens": input_tokens, "output_tokens": output_tokens,
@@ -205,7 +208,7 @@ class Emitter:
         trace, span, parent, agent, workflow, version = self._ids()
         event_id = _ids.event_id()
         event = {
-            "event_id": event_id, "type": "quality", "ts": time.time_ns(), "tenant": self.tenant,
+            "event_id": event_id, "type": "quality", "ts": _time_ns(), "tenant": self.tenant,
             "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
             "span_id": span, "parent_span_id": parent, "metric": metric, "score": float(score),
             "evaluator": evaluator, "label": label, "comment": comment[:1024] if comment else None,
@@ -220,7 +223,7 @@ class Emitter:
         trace, span, parent, agent, workflow, version = self._ids()
         event_id = _ids.event_id()
         event = {
-            "event_id": event_id, "type": "tool_call", "ts": time.time_ns(), "tenant": self.tenant,
+            "event_id": event_id, "type": "tool_call", "ts": _time_ns(), "tenant": self.tenant,
             "agent": agent, "agent_version": version, "workflow": workflow, "trace_id": trace,
             "span_id": span, "parent_span_id": parent, "tool": tool, "args_hash": hash_args(args),
             "status": status,
