@@ -22,9 +22,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import StatusCode
+try:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+    from opentelemetry.trace import StatusCode
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "the OpenTelemetry bridge needs the OpenTelemetry SDK: pip install 'agentledger[otel]'"
+    ) from exc
 
 from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 

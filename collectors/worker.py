@@ -59,6 +59,7 @@ class BatchWorker:
         self.dropped = 0
         self.failed = 0
         self._warned = False
+        self._drop_lock = threading.Lock()
         self._pending: list[Batch] = []
         self._outcome = Outcome(self._delivered, self._failed)
         self._stopping = False
@@ -75,7 +76,8 @@ class BatchWorker:
         queue.append(event)
 
     def _drop(self) -> None:
-        self.dropped += 1
+        with self._drop_lock:  # only the (rare) drop path pays for exact counts across threads
+            self.dropped += 1
         if not self._warned:
             self._warned = True
             log.warning(
@@ -244,6 +246,7 @@ class BatchWorker:
         self._pending = []
         self.sent = self.dropped = self.failed = 0
         self._warned = False
+        self._drop_lock = threading.Lock()
         self._stopping = False
         self.transport.after_fork()
         self._start()
