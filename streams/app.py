@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from agentledger import topics
+from agentledger.errors import ConfigError
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
+from agentledger.settings import Settings, get_settings
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.processor import Output, Processor
@@ -58,6 +60,20 @@ class WorkerConfig:
 
     def topic(self, spec: topics.TopicSpec) -> str:
         return self.prefix + spec.name
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> WorkerConfig:
+        """Bootstrap, prefix, data dir and client options from ``AGENTLEDGER_*`` settings."""
+        s = settings or get_settings()
+        if not s.kafka_bootstrap:
+            raise ConfigError("the worker needs AGENTLEDGER_KAFKA_BOOTSTRAP (or bootstrap=...)")
+        base: dict[str, Any] = {
+            "bootstrap": s.kafka_bootstrap,
+            "prefix": s.topic_prefix,
+            "datadir": s.home / "worker",
+            "client_options": s.kafka_client_options(),
+        }
+        return cls(**{**base, **overrides})
 
 
 class TableStore:

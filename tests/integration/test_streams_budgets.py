@@ -13,7 +13,7 @@ from pathlib import Path
 
 from _streams_harness import consume, envelopes, produce, start_worker, truth_cost
 
-from agentledger.events import AlertEvent, ControlCommand, UsageEvent
+from agentledger.events import AlertEvent, BudgetStatus, ControlCommand, UsageEvent
 
 POLICY = """
 policies:
@@ -118,6 +118,7 @@ def test_thresholds_kill_once_and_resume_when_raised(topics, tmp_path: Path) -> 
         assert cmds["agent/acme/planner"][-1].action.value == "resume"
         assert cmds["agent/acme/coder"][-1].action.value == "resume"
         assert [c.action.value for c in cmds["tenant/globex"]] == ["kill"]  # still over its own cap
+        time.sleep(1.2)  # status updates are throttled to one a second per key
     finally:
         worker.kill()
     alerts: dict[str, list[str]] = {}
@@ -128,3 +129,13 @@ def test_thresholds_kill_once_and_resume_when_raised(topics, tmp_path: Path) -> 
     assert alerts["budget:agent-cap:agent/acme/coder"] == ["warn", "warn", "resolved"]
     assert "budget:agent-cap:agent/acme/critic" not in alerts
     assert alerts["budget:globex-cap:tenant/globex"] == ["alert"]
+    # live budget state on the compacted budgets topic (what the API shows): latest per key
+    status = {
+        r.key.decode(): BudgetStatus.model_validate_json(r.value)
+        for r in consume(topics.bootstrap, topics.budgets)
+    }
+    planner = status["agent-cap|agent/acme/planner"]
+    assert (planner.spend, planner.limit, planner.state.value) == (Decimal("1.505"), Decimal("2.00"), "warn")
+    assert status["agent-cap|agent/acme/coder"].state.value == "ok"
+    assert status["globex-cap|tenant/globex"].state.value == "killed"
+    assert status["agent-cap|agent/acme/critic"].spend == Decimal("0.35")
