@@ -69,7 +69,11 @@ class BatchWorker:
     # -- hot path ----------------------------------------------------------------------
 
     def put(self, event: EventDict) -> None:
-        """Enqueue one event; never blocks. A full deque drops its oldest event."""
+        """Enqueue one event; never blocks. A full deque drops its oldest event.
+
+        The drop is counted before the append; two threads racing exactly at the full mark can
+        let the deque drop one event uncounted (no lock on the hot path is worth that).
+        """
         queue = self.queue
         if len(queue) == self.max_queue:
             self._drop()
