@@ -29,6 +29,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.health",
     "agentledger.cli.worker",
     "agentledger.cli.policies",
+    "agentledger.cli.guard",
 ]
 
 

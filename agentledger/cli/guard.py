@@ -1,0 +1,69 @@
+"""``agentledger guard``: what the enforcement hooks see on the control topic."""
+
+from __future__ import annotations
+
+import typer
+
+from agentledger.cli._common import bootstrap, console, settings
+
+guard_app = typer.Typer(help="What agents' Guards see on the control topic.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(guard_app, name="guard")
+
+
+def _guard(timeout: float):  # type: ignore[no-untyped-def]
+    from agentledger.collectors import Guard
+
+    guard = Guard(bootstrap(settings()))
+    if not guard.wait_ready(timeout):
+        guard.close()
+        console.print(f"could not read {guard.topic} within {timeout:.0f}s")
+        raise typer.Exit(2)
+    return guard
+
+
+@guard_app.command("status")
+def status(timeout: float = typer.Option(15.0, help="Seconds to wait for the control topic.")) -> None:
+    """List the latest command per scope (kills, throttles, failovers, rollbacks, resumes)."""
+    from datetime import UTC, datetime
+
+    guard = _guard(timeout)
+    try:
+        commands = guard.commands
+    finally:
+        guard.close()
+    now = datetime.now(UTC)
+    if not commands:
+        console.print("no commands")
+    for key, cmd in sorted(commands.items()):
+        state = "active" if cmd.active(now) and cmd.action.value != "resume" else "ended"
+        console.print(f"{key:60} {cmd.action.value:9} {state:6} {cmd.reason[:60]}")
+
+
+@guard_app.command("check")
+def check(
+    tenant: str = typer.Option(..., help="Tenant to check."),
+    agent: str = typer.Option(..., help="Agent to check."),
+    workflow: str | None = typer.Option(None),
+    trace_id: str | None = typer.Option(None),
+    agent_version: str | None = typer.Option(None),
+    timeout: float = typer.Option(15.0, help="Seconds to wait for the control topic."),
+) -> None:
+    """Would ``guard.check`` let this agent run now? Exit 0 if yes, 3 if killed, 4 if throttled."""
+    from agentledger.collectors import AgentKilled, Throttled
+
+    guard = _guard(timeout)
+    try:
+        guard.check(tenant=tenant, agent=agent, workflow=workflow, trace_id=trace_id,
+                    agent_version=agent_version, wait=False)  # fmt: skip
+    except AgentKilled as exc:
+        console.print(f"killed ({type(exc).__name__}): {exc}")
+        raise typer.Exit(3) from None
+    except Throttled as exc:
+        console.print(f"throttled: {exc}")
+        raise typer.Exit(4) from None
+    finally:
+        guard.close()
+    console.print("ok: nothing applies")
