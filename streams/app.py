@@ -263,7 +263,10 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
             if not ready.is_set():
                 positions = {tp: await consumer.position(tp) for tp in tps}
                 if all(positions[tp] >= ends[tp] for tp in tps):
-                    log.info("policies and control state loaded: %d policies", len(proc.engine.policies))
+                    adopted = proc.adopt_commands(time.time())
+                    log.info(
+                        "loaded %d policies; adopted %d budget commands", len(proc.engine.policies), adopted
+                    )
                     ready.set()
     finally:
         await consumer.stop()

@@ -57,6 +57,11 @@ class Enforcer:
         else:
             self.current[key] = cmd
 
+    def adopt(self, ref: ScopeRef, source: str, desire: Desire) -> None:
+        """Remember a wish without deciding (state re-learnt from the control topic at start)."""
+        self._desires.setdefault(ref.key, {})[source] = desire
+        self._refs[ref.key] = ref
+
     def merged(self, key: str) -> Desire | None:
         wishes = self._desires.get(key)
         if not wishes:

@@ -35,7 +35,7 @@ from agentledger.events import (
 from agentledger.pricing import PriceBook
 from agentledger.streams.budgets import BudgetEngine, Emitted
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
-from agentledger.streams.enforcer import Desire, Enforcer, new_id
+from agentledger.streams.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.loops import LoopDetector
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.rollups import Rollup, Totals
@@ -373,6 +373,28 @@ class Processor:
         except ValueError:
             return  # not ours to judge; the API validates what it writes
         self.enforcer.observe(key, cmd)
+
+    def adopt_commands(self, now_s: float) -> int:
+        """After a restart: take back the budget commands we left on the control topic, so a
+        killed scope (which sends nothing any more) is still resumed when its window rolls
+        over. Returns how many were adopted."""
+        now = datetime.fromtimestamp(now_s, UTC)
+        adopted = 0
+        for cmd in list(self.enforcer.current.values()):
+            if cmd.issued_by != ISSUER or cmd.policy_id is None or not cmd.active(now):
+                continue
+            if cmd.action not in (Action.KILL, Action.THROTTLE):
+                continue
+            policy = self.engine.policies.get(cmd.policy_id)
+            ref = ScopeRef.from_scope(cmd.scope)
+            pair = self.engine.pair(cmd.policy_id, ref)
+            hard = len(policy.thresholds) + 1 if policy is not None else 1
+            pair.level = hard if cmd.action is Action.KILL else max(1, hard - 1)
+            desire = Desire(cmd.action, cmd.reason, cmd.policy_id, cmd.params.rate_per_s,
+                            cmd.params.kill_reason, cmd.cause_event_id)  # fmt: skip
+            self.enforcer.adopt(ref, f"policy:{cmd.policy_id}", desire)
+            adopted += 1
+        return adopted
 
     def observe_policy(self, key: str, value: bytes | None) -> None:
         if value is None:

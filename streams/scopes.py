@@ -121,11 +121,6 @@ def selector_matches_event(sel: Selector, ev: AnyEvent) -> bool:
     )
 
 
-def selector_matches_scope(sel: Selector, ref: ScopeRef) -> bool:
-    """Does the selector match a scope on the scope's identity fields (coarse selectors)."""
-    return all(_match(getattr(sel, f), getattr(ref, f)) for f in IDENTITY[ref.kind])
-
-
 def is_coarse(sel: Selector) -> bool:
     """True when the selector only constrains fields that identify its ``per`` scope: the
     scope's plain rollup is then exactly the policy's spend (history included)."""

@@ -114,3 +114,16 @@ def test_priced_output_split_under_the_record_limit_and_unknown_model_alerts_onc
     alerts = [v for _, v in out.alerts if b"unpriced_model" in v]
     assert len(alerts) == 1  # one per model, not per event
     assert p.totals("agent/acme/planner", "calendar_day", NOW.timestamp()).unpriced == 3
+
+
+def test_restarted_worker_resumes_a_kill_it_left_behind() -> None:
+    store = MemoryStore()  # the table survives the restart (changelog); the processor does not
+    before = Processor(store)
+    before.observe_policy("cap", policy("cap", "0.10"))
+    kill = feed(before, [usage() for _ in range(4)])[0]
+    after = Processor(store)
+    after.observe_policy("cap", policy("cap", "0.10"))
+    after.observe_command(kill.scope.key, dump(kill))
+    assert after.adopt_commands(NOW.timestamp()) == 1
+    assert tick(after, NOW) == []  # still over: nothing new
+    assert [c.action for c in tick(after, NOW + timedelta(minutes=2))] == [Action.RESUME]  # next day
