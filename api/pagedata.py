@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -59,10 +60,16 @@ def alert_figures(alert: Row) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _page(slug: str, title: str, src: Sources, build: Callable[[], list[Any]]) -> Page:
+def _page(
+    slug: str,
+    title: str,
+    src: Sources,
+    build: Callable[[], list[Any]],
+    links: list[tuple[str, str]] | None = None,
+) -> Page:
     src.notes.clear()
     figs: list[Any] = build()
-    return Page(slug, title, figs, list(src.notes))
+    return Page(slug, title, figs, list(src.notes), links or [])
 
 
 def overview(src: Sources) -> Page:
@@ -80,11 +87,12 @@ def overview(src: Sources) -> Page:
 
 def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -> Page:
     def build() -> list[Any]:
-        chosen = name
-        if chosen is None:
-            ranked = src.rows("costs", group_by=["agent"])
-            ranked.sort(key=lambda r: -figures.num(r.get("cost_usd")))
-            chosen = str(ranked[0]["agent"]) if ranked else None
+        ranked = src.rows("costs", group_by=["agent"])
+        ranked.sort(key=lambda r: (-figures.num(r.get("cost_usd")), str(r.get("agent"))))
+        links.extend(
+            (str(r["agent"]), urlencode({"name": r["agent"]})) for r in ranked[:20] if r.get("agent")
+        )
+        chosen = name or (str(ranked[0]["agent"]) if ranked else None)
         if chosen is None:
             return [figures.cost_and_tokens([]), figures.quality_with_drift([]), figures.versions_table([])]
         src.notes.append(f"agent: {chosen}")
@@ -114,21 +122,32 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
             figures.versions_table(versions),
         ]
 
-    return _page("agent", "Agent", src, build)
+    links: list[tuple[str, str]] = []  # filled by build: the other agents, costliest first
+    page = _page("agent", "Agent", src, build)
+    page.links = links
+    return page
 
 
 def trace(src: Sources, trace_id: str | None = None) -> Page:
     def build() -> list[Any]:
-        chosen = trace_id
-        if chosen is None:
-            top = src.rows("top_traces", limit=1)
-            chosen = str(top[0]["trace_id"]) if top else None
+        top = src.rows("top_traces", limit=10)
+        links.extend(
+            (
+                f"{str(t['trace_id'])[:8]}… ${figures.num(t.get('cost_usd')):.4f}",
+                urlencode({"trace_id": t["trace_id"]}),
+            )
+            for t in top
+        )
+        chosen = trace_id or (str(top[0]["trace_id"]) if top else None)
         if chosen is None:
             return [figures.trace_waterfall([])]
         src.notes.append(f"trace: {chosen}")
         return [figures.trace_waterfall(src.rows("trace_tree", trace_id=chosen))]
 
-    return _page("trace", "Trace", src, build)
+    links: list[tuple[str, str]] = []  # filled by build: the costliest traces
+    page = _page("trace", "Trace", src, build)
+    page.links = links
+    return page
 
 
 def _circuits(commands: Sequence[ControlCommand]) -> dict[str, str]:

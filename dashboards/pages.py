@@ -35,12 +35,14 @@ section>h2{margin:1rem .8rem 0;font-size:1.1rem}
 
 @dataclass
 class Page:
-    """One dashboard page: a slug (its URL), a title, figures and short notes."""
+    """One dashboard page: a slug (its URL), a title, figures, short notes, and ``links``
+    (label, query string) to the same page for other items, e.g. other agents."""
 
     slug: str
     title: str
     figures: list[go.Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)
 
 
 @lru_cache(maxsize=1)
@@ -49,8 +51,14 @@ def plotly_js() -> str:
     return resources.files("plotly").joinpath("package_data/plotly.min.js").read_text(encoding="utf-8")
 
 
-def _figures_html(page: Page) -> str:
+def _figures_html(page: Page, base: str | None = None) -> str:
     parts = [f'<p class="note">{html.escape(n)}</p>' for n in page.notes]
+    if base is not None and page.links:
+        items = " · ".join(
+            f'<a href="{base}/{page.slug}?{html.escape(q)}">{html.escape(label)}</a>'
+            for label, q in page.links
+        )
+        parts.append(f'<p class="note">{items}</p>')
     for i, fig in enumerate(page.figures):
         div = pio.to_html(
             fig,
@@ -80,7 +88,7 @@ def render_page(page: Page, base: str = "/ui", query: str = "") -> str:
     return (
         _head(f"agentledger · {page.title}", f'<script src="{base}/plotly.min.js"></script>')
         + f"<body><header><b>agentledger</b>{links}</header>"
-        + f"<main>{_figures_html(page)}</main></body></html>"
+        + f"<main>{_figures_html(page, base)}</main></body></html>"
     )
 
 

@@ -37,3 +37,18 @@ def test_pages_from_a_demo_warehouse(tmp_path: Path) -> None:
         "providers",
         "timeline",
     ]
+
+
+def test_agent_and_trace_pages_link_to_the_others(tmp_path: Path) -> None:
+    from agentledger.dashboards.pages import render_page, render_report
+
+    land_demo_warehouse(str(tmp_path))
+    src = pagedata.Sources(WarehouseReader(str(tmp_path)), "acme")
+    agent = pagedata.agent(src)
+    assert {label for label, _ in agent.links} == {"planner", "coder", "critic"}
+    assert agent.notes == [f"agent: {agent.links[0][0]}"]  # the costliest is shown first
+    html = render_page(agent)
+    assert 'href="/ui/agent?name=planner"' in html
+    trace = pagedata.trace(src)
+    assert len(trace.links) == 10 and trace.links[0][1] == f"trace_id={trace.notes[0].split(': ')[1]}"
+    assert "/ui/agent?name=" not in render_report([agent])  # no server behind a static file
