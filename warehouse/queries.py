@@ -253,26 +253,42 @@ def trace_tree(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
             FROM events {w.sql()} GROUP BY span_id ORDER BY start, span_id""",
         w.params,
     )
-    by_id = {r["span_id"]: r for r in rows}
-    children: dict[str | None, list[str]] = {}
-    for r in rows:
-        parent = r["parent_span_id"] if r["parent_span_id"] in by_id else None
-        children.setdefault(parent, []).append(r["span_id"])
-    out: Rows = []
+    return _tree(rows)
 
-    def visit(span_id: str, depth: int) -> Decimal:
-        row = by_id[span_id]
-        row["depth"] = depth
-        out.append(row)
-        total = Decimal(row["direct_cost_usd"])
-        for child in children.get(span_id, []):
-            total += visit(child, depth + 1)
-        row["inclusive_cost_usd"] = total
-        return total
 
-    for root in children.get(None, []):
-        visit(root, 0)
-    return out
+def _tree(rows: Rows) -> Rows:
+    """Order spans parents-first with ``depth`` and ``inclusive_cost_usd``.
+
+    Iterative and cycle-proof: telemetry is input, and a span that names itself (or a
+    descendant) as parent must not hang or crash the API. Such a span becomes a root.
+    """
+    by_id = {r["span_id"]: r for r in rows if r["span_id"] is not None}
+    children: dict[str, list[str]] = {}
+    roots: list[str] = []
+    for sid, r in by_id.items():
+        parent = r["parent_span_id"]
+        if parent in by_id and parent != sid:
+            children.setdefault(parent, []).append(sid)
+        else:
+            roots.append(sid)
+    order: list[tuple[str, int, str | None]] = []  # (span, depth, parent in the tree)
+    seen: set[str] = set()
+    for start in [*roots, *by_id]:  # then whatever only a cycle reaches
+        stack = [(start, 0, None)] if start not in seen else []
+        while stack:
+            sid, depth, parent = stack.pop()
+            if sid in seen:
+                continue
+            seen.add(sid)
+            order.append((sid, depth, parent))
+            stack.extend((c, depth + 1, sid) for c in reversed(children.get(sid, [])))
+    for sid, _, _ in order:
+        by_id[sid]["inclusive_cost_usd"] = Decimal(by_id[sid]["direct_cost_usd"])
+    for sid, depth, parent in reversed(order):  # children before their parents
+        by_id[sid]["depth"] = depth
+        if parent is not None:
+            by_id[parent]["inclusive_cost_usd"] += by_id[sid]["inclusive_cost_usd"]
+    return [by_id[sid] for sid, _, _ in order]
 
 
 def agents(cat: Catalog, tenant: str | None = None) -> Rows:

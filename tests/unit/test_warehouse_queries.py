@@ -190,3 +190,19 @@ def test_provider_health(cat: Catalog) -> None:
         assert r["calls"] == sum(1 for e in EVENTS if e.event.type == "usage" and e.event.model == model)
         durations = sorted(s.duration_ms for s in mine)
         assert durations[0] <= r["p50_ms"] <= r["p95_ms"] <= durations[-1]
+
+
+def test_trace_tree_survives_cycles_and_missing_spans() -> None:
+    from agentledger.warehouse.queries import _tree
+
+    def row(sid: str | None, parent: str | None, cost: str) -> dict:  # type: ignore[type-arg]
+        return {"span_id": sid, "parent_span_id": parent, "direct_cost_usd": Decimal(cost)}
+
+    rows = [row("a", None, "1"), row("b", "a", "2"), row("c", "b", "4"), row("x", "y", "8"),
+            row("y", "x", "16"), row("s", "s", "32"), row(None, "a", "64")]  # fmt: skip
+    out = {r["span_id"]: r for r in _tree(rows)}
+    assert set(out) == {"a", "b", "c", "x", "y", "s"}
+    assert (out["a"]["inclusive_cost_usd"], out["b"]["depth"], out["c"]["depth"]) == (7, 1, 2)
+    assert out["s"]["inclusive_cost_usd"] == 32 and out["s"]["depth"] == 0
+    # a cycle: the first of it met becomes the root, nothing counted twice
+    assert (out["x"]["inclusive_cost_usd"], out["y"]["inclusive_cost_usd"], out["y"]["depth"]) == (24, 16, 1)
