@@ -67,7 +67,8 @@ def _figures_html(page: Page, base: str | None = None) -> str:
             div_id=f"{page.slug}-{i}",
             config={"responsive": True, "displaylogo": False},
         )
-        parts.append(f'<div class="card">{div}</div>')
+        wide = ' style="grid-column:1/-1"' if len(page.figures) == 1 else ""  # a lone chart: full width
+        parts.append(f'<div class="card"{wide}>{div}</div>')
     return "\n".join(parts)
 
 
