@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 
 from agentledger.api import errors
@@ -57,9 +58,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         views = (state.policies, state.budgets, state.control)
-        await state.publisher.start()
-        for view in views:
-            await view.start()
+        try:
+            await state.publisher.start()
+            for view in views:
+                await view.start()
+        except KafkaError as exc:
+            for view in views:
+                await view.stop()
+            await state.publisher.stop()
+            raise ConfigError(f"the API cannot reach Kafka at {broker}: {exc}") from None
         try:
             yield
         finally:

@@ -43,7 +43,7 @@ class Publisher:
 
     async def start(self) -> None:
         # aiokafka clients bind to the running loop: create them here, not in __init__.
-        self._producer = AIOKafkaProducer(
+        producer = self._producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
@@ -51,7 +51,7 @@ class Publisher:
             max_request_size=8 * 1024 * 1024,
             **self._options,
         )
-        await self._producer.start()
+        await producer.start()
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -1,0 +1,42 @@
+"""The app factory: clear start-up error without Kafka; the OpenAPI document declares the
+errors every route can answer (Schemathesis holds the API to it)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agentledger.api.app import create_app
+from agentledger.api.config import ApiSettings
+from agentledger.errors import ConfigError
+from agentledger.settings import Settings
+
+
+def _app(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return create_app(Settings(kafka_bootstrap="127.0.0.1:9", home=tmp_path), ApiSettings())
+
+
+def test_no_kafka_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    app = _app(tmp_path)
+
+    async def start() -> None:
+        async with app.router.lifespan_context(app):
+            pass
+
+    with pytest.raises(ConfigError, match=r"cannot reach Kafka at 127\.0\.0\.1:9"):
+        asyncio.run(start())
+    with pytest.raises(ConfigError, match="needs Kafka"):
+        create_app(Settings(kafka_bootstrap=None, home=tmp_path), ApiSettings())
+
+
+def test_every_keyed_route_documents_401_403_and_json_errors(tmp_path: Path) -> None:
+    doc = _app(tmp_path).openapi()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            if path == "/healthz":
+                continue
+            assert {"401", "403"} <= set(op["responses"]), (method, path)
+            body = op["responses"]["401"]["content"]["application/json"]["schema"]
+            assert body["required"] == ["error", "detail"]
