@@ -149,7 +149,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small run (CI): under a minute")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument("--load", help=argparse.SUPPRESS)  # internal: run as the load process
     args = parser.parse_args()
     if args.load:
