@@ -56,6 +56,8 @@ class WorkerConfig:
     # batch the changelog and priced records into fewer requests; a control command waits at
     # most this long in the producer
     producer_linger_s: float = 0.0
+    # replication of the table changelog Faust creates (None: min(3, brokers), like our topics)
+    replication: int | None = None
     client_options: dict[str, Any] = field(default_factory=dict)
 
     def topic(self, spec: topics.TopicSpec) -> str:
@@ -138,6 +140,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         web_in_thread=False,
         stream_wait_empty=False,
         table_standby_replicas=0,
+        topic_replication_factor=cfg.replication or 1,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
     events_topic = app.topic(cfg.topic(topics.EVENTS), **raw)
@@ -272,6 +275,18 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
         await consumer.stop()
 
 
+async def _default_replication(cfg: WorkerConfig) -> int:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap, **cfg.client_options)
+    await admin.start()
+    try:
+        meta = await admin.describe_cluster()
+        return min(3, len(meta["brokers"]))
+    finally:
+        await admin.close()
+
+
 def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "WARNING") -> None:
     """Run the worker until SIGTERM/SIGINT (blocks)."""
     import faust
@@ -284,6 +299,8 @@ def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "W
         except ImportError:
             pass
     cfg.datadir.mkdir(parents=True, exist_ok=True)
+    if cfg.replication is None:
+        cfg.replication = asyncio.run(_default_replication(cfg))
     handle = create_app(cfg)
     worker = faust.Worker(handle.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
