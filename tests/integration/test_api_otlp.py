@@ -114,12 +114,12 @@ def _price_and_collect(api: Running, agent: str, want_usage: int) -> list[Priced
                 while sum(isinstance(p.event, UsageEvent) for p in out) < want_usage:
                     for tp, records in (await source.getmany(timeout_ms=200)).items():
                         for r in records:
-                            priced = processor.process(
+                            output = processor.process(
                                 r.value, r.key, tp.partition, r.offset, r.timestamp / 1000
-                            ).priced
-                            if priced is not None:
+                            )
+                            for key, value in output.priced:  # the worker's records, as it would produce them
                                 await producer.send_and_wait(api.prefix + "agentledger.events.priced.v1",
-                                                             priced[1], key=priced[0])  # fmt: skip
+                                                             value, key=key)  # fmt: skip
                     for records in (await sink.getmany(timeout_ms=200)).values():
                         for r in records:
                             _, events = decode_priced(r.value)
