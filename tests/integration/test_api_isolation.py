@@ -134,6 +134,8 @@ def test_a_trace_of_another_tenant_is_not_found(api: Running) -> None:
     assert spans and all(Decimal(s["inclusive_cost_usd"]) >= Decimal(s["direct_cost_usd"]) for s in spans)
     assert api.call("GET", f"/v1/traces/{acme_trace}", "globex_read").status_code == 404
     assert api.call("GET", f"/v1/traces/{acme_trace}", "admin").status_code == 200
+    assert api.call("GET", f"/v1/traces/{acme_trace}", "acme_ingest").status_code == 403
+    assert api.call("GET", f"/v1/traces/{acme_trace}", None).status_code == 401
 
 
 def _policy(pid: str, tenant: str) -> dict[str, Any]:
@@ -165,6 +167,9 @@ def test_policies_are_written_to_the_topic_and_isolated(api: Running) -> None:
         api.call("PUT", f"/v1/policies/{pid}", "globex_admin", json=_policy(pid, "globex")).status_code == 403
     )
     assert api.call("DELETE", f"/v1/policies/{pid}", "globex_admin").status_code == 404
+    assert api.call("DELETE", f"/v1/policies/{pid}", "acme_read").status_code == 403
+    assert api.call("DELETE", f"/v1/policies/{pid}", None).status_code == 401
+    assert api.call("PUT", f"/v1/policies/{pid}", "acme_ingest", json=_policy(pid, "acme")).status_code == 403
     updated = {**_policy(pid, "acme"), "limit": "30"}
     assert api.call("PUT", f"/v1/policies/{pid}", "acme_admin", json=updated).status_code == 200
     assert api.call("DELETE", f"/v1/policies/{pid}", "acme_admin").status_code == 204
@@ -196,7 +201,9 @@ def test_control_records_who_and_refuses_other_tenants(api: Running) -> None:
         "action": "kill",
         "reason": "runaway",
     }
+    assert api.call("POST", "/v1/control", None, json=kill).status_code == 401
     assert api.call("POST", "/v1/control", "acme_read", json=kill).status_code == 403
+    assert api.call("POST", "/v1/control", "acme_ingest", json=kill).status_code == 403
     foreign = {**kill, "scope": {"kind": "agent", "tenant": "globex", "agent": "ctl"}}
     assert api.call("POST", "/v1/control", "acme_admin", json=foreign).status_code == 403
     provider = {**kill, "action": "failover", "scope": {"kind": "provider", "provider": "openai"},
