@@ -40,3 +40,30 @@ def test_every_keyed_route_documents_401_403_and_json_errors(tmp_path: Path) -> 
             assert {"401", "403"} <= set(op["responses"]), (method, path)
             body = op["responses"]["401"]["content"]["application/json"]["schema"]
             assert body["required"] == ["error", "detail"]
+
+
+def test_an_unexpected_error_is_a_500_without_its_trace(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from agentledger.api.keys import KeyScope, KeyStore
+    from agentledger.api.warehouse import WarehouseReader
+
+    def costs(catalog: object, **kwargs: object) -> list[dict[str, object]]:
+        raise RuntimeError("secret at /srv/warehouse/passwords")
+
+    reader = WarehouseReader("unused", queries=SimpleNamespace(costs=costs), catalog=object())
+    app = create_app(
+        Settings(kafka_bootstrap="127.0.0.1:9", home=tmp_path),
+        ApiSettings(keys_path=tmp_path / "keys.sqlite"),
+        warehouse=reader,
+    )
+    store = KeyStore(tmp_path / "keys.sqlite")
+    _, token = store.create("r", {KeyScope.READ}, "acme")
+    store.close()
+    client = TestClient(app, raise_server_exceptions=False)  # no lifespan: no Kafka needed here
+    response = client.get("/v1/costs", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal", "detail": "internal error (see the server log)"}
+    assert "secret" not in response.text and "Traceback" not in response.text
