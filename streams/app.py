@@ -35,6 +35,7 @@ from agentledger.streams.processor import Output, Processor
 from agentledger.streams.rollups import Rollup
 
 log = logging.getLogger("agentledger.streams")
+EVICT_EVERY_S = 300.0
 
 
 @dataclass(slots=True)
@@ -104,8 +105,15 @@ class TableStore:
             self.table[key] = self.live[key].dumps()
         self.dirty.clear()
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         return iter(set(self.live) | set(self.table.keys()))
+
+    def delete(self, key: str) -> None:
+        """Inside the agent only (Faust writes a tombstone to the changelog)."""
+        self.live.pop(key, None)
+        self.dirty.discard(key)
+        if key in self.table:
+            del self.table[key]
 
 
 @dataclass(slots=True)
@@ -187,6 +195,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
     async def process(stream: Any) -> None:
         await ready.wait()
+        next_eviction = time.monotonic() + EVICT_EVERY_S
         async for event in stream.events():
             msg = event.message
             value = event.value if isinstance(event.value, bytes) else b""
@@ -198,6 +207,9 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
                                                    msg.partition, msg.offset, None)])  # fmt: skip
             store.flush()
             await publish(out)
+            if time.monotonic() >= next_eviction:  # table deletes must happen in the agent
+                proc.evict_idle_traces(time.time())
+                next_eviction = time.monotonic() + EVICT_EVERY_S
 
     async def tick() -> None:
         if ready.is_set():

@@ -48,6 +48,8 @@ from agentledger.streams.scopes import (
 from agentledger.wire import AnyEvent, decode_envelope, dump
 
 ZERO = Decimal(0)
+TRACE_IDLE_S = 86400
+"""A trace rollup is dropped this long after its last event (``evict_idle_traces``)."""
 MAX_PRICED_RECORD_BYTES = 512 * 1024
 """Priced envelopes are split below this (Kafka's default max.message.bytes is 1 MiB)."""
 Record = tuple[bytes | None, bytes]
@@ -56,7 +58,8 @@ Record = tuple[bytes | None, bytes]
 class RollupStore(Protocol):
     def get(self, key: str) -> Rollup | None: ...
     def put(self, key: str, rollup: Rollup) -> None: ...
-    def keys(self) -> Iterator[str]: ...
+    def all_keys(self) -> Iterator[str]: ...
+    def delete(self, key: str) -> None: ...
 
 
 class MemoryStore:
@@ -71,8 +74,11 @@ class MemoryStore:
     def put(self, key: str, rollup: Rollup) -> None:
         self.data[key] = rollup
 
-    def keys(self) -> Iterator[str]:
+    def all_keys(self) -> Iterator[str]:
         return iter(list(self.data))
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
 
 
 @dataclass(slots=True)
@@ -193,6 +199,20 @@ class Processor:
         self._unknown_models(now_s, out)
         return out
 
+    def evict_idle_traces(self, now_s: float) -> int:
+        """Drop trace rollups with no event in the last 24 h (traces are short-lived; without
+        this a long-running worker grows with every trace it has seen). Run inside the agent."""
+        dropped = 0
+        for key in self.store.all_keys():
+            if "|trace/" not in key:
+                continue
+            r = self.store.get(key)
+            if r is not None and now_s - r.touched_s > TRACE_IDLE_S:
+                self.store.delete(key)
+                dropped += 1
+        self.counters["traces_evicted"] += dropped
+        return dropped
+
     def tick(self, now_s: float) -> Output:
         out = Output()
         out.add(self.engine.tick(now_s))
@@ -276,6 +296,7 @@ class Processor:
             for span_id, (parent, cost) in tspans.items():
                 r.add_span(span_id, parent, cost)
         for k, r in touched.items():
+            r.touched_s = int(now_s)
             r.prune(now_s)
             self.store.put(table_key(partition, k), r)
 

@@ -104,6 +104,7 @@ class Rollup:
 
     grains: dict[str, dict[int, Totals]] = field(default_factory=dict)
     spans: dict[str, tuple[str | None, Decimal]] = field(default_factory=dict)
+    touched_s: int = 0  # wall-clock second of the last write (idle traces are evicted)
 
     def add(self, ts_s: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         """Add one (pre-aggregated) amount at event time ``ts_s`` to every window."""
@@ -175,6 +176,8 @@ class Rollup:
         }
         if self.spans:
             doc["s"] = {s: [p, str(c)] for s, (p, c) in self.spans.items()}
+        if self.touched_s:
+            doc["t"] = self.touched_s
         return orjson.dumps(doc)
 
     @classmethod
@@ -186,4 +189,5 @@ class Rollup:
             r.grains[g] = {int(b): Totals(Decimal(c), tok, calls, unp) for b, c, tok, calls, unp in rows}
         for s, (p, c) in doc.get("s", {}).items():
             r.spans[s] = (p, Decimal(c))
+        r.touched_s = int(doc.get("t", 0))
         return r

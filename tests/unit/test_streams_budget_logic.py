@@ -127,3 +127,14 @@ def test_restarted_worker_resumes_a_kill_it_left_behind() -> None:
     assert after.adopt_commands(NOW.timestamp()) == 1
     assert tick(after, NOW) == []  # still over: nothing new
     assert [c.action for c in tick(after, NOW + timedelta(minutes=2))] == [Action.RESUME]  # next day
+
+
+def test_idle_traces_are_evicted_after_a_day() -> None:
+    p = Processor(MemoryStore())
+    feed(p, [usage()])
+    trace_keys = [k for k in p.store.all_keys() if "|trace/" in k]
+    assert len(trace_keys) == 1
+    assert p.evict_idle_traces(NOW.timestamp() + 3600) == 0
+    assert p.evict_idle_traces(NOW.timestamp() + 86401) == 1
+    assert [k for k in p.store.all_keys() if "|trace/" in k] == []
+    assert p.totals("agent/acme/planner", "calendar_month", NOW.timestamp()).calls == 1  # others stay
