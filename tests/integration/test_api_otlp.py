@@ -174,3 +174,33 @@ def test_exporter_without_a_valid_key_is_refused(api: Running) -> None:
     exporter = JsonOtlpExporter(f"{api.url}/v1/traces", {"Authorization": "Bearer al_bad_key"})
     _run_agent(exporter, "nobody")
     assert set(exporter.statuses) == {401}
+
+
+def test_openinference_spans_come_back_priced(api: Running) -> None:
+    """LangChain/smolagents through OpenInference: other attribute names, rollups on the AGENT
+    span (counted once), the agent named by its span."""
+    agent = f"oi-{uuid.uuid4().hex[:6]}"
+    exporter = JsonOtlpExporter(f"{api.url}/v1/traces", {"Authorization": f"Bearer {api.key}"})
+    provider = TracerProvider(resource=Resource.create({"service.version": "v4"}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("openinference")
+    with tracer.start_as_current_span(agent) as turn:
+        turn.set_attributes({"openinference.span.kind": "AGENT", "llm.token_count.prompt": 900,
+                             "llm.token_count.completion": 100})  # fmt: skip
+        with tracer.start_as_current_span("ChatOpenAI") as llm:
+            llm.set_attributes({"openinference.span.kind": "LLM", "llm.provider": "openai",
+                                "llm.model_name": "gpt-4o", "llm.token_count.prompt": 900,
+                                "llm.token_count.completion": 100,
+                                "llm.token_count.prompt_details.cache_read": 300})  # fmt: skip
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    priced = _price_and_collect(api, agent, 1)
+    (usage,) = [p for p in priced if isinstance(p.event, UsageEvent)]
+    assert (usage.event.tenant, usage.event.agent_version, usage.event.model) == ("acme", "v4", "gpt-4o")
+    assert (usage.event.input_tokens, usage.event.output_tokens, usage.event.cache_read_tokens) == (
+        900,
+        100,
+        300,
+    )
+    expected, _, _ = PriceBook.load().price(usage.event)
+    assert usage.cost_usd == expected > 0 and sum(p.cost_usd for p in priced) == expected
