@@ -94,20 +94,23 @@ def check_events(items: Sequence[Any], key: ApiKey) -> Checked:
     bug or is probing, and half-writing its batch would hide that.
     """
     out = Checked()
+    positions: Sequence[int] = range(len(items))  # request index of each valid event
     try:  # fast path: the whole batch is valid
         out.events = _EVENT_LIST.validate_python(items)
     except ValidationError:
+        positions = []
         for index, item in enumerate(items):
             try:
                 out.events.append(EVENT_ADAPTER.validate_python(item))
+                positions.append(index)
             except ValidationError as exc:
                 out.rejected.append({"index": index, "reason": describe(exc)})
     if key.tenant is not None:
-        foreign = [i for i, e in enumerate(out.events) if e.tenant != key.tenant]
+        foreign = [i for i, e in zip(positions, out.events, strict=True) if e.tenant != key.tenant]
         if foreign:
             raise ForbiddenError(
                 f"this key is bound to tenant {key.tenant!r}; {len(foreign)} event(s) name another "
-                f"tenant (first valid-event positions: {foreign[:10]})"
+                f"tenant, at indexes {foreign[:10]}{' …' if len(foreign) > 10 else ''}; nothing was written"
             )
     return out
 
