@@ -357,15 +357,25 @@ class LocalKafka:
                 _wait_dead(node.pid)
 
     def restart_node(self, node_id: int, timeout: float = 60.0) -> None:
+        """Start a stopped node again on its ports and data (fault tests)."""
+        self.restart_nodes([node_id], timeout)
+
+    def restart_nodes(self, node_ids: Sequence[int], timeout: float = 90.0) -> None:
+        """Start stopped nodes together: after a whole-cluster outage no node can come up alone,
+        because a KRaft broker opens its listener only once a controller quorum exists."""
         state = self.load()
         if state is None:
             raise LauncherError("no cluster running")
-        node = next(n for n in state.nodes if n.node_id == node_id)
-        if node.pid and pid_alive(node.pid):
-            raise LauncherError(f"node {node_id} is still running")
-        node.pid = self._spawn(node, resolve_jars(self.version))
+        nodes = [n for n in state.nodes if n.node_id in node_ids]
+        for node in nodes:
+            if node.pid and pid_alive(node.pid):
+                raise LauncherError(f"node {node.node_id} is still running")
+        lib = resolve_jars(self.version)
+        for node in nodes:
+            node.pid = self._spawn(node, lib)
         self._save(state)
-        wait_port(node.port, timeout)
+        for node in nodes:
+            wait_port(node.port, timeout)
 
 
 def _reap(pid: int) -> None:
