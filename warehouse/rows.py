@@ -80,7 +80,10 @@ class EventBuffer:
         Raises ``ContractError`` when the record is not a valid priced envelope.
         """
         try:
-            table = _convert(orjson.loads(raw)["events"], partition, offset)
+            doc = orjson.loads(raw)
+            if doc.get("v", 1) != 1:
+                raise ValueError("unsupported envelope version")
+            table = _convert(doc["events"], partition, offset)
         except (KeyError, TypeError, ValueError, AttributeError, pa.ArrowException):
             _, priced = decode_priced(raw)  # raises ContractError with the reason
             table = _convert([orjson.loads(dump(p)) for p in priced], partition, offset)
@@ -88,6 +91,17 @@ class EventBuffer:
         self.tables.append(table)
         self.rows += count
         return count
+
+    def add_many(self, records: list[tuple[bytes, int]], partition: int) -> list[tuple[bytes, int]]:
+        """Append many envelopes through Arrow's JSON reader (``fastjson``); returns the
+        ``(value, offset)`` records it did not take, for ``add_priced`` one by one."""
+        from agentledger.warehouse.fastjson import convert_many
+
+        table, left = convert_many([v for v, _ in records], [o for _, o in records], partition)
+        if table is not None and table.num_rows:
+            self.tables.append(table)
+            self.rows += table.num_rows
+        return [records[i] for i in left]
 
     def to_table(self) -> pa.Table:
         if not self.tables:

@@ -146,13 +146,15 @@ class Sink:
             pending = _Pending(self._new_buffer(self.datasets[tp.topic]), opened=time.monotonic())
             self._pending[tp] = pending
         buffer = pending.buffer
-        for rec in records:
-            if pending.first < 0:
-                pending.first = rec.offset
-            pending.last = rec.offset
-            pending.records += 1
-            if rec.value is None:  # a tombstone on the compacted control topic
-                continue
+        if pending.first < 0:
+            pending.first = records[0].offset
+        pending.last = records[-1].offset
+        pending.records += len(records)
+        careful = [rec for rec in records if rec.value is not None]  # None: a tombstone
+        if isinstance(buffer, EventBuffer) and careful:
+            left = {o for _, o in buffer.add_many([(r.value, r.offset) for r in careful], tp.partition)}
+            careful = [rec for rec in careful if rec.offset in left]
+        for rec in careful:
             try:
                 if isinstance(buffer, EventBuffer):
                     buffer.add_priced(rec.value, tp.partition, rec.offset)

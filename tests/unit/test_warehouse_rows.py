@@ -137,3 +137,42 @@ def test_rows_split_by_utc_day() -> None:
     assert sum(p.num_rows for _, p in parts) == len(events)
     for day, part in parts:
         assert {ts.date().isoformat() for ts in part.column("ts").to_pylist()} == {day}
+
+
+def test_many_envelopes_through_the_json_reader_equal_the_careful_path() -> None:
+    records = []
+    for i, start in enumerate(range(0, 600, 60)):
+        chunk = priced_events(200, seed=12)[start : start + 60]
+        records.append((encode_envelope("k/k", chunk), 100 + i))
+    fast, careful = EventBuffer(), EventBuffer()
+    assert fast.add_many(records, partition=3) == []
+    for value, offset in records:
+        careful.add_priced(value, 3, offset)
+    assert fast.to_table().equals(careful.to_table())
+
+
+def test_the_json_reader_hands_back_what_it_cannot_take_whole() -> None:
+    events = priced_events(20, seed=13)
+    good = encode_envelope("k/k", events[:10])
+    with_attributes = encode_envelope(
+        "k/k",
+        [
+            events[10].model_copy(
+                update={"event": events[10].event.model_copy(update={"attributes": {"a": 1}})}
+            )
+        ],
+    )
+    missing_cost = good.replace(b',"cost_usd":"', b',"cost_usdx":"', 1)
+    v2 = good.replace(b'{"v":1,', b'{"v":2,', 1)
+    records = [(good, 1), (with_attributes, 2), (missing_cost, 3), (v2, 4), (b'{"v":1,"events":[]}', 5)]
+    buf = EventBuffer()
+    left = buf.add_many(records, partition=0)
+    assert [o for _, o in left] == [2, 3, 4, 5]
+    assert buf.rows == 10
+    buf.add_priced(with_attributes, 0, 2)  # the careful path keeps the attributes
+    assert buf.to_table().column("attributes").to_pylist()[-1] == '{"a":1}'
+    for value, offset in left[1:]:
+        with pytest.raises(ContractError):
+            buf.add_priced(value, 0, offset)
+    pretty = buf.add_many([(good, 1), (good.replace(b',"events":', b',\n"events":'), 2)], partition=0)
+    assert [o for _, o in pretty] == [1, 2]  # one value with a newline: all go the careful way
