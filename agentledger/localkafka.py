@@ -247,7 +247,10 @@ class LocalKafka:
         # instead of paying a JVM start for `kafka-storage random-uuid`.
         import base64
 
-        return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        while True:  # one id in 64 starts with "-", which kafka-storage's parser reads as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            if not cluster_id.startswith("-"):
+                return cluster_id
 
     def _prepare(self, node: Node, all_nodes: list[Node], lib: Path, cluster_id: str) -> None:
         ndir = self.home / f"node-{node.node_id}"

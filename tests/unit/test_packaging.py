@@ -40,3 +40,11 @@ def test_cli_help_lists_the_commands() -> None:
     )
     for command in ("kafka", "topics", "smoke", "schema"):
         assert command in out.stdout
+
+
+def test_kafka_cluster_ids_never_look_like_an_option(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from agentledger.localkafka import LocalKafka
+
+    ids = {LocalKafka(tmp_path)._cluster_id(tmp_path) for _ in range(2000)}
+    assert len(ids) == 2000 and not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)  # base64url of 16 bytes, as kafka-storage expects
