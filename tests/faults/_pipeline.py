@@ -53,7 +53,8 @@ class Pipeline:
     def start(self, name: str, wait: bool = True) -> None:
         args = {
             "worker": ["worker", "--datadir", str(self.tmp / "worker"), "--web-port", str(self.web_port),
-                       "--commit-interval", "0.5", "--session-timeout", "10"],
+                       "--commit-interval", "0.5", "--session-timeout", "10",
+                       "--replication", "3"],  # the cluster requires 2 in-sync replicas
             "sink": ["sink", "--batch-seconds", "1"],
         }[name]  # fmt: skip
         self.children[name] = self.group.start(name, args)
