@@ -30,7 +30,7 @@ from agentledger.events import (
     UsageEvent,
 )
 from agentledger.samples import sample_events
-from agentledger.schemas import render
+from agentledger.schemas import render, render_reference
 
 TS = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 COMMON = {
@@ -204,3 +204,9 @@ def test_schema_files_are_in_sync() -> None:
     expected = render()
     on_disk = {p.name: p.read_text() for p in folder.glob("*.json")}
     assert on_disk == expected, "docs/schema is stale: run `agentledger schema`"
+
+
+def test_event_reference_is_in_sync() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "events.md").read_text()
+    assert text == render_reference(), "docs/events.md is stale: run `agentledger schema`"
+    assert "| `input_tokens` | integer | yes | Prompt tokens, including cached ones. |" in text
