@@ -22,7 +22,7 @@ def render() -> dict[str, str]:
 
 def _type(prop: dict[str, Any]) -> str:
     if "$ref" in prop:
-        return prop["$ref"].rsplit("/", 1)[-1]
+        return str(prop["$ref"]).rsplit("/", 1)[-1]
     if "anyOf" in prop:
         kinds = [_type(p) for p in prop["anyOf"] if p.get("type") != "null"]
         nullable = any(p.get("type") == "null" for p in prop["anyOf"])
