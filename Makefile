@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: setup demo test lint typecheck faults bench clean
+.PHONY: setup browser demo test lint typecheck faults bench clean
 .DEFAULT_GOAL := demo
 
 $(STAMP): pyproject.toml
@@ -15,9 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[server,dev]"
 	@rm -f $(VENV)/.installed-* && touch $@
 
-## setup: virtualenv, Python deps (server + dev extras), Kafka broker jars from Maven Central
-setup: $(STAMP)
+## setup: virtualenv, Python deps (server + dev extras), Kafka broker jars from Maven Central,
+## and Debian's Chromium for the dashboard browser tests (installed when missing and root)
+setup: $(STAMP) browser
 	$(BIN)/agentledger kafka fetch
+
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no chromium and not root: the dashboard browser tests will be skipped"; fi
 
 ## demo: a local broker, every layer, and a 1-2 minute multi-agent story (agentledger demo)
 demo: setup
