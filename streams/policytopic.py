@@ -66,3 +66,27 @@ async def read_policies(bootstrap: str, prefix: str, **client: Any) -> dict[str,
     finally:
         await consumer.stop()
     return out
+
+
+async def read_compacted(
+    bootstrap: str, names: list[str], **client: Any
+) -> list[tuple[str, str, bytes | None]]:
+    """Every record of some single-partition compacted topics up to their end: (topic, key, value)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, **client
+    )
+    await consumer.start()
+    out: list[tuple[str, str, bytes | None]] = []
+    try:
+        tps = [TopicPartition(n, 0) for n in names]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            for tp, msgs in (await consumer.getmany(timeout_ms=500)).items():
+                out += [(tp.topic, m.key.decode(errors="replace") if m.key else "", m.value) for m in msgs]
+    finally:
+        await consumer.stop()
+    return out

@@ -28,6 +28,9 @@ def worker(
     session_timeout: float = typer.Option(
         10.0, min=3.0, help="Kafka group session timeout (restart takeover time)."
     ),
+    replication: int = typer.Option(
+        None, min=1, help="Replication of the table changelog (3 on a 3-broker cluster)."
+    ),
     dedupe_size: int = typer.Option(500_000, min=1, help="event_ids remembered for dedupe."),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
     loglevel: str = typer.Option("WARNING"),
@@ -48,6 +51,7 @@ def worker(
         prices_path=prices,
         loops=loops,
         dedupe_size=dedupe_size,
+        replication=replication,
         client_options=s.kafka_client_options(),
     )
     run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)
