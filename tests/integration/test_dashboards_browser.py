@@ -4,8 +4,8 @@ drawn, no console message at all (errors included), screenshots kept in artifact
 from __future__ import annotations
 
 import asyncio
-import re
 import os
+import re
 import shutil
 import subprocess
 import uuid
