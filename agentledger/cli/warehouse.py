@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -66,24 +67,14 @@ def query(
 ) -> None:
     """Run a named analyst query (cost_by_agent_day, top_traces, cost_per_successful_task,
     token_efficiency, budget_utilisation, unpriced_usage, costs, agents)."""
-    import pyarrow as pa
 
-    from agentledger.cli.sql import _print
     from agentledger.warehouse.catalog import Catalog
-    from agentledger.warehouse.export import write
     from agentledger.warehouse.queries import NAMED
 
     if name not in NAMED:
         raise typer.BadParameter(f"unknown query {name!r}; choose from {', '.join(NAMED)}")
     rows = NAMED[name](Catalog(_root(root)), tenant=tenant)
-    table = pa.Table.from_pylist(rows)
-    if fmt == "table":
-        _print(table)
-    elif out is None:
-        raise typer.BadParameter(f"--format {fmt} needs --out FILE")
-    else:
-        write(table, str(out), fmt)
-        console.print(f"{table.num_rows} rows written to {out}")
+    _emit(rows, fmt, out)
 
 
 @warehouse_app.command("reprice")
@@ -97,16 +88,23 @@ def reprice(
 ) -> None:
     """Cost again from raw tokens with today's snapshot (and overrides), next to the recorded
     cost. Nothing is rewritten."""
-    import pyarrow as pa
 
-    from agentledger.cli.sql import _print
     from agentledger.pricing import PriceBook
     from agentledger.warehouse.catalog import Catalog
-    from agentledger.warehouse.export import write
     from agentledger.warehouse.repricing import reprice as run
 
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     rows = run(Catalog(_root(root)), PriceBook.load(overrides), group_by=groups, tenant=tenant)
+    _emit(rows, fmt, out)
+
+
+def _emit(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
+    """Print rows as a table, or write them as csv/json/parquet to ``out``."""
+    import pyarrow as pa
+
+    from agentledger.cli.sql import _print
+    from agentledger.warehouse.export import write
+
     table = pa.Table.from_pylist(rows)
     if fmt == "table":
         _print(table)
