@@ -46,6 +46,12 @@ typecheck: $(STAMP)
 faults: setup
 	$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
+## bench: every benchmark in full, JSON in benchmarks/results/ (quiet machine: ~15 minutes)
+bench: setup
+	mkdir -p benchmarks/results
+	for b in emitter pipeline warehouse api drift; do \
+	  $(BIN)/python benchmarks/$$b.py --json benchmarks/results/$$b.json || exit 1; done
+
 clean:
 	-$(BIN)/agentledger kafka down
 	rm -rf $(VENV) build *.egg-info
