@@ -253,30 +253,28 @@ class Scope(_Model):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Scope:
-        required = {
-            ScopeKind.TENANT: ("tenant",),
-            ScopeKind.AGENT: ("tenant", "agent"),
-            ScopeKind.AGENT_VERSION: ("tenant", "agent", "agent_version"),
-            ScopeKind.WORKFLOW: ("tenant", "workflow"),
-            ScopeKind.TRACE: ("tenant", "trace_id"),
-            ScopeKind.PROVIDER: ("provider",),
-        }[self.kind]
-        missing = [name for name in required if getattr(self, name) is None]
+        missing = [name for name in _SCOPE_FIELDS[self.kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"scope kind {self.kind.value!r} needs {', '.join(missing)}")
         return self
 
     @property
     def key(self) -> str:
-        parts = {
-            ScopeKind.TENANT: (self.tenant,),
-            ScopeKind.AGENT: (self.tenant, self.agent),
-            ScopeKind.AGENT_VERSION: (self.tenant, self.agent, self.agent_version),
-            ScopeKind.WORKFLOW: (self.tenant, self.workflow),
-            ScopeKind.TRACE: (self.tenant, self.trace_id),
-            ScopeKind.PROVIDER: (self.provider, self.model or "*"),
-        }[self.kind]
-        return "/".join([self.kind.value, *(str(p) for p in parts)])
+        parts = [str(getattr(self, name)) for name in _SCOPE_FIELDS[self.kind]]
+        if self.kind is ScopeKind.PROVIDER:
+            parts.append(self.model or "*")
+        return "/".join([self.kind.value, *parts])
+
+
+_SCOPE_FIELDS: dict[ScopeKind, tuple[str, ...]] = {
+    ScopeKind.TENANT: ("tenant",),
+    ScopeKind.AGENT: ("tenant", "agent"),
+    ScopeKind.AGENT_VERSION: ("tenant", "agent", "agent_version"),
+    ScopeKind.WORKFLOW: ("tenant", "workflow"),
+    ScopeKind.TRACE: ("tenant", "trace_id"),
+    ScopeKind.PROVIDER: ("provider",),
+}
+"""The fields a scope of each kind needs; they also make up its key, in this order."""
 
 
 class Action(StrEnum):
