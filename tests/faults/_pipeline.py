@@ -147,5 +147,22 @@ class Pipeline:
         finally:
             cat.close()
 
-    def wait_warehouse(self, ids: set[str], timeout: float = 180) -> None:
-        self.wait(lambda: ids <= self.warehouse_ids()[0], timeout, f"{len(ids)} events in the warehouse")
+    def wait_warehouse(self, ids: set[str], timeout: float = 180, supervise: bool = False) -> int:
+        """Wait until every id is in the warehouse. With ``supervise``, act like a liveness probe:
+        restart a worker whose event counter has not moved for 20 s (faust-streaming 0.15.3
+        sometimes stops fetching after a restart; docs/scaling.md). Returns the restarts."""
+        deadline = time.monotonic() + timeout
+        restarts, last, moved_at = 0, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            if ids <= self.warehouse_ids()[0]:
+                return restarts
+            if supervise:
+                events = int(self.worker_stats().get("counters", {}).get("events", -1))
+                if events != last:
+                    last, moved_at = events, time.monotonic()
+                elif time.monotonic() - moved_at > 20:
+                    self.kill("worker")
+                    self.start("worker", wait=False)
+                    restarts, last, moved_at = restarts + 1, -1, time.monotonic()
+            time.sleep(1)
+        raise AssertionError(f"timed out after {timeout:.0f}s waiting for {len(ids)} events in the warehouse")
