@@ -315,11 +315,17 @@ def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "W
         except ImportError:
             pass
     cfg.datadir.mkdir(parents=True, exist_ok=True)
-    handle = create_app(cfg)
     # policies and current commands are in place before the first event is processed; in a
     # thread so this thread's event-loop state is untouched for Faust
     from concurrent.futures import ThreadPoolExecutor
 
+    from agentledger.streams.replication import check_changelog_replication, cluster_facts
+
+    changelog = f"{cfg.prefix}{cfg.app_id}-rollups-changelog"
+    with ThreadPoolExecutor(1) as pool:
+        facts = pool.submit(asyncio.run, cluster_facts(cfg.bootstrap, changelog, cfg.client_options))
+        check_changelog_replication(cfg.replication or 1, *facts.result(timeout=60))
+    handle = create_app(cfg)
     with ThreadPoolExecutor(1) as pool:
         adopted = pool.submit(asyncio.run, preload(cfg, handle.processor)).result(timeout=120)
     log.info("preloaded %d policies, adopted %d commands", len(handle.processor.engine.policies), adopted)

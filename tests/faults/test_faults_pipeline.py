@@ -169,3 +169,14 @@ def test_whole_cluster_down_30s_agents_never_block(pipeline: Pipeline, fault_row
     assert stats["sent"] + stats["dropped"] + stats["failed"] == len(truth.ids)
     assert len(ids & truth.ids) == stats["sent"]  # everything acknowledged is in the warehouse
     assert row.lost == 0
+
+
+def test_worker_refuses_a_changelog_it_could_never_write(pipeline: Pipeline, fault_row) -> None:
+    """Inject: start the worker without --replication on a cluster requiring 2 in-sync
+    replicas. Verify: it exits at once and says what to pass (it used to stall silently)."""
+    row = fault_row("worker without --replication on min ISR 2")
+    child = pipeline.group.start("bad-worker", ["worker", "--datadir", str(pipeline.tmp / "bad")])
+    assert child.proc.wait(120) != 0
+    log = child.log.read_text()
+    row.notes.append(log.strip().splitlines()[-1][:150])
+    assert "min.insync.replicas=2" in log and "--replication 3" in log
