@@ -150,7 +150,8 @@ def _visible_files_are_whole(root: str) -> None:
 
 
 def test_sigkill_mid_batch_then_restart_keeps_every_event_once(topics: Any, tmp_path: Path) -> None:
-    records, events = _priced_records(1500, seed=47)  # about 10k events
+    # enough that the sink cannot finish between two polls (it writes ~200k events/s)
+    records, events = _priced_records(6000, seed=47)  # about 42k events
     asyncio.run(_produce(topics.bootstrap, topics.priced, records))
     root = str(tmp_path / "wh")
     seen = 0
