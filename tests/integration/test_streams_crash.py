@@ -52,7 +52,7 @@ def test_sigkill_restart_never_below_truth(topics, tmp_path: Path) -> None:
                              Decimal(0))  # fmt: skip
         worker = start_worker(topics, tmp_path)
         tenants = {k for k in truth.cost if k.startswith("tenant/")}
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180  # catch-up under a loaded CI, restarts of a stalled worker included
         got: dict[str, Decimal] = {}
         progress = (-1, time.monotonic())
         while time.monotonic() < deadline:
