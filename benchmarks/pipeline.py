@@ -4,7 +4,8 @@ and the overshoot of a runaway agent against a hard budget.
 
 * throughput: N events (mixed span/usage/tool/quality, envelopes of 200, 16 agents) are
   produced first; the anchor is a plain aiokafka consumer (``getmany`` + orjson + a sum per
-  agent) of the same topic in the same run; the worker (``python -m agentledger worker``, one
+  agent) of the same topic in the same run, and a second one that decodes through the
+  contract (pydantic per event: what validation alone costs); the worker (``python -m agentledger worker``, one
   process, uvloop) is timed from its first to its last event (sustained rate);
 * enforcement: process A (this one) records one usage through the collectors' ``Emitter``
   that crosses a hard per-agent budget (a fresh agent per trial); process B polls
@@ -100,9 +101,13 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
         await p.stop()
 
 
-async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
-    """Anchor: a plain consumer decoding with orjson and summing tokens per agent."""
+async def raw_consume(bootstrap: str, topic: str, n: int, validate: bool = False) -> float:
+    """Anchor: a plain consumer decoding with orjson and summing tokens per agent; with
+    ``validate``, decoding through the contract instead (``decode_envelope``: pydantic per
+    event), the floor of any worker that checks what it counts."""
     from aiokafka import AIOKafkaConsumer
+
+    from agentledger.wire import decode_envelope
 
     c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4().hex[:6]}",
                          auto_offset_reset="earliest", enable_auto_commit=False,
@@ -115,6 +120,11 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
             for msgs in (await c.getmany(timeout_ms=500, max_records=500)).values():
                 t0 = t0 or time.perf_counter()
                 for m in msgs:
+                    if validate:
+                        for e in decode_envelope(m.value).events:
+                            seen += 1
+                            per_agent[e.agent] = per_agent.get(e.agent, 0) + getattr(e, "input_tokens", 0)
+                        continue
                     for ev in orjson.loads(m.value)["events"]:
                         seen += 1
                         per_agent[ev["agent"]] = per_agent.get(ev["agent"], 0) + ev.get("input_tokens", 0)
@@ -237,6 +247,7 @@ def run(quick: bool, bootstrap: str) -> dict[str, Any]:
     events_topic = prefix + specs.EVENTS.name
     asyncio.run(produce(bootstrap, events_topic, records))
     raw_rate = asyncio.run(raw_consume(bootstrap, events_topic, n))
+    validated_rate = asyncio.run(raw_consume(bootstrap, events_topic, n, validate=True))
 
     import socket
 
@@ -268,6 +279,8 @@ def run(quick: bool, bootstrap: str) -> dict[str, Any]:
         "worker_events_per_s": round(rate),
         "raw_consume_events_per_s": round(raw_rate),
         "ratio_worker_vs_raw": round(rate / raw_rate, 3),
+        "validated_consume_events_per_s": round(validated_rate),
+        "ratio_worker_vs_validated": round(rate / validated_rate, 3),
         "enforce_trials": len(lat),
         "enforce_trials_missed": trials - len(lat),
         "enforce_p50_ms": round(statistics.median(lat), 1),
@@ -302,6 +315,8 @@ def main() -> None:
             local.down()
     rows = [
         ("worker events/s", res["worker_events_per_s"], res["raw_consume_events_per_s"], res["ratio_worker_vs_raw"]),
+        ("  vs validating", res["worker_events_per_s"], res["validated_consume_events_per_s"],
+         res["ratio_worker_vs_validated"]),
         ("enforce p50 ms", res["enforce_p50_ms"], 250, round(res["enforce_p50_ms"] / 250, 3)),
         ("enforce p99 ms", res["enforce_p99_ms"], 250, round(res["enforce_p99_ms"] / 250, 3)),
         ("overshoot calls", res["overshoot_calls"], f"{res['runaway_rate_per_s']:g}/s x p99",

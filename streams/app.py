@@ -4,9 +4,11 @@
   the ceiling (DESIGN.md, Faust notes), so the envelope is the batch, and a plain agent avoids
   the ``stream.take`` table bug;
 * the ``rollups`` table (memory store, changelog-backed, key ``partition|scope``: see
-  docs/adr/0002-rollup-table-keys.md) survives restarts; offsets are committed every
-  ``commit_interval_s`` after the changelog is flushed, so after a crash totals are never
-  below the truth and over by at most one commit interval of events;
+  docs/adr/0002-rollup-table-keys.md) survives restarts. Changed keys are written to the
+  changelog every ``state_flush_s`` (each once, on its own partition), and only then are the
+  records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
+  flushing the producer. After a crash totals are never below the truth and over by at most
+  the events of one commit interval plus one state flush (docs/adr/0005);
 * a follower task reads the compacted policies and control topics from the beginning (no
   consumer group) and keeps reading: policies and the current command per scope;
 * a timer ticks budgets (windows rolling over, throttled status updates);
@@ -31,7 +33,7 @@ from agentledger.pricing import PriceBook
 from agentledger.settings import Settings, get_settings
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.processor import Output, Processor
+from agentledger.streams.processor import Output, Processor, partition_of
 from agentledger.streams.rollups import Rollup
 
 log = logging.getLogger("agentledger.streams")
@@ -54,6 +56,9 @@ class WorkerConfig:
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
     tick_interval_s: float = 0.5
+    # changed rollups are written to the changelog at most this often (each key once per
+    # flush, however many records touched it); records are acked after their flush
+    state_flush_s: float = 0.2
     # batch the changelog and priced records into fewer requests; a control command waits at
     # most this long in the producer
     producer_linger_s: float = 0.0
@@ -81,12 +86,20 @@ class WorkerConfig:
 
 
 class TableStore:
-    """Rollups decoded once and kept live; each touched key is written back once per record."""
+    """Rollups decoded once and kept live; the table (and its changelog) is written in batches.
+
+    ``put``/``delete`` only mark a key; ``take_changes`` hands over each marked key once, with
+    the source partition its changelog record belongs to (the key's prefix, ADR 0002), however
+    many records touched it since the last call. The worker acks the records behind a batch
+    only after its changelog records are sent, so a committed offset never runs ahead of the
+    state it implies (docs/streams.md, crash bounds).
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
         self.live: dict[str, Rollup] = {}
         self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
 
     def get(self, key: str) -> Rollup | None:
         r = self.live.get(key)
@@ -99,22 +112,40 @@ class TableStore:
     def put(self, key: str, rollup: Rollup) -> None:
         self.live[key] = rollup
         self.dirty.add(key)
-
-    def flush(self) -> None:
-        """Write the touched keys (inside the agent: Faust sends each to the changelog)."""
-        for key in self.dirty:
-            self.table[key] = self.live[key].dumps()
-        self.dirty.clear()
-
-    def all_keys(self) -> Iterator[str]:
-        return iter(set(self.live) | set(self.table.keys()))
+        self.deleted.discard(key)
 
     def delete(self, key: str) -> None:
-        """Inside the agent only (Faust writes a tombstone to the changelog)."""
         self.live.pop(key, None)
         self.dirty.discard(key)
-        if key in self.table:
-            del self.table[key]
+        self.deleted.add(key)
+
+    def all_keys(self) -> Iterator[str]:
+        return iter((set(self.live) | set(self.table.keys())) - self.deleted)
+
+    def take_changes(self) -> list[tuple[int, str, bytes | None]]:
+        """(partition, key, value or None for a tombstone) per key changed since the last call;
+        the table's own store is updated here, the changelog is the caller's to write."""
+        out: list[tuple[int, str, bytes | None]] = []
+        data = self.table.data
+        for key in self.dirty:
+            value = self.live[key].dumps()
+            data[key] = value
+            out.append((partition_of(key), key, value))
+        for key in self.deleted:
+            if key in data:
+                del data[key]
+            out.append((partition_of(key), key, None))
+        self.dirty.clear()
+        self.deleted.clear()
+        return out
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget live state of partitions this worker lost: their next owner has the changelog,
+        and if they come back the table is recovered from it again."""
+        for key in [k for k in self.live if partition_of(k) in partitions]:
+            del self.live[key]
+        self.dirty = {k for k in self.dirty if partition_of(k) not in partitions}
+        self.deleted = {k for k in self.deleted if partition_of(k) not in partitions}
 
 
 @dataclass(slots=True)
@@ -195,24 +226,62 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         for k, v in out.budgets:
             await out_topics["budgets"].send(key=k, value=v)
 
+    pending: list[Any] = []  # events processed whose state is not yet in the changelog
+    flush_lock = asyncio.Lock()
+    changelog = table.changelog_topic
+    last_flush = [time.monotonic()]
+
+    async def flush_state(stream: Any) -> None:
+        """Send every changed rollup once, then ack the records behind them (Faust commits
+        only acked offsets, after flushing the producer)."""
+        async with flush_lock:
+            last_flush[0] = time.monotonic()
+            changes, events = store.take_changes(), pending[:]
+            pending.clear()
+            for part, key, value in changes:
+                await changelog.send(key=key, value=value, partition=part, key_serializer="json",
+                                     value_serializer="raw")  # fmt: skip
+            for ev in events:
+                await stream.ack(ev)
+
     async def process(stream: Any) -> None:
         # never block here waiting for `ready`: an agent parked at start-up left partitions
         # stalled after a restart (crash test); run_worker preloads policies and commands
         next_eviction = time.monotonic() + EVICT_EVERY_S
-        async for event in stream.events():
-            msg = event.message
-            value = event.value if isinstance(event.value, bytes) else b""
-            try:
-                out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
-            except Exception as exc:
-                log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
-                                                   msg.partition, msg.offset, None)])  # fmt: skip
-            store.flush()
-            await publish(out)
-            if time.monotonic() >= next_eviction:  # table deletes must happen in the agent
-                proc.evict_idle_traces(time.time())
-                next_eviction = time.monotonic() + EVICT_EVERY_S
+        manual = stream.noack()
+        flusher = asyncio.ensure_future(flush_when_idle(manual))
+        try:
+            async for event in manual.events():
+                msg = event.message
+                value = event.value if isinstance(event.value, bytes) else b""
+                try:
+                    out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
+                except Exception as exc:
+                    log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                    out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
+                                                       msg.partition, msg.offset, None)])  # fmt: skip
+                await publish(out)
+                pending.append(event)
+                if time.monotonic() >= next_eviction:
+                    proc.evict_idle_traces(time.time())
+                    next_eviction = time.monotonic() + EVICT_EVERY_S
+                if time.monotonic() - last_flush[0] >= cfg.state_flush_s:
+                    await flush_state(manual)
+        finally:
+            flusher.cancel()
+
+    async def flush_when_idle(stream: Any) -> None:
+        # the agent flushes as it goes; this covers the last records before a quiet spell
+        while True:
+            await asyncio.sleep(cfg.state_flush_s)
+            if pending and time.monotonic() - last_flush[0] >= cfg.state_flush_s:
+                await flush_state(stream)
+
+    async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
+        lost = {tp.partition for tp in revoked if tp.topic == events_topic.get_topic_name()}
+        if lost:
+            store.drop_partitions(lost)
+            pending[:] = [ev for ev in pending if ev.message.partition not in lost]
 
     async def tick() -> None:
         if ready.is_set():
@@ -246,6 +315,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
     # registered without decorator syntax: faust is untyped (strict mypy)
     app.agent(events_topic, concurrency=1)(process)
+    app.on_partitions_revoked.connect(on_revoked)
     app.timer(interval=cfg.tick_interval_s)(tick)
     app.task(follow_compacted)
     app.page("/rollups/")(rollups_view)

@@ -102,6 +102,11 @@ def table_key(partition: int, scope_key: str) -> str:
     return f"{partition}|{scope_key}"
 
 
+def partition_of(table_key: str) -> int:
+    """The source partition a rollup table key belongs to (its changelog partition)."""
+    return int(table_key.partition("|")[0])
+
+
 def _dec(cost: Decimal) -> bytes:
     return format(cost, "f").encode()
 

@@ -25,6 +25,12 @@ def worker(
     commit_interval: float = typer.Option(
         1.0, min=0.1, help="Offset commit interval in seconds (the crash overcount bound)."
     ),
+    state_flush: float = typer.Option(
+        0.2,
+        min=0.01,
+        help="Write changed rollups to the changelog this often (seconds); records are "
+        "committed after their flush, so this adds to the crash overcount bound.",
+    ),
     session_timeout: float = typer.Option(
         10.0, min=3.0, help="Kafka group session timeout (restart takeover time)."
     ),
@@ -47,6 +53,7 @@ def worker(
         datadir=datadir or s.home / "worker",
         web_port=web_port,
         commit_interval_s=commit_interval,
+        state_flush_s=state_flush,
         session_timeout_s=session_timeout,
         prices_path=prices,
         loops=loops,

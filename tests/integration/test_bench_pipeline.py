@@ -20,10 +20,12 @@ def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("worker_events_per_s", "raw_consume_events_per_s", "ratio_worker_vs_raw", "enforce_p50_ms",
-                "enforce_p99_ms", "overshoot_usd", "overshoot_calls"):  # fmt: skip
+                "enforce_p99_ms", "validated_consume_events_per_s", "ratio_worker_vs_validated", "overshoot_usd", "overshoot_calls"):  # fmt: skip
         assert key in res, key
     assert res["worker_events_per_s"] > 0 and res["raw_consume_events_per_s"] > 0
     assert 0 < res["ratio_worker_vs_raw"] < 10
+    # validating through the contract is slower than a bare JSON parse of the same records
+    assert 0 < res["validated_consume_events_per_s"] < res["raw_consume_events_per_s"]
     assert res["enforce_trials"] >= 20 and res["enforce_trials_missed"] == 0
     assert 0 < res["enforce_p50_ms"] <= res["enforce_p99_ms"] < 10_000
     assert 0 <= res["overshoot_calls"] < res["runaway_calls"]

@@ -1,0 +1,101 @@
+"""The worker's table store: many records touching a rollup give one changelog record per
+flush, on the partition the key belongs to; deletes become tombstones there too."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from agentledger.events import Window
+from agentledger.streams.app import TableStore
+from agentledger.streams.processor import Processor, table_key
+from agentledger.streams.rollups import Rollup
+from agentledger.wire import encode_envelope
+from tests.unit.test_streams_budget_logic import usage
+
+T = 1_700_000_000
+
+
+class FakeTable:
+    """The two faces of a Faust table the store uses: ``get``/``keys`` and ``data``."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def keys(self) -> Any:
+        return self.data.keys()
+
+
+def rollup(cost: str) -> Rollup:
+    r = Rollup()
+    r.add(T, Decimal(cost), 10, 1, 0)
+    return r
+
+
+def month_cost(raw: bytes | None) -> Decimal:
+    assert raw is not None
+    return Rollup.loads(raw).total(Window.CALENDAR_MONTH, T).cost
+
+
+def test_each_key_once_per_flush_on_its_own_partition() -> None:
+    table = FakeTable()
+    store = TableStore(table)
+    for _ in range(5):  # five records touch the same agent on partition 2
+        r = store.get("2|agent/acme/planner") or Rollup()
+        r.add(T, Decimal("0.10"), 10, 1, 0)
+        store.put("2|agent/acme/planner", r)
+    store.put("3|tenant/acme", rollup("1"))
+    changes = store.take_changes()
+    assert sorted((p, k) for p, k, _ in changes) == [(2, "2|agent/acme/planner"), (3, "3|tenant/acme")]
+    value = {k: v for _, k, v in changes}["2|agent/acme/planner"]
+    assert month_cost(value) == Decimal("0.50") and table.data["2|agent/acme/planner"] == value
+    assert store.take_changes() == []  # nothing changed since
+
+
+def test_delete_is_a_tombstone_and_a_put_revives() -> None:
+    table = FakeTable()
+    table.data["1|trace/acme/t1"] = rollup("1").dumps()
+    table.data["1|trace/acme/t2"] = rollup("2").dumps()
+    store = TableStore(table)
+    store.delete("1|trace/acme/t1")
+    store.delete("1|trace/acme/t2")
+    store.put("1|trace/acme/t2", rollup("3"))
+    assert sorted(store.all_keys()) == ["1|trace/acme/t2"]
+    changes = {k: (p, v) for p, k, v in store.take_changes()}
+    assert changes["1|trace/acme/t1"] == (1, None)
+    assert month_cost(changes["1|trace/acme/t2"][1]) == 3
+    assert list(table.data) == ["1|trace/acme/t2"]
+
+
+def test_lost_partitions_are_forgotten_and_read_again_from_the_table() -> None:
+    table = FakeTable()
+    store = TableStore(table)
+    store.put("0|tenant/acme", rollup("1"))
+    store.put("1|tenant/acme", rollup("2"))
+    store.take_changes()
+    store.put("1|tenant/acme", rollup("5"))  # not yet flushed when partition 1 is revoked
+    store.drop_partitions({1})
+    assert [k for _, k, _ in store.take_changes()] == []
+    # another worker owned partition 1 meanwhile; the recovered table is what we read now
+    table.data["1|tenant/acme"] = rollup("7").dumps()
+    got, kept = store.get("1|tenant/acme"), store.get("0|tenant/acme")
+    assert got is not None and got.total(Window.CALENDAR_MONTH, T).cost == 7
+    assert kept is not None and kept.total(Window.CALENDAR_MONTH, T).cost == 1
+
+
+def test_processor_totals_read_through_unflushed_changes() -> None:
+    """Budgets read live state: a change is visible before its changelog flush."""
+    table = FakeTable()
+    store = TableStore(table)
+    proc = Processor(store)
+    ev = usage()  # $0.035
+    proc.process(encode_envelope("acme/planner", [ev]), b"acme/planner", 0, 0, ev.ts.timestamp())
+    assert proc.totals("agent/acme/planner", "calendar_day", ev.ts.timestamp()).cost == Decimal("0.035")
+    assert table.data == {} and table_key(0, "agent/acme/planner") in store.dirty
+    store.take_changes()
+    written = Rollup.loads(table.data[table_key(0, "agent/acme/planner")])
+    assert written.total(Window.CALENDAR_DAY, ev.ts.timestamp()).cost == Decimal("0.035")
+    assert table_key(0, "agent/acme/planner") not in store.dirty
