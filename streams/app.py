@@ -32,6 +32,7 @@ from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.settings import Settings, get_settings
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.offsets import DeliveryTracker
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.processor import Output, Processor, partition_of
 from agentledger.streams.rollups import Rollup
@@ -56,6 +57,9 @@ class WorkerConfig:
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
     tick_interval_s: float = 0.5
+    # a partition fetched past what reached the agent, with the agent idle this long, is
+    # fetched again from there (faust-streaming 0.15.3 can drop a fetched batch in a rebalance)
+    refetch_after_s: float = 5.0
     # changed rollups are written to the changelog at most this often (each key once per
     # flush, however many records touched it); records are acked after their flush
     state_flush_s: float = 0.2
@@ -159,6 +163,7 @@ class WorkerHandle:
 def create_app(cfg: WorkerConfig) -> WorkerHandle:
     """A configured Faust app (not started) and the processor it drives."""
     import faust
+    from faust.types import TP
 
     brokers = ";".join(f"kafka://{b.strip()}" for b in cfg.bootstrap.split(","))
     app = faust.App(
@@ -244,6 +249,15 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             for ev in events:
                 await stream.ack(ev)
 
+    tracker = DeliveryTracker(cfg.refetch_after_s)
+    agent_state = {"busy": False, "last_event": time.monotonic()}
+
+    async def fetch_again(offsets: dict[int, int], why: str) -> None:
+        name = events_topic.get_topic_name()
+        log.warning("%s: fetching %s again from %s", why, name, offsets)
+        proc.counters["refetches"] += len(offsets)
+        await app.consumer.seek_wait({TP(name, p): off for p, off in offsets.items()})
+
     async def process(stream: Any) -> None:
         # never block here waiting for `ready`: an agent parked at start-up left partitions
         # stalled after a restart (crash test); run_worker preloads policies and commands
@@ -252,23 +266,55 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         flusher = asyncio.ensure_future(flush_when_idle(manual))
         try:
             async for event in manual.events():
-                msg = event.message
-                value = event.value if isinstance(event.value, bytes) else b""
+                agent_state["busy"], agent_state["last_event"] = True, time.monotonic()
                 try:
-                    out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
-                except Exception as exc:
-                    log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                    out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
-                                                       msg.partition, msg.offset, None)])  # fmt: skip
-                await publish(out)
-                pending.append(event)
-                if time.monotonic() >= next_eviction:
-                    proc.evict_idle_traces(time.time())
-                    next_eviction = time.monotonic() + EVICT_EVERY_S
-                if time.monotonic() - last_flush[0] >= cfg.state_flush_s:
-                    await flush_state(manual)
+                    msg = event.message
+                    take, refetch = tracker.arrived(msg.partition, msg.offset, time.monotonic())
+                    if refetch is not None:
+                        await fetch_again(
+                            {msg.partition: refetch}, f"got offset {msg.offset} before {refetch}"
+                        )
+                    if not take:
+                        continue  # not processed, not acked: it comes again after the hole
+                    value = event.value if isinstance(event.value, bytes) else b""
+                    try:
+                        out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
+                    except Exception as exc:
+                        log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
+                        out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
+                                                           msg.partition, msg.offset, None)])  # fmt: skip
+                    await publish(out)
+                    pending.append(event)
+                    if time.monotonic() >= next_eviction:
+                        proc.evict_idle_traces(time.time())
+                        next_eviction = time.monotonic() + EVICT_EVERY_S
+                    if time.monotonic() - last_flush[0] >= cfg.state_flush_s:
+                        await flush_state(manual)
+                finally:
+                    agent_state["busy"] = False
         finally:
             flusher.cancel()
+
+    async def refetch_dropped() -> None:
+        """With the agent idle: a partition fetched past what reached the agent lost its
+        tail in a rebalance (streams/offsets.py); fetch it again."""
+        if agent_state["busy"] or time.monotonic() - agent_state["last_event"] < cfg.refetch_after_s:
+            return
+        if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.flow_active:
+            return
+        name = events_topic.get_topic_name()
+        positions: dict[int, int] = {}
+        for tp in app.consumer.assignment():
+            if tp.topic == name:
+                pos = await asyncio.wait_for(app.consumer.position(tp), 10)
+                if pos is not None:
+                    positions[tp.partition] = pos
+        unknown = set(positions) - set(tracker.expected)
+        starts = await start_offsets(cfg, app.conf.id, name) if unknown else None
+        behind = tracker.behind(positions, starts)
+        if behind:
+            agent_state["last_event"] = time.monotonic()
+            await fetch_again(behind, "fetched but never delivered")
 
     async def flush_when_idle(stream: Any) -> None:
         # the agent flushes as it goes; this covers the last records before a quiet spell
@@ -277,10 +323,24 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             if pending and time.monotonic() - last_flush[0] >= cfg.state_flush_s:
                 await flush_state(stream)
 
+    async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        # a new assignment resumes at the committed offsets: holes are measured from there
+        from aiokafka.errors import KafkaError
+
+        name = events_topic.get_topic_name()
+        starts: dict[int, int] = {}
+        if any(tp.topic == name for tp in assigned):
+            try:
+                starts = await asyncio.wait_for(start_offsets(cfg, app.conf.id, name), 10)
+            except (KafkaError, OSError, TimeoutError) as exc:  # then the first record sets the start
+                log.warning("could not read the committed offsets on assignment: %r", exc)
+        tracker.reset(starts)
+
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == events_topic.get_topic_name()}
         if lost:
             store.drop_partitions(lost)
+            tracker.forget(lost)
             pending[:] = [ev for ev in pending if ev.message.partition not in lost]
 
     async def tick() -> None:
@@ -316,12 +376,41 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     # registered without decorator syntax: faust is untyped (strict mypy)
     app.agent(events_topic, concurrency=1)(process)
     app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
+    app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(refetch_dropped)
     app.timer(interval=cfg.tick_interval_s)(tick)
     app.task(follow_compacted)
     app.page("/rollups/")(rollups_view)
     app.page("/trace/")(trace_view)
     app.page("/stats/")(stats_view)
     return WorkerHandle(app, proc, store, ready)
+
+
+async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, int]:
+    """Where the group resumes each partition of ``topic``: its committed offset, or the
+    partition's first offset when it has none (``auto_offset_reset=earliest``)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap, **cfg.client_options)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    out = {
+        tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0
+    }
+    consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, **cfg.client_options)
+    await consumer.start()
+    try:
+        await consumer.topics()  # metadata of every topic, ours included
+        parts = consumer.partitions_for_topic(topic) or set()
+        firsts = await consumer.beginning_offsets([TopicPartition(topic, p) for p in parts])
+    finally:
+        await consumer.stop()
+    # a committed offset below the first one (retention deleted it) resumes at the first
+    return {tp.partition: max(out.get(tp.partition, first), first) for tp, first in firsts.items()}
 
 
 async def preload(cfg: WorkerConfig, proc: Processor) -> int:

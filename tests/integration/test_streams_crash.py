@@ -63,8 +63,8 @@ def test_sigkill_restart_never_below_truth(topics, tmp_path: Path) -> None:
             if seen != progress[0]:
                 progress = (seen, time.monotonic())
             elif time.monotonic() - progress[1] > 12:
-                # faust-streaming 0.15.3 sometimes stops fetching after the rebalance that drops
-                # the dead member (docs/streams.md): a supervisor's liveness check restarts it
+                # the worker refetches what faust 0.15.3 drops in a rebalance (ADR 0006), yet 1
+                # run in 18 still stalled: a supervisor's liveness check restarts it
                 worker.kill()
                 worker = start_worker(topics, tmp_path)
                 progress = (-1, time.monotonic())
