@@ -163,6 +163,7 @@ class WorkerHandle:
 def create_app(cfg: WorkerConfig) -> WorkerHandle:
     """A configured Faust app (not started) and the processor it drives."""
     import faust
+    from aiokafka.errors import KafkaError
     from faust.types import TP
 
     brokers = ";".join(f"kafka://{b.strip()}" for b in cfg.bootstrap.split(","))
@@ -256,7 +257,10 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         name = events_topic.get_topic_name()
         log.warning("%s: fetching %s again from %s", why, name, offsets)
         proc.counters["refetches"] += len(offsets)
-        await app.consumer.seek_wait({TP(name, p): off for p, off in offsets.items()})
+        try:
+            await app.consumer.seek_wait({TP(name, p): off for p, off in offsets.items()})
+        except (KafkaError, OSError, TimeoutError) as exc:  # broker away: asked again later
+            log.warning("could not seek %s: %r", name, exc)
 
     async def process(stream: Any) -> None:
         # never block here waiting for `ready`: an agent parked at start-up left partitions
@@ -297,7 +301,16 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
     async def refetch_dropped() -> None:
         """With the agent idle: a partition fetched past what reached the agent lost its
-        tail in a rebalance (streams/offsets.py); fetch it again."""
+        tail in a rebalance (streams/offsets.py); fetch it again. Never raises: an exception
+        in a Faust timer stops the worker (the whole-cluster-down fault test found that)."""
+        try:
+            await check_tails()
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.info("tail check skipped, broker unavailable: %r", exc)
+        except Exception:  # a safety net must not take the worker down
+            log.exception("tail check failed")
+
+    async def check_tails() -> None:
         if agent_state["busy"] or time.monotonic() - agent_state["last_event"] < cfg.refetch_after_s:
             return
         if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.flow_active:
@@ -325,8 +338,6 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         # a new assignment resumes at the committed offsets: holes are measured from there
-        from aiokafka.errors import KafkaError
-
         name = events_topic.get_topic_name()
         starts: dict[int, int] = {}
         if any(tp.topic == name for tp in assigned):
