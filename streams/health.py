@@ -75,7 +75,12 @@ class HealthEngine:
 
     # --- outputs ------------------------------------------------------------------------
     def _command(
-        self, scope: Scope, action: Action, reason: str, params: CommandParams | None = None
+        self,
+        scope: Scope,
+        action: Action,
+        reason: str,
+        params: CommandParams | None = None,
+        cause_event_id: str | None = None,
     ) -> Outgoing:
         cmd = ControlCommand(
             command_id=uuid.uuid4().hex,
@@ -85,6 +90,7 @@ class HealthEngine:
             reason=reason[:1024],
             params=params or CommandParams(),
             issued_by="agentledger-health",
+            cause_event_id=cause_event_id,
         )
         self.counts["commands"] += 1
         log.info("command %s %s: %s", action.value, scope.key, reason)
@@ -172,7 +178,7 @@ class HealthEngine:
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
         t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
-        return self._on_circuit(t) if t is not None else []
+        return self._on_circuit(t, ev.event_id) if t is not None else []
 
     def _routes_away(self, provider: str) -> bool:
         """Should clients of ``provider`` use the fallback now? Open circuits always; half-open
@@ -182,7 +188,8 @@ class HealthEngine:
             away.add(CircuitState.HALF_OPEN)
         return any(c.state in away for (p, _), c in self.providers.circuits.items() if p == provider)
 
-    def _on_circuit(self, t: CircuitTransition) -> list[Outgoing]:
+    def _on_circuit(self, t: CircuitTransition, cause: str | None = None) -> list[Outgoing]:
+        """``cause``: the span that moved the circuit (None when time alone did)."""
         figures: dict[str, Any] = {
             "provider": t.provider,
             "model": t.model,
@@ -210,11 +217,17 @@ class HealthEngine:
                     Action.FAILOVER,
                     f"{entity} unhealthy: {t.reason}",
                     CommandParams(fallback_provider=fallback),
+                    cause,
                 )
                 command_id = ControlCommand.model_validate_json(cmd.value).command_id
             else:
                 self.failed_over.discard(t.provider)
-                cmd = self._command(scope, Action.RESUME, f"{entity} {t.new.value}: {t.reason}")
+                why = (
+                    f"{entity} half-open: live traffic resumes as the probe (fails over again if it fails)"
+                    if t.new is CircuitState.HALF_OPEN
+                    else f"{entity} {t.new.value}: {t.reason}"
+                )
+                cmd = self._command(scope, Action.RESUME, why, None, cause)
             out.append(cmd)
         if t.new is CircuitState.OPEN:
             summary = (
@@ -274,7 +287,9 @@ class HealthEngine:
         out: list[Outgoing] = []
         if f.recovered:
             if s.action == "throttle":
-                out.append(self._command(scope, Action.RESUME, f"{ev.metric} back to baseline"))
+                out.append(
+                    self._command(scope, Action.RESUME, f"{ev.metric} back to baseline", None, ev.event_id)
+                )
             out.append(
                 self._alert(
                     "quality.drift",
@@ -291,11 +306,19 @@ class HealthEngine:
         reason = f"{ev.metric} drifted {f.direction}: {f.recent_mean:.3f} vs baseline {f.baseline_mean:.3f} ({f.change_pct:+.1f} %, p={f.p_value:.2g})"
         if s.action == "throttle":
             out.append(
-                self._command(scope, Action.THROTTLE, reason, CommandParams(rate_per_s=s.throttle_rate_per_s))
+                self._command(
+                    scope,
+                    Action.THROTTLE,
+                    reason,
+                    CommandParams(rate_per_s=s.throttle_rate_per_s),
+                    ev.event_id,
+                )
             )
         elif s.action == "rollback" and s.rollback_to:
             out.append(
-                self._command(scope, Action.ROLLBACK, reason, CommandParams(target_version=s.rollback_to))
+                self._command(
+                    scope, Action.ROLLBACK, reason, CommandParams(target_version=s.rollback_to), ev.event_id
+                )
             )
         if out:
             command_id = ControlCommand.model_validate_json(out[0].value).command_id

@@ -89,7 +89,10 @@ def _spans(eng: HealthEngine, clock: Clock, n: int, ok: bool) -> list[Outgoing]:
 
 def _outage(eng: HealthEngine, clock: Clock) -> tuple[list[ControlCommand], list[AlertEvent]]:
     assert _spans(eng, clock, 30, ok=True) == []
+    first = _n + 1
     cmds, alerts = _decode(_spans(eng, clock, 40, ok=False))
+    # the command names the failing span that tripped the circuit (command latency starts there)
+    assert cmds and cmds[0].cause_event_id in {f"ev-{i:010d}" for i in range(first, _n + 1)}
     assert [(c.action, c.scope.key, c.params.fallback_provider) for c in cmds] == [
         (Action.FAILOVER, "provider/openai/*", "anthropic")
     ]
@@ -117,6 +120,8 @@ def test_provider_half_open_resumes_traffic_as_the_probe_and_backs_off_when_it_f
     clock.t += 3.5
     cmds, alerts = _decode(eng.tick())
     assert [c.action for c in cmds] == [Action.RESUME] and alerts == []
+    assert cmds[0].cause_event_id is None  # time alone half-opened it
+    assert "live traffic resumes as the probe" in cmds[0].reason
     # the provider is still down: the first failing probes fail over again
     cmds, alerts = _decode(_spans(eng, clock, 2, ok=False))
     assert [c.action for c in cmds] == [Action.FAILOVER] and [a.state for a in alerts] == [AlertState.ALERT]
@@ -190,6 +195,7 @@ def test_quality_drift_alerts_and_throttles_when_configured() -> None:
         out += eng.on_events(encode_envelope("acme/planner", [q]))
     cmds, alerts = _decode(out)
     assert [c.action for c in cmds] == [Action.THROTTLE] and cmds[0].params.rate_per_s == 0.5
+    assert cmds[0].cause_event_id is not None and cmds[0].cause_event_id.startswith("ev-")
     assert len(alerts) == 1 and alerts[0].rule == "quality.drift" and alerts[0].state is AlertState.ALERT
     assert alerts[0].dedup_key == "quality.drift|acme/planner@v1:helpfulness"
     assert alerts[0].figures["change_pct"] < -5
