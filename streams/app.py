@@ -143,6 +143,15 @@ class TableStore:
         self.deleted.clear()
         return out
 
+    def mark_changed(self, changes: list[tuple[int, str, bytes | None]]) -> None:
+        """Give back changes whose changelog write failed: the next ``take_changes`` has them."""
+        for _, key, value in changes:
+            if value is None:
+                if key not in self.live:
+                    self.deleted.add(key)
+            elif key in self.live:
+                self.dirty.add(key)
+
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget live state of partitions this worker lost: their next owner has the changelog,
         and if they come back the table is recovered from it again."""
@@ -244,9 +253,15 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             last_flush[0] = time.monotonic()
             changes, events = store.take_changes(), pending[:]
             pending.clear()
-            for part, key, value in changes:
-                await changelog.send(key=key, value=value, partition=part, key_serializer="json",
-                                     value_serializer="raw")  # fmt: skip
+            try:
+                for part, key, value in changes:
+                    await changelog.send(key=key, value=value, partition=part, key_serializer="json",
+                                         value_serializer="raw")  # fmt: skip
+            except BaseException:
+                # nothing is acked: the records stay uncommitted and their keys stay changed
+                store.mark_changed(changes)
+                pending[:0] = events
+                raise
             for ev in events:
                 await stream.ack(ev)
 
@@ -334,7 +349,10 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         while True:
             await asyncio.sleep(cfg.state_flush_s)
             if pending and time.monotonic() - last_flush[0] >= cfg.state_flush_s:
-                await flush_state(stream)
+                try:
+                    await flush_state(stream)
+                except (KafkaError, OSError, TimeoutError) as exc:  # the agent's next flush retries
+                    log.warning("state flush failed, retrying: %r", exc)
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         # a new assignment resumes at the committed offsets: holes are measured from there

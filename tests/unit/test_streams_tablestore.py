@@ -99,3 +99,16 @@ def test_processor_totals_read_through_unflushed_changes() -> None:
     written = Rollup.loads(table.data[table_key(0, "agent/acme/planner")])
     assert written.total(Window.CALENDAR_DAY, ev.ts.timestamp()).cost == Decimal("0.035")
     assert table_key(0, "agent/acme/planner") not in store.dirty
+
+
+def test_changes_whose_write_failed_come_back_next_time() -> None:
+    table = FakeTable()
+    table.data["1|trace/acme/t1"] = rollup("1").dumps()
+    store = TableStore(table)
+    store.put("0|tenant/acme", rollup("2"))
+    store.delete("1|trace/acme/t1")
+    changes = store.take_changes()
+    store.mark_changed(changes)  # the changelog send raised
+    again = {k: v for _, k, v in store.take_changes()}
+    assert set(again) == {"0|tenant/acme", "1|trace/acme/t1"} and again["1|trace/acme/t1"] is None
+    assert month_cost(again["0|tenant/acme"]) == 2
