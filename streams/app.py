@@ -199,7 +199,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         topic_replication_factor=cfg.replication or 1,
     )
     raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-    events_topic = app.topic(cfg.topic(topics.EVENTS), **raw)
+    events_name = cfg.topic(topics.EVENTS)
+    events_topic = app.topic(events_name, **raw)
     out_topics = {
         name: app.topic(cfg.topic(spec), **raw)
         for name, spec in (
@@ -269,13 +270,12 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     agent_state = {"busy": False, "last_event": time.monotonic()}
 
     async def fetch_again(offsets: dict[int, int], why: str) -> None:
-        name = events_topic.get_topic_name()
-        log.warning("%s: fetching %s again from %s", why, name, offsets)
+        log.warning("%s: fetching %s again from %s", why, events_name, offsets)
         proc.counters["refetches"] += len(offsets)
         try:
-            await app.consumer.seek_wait({TP(name, p): off for p, off in offsets.items()})
+            await app.consumer.seek_wait({TP(events_name, p): off for p, off in offsets.items()})
         except (KafkaError, OSError, TimeoutError) as exc:  # broker away: asked again later
-            log.warning("could not seek %s: %r", name, exc)
+            log.warning("could not seek %s: %r", events_name, exc)
 
     async def process(stream: Any) -> None:
         # never block here waiting for `ready`: an agent parked at start-up left partitions
@@ -330,15 +330,14 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             return
         if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.flow_active:
             return
-        name = events_topic.get_topic_name()
         positions: dict[int, int] = {}
         for tp in app.consumer.assignment():
-            if tp.topic == name:
+            if tp.topic == events_name:
                 pos = await asyncio.wait_for(app.consumer.position(tp), 10)
                 if pos is not None:
                     positions[tp.partition] = pos
         unknown = set(positions) - set(tracker.expected)
-        starts = await start_offsets(cfg, app.conf.id, name) if unknown else None
+        starts = await start_offsets(cfg, app.conf.id, events_name) if unknown else None
         behind = tracker.behind(positions, starts)
         if behind:
             agent_state["last_event"] = time.monotonic()
@@ -356,17 +355,16 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         # a new assignment resumes at the committed offsets: holes are measured from there
-        name = events_topic.get_topic_name()
         starts: dict[int, int] = {}
-        if any(tp.topic == name for tp in assigned):
+        if any(tp.topic == events_name for tp in assigned):
             try:
-                starts = await asyncio.wait_for(start_offsets(cfg, app.conf.id, name), 10)
+                starts = await asyncio.wait_for(start_offsets(cfg, app.conf.id, events_name), 10)
             except (KafkaError, OSError, TimeoutError) as exc:  # then the first record sets the start
                 log.warning("could not read the committed offsets on assignment: %r", exc)
         tracker.reset(starts)
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        lost = {tp.partition for tp in revoked if tp.topic == events_topic.get_topic_name()}
+        lost = {tp.partition for tp in revoked if tp.topic == events_name}
         if lost:
             store.drop_partitions(lost)
             tracker.forget(lost)

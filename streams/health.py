@@ -217,7 +217,7 @@ class HealthEngine:
                     Action.FAILOVER,
                     f"{entity} unhealthy: {t.reason}",
                     CommandParams(fallback_provider=fallback),
-                    cause,
+                    cause_event_id=cause,
                 )
                 command_id = ControlCommand.model_validate_json(cmd.value).command_id
             else:
@@ -227,7 +227,7 @@ class HealthEngine:
                     if t.new is CircuitState.HALF_OPEN
                     else f"{entity} {t.new.value}: {t.reason}"
                 )
-                cmd = self._command(scope, Action.RESUME, why, None, cause)
+                cmd = self._command(scope, Action.RESUME, why, cause_event_id=cause)
             out.append(cmd)
         if t.new is CircuitState.OPEN:
             summary = (
@@ -288,7 +288,9 @@ class HealthEngine:
         if f.recovered:
             if s.action == "throttle":
                 out.append(
-                    self._command(scope, Action.RESUME, f"{ev.metric} back to baseline", None, ev.event_id)
+                    self._command(
+                        scope, Action.RESUME, f"{ev.metric} back to baseline", cause_event_id=ev.event_id
+                    )
                 )
             out.append(
                 self._alert(
@@ -311,13 +313,17 @@ class HealthEngine:
                     Action.THROTTLE,
                     reason,
                     CommandParams(rate_per_s=s.throttle_rate_per_s),
-                    ev.event_id,
+                    cause_event_id=ev.event_id,
                 )
             )
         elif s.action == "rollback" and s.rollback_to:
             out.append(
                 self._command(
-                    scope, Action.ROLLBACK, reason, CommandParams(target_version=s.rollback_to), ev.event_id
+                    scope,
+                    Action.ROLLBACK,
+                    reason,
+                    CommandParams(target_version=s.rollback_to),
+                    cause_event_id=ev.event_id,
                 )
             )
         if out:
