@@ -46,9 +46,24 @@ class Background:
     words: list[str]
     proc: subprocess.Popen[bytes]
     log: Path
+    redirected: Path | None = None  # the `> file` the command writes its output to
+    stopped: bool = False  # by us (``kill %N`` or the end of the session)
 
     def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
+        text = self.log.read_text(errors="replace")
+        if self.redirected is not None and self.redirected.exists():
+            text += self.redirected.read_text(errors="replace")
+        return text[-3000:]
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
 
 
 @dataclass
@@ -109,12 +124,17 @@ class DocSession:
             raise DocFailure(f"{block.id}: no way to run a ```{block.info} block; mark it (see docblocks)")
 
     def _expecting(self, block: Block, once: Any) -> str:
-        pattern = block.marker("expect")
+        """``expect``: the output matches, first time. ``wait-for``: re-run until it does."""
+        pattern, retry = block.marker("expect"), False
+        if pattern is None and (pattern := block.marker("wait-for")) is not None:
+            retry = True
         deadline = time.monotonic() + EXPECT_WITHIN_S
         while True:
-            out = once()
+            out = str(once())
             if pattern is None or re.search(pattern, out, re.M):
-                return str(out)
+                return out
+            if not retry:
+                raise DocFailure(f"{block.id}: output does not match /{pattern}/:\n{out[-4000:]}")
             if time.monotonic() > deadline:
                 raise DocFailure(
                     f"{block.id}: output never matched /{pattern}/ in {EXPECT_WITHIN_S:.0f}s:\n{out}"
@@ -129,8 +149,10 @@ class DocSession:
     def run_shell(self, block: Block) -> None:
         commands = shell_commands(block.text)
         starts = [c for c in commands if self._is_long_running(c)]
-        if starts and block.marker("expect") is not None:
-            raise DocFailure(f"{block.id}: an `expect` block must not start long-running commands")
+        if starts and block.marker("wait-for") is not None:
+            raise DocFailure(
+                f"{block.id}: a `wait-for` block is re-run: it must not start long-running commands"
+            )
         ran = []
 
         def once() -> str:
@@ -152,6 +174,10 @@ class DocSession:
             for assignment in words[1:]:
                 name, _, value = assignment.partition("=")
                 self.env[name] = os.path.expandvars(value)
+            return ""
+        if words[0] == "kill" and all(w.startswith("%") for w in words[1:]):
+            for job in words[1:]:
+                self._stop_job(block, int(job[1:]))
             return ""
         if words[0] == "make":
             target = words[1] if len(words) > 1 else "demo"
@@ -183,6 +209,9 @@ class DocSession:
 
     @staticmethod
     def _is_long_running(command: str) -> bool:
+        """Started in the background: a line ending in ``&``, or a server run in its own terminal."""
+        if command.endswith("&") and not command.endswith("&&"):
+            return True
         words = shlex.split(command)
         if words[:2] == ["python", "tests/fakeprovider.py"]:
             return True
@@ -193,12 +222,15 @@ class DocSession:
         return any(tuple(words[1 : 1 + len(name)]) == name for name in LONG_RUNNING)
 
     def _start(self, block: Block, command: str, words: list[str]) -> None:
+        command = command.removesuffix("&").rstrip()
+        words = shlex.split(command)
         log = self.tmp / f"bg_{len(self.background)}.log"
         env = self.cli_env() if words[0] == "agentledger" else self.env
         with log.open("wb") as out:
             proc = subprocess.Popen(["bash", "-c", "exec " + command], cwd=self.cwd, env=env, stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-        bg = Background(words, proc, log)
+        redirected = re.search(r"(?<![0-9&])>\s*([^\s&>]+)", command)
+        bg = Background(words, proc, log, self.cwd / redirected[1] if redirected else None)
         self.background.append(bg)
         self.transcript.append(f"$ {command} &  (pid {proc.pid}, log {log})")
         port = _port_of(words)
@@ -216,19 +248,27 @@ class DocSession:
             time.sleep(0.2)
         raise DocFailure(f"{block.id}: `{command}` not ready in 60s:\n{bg.tail()}")
 
+    def _stop_job(self, block: Block, number: int) -> None:
+        """``kill %N``: the Nth command this session started in the background."""
+        if not 1 <= number <= len(self.background):
+            raise DocFailure(f"{block.id}: `kill %{number}`: only {len(self.background)} background jobs")
+        bg = self.background[number - 1]
+        if bg.proc.poll() is not None:
+            raise DocFailure(
+                f"{block.id}: `{' '.join(bg.words)}` had exited {bg.proc.returncode}:\n{bg.tail()}"
+            )
+        bg.stop()
+        self.transcript.append(f"$ kill %{number}  ({' '.join(bg.words)}: exit {bg.proc.returncode})")
+
     def close(self) -> list[str]:
         """Stop what the docs started; returns the commands that had died on their own."""
         died = [f"`{' '.join(b.words)}` exited {b.proc.returncode}:\n{b.tail()}"
-                for b in self.background if b.proc.poll() is not None]  # fmt: skip
+                for b in self.background if b.proc.poll() is not None and not b.stopped]  # fmt: skip
         for b in self.background:
             if b.proc.poll() is None:
                 os.killpg(b.proc.pid, signal.SIGTERM)
         for b in self.background:
-            try:
-                b.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(b.proc.pid, signal.SIGKILL)
-                b.proc.wait(5)
+            b.stop()
         return died
 
     # -- what a reader would look at -----------------------------------------------------

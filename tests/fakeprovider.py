@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -235,11 +236,16 @@ class FakeProvider:
         self.stop()
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--port", type=int, default=8765)
     port = parser.parse_args().port
     fake = FakeProvider(port)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill %1` stops it like Ctrl-C does
     print(
         f"fake OpenAI/Anthropic provider at {fake.url} (OPENAI_BASE_URL={fake.openai_base_url})", flush=True
     )
