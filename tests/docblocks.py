@@ -12,8 +12,15 @@ the Markdown, on the line(s) right before the fence:
   ``agentledger`` command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it
   exports must be a setting.
 - ``<!-- doctest: file NAME -->``: written to NAME (a later block runs it), not run itself.
-- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX; it is re-run until it
-  does (a pipeline needs a few seconds), up to a minute.
+- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX.
+- ``<!-- doctest: wait-for REGEX -->``: re-run the block until its output matches (a query on a
+  pipeline that needs a few seconds), up to a minute.
+
+In shell blocks a line ending in ``&`` runs in the background (ready when its ``--port``
+accepts connections, or when it is still alive after its start-up), ``kill %N`` stops the Nth
+such job and fails if it had died, ``make`` targets are not run (``MAKE_SKIPS`` says why), and
+an ``agentledger`` server named without ``&`` (``worker``, ``sink``, ``api serve``...) is started
+as if in its own terminal. Python blocks fail on a ``DeprecationWarning`` their own code causes.
 
 A block with no info string and no marker fails the collection test: nothing is skipped
 silently.

@@ -144,7 +144,9 @@ class DocSession:
     def run_python(self, block: Block) -> str:
         script = self.tmp / f"block_{block.line}.py"
         script.write_text(self.code(block.text))
-        return self._foreground(block, [str(BIN / "python"), str(script)], self.env)
+        # A deprecation the block's own code triggers (a retired model name, an old API) fails it.
+        env = {**self.env, "PYTHONWARNINGS": "error::DeprecationWarning:__main__"}
+        return self._foreground(block, [str(BIN / "python"), str(script)], env)
 
     def run_shell(self, block: Block) -> None:
         commands = shell_commands(block.text)

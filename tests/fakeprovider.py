@@ -121,7 +121,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Anthropic ---------------------------------------------------------------------
 
     def _anthropic(self, body: dict[str, Any]) -> None:
-        model = str(body.get("model", "claude-sonnet-4-5"))
+        model = str(body.get("model", "claude-sonnet-4-6"))
         usage = self.server.usage.anthropic()
         message = {
             "id": f"msg_fake{next(_ids)}", "type": "message", "role": "assistant", "model": model,
