@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docblocks import ROOT, all_blocks, extract, shell_commands, synopsis_commands
+from docblocks import ROOT, all_blocks, doc_files, extract, shell_commands, synopsis_commands
 from docrunner import DocFailure, check_config, check_data, check_synopsis
 
 from agentledger.errors import AgentLedgerError
@@ -103,3 +103,42 @@ def _block(text: str, info: str = "bash"):
 
     markers = (("synopsis", ""),) if info == "bash" else ()
     return Block("docs/x.md", 1, "t", 1, info, text, markers)
+
+
+def _setting_names() -> set[str]:
+    from agentledger.api.config import ApiSettings
+    from agentledger.settings import Settings
+
+    names = set()
+    for cls in (Settings, ApiSettings):
+        prefix = cls.model_config.get("env_prefix", "")
+        names |= {(prefix + f).upper() for f in cls.model_fields}
+    return names
+
+
+def test_every_documented_setting_exists():
+    """Prose and tables too: an AGENTLEDGER_* name a reader sets must be one we read."""
+    import re
+
+    names = _setting_names()
+    wrong = []
+    for path in doc_files():
+        # whole names only: `AGENTLEDGER_KAFKA_SASL_MECHANISM` / `_USERNAME` shorthand is skipped
+        for name in set(re.findall(r"\bAGENTLEDGER_[A-Z0-9_]*[A-Z0-9]\b", path.read_text())):
+            if name not in names:
+                wrong.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not wrong, wrong
+
+
+def test_every_inline_command_exists():
+    """`agentledger ...` in prose names real commands and options (checked like a synopsis)."""
+    import re
+
+    from docblocks import Block
+
+    for path in doc_files():
+        prose = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+        spans = re.findall(r"`(?:\.venv/bin/)?(agentledger [^`]+)`", prose)
+        if spans:
+            block = Block(str(path.relative_to(ROOT)), 0, "prose", 1, "text", "\n".join(spans) + "\n")
+            check_synopsis(block)
