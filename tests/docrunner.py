@@ -31,6 +31,9 @@ from docblocks import MAKE_SKIPS, ROOT, Block, shell_commands, synopsis_commands
 
 BIN = Path(sys.executable).parent
 DOC_BROKER = "localhost:9092"
+# Fixed ports the docs name for servers the reader starts; each session gets free ones instead,
+# so two test runs on one machine never meet.
+DOC_PORTS = ("8765",)
 # agentledger commands that run until stopped: (words that name them, how to tell they are up)
 LONG_RUNNING = {("worker",), ("health",), ("alerts", "dispatch"), ("sink",), ("api", "serve"), ("demo",)}
 EXPECT_WITHIN_S = 60.0
@@ -93,6 +96,7 @@ class DocSession:
         env.update(HOME=str(home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
         env["AGENTLEDGER_TOPIC_PREFIX"] = self.prefix
         self.env = env
+        self.ports = {p: str(_free_port()) for p in DOC_PORTS}
 
     # -- environments ------------------------------------------------------------------
 
@@ -100,8 +104,12 @@ class DocSession:
         return {**self.env, "AGENTLEDGER_KAFKA_BOOTSTRAP": self.bootstrap}
 
     def code(self, text: str) -> str:
-        """A reader's code as it runs here: the documented broker address is the real one."""
-        return text.replace(DOC_BROKER, self.bootstrap)
+        """A reader's code or command as it runs here: the documented broker address is the real
+        one, documented server ports are free ones."""
+        text = text.replace(DOC_BROKER, self.bootstrap)
+        for doc_port, port in self.ports.items():
+            text = re.sub(rf"(?<![\d.]){doc_port}(?!\d)", port, text)
+        return text
 
     # -- blocks ------------------------------------------------------------------------
 
@@ -171,6 +179,7 @@ class DocSession:
             self.skipped.append(f"{block.id}: nothing to run here")
 
     def _shell_line(self, block: Block, command: str) -> str | None:
+        command = self.code(command)
         words = shlex.split(command)
         if words[0] == "export":
             for assignment in words[1:]:
@@ -287,6 +296,12 @@ def _port_of(words: list[str]) -> int | None:
         if w.startswith("--port="):
             return int(w.split("=", 1)[1])
     return 8000 if words[1:3] == ["api", "serve"] else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
