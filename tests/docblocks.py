@@ -121,7 +121,11 @@ def extract(path: Path, root: Path = ROOT) -> list[Block]:
 
 
 def doc_files(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [
+        root / "README.md",
+        *sorted((root / "docs").glob("*.md")),
+        *sorted((root / "docs").glob("*/*.md")),
+    ]
 
 
 def all_blocks(root: Path = ROOT) -> list[Block]:

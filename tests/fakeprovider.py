@@ -6,6 +6,8 @@ the provider SDKs' own request and response code, with no key and no cost. It se
 
 - ``POST /v1/chat/completions`` (OpenAI), plain or ``stream=True`` (SSE chunks; the usage chunk
   when ``stream_options={"include_usage": true}``, as OpenAI does);
+- ``POST /v1/responses`` (OpenAI Responses API), plain or streamed (created, text delta,
+  completed with usage);
 - ``POST /v1/messages`` (Anthropic), plain or ``stream=True`` (the Messages event sequence);
 - ``GET /v1/models``.
 
@@ -90,6 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append((path, body))
         if path == "/v1/chat/completions":
             self._openai(body)
+        elif path == "/v1/responses":
+            self._responses(body)
         elif path == "/v1/messages":
             self._anthropic(body)
         else:
@@ -117,6 +121,37 @@ class _Handler(BaseHTTPRequestHandler):
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": usage})
         self._sse([(None, c) for c in chunks], done=True)
+
+    def _responses(self, body: dict[str, Any]) -> None:
+        """The Responses API (what the OpenAI Agents SDK and Pydantic AI use by default)."""
+        model = str(body.get("model", "gpt-4o"))
+        u = self.server.usage
+        text = {"type": "output_text", "text": ANSWER, "annotations": []}
+        item = {"type": "message", "id": f"msg_fake{next(_ids)}", "status": "completed", "role": "assistant",
+                "content": [text]}  # fmt: skip
+        response = {
+            "id": f"resp_fake{next(_ids)}", "object": "response", "created_at": int(time.time()),
+            "status": "completed", "model": model, "output": [item], "parallel_tool_calls": True,
+            "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
+            "instructions": None, "metadata": {},
+            "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
+                      "total_tokens": u.input_tokens + u.output_tokens,
+                      "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
+                      "output_tokens_details": {"reasoning_tokens": 0}},
+        }  # fmt: skip
+        if not body.get("stream"):
+            self._json(200, response)
+            return
+        started = {**response, "status": "in_progress", "output": [], "usage": None}
+        events = [
+            ("response.created", {"type": "response.created", "response": started}),
+            ("response.output_text.delta", {"type": "response.output_text.delta", "item_id": item["id"],
+                                            "output_index": 0, "content_index": 0, "delta": ANSWER}),
+            ("response.completed", {"type": "response.completed", "response": response}),
+        ]  # fmt: skip
+        for n, (_, data) in enumerate(events):
+            data["sequence_number"] = n
+        self._sse(events, done=False)
 
     # -- Anthropic ---------------------------------------------------------------------
 

@@ -36,6 +36,17 @@ def test_openai_plain_and_streamed(fake):  # type: ignore[no-untyped-def]
     assert [path for path, _ in fake.requests] == ["/v1/chat/completions"] * 2
 
 
+def test_openai_responses_plain_and_streamed(fake):  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    resp = client.responses.create(model="gpt-4o", input="What is 2 + 2?")
+    assert resp.output_text == "4"
+    events = list(client.responses.create(model="gpt-4o", input="What is 2 + 2?", stream=True))
+    assert [e.type for e in events][-1] == "response.completed"
+    for got in (usage_from_openai(resp), usage_from_openai(events)):
+        assert got is not None
+        assert (got.input_tokens, got.output_tokens, got.cache_read_tokens) == (1000, 200, 400)
+
+
 def test_anthropic_plain_and_streamed(fake):  # type: ignore[no-untyped-def]
     client = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-fake")
     msg = client.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=MSGS)  # type: ignore[arg-type]
