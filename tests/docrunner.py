@@ -89,8 +89,13 @@ class DocSession:
                 link.symlink_to(ROOT / name)
         home = self.tmp / "home"
         home.mkdir(exist_ok=True)
+        # A reader's environment: none of ours, no real provider keys; a configured cluster's
+        # security settings pass through (its address is given to the CLI, and code names it).
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AGENTLEDGER_", "OPENAI_", "ANTHROPIC_"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AGENTLEDGER_", "OPENAI_", "ANTHROPIC_"))
+            or (k.startswith("AGENTLEDGER_KAFKA_") and k != "AGENTLEDGER_KAFKA_BOOTSTRAP")
         }
         env.update(self.provider_env)
         env.update(HOME=str(home), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", PYTHONUNBUFFERED="1")
