@@ -39,6 +39,10 @@ RUN_KINDS = {"python": "python", "py": "python", "bash": "shell", "sh": "shell",
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)[^`]*$")
 _MARKER = re.compile(r"^\s*<!--\s*doctest:\s*(?P<verb>[a-z-]+)\s*(?P<arg>.*?)\s*-->\s*$")
 
+# Docs that run as one story, block after block in one session (files written by one block
+# are run by a later one, background jobs live on); every other block runs on its own.
+STORIES = ("docs/quickstart.md",)
+
 # `make` targets a doc may name, and why the harness does not run them inside the test suite.
 MAKE_SKIPS = {
     "demo": "sets up and runs the whole demo: tests/integration/test_demo.py runs `agentledger demo`",

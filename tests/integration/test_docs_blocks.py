@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from docblocks import all_blocks
+from docblocks import STORIES, all_blocks
 from docrunner import DocSession
 from fakeprovider import FakeProvider
 
@@ -23,7 +23,7 @@ KNOWN_BUGS: dict[str, str] = {
     "docs/collectors.md#ten-lines-1": GUARD_BOOTSTRAP,
 }
 
-RUN = [b for b in all_blocks() if b.kind in ("python", "shell") and not b.path.endswith("quickstart.md")]
+RUN = [b for b in all_blocks() if b.kind in ("python", "shell") and b.path not in STORIES]
 
 
 def _param(block):  # type: ignore[no-untyped-def]

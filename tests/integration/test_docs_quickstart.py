@@ -10,10 +10,10 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from docblocks import ROOT, extract
+from docblocks import ROOT, STORIES, extract
 from docrunner import DocSession
 
-QUICKSTART = extract(ROOT / "docs" / "quickstart.md")
+QUICKSTART = extract(ROOT / STORIES[0])
 
 # Block id -> a known bug, fixed elsewhere, that stops the story at that block today.
 KNOWN_BUGS: dict[str, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from docblocks import ROOT, all_blocks, doc_files, extract, shell_commands, synopsis_commands
+from docblocks import ROOT, STORIES, all_blocks, doc_files, extract, shell_commands, synopsis_commands
 from docrunner import DocFailure, check_config, check_data, check_synopsis
 
 from agentledger.errors import AgentLedgerError
@@ -27,6 +27,8 @@ def test_every_block_is_runnable_or_marked(block):
     )
     if block.kind == "skip":
         assert block.marker("skip"), f"{block.id}: a skip needs a reason"
+    if block.kind == "file":  # only a story runs the later block that uses the file
+        assert block.path in STORIES, f"{block.id}: a `file` block outside {STORIES} is never run"
 
 
 CHECKED = [b for b in BLOCKS if b.kind in ("yaml", "json", "synopsis")]
