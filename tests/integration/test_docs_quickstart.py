@@ -1,5 +1,5 @@
 """docs/quickstart.md, run end to end as one reader would, on the real broker: broker and
-topics, the fake provider, worker and sink in the background, the policy, the ten-line agent
+topics, the fake provider, worker and sink in the background, the policy, the agent
 killed by its budget, cost per agent from `agentledger sql`, the kill in `agentledger guard
 status`, and everything stopped with `kill %1 %2 %3`."""
 
@@ -17,7 +17,7 @@ QUICKSTART = extract(ROOT / STORIES[0])
 
 # Block id -> a known bug, fixed elsewhere, that stops the story at that block today.
 KNOWN_BUGS: dict[str, str] = {
-    "docs/quickstart.md#3-a-ten-line-agent-2": (
+    "docs/quickstart.md#3-an-agent-2": (
         "al.Guard() after al.configure(bootstrap=...) raises ValueError (the Guard reads only AGENTLEDGER_KAFKA_BOOTSTRAP); being fixed in collectors"
     ),
 }
