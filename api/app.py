@@ -52,7 +52,13 @@ def create_app(
         publisher=Publisher(broker, client_options, a.produce_timeout_s),
         policies=CompactedView(names.policies, broker, client_options, Policy.model_validate_json),
         budgets=CompactedView(names.budgets, broker, client_options, BudgetStatus.model_validate_json),
-        control=CompactedView(names.control, broker, client_options, ControlCommand.model_validate_json),
+        control=CompactedView(
+            names.control,
+            broker,
+            client_options,
+            ControlCommand.model_validate_json,
+            id_of=lambda c: c.command_id,  # idempotent retries by command_id
+        ),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
 

@@ -219,7 +219,9 @@ class CompactedView(Generic[T]):
 
     A tombstone (value None) removes the key; a record that does not parse is logged and
     skipped (it cannot stop the view). ``put``/``remove`` apply our own writes at once, so a
-    client reads its write back without waiting for the consumer.
+    client reads its write back without waiting for the consumer. With ``id_of``, the view
+    also remembers the last ``remember`` values it saw by that id, superseded ones included
+    (idempotent retries: a command is found by its id after a later one replaced it).
     """
 
     def __init__(
@@ -228,10 +230,15 @@ class CompactedView(Generic[T]):
         bootstrap: str,
         client_options: dict[str, object],
         parse: Callable[[bytes], T],
+        id_of: Callable[[T], str] | None = None,
+        remember: int = 100_000,
     ) -> None:
         self.topic = topic
         self._parse = parse
         self._items: dict[str, T] = {}
+        self._id_of = id_of
+        self._remember = remember
+        self._by_id: dict[str, T] = {}  # insertion order: the oldest is dropped first
         self._bootstrap = bootstrap
         self._options = client_options
         self._consumer: AIOKafkaConsumer | None = None
@@ -248,8 +255,22 @@ class CompactedView(Generic[T]):
     def get(self, key: str) -> T | None:
         return self._items.get(key)
 
+    def by_id(self, item_id: str) -> T | None:
+        """The value last seen with this id (needs ``id_of``), current or superseded."""
+        return self._by_id.get(item_id)
+
+    def _note(self, value: T) -> None:
+        if self._id_of is None:
+            return
+        item_id = self._id_of(value)
+        self._by_id.pop(item_id, None)
+        self._by_id[item_id] = value
+        if len(self._by_id) > self._remember:
+            del self._by_id[next(iter(self._by_id))]
+
     def put(self, key: str, value: T) -> None:
         self._items[key] = value
+        self._note(value)
 
     def remove(self, key: str) -> None:
         self._items.pop(key, None)
@@ -262,9 +283,12 @@ class CompactedView(Generic[T]):
             self._items.pop(k, None)
             return
         try:
-            self._items[k] = self._parse(value)
+            parsed = self._parse(value)
         except Exception as exc:  # noqa: BLE001 - a bad record must not stop the view
             log.warning("skipping unreadable record on %s key %r: %s", self.topic, k, exc)
+            return
+        self._items[k] = parsed
+        self._note(parsed)
 
     async def start(self) -> None:
         self._consumer = AIOKafkaConsumer(

@@ -87,17 +87,17 @@ async def post_control(
 ) -> ControlCommand:
     """Publish a command keyed by its scope; agents' Guards obey it within a second.
 
-    Idempotent by ``command_id``: a retry with the id of a command already in force answers it
-    again and writes nothing; the same id with a different request is 409.
+    Idempotent by ``command_id``: a retry with the id of a command already written answers it
+    again and writes nothing, even after a later command replaced it; the same id with a
+    different request is 409.
     """
     _check_scope(key, body.scope)
     if body.command_id is not None:
-        held: ControlCommand
-        for held in state.control.items().values():
-            if held.command_id == body.command_id:
-                if not _visible(key, held) or not _same_request(held, body):
-                    raise ConflictError(f"command_id {body.command_id!r} is already used by another command")
-                return held
+        held: ControlCommand | None = state.control.by_id(body.command_id)
+        if held is not None:
+            if not _visible(key, held) or not _same_request(held, body):
+                raise ConflictError(f"command_id {body.command_id!r} is already used by another command")
+            return held
     try:
         command = ControlCommand(
             command_id=body.command_id or f"manual-{uuid.uuid4().hex[:16]}",

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from agentledger.api import ingest, otlp
 from agentledger.api.auth import require
-from agentledger.api.errors import ForbiddenError, responses
+from agentledger.api.errors import ForbiddenError, OutcomeUnknownError, responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.errors import ConfigError, ContractError
+from agentledger.errors import ConfigError, ContractError, TransientError
 from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
@@ -143,7 +143,13 @@ async def post_traces(
     written = len(events) - len(planned.too_large)
     if written:
         state.limiter.take(key.key_id, written)
-    await ingest.publish(state.publisher, planned.records)
+    try:
+        await ingest.publish(state.publisher, planned.records)
+    except OutcomeUnknownError as exc:  # indexes of mapped events mean nothing to an exporter
+        raise TransientError(
+            f"Kafka acknowledged {len(exc.written)} of {written} mapped event(s); export the same "
+            "spans again (their event ids derive from the span ids, so nothing is counted twice)"
+        ) from None
     rejected = len({s.span_id for s, _ in failed} | set(too_large))
     message = "; ".join(reasons[:20]) + (f"; and {len(reasons) - 20} more" if len(reasons) > 20 else "")
     payload, media = otlp.encode_response(content_type, rejected, message)

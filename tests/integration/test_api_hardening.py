@@ -193,6 +193,12 @@ def test_a_control_command_retried_with_its_id_is_one_command(api: Api) -> None:
     assert first.json()["command_id"] == "ops-kill-0001"
     reused = api.call("POST", "/v1/control", "acme_admin", {**request, "action": "resume"})
     assert reused.status_code == 409 and reused.json()["error"] == "conflict"
+    resume = {**request, "command_id": "ops-resume-0001", "action": "resume"}
+    assert api.call("POST", "/v1/control", "acme_admin", resume).status_code == 202
+    late = api.call("POST", "/v1/control", "acme_admin", request)  # a late retry of the kill
+    assert late.status_code == 202 and late.json() == first.json()
+    in_force = api.call("GET", "/v1/control", "acme_read").json()
+    assert [c["action"] for c in in_force if c["scope"].get("agent") == "retry-me"] == ["resume"]
     written = [
         ControlCommand.model_validate_json(v)
         for _, v, _ in records(api.bootstrap, api.topic(specs.CONTROL))
