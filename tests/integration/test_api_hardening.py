@@ -167,7 +167,14 @@ def test_after_a_refused_write_other_tenants_still_write(kafka_bootstrap: str, t
         detail = refused.json()["detail"]
         assert detail["written"] == [] and detail["not_written"] == [[0, 399]] and detail["unknown"] == []
         assert "same event ids" in detail["message"]
+        # A multi-agent batch half refused: the 503 says exactly which events were written.
+        mixed = padded(5, "mixed-a", seed=50, pad=40) + padded(400, "mixed-b", seed=51)
+        partial = api.call("POST", "/v1/events", "acme_ingest", {"events": mixed})
+        assert partial.status_code == 503, partial.text[:300]
+        detail = partial.json()["detail"]
+        assert detail["written"] == [[0, 4]] and detail["not_written"] == [[5, 404]]
         ids = set(event_ids(kafka_bootstrap, api.topic(specs.EVENTS)))
+        assert {e["event_id"] for e in mixed[:5]} <= ids and not any(i.startswith("ev-51-") for i in ids)
         assert {e["event_id"] for batch in after for e in batch} <= ids
         ok = [s for s, r in zip(smalls, during, strict=True) if r.status_code == 202]
         assert {e["event_id"] for batch in ok for e in batch} <= ids
@@ -291,21 +298,25 @@ def _otlp_span(trace_id: str, span_id: str, tokens: int) -> dict[str, Any]:
 def test_otlp_spans_the_mapping_rejects_are_reported_in_partial_success(api: Api) -> None:
     good = _otlp_span("ab" * 16, "cd" * 8, 100)
     bad = _otlp_span("0" * 32, "ef" * 8, 200)  # an all-zero trace id: the contract refuses it
+    capped = _otlp_span("ab" * 16, "12" * 8, 10**12)  # over the contract's token cap
     doc = {
         "resourceSpans": [
             {
                 "resource": {
                     "attributes": [{"key": "service.name", "value": {"stringValue": "otlp-partial"}}]
                 },
-                "scopeSpans": [{"spans": [good, bad]}],
+                "scopeSpans": [{"spans": [good, bad, capped]}],
             }
         ]
     }
     response = api.call("POST", "/v1/traces", "acme_ingest", doc)
     assert response.status_code == 200, response.text
     partial = response.json()["partialSuccess"]
-    assert int(partial["rejectedSpans"]) == 1
+    assert int(partial["rejectedSpans"]) == 2
     assert "efefefefefefefef" in partial["errorMessage"] and "trace_id" in partial["errorMessage"]
+    assert "1212121212121212" in partial["errorMessage"] and "input_tokens" in partial["errorMessage"]
+    ids = event_ids(api.bootstrap, api.topic(specs.EVENTS))
+    assert f"otel:{'ab' * 16}:{'cd' * 8}:u" in ids and not any("1212121212121212" in i for i in ids)
 
 
 def test_otlp_json_nested_a_thousand_deep_is_a_400(api: Api) -> None:
