@@ -21,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from agentledger import topics as specs
-from agentledger.admin import create_topics
+from agentledger.admin import RECORD_OVERHEAD_BYTES, create_topics, record_value_limit
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.testing import ApiServer, standard_keys
@@ -139,6 +139,11 @@ async def _set_topic_limit(bootstrap: str, topic: str, limit: int) -> None:
         )
     finally:
         await admin.close()
+    # KRaft applies a config change a moment later: wait until the broker reports it.
+    deadline = time.monotonic() + 30
+    while await record_value_limit(bootstrap, topic) != limit - RECORD_OVERHEAD_BYTES:
+        assert time.monotonic() < deadline, f"the broker did not apply max.message.bytes={limit}"
+        await asyncio.sleep(0.1)
 
 
 def test_after_a_refused_write_other_tenants_still_write(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -409,3 +414,14 @@ def test_deleting_a_policy_publishes_a_tombstone_and_an_unknown_one_is_404(api: 
     assert api.call("DELETE", "/v1/policies/never-was", "admin").status_code == 404
     mine = [(v is None) for k, v, _ in records(api.bootstrap, api.topic(specs.POLICIES)) if k == "to-delete"]
     assert mine == [False, True]  # the policy, then its tombstone (the worker drops its budgets)
+
+
+def test_record_value_limit_reads_the_topic_and_the_broker(kafka_bootstrap: str, topics: Any) -> None:
+    from agentledger.admin import KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+
+    before = asyncio.run(record_value_limit(kafka_bootstrap, topics.events))
+    assert before == KAFKA_DEFAULT_MAX_MESSAGE_BYTES - RECORD_OVERHEAD_BYTES
+    asyncio.run(_set_topic_limit(kafka_bootstrap, topics.events, 300_000))  # waits for 300,000
+    # No such topic yet: the broker's message.max.bytes (the launcher keeps Kafka's default).
+    missing = asyncio.run(record_value_limit(kafka_bootstrap, topics.prefix + "not.yet"))
+    assert missing == KAFKA_DEFAULT_MAX_MESSAGE_BYTES - RECORD_OVERHEAD_BYTES
