@@ -202,8 +202,8 @@ async def publish(publisher: Publisher, records: Sequence[Outgoing]) -> None:
             return sorted(p for i in indexes for p in records[i].positions)
 
         raise OutcomeUnknownError(
-            f"{exc}. Retry the whole request with the same event ids: events already written "
-            "are dropped as duplicates by event_id.",
+            f"{exc.summary}. Retry the whole request with the same event ids: events "
+            "already written are dropped as duplicates by event_id.",
             written=positions(out.acked),
             not_written=positions(out.refused),
             unknown=positions(out.unknown),

@@ -50,8 +50,9 @@ class WriteFailedError(TransientError):
     broker acknowledged (written), refused (not written) and which are unknown (a timeout:
     they may still land). Every write is idempotent by its id, so retrying all is safe."""
 
-    def __init__(self, message: str, outcome: WriteOutcome) -> None:
-        super().__init__(message)
+    def __init__(self, summary: str, advice: str, outcome: WriteOutcome) -> None:
+        super().__init__(f"{summary}: {advice}")
+        self.summary = summary
         self.outcome = outcome
 
 
@@ -201,10 +202,15 @@ class Publisher:
             return
         if isinstance(failed, KafkaError):
             await self._replace(producer)
-        cause = type(failed).__name__ if failed is not None else "TimeoutError"
+        cause = type(failed).__name__ if failed is not None else "no answer in time"
+        if outcome.unknown:
+            what = "the outcome is unknown (it may still be written)"
+        else:
+            what = f"{len(outcome.refused)} not written"
         raise WriteFailedError(
             f"Kafka did not acknowledge {len(records) - len(outcome.acked)} of {len(records)} "
-            f"record(s): {cause}",
+            f"record(s) ({cause})",
+            f"{what}. Retry with the same id: every write is idempotent by its id",
             outcome,
         )
 

@@ -342,26 +342,6 @@ def test_readyz_says_ready_when_kafka_answers(api: Api) -> None:
     assert response.status_code == 200 and response.json() == {"status": "ready"}
 
 
-def test_readyz_names_kafka_when_it_is_down(tmp_path: Path) -> None:
-    from agentledger.localkafka import LocalKafka
-
-    local = LocalKafka(tmp_path / "kafka")
-    state = local.up(nodes=1, timeout=120)
-    server: ApiServer | None = None
-    try:
-        server, api = _serve(state.bootstrap, tmp_path)
-        assert httpx.get(api.url + "/readyz", timeout=10).status_code == 200
-        local.down()
-        response = httpx.get(api.url + "/readyz", timeout=30)
-        assert response.status_code == 503, response.text
-        assert response.json()["status"] == "unavailable" and "kafka" in response.json()["down"]
-        assert httpx.get(api.url + "/healthz", timeout=10).status_code == 200  # the process lives
-    finally:
-        if server is not None:
-            server.stop()
-        local.down()
-
-
 @pytest.mark.parametrize(
     ("method", "path", "content_type"),
     [
@@ -425,3 +405,89 @@ def test_record_value_limit_reads_the_topic_and_the_broker(kafka_bootstrap: str,
     # No such topic yet: the broker's message.max.bytes (the launcher keeps Kafka's default).
     missing = asyncio.run(record_value_limit(kafka_bootstrap, topics.prefix + "not.yet"))
     assert missing == KAFKA_DEFAULT_MAX_MESSAGE_BYTES - RECORD_OVERHEAD_BYTES
+
+
+# -- a broker of our own: paused, then stopped (these two run last, in this order) -----------
+
+
+@pytest.fixture(scope="module")
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str]]:
+    from agentledger.localkafka import LocalKafka
+
+    local = LocalKafka(tmp_path_factory.mktemp("own-kafka"))
+    state = local.up(nodes=1, timeout=120)
+    try:
+        yield local, state.bootstrap
+    finally:
+        local.down()
+
+
+def test_writes_answered_503_while_the_broker_hangs_are_safe_to_retry_by_id(
+    own_broker: tuple[Any, str], tmp_path: Path
+) -> None:
+    import signal
+
+    local, bootstrap = own_broker
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(bootstrap, prefix=prefix))
+    keys = standard_keys(tmp_path / "keys.sqlite")
+    settings = ApiSettings(keys_path=tmp_path / "keys.sqlite", produce_timeout_s=2.0)
+    server = ApiServer(
+        create_app(Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, home=tmp_path), settings)
+    )
+    api = Api(server.start(), keys, bootstrap, prefix)
+    command = {
+        "command_id": "ops-kill-hang-01",
+        "scope": {"kind": "agent", "tenant": "acme", "agent": "hung"},
+        "action": "kill",
+        "reason": "test",
+    }
+    policy = {"policy_id": "hang-daily", "selector": {"tenant": "acme"}, "window": "24h", "limit": "5"}
+    events = padded(10, "hung", seed=60, pad=40)
+    try:
+        local.signal_node(1, signal.SIGSTOP)
+        try:
+            answers = [
+                api.call("POST", "/v1/control", "acme_admin", command),
+                api.call("PUT", "/v1/policies/hang-daily", "acme_admin", policy),
+                api.call("POST", "/v1/events", "acme_ingest", {"events": events}),
+            ]
+        finally:
+            local.signal_node(1, signal.SIGCONT)
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            assert "same id" in answer.text or "same event ids" in answer.text
+        assert answers[2].json()["detail"]["unknown"] == [[0, 9]]
+        # The broker is back: what was answered 503 lands (the outcome was unknown, not "no").
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            seen = [c["command_id"] for c in api.call("GET", "/v1/control", "acme_read").json()]
+            if "ops-kill-hang-01" in seen:
+                break
+            time.sleep(0.2)
+        assert "ops-kill-hang-01" in seen
+        # Retrying with the same ids is safe: one command, one policy, events once after dedupe.
+        retried = api.call("POST", "/v1/control", "acme_admin", command)
+        assert retried.status_code == 202 and retried.json()["command_id"] == "ops-kill-hang-01"
+        assert api.call("PUT", "/v1/policies/hang-daily", "acme_admin", policy).status_code == 200
+        assert api.call("POST", "/v1/events", "acme_ingest", {"events": events}).status_code == 202
+        control = [v for _, v, _ in records(bootstrap, api.topic(specs.CONTROL)) if v is not None]
+        assert [ControlCommand.model_validate_json(v).command_id for v in control] == ["ops-kill-hang-01"]
+        assert [p["policy_id"] for p in api.call("GET", "/v1/policies", "acme_read").json()] == ["hang-daily"]
+        assert set(event_ids(bootstrap, api.topic(specs.EVENTS))) == {e["event_id"] for e in events}
+    finally:
+        server.stop()
+
+
+def test_readyz_names_kafka_when_it_is_down(own_broker: tuple[Any, str], tmp_path: Path) -> None:
+    local, bootstrap = own_broker
+    server, api = _serve(bootstrap, tmp_path)
+    try:
+        assert httpx.get(api.url + "/readyz", timeout=10).status_code == 200
+        local.down()
+        response = httpx.get(api.url + "/readyz", timeout=30)
+        assert response.status_code == 503, response.text
+        assert response.json()["status"] == "unavailable" and "kafka" in response.json()["down"]
+        assert httpx.get(api.url + "/healthz", timeout=10).status_code == 200  # the process lives
+    finally:
+        server.stop()
