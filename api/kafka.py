@@ -142,8 +142,8 @@ class Publisher:
         """What keeps writes from working now, by part (empty when ready): fresh metadata
         from the cluster, and a leader for every partition of ``topics``."""
         try:
-            producer = await self._current()
             async with asyncio.timeout(timeout_s):
+                producer = await self._current()
                 cluster = await producer.client.fetch_all_metadata()
         except (KafkaError, TimeoutError, TransientError) as exc:
             return {"kafka": f"no answer from the brokers at {self._bootstrap} ({type(exc).__name__})"}
