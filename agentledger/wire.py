@@ -196,7 +196,7 @@ def split_encoded(
     for index, part in enumerate(parts):
         if fixed + len(part) > max_bytes:
             raise EventTooLargeError(
-                f"event {index} is {len(part)} bytes encoded; a record holds at most "
+                f"the event is {len(part)} bytes encoded; a Kafka record holds at most "
                 f"{max_bytes - fixed} bytes of events",
                 index,
                 len(part),
