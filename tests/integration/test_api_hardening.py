@@ -130,6 +130,16 @@ def test_a_5000_event_single_agent_batch_within_the_limits_is_written_whole(api:
     assert ids == [e["event_id"] for e in events]  # every event, once, in order
 
 
+def test_one_event_too_large_for_any_record_is_rejected_alone(api: Api) -> None:
+    events = padded(3, "one-huge", seed=5, pad=40)
+    events[1]["attributes"] = {"blob": "x" * 1_200_000}  # over the broker's 1 MiB record limit
+    response = api.call("POST", "/v1/events", "acme_ingest", {"events": events})
+    assert response.status_code == 202, response.text[:300]
+    assert response.json()["accepted"] == 2 and [r["index"] for r in response.json()["rejected"]] == [1]
+    ids = event_ids(api.bootstrap, api.topic(specs.EVENTS))
+    assert events[0]["event_id"] in ids and events[2]["event_id"] in ids and events[1]["event_id"] not in ids
+
+
 async def _set_topic_limit(bootstrap: str, topic: str, limit: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
