@@ -264,6 +264,20 @@ def test_a_tenant_key_cannot_fail_over_a_provider_for_every_tenant(api: Api) -> 
             )
             assert response.status_code == 403, response.text
             assert "all-tenant admin key" in response.json()["detail"]
+        # The Guard matches provider commands for every tenant: a tenant in the scope would be
+        # ignored silently, so even an all-tenant key gets a clear 422 for it.
+        scoped = api.call(
+            "POST",
+            "/v1/control",
+            "admin",
+            {
+                "scope": {"kind": "provider", "provider": "openai", "tenant": "acme"},
+                "action": "failover",
+                "reason": "t",
+                "params": {"fallback_provider": "anthropic"},
+            },
+        )
+        assert scoped.status_code == 422 and scoped.json()["detail"]["problems"][0]["loc"] == "scope.tenant"
         # An all-tenant key may; its command is the marker that the Guard has read this far.
         marker = api.call(
             "POST",
