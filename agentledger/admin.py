@@ -49,3 +49,64 @@ async def create_topics(
         return [TopicResult(s.name, s.name not in existing, s.partitions, s.compacted) for s in wanted]
     finally:
         await admin.close()
+
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1048588
+"""Kafka's default ``message.max.bytes`` (used only when the broker cannot be asked)."""
+RECORD_OVERHEAD_BYTES = 1024
+"""Room left for the record key (at most 257 bytes for ``tenant/agent``), the record and batch
+headers (about 80 bytes) and headers; generous on purpose: a record that is a little smaller
+than it could be costs nothing, one that is too large is refused by the broker."""
+
+
+async def record_value_limit(
+    bootstrap: str,
+    topic: str,
+    settings: Settings | None = None,
+    margin: int = RECORD_OVERHEAD_BYTES,
+) -> int:
+    """The largest record *value* the broker takes on ``topic``, read from the broker.
+
+    Asks for the topic's effective ``max.message.bytes`` (the broker's ``message.max.bytes``
+    unless the topic overrides it); when the topic does not exist yet, the broker's own
+    ``message.max.bytes``. Returns that size less ``margin``. Call it at start and size every
+    envelope with ``agentledger.wire.split_encoded``. Raises ``KafkaError`` when the broker
+    cannot be reached or refuses to describe its configs (e.g. no DescribeConfigs ACL): the
+    caller decides whether to fall back to ``KAFKA_DEFAULT_MAX_MESSAGE_BYTES``.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    opts = settings.kafka_client_options() if settings else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **opts)  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        if topic in set(await admin.list_topics()):
+            wanted = [ConfigResource(ConfigResourceType.TOPIC, topic, {"max.message.bytes": None})]
+            name = "max.message.bytes"
+        else:
+            meta = await admin.describe_cluster()
+            broker = str(meta["brokers"][0]["node_id"])
+            wanted = [ConfigResource(ConfigResourceType.BROKER, broker, {"message.max.bytes": None})]
+            name = "message.max.bytes"
+        limit = _config_value(await admin.describe_configs(wanted), name)
+    finally:
+        await admin.close()
+    if limit is None:
+        limit = KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+    return max(1, limit - margin)
+
+
+def _config_value(responses: list[object], name: str) -> int | None:
+    """The integer value of config ``name`` in DescribeConfigs responses (any version)."""
+    for response in responses:
+        for resource in getattr(response, "resources", []):
+            error_code, error_message = resource[0], resource[1]
+            if error_code:
+                from aiokafka.errors import for_code
+
+                raise for_code(error_code)(f"describe configs: {error_message}")
+            for entry in resource[4]:
+                if entry[0] == name and entry[1] is not None:
+                    return int(entry[1])
+    return None

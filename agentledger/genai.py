@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentledger.events import SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
-from agentledger.wire import AnyEvent
+from agentledger.wire import AnyEvent, describe
 
 log = logging.getLogger("agentledger.genai")
 
@@ -224,7 +224,11 @@ def _usage_counts(attrs: Mapping[str, Any]) -> tuple[int, int, int, int, int] | 
     return inp, out, read, write, reasoning
 
 
-def spans_to_events(spans: Sequence[OtelSpan], defaults: MappingDefaults) -> list[AnyEvent]:
+def spans_to_events(
+    spans: Sequence[OtelSpan],
+    defaults: MappingDefaults,
+    rejected: list[tuple[OtelSpan, str]] | None = None,
+) -> list[AnyEvent]:
     """Map a batch of spans (ideally a whole trace or export batch) to contract events.
 
     Every GenAI span becomes a ``SpanEvent``; LLM spans with token counts add one
@@ -232,7 +236,8 @@ def spans_to_events(spans: Sequence[OtelSpan], defaults: MappingDefaults) -> lis
     the innermost span with counts wins); tool spans add a ``ToolCallEvent`` whose argument
     hash never carries the arguments. Spans that are not GenAI work are skipped. Event ids
     derive from trace and span ids, so exporting the same span twice dedupes downstream.
-    A span the contract cannot hold (e.g. invalid ids) is skipped and logged, not raised.
+    A span the contract cannot hold (e.g. invalid ids) is skipped and logged, not raised;
+    when ``rejected`` is given, each such span is appended to it with the reason.
     """
     nodes = {s.span_id: _Node(s, _kind(s.attributes)) for s in spans}
     for node in nodes.values():
@@ -254,6 +259,9 @@ def spans_to_events(spans: Sequence[OtelSpan], defaults: MappingDefaults) -> lis
             out.extend(_events_of(node, defaults, seen_responses))
         except (ValidationError, ValueError) as exc:
             log.warning("skipping span %s (%s): %s", node.span.span_id, node.span.name, exc)
+            if rejected is not None:
+                reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+                rejected.append((node.span, reason))
     return out
 
 

@@ -150,3 +150,62 @@ MAX_PAST_MS = 24 * 3600 * 1000
 def record_timestamp_ms(newest_event_ms: int, now_ms: int) -> int:
     """The Kafka record timestamp for an envelope whose newest event is at ``newest_event_ms``."""
     return max(now_ms - MAX_PAST_MS, min(newest_event_ms, now_ms + MAX_FUTURE_MS))
+
+
+class EventTooLargeError(ContractError):
+    """One event alone does not fit in a record; ``index`` is its position in the input."""
+
+    def __init__(self, message: str, index: int, size: int) -> None:
+        super().__init__(message, [(f"events.{index}", message)])
+        self.index = index
+        self.size = size
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEnvelope:
+    """One record's value and which input events it holds (``events[first:first + count]``)."""
+
+    value: bytes
+    first: int
+    count: int
+
+
+MAX_EVENTS_PER_ENVELOPE = 5000
+"""The contract's cap (``Envelope.events``)."""
+
+
+def split_encoded(
+    key: str, events: Sequence[BaseModel], max_bytes: int, max_events: int = MAX_EVENTS_PER_ENVELOPE
+) -> list[EncodedEnvelope]:
+    """Encode ``events`` (all of ``key``) as as few envelopes as fit in ``max_bytes`` each.
+
+    ``max_bytes`` is the budget for a record *value*: take it from
+    ``agentledger.admin.record_value_limit`` (the broker's real limit, less room for the key
+    and the record overhead), never from a constant. Events keep their order, so per-key order
+    holds across the pieces, and no piece holds more than ``max_events``. Raises ``EventTooLargeError`` (a ``ContractError``) naming the
+    first event that cannot fit even alone; the caller reports it and nothing is encoded.
+    Works for contract events and priced events alike.
+    """
+    if max_bytes <= 0 or max_events <= 0:
+        raise ValueError("max_bytes and max_events must be positive")
+    head = b'{"v":1,"key":' + to_json(key) + b',"events":['
+    fixed = len(head) + 2  # + b"]}"
+    parts = [e.__pydantic_serializer__.to_json(e) for e in events]
+    out: list[EncodedEnvelope] = []
+    first, size = 0, fixed
+    for index, part in enumerate(parts):
+        if fixed + len(part) > max_bytes:
+            raise EventTooLargeError(
+                f"the event is {len(part)} bytes encoded; a Kafka record holds at most "
+                f"{max_bytes - fixed} bytes of events",
+                index,
+                len(part),
+            )
+        extra = len(part) + (1 if index > first else 0)  # the comma before it
+        if size + extra > max_bytes or index - first >= max_events:
+            out.append(EncodedEnvelope(head + b",".join(parts[first:index]) + b"]}", first, index - first))
+            first, size, extra = index, fixed, len(part)
+        size += extra
+    if first < len(parts):
+        out.append(EncodedEnvelope(head + b",".join(parts[first:]) + b"]}", first, len(parts) - first))
+    return out

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from agentledger.api import errors
 from agentledger.api.bodylimit import BodyLimitMiddleware
 from agentledger.api.config import ApiSettings, get_api_settings
+from agentledger.api.contenttype import ContentTypeMiddleware
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
@@ -51,7 +52,13 @@ def create_app(
         publisher=Publisher(broker, client_options, a.produce_timeout_s),
         policies=CompactedView(names.policies, broker, client_options, Policy.model_validate_json),
         budgets=CompactedView(names.budgets, broker, client_options, BudgetStatus.model_validate_json),
-        control=CompactedView(names.control, broker, client_options, ControlCommand.model_validate_json),
+        control=CompactedView(
+            names.control,
+            broker,
+            client_options,
+            ControlCommand.model_validate_json,
+            id_of=lambda c: c.command_id,  # idempotent retries by command_id
+        ),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
 
@@ -59,6 +66,7 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         views = (state.policies, state.budgets, state.control)
         try:
+            await state.publisher.read_record_limit(names.events, s)
             await state.publisher.start()
             for view in views:
                 await view.start()
@@ -81,6 +89,7 @@ def create_app(
         summary="Ingest, OTLP, queries, policies, control and dashboards for AI agent cost.",
         lifespan=lifespan,
     )
+    app.add_middleware(ContentTypeMiddleware)  # one content-type rule on every route
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=a.max_body_bytes)  # every route
     app.state.ledger = state
     errors.install(app)

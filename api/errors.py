@@ -4,6 +4,7 @@ no stack trace ever leaves the process (unexpected errors are logged, answered 5
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,6 +36,14 @@ class BadRequestError(TerminalError):
     """The body cannot be read at all (not JSON, wrong content type)."""
 
 
+class ConflictError(TerminalError):
+    """The id is already used by something else (a different command with the same id)."""
+
+
+class UnsupportedMediaTypeError(TerminalError):
+    """The body's Content-Type is not one the route reads."""
+
+
 class PayloadTooLargeError(TerminalError):
     """The body is over the configured limit."""
 
@@ -47,11 +56,35 @@ class RateLimitedError(TransientError):
         self.retry_after_s = retry_after_s
 
 
+class OutcomeUnknownError(TransientError):
+    """A write was not acknowledged in full: says which items (by request index) the broker
+    acknowledged, refused, or left unknown. 503: retry everything with the same ids."""
+
+    def __init__(self, message: str, written: list[int], not_written: list[int], unknown: list[int]) -> None:
+        super().__init__(message)
+        self.written = written
+        self.not_written = not_written
+        self.unknown = unknown
+
+
+def index_ranges(indexes: list[int]) -> list[list[int]]:
+    """``[0, 1, 2, 7]`` -> ``[[0, 2], [7, 7]]`` (inclusive ranges; short for big batches)."""
+    out: list[list[int]] = []
+    for i in sorted(indexes):
+        if out and i == out[-1][1] + 1:
+            out[-1][1] = i
+        else:
+            out.append([i, i])
+    return out
+
+
 # Most specific first: the first matching class wins.
 STATUS: list[tuple[type[AgentLedgerError], int, str]] = [
     (UnauthorizedError, 401, "unauthorized"),
     (ForbiddenError, 403, "forbidden"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (ConflictError, 409, "conflict"),
+    (UnsupportedMediaTypeError, 415, "unsupported_media_type"),
     (BadRequestError, 400, "bad_request"),
     (RateLimitedError, 429, "rate_limited"),
     (ContractError, 422, "invalid"),
@@ -86,10 +119,13 @@ _DESCRIPTION = {
     401: "missing, unknown or revoked API key",
     403: "the key lacks the scope or touches another tenant",
     404: "not found",
+    409: "the id is already used by a different request",
     413: "body over the size limit",
     422: "invalid input (the detail names the fields)",
     429: "over the key's ingest rate (Retry-After says when to come back)",
-    503: "a dependency (Kafka, warehouse) is not available; retry later",
+    415: "unsupported content type (send application/json)",
+    503: "outcome unknown: a dependency (Kafka, warehouse) did not answer in time; "
+    "retry later with the same id (every write is idempotent by its id)",
 }
 
 
@@ -104,9 +140,16 @@ def to_response(exc: AgentLedgerError) -> JSONResponse:
     detail: Any = str(exc)
     if isinstance(exc, ContractError) and exc.problems:
         detail = {"message": str(exc), "problems": [{"loc": loc, "msg": msg} for loc, msg in exc.problems]}
+    if isinstance(exc, OutcomeUnknownError):
+        detail = {
+            "message": str(exc),
+            "written": index_ranges(exc.written),
+            "not_written": index_ranges(exc.not_written),
+            "unknown": index_ranges(exc.unknown),
+        }
     headers = None
     if isinstance(exc, RateLimitedError):
-        headers = {"Retry-After": str(max(1, round(exc.retry_after_s)))}
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     elif isinstance(exc, TransientError):
         headers = {"Retry-After": "1"}
     elif isinstance(exc, UnauthorizedError):

@@ -14,12 +14,19 @@ import orjson
 from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
 
-from agentledger.api.errors import BadRequestError, ForbiddenError, PayloadTooLargeError
-from agentledger.api.kafka import Publisher, Record
+from agentledger.api.errors import BadRequestError, ForbiddenError, OutcomeUnknownError, PayloadTooLargeError
+from agentledger.api.kafka import Publisher, Record, WriteFailedError
 from agentledger.api.keys import ApiKey
 from agentledger.errors import ContractError
 from agentledger.events import EVENT_ADAPTER, Event
-from agentledger.wire import AnyEvent, describe, encode_envelope, envelope_key, record_timestamp_ms
+from agentledger.wire import (
+    AnyEvent,
+    EventTooLargeError,
+    describe,
+    envelope_key,
+    record_timestamp_ms,
+    split_encoded,
+)
 
 _EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
 
@@ -30,6 +37,7 @@ class Checked:
 
     events: list[AnyEvent] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    indexes: Sequence[int] = ()  # the request index of each valid event
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -55,17 +63,31 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def gunzip(body: bytes, limit: int) -> bytes:
-    """Decompress at most ``limit`` bytes (a small bomb cannot fill the memory)."""
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequestError(f"body is not valid gzip: {exc}") from None
-    if len(out) > limit:
-        raise PayloadTooLargeError(f"decompressed body is over the limit of {limit} bytes")
-    if not inflater.eof:
-        raise BadRequestError("gzip body is truncated")
-    return out
+    """Decompress at most ``limit`` bytes (a small bomb cannot fill the memory).
+
+    A body may hold several gzip members one after the other (RFC 1952; ``cat a.gz b.gz``):
+    all are read. Anything after the last member that is not another member is refused.
+    """
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise BadRequestError(f"body is not valid gzip: {exc}") from None
+        size += len(part)
+        if size > limit:
+            raise PayloadTooLargeError(f"decompressed body is over the limit of {limit} bytes")
+        out.append(part)
+        if not inflater.eof:
+            raise BadRequestError("gzip body is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(out)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise BadRequestError(f"{len(rest)} byte(s) of trailing data after the gzip body")
 
 
 def event_items(body: bytes, max_events: int) -> list[Any]:
@@ -105,6 +127,7 @@ def check_events(items: Sequence[Any], key: ApiKey) -> Checked:
                 positions.append(index)
             except ValidationError as exc:
                 out.rejected.append({"index": index, "reason": describe(exc)})
+    out.indexes = positions
     if key.tenant is not None:
         foreign = [i for i, e in zip(positions, out.events, strict=True) if e.tenant != key.tenant]
         if foreign:
@@ -115,24 +138,73 @@ def check_events(items: Sequence[Any], key: ApiKey) -> Checked:
     return out
 
 
-def envelopes(events: Sequence[AnyEvent], topic: str, now_ms: int | None = None) -> list[Record]:
-    """One record per ``tenant/agent`` (per-agent order), stamped with its newest event time."""
-    groups: dict[str, list[AnyEvent]] = defaultdict(list)
-    for event in events:
-        groups[envelope_key(event.tenant, event.agent)].append(event)
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One record to write and the positions (in the list given to ``plan``) of its events."""
+
+    record: Record
+    positions: list[int]
+
+
+@dataclass
+class Plan:
+    """Records sized to the broker's limit, and the events too large for any record."""
+
+    records: list[Outgoing] = field(default_factory=list)
+    too_large: list[tuple[int, str]] = field(default_factory=list)  # (position, reason)
+
+
+def plan(
+    events: Sequence[AnyEvent],
+    topic: str,
+    max_value_bytes: int,
+    indexes: Sequence[int] | None = None,
+    now_ms: int | None = None,
+) -> Plan:
+    """Group by ``tenant/agent`` (per-agent order) and split each group into envelopes of at
+    most ``max_value_bytes`` (the broker's real record limit, read at start); each record is
+    stamped with its newest event time. An event that fits in no record is set aside.
+    Positions are ``indexes[i]`` for ``events[i]`` (the request's indexes), else ``i``."""
+    index_of = indexes if indexes is not None else range(len(events))
+    groups: dict[str, list[int]] = defaultdict(list)
+    for position, event in enumerate(events):
+        groups[envelope_key(event.tenant, event.agent)].append(position)
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    records = []
-    for key, group in groups.items():
-        # Envelopes hold at most 5000 events (the contract); requests are capped below that.
-        newest = max(int(e.ts.timestamp() * 1000) for e in group)
-        records.append(Record(topic, key, encode_envelope(key, group), record_timestamp_ms(newest, now)))
-    return records
+    out = Plan()
+    for key, positions in groups.items():
+        while positions:
+            try:
+                pieces = split_encoded(key, [events[p] for p in positions], max_value_bytes)
+            except EventTooLargeError as exc:
+                out.too_large.append((index_of[positions[exc.index]], str(exc)))
+                positions = positions[: exc.index] + positions[exc.index + 1 :]
+                continue
+            for piece in pieces:
+                mine = positions[piece.first : piece.first + piece.count]
+                newest = max(int(events[p].ts.timestamp() * 1000) for p in mine)
+                record = Record(topic, key, piece.value, record_timestamp_ms(newest, now))
+                out.records.append(Outgoing(record, [index_of[p] for p in mine]))
+            break
+    return out
 
 
-async def publish(publisher: Publisher, topic: str, events: Sequence[AnyEvent]) -> int:
-    """Produce ``events`` as envelopes; returns the number of envelopes written."""
-    if not events:
-        return 0
-    records = envelopes(events, topic)
-    await publisher.send(records)
-    return len(records)
+async def publish(publisher: Publisher, records: Sequence[Outgoing]) -> None:
+    """Write ``records``. On failure, a 503 that says which events (by position) are written,
+    which are not, and which are unknown; the rest of the contract: retry with the same ids."""
+    if not records:
+        return
+    try:
+        await publisher.send([o.record for o in records])
+    except WriteFailedError as exc:
+        out = exc.outcome
+
+        def positions(indexes: list[int]) -> list[int]:
+            return sorted(p for i in indexes for p in records[i].positions)
+
+        raise OutcomeUnknownError(
+            f"{exc.summary}. Retry the whole request with the same event ids: events "
+            "already written are dropped as duplicates by event_id.",
+            written=positions(out.acked),
+            not_written=positions(out.refused),
+            unknown=positions(out.unknown),
+        ) from None

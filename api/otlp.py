@@ -88,6 +88,24 @@ def spans_of(request: ExportTraceServiceRequest) -> list[OtelSpan]:
     return out
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting an OTLP JSON body may have. A real export is about 10 levels deep (plus
+nested attribute values); a deeper one would exhaust Python's recursion in the readers."""
+
+
+def check_depth(doc: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """400 when ``doc`` nests deeper than ``limit`` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise BadRequestError(f"OTLP JSON nests deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+
+
 def _hex_ids_to_base64(node: Any) -> None:
     """OTLP JSON ids are hex; protobuf's JSON parser expects base64 for bytes fields."""
     if isinstance(node, dict):
@@ -111,7 +129,7 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     if media == PROTOBUF:
         try:
             request.ParseFromString(body)
-        except DecodeError as exc:
+        except (DecodeError, RecursionError) as exc:
             raise BadRequestError(f"not an OTLP protobuf ExportTraceServiceRequest: {exc}") from None
         return request
     if media == JSON:
@@ -121,10 +139,11 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
             raise BadRequestError(f"body is not JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise BadRequestError("an OTLP JSON body is an object with `resourceSpans`")
+        check_depth(doc)
         _hex_ids_to_base64(doc)
         try:
             json_format.ParseDict(doc, request, ignore_unknown_fields=True)
-        except (json_format.ParseError, binascii.Error, ValueError, TypeError) as exc:
+        except (json_format.ParseError, binascii.Error, ValueError, TypeError, RecursionError) as exc:
             raise BadRequestError(f"not an OTLP JSON ExportTraceServiceRequest: {exc}") from None
         return request
     raise BadRequestError(f"content type must be {PROTOBUF} or {JSON}, got {media or 'none'!r}")

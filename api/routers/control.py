@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentledger.api.auth import require
-from agentledger.api.errors import ForbiddenError, responses
+from agentledger.api.errors import ConflictError, ForbiddenError, responses
 from agentledger.api.kafka import Record
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
 from agentledger.errors import ContractError
-from agentledger.events import Action, CommandParams, ControlCommand, Scope
+from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
 from agentledger.wire import dump
 
 router = APIRouter(prefix="/v1/control", tags=["control"])
@@ -26,6 +26,14 @@ class ControlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    command_id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-:.]+$",
+        description="Your id for this command (8-64 of A-Z a-z 0-9 _ - : .). Sending the same id "
+        "again (a retry after a 503) does not issue a second command. Default: a new id.",
+    )
     scope: Scope
     action: Action
     reason: str = Field(min_length=1, max_length=1024)
@@ -34,21 +42,65 @@ class ControlRequest(BaseModel):
 
 
 def _visible(key: ApiKey, command: ControlCommand) -> bool:
-    return key.tenant is None or command.scope.tenant == key.tenant
+    """A tenant key sees its tenant's commands and the provider commands (they apply to it)."""
+    return (
+        key.tenant is None or command.scope.tenant == key.tenant or command.scope.kind is ScopeKind.PROVIDER
+    )
 
 
-@router.post("", status_code=202, response_model=ControlCommand, responses=responses(401, 403, 422, 503))
+def _check_scope(key: ApiKey, scope: Scope) -> None:
+    """A tenant key commands its own tenant only. A provider scope reaches every tenant's
+    Guard (the Guard matches provider commands by provider and model alone), so provider
+    commands need an all-tenant admin key, and a tenant in a provider scope is refused
+    rather than silently ignored."""
+    if scope.kind is ScopeKind.PROVIDER:
+        if key.tenant is not None:
+            raise ForbiddenError(
+                "provider commands apply to every tenant's agents: they need an all-tenant admin key"
+            )
+        if scope.tenant is not None:
+            raise ContractError(
+                "a provider scope applies to every tenant; per-tenant provider commands are not "
+                "supported (leave scope.tenant out)",
+                [("scope.tenant", "must be absent for kind 'provider'")],
+            )
+        return
+    if key.tenant is not None and scope.tenant != key.tenant:
+        raise ForbiddenError(f"this key is bound to tenant {key.tenant!r}; the scope names {scope.tenant!r}")
+
+
+def _same_request(command: ControlCommand, body: ControlRequest) -> bool:
+    return (command.scope, command.action, command.reason, command.params, command.expires_at) == (
+        body.scope,
+        body.action,
+        body.reason,
+        body.params,
+        body.expires_at,
+    )
+
+
+@router.post(
+    "", status_code=202, response_model=ControlCommand, responses=responses(401, 403, 409, 415, 422, 503)
+)
 async def post_control(
     body: ControlRequest, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
 ) -> ControlCommand:
-    """Publish a command keyed by its scope; agents' Guards obey it within a second."""
-    if key.tenant is not None and body.scope.tenant != key.tenant:
-        raise ForbiddenError(
-            f"this key is bound to tenant {key.tenant!r}; the scope names {body.scope.tenant!r}"
-        )
+    """Publish a command keyed by its scope; agents' Guards obey it within a second.
+
+    Idempotent by ``command_id``: a retry with the id of a command already written answers it
+    again and writes nothing, even after a later command replaced it; the same id with a
+    different request is 409.
+    """
+    _check_scope(key, body.scope)
+    if body.command_id is not None:
+        held: ControlCommand | None = state.control.by_id(body.command_id)
+        if held is not None:
+            if not _visible(key, held) or not _same_request(held, body):
+                raise ConflictError(f"command_id {body.command_id!r} is already used by another command")
+            return held
     try:
         command = ControlCommand(
-            command_id=f"manual-{uuid.uuid4().hex[:16]}",
+            command_id=body.command_id or f"manual-{uuid.uuid4().hex[:16]}",
             ts=datetime.now(UTC),
             scope=body.scope,
             action=body.action,
@@ -68,5 +120,6 @@ async def post_control(
 async def list_control(
     key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> list[ControlCommand]:
-    """The latest command per scope that this key may see."""
+    """The latest command per scope that this key may see (its tenant's, and provider
+    commands, which apply to every tenant)."""
     return sorted((c for c in state.control.items().values() if _visible(key, c)), key=lambda c: c.ts)

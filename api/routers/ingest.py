@@ -10,11 +10,11 @@ from pydantic import BaseModel, Field
 
 from agentledger.api import ingest, otlp
 from agentledger.api.auth import require
-from agentledger.api.errors import ForbiddenError, responses
+from agentledger.api.errors import ForbiddenError, OutcomeUnknownError, responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.errors import ConfigError
-from agentledger.genai import MappingDefaults, spans_to_events
+from agentledger.errors import ConfigError, ContractError, TransientError
+from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 
 router = APIRouter(prefix="/v1", tags=["ingest"])
 
@@ -58,7 +58,7 @@ _EVENTS_BODY: dict[str, Any] = {
     status_code=202,
     response_model=IngestAccepted,
     openapi_extra=_EVENTS_BODY,
-    responses=responses(400, 401, 403, 413, 422, 429, 503),
+    responses=responses(400, 401, 403, 413, 415, 422, 429, 503),
     summary="Ingest a batch of contract events",
 )
 async def post_events(
@@ -74,11 +74,21 @@ async def post_events(
     body = await ingest.read_body(request, state.settings.max_body_bytes)
     items = ingest.event_items(body, state.settings.max_events_per_request)
     checked = ingest.check_events(items, key)
-    if checked.events:
-        state.limiter.take(key.key_id, len(checked.events))
-    written = await ingest.publish(state.publisher, state.topics.events, checked.events)
+    planned = ingest.plan(
+        checked.events, state.topics.events, state.publisher.max_value_bytes, checked.indexes
+    )
+    rejected = checked.rejected + [{"index": i, "reason": why} for i, why in planned.too_large]
+    accepted = len(checked.events) - len(planned.too_large)
+    if not accepted:
+        raise ContractError(
+            f"no event of the {len(items)} was accepted; nothing was written",
+            [(f"events.{r['index']}", r["reason"]) for r in sorted(rejected, key=lambda r: r["index"])],
+        )
+    state.limiter.take(key.key_id, accepted)
+    await ingest.publish(state.publisher, planned.records)
     # The hot path answers with bytes directly (the model above documents the shape).
-    answer = {"accepted": len(checked.events), "rejected": checked.rejected, "envelopes": written}
+    rejected.sort(key=lambda r: r["index"])
+    answer = {"accepted": accepted, "rejected": rejected, "envelopes": len(planned.records)}
     return Response(orjson.dumps(answer), status_code=202, media_type="application/json")
 
 
@@ -98,7 +108,7 @@ _OTLP_BODY: dict[str, Any] = {
     openapi_extra=_OTLP_BODY,
     responses={
         200: {"description": "ExportTraceServiceResponse (protobuf or JSON, like the request)"},
-        **responses(400, 401, 403, 413, 422, 429, 503),
+        **responses(400, 401, 403, 413, 415, 422, 429, 503),
     },
     summary="OTLP/HTTP trace export (gen_ai spans become priced events)",
 )
@@ -118,15 +128,29 @@ async def post_traces(
     content_type = request.headers.get("content-type", "")
     body = await ingest.read_body(request, state.settings.max_body_bytes)
     spans = otlp.spans_of(otlp.parse_request(body, content_type))
+    failed: list[tuple[OtelSpan, str]] = []
     try:
-        events = spans_to_events(spans, MappingDefaults(tenant=tenant)) if spans else []
+        events = spans_to_events(spans, MappingDefaults(tenant=tenant), failed) if spans else []
     except NotImplementedError:
         raise ConfigError("the OpenTelemetry GenAI mapping is not available in this build") from None
     foreign = [e for e in events if e.tenant != tenant]
     if foreign:
         raise ForbiddenError(f"mapped events name tenant {foreign[0].tenant!r}, not {tenant!r}")
-    if events:
-        state.limiter.take(key.key_id, len(events))
-    await ingest.publish(state.publisher, state.topics.events, events)
-    payload, media = otlp.encode_response(content_type)
+    planned = ingest.plan(events, state.topics.events, state.publisher.max_value_bytes)
+    too_large = {events[i].span_id: why for i, why in planned.too_large}
+    reasons = [f"span {s.span_id} ({s.name[:64]}): {why}" for s, why in failed]
+    reasons += [f"span {span_id}: {why}" for span_id, why in too_large.items()]
+    written = len(events) - len(planned.too_large)
+    if written:
+        state.limiter.take(key.key_id, written)
+    try:
+        await ingest.publish(state.publisher, planned.records)
+    except OutcomeUnknownError as exc:  # indexes of mapped events mean nothing to an exporter
+        raise TransientError(
+            f"Kafka acknowledged {len(exc.written)} of {written} mapped event(s); export the same "
+            "spans again (their event ids derive from the span ids, so nothing is counted twice)"
+        ) from None
+    rejected = len({s.span_id for s, _ in failed} | set(too_large))
+    message = "; ".join(reasons[:20]) + (f"; and {len(reasons) - 20} more" if len(reasons) > 20 else "")
+    payload, media = otlp.encode_response(content_type, rejected, message)
     return Response(payload, media_type=media)

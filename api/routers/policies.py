@@ -22,6 +22,12 @@ def _tenant_of(policy: Policy) -> str | None:
 
 
 def _visible(key: ApiKey, policy: Policy) -> bool:
+    """A tenant key sees its tenant's policies and the global ones (they apply to it too)."""
+    return key.tenant is None or _tenant_of(policy) in (key.tenant, None)
+
+
+def _owned(key: ApiKey, policy: Policy) -> bool:
+    """Whether ``key`` may change or delete ``policy`` (a global one needs an all-tenant key)."""
     return key.tenant is None or _tenant_of(policy) == key.tenant
 
 
@@ -29,7 +35,8 @@ def _visible(key: ApiKey, policy: Policy) -> bool:
 async def list_policies(
     key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> list[Policy]:
-    """Every policy this key may see (a tenant key sees its tenant's policies)."""
+    """Every policy this key may see: a tenant key sees its tenant's policies and the global
+    ones (``selector.tenant`` ``*``) that apply to it."""
     return sorted((p for p in state.policies.items().values() if _visible(key, p)), key=lambda p: p.policy_id)
 
 
@@ -43,14 +50,17 @@ async def get_policy(
     return policy
 
 
-@router.put("/{policy_id}", response_model=Policy, responses=responses(401, 403, 422, 503))
+@router.put("/{policy_id}", response_model=Policy, responses=responses(401, 403, 415, 422, 503))
 async def put_policy(
     policy_id: str,
     policy: Policy,
     key: ApiKey = Depends(require(KeyScope.ADMIN)),
     state: ApiState = Depends(get_state),
 ) -> Policy:
-    """Create or replace a policy (the streams worker picks it up from the topic)."""
+    """Create or replace a policy (the streams worker picks it up from the topic).
+
+    Idempotent by ``policy_id``: the same PUT again leaves the same policy (safe to retry
+    after a 503)."""
     if policy.policy_id != policy_id:
         raise ContractError(
             "policy_id in the body differs from the path", [("policy_id", "must match the path")]
@@ -60,8 +70,8 @@ async def put_policy(
             raise ForbiddenError(f"a key bound to {key.tenant!r} must set selector.tenant to it")
         check_tenant(key, policy.selector.tenant, "selector.tenant")
     existing = state.policies.get(policy_id)
-    if existing is not None and not _visible(key, existing):
-        raise ForbiddenError(f"policy {policy_id!r} belongs to another tenant")
+    if existing is not None and not _owned(key, existing):
+        raise ForbiddenError(f"policy {policy_id!r} belongs to another tenant or to every tenant")
     await state.publisher.send([Record(state.topics.policies, policy_id, dump(policy))])
     state.policies.put(policy_id, policy)
     return policy
@@ -71,10 +81,15 @@ async def put_policy(
 async def delete_policy(
     policy_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
 ) -> Response:
-    """Delete a policy (a tombstone on the compacted topic)."""
+    """Delete a policy (a tombstone on the compacted topic; the worker drops its budget
+    state). An unknown id is 404; so is a retry after the delete landed."""
     existing = state.policies.get(policy_id)
     if existing is None or not _visible(key, existing):
         raise NotFoundError(f"no policy {policy_id!r}")
+    if not _owned(key, existing):
+        raise ForbiddenError(
+            f"policy {policy_id!r} applies to every tenant: an all-tenant admin key deletes it"
+        )
     await state.publisher.send([Record(state.topics.policies, policy_id, None)])
     state.policies.remove(policy_id)
     return Response(status_code=204)

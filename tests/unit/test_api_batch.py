@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from agentledger.api.errors import BadRequestError, ForbiddenError
-from agentledger.api.ingest import check_events, envelopes, event_items
+from agentledger.api.ingest import check_events, event_items, plan
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.errors import ContractError
 from agentledger.samples import sample_events
@@ -48,7 +48,7 @@ def test_another_tenant_refuses_the_whole_batch_for_a_bound_key() -> None:
 def test_one_envelope_per_tenant_agent_stamped_with_the_newest_event() -> None:
     events = sample_events(6, agent="planner") + sample_events(3, agent="coder", seed=8)
     now_ms = int(datetime(2026, 11, 24, 12, 0, 5, tzinfo=UTC).timestamp() * 1000)
-    records = {r.key: r for r in envelopes(events, "t.events", now_ms=now_ms)}
+    records = {o.record.key: o.record for o in plan(events, "t.events", 1_000_000, now_ms=now_ms).records}
     assert set(records) == {"acme/planner", "acme/coder"}
     planner = decode_envelope(records["acme/planner"].value or b"")
     assert [e.event_id for e in planner.events] == [e.event_id for e in events[:6]]
@@ -85,3 +85,32 @@ def test_gunzip_limits_and_errors() -> None:
         gunzip(b"not gzip", 1000)
     with pytest.raises(BadRequestError):
         gunzip(gzip.compress(data)[:-12], len(data))
+
+
+def test_gunzip_reads_every_member_and_refuses_trailing_garbage() -> None:
+    import gzip
+
+    from agentledger.api.ingest import gunzip
+
+    one, two = b'{"events": [', b"]}"
+    assert gunzip(gzip.compress(one) + gzip.compress(two), 100) == one + two  # cat a.gz b.gz
+    with pytest.raises(BadRequestError, match="trailing"):
+        gunzip(gzip.compress(one + two) + b"garbage", 100)
+    from agentledger.api.errors import PayloadTooLargeError
+
+    with pytest.raises(PayloadTooLargeError):  # the limit holds across members
+        gunzip(gzip.compress(b"0" * 60) + gzip.compress(b"0" * 60), 100)
+
+
+def test_plan_splits_a_big_group_and_sets_aside_an_event_too_large_for_any_record() -> None:
+    events = sample_events(400, agent="planner")
+    big = events[7].model_copy(update={"attributes": {"note": "x" * 20_000}})
+    events[7] = big
+    planned = plan(events, "t.events", 16_000, indexes=range(100, 500))
+    assert [i for i, _ in planned.too_large] == [107]
+    assert all(len(o.record.value or b"") <= 16_000 for o in planned.records)
+    assert len(planned.records) > 1
+    written = [i for o in planned.records for i in o.positions]
+    assert written == [i for i in range(100, 500) if i != 107]
+    ids = [e.event_id for o in planned.records for e in decode_envelope(o.record.value or b"").events]
+    assert ids == [e.event_id for i, e in enumerate(events) if i != 7]

@@ -8,6 +8,7 @@ import pytest
 from agentledger.api.errors import (
     BadRequestError,
     ForbiddenError,
+    OutcomeUnknownError,
     PayloadTooLargeError,
     RateLimitedError,
     UnauthorizedError,
@@ -47,10 +48,24 @@ def test_status_and_body(exc: AgentLedgerError, status: int, slug: str) -> None:
     assert "Traceback" not in response.body.decode()
 
 
-def test_retry_after_and_problems() -> None:
-    assert to_response(RateLimitedError("x", 2.4)).headers["retry-after"] == "2"
+@pytest.mark.parametrize(("wait_s", "header"), [(2.5, "3"), (2.4, "3"), (2.0, "2"), (0.01, "1")])
+def test_retry_after_rounds_up(wait_s: float, header: str) -> None:
+    # A client that comes back after a rounded-down Retry-After is refused again.
+    assert to_response(RateLimitedError("x", wait_s)).headers["retry-after"] == header
+
+
+def test_problems_are_listed() -> None:
     body = orjson.loads(to_response(ContractError("bad", [("ts", "missing")])).body)
     assert body["detail"]["problems"] == [{"loc": "ts", "msg": "missing"}]
+
+
+def test_a_partial_write_says_which_items_were_written() -> None:
+    exc = OutcomeUnknownError("not acknowledged", written=[0, 1, 2, 7], not_written=[3], unknown=[4, 5])
+    response = to_response(exc)
+    body = orjson.loads(response.body)
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert body["detail"]["written"] == [[0, 2], [7, 7]]
+    assert body["detail"]["not_written"] == [[3, 3]] and body["detail"]["unknown"] == [[4, 5]]
 
 
 def test_internal_error_detail_hides_the_message() -> None:

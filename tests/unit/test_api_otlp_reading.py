@@ -109,3 +109,30 @@ def test_response_follows_the_request_encoding() -> None:
     assert media == "application/x-protobuf" and payload == b""
     payload, media = otlp.encode_response("application/json", rejected_spans=2, message="no usage")
     assert media == "application/json" and orjson.loads(payload)["partialSuccess"]["rejectedSpans"] == "2"
+
+
+@pytest.mark.parametrize("depth", [30, 250, 1000])
+def test_deeply_nested_json_is_a_400_not_a_recursion_error(depth: int) -> None:
+    # Each level is 4 JSON levels deep (value, kvlistValue, values, the entry): 120 to 4,000.
+    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"x","attributes":[{"key":"a","value":'
+    body += b'{"kvlistValue":{"values":[{"key":"k","value":' * depth + b'{"stringValue":"leaf"}'
+    body += b"}]}}" * depth + b"}]}]}]}]}"
+    with pytest.raises(BadRequestError, match=r"deeper|not JSON"):
+        otlp.parse_request(body, otlp.JSON)
+
+
+def test_ordinary_nesting_still_reads() -> None:
+    value: dict[str, object] = {"stringValue": "leaf"}
+    for _ in range(5):
+        value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+    span = {
+        "traceId": "ab" * 16,
+        "spanId": "cd" * 8,
+        "name": "x",
+        "attributes": [{"key": "a", "value": value}],
+    }
+    request = otlp.parse_request(
+        orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}), otlp.JSON
+    )
+    spans = otlp.spans_of(request)
+    assert spans[0].attributes["a"] == {"k": {"k": {"k": {"k": {"k": "leaf"}}}}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -70,3 +71,37 @@ def test_record_timestamp_is_clamped_to_what_the_broker_accepts() -> None:
     assert record_timestamp_ms(now - 1000, now) == now - 1000
     assert record_timestamp_ms(now + 3_600_000, now) == now + MAX_FUTURE_MS
     assert record_timestamp_ms(0, now) == now - MAX_PAST_MS
+
+
+def test_split_encoded_fits_every_piece_and_keeps_order() -> None:
+    from agentledger.wire import split_encoded
+
+    events = sample_events(300)
+    whole = encode_envelope("acme/planner", events)
+    limit = len(whole) // 4
+    pieces = split_encoded("acme/planner", events, limit)
+    assert len(pieces) >= 4
+    assert all(len(p.value) <= limit for p in pieces)
+    got = [e for p in pieces for e in decode_envelope(p.value).events]
+    assert got == events  # every event once, in order
+    starts = [p.first for p in pieces]
+    assert starts[0] == 0 and all(a.first + a.count == b.first for a, b in itertools.pairwise(pieces))
+    assert split_encoded("acme/planner", events, len(whole))[0].value == whole  # fits: one piece
+
+
+def test_split_encoded_caps_events_per_envelope() -> None:
+    from agentledger.wire import split_encoded
+
+    pieces = split_encoded("acme/planner", sample_events(25), 10_000_000, max_events=10)
+    assert [p.count for p in pieces] == [10, 10, 5]
+
+
+def test_split_encoded_names_an_event_that_fits_nowhere() -> None:
+    from agentledger.wire import EventTooLargeError, split_encoded
+
+    events = sample_events(5)
+    big = events[3].model_copy(update={"attributes": {"note": "x" * 5000}})
+    events[3] = big
+    with pytest.raises(EventTooLargeError) as info:
+        split_encoded("acme/planner", events, 3000)
+    assert info.value.index == 3 and info.value.size > 5000
