@@ -192,7 +192,7 @@ class Processor:
             out.dlq.append(self.dead_letter(key, rej.raw, rej.reason, partition, offset, rej.index))
         self.counters["rejected_events"] += len(decoded.rejected)
         first = self.dedupe.first_time
-        events = [e for e in decoded.events if first(e.event_id)]
+        events = [e for e in decoded.events if first(e.tenant, e.event_id)]
         self.counters["duplicates"] += len(decoded.events) - len(events)
         self.counters["events"] += len(events)
         if not events:

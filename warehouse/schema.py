@@ -142,5 +142,11 @@ ALERTS = pa.schema(
 
 SCHEMAS: dict[str, pa.Schema] = {"events": EVENTS, "commands": COMMANDS, "alerts": ALERTS}
 """Dataset name -> Arrow schema."""
-DEDUPE_KEYS: dict[str, str] = {"events": "event_id", "commands": "command_id", "alerts": "alert_id"}
-"""Dataset name -> the column that identifies a row (duplicates of it are one row)."""
+DEDUPE_KEYS: dict[str, tuple[str, ...]] = {
+    "events": ("tenant", "event_id"),
+    "commands": ("command_id",),
+    "alerts": ("alert_id",),
+}
+"""Dataset name -> the columns that identify a row (duplicates of it are one row). An event id
+is unique within its tenant only (OTLP ids derive from trace and span ids)."""
+
