@@ -32,9 +32,10 @@ from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.settings import Settings, get_settings
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
 from agentledger.streams.offsets import DeliveryTracker
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.processor import Output, Processor, partition_of
+from agentledger.streams.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor, partition_of
 from agentledger.streams.rollups import Rollup
 
 log = logging.getLogger("agentledger.streams")
@@ -56,6 +57,14 @@ class WorkerConfig:
     prices_path: Path | None = None
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
+    # no record the worker writes is larger: priced envelopes are split below it, an event too
+    # large alone goes to the DLQ (uncounted), a dead letter's raw bytes are cut to fit. Keep
+    # it under the broker's max.message.bytes of the priced and DLQ topics
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    # an event stamped outside [arrival - allowed lateness, arrival + skew] counts toward
+    # budgets and rollups at its arrival, flagged late / clock_skew (streams/eventtime.py)
+    allowed_lateness_s: float = DEFAULT_ALLOWED_LATENESS_S
+    max_skew_s: float = DEFAULT_MAX_SKEW_S
     tick_interval_s: float = 0.5
     # a partition fetched past what reached the agent, with the agent idle this long, is
     # fetched again from there (faust-streaming 0.15.3 can drop a fetched batch in a rebalance)
@@ -187,6 +196,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
         producer_acks=-1,
         producer_linger=cfg.producer_linger_s,
+        # never below what the worker sizes its records to (framing included)
+        producer_max_request_size=max(1_000_000, cfg.max_record_bytes + 16 * 1024),
         # NB: keep Faust's 16 KiB producer batches: with 1 MiB batches a restarted worker's
         # table recovery stalled part-way through the changelog (found by the crash test)
         consumer_auto_offset_reset="earliest",
@@ -226,6 +237,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         loops=cfg.loops,
         dedupe_size=cfg.dedupe_size,
         source_topic=cfg.topic(topics.EVENTS),
+        max_record_bytes=cfg.max_record_bytes,
+        arrival=ArrivalRule(cfg.allowed_lateness_s, cfg.max_skew_s),
     )
     ready = asyncio.Event()
 
