@@ -9,8 +9,9 @@
   records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
   flushing the producer. After a crash totals are never below the truth and over by at most
   the events of one commit interval plus one state flush (docs/adr/0005);
-* a follower task reads the compacted policies and control topics from the beginning (no
-  consumer group) and keeps reading: policies and the current command per scope;
+* a follower task reads the compacted policies, control and budgets topics from the beginning
+  (no consumer group) and keeps reading: policies, the current command per scope, and which
+  live budgets exist (a deleted policy's are tombstoned);
 * a timer ticks budgets (windows rolling over, throttled status updates);
 * a small web view: ``/rollups/?scope=agent/acme/planner``, ``/trace/?tenant=..&trace_id=..``,
   ``/stats/``.
@@ -457,17 +458,25 @@ async def preload(cfg: WorkerConfig, proc: Processor) -> int:
     """Read the compacted policies and control topics up to their end (before Faust starts)."""
     from agentledger.streams.policytopic import read_compacted
 
-    policies, control = cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL)
-    for topic, key, value in await read_compacted(cfg.bootstrap, [policies, control], **cfg.client_options):
-        if topic == policies:
-            proc.observe_policy(key, value)
-        else:
-            proc.observe_command(key, value)
+    names = [cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL), cfg.topic(topics.BUDGETS)]
+    for topic, key, value in await read_compacted(cfg.bootstrap, names, **cfg.client_options):
+        observe(cfg, proc, topic, key, value)
     return int(proc.adopt_commands(time.time()))
 
 
+def observe(cfg: WorkerConfig, proc: Processor, topic: str, key: str, value: bytes | None) -> None:
+    """One record of a compacted topic the worker follows."""
+    if topic == cfg.topic(topics.POLICIES):
+        proc.observe_policy(key, value)
+    elif topic == cfg.topic(topics.CONTROL):
+        proc.observe_command(key, value)
+    else:
+        proc.observe_budget(key, value, time.time())
+
+
 async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> None:
-    """Read the compacted policies and control topics from the start, then keep following."""
+    """Read the compacted policies, control and budgets topics from the start, then keep
+    following."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -475,9 +484,11 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
     )
     await consumer.start()
     try:
-        policies, control = cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL)
-        tps = [TopicPartition(policies, p) for p in range(topics.POLICIES.partitions)]
-        tps += [TopicPartition(control, p) for p in range(topics.CONTROL.partitions)]
+        tps = [
+            TopicPartition(cfg.topic(spec), p)
+            for spec in (topics.POLICIES, topics.CONTROL, topics.BUDGETS)
+            for p in range(spec.partitions)
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -485,11 +496,7 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, msgs in batch.items():
                 for m in msgs:
-                    key = m.key.decode(errors="replace") if m.key else ""
-                    if tp.topic == policies:
-                        proc.observe_policy(key, m.value)
-                    else:
-                        proc.observe_command(key, m.value)
+                    observe(cfg, proc, tp.topic, m.key.decode(errors="replace") if m.key else "", m.value)
             if not ready.is_set():
                 positions = {tp: await consumer.position(tp) for tp in tps}
                 if all(positions[tp] >= ends[tp] for tp in tps):

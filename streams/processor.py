@@ -53,6 +53,11 @@ from agentledger.wire import AnyEvent, decode_envelope, dump
 ZERO = Decimal(0)
 TRACE_IDLE_S = 86400
 """A trace rollup is dropped this long after its last event (``evict_idle_traces``)."""
+ORPHAN_GRACE_S = 10.0
+"""A live budget of a policy the worker does not know is tombstoned once it has been on the
+budgets topic this long (its policy was deleted while no worker ran, or the status was in
+flight when the deletion arrived). The grace covers a new policy's first status being read
+back before the policy itself."""
 DEFAULT_MAX_RECORD_BYTES = 512 * 1024
 """Default size limit of every record the worker writes: priced envelopes are split below it,
 an event whose priced form alone is larger goes to the DLQ, and a dead letter is cut to fit
@@ -60,6 +65,7 @@ it. Half of Kafka's default ``max.message.bytes`` (1 MiB): room for the record's
 DEAD_LETTER_SLACK = 6 * 1024
 """Bytes of a dead letter besides its raw bytes (a reason of up to 4 KiB, topic, offsets)."""
 Record = tuple[bytes | None, bytes]
+Tombstoned = tuple[bytes, bytes | None]
 
 
 class RollupStore(Protocol):
@@ -96,7 +102,7 @@ class Output:
     dlq: list[Record] = field(default_factory=list)
     control: list[Record] = field(default_factory=list)
     alerts: list[Record] = field(default_factory=list)
-    budgets: list[Record] = field(default_factory=list)
+    budgets: list[Tombstoned] = field(default_factory=list)
 
     def add(self, em: Emitted) -> None:
         self.control += [(c.scope.key.encode(), dump(c)) for c in em.commands]
@@ -140,6 +146,10 @@ class Processor:
         self.max_record_bytes = max_record_bytes
         self.arrival = arrival or ArrivalRule()
         self.dedupe = Dedupe(dedupe_size)
+        # live budget keys ("policy_id|scope key") per policy, as read back from the budgets
+        # topic, with when each was last seen; and tombstones waiting for the next tick
+        self.budget_keys: dict[str, dict[str, float]] = {}
+        self._tombstones: set[str] = set()
         self.loops = LoopDetector(loops)
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
@@ -249,6 +259,7 @@ class Processor:
     def tick(self, now_s: float) -> Output:
         out = Output()
         out.add(self.engine.tick(now_s))
+        out.budgets += self.budget_tombstones(now_s)
         return out
 
     # -- steps -------------------------------------------------------------------------------------
@@ -478,6 +489,7 @@ class Processor:
     def observe_policy(self, key: str, value: bytes | None) -> None:
         if value is None:
             self.engine.delete(key)
+            self._tombstones.update(self.budget_keys.pop(key, {}))
             return
         try:
             p = Policy.model_validate_json(value)
@@ -485,3 +497,32 @@ class Processor:
             self.counters["bad_policies"] += 1
             return
         self.engine.upsert(p)
+
+    # -- budgets topic read-back: a deleted policy leaves no live budget behind --------------
+
+    def observe_budget(self, key: str, value: bytes | None, now_s: float) -> None:
+        """A record of the compacted budgets topic (key ``policy_id|scope key``)."""
+        policy_id = key.partition("|")[0]
+        if value is None:
+            keys = self.budget_keys.get(policy_id)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self.budget_keys[policy_id]
+            return
+        self.budget_keys.setdefault(policy_id, {})[key] = now_s
+
+    def budget_tombstones(self, now_s: float) -> list[Tombstoned]:
+        """Tombstones for the live budgets of deleted policies: every key on the topic when the
+        deletion arrived, and statuses of unknown policies older than ``ORPHAN_GRACE_S``."""
+        for policy_id in [p for p in self.budget_keys if p not in self.engine.policies]:
+            keys = self.budget_keys[policy_id]
+            for k in [k for k, seen in keys.items() if now_s - seen >= ORPHAN_GRACE_S]:
+                self._tombstones.add(k)
+                del keys[k]
+            if not keys:
+                del self.budget_keys[policy_id]
+        out: list[Tombstoned] = [(k.encode(), None) for k in sorted(self._tombstones)]
+        self.counters["budget_tombstones"] += len(out)
+        self._tombstones.clear()
+        return out

@@ -1,5 +1,6 @@
 """Issue #13 on a real broker: an oversize event cannot take its neighbours down, dedupe is per
-tenant, and back-dated events still count toward budgets."""
+tenant, back-dated events still count toward budgets, and deleting a policy clears its live
+budget state."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from _streams_harness import Worker, consume, produce, start_worker, truth_cost
 
 from agentledger.events import BudgetStatus, ControlCommand, DeadLetter, Policy, Selector, UsageEvent, Window
-from agentledger.streams.policytopic import put_policies
+from agentledger.streams.policytopic import delete_policy, put_policies
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.sink import Sink, SinkConfig
 from agentledger.wire import encode_envelope, encode_envelope_dicts
@@ -167,3 +168,29 @@ def test_back_dated_events_count_at_arrival_and_the_warehouse_keeps_both_times(
         assert row["ts"] == ev.ts  # billed at its own time
         assert before - timedelta(seconds=1) <= row["received_ts"] <= after + timedelta(seconds=1)
         assert row["time_flag"] == "late"
+
+
+def test_deleting_a_policy_clears_its_live_budgets(topics: Any, tmp_path: Path) -> None:
+    put(topics, policy("gone", "100"), policy("kept", "100"))
+    worker = start_worker(topics, tmp_path / "worker")
+    try:
+        events = [usage("del-0001", "acme"), usage("del-0002", "globex")]
+        for ev in events:
+            produce(topics.bootstrap, topics.events, [(ev.key.encode(), encode_envelope(ev.key, [ev]))])
+        worker.wait_events(2)
+        seen = wait_budget(topics, "gone|tenant/globex", truth_cost(events[1], "openai"))
+        assert set(seen) == {
+            "gone|tenant/acme",
+            "gone|tenant/globex",
+            "kept|tenant/acme",
+            "kept|tenant/globex",
+        }
+        asyncio.run(delete_policy(topics.bootstrap, topics.prefix, "gone"))
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(seen) > 2:
+            time.sleep(0.5)
+            seen = budgets(topics)
+        assert set(seen) == {"kept|tenant/acme", "kept|tenant/globex"}
+        assert "gone" not in worker.stats()["policies"]
+    finally:
+        stopped(worker)

@@ -1,5 +1,5 @@
 """Issue #13 on the Faust-free processor: oversize events, per-tenant dedupe, back-dated and
-future-dated events."""
+future-dated events, and the live budgets of a deleted policy."""
 
 from __future__ import annotations
 
@@ -95,3 +95,24 @@ def test_events_inside_the_lateness_and_skew_keep_their_own_time() -> None:
     assert p.totals("tenant/acme", "calendar_day", NOW.timestamp()).cost == Decimal("7.5")
     # the first kept its own time: 590 s ago is outside the last minute
     assert p.totals("tenant/acme", "1m", NOW.timestamp()).cost == Decimal("5")
+
+
+def test_deleting_a_policy_tombstones_its_live_budgets() -> None:
+    p = Processor(MemoryStore())
+    t = NOW.timestamp()
+    p.observe_policy("gone", policy("gone", "100"))
+    p.observe_policy("kept", policy("kept", "100"))
+    for key in ("gone|tenant/acme", "gone|tenant/globex", "kept|tenant/acme"):
+        p.observe_budget(key, b"{}", t)
+    assert p.tick(t).budgets == []
+    p.observe_policy("gone", None)
+    out = p.tick(t + 0.5)
+    assert sorted(k for k, v in out.budgets if v is None) == [b"gone|tenant/acme", b"gone|tenant/globex"]
+    assert p.tick(t + 1).budgets == []  # once
+    # a status that was in flight when the deletion arrived, or left by a policy deleted while
+    # no worker ran, is tombstoned after the grace period
+    p.observe_budget("gone|tenant/initech", b"{}", t + 1)
+    p.observe_budget("older|tenant/acme", b"{}", t + 1)
+    assert p.tick(t + 2).budgets == []
+    late = sorted(k for k, v in p.tick(t + 12).budgets if v is None)
+    assert late == [b"gone|tenant/initech", b"older|tenant/acme"]
