@@ -14,6 +14,7 @@ from typing import Any
 
 from _streams_harness import Worker, consume, produce, start_worker, truth_cost
 
+from agentledger.api.kafka import read_compacted
 from agentledger.events import BudgetStatus, ControlCommand, DeadLetter, Policy, Selector, UsageEvent, Window
 from agentledger.streams.policytopic import delete_policy, put_policies
 from agentledger.warehouse.catalog import Catalog
@@ -39,14 +40,9 @@ def put(topics: Any, *policies: Policy) -> None:
 
 
 def budgets(topics: Any) -> dict[str, BudgetStatus]:
-    """The live budgets as ``GET /v1/budgets`` shows them: latest value per key, tombstones delete."""
-    out: dict[str, BudgetStatus] = {}
-    for r in consume(topics.bootstrap, topics.budgets, timeout=2):
-        if r.value is None:
-            out.pop(r.key.decode(), None)
-        else:
-            out[r.key.decode()] = BudgetStatus.model_validate_json(r.value)
-    return out
+    """The live budgets as ``GET /v1/budgets`` reads them (the API's compacted view: the latest
+    value per key, a tombstone removes the key)."""
+    return asyncio.run(read_compacted(topics.bootstrap, topics.budgets, BudgetStatus.model_validate_json))
 
 
 def wait_budget(topics: Any, key: str, spend: Decimal, timeout: float = 20) -> dict[str, BudgetStatus]:
