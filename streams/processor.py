@@ -61,7 +61,10 @@ back before the policy itself."""
 DEFAULT_MAX_RECORD_BYTES = 512 * 1024
 """Default size limit of every record the worker writes: priced envelopes are split below it,
 an event whose priced form alone is larger goes to the DLQ, and a dead letter is cut to fit
-it. Half of Kafka's default ``max.message.bytes`` (1 MiB): room for the record's framing."""
+it, framing and key included. Half of Kafka's default ``max.message.bytes`` (1 MiB), as before."""
+RECORD_FRAMING = 512
+"""Bytes Kafka adds around a record's key and value (batch header, record header): a record
+sized to the limit then fits a broker whose ``max.message.bytes`` is the limit itself."""
 DEAD_LETTER_SLACK = 6 * 1024
 """Bytes of a dead letter besides its raw bytes (a reason of up to 4 KiB, topic, offsets)."""
 Record = tuple[bytes | None, bytes]
@@ -279,7 +282,7 @@ class Processor:
         received = b',"received_ts":' + to_json(datetime.fromtimestamp(now_s, UTC))
         limit = self.max_record_bytes
         head = b'{"v":1,"key":' + to_json(env_key) + b',"events":['
-        room = limit - len(head) - 2
+        room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - 2
         for index, ev in events:
             body = ev.__pydantic_serializer__.to_json(ev)
             if isinstance(ev, UsageEvent):
