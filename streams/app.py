@@ -455,7 +455,8 @@ async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, 
 
 
 async def preload(cfg: WorkerConfig, proc: Processor) -> int:
-    """Read the compacted policies and control topics up to their end (before Faust starts)."""
+    """Read the compacted policies, control and budgets topics up to their end (before Faust
+    starts)."""
     from agentledger.streams.policytopic import read_compacted
 
     names = [cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL), cfg.topic(topics.BUDGETS)]

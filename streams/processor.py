@@ -492,7 +492,7 @@ class Processor:
     def observe_policy(self, key: str, value: bytes | None) -> None:
         if value is None:
             self.engine.delete(key)
-            self._tombstones.update(self.budget_keys.pop(key, {}))
+            self._tombstones.update(self.budget_keys.get(key, {}))
             return
         try:
             p = Policy.model_validate_json(value)
@@ -517,15 +517,15 @@ class Processor:
 
     def budget_tombstones(self, now_s: float) -> list[Tombstoned]:
         """Tombstones for the live budgets of deleted policies: every key on the topic when the
-        deletion arrived, and statuses of unknown policies older than ``ORPHAN_GRACE_S``."""
-        for policy_id in [p for p in self.budget_keys if p not in self.engine.policies]:
-            keys = self.budget_keys[policy_id]
-            for k in [k for k, seen in keys.items() if now_s - seen >= ORPHAN_GRACE_S]:
-                self._tombstones.add(k)
-                del keys[k]
-            if not keys:
-                del self.budget_keys[policy_id]
-        out: list[Tombstoned] = [(k.encode(), None) for k in sorted(self._tombstones)]
-        self.counters["budget_tombstones"] += len(out)
+        deletion arrived, and statuses of unknown policies older than ``ORPHAN_GRACE_S``. A key
+        whose policy exists again (deleted, then created anew) is left alone."""
+        known = self.engine.policies
+        for policy_id, keys in self.budget_keys.items():
+            if policy_id not in known:
+                self._tombstones.update(k for k, seen in keys.items() if now_s - seen >= ORPHAN_GRACE_S)
+        gone = sorted(k for k in self._tombstones if k.partition("|")[0] not in known)
         self._tombstones.clear()
-        return out
+        for k in gone:
+            self.observe_budget(k, None, now_s)
+        self.counters["budget_tombstones"] += len(gone)
+        return [(k.encode(), None) for k in gone]

@@ -116,3 +116,17 @@ def test_deleting_a_policy_tombstones_its_live_budgets() -> None:
     assert p.tick(t + 2).budgets == []
     late = sorted(k for k, v in p.tick(t + 12).budgets if v is None)
     assert late == [b"gone|tenant/initech", b"older|tenant/acme"]
+
+
+def test_a_policy_deleted_and_created_again_keeps_its_live_budgets() -> None:
+    """Reading the policies topic from its start replays a deletion that a re-creation
+    followed: the new policy's budgets must stay."""
+    p = Processor(MemoryStore())
+    t = NOW.timestamp()
+    p.observe_budget("cap|tenant/acme", b"{}", t)
+    p.observe_policy("cap", policy("cap", "100"))
+    p.observe_policy("cap", None)
+    p.observe_policy("cap", policy("cap", "200"))
+    assert p.tick(t + 20).budgets == []
+    p.observe_policy("cap", None)  # deleted for good: its budget goes
+    assert p.tick(t + 21).budgets == [(b"cap|tenant/acme", None)]
