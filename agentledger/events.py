@@ -219,6 +219,14 @@ class PricedEvent(_Model):
     price_source: str = Field(
         max_length=128, description="e.g. `genai-prices:0.2.3` or `override:acme-discount`."
     )
+    received_ts: UtcDatetime | None = Field(
+        default=None, description="When the streams worker received the event (its arrival)."
+    )
+    time_flag: Literal["late", "clock_skew"] | None = Field(
+        default=None,
+        description="Set when `ts` was outside the worker's allowed lateness (`late`) or clock skew "
+        "(`clock_skew`) of the arrival: budgets counted the event at `received_ts`.",
+    )
 
 
 class PricedEnvelope(_Model):

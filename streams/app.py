@@ -9,8 +9,9 @@
   records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
   flushing the producer. After a crash totals are never below the truth and over by at most
   the events of one commit interval plus one state flush (docs/adr/0005);
-* a follower task reads the compacted policies and control topics from the beginning (no
-  consumer group) and keeps reading: policies and the current command per scope;
+* a follower task reads the compacted policies, control and budgets topics from the beginning
+  (no consumer group) and keeps reading: policies, the current command per scope, and which
+  live budgets exist (a deleted policy's are tombstoned);
 * a timer ticks budgets (windows rolling over, throttled status updates);
 * a small web view: ``/rollups/?scope=agent/acme/planner``, ``/trace/?tenant=..&trace_id=..``,
   ``/stats/``.
@@ -32,9 +33,10 @@ from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.settings import Settings, get_settings
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
 from agentledger.streams.offsets import DeliveryTracker
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.processor import Output, Processor, partition_of
+from agentledger.streams.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor, partition_of
 from agentledger.streams.rollups import Rollup
 
 log = logging.getLogger("agentledger.streams")
@@ -56,6 +58,14 @@ class WorkerConfig:
     prices_path: Path | None = None
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
+    # no record the worker writes is larger: priced envelopes are split below it, an event too
+    # large alone goes to the DLQ (uncounted), a dead letter's raw bytes are cut to fit. Keep
+    # it under the broker's max.message.bytes of the priced and DLQ topics
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    # an event stamped outside [arrival - allowed lateness, arrival + skew] counts toward
+    # budgets and rollups at its arrival, flagged late / clock_skew (streams/eventtime.py)
+    allowed_lateness_s: float = DEFAULT_ALLOWED_LATENESS_S
+    max_skew_s: float = DEFAULT_MAX_SKEW_S
     tick_interval_s: float = 0.5
     # a partition fetched past what reached the agent, with the agent idle this long, is
     # fetched again from there (faust-streaming 0.15.3 can drop a fetched batch in a rebalance)
@@ -187,6 +197,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
         producer_acks=-1,
         producer_linger=cfg.producer_linger_s,
+        # never below what the worker sizes its records to (framing included)
+        producer_max_request_size=max(1_000_000, cfg.max_record_bytes + 16 * 1024),
         # NB: keep Faust's 16 KiB producer batches: with 1 MiB batches a restarted worker's
         # table recovery stalled part-way through the changelog (found by the crash test)
         consumer_auto_offset_reset="earliest",
@@ -226,6 +238,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         loops=cfg.loops,
         dedupe_size=cfg.dedupe_size,
         source_topic=cfg.topic(topics.EVENTS),
+        max_record_bytes=cfg.max_record_bytes,
+        arrival=ArrivalRule(cfg.allowed_lateness_s, cfg.max_skew_s),
     )
     ready = asyncio.Event()
 
@@ -441,20 +455,29 @@ async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, 
 
 
 async def preload(cfg: WorkerConfig, proc: Processor) -> int:
-    """Read the compacted policies and control topics up to their end (before Faust starts)."""
+    """Read the compacted policies, control and budgets topics up to their end (before Faust
+    starts)."""
     from agentledger.streams.policytopic import read_compacted
 
-    policies, control = cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL)
-    for topic, key, value in await read_compacted(cfg.bootstrap, [policies, control], **cfg.client_options):
-        if topic == policies:
-            proc.observe_policy(key, value)
-        else:
-            proc.observe_command(key, value)
+    names = [cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL), cfg.topic(topics.BUDGETS)]
+    for topic, key, value in await read_compacted(cfg.bootstrap, names, **cfg.client_options):
+        observe(cfg, proc, topic, key, value)
     return int(proc.adopt_commands(time.time()))
 
 
+def observe(cfg: WorkerConfig, proc: Processor, topic: str, key: str, value: bytes | None) -> None:
+    """One record of a compacted topic the worker follows."""
+    if topic == cfg.topic(topics.POLICIES):
+        proc.observe_policy(key, value)
+    elif topic == cfg.topic(topics.CONTROL):
+        proc.observe_command(key, value)
+    else:
+        proc.observe_budget(key, value, time.time())
+
+
 async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> None:
-    """Read the compacted policies and control topics from the start, then keep following."""
+    """Read the compacted policies, control and budgets topics from the start, then keep
+    following."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
@@ -462,9 +485,11 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
     )
     await consumer.start()
     try:
-        policies, control = cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL)
-        tps = [TopicPartition(policies, p) for p in range(topics.POLICIES.partitions)]
-        tps += [TopicPartition(control, p) for p in range(topics.CONTROL.partitions)]
+        tps = [
+            TopicPartition(cfg.topic(spec), p)
+            for spec in (topics.POLICIES, topics.CONTROL, topics.BUDGETS)
+            for p in range(spec.partitions)
+        ]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
@@ -472,11 +497,7 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
             batch = await consumer.getmany(timeout_ms=200, max_records=5000)
             for tp, msgs in batch.items():
                 for m in msgs:
-                    key = m.key.decode(errors="replace") if m.key else ""
-                    if tp.topic == policies:
-                        proc.observe_policy(key, m.value)
-                    else:
-                        proc.observe_command(key, m.value)
+                    observe(cfg, proc, tp.topic, m.key.decode(errors="replace") if m.key else "", m.value)
             if not ready.is_set():
                 positions = {tp: await consumer.position(tp) for tp in tps}
                 if all(positions[tp] >= ends[tp] for tp in tps):

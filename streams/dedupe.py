@@ -1,4 +1,4 @@
-"""Bounded dedupe by ``event_id``."""
+"""Bounded dedupe by (``tenant``, ``event_id``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ replayed after a crash are counted again (bounded by one commit interval: docs/s
 
 
 class Dedupe:
-    """Remembers the last ``size`` event ids (oldest forgotten first)."""
+    """Remembers the last ``size`` (tenant, event id) pairs (oldest forgotten first).
+
+    An id is unique within its tenant only: ids from OTLP derive from trace and span ids, so
+    another tenant can send the same one, and it must not hide the first tenant's event.
+    """
 
     def __init__(self, size: int = DEFAULT_DEDUPE_SIZE) -> None:
         if size < 1:
@@ -20,13 +24,14 @@ class Dedupe:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self.duplicates = 0
 
-    def first_time(self, event_id: str) -> bool:
-        """True the first time an id is seen (and remembers it); False for a duplicate."""
+    def first_time(self, tenant: str, event_id: str) -> bool:
+        """True the first time a tenant's id is seen (and remembers it); False for a duplicate."""
         seen = self._seen
-        if event_id in seen:
+        key = f"{tenant}/{event_id}"  # a tenant name has no "/" (agentledger.events.Name)
+        if key in seen:
             self.duplicates += 1
             return False
-        seen[event_id] = None
+        seen[key] = None
         if len(seen) > self.size:
             seen.popitem(last=False)
         return True

@@ -1,9 +1,11 @@
 """The worker's core, free of Faust: one record (an envelope) in, everything it causes out.
 
 ``process`` decodes in bulk, validates per event (bad ones to the DLQ with raw bytes, reason
-and source offset), dedupes by ``event_id``, prices, aggregates per scope inside the
-envelope and touches each rollup key once, evaluates the budgets the envelope touched and
-the loop detector. ``streams.app`` runs it inside a Faust agent; tests and the benchmark can
+and source offset), dedupes by (``tenant``, ``event_id``), prices, splits the priced events
+into records the broker can take (an event too large for any record goes to the DLQ and is
+not counted), aggregates per scope inside the envelope at each event's counting time
+(``eventtime``) and touches each rollup key once, evaluates the budgets the envelope touched
+and the loop detector. ``streams.app`` runs it inside a Faust agent; tests and the benchmark can
 drive it directly.
 """
 
@@ -36,6 +38,7 @@ from agentledger.pricing import PriceBook
 from agentledger.streams.budgets import BudgetEngine, Emitted
 from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
 from agentledger.streams.enforcer import ISSUER, Desire, Enforcer, new_id
+from agentledger.streams.eventtime import ArrivalRule
 from agentledger.streams.loops import LoopDetector
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.rollups import Rollup, Totals
@@ -50,9 +53,22 @@ from agentledger.wire import AnyEvent, decode_envelope, dump
 ZERO = Decimal(0)
 TRACE_IDLE_S = 86400
 """A trace rollup is dropped this long after its last event (``evict_idle_traces``)."""
-MAX_PRICED_RECORD_BYTES = 512 * 1024
-"""Priced envelopes are split below this (Kafka's default max.message.bytes is 1 MiB)."""
+ORPHAN_GRACE_S = 10.0
+"""A live budget of a policy the worker does not know is tombstoned once it has been on the
+budgets topic this long (its policy was deleted while no worker ran, or the status was in
+flight when the deletion arrived). The grace covers a new policy's first status being read
+back before the policy itself."""
+DEFAULT_MAX_RECORD_BYTES = 512 * 1024
+"""Default size limit of every record the worker writes: priced envelopes are split below it,
+an event whose priced form alone is larger goes to the DLQ, and a dead letter is cut to fit
+it, framing and key included. Half of Kafka's default ``max.message.bytes`` (1 MiB), as before."""
+RECORD_FRAMING = 512
+"""Bytes Kafka adds around a record's key and value (batch header, record header): a record
+sized to the limit then fits a broker whose ``max.message.bytes`` is the limit itself."""
+DEAD_LETTER_SLACK = 6 * 1024
+"""Bytes of a dead letter besides its raw bytes (a reason of up to 4 KiB, topic, offsets)."""
 Record = tuple[bytes | None, bytes]
+Tombstoned = tuple[bytes, bytes | None]
 
 
 class RollupStore(Protocol):
@@ -89,7 +105,7 @@ class Output:
     dlq: list[Record] = field(default_factory=list)
     control: list[Record] = field(default_factory=list)
     alerts: list[Record] = field(default_factory=list)
-    budgets: list[Record] = field(default_factory=list)
+    budgets: list[Tombstoned] = field(default_factory=list)
 
     def add(self, em: Emitted) -> None:
         self.control += [(c.scope.key.encode(), dump(c)) for c in em.commands]
@@ -121,12 +137,22 @@ class Processor:
         loops: LoopSettings | None = None,
         dedupe_size: int = DEFAULT_DEDUPE_SIZE,
         source_topic: str = "events",
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        arrival: ArrivalRule | None = None,
     ) -> None:
+        if max_record_bytes < 4 * DEAD_LETTER_SLACK:
+            raise ValueError(f"max_record_bytes must be at least {4 * DEAD_LETTER_SLACK}")
         self.store = store
         self.book = book or PriceBook.load()
         self.partitions = partitions
         self.source_topic = source_topic
+        self.max_record_bytes = max_record_bytes
+        self.arrival = arrival or ArrivalRule()
         self.dedupe = Dedupe(dedupe_size)
+        # live budget keys ("policy_id|scope key") per policy, as read back from the budgets
+        # topic, with when each was last seen; and tombstones waiting for the next tick
+        self.budget_keys: dict[str, dict[str, float]] = {}
+        self._tombstones: set[str] = set()
         self.loops = LoopDetector(loops)
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
@@ -167,7 +193,14 @@ class Processor:
 
     def dead_letter(self, key: bytes | None, raw: bytes, reason: str, partition: int | None,
                     offset: int | None, index: int | None) -> Record:  # fmt: skip
+        """A DLQ record that always fits the record limit: raw bytes too large for it are cut,
+        and the reason says so and where the whole record is (the events topic keeps it)."""
         self.counters["dlq"] += 1
+        room = (self.max_record_bytes - DEAD_LETTER_SLACK) * 3 // 4  # base64 grows by 4/3
+        if len(raw) > room:
+            where = f"{self.source_topic}[{partition}]@{offset}"
+            reason = f"{reason[:3000]} (raw bytes cut to the first {room} of {len(raw)}; the whole record is {where})"
+            raw = raw[:room]
         dl = DeadLetter(
             reason=reason[:4096],
             raw_b64=base64.b64encode(raw).decode(),
@@ -192,14 +225,22 @@ class Processor:
             out.dlq.append(self.dead_letter(key, rej.raw, rej.reason, partition, offset, rej.index))
         self.counters["rejected_events"] += len(decoded.rejected)
         first = self.dedupe.first_time
-        events = [e for e in decoded.events if first(e.event_id)]
-        self.counters["duplicates"] += len(decoded.events) - len(events)
+        skip = {r.index for r in decoded.rejected}
+        positions = (i for i in range(len(decoded.events) + len(skip)) if i not in skip)
+        fresh = [
+            (i, e) for i, e in zip(positions, decoded.events, strict=True) if first(e.tenant, e.event_id)
+        ]
+        self.counters["duplicates"] += len(decoded.events) - len(fresh)
+        if not fresh:
+            return out
+        env_key = decoded.key or (key or b"").decode(errors="replace")
+        events, costs, priced, at = self._price(fresh, env_key, key, partition, offset, now_s, out)
+        # only what is published from here on is counted (nothing else reaches the warehouse)
         self.counters["events"] += len(events)
         if not events:
             return out
-        costs, priced = self._price(events, decoded.key or (key or b"").decode(errors="replace"), out)
-        self._aggregate(events, costs, priced, partition, now_s)
-        self._budgets(events, costs, partition, now_s, out)
+        self._aggregate(events, costs, priced, at, partition, now_s)
+        self._budgets(events, costs, at, partition, now_s, out)
         self._loops(events, costs, now_s, out)
         self._unknown_models(now_s, out)
         return out
@@ -221,49 +262,75 @@ class Processor:
     def tick(self, now_s: float) -> Output:
         out = Output()
         out.add(self.engine.tick(now_s))
+        out.budgets += self.budget_tombstones(now_s)
         return out
 
     # -- steps -------------------------------------------------------------------------------------
 
-    def _price(self, events: list[AnyEvent], env_key: str, out: Output) -> tuple[list[Decimal], list[bool]]:
+    def _price(
+        self, events: list[tuple[int, AnyEvent]], env_key: str, key: bytes | None, partition: int,
+        offset: int | None, now_s: float, out: Output,
+    ) -> tuple[list[AnyEvent], list[Decimal], list[bool], list[int]]:  # fmt: skip
+        """Price, and write the priced records: (events published, their costs, priced flags,
+        the second each counts at). An event too large for any record goes to the DLQ instead."""
         price = self.book.price
+        kept: list[AnyEvent] = []
         costs: list[Decimal] = []
         flags: list[bool] = []
+        at: list[int] = []
         pieces: list[bytes] = []
-        for ev in events:
+        received = b',"received_ts":' + to_json(datetime.fromtimestamp(now_s, UTC))
+        limit = self.max_record_bytes
+        head = b'{"v":1,"key":' + to_json(env_key) + b',"events":['
+        room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - 2
+        for index, ev in events:
             body = ev.__pydantic_serializer__.to_json(ev)
             if isinstance(ev, UsageEvent):
                 cost, priced, source = price(ev)
-                if not priced:
-                    self.counters["unpriced"] += 1
             else:
                 cost, priced, source = ZERO, True, "n/a"
+            ts_s = ev.ts.timestamp()
+            late = self.arrival.flag(ts_s, now_s)
+            piece = (
+                b'{"event":' + body + b',"cost_usd":"' + _dec(cost) + b'","priced":'
+                + (b"true" if priced else b"false") + b',"price_source":' + to_json(source) + received
+                + (b',"time_flag":"' + late.encode() + b'"}' if late else b"}")
+            )  # fmt: skip
+            if len(piece) > room:
+                self.counters["oversize"] += 1
+                why = f"priced event is {len(piece)} bytes, over the worker's record limit of {limit} bytes"
+                out.dlq.append(self.dead_letter(key, body, why, partition, offset, index))
+                continue
+            if isinstance(ev, UsageEvent) and not priced:
+                self.counters["unpriced"] += 1
+            if late:
+                self.counters[late] += 1
+            kept.append(ev)
             costs.append(cost)
             flags.append(priced)
-            pieces.append(
-                b'{"event":' + body + b',"cost_usd":"' + _dec(cost) + b'","priced":'
-                + (b"true" if priced else b"false") + b',"price_source":' + to_json(source) + b"}"
-            )  # fmt: skip
-        # a priced event is larger than its input: split so no record exceeds the broker's limit
-        key, head = env_key.encode(), b'{"v":1,"key":' + to_json(env_key) + b',"events":['
+            at.append(int(now_s if late else ts_s))
+            pieces.append(piece)
+        # a priced event is larger than its input: split so no record exceeds the limit
         chunk: list[bytes] = []
         size = 0
         for piece in pieces:
-            if chunk and size + len(piece) > MAX_PRICED_RECORD_BYTES:
-                out.priced.append((key, head + b",".join(chunk) + b"]}"))
+            if chunk and size + len(piece) > room:
+                out.priced.append((env_key.encode(), head + b",".join(chunk) + b"]}"))
                 chunk, size = [], 0
             chunk.append(piece)
             size += len(piece) + 1
-        out.priced.append((key, head + b",".join(chunk) + b"]}"))
-        return costs, flags
+        if chunk:
+            out.priced.append((env_key.encode(), head + b",".join(chunk) + b"]}"))
+        return kept, costs, flags, at
 
     def _aggregate(
-        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], partition: int, now_s: float
-    ) -> None:
-        # group by everything that picks a scope, per second, then fan out to scopes once
+        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], at: list[int], partition: int,
+        now_s: float,
+    ) -> None:  # fmt: skip
+        # group by everything that picks a scope, per second counted at, then fan out to scopes once
         groups: dict[tuple[str, str, str | None, str | None, str, str | None, str | None, int], Totals] = {}
         spans: dict[tuple[str, str], dict[str, tuple[str | None, Decimal]]] = {}
-        for ev, cost, priced in zip(events, costs, flags, strict=True):
+        for ev, cost, priced, sec in zip(events, costs, flags, at, strict=True):
             tspans = spans.setdefault((ev.tenant, ev.trace_id), {})
             old = tspans.get(ev.span_id)
             parent = ev.parent_span_id or (old[0] if old else None)
@@ -272,8 +339,7 @@ class Processor:
                     tspans[ev.span_id] = (parent, old[1] if old else ZERO)
                 continue
             tspans[ev.span_id] = (parent, (old[1] if old else ZERO) + cost)
-            gk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.trace_id, ev.provider, ev.model,
-                  int(ev.ts.timestamp()))  # fmt: skip
+            gk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.trace_id, ev.provider, ev.model, sec)
             t = groups.get(gk)
             if t is None:
                 t = groups[gk] = Totals()
@@ -306,8 +372,9 @@ class Processor:
             self.store.put(table_key(partition, k), r)
 
     def _budgets(
-        self, events: list[AnyEvent], costs: list[Decimal], partition: int, now_s: float, out: Output
-    ) -> None:
+        self, events: list[AnyEvent], costs: list[Decimal], at: list[int], partition: int, now_s: float,
+        out: Output,
+    ) -> None:  # fmt: skip
         for p in self.engine.policies.values():
             if not p.enabled:
                 continue
@@ -315,7 +382,7 @@ class Processor:
             contributions: dict[str, tuple[ScopeRef, list[tuple[str, Decimal]]]] = {}
             counters: dict[str, Rollup] = {}
             matches: dict[tuple[str, str, str | None, str | None], bool] = {}
-            for ev, cost in zip(events, costs, strict=True):
+            for ev, cost, sec in zip(events, costs, at, strict=True):
                 if not isinstance(ev, UsageEvent):
                     continue
                 # for a coarse selector matching the event's fields is matching its scope;
@@ -340,7 +407,7 @@ class Processor:
                     r = counters.get(ck)
                     if r is None:
                         r = counters[ck] = self.store.get(table_key(partition, ck)) or Rollup()
-                    r.add(int(ev.ts.timestamp()), cost, tokens, 1, 0)
+                    r.add(sec, cost, tokens, 1, 0)
             for ck, r in counters.items():
                 r.prune(now_s)
                 self.store.put(table_key(partition, ck), r)
@@ -425,6 +492,7 @@ class Processor:
     def observe_policy(self, key: str, value: bytes | None) -> None:
         if value is None:
             self.engine.delete(key)
+            self._tombstones.update(self.budget_keys.get(key, {}))
             return
         try:
             p = Policy.model_validate_json(value)
@@ -432,3 +500,32 @@ class Processor:
             self.counters["bad_policies"] += 1
             return
         self.engine.upsert(p)
+
+    # -- budgets topic read-back: a deleted policy leaves no live budget behind --------------
+
+    def observe_budget(self, key: str, value: bytes | None, now_s: float) -> None:
+        """A record of the compacted budgets topic (key ``policy_id|scope key``)."""
+        policy_id = key.partition("|")[0]
+        if value is None:
+            keys = self.budget_keys.get(policy_id)
+            if keys is not None:
+                keys.pop(key, None)
+                if not keys:
+                    del self.budget_keys[policy_id]
+            return
+        self.budget_keys.setdefault(policy_id, {})[key] = now_s
+
+    def budget_tombstones(self, now_s: float) -> list[Tombstoned]:
+        """Tombstones for the live budgets of deleted policies: every key on the topic when the
+        deletion arrived, and statuses of unknown policies older than ``ORPHAN_GRACE_S``. A key
+        whose policy exists again (deleted, then created anew) is left alone."""
+        known = self.engine.policies
+        for policy_id, keys in self.budget_keys.items():
+            if policy_id not in known:
+                self._tombstones.update(k for k, seen in keys.items() if now_s - seen >= ORPHAN_GRACE_S)
+        gone = sorted(k for k in self._tombstones if k.partition("|")[0] not in known)
+        self._tombstones.clear()
+        for k in gone:
+            self.observe_budget(k, None, now_s)
+        self.counters["budget_tombstones"] += len(gone)
+        return [(k.encode(), None) for k in gone]

@@ -2,7 +2,7 @@
 
 ``raw_<dataset>`` reads every file of a dataset with ``union_by_name`` (a file written before
 a new optional contract field simply has NULL there) and the hive ``date`` column; the plain
-view keeps one row per id (``event_id``, ``command_id``, ``alert_id``), because the sink and
+view keeps one row per id ((``tenant``, ``event_id``), ``command_id``, ``alert_id``), because the sink and
 the streams worker are at-least-once and a replay may land a row twice.
 
 Local roots are read by DuckDB's own Parquet reader; other URIs (``s3://``...) through a
@@ -86,7 +86,7 @@ class Catalog:
                 f"CREATE OR REPLACE VIEW {dataset} AS {empty}",
             ]
         clean, dirty = split_clean(files)
-        key = schema.DEDUPE_KEYS[dataset]
+        key = ", ".join(schema.DEDUPE_KEYS[dataset])
         parts = []
         if clean:  # one compacted file per date: already one row per id
             parts.append(f"SELECT * FROM {self._read(dataset, 'clean', clean)}")

@@ -31,13 +31,13 @@ class CompactResult:
     path: str
 
 
-def first_of_each(table: pa.Table, key: str) -> pa.Table:
-    """Rows of ``table`` with a repeated ``key`` removed (the first one stays), order kept."""
-    codes = table[key].combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    _, first = np.unique(codes, return_index=True)
+def first_of_each(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """Rows of ``table`` with a repeated ``keys`` tuple removed (the first one stays), order kept."""
+    rows = table.select(list(keys)).append_column("__row", pa.array(np.arange(table.num_rows)))
+    first = rows.group_by(list(keys), use_threads=False).aggregate([("__row", "min")])["__row_min"]
     if len(first) == table.num_rows:
         return table
-    return table.take(pa.array(np.sort(first)))
+    return table.take(pa.array(np.sort(first.to_numpy())))
 
 
 def compact_partition(store: Store, dataset: str, files: list[DataFile]) -> CompactResult:

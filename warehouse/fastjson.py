@@ -35,7 +35,7 @@ def _wire(t: pa.DataType) -> pa.DataType:
 _EVENT_NAMES = [
     f.name
     for f in schema.EVENTS
-    if f.name not in {"cost_usd", "priced", "price_source", "source_partition", "source_offset"}
+    if f.name not in schema.PRICE_NAMES | {"source_partition", "source_offset"}
     and f.name not in schema.JSON_FIELDS
 ]
 _ITEM = pa.struct(
@@ -44,6 +44,8 @@ _ITEM = pa.struct(
         pa.field("cost_usd", pa.string()),
         pa.field("priced", pa.bool_()),
         pa.field("price_source", pa.string()),
+        pa.field("received_ts", pa.string()),
+        pa.field("time_flag", pa.string()),
     ]
 )
 _ENVELOPE = pa.schema([pa.field("v", pa.int64()), pa.field("events", pa.list_(_ITEM))])
@@ -73,7 +75,7 @@ def convert_many(
     ok = (lengths > 0) & (version == 1) & (attributes == lengths)
     items = lists.flatten()  # every record's items, in order (null lists contribute none)
     # StructArray.flatten() merges a null parent into its children (``.field()`` would not)
-    event, cost, priced, _ = items.flatten()
+    event, cost, priced, *_ = items.flatten()
     fields = dict(zip(_EVENT_NAMES, event.flatten(), strict=True))
     bad = pc.is_null(cost).to_numpy(zero_copy_only=False) | pc.is_null(priced).to_numpy(zero_copy_only=False)
     for name in _REQUIRED:
@@ -92,7 +94,7 @@ def convert_many(
 
 
 def _columns(items: pa.StructArray, offsets: np.ndarray, partition: int) -> pa.Table:
-    event, cost, priced, source = items.flatten()
+    event, cost, priced, source, received, flag = items.flatten()
     n = len(items)
     columns: dict[str, pa.Array] = {}
     for name, values in zip(_EVENT_NAMES, event.flatten(), strict=True):
@@ -103,6 +105,8 @@ def _columns(items: pa.StructArray, offsets: np.ndarray, partition: int) -> pa.T
     columns["cost_usd"] = cost.cast(schema.USD)
     columns["priced"] = priced
     columns["price_source"] = source
+    columns["received_ts"] = received.cast(schema.TS)
+    columns["time_flag"] = flag
     columns["source_partition"] = pa.array(np.full(n, partition, dtype=np.int32))
     columns["source_offset"] = pa.array(offsets.astype(np.int64))
     return pa.Table.from_arrays([columns[f.name] for f in schema.EVENTS], schema=schema.EVENTS)

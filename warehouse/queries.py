@@ -376,7 +376,8 @@ def command_latency(cat: Catalog, tenant: str | None = None, limit: int = 100) -
         cat,
         f"""SELECT c.ts, c.action, c.scope_key, c.reason, c.policy_id, c.kill_reason, c.cause_event_id,
                    date_diff('millisecond', e.ts, c.ts) AS latency_ms
-            FROM commands c LEFT JOIN events e ON e.event_id = c.cause_event_id
+            FROM commands c LEFT JOIN events e
+              ON e.event_id = c.cause_event_id AND (c.tenant IS NULL OR e.tenant = c.tenant)
             {w.sql()} ORDER BY c.ts, c.command_id LIMIT ?""",
         [*w.params, int(limit)],
     )

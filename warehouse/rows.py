@@ -21,7 +21,7 @@ from agentledger.events import AlertEvent, ControlCommand
 from agentledger.warehouse import schema
 from agentledger.wire import decode_priced, dump
 
-_EVENT_COLS = [f.name for f in schema.EVENTS if f.name not in {"cost_usd", "priced", "price_source"}]
+_EVENT_COLS = [f.name for f in schema.EVENTS if f.name not in schema.PRICE_NAMES]
 _FROM_EVENT = [n for n in _EVENT_COLS if not n.startswith("source_") and n not in schema.JSON_FIELDS]
 _JSON_COLS = [n for n in _EVENT_COLS if n in schema.JSON_FIELDS]
 
@@ -138,6 +138,9 @@ def _convert(items: list[dict[str, Any]], partition: int, offset: int) -> pa.Tab
     columns["cost_usd"] = pa.array([str(i["cost_usd"]) for i in items], pa.string()).cast(schema.USD)
     columns["priced"] = pa.array([i["priced"] for i in items], pa.bool_())
     columns["price_source"] = pa.array([i.get("price_source") for i in items], pa.string())
+    received = pa.array([i.get("received_ts") for i in items], pa.string())
+    columns["received_ts"] = received.cast(schema.TS)
+    columns["time_flag"] = pa.array([i.get("time_flag") for i in items], pa.string())
     n = len(items)
     columns["source_partition"] = pa.array(np.full(n, partition, dtype=np.int32))
     columns["source_offset"] = pa.array(np.full(n, offset, dtype=np.int64))

@@ -86,7 +86,11 @@ PRICE_FIELDS = [
     pa.field("cost_usd", USD),
     pa.field("priced", pa.bool_()),
     pa.field("price_source", pa.string()),
+    # arrival at the streams worker, and why budgets counted the event then (late/clock_skew)
+    pa.field("received_ts", TS),
+    pa.field("time_flag", pa.string()),
 ]
+PRICE_NAMES = frozenset(f.name for f in PRICE_FIELDS)
 SOURCE_FIELDS = [
     pa.field("source_partition", pa.int32()),
     pa.field("source_offset", pa.int64()),
@@ -142,5 +146,10 @@ ALERTS = pa.schema(
 
 SCHEMAS: dict[str, pa.Schema] = {"events": EVENTS, "commands": COMMANDS, "alerts": ALERTS}
 """Dataset name -> Arrow schema."""
-DEDUPE_KEYS: dict[str, str] = {"events": "event_id", "commands": "command_id", "alerts": "alert_id"}
-"""Dataset name -> the column that identifies a row (duplicates of it are one row)."""
+DEDUPE_KEYS: dict[str, tuple[str, ...]] = {
+    "events": ("tenant", "event_id"),
+    "commands": ("command_id",),
+    "alerts": ("alert_id",),
+}
+"""Dataset name -> the columns that identify a row (duplicates of it are one row). An event id
+is unique within its tenant only (OTLP ids derive from trace and span ids)."""

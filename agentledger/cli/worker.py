@@ -38,6 +38,22 @@ def worker(
         None, min=1, help="Replication of the table changelog (3 on a 3-broker cluster)."
     ),
     dedupe_size: int = typer.Option(500_000, min=1, help="event_ids remembered for dedupe."),
+    max_record_bytes: int = typer.Option(
+        512 * 1024,
+        min=24 * 1024,
+        help="Largest record the worker writes (keep it under the broker's max.message.bytes); "
+        "an event whose priced form is larger goes to the DLQ.",
+    ),
+    allowed_lateness: float = typer.Option(
+        600.0,
+        min=0.0,
+        help="Seconds an event may be stamped before its arrival and still count at its own time.",
+    ),
+    max_skew: float = typer.Option(
+        300.0,
+        min=0.0,
+        help="Seconds an event may be stamped after its arrival and still count at its own time.",
+    ),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
     loglevel: str = typer.Option("WARNING"),
 ) -> None:
@@ -58,6 +74,9 @@ def worker(
         prices_path=prices,
         loops=loops,
         dedupe_size=dedupe_size,
+        max_record_bytes=max_record_bytes,
+        allowed_lateness_s=allowed_lateness,
+        max_skew_s=max_skew,
         replication=replication,
         client_options=s.kafka_client_options(),
     )

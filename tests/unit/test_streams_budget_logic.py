@@ -92,22 +92,17 @@ def _agent_ref() -> Any:
     return ScopeRef(ScopeKind.AGENT, tenant="acme", agent="planner")
 
 
-def test_priced_output_split_under_the_record_limit_and_unknown_model_alerts_once(monkeypatch: Any) -> None:
-    from agentledger.streams import processor as proc_mod
+def test_priced_output_split_under_the_record_limit_and_unknown_model_alerts_once() -> None:
     from agentledger.wire import decode_priced
 
-    monkeypatch.setattr(proc_mod, "MAX_PRICED_RECORD_BYTES", 20_000)
-
-    p = Processor(MemoryStore())
+    p = Processor(MemoryStore(), max_record_bytes=30_000)
     events = [usage() for _ in range(400)] + [
         UsageEvent(event_id=f"unk-{i:05d}", ts=NOW, tenant="acme", agent="planner", trace_id="a" * 32,
                    span_id="b" * 16, provider="acme-ai", model="secret-1", input_tokens=5, output_tokens=5)
         for i in range(3)
     ]  # fmt: skip
     out = p.process(encode_envelope("acme/planner", events), b"acme/planner", 0, 0, NOW.timestamp())
-    assert len(out.priced) > 1 and all(
-        len(v) <= proc_mod.MAX_PRICED_RECORD_BYTES + 1024 for _, v in out.priced
-    )
+    assert len(out.priced) > 1 and all(len(v) <= 30_000 for _, v in out.priced)
     priced = [pe for _, v in out.priced for pe in decode_priced(v)[1]]
     assert [pe.event.event_id for pe in priced] == [e.event_id for e in events]
     assert [pe.priced for pe in priced[-3:]] == [False] * 3 and priced[-1].cost_usd == 0

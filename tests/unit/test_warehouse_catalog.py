@@ -174,3 +174,26 @@ def test_a_non_local_filesystem_goes_through_pyarrow(tmp_path: Path) -> None:
     assert (row["c"], row["n"]) == (total + old_total, n + old_n) and row["days"] >= 1
     compact(store)
     assert cat.query("SELECT count(*) AS n FROM raw_events")[0]["n"] == n + old_n
+
+
+def test_an_event_id_is_unique_per_tenant_only(tmp_path: Path) -> None:
+    """globex reusing acme's event_id is another event: both stay, in the views and after
+    compaction; a replay of either is still one row."""
+    store = Store(str(tmp_path))
+    acme = [pe for pe in priced_events(20) if pe.event.tenant == "acme"][:5]
+    assert acme
+    globex = [
+        pe.model_copy(update={"event": pe.event.model_copy(update={"tenant": "globex"})}) for pe in acme
+    ]
+    land_priced(store, acme, "p0-0-4")
+    land_priced(store, globex, "p1-0-4")
+    land_priced(store, globex[:2], "p1-0-1")  # a replay
+    cat = Catalog(store)
+    want = {(pe.event.tenant, pe.event.event_id) for pe in acme + globex}
+    rows = cat.query("SELECT tenant, event_id FROM events")
+    assert sorted((r["tenant"], r["event_id"]) for r in rows) == sorted(want)
+    compact(store)
+    merged = pa.concat_tables([store.read(f.path) for f in store.files("events")])
+    assert sorted(zip(merged["tenant"].to_pylist(), merged["event_id"].to_pylist(), strict=True)) == sorted(
+        want
+    )

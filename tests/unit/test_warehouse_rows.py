@@ -176,3 +176,21 @@ def test_the_json_reader_hands_back_what_it_cannot_take_whole() -> None:
             buf.add_priced(value, 0, offset)
     pretty = buf.add_many([(good, 1), (good.replace(b',"events":', b',\n"events":'), 2)], partition=0)
     assert [o for _, o in pretty] == [1, 2]  # one value with a newline: all go the careful way
+
+
+def test_arrival_time_and_flag_land_through_both_paths() -> None:
+    """The worker's ``received_ts`` and ``time_flag`` are columns, on the fast and the careful path."""
+    received = datetime(2026, 11, 24, 14, 0, 5, 123456, tzinfo=UTC)
+    events = [
+        pe.model_copy(update={"received_ts": received, "time_flag": "late" if i % 2 else None})
+        for i, pe in enumerate(priced_events(20, seed=14)[:10])
+    ]
+    records = [(encode_envelope("k/k", events), 7)]
+    fast, careful = EventBuffer(), EventBuffer()
+    assert fast.add_many(records, partition=1) == []
+    careful.add_priced(records[0][0], 1, 7)
+    assert fast.to_table().equals(careful.to_table())
+    rows = careful.to_table().to_pylist()
+    assert [r["received_ts"] for r in rows] == [received] * 10
+    assert [r["time_flag"] for r in rows] == ["late" if i % 2 else None for i in range(10)]
+    assert [r["ts"] for r in rows] == [pe.event.ts for pe in events]
