@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from agentledger import topics
 from agentledger.settings import Settings
@@ -64,6 +65,7 @@ async def record_value_limit(
     topic: str,
     settings: Settings | None = None,
     margin: int = RECORD_OVERHEAD_BYTES,
+    options: dict[str, Any] | None = None,
 ) -> int:
     """The largest record *value* the broker takes on ``topic``, read from the broker.
 
@@ -77,8 +79,8 @@ async def record_value_limit(
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-    opts = settings.kafka_client_options() if settings else {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **opts)  # type: ignore[arg-type]
+    opts = options if options is not None else settings.kafka_client_options() if settings else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **opts)
     await admin.start()
     try:
         if topic in set(await admin.list_topics()):

@@ -510,6 +510,22 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
         await consumer.stop()
 
 
+async def broker_record_limit(cfg: WorkerConfig) -> int:
+    """The worker's record limit: its setting, lowered to what the broker really takes on the
+    priced and DLQ topics (read at start), so nothing is counted that the broker would refuse."""
+    from agentledger import topics
+    from agentledger.admin import record_value_limit
+
+    limit = cfg.max_record_bytes
+    for spec in (topics.PRICED, topics.DLQ):
+        name = cfg.prefix + spec.name
+        broker = await record_value_limit(cfg.bootstrap, name, margin=0, options=cfg.client_options)
+        if broker < limit:
+            log.warning("topic %s takes records up to %d bytes: the worker writes no larger", name, broker)
+            limit = broker
+    return limit
+
+
 def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "WARNING") -> None:
     """Run the worker until SIGTERM/SIGINT (blocks)."""
     import faust
@@ -532,6 +548,7 @@ def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "W
     with ThreadPoolExecutor(1) as pool:
         facts = pool.submit(asyncio.run, cluster_facts(cfg.bootstrap, changelog, cfg.client_options))
         check_changelog_replication(cfg.replication or 1, *facts.result(timeout=60))
+        cfg.max_record_bytes = pool.submit(asyncio.run, broker_record_limit(cfg)).result(timeout=60)
     handle = create_app(cfg)
     with ThreadPoolExecutor(1) as pool:
         adopted = pool.submit(asyncio.run, preload(cfg, handle.processor)).result(timeout=120)
