@@ -3,6 +3,7 @@ Figure. No SQL, no HTTP, no clock: the same rows always give the same figure."""
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -34,6 +35,15 @@ def num(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return 0.0
+
+
+def label(value: Any, default: str = "?") -> str:
+    """User-supplied text (names, reasons, summaries) as plotly must receive it. plotly.js reads
+    a subset of HTML in every label, legend, hover text and table cell (``<a href>`` becomes a
+    live link), so ``&``, ``<`` and ``>`` are escaped; plotly turns the entities back into the
+    plain characters on screen. Every string that comes from data goes through here once."""
+    text = default if value is None or value == "" else str(value)
+    return html.escape(text, quote=False)
 
 
 def when(value: Any) -> datetime | None:
@@ -77,7 +87,7 @@ def spend_by_agent_over_time(rows: Iterable[Row]) -> go.Figure:
     """Stacked bars of cost per time bucket, one colour per agent. Rows: bucket, agent, cost_usd."""
     series: dict[str, dict[Any, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:
-        series[str(r.get("agent") or "?")][x_time(r.get("bucket"))] += num(r.get("cost_usd"))
+        series[label(r.get("agent"))][x_time(r.get("bucket"))] += num(r.get("cost_usd"))
     fig = go.Figure()
     for agent in sorted(series):
         points = sorted(series[agent].items(), key=lambda kv: str(kv[0]))
@@ -91,7 +101,7 @@ def top_agents(rows: Iterable[Row], limit: int = 10) -> go.Figure:
     """Horizontal bars of the costliest agents. Rows: agent, cost_usd."""
     totals: dict[str, float] = defaultdict(float)
     for r in rows:
-        totals[str(r.get("agent") or "?")] += num(r.get("cost_usd"))
+        totals[label(r.get("agent"))] += num(r.get("cost_usd"))
     top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit][::-1]
     fig = go.Figure(go.Bar(x=[v for _, v in top], y=[k for k, _ in top], orientation="h"))
     if not top:
@@ -103,11 +113,11 @@ def budget_burn(statuses: Iterable[Row]) -> go.Figure:
     """Budget utilisation per policy and scope, coloured by state, with projected exhaustion.
     Rows: policy_id, scope_key, spend, limit, state, projected_exhaustion."""
     items = sorted(statuses, key=lambda s: (str(s.get("policy_id")), str(s.get("scope_key"))))
-    labels = [f"{s.get('policy_id')} · {s.get('scope_key')}" for s in items]
+    labels = [f"{label(s.get('policy_id'))} · {label(s.get('scope_key'))}" for s in items]
     used = [100.0 * num(s.get("spend")) / num(s.get("limit")) if num(s.get("limit")) else 0.0 for s in items]
     text = [
         f"{num(s.get('spend')):.2f} / {num(s.get('limit')):.2f}"
-        + (f" · exhausts {s.get('projected_exhaustion')}" if s.get("projected_exhaustion") else "")
+        + (f" · exhausts {label(s.get('projected_exhaustion'))}" if s.get("projected_exhaustion") else "")
         for s in items
     ]
     colours = [STATE_COLOURS.get(str(s.get("state")), "#546e7a") for s in items]
@@ -139,7 +149,7 @@ def quality_with_drift(scores: Iterable[Row], drift_alerts: Sequence[Row] = ()) 
     Scores: bucket (or ts), metric, score, agent_version. Alerts: ts, summary."""
     series: dict[str, list[tuple[Any, float]]] = defaultdict(list)
     for r in scores:
-        name = f"{r.get('metric') or 'score'} {r.get('agent_version') or ''}".strip()
+        name = f"{label(r.get('metric'), 'score')} {label(r.get('agent_version'), '')}".strip()
         series[name].append((x_time(r.get("bucket") or r.get("ts")), num(r.get("score"))))
     fig = go.Figure()
     for name in sorted(series):
@@ -165,10 +175,10 @@ def versions_table(rows: Iterable[Row]) -> go.Figure:
             header={"values": ["version", "cost USD", "events", "canary verdict"]},
             cells={
                 "values": [
-                    [r.get("agent_version") or "-" for r in items],
+                    [label(r.get("agent_version"), "-") for r in items],
                     [f"{num(r.get('cost_usd')):.4f}" for r in items],
                     [int(num(r.get("events"))) for r in items],
-                    [r.get("verdict") or "-" for r in items],
+                    [label(r.get("verdict"), "-") for r in items],
                 ]
             },
         )
@@ -198,8 +208,8 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
     for s in items:
         start, end = when(s.get("start")), when(s.get("end"))
         assert start is not None and end is not None and t0 is not None
-        name = s.get("name") or s.get("kind") or "event"
-        labels.append("· " * depth(s) + f"{name} [{str(s.get('span_id'))[:6]}]")
+        name = label(s.get("name") or s.get("kind"), "event")
+        labels.append("· " * depth(s) + f"{name} [{label(str(s.get('span_id'))[:6])}]")
         base.append((start - t0).total_seconds() * 1000)
         width.append(max((end - start).total_seconds() * 1000, 0.5))
         direct = s.get("direct_cost_usd", s.get("cost_usd"))
@@ -229,7 +239,7 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
     items = sorted(
         (r for r in rows if r.get("provider")), key=lambda r: (str(r.get("provider")), str(r.get("model")))
     )
-    labels = [f"{r.get('provider')}/{r.get('model')}" for r in items]
+    labels = [f"{label(r.get('provider'))}/{label(r.get('model'))}" for r in items]
     calls = [num(r.get("calls")) for r in items]
     text = []
     for r, n in zip(items, calls, strict=True):
@@ -238,7 +248,7 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
             rate = num(r.get("errors")) / n
         errors = f" · {100 * num(rate):.1f}% errors" if rate is not None else ""
         p95 = f" · p95 {num(r.get('p95_ms')):.0f} ms" if r.get("p95_ms") is not None else ""
-        text.append(f"circuit {r.get('circuit') or 'closed'}{errors}{p95}")
+        text.append(f"circuit {label(r.get('circuit'), 'closed')}{errors}{p95}")
     colours = [STATE_COLOURS.get(str(r.get("circuit") or "closed"), "#546e7a") for r in items]
     fig = go.Figure(go.Bar(x=labels, y=calls, marker_color=colours, text=text, textposition="auto"))
     if not items:
@@ -256,9 +266,9 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
         name="alerts",
         mode="markers",
         x=[x_time(r.get("ts")) for r in a],
-        y=[str(r.get("rule")) for r in a],
+        y=[label(r.get("rule")) for r in a],
         marker={"size": 11, "color": [STATE_COLOURS.get(str(r.get("state")), "#546e7a") for r in a]},
-        text=[f"{r.get('state')}: {r.get('summary')} ({r.get('entity')})" for r in a],
+        text=[f"{label(r.get('state'))}: {label(r.get('summary'))} ({label(r.get('entity'))})" for r in a],
         hoverinfo="text+x",
     )
     fig.add_scatter(
@@ -266,10 +276,12 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
         mode="markers",
         marker_symbol="diamond",
         x=[x_time(r.get("ts")) for r in c],
-        y=[f"cmd:{r.get('action')}" for r in c],
+        y=[f"cmd:{label(r.get('action'))}" for r in c],
         marker={"size": 11, "color": "#6a1b9a"},
         text=[
-            f"{r.get('action')} {r.get('scope_key')} by {r.get('issued_by')}: {r.get('reason')}" for r in c
+            f"{label(r.get('action'))} {label(r.get('scope_key'))} by {label(r.get('issued_by'))}: "
+            f"{label(r.get('reason'))}"
+            for r in c
         ],
         hoverinfo="text+x",
     )

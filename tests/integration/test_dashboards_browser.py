@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
 
 from agentledger.admin import create_topics
@@ -83,6 +84,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
     asyncio.run(_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
     land_demo_warehouse(str(home / "wh"))
+    land_hostile_names(str(home / "wh"))
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -108,6 +110,15 @@ def test_page_draws_its_charts_without_console_messages(api: Running, page: str,
     shot = SCREENSHOTS / f"{page}.png"
     result = chromium(url, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1600")
     assert result.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_a_name_holding_a_link_is_drawn_as_text(api: Running, tmp_path: Path) -> None:
+    # plotly.js draws <a href> in a label as a live link: the name must arrive escaped
+    url = f"{api.url}/ui/login?key={api.key}&next=/ui/providers"
+    dom = chromium(url, tmp_path / "p", "--dump-dom")
+    assert dom.returncode == 0 and dom.stdout.count('class="main-svg"') >= 1
+    assert "evil.example/phish" in dom.stdout  # the name is on the page, as text
+    assert re.findall(r"<a\b[^>]*evil\.example", dom.stdout) == []
 
 
 def test_overview_stacks_into_one_column_on_a_narrow_screen(api: Running, tmp_path: Path) -> None:
