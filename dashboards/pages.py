@@ -26,7 +26,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f6f7f9;color:#1d2430}
 header{background:#1d2430;color:#fff;padding:.6rem 1rem;display:flex;flex-wrap:wrap;gap:.8rem;align-items:center}
 header a{color:#cfd8dc;text-decoration:none;font-size:.95rem}header a.on{color:#fff;font-weight:600}
-header b{margin-right:.6rem}main{padding:.6rem;display:grid;gap:.6rem;grid-template-columns:repeat(auto-fit,minmax(min(100%,520px),1fr))}
+header b{margin-right:.6rem}main{padding:.6rem;display:grid;gap:.6rem;grid-template-columns:repeat(auto-fill,minmax(min(100%,520px),1fr))}
 .card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.08);padding:.3rem;min-width:0}
 .note{grid-column:1/-1;color:#455a64;font-size:.9rem;margin:.2rem .4rem}
 section>h2{margin:1rem .8rem 0;font-size:1.1rem}

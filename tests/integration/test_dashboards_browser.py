@@ -109,13 +109,16 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.mark.parametrize("page", list(PAGES))
 def test_page_draws_its_charts_without_console_messages(api: Running, page: str, tmp_path: Path) -> None:
     target = "/ui/agent%3Fname%3Dplanner" if page == "agent" else f"/ui/{page}"  # the demo's drifting agent
-    dom = chromium(api.link(target), tmp_path / "p1", "--dump-dom")
+    dom = chromium(api.link(target), tmp_path / "p1", "--dump-dom", "--window-size=1280,1600")
     assert dom.returncode == 0, dom.stderr[-2000:]
     drawn = len(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom.stdout))
     assert drawn == PAGES[page], dom.stdout[:2000]
     assert dom.stdout.count('class="main-svg"') >= PAGES[page]
     assert "no spend" not in dom.stdout and "no spans" not in dom.stdout  # the data reached the charts
     assert console_lines(dom.stderr) == []
+    if PAGES[page] > 1:  # two columns at 1280 px: no chart drawn wider than its card (then cut)
+        widths = [float(w) for w in re.findall(r'<svg class="main-svg"[^>]*width="([\d.]+)"', dom.stdout)]
+        assert widths and max(widths) < 1280 / 2, widths
     shot = SCREENSHOTS / f"{page}.png"
     result = chromium(api.link(target), tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1600")
     assert result.returncode == 0 and shot.stat().st_size > 10_000
