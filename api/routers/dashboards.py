@@ -13,12 +13,13 @@ import re
 import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from agentledger.api import pagedata
-from agentledger.api.auth import require, tenant_for
+from agentledger.api.auth import require, tenant_for, token_of
 from agentledger.api.errors import BadRequestError, ForbiddenError, UnauthorizedError
 from agentledger.api.headers import page_csp
 from agentledger.api.keys import ApiKey, KeyScope
@@ -64,6 +65,26 @@ def _signed_in(request: Request, sign_in: DashboardSignIn, key: ApiKey, next_pat
     _set_cookie(request, sign_in, response, SESSION_COOKIE, value, sign_in.signer.ttl_s)
     response.delete_cookie(CSRF_COOKIE, path="/ui")
     return response
+
+
+_read = require(KeyScope.READ)
+
+
+async def _reader(
+    request: Request,
+    state: ApiState = Depends(get_state),
+    sign_in: DashboardSignIn = Depends(get_sign_in),
+) -> ApiKey:
+    """The read key behind a page; a browser with no session is sent to the sign-in form
+    (API clients, which do not ask for HTML, keep the 401)."""
+    try:
+        return await _read(request, state, sign_in)
+    except UnauthorizedError:
+        if token_of(request) is not None or "text/html" not in request.headers.get("accept", ""):
+            raise
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = "/ui/login?" + urlencode({"next": here if re.fullmatch(NEXT, here) else HOME})
+        raise HTTPException(303, "sign in first", headers={"Location": target}) from None
 
 
 @router.get("/login")
@@ -174,7 +195,7 @@ async def _html(build: Callable[..., Page], *args: Any) -> HTMLResponse:
 @router.get("/overview")
 async def overview(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.overview, _sources(key, state, tenant))
@@ -185,7 +206,7 @@ async def agent(
     name: str | None = None,
     metric: str = "faithfulness",
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.agent, _sources(key, state, tenant), name, metric)
@@ -195,7 +216,7 @@ async def agent(
 async def trace(
     trace_id: str | None = Query(default=None, pattern=r"^[0-9a-f]{32}$"),
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.trace, _sources(key, state, tenant), trace_id)
@@ -204,7 +225,7 @@ async def trace(
 @router.get("/providers")
 async def providers(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.providers, _sources(key, state, tenant))
@@ -213,7 +234,7 @@ async def providers(
 @router.get("/timeline")
 async def timeline(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.timeline, _sources(key, state, tenant))

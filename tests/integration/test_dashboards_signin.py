@@ -186,6 +186,16 @@ def test_a_one_time_link_works_once(api: Running) -> None:
     assert httpx.get(f"{api.url}/ui/link", params={"token": ingest}, timeout=30).status_code == 403
 
 
+def test_a_browser_without_a_session_is_sent_to_the_form(api: Running) -> None:
+    html = {"accept": "text/html,application/xhtml+xml"}
+    response = httpx.get(f"{api.url}/ui/agent", params={"name": "planner"}, headers=html, timeout=30)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/ui/login?next=%2Fui%2Fagent%3Fname%3Dplanner"
+    assert httpx.get(f"{api.url}/ui/agent", timeout=30).status_code == 401  # API clients: 401
+    with_bad_key = {**html, "authorization": "Bearer al_x_y"}
+    assert httpx.get(f"{api.url}/ui/overview", headers=with_bad_key, timeout=30).status_code == 401
+
+
 def test_secure_flag_when_the_setting_asks(api: Running) -> None:
     api.sign_in.secure_cookies = True
     try:
