@@ -50,6 +50,15 @@ def label(value: Any, default: str = "?", max_len: int | None = None) -> str:
     return html.escape(text, quote=False)
 
 
+def axis_labels(full: Sequence[str], shortened: Sequence[str]) -> list[str]:
+    """Shortened axis labels, except where two would read the same: a bar chart draws equal
+    categories on top of each other, so those keep their whole text."""
+    seen: dict[str, int] = defaultdict(int)
+    for text in shortened:
+        seen[text] += 1
+    return [s if seen[s] == 1 else f for f, s in zip(full, shortened, strict=True)]
+
+
 # Time buckets by the span shown: (bucket, longest span in seconds it is used for). Each keeps
 # the number of bars between a handful and a few hundred.
 BUCKET_SPANS: tuple[tuple[str, float], ...] = (
@@ -132,12 +141,13 @@ def top_agents(rows: Iterable[Row], limit: int = 10) -> go.Figure:
     for r in rows:
         totals[str(r.get("agent") or "?")] += num(r.get("cost_usd"))
     top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit][::-1]
+    full = [label(k) for k, _ in top]
     fig = go.Figure(
         go.Bar(
             x=[v for _, v in top],
-            y=[label(k, max_len=32) for k, _ in top],  # a long name shortened on the axis...
+            y=axis_labels(full, [label(k, max_len=32) for k, _ in top]),  # shortened on the axis...
             orientation="h",
-            hovertext=[label(k) for k, _ in top],  # ...and whole in the hover text
+            hovertext=full,  # ...and whole in the hover text
             hoverinfo="text+x",
         )
     )
@@ -157,9 +167,11 @@ def budget_burn(statuses: Iterable[Row], limit: int = 10) -> go.Figure:
     Rows: policy_id, scope_key, spend, limit, state, projected_exhaustion."""
     ranked = sorted(statuses, key=lambda s: (-_used(s), str(s.get("policy_id")), str(s.get("scope_key"))))
     items = ranked[:limit][::-1]  # plotly draws the first category at the bottom
-    labels = [
-        f"{label(s.get('policy_id'), max_len=16)} · {label(s.get('scope_key'), max_len=36)}" for s in items
-    ]
+    full = [f"{label(s.get('policy_id'))} · {label(s.get('scope_key'))}" for s in items]
+    labels = axis_labels(
+        full,
+        [f"{label(s.get('policy_id'), max_len=16)} · {label(s.get('scope_key'), max_len=36)}" for s in items],
+    )
     text = [
         f"{num(s.get('spend')):.2f} / {num(s.get('limit')):.2f}"
         + (
@@ -169,7 +181,6 @@ def budget_burn(statuses: Iterable[Row], limit: int = 10) -> go.Figure:
         )
         for s in items
     ]
-    full = [f"{label(s.get('policy_id'))} · {label(s.get('scope_key'))}" for s in items]
     colours = [STATE_COLOURS.get(str(s.get("state")), "#546e7a") for s in items]
     fig = go.Figure(
         go.Bar(
@@ -311,7 +322,10 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
     items = sorted(
         (r for r in rows if r.get("provider")), key=lambda r: (str(r.get("provider")), str(r.get("model")))
     )
-    labels = [f"{label(r.get('provider'))}/{label(r.get('model'))}" for r in items]
+    full = [f"{label(r.get('provider'))}/{label(r.get('model'))}" for r in items]
+    labels = axis_labels(
+        full, [f"{label(r.get('provider'), max_len=16)}/{label(r.get('model'), max_len=32)}" for r in items]
+    )
     calls = [num(r.get("calls")) for r in items]
     text = []
     for r, n in zip(items, calls, strict=True):
@@ -322,7 +336,17 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
         p95 = f" · p95 {num(r.get('p95_ms')):.0f} ms" if r.get("p95_ms") is not None else ""
         text.append(f"circuit {label(r.get('circuit'), 'closed')}{errors}{p95}")
     colours = [STATE_COLOURS.get(str(r.get("circuit") or "closed"), "#546e7a") for r in items]
-    fig = go.Figure(go.Bar(x=labels, y=calls, marker_color=colours, text=text, textposition="auto"))
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=calls,
+            marker_color=colours,
+            text=text,
+            textposition="auto",
+            hovertext=[f"{f}<br>{t}" for f, t in zip(full, text, strict=True)],  # the whole name
+            hoverinfo="text+y",
+        )
+    )
     if not items:
         _empty(fig, "no LLM calls")
     return _layout(fig, "Providers: LLM calls (colour = circuit state)", yaxis_title="calls")

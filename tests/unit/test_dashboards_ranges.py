@@ -70,3 +70,13 @@ def test_budget_burn_exhaustion_is_short_and_labels_have_room() -> None:
     )
     assert "exhausts Nov 29 18:33 UTC" in fig.data[0].text[0]
     assert fig.layout.yaxis.automargin is True and "more" not in fig.layout.title.text
+
+
+def test_shortened_labels_that_would_collide_keep_their_whole_text() -> None:
+    a, b = "trace/acme/" + "0" * 20 + "1" * 12, "trace/acme/" + "0" * 19 + "2" + "1" * 12
+    fig = figures.budget_burn([_status(a, 5.0), _status(b, 6.0), _status("trace/acme/" + "f" * 32, 1.0)])
+    assert set(fig.data[0].y) >= {f"per-trace · {a}", f"per-trace · {b}"} and len(set(fig.data[0].y)) == 3
+    assert any("…" in y for y in fig.data[0].y)  # the one without a twin is still short
+    model = "gpt-4o-2024-08-06-with-a-very-long-fine-tune-name"
+    bars = figures.provider_health([{"provider": "openai", "model": model, "calls": 3}]).data[0]
+    assert len(bars.x[0]) <= 49 and bars.x[0].startswith("openai/gpt-4o")
