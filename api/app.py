@@ -14,10 +14,12 @@ from agentledger.api import errors
 from agentledger.api.bodylimit import BodyLimitMiddleware
 from agentledger.api.config import ApiSettings, get_api_settings
 from agentledger.api.contenttype import ContentTypeMiddleware
+from agentledger.api.headers import SecurityHeadersMiddleware
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
 from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries
+from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.api.warehouse import WarehouseReader
 from agentledger.errors import ConfigError
@@ -61,6 +63,7 @@ def create_app(
         ),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
+    sign_in = DashboardSignIn.open(s.home, a)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +85,7 @@ def create_app(
                 await view.stop()
             await state.publisher.stop()
             state.keys.close()
+            sign_in.close()
 
     app = FastAPI(
         title="agentledger",
@@ -91,7 +95,9 @@ def create_app(
     )
     app.add_middleware(ContentTypeMiddleware)  # one content-type rule on every route
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=a.max_body_bytes)  # every route
+    app.add_middleware(SecurityHeadersMiddleware)
     app.state.ledger = state
+    app.state.sign_in = sign_in
     errors.install(app)
     for module in (health, ingest, queries, budgets, policies, control, dashboards):
         app.include_router(module.router)

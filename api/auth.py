@@ -1,7 +1,8 @@
 """Authentication and authorisation, as FastAPI dependencies.
 
-A key arrives as ``Authorization: Bearer <key>`` (API clients, OTLP exporters) or as the
-``agentledger_key`` cookie that ``/ui/login`` sets (dashboard pages in a browser).
+A key arrives as ``Authorization: Bearer <key>`` (API clients, OTLP exporters). A browser on
+the dashboard pages carries a signed session cookie instead (``agentledger.api.sessions``):
+it names a key by id, never holds it, and only opens the read-only ``GET /ui/`` pages.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from fastapi import Depends, Request
 
 from agentledger.api.errors import ForbiddenError, UnauthorizedError
 from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.sessions import SESSION_COOKIE, DashboardSignIn, Session, get_sign_in
 from agentledger.api.state import ApiState, get_state
-
-COOKIE = "agentledger_key"
 
 
 def token_of(request: Request) -> str | None:
@@ -23,22 +23,35 @@ def token_of(request: Request) -> str | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-        return None
-    # The cookie only opens the read-only pages: a write always needs the header (no CSRF).
+    return None
+
+
+def session_of(request: Request, sign_in: DashboardSignIn) -> Session | None:
+    """The browser's live dashboard session, or None. The cookie only opens the read-only
+    pages: a write always needs the header (no CSRF)."""
     if request.method != "GET" or not request.url.path.startswith("/ui/"):
         return None
-    cookie: str | None = request.cookies.get(COOKIE)
-    return cookie
+    session = sign_in.signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is None or sign_in.store.ended(session):
+        return None
+    return session
 
 
 def require(scope: KeyScope) -> Callable[..., Awaitable[ApiKey]]:
     """A dependency that returns the caller's key if it has ``scope`` (admin implies all)."""
 
-    async def dependency(request: Request, state: ApiState = Depends(get_state)) -> ApiKey:
+    async def dependency(
+        request: Request,
+        state: ApiState = Depends(get_state),
+        sign_in: DashboardSignIn = Depends(get_sign_in),
+    ) -> ApiKey:
         token = token_of(request)
-        if token is None:
+        if token is not None:
+            key = state.keys.verify(token)
+        elif (session := session_of(request, sign_in)) is not None:
+            key = state.keys.get(session.key_id)
+        else:
             raise UnauthorizedError("missing API key: send `Authorization: Bearer <key>`")
-        key = state.keys.verify(token)
         if key is None:
             raise UnauthorizedError("unknown or revoked API key")
         if not key.allows(scope):

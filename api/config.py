@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agentledger.settings import get_settings
@@ -25,6 +25,15 @@ class ApiSettings(BaseSettings):
     ingest_rate_per_s: float = Field(default=50_000.0, gt=0, description="Events/s per key (429 above).")
     ingest_burst: int = Field(default=100_000, ge=1, description="Token bucket size, events.")
     produce_timeout_s: float = Field(default=10.0, gt=0)
+    session_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs dashboard sessions (give every API process the same one); "
+        "default: generated once into <home>/ui_session.secret.",
+    )
+    session_ttl_s: int = Field(default=8 * 3600, ge=60, description="Dashboard sign-in lifetime.")
+    cookie_secure: bool = Field(
+        default=False, description="Mark dashboard cookies Secure (always done for https requests)."
+    )
 
     def resolved_keys_path(self) -> Path:
         return self.keys_path or get_settings().home / "api_keys.sqlite"

@@ -140,6 +140,15 @@ class KeyStore:
             return None
         return _key_of(row)
 
+    def get(self, key_id: str) -> ApiKey | None:
+        """The active key with this id (a dashboard session names its key by id), or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT key_id,name,scopes,tenant,salt,digest,created_at,revoked_at FROM api_keys WHERE key_id=?",
+                (key_id,),
+            ).fetchone()
+        return None if row is None or row[7] is not None else _key_of(row)
+
     def list(self) -> list[ApiKey]:
         with self._lock:
             rows = self._db.execute(

@@ -72,12 +72,22 @@ def _page(
     return Page(slug, title, figs, list(src.notes), links or [])
 
 
+def bucket_of(src: Sources, agent: str | None = None) -> str:
+    """The time bucket that fits the data shown (every agent's, or one agent's)."""
+    seen = [r for r in src.rows("agents") if agent is None or r.get("agent") == agent]
+    firsts = [t for t in (figures.when(r.get("first_ts")) for r in seen) if t is not None]
+    lasts = [t for t in (figures.when(r.get("last_ts")) for r in seen) if t is not None]
+    bucket: str = figures.bucket_for(min(firsts, default=None), max(lasts, default=None))
+    return bucket
+
+
 def overview(src: Sources) -> Page:
     def build() -> list[Any]:
-        rows = src.rows("costs", group_by=["agent"], bucket="hour")
+        bucket = bucket_of(src)
+        rows = src.rows("costs", group_by=["agent"], bucket=bucket)
         budgets = [b.model_dump(mode="json") for b in src.budgets]
         return [
-            figures.spend_by_agent_over_time(rows),
+            figures.spend_by_agent_over_time(rows, bucket),
             figures.top_agents(rows),
             figures.budget_burn(budgets),
         ]
@@ -96,7 +106,8 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
         if chosen is None:
             return [figures.cost_and_tokens([]), figures.quality_with_drift([]), figures.versions_table([])]
         src.notes.append(f"agent: {chosen}")
-        series = [r for r in src.rows("costs", group_by=["agent"], bucket="hour") if r.get("agent") == chosen]
+        bucket = bucket_of(src, chosen)
+        series = [r for r in src.rows("costs", group_by=["agent"], bucket=bucket) if r.get("agent") == chosen]
         versions = [
             r for r in src.rows("costs", group_by=["agent", "agent_version"]) if r.get("agent") == chosen
         ]
@@ -115,9 +126,12 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
             and entity_agent(a.get("entity")) == chosen
             and a.get("state") in ("warn", "alert")
         ]
-        scores = [{**r, "metric": metric} for r in src.rows("quality_series", agent=chosen, metric=metric)]
+        scores = [
+            {**r, "metric": metric}
+            for r in src.rows("quality_series", agent=chosen, metric=metric, bucket=bucket)
+        ]
         return [
-            figures.cost_and_tokens(series),
+            figures.cost_and_tokens(series, bucket),
             figures.quality_with_drift(scores, drift),
             figures.versions_table(versions),
         ]

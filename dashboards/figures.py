@@ -3,6 +3,7 @@ Figure. No SQL, no HTTP, no clock: the same rows always give the same figure."""
 
 from __future__ import annotations
 
+import html
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -36,6 +37,53 @@ def num(value: Any) -> float:
         return 0.0
 
 
+def label(value: Any, default: str = "?", max_len: int | None = None) -> str:
+    """User-supplied text (names, reasons, summaries) as plotly must receive it. plotly.js reads
+    a subset of HTML in every label, legend, hover text and table cell (``<a href>`` becomes a
+    live link), so ``&``, ``<`` and ``>`` are escaped; plotly turns the entities back into the
+    plain characters on screen. Every string that comes from data goes through here once.
+    ``max_len`` keeps an axis label short (head…tail), cut before escaping."""
+    text = default if value is None or value == "" else str(value)
+    if max_len is not None and len(text) > max_len:
+        head = (max_len - 1) * 2 // 3
+        text = text[:head] + "…" + text[len(text) - (max_len - 1 - head) :]
+    return html.escape(text, quote=False)
+
+
+def axis_labels(full: Sequence[str], shortened: Sequence[str]) -> list[str]:
+    """Shortened axis labels, except where two would read the same: a bar chart draws equal
+    categories on top of each other, so those keep their whole text."""
+    seen: dict[str, int] = defaultdict(int)
+    for text in shortened:
+        seen[text] += 1
+    return [s if seen[s] == 1 else f for f, s in zip(full, shortened, strict=True)]
+
+
+# Time buckets by the span shown: (bucket, longest span in seconds it is used for). Each keeps
+# the number of bars between a handful and a few hundred.
+BUCKET_SPANS: tuple[tuple[str, float], ...] = (
+    ("second", 5 * 60),
+    ("minute", 6 * 3600),
+    ("hour", 14 * 86400),
+    ("day", 180 * 86400),
+)
+
+
+def bucket_for(first: Any, last: Any) -> str:
+    """The time bucket for data from ``first`` to ``last``: a 100-second run in seconds, two
+    days in hours, a quarter in days (never one lone bar for a short run)."""
+    a, b = when(first), when(last)
+    if a is None or b is None:
+        return "hour"
+    span = abs((b - a).total_seconds())
+    return next((unit for unit, longest in BUCKET_SPANS if span <= longest), "week")
+
+
+def _short_time(value: Any) -> str:
+    t = when(value)
+    return label(value) if t is None else t.astimezone(UTC).strftime("%b %d %H:%M UTC")
+
+
 def when(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value
@@ -57,7 +105,7 @@ def _layout(fig: go.Figure, title: str, **extra: Any) -> go.Figure:
     # Phone-friendly: small margins, legend under the plot, height that fits a screen.
     layout: dict[str, Any] = {
         "title": {"text": title, "x": 0.01, "font": {"size": 15}},
-        "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "margin": {"l": 40, "r": 28, "t": 40, "b": 40},  # r: room for the last date tick
         "height": 340,
         "legend": {"orientation": "h", "y": -0.2},
         "template": "plotly_white",
@@ -73,18 +121,18 @@ def _empty(fig: go.Figure, message: str) -> go.Figure:
     return fig
 
 
-def spend_by_agent_over_time(rows: Iterable[Row]) -> go.Figure:
-    """Stacked bars of cost per time bucket, one colour per agent. Rows: bucket, agent, cost_usd."""
+def spend_by_agent_over_time(rows: Iterable[Row], bucket: str = "hour") -> go.Figure:
+    """Stacked bars of cost per time ``bucket``, one colour per agent. Rows: bucket, agent, cost_usd."""
     series: dict[str, dict[Any, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:
-        series[str(r.get("agent") or "?")][x_time(r.get("bucket"))] += num(r.get("cost_usd"))
+        series[label(r.get("agent"))][x_time(r.get("bucket"))] += num(r.get("cost_usd"))
     fig = go.Figure()
     for agent in sorted(series):
         points = sorted(series[agent].items(), key=lambda kv: str(kv[0]))
         fig.add_bar(name=agent, x=[k for k, _ in points], y=[v for _, v in points])
     if not series:
         _empty(fig, "no spend in this range")
-    return _layout(fig, "Spend by agent over time (USD)", barmode="stack")
+    return _layout(fig, f"Spend by agent per {bucket} (USD)", barmode="stack")
 
 
 def top_agents(rows: Iterable[Row], limit: int = 10) -> go.Figure:
@@ -93,35 +141,78 @@ def top_agents(rows: Iterable[Row], limit: int = 10) -> go.Figure:
     for r in rows:
         totals[str(r.get("agent") or "?")] += num(r.get("cost_usd"))
     top = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:limit][::-1]
-    fig = go.Figure(go.Bar(x=[v for _, v in top], y=[k for k, _ in top], orientation="h"))
+    full = [label(k) for k, _ in top]
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in top],
+            y=axis_labels(full, [label(k, max_len=32) for k, _ in top]),  # shortened on the axis...
+            orientation="h",
+            hovertext=full,  # ...and whole in the hover text
+            hoverinfo="text+x",
+        )
+    )
     if not top:
         _empty(fig, "no agents yet")
     return _layout(fig, "Top agents by spend (USD)")
 
 
-def budget_burn(statuses: Iterable[Row]) -> go.Figure:
-    """Budget utilisation per policy and scope, coloured by state, with projected exhaustion.
+def _used(s: Row) -> float:
+    return 100.0 * num(s.get("spend")) / num(s.get("limit")) if num(s.get("limit")) else 0.0
+
+
+def budget_burn(statuses: Iterable[Row], limit: int = 10) -> go.Figure:
+    """Budget utilisation per policy and scope, coloured by state, with projected exhaustion:
+    the ``limit`` scopes nearest their limit, nearest on top; the rest are counted in the title
+    (a per-trace policy alone can have thousands of scopes).
     Rows: policy_id, scope_key, spend, limit, state, projected_exhaustion."""
-    items = sorted(statuses, key=lambda s: (str(s.get("policy_id")), str(s.get("scope_key"))))
-    labels = [f"{s.get('policy_id')} · {s.get('scope_key')}" for s in items]
-    used = [100.0 * num(s.get("spend")) / num(s.get("limit")) if num(s.get("limit")) else 0.0 for s in items]
+    ranked = sorted(statuses, key=lambda s: (-_used(s), str(s.get("policy_id")), str(s.get("scope_key"))))
+    items = ranked[:limit][::-1]  # plotly draws the first category at the bottom
+    full = [f"{label(s.get('policy_id'))} · {label(s.get('scope_key'))}" for s in items]
+    labels = axis_labels(
+        full,
+        [f"{label(s.get('policy_id'), max_len=16)} · {label(s.get('scope_key'), max_len=36)}" for s in items],
+    )
     text = [
         f"{num(s.get('spend')):.2f} / {num(s.get('limit')):.2f}"
-        + (f" · exhausts {s.get('projected_exhaustion')}" if s.get("projected_exhaustion") else "")
+        + (
+            f" · exhausts {_short_time(s.get('projected_exhaustion'))}"
+            if s.get("projected_exhaustion")
+            else ""
+        )
         for s in items
     ]
     colours = [STATE_COLOURS.get(str(s.get("state")), "#546e7a") for s in items]
     fig = go.Figure(
-        go.Bar(x=used, y=labels, orientation="h", marker_color=colours, text=text, textposition="auto")
+        go.Bar(
+            x=[_used(s) for s in items],
+            y=labels,
+            orientation="h",
+            marker_color=colours,
+            text=text,
+            textposition="auto",
+            hovertext=full,
+            hoverinfo="text+x",
+        )
     )
-    fig.add_vline(x=100, line_dash="dash", line_color="#c62828")
-    if not items:
+    if items:
+        fig.add_vline(x=100, line_dash="dash", line_color="#c62828")
+    else:
         _empty(fig, "no live budgets (no policies, or the worker has not reported yet)")
-    return _layout(fig, "Budget burn (% of limit)", xaxis_title="% used")
+    rest = len(ranked) - len(items)
+    title = "Budget burn (% of limit)" + (
+        f" · {len(items)} nearest their limit, {rest} more" if rest > 0 else ""
+    )
+    return _layout(
+        fig,
+        title,
+        xaxis_title="% used",
+        height=max(340, 34 * len(items) + 110),
+        yaxis={"automargin": True},
+    )
 
 
-def cost_and_tokens(rows: Iterable[Row]) -> go.Figure:
-    """One agent's cost (bars) and tokens (lines, right axis) per bucket.
+def cost_and_tokens(rows: Iterable[Row], bucket: str = "hour") -> go.Figure:
+    """One agent's cost (bars) and tokens (lines, right axis) per time ``bucket``.
     Rows: bucket, cost_usd, input_tokens, output_tokens."""
     items = sorted(rows, key=lambda r: str(r.get("bucket")))
     x = [x_time(r.get("bucket")) for r in items]
@@ -131,7 +222,9 @@ def cost_and_tokens(rows: Iterable[Row]) -> go.Figure:
     fig.add_scatter(name="output tokens", x=x, y=[num(r.get("output_tokens")) for r in items], yaxis="y2")
     if not items:
         _empty(fig, "no usage for this agent")
-    return _layout(fig, "Cost and tokens", yaxis2={"overlaying": "y", "side": "right", "showgrid": False})
+    return _layout(
+        fig, f"Cost and tokens per {bucket}", yaxis2={"overlaying": "y", "side": "right", "showgrid": False}
+    )
 
 
 def quality_with_drift(scores: Iterable[Row], drift_alerts: Sequence[Row] = ()) -> go.Figure:
@@ -139,7 +232,7 @@ def quality_with_drift(scores: Iterable[Row], drift_alerts: Sequence[Row] = ()) 
     Scores: bucket (or ts), metric, score, agent_version. Alerts: ts, summary."""
     series: dict[str, list[tuple[Any, float]]] = defaultdict(list)
     for r in scores:
-        name = f"{r.get('metric') or 'score'} {r.get('agent_version') or ''}".strip()
+        name = f"{label(r.get('metric'), 'score')} {label(r.get('agent_version'), '')}".strip()
         series[name].append((x_time(r.get("bucket") or r.get("ts")), num(r.get("score"))))
     fig = go.Figure()
     for name in sorted(series):
@@ -165,10 +258,10 @@ def versions_table(rows: Iterable[Row]) -> go.Figure:
             header={"values": ["version", "cost USD", "events", "canary verdict"]},
             cells={
                 "values": [
-                    [r.get("agent_version") or "-" for r in items],
+                    [label(r.get("agent_version"), "-") for r in items],
                     [f"{num(r.get('cost_usd')):.4f}" for r in items],
                     [int(num(r.get("events"))) for r in items],
-                    [r.get("verdict") or "-" for r in items],
+                    [label(r.get("verdict"), "-") for r in items],
                 ]
             },
         )
@@ -198,8 +291,8 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
     for s in items:
         start, end = when(s.get("start")), when(s.get("end"))
         assert start is not None and end is not None and t0 is not None
-        name = s.get("name") or s.get("kind") or "event"
-        labels.append("· " * depth(s) + f"{name} [{str(s.get('span_id'))[:6]}]")
+        name = label(s.get("name") or s.get("kind"), "event")
+        labels.append("· " * depth(s) + f"{name} [{label(str(s.get('span_id'))[:6])}]")
         base.append((start - t0).total_seconds() * 1000)
         width.append(max((end - start).total_seconds() * 1000, 0.5))
         direct = s.get("direct_cost_usd", s.get("cost_usd"))
@@ -229,7 +322,10 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
     items = sorted(
         (r for r in rows if r.get("provider")), key=lambda r: (str(r.get("provider")), str(r.get("model")))
     )
-    labels = [f"{r.get('provider')}/{r.get('model')}" for r in items]
+    full = [f"{label(r.get('provider'))}/{label(r.get('model'))}" for r in items]
+    labels = axis_labels(
+        full, [f"{label(r.get('provider'), max_len=16)}/{label(r.get('model'), max_len=32)}" for r in items]
+    )
     calls = [num(r.get("calls")) for r in items]
     text = []
     for r, n in zip(items, calls, strict=True):
@@ -238,9 +334,19 @@ def provider_health(rows: Iterable[Row]) -> go.Figure:
             rate = num(r.get("errors")) / n
         errors = f" · {100 * num(rate):.1f}% errors" if rate is not None else ""
         p95 = f" · p95 {num(r.get('p95_ms')):.0f} ms" if r.get("p95_ms") is not None else ""
-        text.append(f"circuit {r.get('circuit') or 'closed'}{errors}{p95}")
+        text.append(f"circuit {label(r.get('circuit'), 'closed')}{errors}{p95}")
     colours = [STATE_COLOURS.get(str(r.get("circuit") or "closed"), "#546e7a") for r in items]
-    fig = go.Figure(go.Bar(x=labels, y=calls, marker_color=colours, text=text, textposition="auto"))
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=calls,
+            marker_color=colours,
+            text=text,
+            textposition="auto",
+            hovertext=[f"{f}<br>{t}" for f, t in zip(full, text, strict=True)],  # the whole name
+            hoverinfo="text+y",
+        )
+    )
     if not items:
         _empty(fig, "no LLM calls")
     return _layout(fig, "Providers: LLM calls (colour = circuit state)", yaxis_title="calls")
@@ -256,9 +362,9 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
         name="alerts",
         mode="markers",
         x=[x_time(r.get("ts")) for r in a],
-        y=[str(r.get("rule")) for r in a],
+        y=[label(r.get("rule")) for r in a],
         marker={"size": 11, "color": [STATE_COLOURS.get(str(r.get("state")), "#546e7a") for r in a]},
-        text=[f"{r.get('state')}: {r.get('summary')} ({r.get('entity')})" for r in a],
+        text=[f"{label(r.get('state'))}: {label(r.get('summary'))} ({label(r.get('entity'))})" for r in a],
         hoverinfo="text+x",
     )
     fig.add_scatter(
@@ -266,10 +372,12 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
         mode="markers",
         marker_symbol="diamond",
         x=[x_time(r.get("ts")) for r in c],
-        y=[f"cmd:{r.get('action')}" for r in c],
+        y=[f"cmd:{label(r.get('action'))}" for r in c],
         marker={"size": 11, "color": "#6a1b9a"},
         text=[
-            f"{r.get('action')} {r.get('scope_key')} by {r.get('issued_by')}: {r.get('reason')}" for r in c
+            f"{label(r.get('action'))} {label(r.get('scope_key'))} by {label(r.get('issued_by'))}: "
+            f"{label(r.get('reason'))}"
+            for r in c
         ],
         hoverinfo="text+x",
     )

@@ -18,7 +18,7 @@ from agentledger.warehouse.catalog import Catalog
 
 Rows = list[dict[str, Any]]
 GROUPABLE = ("tenant", "agent", "agent_version", "workflow", "model", "provider")
-BUCKETS = ("minute", "hour", "day", "week", "month")
+BUCKETS = ("second", "minute", "hour", "day", "week", "month")
 
 
 class _Where:
@@ -59,7 +59,7 @@ def _bucket(bucket: str | None) -> str | None:
     return bucket
 
 
-_MICROS = {"minute": 60_000_000, "hour": 3_600_000_000}
+_MICROS = {"second": 1_000_000, "minute": 60_000_000, "hour": 3_600_000_000}
 
 
 def _bucket_sql(unit: str) -> tuple[str, str]:
@@ -211,7 +211,7 @@ def costs(
     bucket: str | None = None,
 ) -> Rows:
     """Spend grouped by any of tenant/agent/agent_version/workflow/model/provider, optionally
-    per time ``bucket`` (minute/hour/day/week/month, as column ``bucket``)."""
+    per time ``bucket`` (second/minute/hour/day/week/month, as column ``bucket``)."""
     bad = [g for g in group_by if g not in GROUPABLE]
     if bad:
         raise ConfigError(f"cannot group by {bad}: choose from {', '.join(GROUPABLE)}")

@@ -26,6 +26,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.warehouse",
     "agentledger.cli.api",
     "agentledger.cli.report",
+    "agentledger.cli.ui",
     "agentledger.cli.health",
     "agentledger.cli.worker",
     "agentledger.cli.policies",

@@ -31,8 +31,10 @@ def demo(
         outcome = run.run()
         summary(console, outcome)
         console.print(f"[bold]report:[/] {outcome.report}")
+        print(f"dashboards: {outcome.dashboard_url}")  # plain print: a console would wrap the link
         console.print(
-            f"[bold]dashboards:[/] {outcome.dashboard_url}" + ("" if keep else "  (up while --keep runs)")
+            "  (a one-time sign-in link, valid for 30 minutes"
+            + (")" if keep else "; the dashboards are up while --keep runs)")
         )
         if json_out:
             json_out.write_text(json.dumps(outcome.to_json(), indent=2, default=str))

@@ -202,14 +202,23 @@ class Demo:
         )
         result = workload.run()
         self.step(f"workload done: {result.tasks} tasks, {result.sent} events sent, {result.dropped} dropped")
-        outcome = DemoOutcome(
-            self.run_dir, result, dashboard_url=f"http://127.0.0.1:{api_port}/ui/login?key={key}"
-        )
+        outcome = DemoOutcome(self.run_dir, result, dashboard_url=self.dashboard_link(env, api_port, key))
         self.collect(outcome, result)
         outcome.report = self.run_dir / "report.html"
         self.cli(env, "report", "--out", str(outcome.report), "--warehouse", str(self.warehouse))
         (self.run_dir / "outcome.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
         return outcome
+
+    def dashboard_link(self, env: dict[str, str], api_port: int, key: str) -> str:
+        """A one-time sign-in link (30 minutes) for the demo's admin key: the key itself is
+        never printed nor written to outcome.json."""
+        from agentledger.api.keys import split_token
+
+        parts = split_token(key)
+        if parts is None:
+            raise RuntimeError("`agentledger keys create` printed no key")
+        out = self.cli(env, "ui", "link", parts[0], "--ttl", "1800", "--url", f"http://127.0.0.1:{api_port}")
+        return out.strip().splitlines()[-1]
 
     def collect(self, outcome: DemoOutcome, result: WorkloadResult) -> None:
         from agentledger.warehouse import queries

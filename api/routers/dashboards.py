@@ -1,36 +1,160 @@
-"""Dashboard pages (HTML) under ``/ui``. A browser signs in once with ``/ui/login?key=...``
-(the key goes into an HttpOnly cookie and the URL is left at once)."""
+"""Dashboard pages (HTML) under ``/ui``.
+
+A browser signs in with the form at ``/ui/login`` (a key with the read scope, posted with a
+CSRF token) or with a one-time link ``/ui/link?token=...`` (``agentledger ui link``, the demo
+prints one). Either way it gets a signed, expiring session cookie that names the key by id
+and never holds it (``agentledger.api.sessions``); ``POST /ui/logout`` ends it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from agentledger.api import pagedata
-from agentledger.api.auth import COOKIE, require, tenant_for
-from agentledger.api.errors import UnauthorizedError
+from agentledger.api.auth import require, tenant_for, token_of
+from agentledger.api.errors import BadRequestError, ForbiddenError, UnauthorizedError
+from agentledger.api.headers import page_csp
 from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.sessions import CSRF_COOKIE, SESSION_COOKIE, DashboardSignIn, get_sign_in
 from agentledger.api.state import ApiState, get_state
-from agentledger.dashboards.pages import Page, plotly_js, render_page
+from agentledger.dashboards.pages import Page, plotly_js, render_login, render_page
 
 router = APIRouter(prefix="/ui", tags=["dashboards"], include_in_schema=False)
 
+NEXT = r"^/ui/[A-Za-z0-9_\-/?=&%.]*$"  # a /ui page only: no open redirect
+HOME = "/ui/overview"
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _set_cookie(
+    request: Request, sign_in: DashboardSignIn, response: Response, name: str, value: str, max_age: int
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/ui",
+        httponly=True,
+        samesite="strict",
+        secure=sign_in.secure_cookies or request.url.scheme == "https",
+    )
+
+
+def _form(
+    request: Request, sign_in: DashboardSignIn, next_path: str, error: str | None = None, status: int = 200
+) -> HTMLResponse:
+    cookie, token = sign_in.signer.csrf_pair()
+    response = HTMLResponse(render_login(token, next_path, error=error), status_code=status, headers=NO_STORE)
+    _set_cookie(request, sign_in, response, CSRF_COOKIE, cookie, 3600)
+    return response
+
+
+def _signed_in(request: Request, sign_in: DashboardSignIn, key: ApiKey, next_path: str) -> Response:
+    if not key.allows(KeyScope.READ):
+        raise ForbiddenError("this key lacks the 'read' scope: an ingest-only key cannot open dashboards")
+    value, _ = sign_in.signer.issue(key.key_id)
+    response = RedirectResponse(next_path, status_code=303, headers=NO_STORE)
+    _set_cookie(request, sign_in, response, SESSION_COOKIE, value, sign_in.signer.ttl_s)
+    response.delete_cookie(CSRF_COOKIE, path="/ui")
+    return response
+
+
+_read = require(KeyScope.READ)
+
+
+async def _reader(
+    request: Request,
+    state: ApiState = Depends(get_state),
+    sign_in: DashboardSignIn = Depends(get_sign_in),
+) -> ApiKey:
+    """The read key behind a page; a browser with no session is sent to the sign-in form
+    (API clients, which do not ask for HTML, keep the 401)."""
+    try:
+        return await _read(request, state, sign_in)
+    except UnauthorizedError:
+        if token_of(request) is not None or "text/html" not in request.headers.get("accept", ""):
+            raise
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        target = "/ui/login?" + urlencode({"next": here if re.fullmatch(NEXT, here) else HOME})
+        raise HTTPException(303, "sign in first", headers={"Location": target}) from None
+
 
 @router.get("/login")
-async def login(
-    key: str = Query(min_length=1),
-    next: str = Query(default="/ui/overview", pattern=r"^/ui/[A-Za-z0-9_\-/?=&%.]*$"),
-    state: ApiState = Depends(get_state),
+async def login_form(
+    request: Request,
+    next: str = Query(default=HOME, pattern=NEXT),
+    key: str | None = Query(default=None, include_in_schema=False),
+    sign_in: DashboardSignIn = Depends(get_sign_in),
 ) -> Response:
-    """Check ``key``, keep it in an HttpOnly cookie, and go to ``next`` (a /ui page only)."""
-    if state.keys.verify(key) is None:
-        raise UnauthorizedError("unknown or revoked API key")
-    response = RedirectResponse(next, status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", max_age=12 * 3600)
+    """The sign-in form (it sets the CSRF cookie its POST must come back with)."""
+    if key is not None:
+        raise BadRequestError(
+            "a key never goes in a URL (URLs land in logs and history): sign in with the form at "
+            "/ui/login, or open a one-time link from `agentledger ui link`"
+        )
+    return _form(request, sign_in, next)
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    key: str = Form(default=""),
+    csrf: str = Form(default=""),
+    next: str = Form(default=HOME),
+    state: ApiState = Depends(get_state),
+    sign_in: DashboardSignIn = Depends(get_sign_in),
+) -> Response:
+    """Check the form's CSRF token and the key (read scope), then start a session."""
+    next_path = next if re.fullmatch(NEXT, next) else HOME
+    if not sign_in.signer.csrf_ok(request.cookies.get(CSRF_COOKIE), csrf):
+        return _form(
+            request, sign_in, next_path, "the form expired or came from another site: try again", 403
+        )
+    key_found = state.keys.verify(key.strip())
+    if key_found is None:
+        return _form(request, sign_in, next_path, "unknown or revoked API key", 401)
+    if not key_found.allows(KeyScope.READ):
+        return _form(
+            request, sign_in, next_path, "this key lacks the 'read' scope (ingest keys cannot sign in)", 403
+        )
+    return _signed_in(request, sign_in, key_found, next_path)
+
+
+@router.get("/link")
+async def link(
+    request: Request,
+    token: str = Query(min_length=1, max_length=200),
+    next: str = Query(default=HOME, pattern=NEXT),
+    state: ApiState = Depends(get_state),
+    sign_in: DashboardSignIn = Depends(get_sign_in),
+) -> Response:
+    """A one-time sign-in link: the first use spends it."""
+    key_id = sign_in.store.redeem(token)
+    key = None if key_id is None else state.keys.get(key_id)
+    if key is None:
+        raise UnauthorizedError(
+            "this sign-in link was used already or has expired (or its key was revoked): "
+            "get a new one with `agentledger ui link`, or sign in at /ui/login"
+        )
+    return _signed_in(request, sign_in, key, next)
+
+
+@router.post("/logout")
+async def logout(request: Request, sign_in: DashboardSignIn = Depends(get_sign_in)) -> Response:
+    """End the session (a copy of the cookie stops working too) and clear the cookie."""
+    session = sign_in.signer.read(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        sign_in.store.end(session)
+    response = RedirectResponse("/ui/login", status_code=303, headers=NO_STORE)
+    response.delete_cookie(SESSION_COOKIE, path="/ui", httponly=True, samesite="strict")
     return response
 
 
@@ -61,14 +185,17 @@ def _tenant_of(scope_key: str) -> str | None:
 
 
 async def _html(build: Callable[..., Page], *args: Any) -> HTMLResponse:
-    """Build and render a page in a worker thread (DuckDB and plotly never block the loop)."""
-    return HTMLResponse(await asyncio.to_thread(lambda: render_page(build(*args))))
+    """Build and render a page in a worker thread (DuckDB and plotly never block the loop);
+    its inline scripts run under a fresh nonce named in its Content-Security-Policy."""
+    nonce = secrets.token_urlsafe(16)
+    body = await asyncio.to_thread(lambda: render_page(build(*args), nonce=nonce))
+    return HTMLResponse(body, headers={**NO_STORE, "Content-Security-Policy": page_csp(nonce)})
 
 
 @router.get("/overview")
 async def overview(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.overview, _sources(key, state, tenant))
@@ -79,7 +206,7 @@ async def agent(
     name: str | None = None,
     metric: str = "faithfulness",
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.agent, _sources(key, state, tenant), name, metric)
@@ -89,7 +216,7 @@ async def agent(
 async def trace(
     trace_id: str | None = Query(default=None, pattern=r"^[0-9a-f]{32}$"),
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.trace, _sources(key, state, tenant), trace_id)
@@ -98,7 +225,7 @@ async def trace(
 @router.get("/providers")
 async def providers(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.providers, _sources(key, state, tenant))
@@ -107,7 +234,7 @@ async def providers(
 @router.get("/timeline")
 async def timeline(
     tenant: str | None = None,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.timeline, _sources(key, state, tenant))

@@ -233,24 +233,3 @@ def test_otlp_and_pages_refuse_other_tenants(api: Running) -> None:
         assert api.call("GET", f"/ui/{page}", None).status_code == 401
         assert api.call("GET", f"/ui/{page}?tenant=globex", "acme_read").status_code == 403
         assert api.call("GET", f"/ui/{page}", "acme_read").status_code == 200
-
-
-def test_the_dashboard_cookie_opens_pages_only(api: Running) -> None:
-    cookies = {"agentledger_key": api.keys["admin"]}
-    assert httpx.get(f"{api.url}/ui/overview", cookies=cookies, timeout=30).status_code == 200
-    assert httpx.get(f"{api.url}/v1/costs", cookies=cookies, timeout=30).status_code == 401
-    kill = {"scope": {"kind": "tenant", "tenant": "acme"}, "action": "kill", "reason": "csrf"}
-    assert httpx.post(f"{api.url}/v1/control", json=kill, cookies=cookies, timeout=30).status_code == 401
-    login = httpx.get(
-        f"{api.url}/ui/login", params={"key": api.keys["acme_read"], "next": "/ui/trace"}, timeout=30
-    )
-    assert login.status_code == 303 and login.headers["location"] == "/ui/trace"
-    assert (
-        "httponly" in login.headers["set-cookie"].lower()
-        and "samesite=strict" in login.headers["set-cookie"].lower()
-    )
-    evil = httpx.get(
-        f"{api.url}/ui/login", params={"key": api.keys["acme_read"], "next": "https://evil.example/"}
-    )
-    assert evil.status_code == 422  # no open redirect
-    assert httpx.get(f"{api.url}/ui/login", params={"key": "al_x_y"}, timeout=30).status_code == 401

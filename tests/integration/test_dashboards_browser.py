@@ -16,12 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
+from agentledger.api.keys import split_token
 from agentledger.api.pagedata import Sources, all_pages
+from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
 from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards.pages import render_report
@@ -60,6 +63,14 @@ def console_lines(stderr: str) -> list[str]:
 class Running:
     url: str
     key: str
+    sign_in: DashboardSignIn
+
+    def link(self, target: str) -> str:
+        """A one-time sign-in link to ``target`` (Chromium cannot fill in the form)."""
+        parts = split_token(self.key)
+        assert parts is not None
+        token = self.sign_in.store.issue_link(parts[0], ttl_s=120)
+        return f"{self.url}/ui/link?token={token}&next={target}"
 
 
 async def _budgets(bootstrap: str, topic: str) -> None:
@@ -83,6 +94,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
     asyncio.run(_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
     land_demo_warehouse(str(home / "wh"))
+    land_hostile_names(str(home / "wh"))
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -91,33 +103,44 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with ApiServer(app) as url:
-        yield Running(url, keys["acme_read"])
+        yield Running(url, keys["acme_read"], app.state.sign_in)
 
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_page_draws_its_charts_without_console_messages(api: Running, page: str, tmp_path: Path) -> None:
     target = "/ui/agent%3Fname%3Dplanner" if page == "agent" else f"/ui/{page}"  # the demo's drifting agent
-    url = f"{api.url}/ui/login?key={api.key}&next={target}"
-    dom = chromium(url, tmp_path / "p1", "--dump-dom")
+    dom = chromium(api.link(target), tmp_path / "p1", "--dump-dom", "--window-size=1280,1600")
     assert dom.returncode == 0, dom.stderr[-2000:]
     drawn = len(re.findall(r'<div[^>]*class="[^"]*js-plotly-plot', dom.stdout))
     assert drawn == PAGES[page], dom.stdout[:2000]
     assert dom.stdout.count('class="main-svg"') >= PAGES[page]
     assert "no spend" not in dom.stdout and "no spans" not in dom.stdout  # the data reached the charts
     assert console_lines(dom.stderr) == []
+    if PAGES[page] > 1:  # two columns at 1280 px: no chart drawn wider than its card (then cut)
+        widths = [float(w) for w in re.findall(r'<svg class="main-svg"[^>]*width="([\d.]+)"', dom.stdout)]
+        assert widths and max(widths) < 1280 / 2, widths
     shot = SCREENSHOTS / f"{page}.png"
-    result = chromium(url, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1600")
+    result = chromium(api.link(target), tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1600")
     assert result.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_a_name_holding_a_link_is_drawn_as_text(api: Running, tmp_path: Path) -> None:
+    # plotly.js draws <a href> in a label as a live link: the name must arrive escaped
+    dom = chromium(api.link("/ui/providers"), tmp_path / "p", "--dump-dom")
+    assert dom.returncode == 0 and dom.stdout.count('class="main-svg"') >= 1
+    assert '&lt;a href="https://evi' in dom.stdout  # the name is on the page, as text (shortened)
+    assert re.findall(r"<a\b[^>]*evil\.example", dom.stdout) == []
 
 
 def test_overview_stacks_into_one_column_on_a_narrow_screen(api: Running, tmp_path: Path) -> None:
     # Headless Chromium will not make a window narrower than about 500 px; 560 px is enough to
     # show the layout switching to one column of full-width, resized charts.
     shot = SCREENSHOTS / "overview-narrow.png"
-    url = f"{api.url}/ui/login?key={api.key}&next=/ui/overview"
-    result = chromium(url, tmp_path / "p", f"--screenshot={shot}", "--window-size=560,1600")
+    result = chromium(
+        api.link("/ui/overview"), tmp_path / "p", f"--screenshot={shot}", "--window-size=560,1600"
+    )
     assert result.returncode == 0 and shot.stat().st_size > 10_000
-    dom = chromium(url, tmp_path / "p2", "--dump-dom", "--window-size=560,1600")
+    dom = chromium(api.link("/ui/overview"), tmp_path / "p2", "--dump-dom", "--window-size=560,1600")
     widths = {float(w) for w in re.findall(r'<svg class="main-svg"[^>]*width="([\d.]+)"', dom.stdout)}
     assert len(widths) == 1 and 400 < widths.pop() <= 560  # one column, no sideways scrolling
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,7 +101,11 @@ def test_summary_alerts_warehouse_and_report(outcome: dict) -> None:
     assert report.stat().st_size > 100_000 and "plotly" in report.read_text()[:200_000].lower()
     for title in ("spend per tenant and agent", "commands issued", "what the agents saw"):
         assert title in outcome["stdout"]
-    assert "/ui/login?key=" in outcome["dashboard_url"]
+    # a one-time sign-in link, never the admin key (outcome.json is a file anyone may read)
+    assert "/ui/link?token=" in outcome["dashboard_url"]
+    key = re.compile(r"al_[0-9a-f]{12}_")
+    assert not key.search(Path(outcome["run_dir"], "outcome.json").read_text())
+    assert not key.search(outcome["stdout"]) and outcome["dashboard_url"] in outcome["stdout"]
 
 
 def test_second_run_then_ctrl_c_stops_everything(

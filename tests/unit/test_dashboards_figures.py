@@ -39,7 +39,7 @@ def test_budget_burn_shows_percent_state_and_exhaustion() -> None:
     bar = fig.data[0]
     assert list(bar.x) == [80.0]
     assert bar.marker.color[0] == figures.STATE_COLOURS["warn"]
-    assert "2026-11-24T18:00:00Z" in bar.text[0]
+    assert "exhausts Nov 24 18:00 UTC" in bar.text[0]
 
 
 def test_trace_waterfall_offsets_widths_and_costs() -> None:
