@@ -10,7 +10,6 @@ import logging
 import math
 import re
 import time
-import weakref
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,7 @@ from agentledger import topics
 from agentledger.events import BaseEvent
 from agentledger.settings import get_settings
 
-from . import _ids
+from . import _exit, _ids
 from .context import _CURRENT
 from .spans import SpanScope
 from .transport import NoOpTransport, Transport
@@ -68,6 +67,7 @@ class Emitter:
         topic: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
+        exit_timeout: float = 2.0,
     ) -> None:
         settings = get_settings()
         self.tenant = _check_name(tenant or settings.tenant, "tenant")
@@ -81,8 +81,10 @@ class Emitter:
         self._worker = BatchWorker(
             self.transport, max_queue=max_queue, batch_size=batch_size, linger_ms=linger_ms
         )
-        ref = weakref.ref(self)
-        atexit.register(lambda: (e := ref()) is not None and e.shutdown(2.0))
+        self.exit_timeout = exit_timeout
+        self._exit_flushed: bool | None = None
+        _exit.before_threads_stop(_exit.weak(self, "_flush_at_exit"))
+        atexit.register(_exit.weak(self, "_shutdown_at_exit"))
 
     @staticmethod
     def _transport_from(
@@ -246,6 +248,15 @@ class Emitter:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush, then stop the worker and close the transport. Never raises."""
         return self._worker.shutdown(timeout)
+
+    def _flush_at_exit(self) -> None:
+        # Before threads stop (see _exit): the sender can still resolve names and connect.
+        self._exit_flushed = self.flush(self.exit_timeout)
+
+    def _shutdown_at_exit(self) -> None:
+        # atexit: sends what was recorded after the flush above (e.g. by other atexit hooks)
+        # over the open connection; a destination that already failed gets no second budget.
+        self.shutdown(0.2 if self._exit_flushed is False else self.exit_timeout)
 
     def stats(self) -> dict[str, int]:
         """``sent``, ``dropped``, ``failed``, ``queued`` event counts."""
