@@ -30,6 +30,7 @@ _bits = _ids._rng.getrandbits
 _time_ns = time.time_ns
 _NAME = re.compile(r"^[^/\s][^/]{0,127}$")
 _STATUSES = frozenset({"ok", "error", "unset"})
+_warned_noop = False  # the "events go nowhere" warning is given once per process
 
 
 def _check_name(value: str, what: str = "name") -> str:
@@ -48,8 +49,9 @@ class Emitter:
     """A configured client: constructor arguments first, then ``AGENTLEDGER_*`` environment.
 
     Transport: ``transport`` if given; else Kafka when ``bootstrap`` (or
-    ``AGENTLEDGER_KAFKA_BOOTSTRAP``) is set; else HTTP when ``api_key`` (or
-    ``AGENTLEDGER_API_KEY``) is set; else a no-op (nothing configured, nothing sent).
+    ``AGENTLEDGER_KAFKA_BOOTSTRAP``) is set or a local broker started by ``agentledger kafka
+    up`` is running; else HTTP when ``api_key`` (or ``AGENTLEDGER_API_KEY``) is set; else a
+    no-op, with one WARNING saying that events go nowhere.
     """
 
     def __init__(
@@ -77,7 +79,10 @@ class Emitter:
             raise ValueError("agent_version must be at most 64 characters")
         self.workflow = _check_name(workflow, "workflow") if workflow else None
         self._names: set[str] = {self.agent}
+        self.bootstrap: str | None = None  # the Kafka cluster events go to (the Guard uses it too)
         self.transport = transport or self._transport_from(settings, bootstrap, topic, api_url, api_key)
+        if self.bootstrap is None and isinstance(getattr(self.transport, "bootstrap", None), str):
+            self.bootstrap = self.transport.bootstrap  # type: ignore[attr-defined]
         self._worker = BatchWorker(
             self.transport, max_queue=max_queue, batch_size=batch_size, linger_ms=linger_ms
         )
@@ -86,14 +91,22 @@ class Emitter:
         _exit.before_threads_stop(_exit.weak(self, "_flush_at_exit"))
         atexit.register(_exit.weak(self, "_shutdown_at_exit"))
 
-    @staticmethod
     def _transport_from(
-        settings: Any, bootstrap: str | None, topic: str | None, api_url: str | None, api_key: str | None
+        self,
+        settings: Any,
+        bootstrap: str | None,
+        topic: str | None,
+        api_url: str | None,
+        api_key: str | None,
     ) -> Transport:
-        bootstrap = bootstrap or settings.kafka_bootstrap
+        explicit = bootstrap or settings.kafka_bootstrap
+        bootstrap = settings.resolve_bootstrap(bootstrap)
         if bootstrap:
             from .kafka import KafkaTransport
 
+            if not explicit:
+                log.info("agentledger: sending to the local Kafka at %s (`agentledger kafka up`)", bootstrap)
+            self.bootstrap = bootstrap
             topic = topic or topics.name(topics.EVENTS, settings.topic_prefix)
             return KafkaTransport(bootstrap, topic, client_options=settings.kafka_client_options())
         api_key = api_key or settings.api_key
@@ -101,7 +114,15 @@ class Emitter:
             from .http import HttpTransport
 
             return HttpTransport(api_url or settings.api_url, api_key)
-        log.info("agentledger: no Kafka bootstrap and no API key configured; events are discarded")
+        global _warned_noop
+        if not _warned_noop:
+            _warned_noop = True
+            log.warning(
+                "agentledger: no Kafka bootstrap, no API key and no local broker found: events "
+                'recorded now go nowhere. Pass bootstrap="host:port" (or set '
+                "AGENTLEDGER_KAFKA_BOOTSTRAP), run `agentledger kafka up`, or pass api_key= "
+                "(AGENTLEDGER_API_KEY) to send through the API"
+            )
         return NoOpTransport()
 
     # -- checks (cheap; raise ValueError for programming errors only) ------------------
