@@ -257,13 +257,12 @@ class Emitter:
     ) -> str:
         """Token usage of one LLM call (``input_tokens`` includes cached ones). Returns the event id."""
         if (
-            type(input_tokens) is not int or type(output_tokens) is not int
-            or type(cache_read_tokens) is not int or type(cache_write_tokens) is not int
-            or type(reasoning_tokens) is not int
+            not (type(input_tokens) is type(output_tokens) is type(cache_read_tokens)
+                 is type(cache_write_tokens) is type(reasoning_tokens) is int)  # bool is not a count
             or input_tokens < 0 or output_tokens < 0 or cache_read_tokens < 0 or cache_write_tokens < 0
             or reasoning_tokens < 0 or cache_read_tokens + cache_write_tokens > input_tokens
             or reasoning_tokens > output_tokens or not provider or not model
-            or not _cost_ok(reported_cost_usd)
+            or (reported_cost_usd is not None and not _cost_ok(reported_cost_usd))
         ):  # fmt: skip
             raise ValueError(
                 "usage counts must be integers >= 0 (not bool), input_tokens must include cache "
