@@ -38,22 +38,37 @@ def _run() -> None:
             log.debug("agentledger exit hook failed", exc_info=True)
 
 
+class _WeakCall:
+    """Calls ``obj.method(*args)`` if ``obj`` is still alive: registering never keeps it alive."""
+
+    __slots__ = ("args", "method", "ref")
+
+    def __init__(self, obj: object, method: str, args: tuple[object, ...]) -> None:
+        self.ref = weakref.ref(obj)
+        self.method = method
+        self.args = args
+
+    @property
+    def alive(self) -> bool:
+        return self.ref() is not None
+
+    def __call__(self) -> None:
+        target = self.ref()
+        if target is not None:
+            getattr(target, self.method)(*self.args)
+
+
 def weak(obj: object, method: str, *args: object) -> Callable[[], None]:
     """A callback that calls ``obj.method(*args)`` if ``obj`` is still alive (no leak)."""
-    ref = weakref.ref(obj)
-
-    def call() -> None:
-        target = ref()
-        if target is not None:
-            getattr(target, method)(*args)
-
-    return call
+    return _WeakCall(obj, method, args)
 
 
 def before_threads_stop(callback: Callable[[], object], stage: int = FLUSH) -> None:
     """Run ``callback`` once at exit, before threads and executors are shut down."""
     global _installed
     with _lock:
+        if len(_callbacks) >= 64:  # forget the hooks of emitters that are gone
+            _callbacks[:] = [(s, c) for s, c in _callbacks if not isinstance(c, _WeakCall) or c.alive]
         _callbacks.append((stage, callback))
         if _installed:
             return
