@@ -12,6 +12,7 @@ Token counting rules (normalised once, at the edge, by the collectors and the OT
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -21,6 +22,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
@@ -51,16 +53,66 @@ def _span_id(value: str) -> str:
     return value
 
 
+MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY_CHARS = 128
+MAX_ATTRIBUTE_VALUE_CHARS = 4096
+# Control (Cc: newline, tab, NUL...), format (Cf: zero-width, bidi overrides, BOM), line and
+# paragraph separators, surrogates: invisible or reordering in a name shown on a dashboard,
+# a key or a log line, so names with them are refused rather than silently kept.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def clean_name(value: object) -> object:
+    """NFKC-normalise a name and refuse control and format characters (a ``ValueError``
+    naming the character and its position). Non-strings pass through to type validation."""
+    if not isinstance(value, str):
+        return value
+    if value.isascii() and value.isprintable():  # the common case: nothing to normalise
+        return value
+    value = unicodedata.normalize("NFKC", value)
+    for i, char in enumerate(value):
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES:
+            label = unicodedata.name(char, "control character")
+            raise ValueError(
+                f"must not contain control or format characters: U+{ord(char):04X} {label} at position {i}"
+            )
+    return value
+
+
+def _attribute_value(value: object) -> object:
+    if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
+        raise ValueError(
+            f"attribute values are at most {MAX_ATTRIBUTE_VALUE_CHARS} characters (got {len(value)}); "
+            "attributes are small labels, never message content"
+        )
+    return value
+
+
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
 """A timezone-aware datetime, converted to UTC. Naive datetimes are rejected."""
 TraceId = Annotated[str, AfterValidator(_trace_id)]
 SpanId = Annotated[str, AfterValidator(_span_id)]
-Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$")]
-"""A tenant/agent/workflow name: 1-128 characters, no ``/`` (it separates the Kafka key)."""
+Name = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[^/\s][^/]*$"), BeforeValidator(clean_name)
+]
+"""A tenant/agent/workflow name: 1-128 characters, NFKC-normalised, no ``/`` (it separates
+the Kafka key), no control or format characters."""
 Text = Annotated[str, Field(min_length=1, max_length=256)]
-TokenCount = Annotated[int, Field(ge=0, le=100_000_000)]
+TokenCount = Annotated[int, Field(ge=0, le=100_000_000, strict=True)]
+"""A token count: an integer (``true`` or ``"12"`` is not a count), 0 to 100 million."""
 Usd = Annotated[Decimal, Field(max_digits=28, decimal_places=12)]
 AttributeValue = str | int | float | bool
+AttributeKey = Annotated[
+    str, Field(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS), BeforeValidator(clean_name)
+]
+BoundedAttributeValue = Annotated[AttributeValue, AfterValidator(_attribute_value)]
+
+
+# Provider, model, tool and version names: like ``Name`` but ``/`` is allowed.
+ProviderName = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
+ModelName = Annotated[str, Field(max_length=128), BeforeValidator(clean_name)]
+ToolName = Annotated[str, Field(min_length=1, max_length=128), BeforeValidator(clean_name)]
+Version = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
 
 
 class EventType(StrEnum):
@@ -98,19 +150,29 @@ class BaseEvent(_Model):
         description="Unique id; the dedupe key in every consumer.",
     )
     ts: UtcDatetime = Field(description="Event time (UTC). For spans, the end time.")
-    tenant: Name = Field(description="Billing tenant (customer, team or project).")
+    tenant: Name = Field(
+        description=(
+            "Billing tenant (customer, team or project). Tenant, agent, workflow, provider, "
+            "model, tool and version names are NFKC-normalised; control and format characters "
+            "(newline, tab, zero-width, bidi overrides) are refused; `/` only in provider, model, tool."
+        )
+    )
     agent: Name = Field(description="Logical agent name, e.g. `planner`.")
-    agent_version: Annotated[str, Field(max_length=64)] | None = Field(
+    agent_version: Version | None = Field(
         default=None, description="Deployed version of the agent (for canaries/rollback)."
     )
     workflow: Name | None = Field(default=None, description="Workflow / pipeline name.")
     trace_id: TraceId = Field(description="W3C trace id: one multi-agent run.")
     span_id: SpanId = Field(description="W3C span id of the span this event belongs to.")
     parent_span_id: SpanId | None = Field(default=None, description="Parent span, if any.")
-    attributes: dict[Annotated[str, Field(max_length=128)], AttributeValue] = Field(
+    attributes: dict[AttributeKey, BoundedAttributeValue] = Field(
         default_factory=dict,
-        max_length=32,
-        description="Small map of extra attributes (at most 32). Never message content.",
+        max_length=MAX_ATTRIBUTES,
+        description=(
+            f"Small map of extra attributes (at most {MAX_ATTRIBUTES}; keys up to "
+            f"{MAX_ATTRIBUTE_KEY_CHARS} characters, string values up to {MAX_ATTRIBUTE_VALUE_CHARS}). "
+            "Never message content."
+        ),
     )
 
     @property
@@ -129,10 +191,10 @@ class SpanEvent(BaseEvent):
     end: UtcDatetime
     status: SpanStatus = SpanStatus.UNSET
     error_type: Annotated[str, Field(max_length=256)] | None = None
-    provider: Annotated[str, Field(max_length=64)] | None = Field(
+    provider: ProviderName | None = Field(
         default=None, description="gen_ai.provider.name, e.g. `openai`, `anthropic`."
     )
-    model: Annotated[str, Field(max_length=128)] | None = None
+    model: ModelName | None = None
 
     @model_validator(mode="after")
     def _end_after_start(self) -> SpanEvent:
@@ -149,15 +211,15 @@ class UsageEvent(BaseEvent):
     """Token usage of one LLM call (normalised: see the module docstring)."""
 
     type: Literal["usage"] = "usage"
-    provider: Annotated[str, Field(min_length=1, max_length=64)]
-    model: Annotated[str, Field(min_length=1, max_length=128)]
+    provider: Annotated[ProviderName, Field(min_length=1)]
+    model: Annotated[ModelName, Field(min_length=1)]
     input_tokens: TokenCount = Field(description="Prompt tokens, including cached ones.")
     output_tokens: TokenCount = Field(description="Completion tokens, including reasoning.")
     cache_read_tokens: TokenCount = 0
     cache_write_tokens: TokenCount = 0
     reasoning_tokens: TokenCount = 0
     reported_cost_usd: Usd | None = Field(
-        default=None, description="Cost the provider reported, if any (kept for comparison)."
+        default=None, ge=0, description="Cost the provider reported (>= 0), if any (kept for comparison)."
     )
 
     @model_validator(mode="after")
@@ -191,7 +253,7 @@ class ToolCallEvent(BaseEvent):
     """One tool invocation. Arguments are hashed by the client and never sent."""
 
     type: Literal["tool_call"] = "tool_call"
-    tool: Annotated[str, Field(min_length=1, max_length=128)]
+    tool: ToolName
     args_hash: str = Field(pattern=r"^[0-9a-f]{16,64}$", description="Hex hash of the args.")
     status: SpanStatus = SpanStatus.OK
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -36,6 +38,26 @@ class Settings(BaseSettings):
     api_url: str = "http://127.0.0.1:8000"
     api_key: str | None = None
     warehouse_uri: str | None = Field(default=None, description="Parquet root (path or URI).")
+    guard_fail_open: bool = Field(
+        default=True,
+        description="When the Guard has not read the control topic (yet): allow (True) or refuse.",
+    )
+    guard_ready_timeout_s: float = Field(
+        default=5.0, description="How long a check waits, from the Guard's start, for the first read."
+    )
+
+    @property
+    def kafka_home(self) -> Path:
+        """Where ``agentledger kafka up`` keeps its cluster (``cluster.json``)."""
+        return self.home / "kafka"
+
+    def local_kafka_bootstrap(self) -> str | None:
+        """The bootstrap of the cluster ``agentledger kafka up`` started, if it is running."""
+        return running_local_bootstrap(self.kafka_home / "cluster.json")
+
+    def resolve_bootstrap(self, explicit: str | None = None) -> str | None:
+        """``explicit``, else ``AGENTLEDGER_KAFKA_BOOTSTRAP``, else the running local cluster."""
+        return explicit or self.kafka_bootstrap or self.local_kafka_bootstrap()
 
     @property
     def warehouse_root(self) -> str:
@@ -53,6 +75,33 @@ class Settings(BaseSettings):
 
             opts["ssl_context"] = ssl.create_default_context(cafile=self.kafka_ssl_cafile)
         return opts
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not a broker
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except OSError:
+        return True
+
+
+def running_local_bootstrap(state_file: Path) -> str | None:
+    """Read the launcher's state file (format owned by ``agentledger.localkafka``) without
+    importing the launcher: the client package must not need it. None unless a node recorded
+    there is alive (the same rule as the CLI)."""
+    try:
+        nodes = json.loads(state_file.read_text())["nodes"]
+        if any(n.get("pid") and _alive(int(n["pid"])) for n in nodes):
+            return ",".join(f"127.0.0.1:{int(n['port'])}" for n in nodes)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ from .api import (
 )
 from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
-from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill, Throttled
+from .exceptions import AgentKilled, BudgetKilled, ControlUnavailable, LoopKilled, ManualKill, Throttled
 from .guard import Guard, guarded
 from .http import HttpTransport
 from .kafka import KafkaTransport
@@ -36,6 +36,7 @@ from .usage import Usage, usage_from_anthropic, usage_from_openai
 __all__ = [
     "AgentKilled",
     "BudgetKilled",
+    "ControlUnavailable",
     "Emitter",
     "Guard",
     "HttpTransport",

@@ -10,16 +10,16 @@ import logging
 import math
 import re
 import time
-import weakref
+import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from agentledger import topics
-from agentledger.events import BaseEvent
+from agentledger.events import MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, BaseEvent, clean_name
 from agentledger.settings import get_settings
 
-from . import _ids
+from . import _exit, _ids
 from .context import _CURRENT
 from .spans import SpanScope
 from .transport import NoOpTransport, Transport
@@ -31,12 +31,50 @@ _bits = _ids._rng.getrandbits
 _time_ns = time.time_ns
 _NAME = re.compile(r"^[^/\s][^/]{0,127}$")
 _STATUSES = frozenset({"ok", "error", "unset"})
+_warned_noop = False  # the "events go nowhere" warning is given once per process
+_warned_data = False  # the "cleaned a label / shortened an attribute" warning: once per process
+_TRUNCATED = "…"
 
 
 def _check_name(value: str, what: str = "name") -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
+    """A tenant/agent/workflow name, NFKC-normalised; ``ValueError`` when the contract would
+    refuse it (these names are code or configuration, so a bad one is a programming error)."""
+    try:
+        cleaned = clean_name(value)
+    except ValueError as exc:
+        raise ValueError(f"{what} {value!r} {exc}") from None
+    if not isinstance(cleaned, str) or not _NAME.match(cleaned):
         raise ValueError(f"{what} {value!r} must be 1-128 characters, not start with a space, no '/'")
-    return value
+    return cleaned
+
+
+def _warn_data(what: str) -> None:
+    global _warned_data
+    if not _warned_data:
+        _warned_data = True
+        log.warning("agentledger %s (shown once; the event is kept)", what)
+
+
+def _label(value: str) -> str:
+    """A provider/model/tool name as data (often from a provider's response): never raises;
+    control and format characters are removed so the event is kept, with one WARNING."""
+    try:
+        return clean_name(value)  # type: ignore[return-value]
+    except ValueError:
+        kept = "".join(c for c in unicodedata.normalize("NFKC", value) if not _hidden(c))
+        _warn_data(f"removed control/format characters from the name {value!r}")
+        return kept
+
+
+def _cost_ok(value: Decimal | float | None) -> bool:
+    try:
+        return value is None or (math.isfinite(float(value)) and value >= 0)
+    except (ArithmeticError, TypeError, ValueError):
+        return False
+
+
+def _hidden(char: str) -> bool:
+    return unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
 def hash_args(args: Any) -> str:
@@ -49,8 +87,9 @@ class Emitter:
     """A configured client: constructor arguments first, then ``AGENTLEDGER_*`` environment.
 
     Transport: ``transport`` if given; else Kafka when ``bootstrap`` (or
-    ``AGENTLEDGER_KAFKA_BOOTSTRAP``) is set; else HTTP when ``api_key`` (or
-    ``AGENTLEDGER_API_KEY``) is set; else a no-op (nothing configured, nothing sent).
+    ``AGENTLEDGER_KAFKA_BOOTSTRAP``) is set or a local broker started by ``agentledger kafka
+    up`` is running; else HTTP when ``api_key`` (or ``AGENTLEDGER_API_KEY``) is set; else a
+    no-op, with one WARNING saying that events go nowhere.
     """
 
     def __init__(
@@ -68,30 +107,51 @@ class Emitter:
         topic: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
+        exit_timeout: float = 2.0,
     ) -> None:
         settings = get_settings()
         self.tenant = _check_name(tenant or settings.tenant, "tenant")
         self.agent = _check_name(agent or settings.agent, "agent")
         self.agent_version = agent_version or settings.agent_version
-        if self.agent_version is not None and len(self.agent_version) > 64:
-            raise ValueError("agent_version must be at most 64 characters")
+        if self.agent_version is not None:
+            try:
+                version = str(clean_name(self.agent_version))
+            except ValueError as exc:
+                raise ValueError(f"agent_version {self.agent_version!r} {exc}") from None
+            if len(version) > 64:
+                raise ValueError("agent_version must be at most 64 characters")
+            self.agent_version = version
         self.workflow = _check_name(workflow, "workflow") if workflow else None
         self._names: set[str] = {self.agent}
+        self._labels: set[str] = set()  # provider/model/tool names already checked
+        self.bootstrap: str | None = None  # the Kafka cluster events go to (the Guard uses it too)
         self.transport = transport or self._transport_from(settings, bootstrap, topic, api_url, api_key)
+        if self.bootstrap is None and isinstance(getattr(self.transport, "bootstrap", None), str):
+            self.bootstrap = self.transport.bootstrap  # type: ignore[attr-defined]
         self._worker = BatchWorker(
             self.transport, max_queue=max_queue, batch_size=batch_size, linger_ms=linger_ms
         )
-        ref = weakref.ref(self)
-        atexit.register(lambda: (e := ref()) is not None and e.shutdown(2.0))
+        self.exit_timeout = exit_timeout
+        self._exit_flushed: bool | None = None
+        _exit.before_threads_stop(_exit.weak(self, "_flush_at_exit"))
+        atexit.register(_exit.weak(self, "_shutdown_at_exit"))
 
-    @staticmethod
     def _transport_from(
-        settings: Any, bootstrap: str | None, topic: str | None, api_url: str | None, api_key: str | None
+        self,
+        settings: Any,
+        bootstrap: str | None,
+        topic: str | None,
+        api_url: str | None,
+        api_key: str | None,
     ) -> Transport:
-        bootstrap = bootstrap or settings.kafka_bootstrap
+        explicit = bootstrap or settings.kafka_bootstrap
+        bootstrap = settings.resolve_bootstrap(bootstrap)
         if bootstrap:
             from .kafka import KafkaTransport
 
+            if not explicit:
+                log.info("agentledger: sending to the local Kafka at %s (`agentledger kafka up`)", bootstrap)
+            self.bootstrap = bootstrap
             topic = topic or topics.name(topics.EVENTS, settings.topic_prefix)
             return KafkaTransport(bootstrap, topic, client_options=settings.kafka_client_options())
         api_key = api_key or settings.api_key
@@ -99,26 +159,56 @@ class Emitter:
             from .http import HttpTransport
 
             return HttpTransport(api_url or settings.api_url, api_key)
-        log.info("agentledger: no Kafka bootstrap and no API key configured; events are discarded")
+        global _warned_noop
+        if not _warned_noop:
+            _warned_noop = True
+            log.warning(
+                "agentledger: no Kafka bootstrap, no API key and no local broker found: events "
+                'recorded now go nowhere. Pass bootstrap="host:port" (or set '
+                "AGENTLEDGER_KAFKA_BOOTSTRAP), run `agentledger kafka up`, or pass api_key= "
+                "(AGENTLEDGER_API_KEY) to send through the API"
+            )
         return NoOpTransport()
 
     # -- checks (cheap; raise ValueError for programming errors only) ------------------
 
-    def _check_name(self, name: str) -> None:
-        if name not in self._names:
-            _check_name(name, "agent")
-            self._names.add(name)
+    def _check_name(self, name: str) -> str:
+        if name in self._names:
+            return name
+        name = _check_name(name, "agent")
+        self._names.add(name)
+        return name
 
     @staticmethod
     def _check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
-        if len(attributes) > 32:
-            raise ValueError("at most 32 attributes")
+        """Keys are code (a bad one raises ``ValueError``); a string value longer than the
+        contract's cap is data: it is shortened (ending in "…") and the event kept."""
+        if len(attributes) > MAX_ATTRIBUTES:
+            raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
+        out: dict[str, Any] = {}
         for key, value in attributes.items():
-            if not isinstance(key, str) or len(key) > 128:
-                raise ValueError(f"attribute key {key!r} must be a string of at most 128 characters")
+            if not isinstance(key, str) or not 0 < len(key) <= 128:
+                raise ValueError(f"attribute key {key!r} must be a string of 1-128 characters")
+            try:
+                key = clean_name(key)  # type: ignore[assignment]
+            except ValueError as exc:
+                raise ValueError(f"attribute key {key!r} {exc}") from None
             if not isinstance(value, str | int | float | bool):
                 raise ValueError(f"attribute {key!r} must be str, int, float or bool")
-        return dict(attributes)
+            if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
+                _warn_data(
+                    f"shortened attribute {key!r} from {len(value)} to {MAX_ATTRIBUTE_VALUE_CHARS} "
+                    "characters (attributes are labels, not content)"
+                )
+                value = value[: MAX_ATTRIBUTE_VALUE_CHARS - len(_TRUNCATED)] + _TRUNCATED
+            out[key] = value
+        return out
+
+    def _label(self, value: str) -> str:
+        cleaned = _label(value)
+        if cleaned == value and len(self._labels) < 4096:  # remember clean labels (bounded)
+            self._labels.add(value)
+        return cleaned
 
     def _ids(self) -> tuple[str, str, str | None, str, str | None, str | None]:
         """(trace, span, parent, agent, workflow, version) for an event recorded right now."""
@@ -167,15 +257,23 @@ class Emitter:
     ) -> str:
         """Token usage of one LLM call (``input_tokens`` includes cached ones). Returns the event id."""
         if (
-            input_tokens < 0 or output_tokens < 0 or cache_read_tokens < 0 or cache_write_tokens < 0
+            not (type(input_tokens) is type(output_tokens) is type(cache_read_tokens)
+                 is type(cache_write_tokens) is type(reasoning_tokens) is int)  # bool is not a count
+            or input_tokens < 0 or output_tokens < 0 or cache_read_tokens < 0 or cache_write_tokens < 0
             or reasoning_tokens < 0 or cache_read_tokens + cache_write_tokens > input_tokens
             or reasoning_tokens > output_tokens or not provider or not model
+            or (reported_cost_usd is not None and not _cost_ok(reported_cost_usd))
         ):  # fmt: skip
             raise ValueError(
-                "usage counts must be >= 0, input_tokens must include cache reads and writes, "
-                "output_tokens must include reasoning, provider and model must be set "
+                "usage counts must be integers >= 0 (not bool), input_tokens must include cache "
+                "reads and writes, output_tokens must include reasoning, provider and model must "
+                "be set, reported_cost_usd must be >= 0 "
                 "(use usage_from_openai / usage_from_anthropic to normalise provider counts)"
             )
+        if provider not in self._labels:
+            provider = self._label(provider)
+        if model not in self._labels:
+            model = self._label(model)
         trace, span, parent, agent, workflow, version = self._ids()
         event_id = _ids.event_id()
         event = {
@@ -220,6 +318,8 @@ class Emitter:
         """One tool invocation. ``args`` are hashed here and never leave the process."""
         if not tool or len(tool) > 128 or status not in _STATUSES:
             raise ValueError(f"tool must be 1-128 characters and status one of {sorted(_STATUSES)}")
+        if tool not in self._labels:
+            tool = self._label(tool)
         trace, span, parent, agent, workflow, version = self._ids()
         event_id = _ids.event_id()
         event = {
@@ -246,6 +346,15 @@ class Emitter:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Flush, then stop the worker and close the transport. Never raises."""
         return self._worker.shutdown(timeout)
+
+    def _flush_at_exit(self) -> None:
+        # Before threads stop (see _exit): the sender can still resolve names and connect.
+        self._exit_flushed = self.flush(self.exit_timeout)
+
+    def _shutdown_at_exit(self) -> None:
+        # atexit: sends what was recorded after the flush above (e.g. by other atexit hooks)
+        # over the open connection; a destination that already failed gets no second budget.
+        self.shutdown(0.2 if self._exit_flushed is False else self.exit_timeout)
 
     def stats(self) -> dict[str, int]:
         """``sent``, ``dropped``, ``failed``, ``queued`` event counts."""

@@ -27,6 +27,11 @@ class ManualKill(AgentKilled):
     """Killed by an operator."""
 
 
+class ControlUnavailable(AgentKilled):
+    """The Guard has not read the control topic, and it is set to fail closed
+    (``fail_open=False`` / ``AGENTLEDGER_GUARD_FAIL_OPEN=false``): the work is refused."""
+
+
 class Throttled(AgentLedgerError):
     """A throttle applies and no token is available now (raised only with ``wait=False``)."""
 

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ from agentledger.settings import get_settings
 
 from .context import _CURRENT
 from .control import ControlIndex, ControlState, matching
-from .exceptions import Throttled
+from .exceptions import ControlUnavailable, Throttled
 
 log = logging.getLogger("agentledger.collectors")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,25 +46,54 @@ class Guard:
         start: bool = True,
         client_options: Mapping[str, Any] | None = None,
         fetch_max_wait_ms: int = 20,
+        fail_open: bool | None = None,
+        ready_timeout_s: float | None = None,
     ) -> None:
         settings = get_settings()
-        self.bootstrap = bootstrap or settings.kafka_bootstrap
+        self.bootstrap = bootstrap or _configured_bootstrap() or settings.resolve_bootstrap()
         self.topic = control_topic or topics.name(topics.CONTROL, settings.topic_prefix)
         self.client_options = dict(client_options or settings.kafka_client_options())
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fail_open = settings.guard_fail_open if fail_open is None else fail_open
+        self.ready_timeout_s = settings.guard_ready_timeout_s if ready_timeout_s is None else ready_timeout_s
         self.bad_records = 0
         self.records = 0
+        self.unready_checks = 0  # checks answered before the control topic was read
+        self.problem: str | None = None  # why the Guard is not (yet) ready, when it knows
+        self._topic_missing = False
+        self._last_unready_warning = -math.inf
         self._state = ControlState()
         self._index = ControlIndex()
         self._lock = threading.Lock()
         self._ready = threading.Event()
+        self._is_ready = False  # plain bool mirror of _ready for the hot path
+        self._ready_deadline = 0.0
         self._closing = False
         self._thread: threading.Thread | None = None
         if start:
             if not self.bootstrap:
-                raise ValueError("Guard needs a Kafka bootstrap (argument or AGENTLEDGER_KAFKA_BOOTSTRAP)")
+                raise ValueError(
+                    "Guard needs a Kafka bootstrap: pass bootstrap=, call al.configure(bootstrap=...) "
+                    "first, set AGENTLEDGER_KAFKA_BOOTSTRAP, or run `agentledger kafka up`"
+                )
             self.start()
+        else:  # not following the topic: the state is whatever apply() gives it
+            self._set_ready()
         _GUARDS.add(self)
+
+    @classmethod
+    def _unavailable(cls, problem: str, fail_open: bool | None = None) -> Guard:
+        """A Guard that cannot read any control topic: every check fails open or closed."""
+        guard = cls(start=False, fail_open=fail_open)
+        guard._ready.clear()
+        guard._is_ready = False
+        guard.problem = problem
+        return guard
+
+    def _set_ready(self) -> None:
+        self._ready.set()
+        self._is_ready = True
+        self.problem = None
 
     # -- state -------------------------------------------------------------------------
 
@@ -152,7 +182,16 @@ class Guard:
         wait: bool = True,
     ) -> None:
         """Raise ``AgentKilled`` (a subclass names the cause) if a kill applies; wait for a
-        throttle token (or raise ``Throttled`` when ``wait=False``). Returns at once otherwise."""
+        throttle token (or raise ``Throttled`` when ``wait=False``). Returns at once otherwise.
+
+        Before the control topic has been read, waits for it (at most ``ready_timeout_s`` from
+        the Guard's start), then fails open or closed as configured, and says so."""
+        if not self._is_ready:
+            remaining = self._wait_budget()
+            if remaining > 0:
+                self._ready.wait(remaining)
+            if not self._ready.is_set():
+                self._unready_verdict()
         delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
         if delay > 0:
             time.sleep(delay)
@@ -167,6 +206,12 @@ class Guard:
         wait: bool = True,
     ) -> None:
         """``check`` for async code: waits with ``asyncio.sleep``."""
+        if not self._is_ready:
+            remaining = self._wait_budget()
+            if remaining > 0:  # only until the first read: a thread wait keeps the loop free
+                await asyncio.to_thread(self._ready.wait, remaining)
+            if not self._ready.is_set():
+                self._unready_verdict()
         delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
         if delay > 0:
             await asyncio.sleep(delay)
@@ -192,16 +237,56 @@ class Guard:
                 return rule.command.params.target_version
         return None
 
+    # -- before the first read ----------------------------------------------------------
+
+    def _wait_budget(self) -> float:
+        if self._thread is None or self._topic_missing:
+            return 0.0
+        return self._ready_deadline - time.monotonic()
+
+    def _unready_verdict(self) -> None:
+        """Count the check, warn (at most once a minute), and refuse when failing closed."""
+        self.unready_checks += 1
+        why = self.problem or f"still reading {self.topic}"
+        now = time.monotonic()
+        if now - self._last_unready_warning >= 60.0:
+            self._last_unready_warning = now
+            log.warning(
+                "agentledger guard has not read the control topic (%s): failing %s "
+                "(%d unchecked calls so far; see guard.unready_checks)",
+                why,
+                "open, the call runs" if self.fail_open else "closed, the call is refused",
+                self.unready_checks,
+            )
+        if not self.fail_open:
+            raise ControlUnavailable(
+                f"agentledger guard cannot tell whether this call is allowed ({why}); "
+                "it is set to fail closed"
+            )
+
     # -- the consumer thread -----------------------------------------------------------
 
     def start(self) -> None:
         self._closing = False
+        self._ready_deadline = time.monotonic() + self.ready_timeout_s
         self._thread = threading.Thread(target=self._main, name="agentledger-guard", daemon=True)
         self._thread.start()
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
-        """True once the compacted state has been read up to the end seen at start."""
-        return self._ready.wait(timeout)
+        """True once the compacted state has been read up to the end seen at start.
+
+        False (with a WARNING saying why) after ``timeout``, or as soon as the control topic
+        is known not to exist."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if self._topic_missing or time.monotonic() >= deadline:
+                log.warning(
+                    "agentledger guard not ready after %.1fs: %s",
+                    timeout - max(0.0, deadline - time.monotonic()),
+                    self.problem or f"still reading {self.topic} on {self.bootstrap}",
+                )
+                return False
+        return True
 
     @property
     def ready(self) -> bool:
@@ -220,6 +305,7 @@ class Guard:
                 await self._consume()
                 return
             except Exception as exc:  # noqa: BLE001 - broker down at start: retry with backoff
+                self.problem = f"cannot read {self.topic} on {self.bootstrap}: {exc!r}"
                 log.warning(
                     "agentledger guard cannot read %s (%r); retrying in %.1fs", self.topic, exc, backoff
                 )
@@ -249,8 +335,16 @@ class Guard:
                 # for the full metadata and read the partitions from it.
                 metadata = await consumer._client.fetch_all_metadata()
                 parts = metadata.partitions_for_topic(self.topic)
-                if not parts:
-                    await asyncio.sleep(0.5)  # topic not created yet
+                if not parts:  # topic not created yet: say so, keep looking
+                    if not self._topic_missing:
+                        self.problem = (
+                            f"the control topic {self.topic} does not exist on {self.bootstrap} "
+                            "(create the topics: `agentledger topics create`)"
+                        )
+                        log.warning("agentledger guard: %s", self.problem)
+                        self._topic_missing = True
+                    await asyncio.sleep(0.5)
+            self._topic_missing = False
             if self._closing or not parts:
                 return
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
@@ -261,7 +355,7 @@ class Guard:
                 if not self._ready.is_set():
                     positions = [await consumer.position(tp) for tp in tps]
                     if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        self._ready.set()
+                        self._set_ready()
                 batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
                 records = [(r.key, r.value) for recs in batch.values() for r in recs]
                 if records:
@@ -281,6 +375,7 @@ class Guard:
         self._lock = threading.Lock()
         if self._thread is not None and not self._closing:
             self._ready = threading.Event()
+            self._is_ready = False
             self.start()
 
 
@@ -295,12 +390,23 @@ _default_guard: Guard | None = None
 _default_lock = threading.Lock()
 
 
+def _configured_bootstrap() -> str | None:
+    from . import api
+
+    em = api._emitter
+    return em.bootstrap if em is not None else None
+
+
 def get_guard() -> Guard:
-    """The process-wide Guard (built from ``AGENTLEDGER_*`` on first use)."""
+    """The process-wide Guard, on the configured emitter's cluster (else ``AGENTLEDGER_*``, else
+    the local broker). With no cluster at all its checks fail open or closed, and say so."""
     global _default_guard
     with _default_lock:
         if _default_guard is None:
-            _default_guard = Guard()
+            try:
+                _default_guard = Guard()
+            except ValueError as exc:
+                _default_guard = Guard._unavailable(str(exc))
         return _default_guard
 
 

@@ -33,6 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 
+from . import _exit
 from .api import get_emitter
 
 if TYPE_CHECKING:
@@ -98,6 +99,8 @@ class AgentLedgerSpanProcessor(SpanProcessor):
         self.mapped_spans = 0
         self._thread = threading.Thread(target=self._main, name="agentledger-otel", daemon=True)
         self._thread.start()
+        # Map what ended before exit while the emitter can still send (see collectors._exit).
+        _exit.before_threads_stop(_exit.weak(self, "_drain", True), _exit.DRAIN)
 
     @property
     def emitter(self) -> Emitter:
@@ -119,12 +122,16 @@ class AgentLedgerSpanProcessor(SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         self._queue.append((False, span))
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Map every span seen so far and wait for the emitter to deliver it (the emitter
+        itself stays open: it may be shared)."""
         self._stop.set()
-        self._thread.join(5.0)
+        self._thread.join(timeout_s)
         self._drain(final=True)
+        self.emitter.flush(timeout_s)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Map every span seen so far; True once the emitter has delivered them."""
         self._drain(final=True)
         return self.emitter.flush(timeout_millis / 1000)
 

@@ -50,15 +50,15 @@ class SpanScope(SpanContext):
         if not name or len(name) > 256:
             raise ValueError("span name must be 1-256 characters")
         if agent is not None:
-            emitter._check_name(agent)
+            agent = emitter._check_name(agent)
         self._emitter = emitter
         self.name = name
         self.kind = kind
         self._agent_arg = agent
         self._workflow_arg = workflow
         self.attributes = emitter._check_attributes(attributes) if attributes else None
-        self.provider = provider
-        self.model = model
+        self.provider = emitter._label(provider) if provider else provider
+        self.model = emitter._label(model) if model else model
         self.status = "unset"
         self.remote = False
 

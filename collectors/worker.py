@@ -61,6 +61,7 @@ class BatchWorker:
         self._warned = False
         self._drop_lock = threading.Lock()
         self._pending: list[Batch] = []
+        self._last_error: str | None = None
         self._outcome = Outcome(self._delivered, self._failed)
         self._stopping = False
         self._start()
@@ -175,11 +176,14 @@ class BatchWorker:
                 try:
                     await self.transport.send(self._pending, self._outcome)
                     self._pending = []
+                    self._last_error = None
                     backoff = 0.1
                 except NotReady as exc:
+                    self._last_error = str(exc)
                     log.debug("transport not ready (%s); retrying in %.1fs", exc, backoff)
-                    await self._sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    # not woken by flush: a flush must not turn the backoff into a busy loop
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
                     continue
                 except Exception as exc:  # noqa: BLE001 - never let a transport bug kill the worker
                     self._failed(sum(len(b.events) for b in self._pending), repr(exc))
@@ -222,7 +226,10 @@ class BatchWorker:
             return False
 
     def shutdown(self, timeout: float = 5.0) -> bool:
-        """Flush what can be flushed in ``timeout``, then stop the thread and the transport."""
+        """Flush what can be flushed in ``timeout``, then stop the thread and the transport.
+
+        Events still undelivered then are lost: they are counted as failed and reported in
+        one WARNING with their number and the last transport error."""
         if not self._thread.is_alive():
             return True
         ok = self.flush(timeout)
@@ -239,7 +246,25 @@ class BatchWorker:
         except Exception:  # noqa: BLE001 - shutdown never raises
             pass
         self._thread.join(2.0)
+        if not ok:
+            self._report_lost()
         return ok
+
+    def _report_lost(self) -> None:
+        lost = len(self.queue) + sum(len(b.events) for b in self._pending)
+        try:
+            lost += self.transport.pending()
+        except Exception:  # noqa: BLE001
+            pass
+        self.queue.clear()
+        self._pending = []
+        if lost:
+            self.failed += lost
+            log.warning(
+                "agentledger lost %d recorded events at shutdown: not delivered within the timeout (%s)",
+                lost,
+                self._last_error or "destination did not acknowledge in time",
+            )
 
     # -- fork --------------------------------------------------------------------------
 
@@ -248,6 +273,7 @@ class BatchWorker:
         # parent's events, so start empty, with a new thread and the transport's own state.
         self.queue = deque(maxlen=self.max_queue)
         self._pending = []
+        self._last_error = None
         self.sent = self.dropped = self.failed = 0
         self._warned = False
         self._drop_lock = threading.Lock()
