@@ -17,11 +17,7 @@ from fakeprovider import FakeProvider
 
 # Blocks that fail today because of a known bug being fixed elsewhere (block id -> the bug).
 # strict: the day the fix lands, the test XPASSes and fails until the entry is removed.
-GUARD_BOOTSTRAP = "al.Guard() after al.configure(bootstrap=...) raises ValueError (the Guard reads only AGENTLEDGER_KAFKA_BOOTSTRAP); being fixed in collectors"
-KNOWN_BUGS: dict[str, str] = {
-    "README.md#instrument-an-agent-ten-lines-1": GUARD_BOOTSTRAP,
-    "docs/collectors.md#ten-lines-1": GUARD_BOOTSTRAP,
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 RUN = [b for b in all_blocks() if b.kind in ("python", "shell") and b.path not in STORIES]
 

@@ -16,11 +16,7 @@ from docrunner import DocSession
 QUICKSTART = extract(ROOT / STORIES[0])
 
 # Block id -> a known bug, fixed elsewhere, that stops the story at that block today.
-KNOWN_BUGS: dict[str, str] = {
-    "docs/quickstart.md#3-an-agent-2": (
-        "al.Guard() after al.configure(bootstrap=...) raises ValueError (the Guard reads only AGENTLEDGER_KAFKA_BOOTSTRAP); being fixed in collectors"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 def _marks():  # type: ignore[no-untyped-def]
