@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agentledger import topics
+from agentledger.errors import ConfigError, TransientError
 from agentledger.settings import Settings
 
 
@@ -49,3 +50,81 @@ async def create_topics(
         return [TopicResult(s.name, s.name not in existing, s.partitions, s.compacted) for s in wanted]
     finally:
         await admin.close()
+
+
+class BrokerUnavailable(TransientError):
+    """No broker of the bootstrap list answers: start it (or fix the address) and retry."""
+
+
+class TopicsNotReady(ConfigError):
+    """Topics a service needs are missing or have the wrong cleanup policy."""
+
+
+def probe_broker(bootstrap: str, timeout_s: float = 3.0) -> None:
+    """Raise ``BrokerUnavailable`` unless some ``host:port`` of ``bootstrap`` accepts a TCP
+    connection within ``timeout_s`` (a dead broker is a one-line answer, not a retry loop)."""
+    import socket
+
+    for addr in (a.strip() for a in bootstrap.split(",") if a.strip()):
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or addr, int(port or 9092)), timeout_s):
+                return
+        except (OSError, ValueError):
+            continue
+    raise BrokerUnavailable(
+        f"no Kafka broker answers at {bootstrap}: start it (`agentledger kafka up`) "
+        "or fix AGENTLEDGER_KAFKA_BOOTSTRAP"
+    )
+
+
+async def topic_problems(
+    bootstrap: str,
+    specs: tuple[topics.TopicSpec, ...],
+    prefix: str = "",
+    client_options: dict[str, object] | None = None,
+) -> list[str]:
+    """What is wrong with ``specs`` on the cluster: missing topics, compacted topics whose
+    ``cleanup.policy`` is not compact. Empty when everything is in place."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [topics.with_prefix(s, prefix) for s in specs]
+        missing = [s.name for s in wanted if s.name not in existing]
+        problems = [f"missing topic{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+        compacted = [s.name for s in wanted if s.compacted and s.name in existing]
+        if compacted:
+            resp = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in compacted]
+            )
+            for response in resp:
+                for _code, _msg, _kind, name, entries in response.resources:
+                    policy = next((e[1] for e in entries if e[0] == "cleanup.policy"), "delete")
+                    if "compact" not in str(policy).split(","):
+                        problems.append(f"{name} has cleanup.policy={policy} but must be compact")
+        return problems
+    finally:
+        await admin.close()
+
+
+def require_topics(
+    bootstrap: str,
+    service: str,
+    prefix: str = "",
+    client_options: dict[str, object] | None = None,
+) -> None:
+    """Refuse to start ``service`` (a key of ``topics.NEEDED_BY``) when its topics are not in
+    place; the one-line message says what is wrong and what to run."""
+    import asyncio
+
+    problems = asyncio.run(topic_problems(bootstrap, topics.NEEDED_BY[service], prefix, client_options))
+    if not problems:
+        return
+    fix = "run `agentledger topics create`"
+    if any("cleanup.policy" in p for p in problems):
+        fix += " after deleting the wrong topics (a delete-policy topic loses the state per key)"
+    raise TopicsNotReady(f"{service} cannot start: {'; '.join(problems)}: {fix}")

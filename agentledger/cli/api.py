@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 api_app = typer.Typer(
     help="Run the HTTP API (ingest, OTLP, queries, control, dashboards).", no_args_is_help=True
@@ -36,7 +36,11 @@ def serve(
     import uvicorn
 
     # The app factory reads settings; make sure it sees the broker we resolved here.
-    os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", bootstrap(settings()))
+    s = settings()
+    boot = bootstrap(s)
+    require_topics(boot, "api", s)
+    os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", boot)
+    console.print(f"api: Kafka {boot}, topics in place; serving on http://{host}:{port}")
     from agentledger.settings import get_settings
 
     get_settings.cache_clear()

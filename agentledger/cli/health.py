@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 alerts = typer.Typer(help="Alert delivery: Slack, PagerDuty, signed webhooks.", no_args_is_help=True)
 
@@ -36,11 +36,13 @@ def health(
         raise typer.BadParameter("--from must be `latest` or `earliest`")
     s = settings()
     cfg = load_health_config(config, DETECTOR_SECTIONS)  # no channel secrets needed here
+    boot = bootstrap(s)
+    require_topics(boot, "health", s)
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
-    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from, settings=s)
+    app = build_health_app(cfg, boot, s.topic_prefix, data, start_from, settings=s)
     console.print(
-        f"agentledger health: consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
+        f"health: Kafka {boot}, consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
     )
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
@@ -65,7 +67,10 @@ def dispatch(
     cfg = load_health_config(config, ("alerts",)).alerts
     path = state or Path(cfg.state_path or s.home / "alerts" / "dispatch.db")
     topic = s.topic_prefix + topics.ALERTS.name
-    disp = AlertDispatcher(cfg, bootstrap(s), topic, path, kafka_options=s.kafka_client_options())
+    boot = bootstrap(s)
+    require_topics(boot, "alerts", s)
+    disp = AlertDispatcher(cfg, boot, topic, path, kafka_options=s.kafka_client_options())
+    console.print(f"alerts dispatch: Kafka {boot}, following {topic}; state {path}")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -42,13 +42,16 @@ def worker(
     loglevel: str = typer.Option("WARNING"),
 ) -> None:
     """Run the Faust worker until Ctrl-C / SIGTERM."""
+    from agentledger import topics
     from agentledger.streams.app import WorkerConfig, run_worker
     from agentledger.streams.policyfile import LoopSettings, load_policy_file
 
     s = settings()
     loops = load_policy_file(config)[1] if config else LoopSettings()
+    boot = bootstrap(s)
+    require_topics(boot, "worker", s)
     cfg = WorkerConfig(
-        bootstrap=bootstrap(s),
+        bootstrap=boot,
         prefix=s.topic_prefix,
         datadir=datadir or s.home / "worker",
         web_port=web_port,
@@ -60,5 +63,9 @@ def worker(
         dedupe_size=dedupe_size,
         replication=replication,
         client_options=s.kafka_client_options(),
+    )
+    console.print(
+        f"worker: Kafka {boot}, topics {s.topic_prefix}agentledger.* in place; "
+        f"loading policies and commands, then consuming {cfg.topic(topics.EVENTS)}"
     )
     run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)
