@@ -366,8 +366,9 @@ class LocalKafka:
         }
         (ndir / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (ndir / "log4j2.yaml").write_text(_LOG4J2)
+        if keep:
+            return  # formatted before: its meta.properties holds the cluster id
         proc = subprocess.run(
-            # --ignore-formatted: kept data keeps its own cluster id
             ["java", "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
              "-c", str(ndir / "server.properties"), "--ignore-formatted"],
             capture_output=True, text=True, check=False,

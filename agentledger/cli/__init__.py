@@ -53,8 +53,10 @@ PANELS: dict[str, tuple[str, ...]] = {
 
 def _group_help(app: typer.Typer) -> None:
     panel_of = {name: panel for panel, names in PANELS.items() for name in names}
-    for info in (*app.registered_commands, *app.registered_groups):
-        info.rich_help_panel = panel_of.get(info.name or "", "Other")
+    for cmd in app.registered_commands:
+        cmd.rich_help_panel = panel_of.get(cmd.name or "", "Other")
+    for group in app.registered_groups:
+        group.rich_help_panel = panel_of.get(group.name or "", "Other")
     for cmd in app.registered_commands:
         doc = cmd.help or (cmd.callback.__doc__ if cmd.callback else None) or ""
         first = " ".join(doc.split("\n\n")[0].split())

@@ -50,10 +50,15 @@ def print_table(header: list[str], rows: list[list[Any]], *, title: str | None =
                for i in range(len(header))]  # fmt: skip
     for name, right in zip(header, numeric, strict=True):
         # money and ids are folded, never cut short
-        view.add_column(name, overflow="fold", justify="right" if right else "left")
+        view.add_column(name, overflow="fold", justify="right" if right else "left", min_width=len(name))
     for row in rows:
         view.add_row(*(cell(v) for v in row))
-    console.print(view)
+    if console.is_terminal:
+        console.print(view)
+    else:  # to a pipe or a file, rows are not folded to 80 columns
+        from rich.console import Console
+
+        Console(highlight=False, width=1000).print(view)
     console.print(f"({len(rows)} row{'' if len(rows) == 1 else 's'})")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, err, settings
 
 guard_app = typer.Typer(help="What agents' Guards see on the control topic.", no_args_is_help=True)
 
@@ -19,8 +19,8 @@ def _guard(timeout: float):  # type: ignore[no-untyped-def]
     guard = Guard(bootstrap(settings()))
     if not guard.wait_ready(timeout):
         guard.close()
-        console.print(f"could not read {guard.topic} within {timeout:.0f}s")
-        raise typer.Exit(2)
+        err.print(f"error: could not read {guard.topic} within {timeout:.0f}s: is the broker healthy?")
+        raise typer.Exit(69)
     return guard
 
 
