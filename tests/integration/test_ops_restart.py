@@ -1,0 +1,104 @@
+"""A running worker survives `agentledger kafka down` + `kafka up` on the same address: it
+keeps its policies, follows new ones and processes new events without being restarted
+(issue #13, item 5: it used to report ready and process nothing, with 0 policies)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agentledger.localkafka import free_ports
+
+CLI = [sys.executable, "-m", "agentledger"]
+POLICY = """policies:
+  - policy_id: {pid}
+    selector: {{per: agent}}
+    window: calendar_day
+    limit: 1000
+    unit: usd
+"""
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {**os.environ, "AGENTLEDGER_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("AGENTLEDGER_KAFKA_BOOTSTRAP", None)
+    env.pop("AGENTLEDGER_TOPIC_PREFIX", None)
+    return env
+
+
+def _cli(home: Path, *args: str) -> str:
+    done = subprocess.run(
+        [*CLI, *args], env=_env(home), capture_output=True, text=True, timeout=180, check=False
+    )
+    assert done.returncode == 0, f"agentledger {' '.join(args)}: {done.stdout}{done.stderr}"
+    return done.stdout
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} after {timeout:.0f}s; worker log tail:\n{log.read_text()[-3000:]}")
+
+
+def _apply(home: Path, pid: str) -> None:
+    path = home / f"{pid}.yaml"
+    path.write_text(POLICY.format(pid=pid))
+    _cli(home, "policies", "apply", str(path))
+
+
+def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) -> None:
+    up = _cli(tmp_path, "kafka", "up")
+    bootstrap = up.strip().splitlines()[-1]
+    port = free_ports(1)[0]
+    log = tmp_path / "worker.log"
+    worker = None
+    try:
+        _cli(tmp_path, "topics", "create")
+        _apply(tmp_path, "before-restart")
+        with log.open("wb") as out:
+            worker = subprocess.Popen([*CLI, "worker", "--web-port", str(port)], env=_env(tmp_path),
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+
+        def stats() -> dict[str, Any]:
+            try:
+                return dict(httpx.get(f"http://127.0.0.1:{port}/stats/", timeout=2).json())
+            except (httpx.HTTPError, ValueError):
+                return {}
+
+        def events() -> int:
+            return int(stats().get("counters", {}).get("events", -1))
+
+        _wait(lambda: stats().get("ready") is True, 120, "ready worker", log)
+        _cli(tmp_path, "smoke", "--events", "200")
+        _wait(lambda: events() == 200, 60, "200 events processed", log)
+
+        _cli(tmp_path, "kafka", "down")
+        again = _cli(tmp_path, "kafka", "up")
+        assert again.strip().splitlines()[-1] == bootstrap
+        assert worker.poll() is None, log.read_text()[-3000:]
+
+        _cli(tmp_path, "smoke", "--events", "200")
+        _wait(lambda: events() == 400, 120, "the 200 events sent after the restart processed", log)
+        assert "before-restart" in stats()["policies"]
+        _apply(tmp_path, "after-restart")  # the policy follower recovered too
+        _wait(lambda: "after-restart" in stats().get("policies", []), 60, "policy applied after restart", log)
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait(10)
+        _cli(tmp_path, "kafka", "down")
