@@ -9,8 +9,8 @@ from rich.console import Console
 from agentledger.settings import Settings, get_settings
 
 # rich writes no colour or cursor codes when the stream is not a terminal
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # a log line is never folded
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings() -> Settings:

@@ -22,6 +22,9 @@ def health(
     ),
     datadir: Path | None = typer.Option(None, "--datadir", help="Faust data dir (default under home)."),
     loglevel: str = typer.Option("info", "--loglevel"),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
     start_from: str = typer.Option(
         "latest", "--from", help="First start of the group: `latest` or `earliest` (replay history)."
     ),
@@ -29,6 +32,7 @@ def health(
     """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker."""
     from faust.worker import Worker
 
+    from agentledger import topics
     from agentledger.streams.health import build_health_app
     from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config
 
@@ -44,6 +48,13 @@ def health(
     console.print(
         f"health: Kafka {boot}, consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
     )
+    from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
+
+    quiet_faust_terminal()
+    if progress:
+        read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
+        group = f"{s.topic_prefix}agentledger-health"
+        ProgressReporter("health", boot, group, read, s.kafka_client_options(), progress).start()
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -19,6 +19,9 @@ def sink(
     once: bool = typer.Option(False, "--once", help="Stop when caught up (nothing new for --idle)."),
     idle: float = typer.Option(3.0, help="With --once: seconds without records that mean caught up."),
     group: str = typer.Option("agentledger-warehouse", help="Kafka consumer group."),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
 ) -> None:
     """Consume the priced events, control commands and alerts; write Parquet durably."""
     from agentledger.warehouse.sink import SinkConfig, run_sink
@@ -36,6 +39,14 @@ def sink(
         client_options=s.kafka_client_options(),
     )
     console.print(f"sink: Kafka {boot}, priced, control and alerts -> {config.root}")
+    from agentledger import topics
+    from agentledger.cli._progress import ProgressReporter
+
+    reporter = None
+    if progress and not once:
+        read = [s.topic_prefix + t.name for t in (topics.PRICED, topics.CONTROL, topics.ALERTS)]
+        reporter = ProgressReporter("sink", boot, group, read, s.kafka_client_options(), progress)
+        reporter.start()
     stats = run_sink(config, max_seconds=max_seconds, idle_seconds=idle if once else None)
     console.print(
         f"sink: {stats.records} records, {stats.rows} rows in {stats.files} files, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
@@ -40,6 +41,9 @@ def worker(
     dedupe_size: int = typer.Option(500_000, min=1, help="event_ids remembered for dedupe."),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
     loglevel: str = typer.Option("WARNING"),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
 ) -> None:
     """Run the Faust worker until Ctrl-C / SIGTERM."""
     from agentledger import topics
@@ -64,8 +68,19 @@ def worker(
         replication=replication,
         client_options=s.kafka_client_options(),
     )
+    from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
+    from agentledger.streams.policytopic import read_policies
+
+    found = asyncio.run(read_policies(boot, s.topic_prefix, **s.kafka_client_options()))
     console.print(
-        f"worker: Kafka {boot}, topics {s.topic_prefix}agentledger.* in place; "
-        f"loading policies and commands, then consuming {cfg.topic(topics.EVENTS)}"
+        f"worker: Kafka {boot}; topics in place; {len(found)} polic{'y' if len(found) == 1 else 'ies'} "
+        f"on {cfg.topic(topics.POLICIES)}; consuming {cfg.topic(topics.EVENTS)}"
+        + (f"; stats on http://127.0.0.1:{web_port}/stats/" if web_port else "")
     )
+    quiet_faust_terminal()
+    if progress:
+        group = cfg.prefix + cfg.app_id
+        ProgressReporter(
+            "worker", boot, group, [cfg.topic(topics.EVENTS)], cfg.client_options, progress
+        ).start()
     run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)

@@ -5,6 +5,7 @@ keeps its policies, follows new ones and processes new events without being rest
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
         _cli(tmp_path, "topics", "create")
         _apply(tmp_path, "before-restart")
         with log.open("wb") as out:
-            worker = subprocess.Popen([*CLI, "worker", "--web-port", str(port)], env=_env(tmp_path),
+            worker = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "--progress", "1"], env=_env(tmp_path),
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
         def stats() -> dict[str, Any]:
@@ -82,6 +83,14 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
         _wait(lambda: stats().get("ready") is True, 120, "ready worker", log)
         _cli(tmp_path, "smoke", "--events", "200")
         _wait(lambda: events() == 200, 60, "200 events processed", log)
+        # what a person watching the log sees: the start line, then progress, no terminal codes
+        text = log.read_text()
+        assert "worker: Kafka " + bootstrap + "; topics in place; 1 policy on agentledger.policies.v1" in text
+        _wait(lambda: "(lag 0)" in log.read_text(), 30, "a progress line with the lag caught up", log)
+        assert re.search(
+            r"worker: committed (\d+) of \1 records on agentledger.events.v1 \(lag 0\)", log.read_text()
+        )
+        assert "\x1b[" not in log.read_text()
 
         _cli(tmp_path, "kafka", "down")
         again = _cli(tmp_path, "kafka", "up")
