@@ -47,9 +47,28 @@ async def create_topics(
             for name, code, *_ in getattr(resp, "topic_errors", getattr(resp, "topic_error_codes", [])):
                 if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a concurrent create)
                     raise RuntimeError(f"creating topic {name} failed with Kafka error {code}")
+        await _wait_group_coordinator(admin)
         return [TopicResult(s.name, s.name not in existing, s.partitions, s.compacted) for s in wanted]
     finally:
         await admin.close()
+
+
+async def _wait_group_coordinator(admin: object, timeout_s: float = 30.0) -> None:
+    """Have a fresh broker create its offsets topic now: otherwise the first service to join a
+    consumer group logs a screen of GroupCoordinatorNotAvailable errors while it waits."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.find_coordinator("agentledger")  # type: ignore[attr-defined]
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                return  # the services wait for it themselves
+            await asyncio.sleep(0.2)
 
 
 class BrokerUnavailable(TransientError):

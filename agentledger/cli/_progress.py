@@ -37,9 +37,10 @@ class ProgressReporter(threading.Thread):
                 figures = asyncio.run(asyncio.wait_for(self.measure(), 10))
             except Exception:  # noqa: BLE001 - progress is best effort, never fatal
                 continue
+            out = sys.__stdout__ or sys.stdout  # faust redirects sys.stdout into its log as warnings
             for line in self.lines(figures):
-                sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+                out.write(line + "\n")
+            out.flush()
 
     def lines(self, figures: dict[str, tuple[int, int]]) -> list[str]:
         out = []
@@ -80,9 +81,20 @@ class ProgressReporter(threading.Thread):
         return figures
 
 
+class _DropHarmless:
+    """faust-streaming warns "Missing sensor state for rebalance" on every first assignment
+    when no sensor is installed: harmless, and alarming to a first-time reader."""
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.msg).startswith("Missing sensor state for rebalance")
+
+
 def quiet_faust_terminal() -> None:
     """faust's start-up spinner writes cursor codes even into a pipe or a log file: when
-    stdout is not a terminal, make it write nothing."""
+    stdout is not a terminal, make it write nothing. Drop faust's harmless first-start warning."""
+    import logging
+
+    logging.getLogger("faust.app.base").addFilter(_DropHarmless())
     if sys.stdout.isatty():
         return
     from faust.utils.terminal import spinners
