@@ -60,4 +60,8 @@ NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
     "api": (EVENTS, POLICIES, CONTROL, BUDGETS),
+    # commands that read one compacted topic: a missing one is a clear line, not a timeout
+    "policies": (POLICIES,),
+    "budgets": (BUDGETS,),
+    "guard": (CONTROL,),
 }

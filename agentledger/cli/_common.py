@@ -45,6 +45,14 @@ def bootstrap(s: Settings | None = None) -> str:
     return state.bootstrap
 
 
+def checked_bootstrap(service: str, s: Settings | None = None) -> str:
+    """``bootstrap()`` plus ``require_topics()``: the broker answers and the topics are there."""
+    s = s or settings()
+    boot = bootstrap(s)
+    require_topics(boot, service, s)
+    return boot
+
+
 def require_topics(boot: str, service: str, s: Settings | None = None) -> None:
     """Refuse (exit 78, one line) to start ``service`` when its topics are missing or a
     compacted one is not compacted."""

@@ -84,12 +84,11 @@ def create(
 @keys_app.command("list")
 def list_() -> None:
     """Every key: id, name, scopes, tenant, created, revoked."""
-    for k in _store().list():
-        revoked = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        console.print(
-            f"{k.key_id}  {k.name:<24} {','.join(sorted(k.scopes)):<18} tenant={k.tenant or '*':<16} "
-            f"created {k.created_at:%Y-%m-%d %H:%M}  {revoked}"
-        )
+    from agentledger.cli._output import print_table
+
+    rows = [[k.key_id, k.name, ", ".join(sorted(k.scopes)), k.tenant or "*", k.created_at,
+             f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"] for k in _store().list()]  # fmt: skip
+    print_table(["key id", "name", "scopes", "tenant", "created", "state"], rows)
 
 
 @keys_app.command("revoke")

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from agentledger.cli._common import bootstrap, settings
+from agentledger.cli._common import checked_bootstrap, settings
 
 HEADER = ["policy", "scope", "window", "spend", "limit", "unit", "used %", "state", "exhausted at", "updated"]
 
@@ -35,7 +35,7 @@ def budgets(
 
     check_format(fmt, out)
     s = settings()
-    boot = bootstrap(s)
+    boot = checked_bootstrap("budgets", s)
     found = asyncio.run(
         read_compacted(
             boot,

@@ -1,6 +1,7 @@
-"""A running worker survives `agentledger kafka down` + `kafka up` on the same address: it
-keeps its policies, follows new ones and processes new events without being restarted
-(issue #13, item 5: it used to report ready and process nothing, with 0 policies)."""
+"""A running worker and sink survive `agentledger kafka down` + `kafka up` on the same
+address: the worker keeps its policies, follows new ones and processes new events, and the
+sink lands them, without being restarted (issue #13, item 5: the worker used to report ready
+and process nothing, with 0 policies)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,16 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
     bootstrap = up.strip().splitlines()[-1]
     port = free_ports(1)[0]
     log = tmp_path / "worker.log"
-    worker = None
+    worker = sink = None
     try:
         _cli(tmp_path, "topics", "create")
         _apply(tmp_path, "before-restart")
         with log.open("wb") as out:
             worker = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "--progress", "1"], env=_env(tmp_path),
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        with (tmp_path / "sink.log").open("wb") as out:
+            sink = subprocess.Popen([*CLI, "sink", "--batch-seconds", "0.5"], env=_env(tmp_path), stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
 
         def stats() -> dict[str, Any]:
             try:
@@ -102,12 +106,20 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
         assert "before-restart" in stats()["policies"]
         _apply(tmp_path, "after-restart")  # the policy follower recovered too
         _wait(lambda: "after-restart" in stats().get("policies", []), 60, "policy applied after restart", log)
+
+        def landed() -> int:
+            done = subprocess.run([*CLI, "sql", "-f", "csv", "SELECT count(*) AS n FROM events"], env=_env(tmp_path),
+                                  capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+            return int(done.stdout.splitlines()[-1]) if done.returncode == 0 else -1
+
+        _wait(lambda: landed() == 400, 120, "the sink landing all 400 priced events", tmp_path / "sink.log")
     finally:
-        if worker is not None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
-                worker.wait(10)
+        for proc in (worker, sink):
+            if proc is not None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
         _cli(tmp_path, "kafka", "down")

@@ -32,6 +32,10 @@ SERVICES = {
     "api": ["api", "serve", "--port", "0"],
     "health": ["health"],
     "alerts": ["alerts", "dispatch", "--config", "examples/alerts.yaml"],
+    # one-shot commands on one compacted topic: a clear line instead of a 40 s timeout
+    "policies": ["policies", "list"],
+    "budgets": ["budgets"],
+    "guard": ["guard", "status"],
 }
 
 
