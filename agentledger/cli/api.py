@@ -29,6 +29,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Processes (each keeps its own live views)."),
+    root: str = typer.Option(None, help="Warehouse root for queries and dashboards (default: settings)."),
 ) -> None:
     """Serve the API with uvicorn (uvloop when installed)."""
     import os
@@ -40,6 +41,8 @@ def serve(
     boot = bootstrap(s)
     require_topics(boot, "api", s)
     os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", boot)
+    if root:
+        os.environ["AGENTLEDGER_WAREHOUSE_URI"] = root
     console.print(f"api: Kafka {boot}, topics in place; serving on http://{host}:{port}")
     from agentledger.settings import get_settings
 
