@@ -47,15 +47,17 @@ def compact(
 @warehouse_app.command("files")
 def files(root: str = typer.Option(None, help="Warehouse root (default: settings).")) -> None:
     """Count the visible files and bytes per dataset and date."""
+    from agentledger.cli._output import print_table
     from agentledger.warehouse.storage import DATASETS, Store
 
     store = Store(_root(root))
+    rows: list[list[Any]] = []
     for dataset in DATASETS:
         per_day: dict[str, list[int]] = {}
         for f in store.files(dataset):
             per_day.setdefault(f.date, []).append(f.size)
-        for day, sizes in sorted(per_day.items()):
-            console.print(f"{dataset:<9} date={day}  {len(sizes):>5} files  {sum(sizes):>12,} bytes")
+        rows += [[dataset, day, len(sizes), sum(sizes)] for day, sizes in sorted(per_day.items())]
+    print_table(["dataset", "date", "files", "bytes"], rows)
 
 
 # Every named query of agentledger.warehouse.queries that docs/warehouse.md lists, with the

@@ -77,6 +77,11 @@ def test_warehouse_query_compact_and_reprice(root: str) -> None:
     assert "globex" not in top.stdout
     compacted = _cli("warehouse", "compact", "--root", root)
     assert compacted.returncode == 0 and "rows -> 1 file" in compacted.stdout
+    listed = _cli("warehouse", "files", "--root", root)
+    assert listed.returncode == 0, listed.stderr
+    header = next(line for line in listed.stdout.splitlines() if "dataset" in line)
+    assert all(h in header for h in ("date", "files", "bytes"))
+    assert any(line.split("│")[1].strip() == "events" for line in listed.stdout.splitlines() if "│" in line)
     again = _cli("sql", "--root", root, SQL, "-f", "json")
     assert Decimal(json.loads(again.stdout)[0]["total"]) == TOTAL
     priced = _cli("warehouse", "reprice", "--root", root, "--group-by", "model")
