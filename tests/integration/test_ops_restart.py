@@ -1,6 +1,6 @@
-"""A running worker and sink survive `agentledger kafka down` + `kafka up` on the same
-address: the worker keeps its policies, follows new ones and processes new events, and the
-sink lands them, without being restarted (issue #13, item 5: the worker used to report ready
+"""A running worker, sink and API survive `agentledger kafka down` + `kafka up` on the same
+address: the worker keeps its policies, follows new ones and processes new events, the sink
+lands them and the API takes events again, without being restarted (issue #13, item 5: the worker used to report ready
 and process nothing, with 0 policies)."""
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from agentledger.localkafka import free_ports
+from agentledger.samples import sample_events
 
 CLI = [sys.executable, "-m", "agentledger"]
 POLICY = """policies:
@@ -64,13 +66,20 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
     bootstrap = up.strip().splitlines()[-1]
     port = free_ports(1)[0]
     log = tmp_path / "worker.log"
-    worker = sink = None
+    worker = sink = api = None
+    api_port = free_ports(1)[0]
     try:
         _cli(tmp_path, "topics", "create")
         _apply(tmp_path, "before-restart")
         with log.open("wb") as out:
             worker = subprocess.Popen([*CLI, "worker", "--web-port", str(port), "--progress", "1"], env=_env(tmp_path),
                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        token = _cli(tmp_path, "keys", "create", "ops", "--scope", "ingest", "--tenant", "acme").splitlines()[
+            -1
+        ]
+        with (tmp_path / "api.log").open("wb") as out:
+            api = subprocess.Popen([*CLI, "api", "serve", "--port", str(api_port)], env=_env(tmp_path),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         with (tmp_path / "sink.log").open("wb") as out:
             sink = subprocess.Popen([*CLI, "sink", "--batch-seconds", "0.5"], env=_env(tmp_path), stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
@@ -113,8 +122,23 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
             return int(done.stdout.splitlines()[-1]) if done.returncode == 0 else -1
 
         _wait(lambda: landed() == 400, 120, "the sink landing all 400 priced events", tmp_path / "sink.log")
+
+        body = orjson.dumps(
+            {"events": [e.model_dump(mode="json") for e in sample_events(10, agent="via-api")]}
+        )
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+        def ingested() -> bool:
+            try:
+                url = f"http://127.0.0.1:{api_port}/v1/events"
+                return httpx.post(url, content=body, headers=headers, timeout=10).status_code == 202
+            except httpx.HTTPError:
+                return False
+
+        _wait(ingested, 60, "the API accepting events after the restart", tmp_path / "api.log")
+        _wait(lambda: events() == 410, 60, "the events ingested through the API processed", log)
     finally:
-        for proc in (worker, sink):
+        for proc in (worker, sink, api):
             if proc is not None:
                 os.killpg(proc.pid, signal.SIGTERM)
                 try:
