@@ -12,13 +12,16 @@ the Markdown, on the line(s) right before the fence:
   ``agentledger`` command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it
   exports must be a setting.
 - ``<!-- doctest: file NAME -->``: written to NAME (a later block runs it), not run itself.
-- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX.
+- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX (several ``expect``
+  lines: it must match each).
 - ``<!-- doctest: wait-for REGEX -->``: re-run the block until its output matches (a query on a
   pipeline that needs a few seconds), up to a minute.
 
 In shell blocks a line ending in ``&`` runs in the background (ready when its ``--port``
 accepts connections, or when it is still alive after its start-up), ``kill %N`` stops the Nth
-such job and fails if it had died, ``make`` targets are not run (``MAKE_SKIPS`` says why), and
+such job and fails if it had died, ``export NAME=...`` lines are evaluated by bash (``$VAR``,
+``$(command)``: a failing command fails the block) and the names stay set for the
+session's later lines, ``make`` targets are not run (``MAKE_SKIPS`` says why), and
 an ``agentledger`` server named without ``&`` (``worker``, ``sink``, ``api serve``...) is started
 as if in its own terminal. Python blocks fail on a ``DeprecationWarning`` their own code causes.
 
@@ -75,6 +78,10 @@ class Block:
             if v == verb:
                 return arg
         return None
+
+    def markers_of(self, verb: str) -> list[str]:
+        """Every argument of a marker that may repeat (``expect``, ``wait-for``)."""
+        return [arg for v, arg in self.markers if v == verb]
 
     @property
     def kind(self) -> str:
