@@ -147,12 +147,18 @@ def all_blocks(root: Path = ROOT) -> list[Block]:
 
 
 def shell_commands(text: str) -> list[str]:
-    """Logical command lines: ``\\`` continuations joined, comments and blank lines dropped,
-    a leading ``$ `` prompt removed."""
+    """Logical command lines, as a shell reads them: ``\\`` continuations joined, a quoted string
+    that goes on over lines kept whole (newlines included), comments and blank lines dropped, a
+    leading ``$ `` prompt removed. An unfinished last line is kept (bash then says what is wrong)."""
     out: list[str] = []
     pending = ""
+    quote: str | None = None
     for raw in text.splitlines():
         line = raw.rstrip()
+        quote = _open_quote(line, quote)
+        if quote is not None:
+            pending += line + "\n"
+            continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
@@ -163,7 +169,32 @@ def shell_commands(text: str) -> list[str]:
         line = _strip_comment(line)
         if line:
             out.append(line)
+    if pending.strip():
+        out.append(pending.strip())
     return out
+
+
+def _open_quote(line: str, quote: str | None) -> str | None:
+    """The quote still open at the end of ``line``, given the one open at its start (None: none).
+    Backslash escapes count outside single quotes; a ``#`` comment outside quotes ends the line."""
+    k = 0
+    while k < len(line):
+        ch = line[k]
+        if quote == "'":
+            quote = None if ch == "'" else quote
+        elif quote == '"':
+            if ch == "\\":
+                k += 1
+            elif ch == '"':
+                quote = None
+        elif ch == "\\":
+            k += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (k == 0 or line[k - 1].isspace()):
+            break
+        k += 1
+    return quote
 
 
 def _strip_comment(line: str) -> str:

@@ -79,6 +79,10 @@ def test_markers_and_ids(tmp_path):
 def test_shell_lines():
     text = '$ agentledger sql \\\n  "SELECT 1 # not a comment"   # a comment\n\n# only a comment\nmake demo\n'
     assert shell_commands(text) == ['agentledger sql    "SELECT 1 # not a comment"', "make demo"]
+    # a quoted string over several lines is one command (a curl body), as in a shell; a comment's
+    # apostrophe opens no quote; an unfinished last line is kept for bash to refuse, not dropped
+    text = "# what's in force\ncurl -d '{\"a\": 1,\n  \"b\": \"x # y\"}' \\\n  -H 'X: y'\necho 'open\n"
+    assert shell_commands(text) == ['curl -d \'{"a": 1,\n  "b": "x # y"}\'    -H \'X: y\'', "echo 'open"]
 
 
 def test_synopsis_finds_wrong_commands_and_options():
