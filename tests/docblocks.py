@@ -8,9 +8,10 @@ the Markdown, on the line(s) right before the fence:
   loader when it is a policy or price file); ```` ```text ```` is output or a diagram, shown
   only.
 - ``<!-- doctest: skip REASON -->``: not run, for the stated reason.
-- ``<!-- doctest: synopsis -->``: a command reference (``a|b``, ``[--opt]``): every
-  ``agentledger`` command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it
-  exports must be a setting.
+- ``<!-- doctest: synopsis [WHY NOT RUN] -->``: a command reference (``a|b``, ``[--opt]``), or
+  commands that need what a test cannot have (its text says what): every ``agentledger``
+  command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it exports must be a
+  setting.
 - ``<!-- doctest: file NAME -->``: written to NAME (a later block runs it), not run itself.
 - ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX (several ``expect``
   lines: it must match each).
