@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentledger import topics
+from agentledger.errors import ConfigError, TransientError
 from agentledger.settings import Settings
 
 
@@ -47,6 +48,7 @@ async def create_topics(
             for name, code, *_ in getattr(resp, "topic_errors", getattr(resp, "topic_error_codes", [])):
                 if code not in (0, 36):  # 36: TOPIC_ALREADY_EXISTS (a concurrent create)
                     raise RuntimeError(f"creating topic {name} failed with Kafka error {code}")
+        await _wait_group_coordinator(admin)
         return [TopicResult(s.name, s.name not in existing, s.partitions, s.compacted) for s in wanted]
     finally:
         await admin.close()
@@ -112,3 +114,105 @@ def _config_value(responses: list[object], name: str) -> int | None:
                 if entry[0] == name and entry[1] is not None:
                     return int(entry[1])
     return None
+
+
+async def _wait_group_coordinator(admin: object, timeout_s: float = 30.0) -> None:
+    """Have a fresh broker create its offsets topic now: otherwise the first service to join a
+    consumer group logs a screen of GroupCoordinatorNotAvailable errors while it waits."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.find_coordinator("agentledger")  # type: ignore[attr-defined]
+            return
+        except KafkaError:
+            if asyncio.get_running_loop().time() > deadline:
+                return  # the services wait for it themselves
+            await asyncio.sleep(0.2)
+
+
+class BrokerUnavailable(TransientError):
+    """No broker of the bootstrap list answers: start it (or fix the address) and retry."""
+
+
+class TopicsNotReady(ConfigError):
+    """Topics a service needs are missing or have the wrong cleanup policy."""
+
+
+def probe_broker(bootstrap: str, timeout_s: float = 3.0) -> None:
+    """Raise ``BrokerUnavailable`` unless some ``host:port`` of ``bootstrap`` accepts a TCP
+    connection within ``timeout_s`` (a dead broker is a one-line answer, not a retry loop)."""
+    import socket
+
+    for addr in (a.strip() for a in bootstrap.split(",") if a.strip()):
+        host, _, port = addr.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or addr, int(port or 9092)), timeout_s):
+                return
+        except (OSError, ValueError):
+            continue
+    raise BrokerUnavailable(
+        f"no Kafka broker answers at {bootstrap}: start it (`agentledger kafka up`) "
+        "or fix AGENTLEDGER_KAFKA_BOOTSTRAP"
+    )
+
+
+async def topic_problems(
+    bootstrap: str,
+    specs: tuple[topics.TopicSpec, ...],
+    prefix: str = "",
+    client_options: dict[str, object] | None = None,
+) -> list[str]:
+    """What is wrong with ``specs`` on the cluster: missing topics, compacted topics whose
+    ``cleanup.policy`` is not compact. Empty when everything is in place."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(client_options or {}))  # type: ignore[arg-type]
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [topics.with_prefix(s, prefix) for s in specs]
+        missing = [s.name for s in wanted if s.name not in existing]
+        problems = [f"missing topic{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+        compacted = [s.name for s in wanted if s.compacted and s.name in existing]
+        if compacted:
+            try:
+                resp = await admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, name) for name in compacted]
+                )
+            except KafkaError:  # e.g. no DescribeConfigs ACL on a shared cluster: existence must do
+                resp = []
+            for response in resp:
+                for code, _msg, _kind, name, entries in response.resources:
+                    if code:  # not allowed to see it: existence must do
+                        continue
+                    policy = next((e[1] for e in entries if e[0] == "cleanup.policy"), "delete")
+                    if "compact" not in str(policy).split(","):
+                        problems.append(f"{name} has cleanup.policy={policy} but must be compact")
+        return problems
+    finally:
+        await admin.close()
+
+
+def require_topics(
+    bootstrap: str,
+    service: str,
+    prefix: str = "",
+    client_options: dict[str, object] | None = None,
+) -> None:
+    """Refuse to start ``service`` (a key of ``topics.NEEDED_BY``) when its topics are not in
+    place; the one-line message says what is wrong and what to run."""
+    import asyncio
+
+    problems = asyncio.run(topic_problems(bootstrap, topics.NEEDED_BY[service], prefix, client_options))
+    if not problems:
+        return
+    fix = "run `agentledger topics create`"
+    if any("cleanup.policy" in p for p in problems):
+        fix += " after deleting the wrong topics (a delete-policy topic loses the state per key)"
+    raise TopicsNotReady(f"{service} cannot start: {'; '.join(problems)}: {fix}")

@@ -5,6 +5,13 @@ into a per-user cache, writes a KRaft config (combined broker+controller per nod
 formats storage, starts the JVM(s) in the background, and waits until a metadata request
 sees every broker. State (pids, ports) lives in ``<home>/cluster.json`` so ``down`` and
 ``status`` work from another process.
+
+A stopped cluster keeps its data and its ports (``<home>/layout.json``): the next ``up``
+starts the same nodes on the same addresses, so events, policies, commands and budgets
+survive and every service that knew the address finds the broker again. ``fresh=True``
+deletes the data first. Topics are never created by the broker itself
+(``auto.create.topics.enable=false``): a compacted topic created by a stray client as a
+delete-policy topic would silently lose the current state per key.
 """
 
 from __future__ import annotations
@@ -159,6 +166,18 @@ class ClusterState:
         return ",".join(n.address for n in self.nodes)
 
 
+DEFAULT_PORT = 9092
+
+
+def choose_ports(nodes: int, prefer: int | None = DEFAULT_PORT) -> list[int]:
+    """``prefer`` .. ``prefer + 2*nodes - 1`` when all are free, else ports the OS says are free."""
+    if prefer:
+        wanted = [prefer + i for i in range(2 * nodes)]
+        if all(port_free(p) for p in wanted):
+            return wanted
+    return free_ports(2 * nodes)
+
+
 class LocalKafka:
     """One local cluster living under ``home`` (1 node, or 3 for fault tests)."""
 
@@ -167,6 +186,7 @@ class LocalKafka:
         self.version = version
         self.heap = heap
         self.state_file = self.home / "cluster.json"
+        self.layout_file = self.home / "layout.json"
 
     # -- state -----------------------------------------------------------------------
 
@@ -192,6 +212,30 @@ class LocalKafka:
         alive = [n.node_id for n in state.nodes if n.pid and pid_alive(n.pid)]
         return state, alive
 
+    def kept(self) -> list[Node] | None:
+        """The nodes (ports) of a stopped cluster whose data is kept, if any."""
+        if not self.layout_file.exists():
+            return None
+        raw = json.loads(self.layout_file.read_text())
+        nodes = [Node(n["node_id"], n["port"], n["controller_port"]) for n in raw["nodes"]]
+        if not all((self.home / f"node-{n.node_id}" / "data" / "meta.properties").exists() for n in nodes):
+            return None  # formatted storage is gone: nothing to keep
+        return nodes
+
+    def _save_layout(self, nodes: list[Node]) -> None:
+        doc = {"nodes": [{"node_id": n.node_id, "port": n.port, "controller_port": n.controller_port}
+                         for n in nodes]}  # fmt: skip
+        self.layout_file.write_text(json.dumps(doc, indent=2))
+
+    def wipe(self) -> None:
+        """Delete the kept data and layout (``up(fresh=True)``); refuses while running."""
+        _, alive = self.status()
+        if alive:
+            raise LauncherError("the cluster is running: run `agentledger kafka down` first")
+        self.layout_file.unlink(missing_ok=True)
+        for ndir in self.home.glob("node-*"):
+            shutil.rmtree(ndir, ignore_errors=True)
+
     def log_path(self, node_id: int) -> Path:
         return self.home / f"node-{node_id}" / "broker.log"
 
@@ -203,8 +247,14 @@ class LocalKafka:
         base_port: int | None = None,
         timeout: float = 60.0,
         ports: Sequence[int] | None = None,
+        *,
+        fresh: bool = False,
     ) -> ClusterState:
-        """Start the cluster (idempotent: a running one is returned as it is)."""
+        """Start the cluster (idempotent: a running one is returned as it is).
+
+        A stopped cluster comes back with its data on its previous ports; ``fresh`` deletes
+        the data first. Otherwise ``ports`` (2 per node), or ``base_port`` and up, or free ports.
+        """
         state, alive = self.status()
         if state is not None:
             if alive and len(alive) == len(state.nodes):
@@ -216,19 +266,28 @@ class LocalKafka:
                 )
             self.state_file.unlink()  # stale pid file: every process is gone
         _require("java", "Install Java 17+ (Debian: apt-get install openjdk-17-jre-headless).")
-        if ports is None:
+        if fresh:
+            self.wipe()
+        kept = self.kept()
+        if kept is not None:
+            ports = self._kept_ports(kept, nodes, base_port, ports)
+        elif ports is None:
             ports = [base_port + i for i in range(2 * nodes)] if base_port else free_ports(2 * nodes)
         for port in ports:
             if not port_free(port):
-                raise LauncherError(
-                    f"port {port} on 127.0.0.1 is in use; stop what holds it or choose another with --port"
+                hint = (
+                    "the kept data belongs to a cluster on this port: free it, or start over "
+                    "elsewhere with --fresh (deletes the data)"
+                    if kept
+                    else "stop what holds it or choose another with --port"
                 )
+                raise LauncherError(f"port {port} on 127.0.0.1 is in use; {hint}")
         lib = resolve_jars(self.version)
         node_list = [Node(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(nodes)]
         cluster_id = self._cluster_id(lib)
         started = time.monotonic()
         for node in node_list:
-            self._prepare(node, node_list, lib, cluster_id)
+            self._prepare(node, node_list, lib, cluster_id, keep=kept is not None)
         for node in node_list:
             node.pid = self._spawn(node, lib)
         state = ClusterState(self.version, node_list, time.time(), 0.0)
@@ -238,9 +297,25 @@ class LocalKafka:
         except LauncherError:
             self.down()
             raise
+        self._save_layout(node_list)
         state.startup_s = round(time.monotonic() - started, 2)
         self._save(state)
         return state
+
+    def _kept_ports(
+        self, kept: list[Node], nodes: int, base_port: int | None, ports: Sequence[int] | None
+    ) -> list[int]:
+        """The kept cluster's ports; asking for other ones (or another size) is an error,
+        because the services and the stored metadata know these."""
+        old = [p for n in kept for p in (n.port, n.controller_port)]
+        asked = list(ports) if ports else [base_port + i for i in range(2 * nodes)] if base_port else None
+        if len(kept) != nodes or (asked is not None and asked != old):
+            raise LauncherError(
+                f"{self.home} keeps the data of a {len(kept)}-node cluster on "
+                f"{','.join(n.address for n in kept)}; run `agentledger kafka up` without "
+                "--port/--nodes to restart it, or add --fresh to delete its data and start over"
+            )
+        return old
 
     def _cluster_id(self, lib: Path) -> str:
         # Kafka cluster ids are base64url of 16 random bytes (22 chars); make one ourselves
@@ -252,11 +327,14 @@ class LocalKafka:
             if not cluster_id.startswith("-"):
                 return cluster_id
 
-    def _prepare(self, node: Node, all_nodes: list[Node], lib: Path, cluster_id: str) -> None:
+    def _prepare(
+        self, node: Node, all_nodes: list[Node], lib: Path, cluster_id: str, *, keep: bool = False
+    ) -> None:
         ndir = self.home / f"node-{node.node_id}"
         data = ndir / "data"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
+        if not keep:
+            shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True, exist_ok=True)
         replication = min(3, len(all_nodes))
         min_isr = 2 if replication >= 3 else 1
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in all_nodes)
@@ -280,12 +358,16 @@ class LocalKafka:
             "share.coordinator.state.topic.replication.factor": replication,
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
-            "auto.create.topics.enable": "true",
+            # a topic is created by `agentledger topics create` or not at all: an auto-created
+            # compacted topic would be a 4-partition delete-policy one (issue #13)
+            "auto.create.topics.enable": "false",
             "log.cleaner.backoff.ms": 1000,
             "log.segment.bytes": 16 * 1024 * 1024,
         }
         (ndir / "server.properties").write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (ndir / "log4j2.yaml").write_text(_LOG4J2)
+        if keep:
+            return  # formatted before: its meta.properties holds the cluster id
         proc = subprocess.run(
             ["java", "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
              "-c", str(ndir / "server.properties"), "--ignore-formatted"],
@@ -345,6 +427,11 @@ class LocalKafka:
                 report.append(f"node {node.node_id} (pid {node.pid}) stopped")
             _reap(node.pid)
         self.state_file.unlink(missing_ok=True)
+        if self.kept() is not None:
+            report.append(
+                f"data kept under {self.home}: `agentledger kafka up` restarts it on {state.bootstrap} "
+                "(`--fresh` deletes it)"
+            )
         return report
 
     # -- fault injection (tests) -----------------------------------------------------

@@ -50,3 +50,18 @@ def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
 
 def name(spec: TopicSpec, prefix: str = "") -> str:
     return prefix + spec.name
+
+
+# What each long-running service reads or writes: checked at its start (admin.require_topics),
+# because a missing topic stalls it and a compacted topic created as delete-policy loses state.
+NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
+    "worker": ALL,
+    "health": (EVENTS, PRICED, CONTROL, ALERTS),
+    "sink": (PRICED, CONTROL, ALERTS, DLQ),
+    "alerts": (ALERTS,),
+    "api": (EVENTS, POLICIES, CONTROL, BUDGETS),
+    # commands that read one compacted topic: a missing one is a clear line, not a timeout
+    "policies": (POLICIES,),
+    "budgets": (BUDGETS,),
+    "guard": (CONTROL,),
+}

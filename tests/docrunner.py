@@ -426,6 +426,8 @@ def check_synopsis(block: Block) -> None:
 def _check_words(group: Any, words: list[str]) -> list[str]:
     """``a|b`` and ``a [--x] | b`` alternatives are each checked; ``[--opt X]`` brackets ignored."""
     first = words[0]
+    if first.startswith("--"):  # options of the group itself, e.g. `agentledger --version`
+        return _check_options(group, words)
     if "|" in first and not first.startswith(("-", "[")):
         return [p for alt in first.split("|") for p in _check_words(group, [alt, *words[1:]])]
     cmd = group.commands.get(first)
@@ -442,7 +444,7 @@ def _check_words(group: Any, words: list[str]) -> list[str]:
 
 
 def _check_options(cmd: Any, words: list[str]) -> list[str]:
-    have = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)}
+    have = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
     out = []
     for w in words:
         for token in w.strip("[]").split("|"):

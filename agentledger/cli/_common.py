@@ -8,8 +8,9 @@ from rich.console import Console
 
 from agentledger.settings import Settings, get_settings
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# rich writes no colour or cursor codes when the stream is not a terminal
+console = Console(highlight=False, soft_wrap=True)  # a log line is never folded
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def settings() -> Settings:
@@ -23,17 +24,39 @@ def kafka_home(s: Settings | None = None) -> Path:
 def bootstrap(s: Settings | None = None) -> str:
     """The cluster to talk to: ``AGENTLEDGER_KAFKA_BOOTSTRAP``, else the local one.
 
-    Raises a clear error when neither exists.
+    Raises a clear error when neither exists, and ``BrokerUnavailable`` (exit 69) when no
+    broker of it accepts a connection within 3 s.
     """
-    from agentledger.errors import ConfigError
+    from agentledger.admin import BrokerUnavailable, probe_broker
     from agentledger.localkafka import LocalKafka
 
     s = s or settings()
     if s.kafka_bootstrap:
+        probe_broker(s.kafka_bootstrap)
         return s.kafka_bootstrap
-    state, alive = LocalKafka(kafka_home(s), s.kafka_version).status()
+    local = LocalKafka(kafka_home(s), s.kafka_version)
+    state, alive = local.status()
     if state is None or not alive:
-        raise ConfigError(
-            "no Kafka to talk to: set AGENTLEDGER_KAFKA_BOOTSTRAP or run `agentledger kafka up`"
+        stopped = " (it is stopped; its data is kept)" if local.kept() else ""
+        raise BrokerUnavailable(
+            f"no Kafka to talk to{stopped}: run `agentledger kafka up` or set AGENTLEDGER_KAFKA_BOOTSTRAP"
         )
+    probe_broker(state.bootstrap)
     return state.bootstrap
+
+
+def checked_bootstrap(service: str, s: Settings | None = None) -> str:
+    """``bootstrap()`` plus ``require_topics()``: the broker answers and the topics are there."""
+    s = s or settings()
+    boot = bootstrap(s)
+    require_topics(boot, service, s)
+    return boot
+
+
+def require_topics(boot: str, service: str, s: Settings | None = None) -> None:
+    """Refuse (exit 78, one line) to start ``service`` when its topics are missing or a
+    compacted one is not compacted."""
+    from agentledger.admin import require_topics as check
+
+    s = s or settings()
+    check(boot, service, s.topic_prefix, s.kafka_client_options())

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 api_app = typer.Typer(
     help="Run the HTTP API (ingest, OTLP, queries, control, dashboards).", no_args_is_help=True
@@ -29,6 +29,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Processes (each keeps its own live views)."),
+    root: str = typer.Option(None, help="Warehouse root for queries and dashboards (default: settings)."),
 ) -> None:
     """Serve the API with uvicorn (uvloop when installed)."""
     import os
@@ -36,7 +37,13 @@ def serve(
     import uvicorn
 
     # The app factory reads settings; make sure it sees the broker we resolved here.
-    os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", bootstrap(settings()))
+    s = settings()
+    boot = bootstrap(s)
+    require_topics(boot, "api", s)
+    os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", boot)
+    if root:
+        os.environ["AGENTLEDGER_WAREHOUSE_URI"] = root
+    console.print(f"api: Kafka {boot}, topics in place; serving on http://{host}:{port}")
     from agentledger.settings import get_settings
 
     get_settings.cache_clear()
@@ -80,12 +87,11 @@ def create(
 @keys_app.command("list")
 def list_() -> None:
     """Every key: id, name, scopes, tenant, created, revoked."""
-    for k in _store().list():
-        revoked = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        console.print(
-            f"{k.key_id}  {k.name:<24} {','.join(sorted(k.scopes)):<18} tenant={k.tenant or '*':<16} "
-            f"created {k.created_at:%Y-%m-%d %H:%M}  {revoked}"
-        )
+    from agentledger.cli._output import print_table
+
+    rows = [[k.key_id, k.name, ", ".join(sorted(k.scopes)), k.tenant or "*", k.created_at,
+             f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"] for k in _store().list()]  # fmt: skip
+    print_table(["key id", "name", "scopes", "tenant", "created", "state"], rows)
 
 
 @keys_app.command("revoke")

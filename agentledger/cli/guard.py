@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import checked_bootstrap, console, err, settings
 
 guard_app = typer.Typer(help="What agents' Guards see on the control topic.", no_args_is_help=True)
 
@@ -16,11 +16,11 @@ def register(app: typer.Typer) -> None:
 def _guard(timeout: float):  # type: ignore[no-untyped-def]
     from agentledger.collectors import Guard
 
-    guard = Guard(bootstrap(settings()))
+    guard = Guard(checked_bootstrap("guard", settings()))
     if not guard.wait_ready(timeout):
         guard.close()
-        console.print(f"could not read {guard.topic} within {timeout:.0f}s")
-        raise typer.Exit(2)
+        err.print(f"error: could not read {guard.topic} within {timeout:.0f}s: is the broker healthy?")
+        raise typer.Exit(69)
     return guard
 
 
@@ -34,12 +34,12 @@ def status(timeout: float = typer.Option(15.0, help="Seconds to wait for the con
         commands = guard.commands
     finally:
         guard.close()
+    from agentledger.cli._output import print_table
+
     now = datetime.now(UTC)
-    if not commands:
-        console.print("no commands")
-    for key, cmd in sorted(commands.items()):
-        state = "active" if cmd.active(now) and cmd.action.value != "resume" else "ended"
-        console.print(f"{key:60} {cmd.action.value:9} {state:6} {cmd.reason[:60]}")
+    rows = [[key, cmd.action.value, "active" if cmd.active(now) and cmd.action.value != "resume" else "ended",
+             cmd.ts, cmd.reason[:80]] for key, cmd in sorted(commands.items())]  # fmt: skip
+    print_table(["scope and lane", "action", "state", "since", "reason"], rows)
 
 
 @guard_app.command("check")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 alerts = typer.Typer(help="Alert delivery: Slack, PagerDuty, signed webhooks.", no_args_is_help=True)
 
@@ -22,6 +22,9 @@ def health(
     ),
     datadir: Path | None = typer.Option(None, "--datadir", help="Faust data dir (default under home)."),
     loglevel: str = typer.Option("info", "--loglevel"),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
     start_from: str = typer.Option(
         "latest", "--from", help="First start of the group: `latest` or `earliest` (replay history)."
     ),
@@ -29,6 +32,7 @@ def health(
     """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker."""
     from faust.worker import Worker
 
+    from agentledger import topics
     from agentledger.streams.health import build_health_app
     from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config
 
@@ -36,12 +40,21 @@ def health(
         raise typer.BadParameter("--from must be `latest` or `earliest`")
     s = settings()
     cfg = load_health_config(config, DETECTOR_SECTIONS)  # no channel secrets needed here
+    boot = bootstrap(s)
+    require_topics(boot, "health", s)
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
-    app = build_health_app(cfg, bootstrap(s), s.topic_prefix, data, start_from, settings=s)
+    app = build_health_app(cfg, boot, s.topic_prefix, data, start_from, settings=s)
     console.print(
-        f"agentledger health: consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
+        f"health: Kafka {boot}, consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
     )
+    from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
+
+    quiet_faust_terminal()
+    if progress:
+        read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
+        group = f"{s.topic_prefix}agentledger-health"
+        ProgressReporter("health", boot, group, read, s.kafka_client_options(), progress).start()
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
@@ -65,7 +78,10 @@ def dispatch(
     cfg = load_health_config(config, ("alerts",)).alerts
     path = state or Path(cfg.state_path or s.home / "alerts" / "dispatch.db")
     topic = s.topic_prefix + topics.ALERTS.name
-    disp = AlertDispatcher(cfg, bootstrap(s), topic, path, kafka_options=s.kafka_client_options())
+    boot = bootstrap(s)
+    require_topics(boot, "alerts", s)
+    disp = AlertDispatcher(cfg, boot, topic, path, kafka_options=s.kafka_client_options())
+    console.print(f"alerts dispatch: Kafka {boot}, following {topic}; state {path}")
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -17,12 +17,24 @@ def register(app: typer.Typer) -> None:
 
 @kafka.command()
 def up(
-    nodes: int = typer.Option(1, "--nodes", min=1, max=5, help="3 gives replication 3 / min ISR 2."),
-    port: int = typer.Option(9092, "--port", help="First port; node i uses port+2i and port+2i+1."),
+    nodes: int = typer.Option(
+        None, "--nodes", min=1, max=5, help="1 (default) or 3: replication 3 / min ISR 2."
+    ),
+    port: int = typer.Option(
+        None,
+        "--port",
+        help="First port; node i uses port+2i and port+2i+1. Default: the stopped cluster's "
+        "ports, else 9092 when free, else any free port (printed).",
+    ),
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Delete the kept data (events, policies, commands, budgets) first."
+    ),
     timeout: float = typer.Option(90.0, help="Seconds to wait for the cluster to be ready."),
 ) -> None:
-    """Start the local cluster (or reuse the running one) and print the bootstrap address."""
-    from agentledger.localkafka import LocalKafka
+    """Start the local cluster (or reuse the running one) and print the bootstrap address.
+
+    After `kafka down`, `up` restarts the same cluster with its data on the same ports."""
+    from agentledger.localkafka import DEFAULT_PORT, LocalKafka, choose_ports
 
     s = settings()
     if s.kafka_bootstrap:
@@ -34,11 +46,22 @@ def up(
         console.print(f"already running: {before.bootstrap}")
         typer.echo(before.bootstrap)
         return
+    kept = None if fresh else local.kept()
+    nodes = nodes or (len(kept) if kept else 1)
+    ports = None
+    if kept is not None:
+        what = f"restarting the stopped cluster with its data on {','.join(n.address for n in kept)}"
+    else:
+        what = "starting a new cluster"
+        if port is None:
+            ports = choose_ports(nodes, DEFAULT_PORT)
+            if ports[0] != DEFAULT_PORT:
+                what += f" (port {DEFAULT_PORT} is taken: using {ports[0]})"
     console.print(
-        f"starting Kafka {s.kafka_version} ({nodes} node{'s' if nodes > 1 else ''}) under {local.home} ..."
+        f"Kafka {s.kafka_version} ({nodes} node{'s' if nodes > 1 else ''}) under {local.home}: {what} ..."
     )
-    state = local.up(nodes=nodes, base_port=port, timeout=timeout)
-    console.print(f"ready in {state.startup_s:.1f}s")
+    state = local.up(nodes=nodes, base_port=port, ports=ports, timeout=timeout, fresh=fresh)
+    console.print(f"ready in {state.startup_s:.1f}s at {state.bootstrap}")
     typer.echo(state.bootstrap)
 
 
@@ -64,7 +87,12 @@ def status() -> None:
     local = LocalKafka(kafka_home(s), s.kafka_version)
     state, alive = local.status()
     if state is None:
-        console.print("not running (nothing recorded under " + str(local.home) + ")")
+        kept = local.kept()
+        if kept is not None:
+            where = ",".join(n.address for n in kept)
+            console.print(f"not running (stopped; data kept: `agentledger kafka up` restarts it on {where})")
+        else:
+            console.print("not running (nothing recorded under " + str(local.home) + ")")
         raise typer.Exit(1)
     for node in state.nodes:
         mark = "running" if node.node_id in alive else "DEAD"

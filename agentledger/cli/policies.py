@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import checked_bootstrap, console, settings
 
 policies_app = typer.Typer(help="Budgets: apply, list and delete policies.", no_args_is_help=True)
 
@@ -26,7 +26,9 @@ def apply(
 
     policies, _ = load_policy_file(file)
     s = settings()
-    asyncio.run(put_policies(bootstrap(s), s.topic_prefix, policies, **s.kafka_client_options()))
+    asyncio.run(
+        put_policies(checked_bootstrap("policies", s), s.topic_prefix, policies, **s.kafka_client_options())
+    )
     for p in policies:
         console.print(
             f"applied  {p.policy_id:<24} {p.selector.per.value:<13} {p.limit} {p.unit.value} / {p.window.value}"
@@ -41,18 +43,20 @@ def list_() -> None:
     from agentledger.streams.policytopic import read_policies
 
     s = settings()
-    found = asyncio.run(read_policies(bootstrap(s), s.topic_prefix, **s.kafka_client_options()))
+    found = asyncio.run(
+        read_policies(checked_bootstrap("policies", s), s.topic_prefix, **s.kafka_client_options())
+    )
+    from agentledger.cli._output import print_table
+
+    rows = []
     for pid, p in sorted(found.items()):
         sel = p.selector
-        what = f"tenant={sel.tenant} agent={sel.agent} version={sel.agent_version} workflow={sel.workflow}"
-        soft = ",".join(f"{t.at:g}:{t.action}" for t in p.thresholds) or "-"
-        state = "" if p.enabled else " (disabled)"
-        console.print(
-            f"{pid:<24} per={sel.per.value:<13} {p.limit} {p.unit.value}/{p.window.value} "
-            f"soft={soft} hard={p.hard_action} {what}{state}"
-        )
-    if not found:
-        console.print("no policies")
+        what = " ".join(f"{k}={v}" for k, v in (("tenant", sel.tenant), ("agent", sel.agent),
+                        ("version", sel.agent_version), ("workflow", sel.workflow)) if v not in (None, "*"))  # fmt: skip
+        soft = ", ".join(f"{t.at:g}: {t.action}" for t in p.thresholds) or "-"
+        rows.append([pid, sel.per.value, what or "*", p.limit, p.unit.value, p.window.value, soft,
+                     str(p.hard_action), "yes" if p.enabled else "no"])  # fmt: skip
+    print_table(["policy", "per", "selector", "limit", "unit", "window", "soft", "hard", "enabled"], rows)
 
 
 @policies_app.command("delete")
@@ -61,5 +65,7 @@ def delete(policy_id: str = typer.Argument(...)) -> None:
     from agentledger.streams.policytopic import delete_policy
 
     s = settings()
-    asyncio.run(delete_policy(bootstrap(s), s.topic_prefix, policy_id, **s.kafka_client_options()))
+    asyncio.run(
+        delete_policy(checked_bootstrap("policies", s), s.topic_prefix, policy_id, **s.kafka_client_options())
+    )
     console.print(f"deleted  {policy_id}")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -21,14 +19,16 @@ def sink(
     once: bool = typer.Option(False, "--once", help="Stop when caught up (nothing new for --idle)."),
     idle: float = typer.Option(3.0, help="With --once: seconds without records that mean caught up."),
     group: str = typer.Option("agentledger-warehouse", help="Kafka consumer group."),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
 ) -> None:
     """Consume the priced events, control commands and alerts; write Parquet durably."""
-    from agentledger.admin import create_topics
     from agentledger.warehouse.sink import SinkConfig, run_sink
 
     s = settings()
     boot = bootstrap(s)
-    asyncio.run(create_topics(boot, prefix=s.topic_prefix, settings=s))
+    require_topics(boot, "sink", s)
     config = SinkConfig(
         bootstrap=boot,
         root=root or s.warehouse_root,
@@ -38,7 +38,15 @@ def sink(
         batch_seconds=batch_seconds,
         client_options=s.kafka_client_options(),
     )
-    console.print(f"sink: {', '.join(['priced', 'control', 'alerts'])} -> {config.root}")
+    console.print(f"sink: Kafka {boot}, priced, control and alerts -> {config.root}")
+    from agentledger import topics
+    from agentledger.cli._progress import ProgressReporter
+
+    reporter = None
+    if progress and not once:
+        read = [s.topic_prefix + t.name for t in (topics.PRICED, topics.CONTROL, topics.ALERTS)]
+        reporter = ProgressReporter("sink", boot, group, read, s.kafka_client_options(), progress)
+        reporter.start()
     stats = run_sink(config, max_seconds=max_seconds, idle_seconds=idle if once else None)
     console.print(
         f"sink: {stats.records} records, {stats.rows} rows in {stats.files} files, "

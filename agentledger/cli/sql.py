@@ -17,17 +17,14 @@ def register(app: typer.Typer) -> None:
 def sql(
     query: str = typer.Argument(None, help="The SQL; without it an interactive prompt opens."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
-    out: Path = typer.Option(None, "--out", "-o", help="File for csv/json/parquet."),
+    out: Path = typer.Option(None, "--out", "-o", help="File (csv/json go to stdout without it)."),
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
 ) -> None:
     """Run SQL on the deduplicated views events, commands, alerts (raw_* keep duplicates)."""
+    from agentledger.cli._output import check_format
     from agentledger.warehouse.catalog import Catalog
-    from agentledger.warehouse.export import FORMATS
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
-    if fmt != "table" and out is None:
-        raise typer.BadParameter(f"--format {fmt} needs --out FILE")
+    check_format(fmt, out)
     cat = Catalog(root or settings().warehouse_root)
     if query is None:
         _prompt(cat)
@@ -38,34 +35,20 @@ def sql(
 def _run(cat: Any, query: str, fmt: str, out: Path | None) -> None:
     import duckdb
 
-    from agentledger.warehouse.export import write
+    from agentledger.cli._output import emit_table
 
     try:
         table = cat.arrow(query)
     except duckdb.Error as exc:
         err.print(f"error: {exc}")
         raise typer.Exit(1) from None
-    if fmt == "table":
-        _print(table)
-    else:
-        assert out is not None
-        write(table, str(out), fmt)
-        console.print(f"{table.num_rows} rows written to {out}")
+    emit_table(table, fmt, out)
 
 
 def _print(table: Any) -> None:
-    from rich.table import Table
+    from agentledger.cli._output import emit_table
 
-    from agentledger.warehouse.export import rows_as_text
-
-    header, rows = rows_as_text(table)
-    view = Table(show_lines=False)
-    for name in header:
-        view.add_column(name, overflow="fold")  # money and ids are never cut short
-    for row in rows:
-        view.add_row(*row)
-    console.print(view)
-    console.print(f"({table.num_rows} rows)")
+    emit_table(table, "table", None)
 
 
 def _prompt(cat: Any) -> None:

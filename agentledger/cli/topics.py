@@ -6,7 +6,7 @@ import asyncio
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, settings
+from agentledger.cli._common import bootstrap, settings
 
 topics_app = typer.Typer(help="Create and list agentledger's Kafka topics.", no_args_is_help=True)
 
@@ -26,20 +26,22 @@ def create(
     results = asyncio.run(
         create_topics(bootstrap(s), prefix=s.topic_prefix, replication=replication, settings=s)
     )
-    for r in results:
-        what = "created" if r.created else "exists "
-        kind = "compacted" if r.compacted else "retention"
-        console.print(f"{what}  {r.name:<36} partitions={r.partitions} {kind}")
+    from agentledger.cli._output import print_table
+
+    rows = [[r.name, "created" if r.created else "exists", r.partitions, "compact" if r.compacted else "delete"]
+            for r in results]  # fmt: skip
+    print_table(["topic", "now", "partitions", "cleanup"], rows)
 
 
 @topics_app.command("list")
 def list_() -> None:
     """Print the topic table (name, key, partitions, cleanup) from agentledger.topics."""
     from agentledger import topics
+    from agentledger.cli._output import print_table
 
     s = settings()
-    for spec in topics.ALL:
-        cleanup = "compact" if spec.compacted else "delete"
-        console.print(
-            f"{s.topic_prefix + spec.name:<36} key={spec.key:<16} partitions={spec.partitions} {cleanup}"
-        )
+    rows = [
+        [s.topic_prefix + t.name, t.key, t.partitions, "compact" if t.compacted else "delete"]
+        for t in topics.ALL
+    ]
+    print_table(["topic", "key", "partitions", "cleanup"], rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,35 +47,127 @@ def compact(
 @warehouse_app.command("files")
 def files(root: str = typer.Option(None, help="Warehouse root (default: settings).")) -> None:
     """Count the visible files and bytes per dataset and date."""
+    from agentledger.cli._output import print_table
     from agentledger.warehouse.storage import DATASETS, Store
 
     store = Store(_root(root))
+    rows: list[list[Any]] = []
     for dataset in DATASETS:
         per_day: dict[str, list[int]] = {}
         for f in store.files(dataset):
             per_day.setdefault(f.date, []).append(f.size)
-        for day, sizes in sorted(per_day.items()):
-            console.print(f"{dataset:<9} date={day}  {len(sizes):>5} files  {sum(sizes):>12,} bytes")
+        rows += [[dataset, day, len(sizes), sum(sizes)] for day, sizes in sorted(per_day.items())]
+    print_table(["dataset", "date", "files", "bytes"], rows)
 
 
-@warehouse_app.command("query")
+# Every named query of agentledger.warehouse.queries that docs/warehouse.md lists, with the
+# parameters it takes besides ``tenant`` (kept here so `--help` needs no DuckDB import; a unit
+# test holds it equal to the functions' signatures).
+QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
+    "cost_by_agent_day": (("start", "end"), "spend per tenant, agent and UTC day"),
+    "top_traces": (("limit", "start", "end"), "the most expensive traces, inclusive cost"),
+    "cost_per_successful_task": (("start", "end"), "per agent version: cost of all tasks / successes"),
+    "token_efficiency": (("start", "end"), "output per input token, cache hit ratio, per model"),
+    "budget_utilisation": (
+        ("daily_limit_usd", "start", "end"),
+        "spend per agent-day, share of --daily-limit, commands issued",
+    ),
+    "unpriced_usage": (("start", "end"), "usage the price step could not price"),
+    "costs": (("group_by", "bucket", "start", "end"), "spend grouped by --group-by, per --bucket"),
+    "trace_tree": (("trace_id",), "one trace's spans: direct and inclusive cost"),
+    "agents": ((), "every agent seen: versions, first/last event, spend"),
+    "quality_series": (("agent", "metric", "bucket", "start", "end"), "mean score per bucket and version"),
+    "alerts": (("state", "rule", "limit", "start", "end"), "alert transitions, newest first"),
+    "commands": (("action", "agent", "limit", "start", "end"), "control commands, newest first"),
+    "command_latency": (("limit",), "each command, its cause event and the time between them"),
+    "provider_health": (("start", "end"), "calls, errors, latency p50/p95 per provider and model"),
+}
+REQUIRED = {"trace_tree": ("trace_id",), "quality_series": ("agent", "metric")}
+_FLAG = {"daily_limit_usd": "--daily-limit", "trace_id": "--trace-id", "group_by": "--group-by"}
+
+
+def _flag(param: str) -> str:
+    return _FLAG.get(param, "--" + param)
+
+
+def _query_help() -> str:
+    lines = ["Run a named analyst query. Every query takes --tenant; the others:", ""]
+    for name, (params, what) in QUERIES.items():
+        takes = " ".join(_flag(p) for p in params) or "-"
+        lines.append(f"{name}  [{takes}]: {what}.")
+    return "\n\n".join(lines)
+
+
+def _time(value: str | None, flag: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{flag} takes an ISO date or time, e.g. 2026-11-24 or 2026-11-24T10:00Z"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@warehouse_app.command("query", help=_query_help())
 def query(
-    name: str = typer.Argument(..., help="A named query: see `agentledger warehouse query --help`."),
+    name: str = typer.Argument(..., help="The query: one of the names above."),
     tenant: str = typer.Option(None, help="Only this tenant."),
+    start: str = typer.Option(None, help="From this event time, inclusive (ISO; UTC if no zone)."),
+    end: str = typer.Option(None, help="Until this event time, exclusive (ISO; UTC if no zone)."),
+    group_by: str = typer.Option(
+        None,
+        "--group-by",
+        help="costs: comma list of tenant, agent, agent_version, workflow, model, provider.",
+    ),
+    bucket: str = typer.Option(None, help="costs, quality_series: minute, hour, day, week or month."),
+    limit: int = typer.Option(None, min=1, help="top_traces, alerts, commands, command_latency: rows."),
+    daily_limit: float = typer.Option(None, "--daily-limit", help="budget_utilisation: USD per agent-day."),
+    trace_id: str = typer.Option(None, "--trace-id", help="trace_tree: the trace."),
+    agent: str = typer.Option(None, help="quality_series, commands: the agent."),
+    metric: str = typer.Option(None, help="quality_series: the quality metric."),
+    state: str = typer.Option(None, help="alerts: ok, warn, alert or resolved."),
+    rule: str = typer.Option(None, help="alerts: the rule name."),
+    action: str = typer.Option(None, help="commands: kill, throttle, resume, failover or rollback."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
-    out: Path = typer.Option(None, "--out", "-o", help="File for csv/json/parquet."),
+    out: Path = typer.Option(None, "--out", "-o", help="File (csv/json go to stdout without it)."),
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
 ) -> None:
-    """Run a named analyst query (cost_by_agent_day, top_traces, cost_per_successful_task,
-    token_efficiency, budget_utilisation, unpriced_usage, costs, agents)."""
+    from decimal import Decimal
 
+    from agentledger.cli._output import check_format, emit_rows
+    from agentledger.warehouse import queries
     from agentledger.warehouse.catalog import Catalog
-    from agentledger.warehouse.queries import NAMED
 
-    if name not in NAMED:
-        raise typer.BadParameter(f"unknown query {name!r}; choose from {', '.join(NAMED)}")
-    rows = NAMED[name](Catalog(_root(root)), tenant=tenant)
-    _emit(rows, fmt, out)
+    if name not in QUERIES:
+        raise typer.BadParameter(f"unknown query {name!r}; choose from {', '.join(QUERIES)}")
+    check_format(fmt, out)
+    given: dict[str, Any] = {
+        "start": _time(start, "--start"),
+        "end": _time(end, "--end"),
+        "group_by": [g.strip() for g in group_by.split(",") if g.strip()] if group_by else None,
+        "bucket": bucket,
+        "limit": limit,
+        "daily_limit_usd": Decimal(str(daily_limit)) if daily_limit is not None else None,
+        "trace_id": trace_id,
+        "agent": agent,
+        "metric": metric,
+        "state": state,
+        "rule": rule,
+        "action": action,
+    }
+    takes = QUERIES[name][0]
+    extra = [_flag(k) for k, v in given.items() if v is not None and k not in takes]
+    if extra:
+        accepted = " ".join(_flag(p) for p in takes) or "only --tenant"
+        raise typer.BadParameter(f"{name} does not take {' '.join(extra)} (it takes {accepted})")
+    missing = [_flag(k) for k in REQUIRED.get(name, ()) if given[k] is None]
+    if missing:
+        raise typer.BadParameter(f"{name} needs {' '.join(missing)}")
+    kwargs = {k: v for k, v in given.items() if v is not None}
+    rows = getattr(queries, name)(Catalog(_root(root)), tenant=tenant, **kwargs)
+    emit_rows(rows, fmt, out)
 
 
 @warehouse_app.command("reprice")
@@ -83,7 +176,7 @@ def reprice(
     group_by: str = typer.Option("tenant,agent,provider,model", help="Comma-separated grouping."),
     tenant: str = typer.Option(None, help="Only this tenant."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
-    out: Path = typer.Option(None, "--out", "-o", help="File for csv/json/parquet."),
+    out: Path = typer.Option(None, "--out", "-o", help="File (csv/json go to stdout without it)."),
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
 ) -> None:
     """Cost again from raw tokens with today's snapshot (and overrides), next to the recorded
@@ -99,17 +192,6 @@ def reprice(
 
 
 def _emit(rows: list[dict[str, Any]], fmt: str, out: Path | None) -> None:
-    """Print rows as a table, or write them as csv/json/parquet to ``out``."""
-    import pyarrow as pa
+    from agentledger.cli._output import emit_rows
 
-    from agentledger.cli.sql import _print
-    from agentledger.warehouse.export import write
-
-    table = pa.Table.from_pylist(rows)
-    if fmt == "table":
-        _print(table)
-    elif out is None:
-        raise typer.BadParameter(f"--format {fmt} needs --out FILE")
-    else:
-        write(table, str(out), fmt)
-        console.print(f"{table.num_rows} rows written to {out}")
+    emit_rows(rows, fmt, out)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, settings
+from agentledger.cli._common import bootstrap, console, require_topics, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -56,15 +57,21 @@ def worker(
     ),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
     loglevel: str = typer.Option("WARNING"),
+    progress: float = typer.Option(
+        30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
+    ),
 ) -> None:
     """Run the Faust worker until Ctrl-C / SIGTERM."""
+    from agentledger import topics
     from agentledger.streams.app import WorkerConfig, run_worker
     from agentledger.streams.policyfile import LoopSettings, load_policy_file
 
     s = settings()
     loops = load_policy_file(config)[1] if config else LoopSettings()
+    boot = bootstrap(s)
+    require_topics(boot, "worker", s)
     cfg = WorkerConfig(
-        bootstrap=bootstrap(s),
+        bootstrap=boot,
         prefix=s.topic_prefix,
         datadir=datadir or s.home / "worker",
         web_port=web_port,
@@ -80,4 +87,19 @@ def worker(
         replication=replication,
         client_options=s.kafka_client_options(),
     )
+    from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
+    from agentledger.streams.policytopic import read_policies
+
+    found = asyncio.run(read_policies(boot, s.topic_prefix, **s.kafka_client_options()))
+    console.print(
+        f"worker: Kafka {boot}; topics in place; {len(found)} polic{'y' if len(found) == 1 else 'ies'} "
+        f"on {cfg.topic(topics.POLICIES)}; consuming {cfg.topic(topics.EVENTS)}"
+        + (f"; stats on http://127.0.0.1:{web_port}/stats/" if web_port else "")
+    )
+    quiet_faust_terminal()
+    if progress:
+        group = cfg.prefix + cfg.app_id
+        ProgressReporter(
+            "worker", boot, group, [cfg.topic(topics.EVENTS)], cfg.client_options, progress
+        ).start()
     run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)

@@ -43,7 +43,13 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[st
 def test_sql_prints_a_table_and_writes_files(root: str, tmp_path: Path) -> None:
     shown = _cli("sql", "--root", root, SQL)
     assert shown.returncode == 0, shown.stderr
-    assert format(TOTAL.normalize(), "f") in shown.stdout and str(len(EVENTS)) in shown.stdout
+    # a table shows money at 6 decimals, under a header; CSV and JSON keep it exact
+    assert f"{TOTAL:.6f}" in shown.stdout and str(len(EVENTS)) in shown.stdout
+    assert "total" in shown.stdout.splitlines()[1] and format(TOTAL.normalize(), "f") not in shown.stdout
+    piped = _cli("sql", "--root", root, SQL, "--format", "csv")  # no --out: to stdout
+    assert piped.returncode == 0, piped.stderr
+    row = next(csv.DictReader(piped.stdout.splitlines()))
+    assert Decimal(row["total"]) == TOTAL and int(row["n"]) == len(EVENTS)
     for fmt in ("csv", "json", "parquet"):
         out = tmp_path / f"out.{fmt}"
         done = _cli("sql", "--root", root, SQL, "--format", fmt, "--out", str(out))
@@ -71,8 +77,36 @@ def test_warehouse_query_compact_and_reprice(root: str) -> None:
     assert "globex" not in top.stdout
     compacted = _cli("warehouse", "compact", "--root", root)
     assert compacted.returncode == 0 and "rows -> 1 file" in compacted.stdout
-    again = _cli("sql", "--root", root, SQL)
-    assert format(TOTAL.normalize(), "f") in again.stdout
+    listed = _cli("warehouse", "files", "--root", root)
+    assert listed.returncode == 0, listed.stderr
+    header = next(line for line in listed.stdout.splitlines() if "dataset" in line)
+    assert all(h in header for h in ("date", "files", "bytes"))
+    assert any(line.split("│")[1].strip() == "events" for line in listed.stdout.splitlines() if "│" in line)
+    again = _cli("sql", "--root", root, SQL, "-f", "json")
+    assert Decimal(json.loads(again.stdout)[0]["total"]) == TOTAL
     priced = _cli("warehouse", "reprice", "--root", root, "--group-by", "model")
     assert priced.returncode == 0, priced.stderr
     assert "gpt-4o" in priced.stdout and "mystery-1" in priced.stdout
+
+
+def test_warehouse_query_takes_each_querys_parameters(root: str) -> None:
+    by_model = _cli("warehouse", "query", "costs", "--root", root, "--group-by", "model",
+                    "--bucket", "day", "-f", "json")  # fmt: skip
+    assert by_model.returncode == 0, by_model.stderr
+    rows = json.loads(by_model.stdout)
+    assert {r["model"] for r in rows} == {getattr(e.event, "model", None) for e in EVENTS}
+    assert all("bucket" in r for r in rows)
+    assert sum(Decimal(r["cost_usd"] or 0) for r in rows) == TOTAL
+    trace = EVENTS[0].event.trace_id
+    tree = _cli("warehouse", "query", "trace_tree", "--root", root, "--trace-id", trace, "-f", "csv")
+    assert tree.returncode == 0, tree.stderr
+    spans = {e.event.span_id for e in EVENTS if e.event.trace_id == trace}
+    assert len(tree.stdout.strip().splitlines()) - 1 == len(spans), tree.stdout
+    later = _cli(
+        "warehouse", "query", "cost_by_agent_day", "--root", root, "--start", "2999-01-01", "-f", "json"
+    )
+    assert later.returncode == 0 and json.loads(later.stdout) == []
+    needs = _cli("warehouse", "query", "trace_tree", "--root", root)
+    assert needs.returncode == 2 and "trace_tree needs --trace-id" in needs.stderr
+    wrong = _cli("warehouse", "query", "agents", "--root", root, "--bucket", "day")
+    assert wrong.returncode == 2 and "agents does not take --bucket" in wrong.stderr
