@@ -310,10 +310,17 @@ class ScopeKind(StrEnum):
 
 
 class Scope(_Model):
-    """What a command applies to. ``key`` is the compacted control topic's key."""
+    """What a command applies to. ``key`` is the compacted control topic's key.
+
+    A ``provider`` scope applies to every tenant (key ``provider/openai/*``) unless it names a
+    tenant: then it applies to that tenant only (key ``provider@acme/openai/*``)."""
 
     kind: ScopeKind
-    tenant: Name | None = None
+    tenant: Name | None = Field(
+        default=None,
+        description="Needed by every kind but `provider`, where it is optional: without it the "
+        "command applies to every tenant, with it to that tenant only.",
+    )
     agent: Name | None = None
     agent_version: str | None = None
     workflow: Name | None = None
@@ -333,6 +340,11 @@ class Scope(_Model):
         parts = [str(getattr(self, name)) for name in _SCOPE_FIELDS[self.kind]]
         if self.kind is ScopeKind.PROVIDER:
             parts.append(self.model or "*")
+            if self.tenant is not None:
+                # The tenant goes in the first segment, which no other key can have: provider
+                # and model names may hold "/", so a trailing "/acme" could equal a global
+                # key's model and let one tenant's command replace a global one.
+                return "/".join([f"{self.kind.value}@{self.tenant}", *parts])
         return "/".join([self.kind.value, *parts])
 
 

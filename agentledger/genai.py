@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentledger.events import SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
+from agentledger.events import SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent, clean_name
 from agentledger.wire import AnyEvent, describe
 
 log = logging.getLogger("agentledger.genai")
@@ -64,14 +64,30 @@ def _first(attrs: Mapping[str, Any], names: Sequence[str]) -> Any:
 
 
 def _count(attrs: Mapping[str, Any], names: Sequence[str]) -> int | None:
-    value = _first(attrs, names)
-    if value is None:
-        return None
+    """The first of ``names`` present, as a token count; None when absent or not a number.
+
+    Raises ``ValueError`` for a boolean: ``int(True)`` is 1, and one made-up token is a wrong
+    count that looks right, so the span is refused with the reason instead."""
+    for name in names:
+        value = attrs.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool):
+            raise ValueError(f"{name} is a boolean ({value}), not a token count")
+        try:
+            count = int(value)
+        except (TypeError, ValueError):
+            return None
+        return count if count >= 0 else None
+    return None
+
+
+def _has_count(attrs: Mapping[str, Any], names: Sequence[str]) -> bool:
+    """Whether a span carries one of ``names`` (a boolean counts: the span is refused later)."""
     try:
-        count = int(value)
-    except (TypeError, ValueError):
-        return None
-    return count if count >= 0 else None
+        return _count(attrs, names) is not None
+    except ValueError:
+        return True
 
 
 _MODEL_RESPONSE = ("gen_ai.response.model", "llm.response.model_name")
@@ -139,7 +155,7 @@ def _kind(attrs: Mapping[str, Any]) -> SpanKind | None:
     tl = attrs.get("traceloop.span.kind")
     if isinstance(tl, str) and tl in _TRACELOOP_KINDS:
         return _TRACELOOP_KINDS[tl]
-    if attrs.get("llm.request.type") is not None or _count(attrs, _INPUT) is not None:
+    if attrs.get("llm.request.type") is not None or _has_count(attrs, _INPUT):
         return SpanKind.LLM
     if _first(attrs, _TOOL) is not None:
         return SpanKind.TOOL
@@ -236,15 +252,17 @@ def spans_to_events(
     the innermost span with counts wins); tool spans add a ``ToolCallEvent`` whose argument
     hash never carries the arguments. Spans that are not GenAI work are skipped. Event ids
     derive from trace and span ids, so exporting the same span twice dedupes downstream.
-    A span the contract cannot hold (e.g. invalid ids) is skipped and logged, not raised;
-    when ``rejected`` is given, each such span is appended to it with the reason.
-    """
+    A span the contract cannot hold (invalid ids, a boolean token count, a name with control
+    or format characters...) is skipped and logged, not raised; when ``rejected`` is given,
+    each such span is appended to it with the reason (the OTLP endpoint reports them in
+    ``partial_success``)."""
     nodes = {s.span_id: _Node(s, _kind(s.attributes)) for s in spans}
     for node in nodes.values():
         if node.span.parent_span_id:
             node.parent = nodes.get(node.span.parent_span_id)
     for node in nodes.values():
-        if node.kind is SpanKind.LLM and _usage_counts(node.span.attributes) is not None:
+        attrs = node.span.attributes
+        if node.kind is SpanKind.LLM and (_has_count(attrs, _INPUT) or _has_count(attrs, _OUTPUT)):
             up = node.parent
             while up is not None:
                 if up.kind is SpanKind.LLM:
@@ -258,9 +276,10 @@ def spans_to_events(
         try:
             out.extend(_events_of(node, defaults, seen_responses))
         except (ValidationError, ValueError) as exc:
-            log.warning("skipping span %s (%s): %s", node.span.span_id, node.span.name, exc)
+            reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            # %r: a name with a newline or a bidi override must not forge or reorder log lines
+            log.warning("skipping span %s (%r): %s", node.span.span_id, node.span.name[:128], reason)
             if rejected is not None:
-                reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
                 rejected.append((node.span, reason))
     return out
 
@@ -288,6 +307,10 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
     span, kind = node.span, node.kind
     assert kind is not None
     attrs = span.attributes
+    try:  # like every name in the contract: hidden characters are refused, not kept
+        name = str(clean_name(span.name))
+    except ValueError as exc:
+        raise ValueError(f"span name {exc}") from None
     agent, version = _resolve_agent(node, defaults)
     workflow = _clean_name(attrs.get("agentledger.workflow") or span.resource.get("agentledger.workflow"))
     provider = _first(attrs, _PROVIDER)
@@ -304,7 +327,7 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
     events: list[AnyEvent] = [
         SpanEvent(
             event_id=base_id,
-            name=span.name[:256] or kind.value,
+            name=name[:256] or kind.value,
             kind=kind,
             start=_dt(span.start_ns),
             end=end,

@@ -92,7 +92,8 @@ class ControlIndex:
 
     kills: dict[str, TenantRules] = field(default_factory=dict)
     throttles: dict[str, TenantRules] = field(default_factory=dict)
-    failovers: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    # (tenant, provider, model or "*"): tenant None is the global rule of every tenant.
+    failovers: dict[tuple[str | None, str, str], Rule] = field(default_factory=dict)
     rollbacks: dict[tuple[str, str], Rule] = field(default_factory=dict)
     next_expiry: float = math.inf
 
@@ -148,7 +149,7 @@ class ControlState:
             rule = Rule(cmd, expires)
             scope = cmd.scope
             if cmd.action is Action.FAILOVER and scope.kind is ScopeKind.PROVIDER:
-                out.failovers[(str(scope.provider), scope.model or "*")] = rule
+                out.failovers[(scope.tenant, str(scope.provider), scope.model or "*")] = rule
             elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
                 out.rollbacks[(scope.tenant, scope.agent)] = rule
             elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:
@@ -160,6 +161,26 @@ class ControlState:
         for key in set(self._buckets) - live_buckets:
             del self._buckets[key]
         return out
+
+
+def failover(
+    failovers: dict[tuple[str | None, str, str], Rule],
+    provider: str,
+    model: str | None,
+    tenant: str | None,
+    now: float,
+) -> Rule | None:
+    """The failover in force for a call: the tenant's own rule first (model, then the whole
+    provider), then the global one; expired rules are passed over. A tenant's failover applies
+    whatever the global circuit says; a tenant's ``resume`` ends only its own failover."""
+    model = model or "*"
+    owners = (tenant, None) if tenant is not None else (None,)
+    for owner in owners:
+        for wanted in (model, "*"):
+            rule = failovers.get((owner, provider, wanted))
+            if rule is not None and now < rule.expires:
+                return rule
+    return None
 
 
 def matching(

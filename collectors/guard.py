@@ -27,7 +27,7 @@ from agentledger.events import ControlCommand
 from agentledger.settings import get_settings
 
 from .context import _CURRENT
-from .control import ControlIndex, ControlState, matching
+from .control import ControlIndex, ControlState, failover, matching
 from .exceptions import ControlUnavailable, Throttled
 
 log = logging.getLogger("agentledger.collectors")
@@ -216,13 +216,15 @@ class Guard:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def provider(self, preferred: str, model: str | None = None) -> str:
-        """The provider to call: the failover target while ``preferred``'s circuit is open."""
+    def provider(self, preferred: str, model: str | None = None, tenant: str | None = None) -> str:
+        """The provider to call: the failover target while a failover of ``preferred`` is in
+        force, for ``tenant`` (default: the configured emitter's tenant) or for every tenant.
+        The tenant's own failover comes first, then the global one."""
         failovers = self._index.failovers
         if not failovers:
             return preferred
-        rule = failovers.get((preferred, model or "*")) or failovers.get((preferred, "*"))
-        if rule is None or time.time() >= rule.expires:
+        rule = failover(failovers, preferred, model, tenant or _configured_tenant(), time.time())
+        if rule is None:
             return preferred
         return rule.command.params.fallback_provider or preferred
 
@@ -395,6 +397,14 @@ def _configured_bootstrap() -> str | None:
 
     em = api._emitter
     return em.bootstrap if em is not None else None
+
+
+def _configured_tenant() -> str:
+    """The tenant ``guarded()`` defaults to: the configured emitter's, else the settings'."""
+    from . import api
+
+    em = api._emitter
+    return em.tenant if em is not None else get_settings().tenant
 
 
 def get_guard() -> Guard:

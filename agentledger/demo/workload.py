@@ -110,7 +110,7 @@ class DemoWorkload:
     def llm_call(self, em: Emitter, tenant: str, agent: str, size: str, out_tokens: int) -> bool:
         preferred = "openai"
         model_pref = MODELS[preferred][size]
-        provider = self.guard.provider(preferred, model_pref)
+        provider = self.guard.provider(preferred, model_pref, tenant=tenant)
         if provider != preferred and self.rng.random() < PROBE_SHARE:
             provider = preferred  # the probe trickle that lets a half-open circuit close
         model = MODELS[provider][size]

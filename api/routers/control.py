@@ -42,31 +42,27 @@ class ControlRequest(BaseModel):
 
 
 def _visible(key: ApiKey, command: ControlCommand) -> bool:
-    """A tenant key sees its tenant's commands and the provider commands (they apply to it)."""
-    return (
-        key.tenant is None or command.scope.tenant == key.tenant or command.scope.kind is ScopeKind.PROVIDER
-    )
+    """A tenant key sees its tenant's commands and the global provider commands (they apply
+    to it), never another tenant's."""
+    scope = command.scope
+    if key.tenant is None or scope.tenant == key.tenant:
+        return True
+    return scope.kind is ScopeKind.PROVIDER and scope.tenant is None
 
 
 def _check_scope(key: ApiKey, scope: Scope) -> None:
-    """A tenant key commands its own tenant only. A provider scope reaches every tenant's
-    Guard (the Guard matches provider commands by provider and model alone), so provider
-    commands need an all-tenant admin key, and a tenant in a provider scope is refused
-    rather than silently ignored."""
-    if scope.kind is ScopeKind.PROVIDER:
-        if key.tenant is not None:
-            raise ForbiddenError(
-                "provider commands apply to every tenant's agents: they need an all-tenant admin key"
-            )
-        if scope.tenant is not None:
-            raise ContractError(
-                "a provider scope applies to every tenant; per-tenant provider commands are not "
-                "supported (leave scope.tenant out)",
-                [("scope.tenant", "must be absent for kind 'provider'")],
-            )
+    """A tenant key commands its own tenant only. A provider scope without a tenant reaches
+    every tenant's Guard, so it needs an all-tenant admin key; with a tenant it reaches that
+    tenant's Guards only."""
+    if key.tenant is None or scope.tenant == key.tenant:
         return
-    if key.tenant is not None and scope.tenant != key.tenant:
-        raise ForbiddenError(f"this key is bound to tenant {key.tenant!r}; the scope names {scope.tenant!r}")
+    if scope.kind is ScopeKind.PROVIDER and scope.tenant is None:
+        raise ForbiddenError(
+            "a provider scope without a tenant applies to every tenant's agents and needs an "
+            f'all-tenant admin key; this key is bound to tenant {key.tenant!r}: add "tenant": '
+            f"{key.tenant!r} to the scope to apply it to that tenant only"
+        )
+    raise ForbiddenError(f"this key is bound to tenant {key.tenant!r}; the scope names {scope.tenant!r}")
 
 
 def _same_request(command: ControlCommand, body: ControlRequest) -> bool:
@@ -120,6 +116,6 @@ async def post_control(
 async def list_control(
     key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> list[ControlCommand]:
-    """The latest command per scope that this key may see (its tenant's, and provider
-    commands, which apply to every tenant)."""
+    """The latest command per scope that this key may see (its tenant's, and the provider
+    commands without a tenant, which apply to every tenant)."""
     return sorted((c for c in state.control.items().values() if _visible(key, c)), key=lambda c: c.ts)

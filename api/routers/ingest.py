@@ -138,7 +138,7 @@ async def post_traces(
         raise ForbiddenError(f"mapped events name tenant {foreign[0].tenant!r}, not {tenant!r}")
     planned = ingest.plan(events, state.topics.events, state.publisher.max_value_bytes)
     too_large = {events[i].span_id: why for i, why in planned.too_large}
-    reasons = [f"span {s.span_id} ({s.name[:64]}): {why}" for s, why in failed]
+    reasons = [f"span {s.span_id} ({s.name[:64]!r}): {why}" for s, why in failed]
     reasons += [f"span {span_id}: {why}" for span_id, why in too_large.items()]
     written = len(events) - len(planned.too_large)
     if written:

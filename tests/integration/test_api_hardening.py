@@ -241,66 +241,86 @@ def test_a_policy_put_twice_is_one_policy(api: Api) -> None:
 # -- 3. provider commands and tenant keys ----------------------------------------------------
 
 
-def test_a_tenant_key_cannot_fail_over_a_provider_for_every_tenant(api: Api) -> None:
+def _failover(
+    api: Api, role: str, scope: dict[str, str], fallback: str, action: str = "failover"
+) -> httpx.Response:
+    params = {"fallback_provider": fallback} if action == "failover" else {}
+    return api.call(
+        "POST", "/v1/control", role, {"scope": scope, "action": action, "reason": "t", "params": params}
+    )
+
+
+def _sees(guard: Any, key: str, command_id: str) -> None:
+    """Wait until ``guard`` has read the command ``command_id`` at ``key``."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        held = guard.commands.get(key)
+        if held is not None and held.command_id == command_id:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the Guard did not read {command_id} at {key}")
+
+
+def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) -> None:
     from agentledger.collectors.guard import Guard
 
-    guard = Guard(api.bootstrap, api.topic(specs.CONTROL))
+    acme, globex = (Guard(api.bootstrap, api.topic(specs.CONTROL)) for _ in range(2))
     try:
-        assert guard.wait_ready(30)
-        for scope in (
-            {"kind": "provider", "provider": "openai", "tenant": "acme"},
-            {"kind": "provider", "provider": "openai"},
-        ):
-            response = api.call(
-                "POST",
-                "/v1/control",
-                "acme_admin",
-                {
-                    "scope": scope,
-                    "action": "failover",
-                    "reason": "t",
-                    "params": {"fallback_provider": "anthropic"},
-                },
-            )
-            assert response.status_code == 403, response.text
-            assert "all-tenant admin key" in response.json()["detail"]
-        # The Guard matches provider commands for every tenant: a tenant in the scope would be
-        # ignored silently, so even an all-tenant key gets a clear 422 for it.
-        scoped = api.call(
-            "POST",
-            "/v1/control",
-            "admin",
-            {
-                "scope": {"kind": "provider", "provider": "openai", "tenant": "acme"},
-                "action": "failover",
-                "reason": "t",
-                "params": {"fallback_provider": "anthropic"},
-            },
+        assert acme.wait_ready(30) and globex.wait_ready(30)
+        # A tenant key cannot fail a provider over for every tenant; the 403 says what to add.
+        refused = _failover(api, "acme_admin", {"kind": "provider", "provider": "openai"}, "anthropic")
+        assert refused.status_code == 403, refused.text
+        assert '"tenant"' in refused.json()["detail"] and "all-tenant admin key" in refused.json()["detail"]
+        # ... nor for another tenant.
+        other = {"kind": "provider", "provider": "openai", "tenant": "globex"}
+        assert _failover(api, "acme_admin", other, "anthropic").status_code == 403
+
+        # For its own tenant it may: acme's calls move, globex's do not.
+        mine = _failover(
+            api, "acme_admin", {"kind": "provider", "provider": "openai", "tenant": "acme"}, "anthropic"
         )
-        assert scoped.status_code == 422 and scoped.json()["detail"]["problems"][0]["loc"] == "scope.tenant"
-        # An all-tenant key may; its command is the marker that the Guard has read this far.
-        marker = api.call(
-            "POST",
-            "/v1/control",
-            "admin",
-            {
-                "scope": {"kind": "provider", "provider": "google"},
-                "action": "failover",
-                "reason": "t",
-                "params": {"fallback_provider": "anthropic"},
-            },
+        assert mine.status_code == 202, mine.text
+        for guard in (acme, globex):
+            _sees(guard, "provider@acme/openai/*", mine.json()["command_id"])
+        assert acme.provider("openai", tenant="acme") == "anthropic"
+        assert globex.provider("openai", tenant="globex") == "openai"
+        assert globex.provider("openai", "gpt-4o", tenant="globex") == "openai"
+        # globex's keys do not see acme's command; acme's do.
+        for role in ("globex_read", "globex_admin"):
+            seen = api.call("GET", "/v1/control", role).json()
+            assert [c for c in seen if c["scope"].get("tenant") == "acme"] == []
+        acme_seen = api.call("GET", "/v1/control", "acme_read").json()
+        assert mine.json()["command_id"] in [c["command_id"] for c in acme_seen]
+
+        # An all-tenant key's global failover moves every tenant; acme keeps its own rule.
+        glob = _failover(api, "admin", {"kind": "provider", "provider": "openai"}, "google")
+        assert glob.status_code == 202, glob.text
+        for guard in (acme, globex):
+            _sees(guard, "provider/openai/*", glob.json()["command_id"])
+        assert globex.provider("openai", tenant="globex") == "google"
+        assert acme.provider("openai", tenant="acme") == "anthropic"
+        assert [c["command_id"] for c in api.call("GET", "/v1/control", "globex_read").json()
+                if c["scope"]["kind"] == "provider"] == [glob.json()["command_id"]]  # fmt: skip
+
+        # The global resume (what the health worker sends when the circuit closes) has its own
+        # key: acme's manual failover stays in force.
+        resumed = _failover(api, "admin", {"kind": "provider", "provider": "openai"}, "", action="resume")
+        assert resumed.status_code == 202, resumed.text
+        for guard in (acme, globex):
+            _sees(guard, "provider/openai/*", resumed.json()["command_id"])
+        assert globex.provider("openai", tenant="globex") == "openai"
+        assert acme.provider("openai", tenant="acme") == "anthropic"
+
+        # acme ends its own failover.
+        back = _failover(
+            api, "acme_admin", {"kind": "provider", "provider": "openai", "tenant": "acme"}, "", "resume"
         )
-        assert marker.status_code == 202, marker.text
-        deadline = time.monotonic() + 20
-        while guard.provider("google") != "anthropic" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert guard.provider("google") == "anthropic"
-        assert guard.provider("openai") == "openai"  # no tenant's openai calls moved
-        # The provider command applies to every tenant, so every tenant key sees it.
-        seen = api.call("GET", "/v1/control", "globex_read").json()
-        assert [c["scope"]["provider"] for c in seen if c["scope"]["kind"] == "provider"] == ["google"]
+        assert back.status_code == 202, back.text
+        _sees(acme, "provider@acme/openai/*", back.json()["command_id"])
+        assert acme.provider("openai", tenant="acme") == "openai"
     finally:
-        guard.close()
+        acme.close()
+        globex.close()
 
 
 # -- 4. OTLP ---------------------------------------------------------------------------------

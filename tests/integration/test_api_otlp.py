@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -43,10 +44,13 @@ class JsonOtlpExporter(SpanExporter):
         self.endpoint = endpoint
         self.headers = {**headers, "content-type": "application/json"}
         self.statuses: list[int] = []
+        self.answers: list[dict[str, Any]] = []
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         response = httpx.post(self.endpoint, content=otlp.to_json(encode_spans(spans)), headers=self.headers)
         self.statuses.append(response.status_code)
+        if response.status_code == 200:
+            self.answers.append(response.json())
         return SpanExportResult.SUCCESS if response.status_code == 200 else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
@@ -204,3 +208,38 @@ def test_openinference_spans_come_back_priced(api: Running) -> None:
     )
     expected, _, _ = PriceBook.load().price(usage.event)
     assert usage.cost_usd == expected > 0 and sum(p.cost_usd for p in priced) == expected
+
+
+def test_spans_with_a_boolean_count_or_a_hidden_character_in_the_name_are_reported(api: Running) -> None:
+    """Both used to pass or vanish quietly: ``True`` was 1 output token, a name with a bidi
+    override was only logged. Now the exporter's answer says which spans and why."""
+    agent = f"bad-{uuid.uuid4().hex[:6]}"
+    exporter = JsonOtlpExporter(f"{api.url}/v1/traces", {"Authorization": f"Bearer {api.key}"})
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("framework")
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.agent.name": agent, "gen_ai.usage.input_tokens": 1000}  # fmt: skip
+    with tracer.start_as_current_span("chat gpt-4o") as good:
+        good.set_attributes({**chat, "gen_ai.usage.output_tokens": 200})
+    with tracer.start_as_current_span("chat gpt-4o") as boolean:
+        boolean.set_attributes({**chat, "gen_ai.usage.output_tokens": True})
+    with tracer.start_as_current_span("chat gpt\u202e4o") as hidden:
+        hidden.set_attributes({**chat, "gen_ai.usage.output_tokens": 200})
+    assert provider.force_flush(10_000)
+    provider.shutdown()
+    assert exporter.statuses == [200]
+    partial = exporter.answers[0]["partialSuccess"]
+    assert partial["rejectedSpans"] == "2"
+    message = partial["errorMessage"]
+    boolean_id = f"{boolean.get_span_context().span_id:016x}"
+    hidden_id = f"{hidden.get_span_context().span_id:016x}"
+    assert f"span {boolean_id}" in message and "gen_ai.usage.output_tokens is a boolean (True)" in message
+    assert f"span {hidden_id}" in message and "U+202E RIGHT-TO-LEFT OVERRIDE at position 8" in message
+    assert "\u202e" not in message  # the answer names the character, it does not carry it
+    # The good span alone is counted: 200 output tokens, no made-up 1-token call.
+    priced = _price_and_collect(api, agent, 1)
+    assert [(p.event.span_id, p.event.output_tokens) for p in priced if isinstance(p.event, UsageEvent)] == [
+        (f"{good.get_span_context().span_id:016x}", 200)
+    ]
+    assert {p.event.span_id for p in priced} == {f"{good.get_span_context().span_id:016x}"}

@@ -4,7 +4,9 @@ most-specific kill, expiry, resume, failover, rollback, token bucket."""
 from __future__ import annotations
 
 import itertools
+import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
@@ -103,6 +105,51 @@ def test_failover_and_rollback(guard: Guard) -> None:
     assert guard.version("planner") == "v1" and guard.version("planner", tenant="other") is None
     guard.apply(cmd(Action.RESUME, kind="provider", provider="openai"))
     assert guard.provider("openai") == "openai"
+
+
+def test_a_tenant_failover_moves_that_tenant_only(guard: Guard) -> None:
+    guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme"))
+    assert guard.provider("openai", tenant="acme") == "anthropic"
+    assert guard.provider("openai", "gpt-4o", tenant="acme") == "anthropic"
+    assert guard.provider("openai", tenant="globex") == "openai"
+
+
+def test_a_tenant_failover_outlives_the_global_resume(guard: Guard) -> None:
+    guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai"))
+    guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme"))
+    guard.apply(cmd(Action.RESUME, kind="provider", provider="openai"))  # the health worker's
+    assert guard.provider("openai", tenant="acme") == "anthropic"
+    assert guard.provider("openai", tenant="globex") == "openai"
+    assert set(guard.commands) == {"provider/openai/*", "provider@acme/openai/*"}
+
+
+def test_the_tenant_rule_comes_first_then_the_global_one(guard: Guard) -> None:
+    now = datetime.now(UTC)
+    glob = cmd(Action.FAILOVER, kind="provider", provider="openai")
+    guard.apply(glob.model_copy(update={"params": CommandParams(fallback_provider="google")}))
+    guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme"))
+    assert guard.provider("openai", tenant="acme") == "anthropic"
+    assert guard.provider("openai", tenant="globex") == "google"
+    # acme's resume ends acme's own failover only: the global one still applies to it.
+    guard.apply(cmd(Action.RESUME, kind="provider", provider="openai", tenant="acme"))
+    assert guard.provider("openai", tenant="acme") == "google"
+    # An expired tenant rule falls through to the global one even before the index is rebuilt.
+    expired = cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme")
+    guard.apply(expired.model_copy(update={"expires_at": now + timedelta(milliseconds=50)}))
+    assert guard.provider("openai", tenant="acme") == "anthropic"
+    time.sleep(0.06)
+    assert guard.provider("openai", tenant="acme") == "google"
+
+
+def test_provider_defaults_to_the_configured_tenant(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentledger.collectors import api
+
+    guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme"))
+    monkeypatch.setattr(api, "_emitter", SimpleNamespace(tenant="globex"))  # what configure() sets
+    assert guard.provider("openai") == "openai"
+    monkeypatch.setattr(api, "_emitter", SimpleNamespace(tenant="acme"))
+    assert guard.provider("openai") == "anthropic"
+    assert guard.provider("openai", tenant="globex") == "openai"
 
 
 def test_throttle_without_wait_raises_with_retry_after(guard: Guard) -> None:

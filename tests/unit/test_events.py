@@ -183,6 +183,20 @@ def test_scope_keys_are_stable_and_distinct() -> None:
     assert "agent/acme/planner" in keys and "provider/openai/*" in keys and len(keys) == 5
 
 
+def test_a_tenant_bound_provider_scope_has_its_own_key() -> None:
+    global_key = Scope(kind=ScopeKind.PROVIDER, provider="openai").key
+    acme = Scope(kind=ScopeKind.PROVIDER, provider="openai", tenant="acme")
+    assert global_key == "provider/openai/*"  # unchanged: the compacted topic keeps its keys
+    assert acme.key == "provider@acme/openai/*"
+    assert Scope(kind=ScopeKind.PROVIDER, provider="openai", model="gpt-4o", tenant="acme").key == (
+        "provider@acme/openai/gpt-4o"
+    )
+    # Model names may hold "/": a global scope cannot take the key of a tenant's scope (or the
+    # tenant's command would replace the global one on the compacted topic).
+    lookalike = Scope(kind=ScopeKind.PROVIDER, provider="openai", model="*/acme")
+    assert lookalike.key == "provider/openai/*/acme" and lookalike.key != acme.key
+
+
 def test_command_expiry() -> None:
     cmd = ControlCommand.model_validate({**COMMAND, "expires_at": "2026-11-24T13:00:00Z"})
     assert cmd.active(TS) and not cmd.active(TS + timedelta(hours=2))

@@ -159,3 +159,55 @@ def test_ids_are_deterministic_and_bad_spans_are_skipped() -> None:
     first = spans_to_events([good, bad], DEFAULTS)
     assert [e.event_id for e in first] == [e.event_id for e in spans_to_events([good], DEFAULTS)]
     assert len(first) == 2 and first[0].event_id == f"otel:{TRACE}:{1:016x}"
+
+
+def _chat(span_id: int, name: str = "chat gpt-4o", **attrs: Any) -> OtelSpan:
+    base = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+            "gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 10}  # fmt: skip
+    return sp(span_id, None, name, {**base, **attrs})
+
+
+def test_a_boolean_token_count_rejects_the_span_with_the_reason() -> None:
+    rejected: list[tuple[OtelSpan, str]] = []
+    spans = [
+        _chat(1),
+        _chat(2, **{"gen_ai.usage.output_tokens": True}),  # int(True) would be 1 token
+        _chat(3, **{"gen_ai.usage.cache_read.input_tokens": False}),
+    ]
+    events = spans_to_events(spans, DEFAULTS, rejected)
+    assert [(u.span_id, u.input_tokens, u.output_tokens) for u in usages(events)] == [(f"{1:016x}", 100, 10)]
+    assert {e.span_id for e in events} == {f"{1:016x}"}  # no span event either: the span is refused
+    assert sorted((s.span_id, why) for s, why in rejected) == [
+        (f"{2:016x}", "gen_ai.usage.output_tokens is a boolean (True), not a token count"),
+        (f"{3:016x}", "gen_ai.usage.cache_read.input_tokens is a boolean (False), not a token count"),
+    ]
+
+
+def test_a_boolean_count_alone_still_makes_an_llm_span_that_is_reported() -> None:
+    rejected: list[tuple[OtelSpan, str]] = []
+    span = sp(1, None, "call", {"gen_ai.usage.input_tokens": True})  # no operation name: the count says LLM
+    assert spans_to_events([span], DEFAULTS, rejected) == []
+    assert [why for _, why in rejected] == [
+        "gen_ai.usage.input_tokens is a boolean (True), not a token count"
+    ]
+
+
+def test_span_names_with_hidden_characters_are_rejected_with_the_reason() -> None:
+    rejected: list[tuple[OtelSpan, str]] = []
+    spans = [
+        _chat(1),
+        _chat(2, name="chat gpt\u202e4o"),  # a right-to-left override
+        _chat(3, name="chat\nforged log line"),
+        sp(4, None, "execute_tool search\u200b", {"gen_ai.operation.name": "execute_tool"}),
+        _chat(5, name="chat ｇｐｔ"),  # fullwidth letters: NFKC-normalised, kept
+    ]
+    events = spans_to_events(spans, DEFAULTS, rejected)
+    names = sorted(e.name for e in events if isinstance(e, SpanEvent))
+    assert names == ["chat gpt", "chat gpt-4o"]
+    assert sorted((s.span_id, why) for s, why in rejected) == [
+        (f"{2:016x}", "span name must not contain control or format characters: "
+                      "U+202E RIGHT-TO-LEFT OVERRIDE at position 8"),
+        (f"{3:016x}", "span name must not contain control or format characters: U+000A control character at position 4"),
+        (f"{4:016x}", "span name must not contain control or format characters: "
+                      "U+200B ZERO WIDTH SPACE at position 19"),
+    ]  # fmt: skip
