@@ -8,17 +8,21 @@ the Markdown, on the line(s) right before the fence:
   loader when it is a policy or price file); ```` ```text ```` is output or a diagram, shown
   only.
 - ``<!-- doctest: skip REASON -->``: not run, for the stated reason.
-- ``<!-- doctest: synopsis -->``: a command reference (``a|b``, ``[--opt]``): every
-  ``agentledger`` command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it
-  exports must be a setting.
+- ``<!-- doctest: synopsis [WHY NOT RUN] -->``: a command reference (``a|b``, ``[--opt]``), or
+  commands that need what a test cannot have (its text says what): every ``agentledger``
+  command and ``--option`` it names must exist, every ``AGENTLEDGER_*`` it exports must be a
+  setting.
 - ``<!-- doctest: file NAME -->``: written to NAME (a later block runs it), not run itself.
-- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX.
+- ``<!-- doctest: expect REGEX -->``: the block's output must match REGEX (several ``expect``
+  lines: it must match each).
 - ``<!-- doctest: wait-for REGEX -->``: re-run the block until its output matches (a query on a
   pipeline that needs a few seconds), up to a minute.
 
 In shell blocks a line ending in ``&`` runs in the background (ready when its ``--port``
 accepts connections, or when it is still alive after its start-up), ``kill %N`` stops the Nth
-such job and fails if it had died, ``make`` targets are not run (``MAKE_SKIPS`` says why), and
+such job and fails if it had died, ``export NAME=...`` lines are evaluated by bash (``$VAR``,
+``$(command)``: a failing command fails the block) and the names stay set for the
+session's later lines, ``make`` targets are not run (``MAKE_SKIPS`` says why), and
 an ``agentledger`` server named without ``&`` (``worker``, ``sink``, ``api serve``...) is started
 as if in its own terminal. Python blocks fail on a ``DeprecationWarning`` their own code causes.
 
@@ -75,6 +79,10 @@ class Block:
             if v == verb:
                 return arg
         return None
+
+    def markers_of(self, verb: str) -> list[str]:
+        """Every argument of a marker that may repeat (``expect``, ``wait-for``)."""
+        return [arg for v, arg in self.markers if v == verb]
 
     @property
     def kind(self) -> str:
@@ -140,12 +148,18 @@ def all_blocks(root: Path = ROOT) -> list[Block]:
 
 
 def shell_commands(text: str) -> list[str]:
-    """Logical command lines: ``\\`` continuations joined, comments and blank lines dropped,
-    a leading ``$ `` prompt removed."""
+    """Logical command lines, as a shell reads them: ``\\`` continuations joined, a quoted string
+    that goes on over lines kept whole (newlines included), comments and blank lines dropped, a
+    leading ``$ `` prompt removed. An unfinished last line is kept (bash then says what is wrong)."""
     out: list[str] = []
     pending = ""
+    quote: str | None = None
     for raw in text.splitlines():
         line = raw.rstrip()
+        quote = _open_quote(line, quote)
+        if quote is not None:
+            pending += line + "\n"
+            continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
             continue
@@ -156,7 +170,32 @@ def shell_commands(text: str) -> list[str]:
         line = _strip_comment(line)
         if line:
             out.append(line)
+    if pending.strip():
+        out.append(pending.strip())
     return out
+
+
+def _open_quote(line: str, quote: str | None) -> str | None:
+    """The quote still open at the end of ``line``, given the one open at its start (None: none).
+    Backslash escapes count outside single quotes; a ``#`` comment outside quotes ends the line."""
+    k = 0
+    while k < len(line):
+        ch = line[k]
+        if quote == "'":
+            quote = None if ch == "'" else quote
+        elif quote == '"':
+            if ch == "\\":
+                k += 1
+            elif ch == '"':
+                quote = None
+        elif ch == "\\":
+            k += 1
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (k == 0 or line[k - 1].isspace()):
+            break
+        k += 1
+    return quote
 
 
 def _strip_comment(line: str) -> str:

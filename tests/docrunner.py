@@ -33,7 +33,10 @@ BIN = Path(sys.executable).parent
 DOC_BROKER = "localhost:9092"
 # Fixed ports the docs name for servers the reader starts; each session gets free ones instead,
 # so two test runs on one machine never meet.
-DOC_PORTS = ("8765",)
+DOC_PORTS = ("8765", "8000")
+# Variables bash sets itself: never taken from an `export` line's environment.
+_SHELL_OWN = {"_", "SHLVL", "PWD", "OLDPWD"}
+_ENV_MARK = "--doctest-env--"
 # agentledger commands that run until stopped: (words that name them, how to tell they are up)
 LONG_RUNNING = {("worker",), ("health",), ("alerts", "dispatch"), ("sink",), ("api", "serve"), ("demo",)}
 EXPECT_WITHIN_S = 60.0
@@ -137,20 +140,22 @@ class DocSession:
             raise DocFailure(f"{block.id}: no way to run a ```{block.info} block; mark it (see docblocks)")
 
     def _expecting(self, block: Block, once: Any) -> str:
-        """``expect``: the output matches, first time. ``wait-for``: re-run until it does."""
-        pattern, retry = block.marker("expect"), False
-        if pattern is None and (pattern := block.marker("wait-for")) is not None:
+        """``expect``: the output matches each pattern, first time. ``wait-for``: re-run until it
+        matches each."""
+        patterns, retry = block.markers_of("expect"), False
+        if not patterns and (patterns := block.markers_of("wait-for")):
             retry = True
         deadline = time.monotonic() + EXPECT_WITHIN_S
         while True:
             out = str(once())
-            if pattern is None or re.search(pattern, out, re.M):
+            missed = [p for p in patterns if not re.search(p, out, re.M)]
+            if not missed:
                 return out
             if not retry:
-                raise DocFailure(f"{block.id}: output does not match /{pattern}/:\n{out[-4000:]}")
+                raise DocFailure(f"{block.id}: output does not match /{missed[0]}/:\n{out[-4000:]}")
             if time.monotonic() > deadline:
                 raise DocFailure(
-                    f"{block.id}: output never matched /{pattern}/ in {EXPECT_WITHIN_S:.0f}s:\n{out}"
+                    f"{block.id}: output never matched /{missed[0]}/ in {EXPECT_WITHIN_S:.0f}s:\n{out}"
                 )
             time.sleep(1.0)
 
@@ -187,9 +192,7 @@ class DocSession:
         command = self.code(command)
         words = shlex.split(command)
         if words[0] == "export":
-            for assignment in words[1:]:
-                name, _, value = assignment.partition("=")
-                self.env[name] = os.path.expandvars(value)
+            self._export(block, command)
             return ""
         if words[0] == "kill" and all(w.startswith("%") for w in words[1:]):
             for job in words[1:]:
@@ -206,6 +209,32 @@ class DocSession:
             return ""
         env = self.cli_env() if words[0] == "agentledger" else self.env
         return self._foreground(block, ["bash", "-c", command], env)
+
+    def _export(self, block: Block, command: str) -> None:
+        """``export A=x B=$A KEY=$(cmd)``: bash evaluates it in the session's environment, and the
+        names it sets stay set. Run as a plain assignment with ``set -a`` (``export`` would hide
+        the status of ``$(cmd)``), so a failing command fails the block instead of leaving an
+        empty variable behind."""
+        line = re.sub(r"^export\s+(?=[A-Za-z_]\w*=)", "set -a; ", command)
+        env = self.cli_env() if "agentledger" in command else self.env
+        script = f"set -o pipefail; {line}\nprintf '\\0{_ENV_MARK}\\0'; env -0"
+        try:
+            done = subprocess.run(["bash", "-ec", script], cwd=self.cwd, env=env, capture_output=True,
+                                  text=True, timeout=COMMAND_TIMEOUT_S)  # fmt: skip
+        except subprocess.TimeoutExpired as exc:
+            raise DocFailure(
+                f"{block.id}: `{command[:200]}` still running after {exc.timeout:.0f}s"
+            ) from None
+        self.transcript.append(f"$ {command[:200]}\n{done.stderr}")
+        if done.returncode != 0:
+            raise DocFailure(
+                f"{block.id}: `{command[:300]}` exited {done.returncode}:\n{done.stderr[-4000:]}"
+            )
+        listing = done.stdout.rpartition(f"\0{_ENV_MARK}\0")[2]
+        after = dict(item.split("=", 1) for item in listing.split("\0") if "=" in item)
+        for name, value in after.items():
+            if name not in _SHELL_OWN and env.get(name) != value:
+                self.env[name] = value
 
     def _foreground(self, block: Block, argv: list[str], env: dict[str, str]) -> str:
         try:

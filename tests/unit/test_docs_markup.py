@@ -79,6 +79,10 @@ def test_markers_and_ids(tmp_path):
 def test_shell_lines():
     text = '$ agentledger sql \\\n  "SELECT 1 # not a comment"   # a comment\n\n# only a comment\nmake demo\n'
     assert shell_commands(text) == ['agentledger sql    "SELECT 1 # not a comment"', "make demo"]
+    # a quoted string over several lines is one command (a curl body), as in a shell; a comment's
+    # apostrophe opens no quote; an unfinished last line is kept for bash to refuse, not dropped
+    text = "# what's in force\ncurl -d '{\"a\": 1,\n  \"b\": \"x # y\"}' \\\n  -H 'X: y'\necho 'open\n"
+    assert shell_commands(text) == ['curl -d \'{"a": 1,\n  "b": "x # y"}\'    -H \'X: y\'', "echo 'open"]
 
 
 def test_synopsis_finds_wrong_commands_and_options():
@@ -130,6 +134,74 @@ def test_every_documented_setting_exists():
             if name not in names:
                 wrong.append(f"{path.relative_to(ROOT)}: {name}")
     assert not wrong, wrong
+
+
+def _readme_table_settings() -> dict[str, str]:
+    """The README's configuration table: every variable it names (``_X`` shorthand included,
+    as ``AGENTLEDGER_KAFKA_SASL_MECHANISM`` / ``_USERNAME``), and the default it shows."""
+    import re
+
+    section = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`AGENTLEDGER_"):
+            continue
+        names = re.findall(r"`(AGENTLEDGER_\w+|_\w+)`", cells[0])
+        for name in names:
+            rows[name if name.startswith("AGENTLEDGER_") else f"{names[0]}_{name}"] = cells[1]
+    return rows
+
+
+def test_readme_configuration_table_names_real_settings():
+    """Each row is a setting we read; `_USERNAME` after `AGENTLEDGER_KAFKA_SASL_MECHANISM` is
+    a setting with the same leading words (`AGENTLEDGER_KAFKA_SASL_USERNAME`)."""
+    names = _setting_names()
+    rows = _readme_table_settings()
+    assert len(rows) >= 10, rows  # the table was found and read
+    wrong = []
+    for written in rows:
+        first, _, short = written.partition("__")
+        if not short:
+            ok = written in names
+        else:  # a shorthand: some leading words of the row's first name, then the suffix
+            words = first.split("_")
+            ok = any("_".join([*words[:k], short]) in names for k in range(1, len(words)))
+        if not ok:
+            wrong.append(written.replace("__", " + _"))
+    assert not wrong, f"README configuration table names settings that do not exist: {wrong}"
+
+
+def test_readme_configuration_table_defaults():
+    """A default the table shows as a value (`true`, `5`, `PLAINTEXT`) or as `unset` / `empty`
+    is the setting's real default."""
+    from agentledger.api.config import ApiSettings
+    from agentledger.settings import Settings
+
+    fields = {}
+    for cls in (Settings, ApiSettings):
+        prefix = str(cls.model_config.get("env_prefix", "")).upper()
+        fields |= {prefix + name.upper(): f for name, f in cls.model_fields.items()}
+    checked = 0
+    for name, shown in _readme_table_settings().items():
+        field = fields.get(name)
+        if field is None or field.default_factory is not None:
+            continue  # a shorthand row, or a default computed at run time (home)
+        default = field.default
+        if shown == "unset":
+            assert default is None, f"{name}: README says unset, the default is {default!r}"
+        elif shown == "empty":
+            assert default == "", f"{name}: README says empty, the default is {default!r}"
+        elif shown.startswith("`") and shown.endswith("`") and "$" not in shown:
+            value = shown.strip("`")
+            expected = str(default).lower() if isinstance(default, bool) else default
+            if isinstance(default, float):
+                expected = f"{default:g}"
+            assert value == str(expected), f"{name}: README says {value}, the default is {default!r}"
+        else:
+            continue
+        checked += 1
+    assert checked >= 6, checked
 
 
 def test_every_inline_command_exists():

@@ -4,6 +4,7 @@ reader would hit."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def test_file_block_then_run(tmp_path):
     assert "hello from 127.0.0.1:1" in session.transcript[-1]
 
 
+def test_export_lines_are_evaluated_by_bash_and_stay_set(tmp_path):
+    session = _run(tmp_path, (
+        "```bash\nexport URL=http://127.0.0.1:8000 WHO=reader\nexport GREETING=\"hello $WHO\" "
+        "TOKEN=$(printf 'key id 1\\nal_1_secret\\n' | tail -n 1)\nexport MINE=$HOME/x\n```\n\n"
+        '<!-- doctest: expect ^hello reader al_1_secret$ -->\n<!-- doctest: expect ^http://127.0.0.1:\\d+$ -->\n'
+        '```bash\necho "$GREETING $TOKEN"\necho "$URL"\n```\n'
+    ))  # fmt: skip
+    # Documented ports become the session's free ones; $HOME is the reader's (the session's), not ours.
+    assert session.env["URL"] == f"http://127.0.0.1:{session.ports['8000']}"
+    assert session.env["MINE"] == f"{session.tmp / 'home'}/x"
+    assert session.env.get("SHLVL") == os.environ.get("SHLVL")  # bash's own variables are not kept
+
+
 @pytest.mark.parametrize(
     ("markdown", "says"),
     [
@@ -57,6 +71,10 @@ def test_file_block_then_run(tmp_path):
         ("```bash\npython -c 'raise SystemExit(3)' &\n```\n", "exited 3 at start"),
         ("```python\nimport warnings\nwarnings.warn('old', DeprecationWarning)\n```\n", "DeprecationWarning"),
         ("```\nplain\n```\n", "no way to run"),
+        # a command whose output an `export` captures fails the block, not an empty variable later
+        ("```bash\nexport KEY=$(false | tail -n 1)\n```\n", "exited 1"),
+        # every `expect` counts, not only the first
+        ("<!-- doctest: expect ^a$ -->\n<!-- doctest: expect ^b$ -->\n```bash\necho a\n```\n", "/\\^b\\$/"),
     ],
 )
 def test_what_fails(tmp_path, markdown, says):
