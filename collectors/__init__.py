@@ -26,6 +26,7 @@ from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
 from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill, Throttled
 from .guard import Guard, guarded
+from .hook import Fallback, FailoverUnavailable, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
 from .propagation import extract, extracted, inject, traceparent
@@ -37,6 +38,8 @@ __all__ = [
     "AgentKilled",
     "BudgetKilled",
     "Emitter",
+    "FailoverUnavailable",
+    "Fallback",
     "Guard",
     "HttpTransport",
     "KafkaTransport",
@@ -59,6 +62,7 @@ __all__ = [
     "guarded",
     "hash_args",
     "inject",
+    "instrument",
     "record_quality",
     "record_tool_call",
     "record_usage",
@@ -66,6 +70,7 @@ __all__ = [
     "span",
     "stats",
     "traceparent",
+    "uninstrument",
     "usage_from_anthropic",
     "usage_from_openai",
 ]
