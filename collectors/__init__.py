@@ -26,7 +26,7 @@ from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
 from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill, Throttled
 from .guard import Guard, guarded
-from .hook import Fallback, FailoverUnavailable, instrument, uninstrument
+from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
 from .propagation import extract, extracted, inject, traceparent

@@ -120,7 +120,7 @@ class _OtelState:
         self.available = True  # until an import says otherwise
         self.get_current_span: Any = None
         self.open: dict[int, Any] = {}  # span id -> open SDK span (for the parent walk)
-        self.processor: Any = None
+        self.providers: list[Any] = []  # TracerProviders the open-span processor is on
         self.lock = threading.Lock()
 
     def load(self) -> bool:
@@ -138,22 +138,24 @@ class _OtelState:
 _OTEL = _OtelState()
 
 
-def track_open_spans() -> bool:
-    """Register a span processor that remembers open spans, so the innermost *agent* span
-    can be found above the current one. True when registered (an SDK TracerProvider is set)."""
+def track_open_spans(provider: Any = None) -> bool:
+    """Register a span processor on ``provider`` (default: the global TracerProvider) that
+    remembers open spans, so the innermost *agent* span above the current one can be found.
+    True when registered (an SDK TracerProvider); once per provider."""
     if not _OTEL.load():
         return False
-    with _OTEL.lock:
-        if _OTEL.processor is not None:
-            return True
+    if provider is None:
         from opentelemetry import trace
 
         provider = trace.get_tracer_provider()
-        add = getattr(provider, "add_span_processor", None)
-        if add is None:
-            return False
-        _OTEL.processor = _open_spans_processor(_OTEL.open)
-        add(_OTEL.processor)
+    add = getattr(provider, "add_span_processor", None)
+    if add is None:  # the API's proxy: no SDK configured (yet)
+        return False
+    with _OTEL.lock:
+        if any(p is provider for p in _OTEL.providers):
+            return True
+        add(_open_spans_processor(_OTEL.open))
+        _OTEL.providers.append(provider)
         return True
 
 

@@ -1,0 +1,267 @@
+"""The provider-SDK hook with the real openai and anthropic SDKs, the fake provider over HTTP and
+a real broker: every call recorded once with the provider's usage, kills obeyed before
+anything is sent, failover to an OpenAI-compatible fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import anthropic
+import openai
+import pytest
+from fakeprovider import FakeProvider, FixedUsage
+
+from agentledger import collectors as al
+from agentledger import wire
+from agentledger.collectors import AgentKilled, FailoverUnavailable, Fallback, Guard
+from agentledger.collectors.naming import response_event_id
+from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind, UsageEvent
+
+MSGS = [{"role": "user", "content": "What is 2 + 2?"}]
+CLAUDE = "claude-sonnet-4-6"
+USAGE = FixedUsage(input_tokens=1000, output_tokens=200, cache_read_tokens=600, reasoning_tokens=50)
+
+
+def command(action: Action, params: CommandParams | None = None, **scope: Any) -> ControlCommand:
+    return ControlCommand(
+        command_id=f"cmd-{uuid.uuid4().hex[:12]}", ts=datetime.now(UTC), scope=Scope(**scope),
+        action=action, reason="hook test", params=params or CommandParams(),
+    )  # fmt: skip
+
+
+def produce(bootstrap: str, topic: str, *commands: ControlCommand) -> None:
+    async def run() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for cmd in commands:
+                await producer.send_and_wait(topic, wire.dump(cmd), key=cmd.scope.key.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def usage_events(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list[UsageEvent]:
+    async def run() -> list[UsageEvent]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await consumer.start()
+        out: list[UsageEvent] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    for record in records:
+                        decoded = wire.decode_envelope(record.value)
+                        assert decoded.rejected == []
+                        out.extend(e for e in decoded.events if isinstance(e, UsageEvent))
+                if len(out) >= expect and not batch:
+                    break
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeProvider]:
+    with FakeProvider(usage=USAGE) as f:
+        yield f
+
+
+@pytest.fixture
+def guard(topics: Any) -> Iterator[Guard]:
+    g = Guard(topics.bootstrap, topics.control)
+    assert g.wait_ready(30)
+    yield g
+    g.close()
+
+
+@pytest.fixture
+def configured(topics: Any) -> Iterator[Any]:
+    em = al.configure(tenant="acme", bootstrap=topics.bootstrap, topic=topics.events, linger_ms=5)
+    yield em
+    al.uninstrument()
+    al.shutdown(5)
+
+
+def wait_for(guard: Guard, count: int) -> None:
+    deadline = time.monotonic() + 15
+    while len(guard.commands) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(guard.commands) == count
+
+
+def sync_calls(fake: FakeProvider) -> list[str]:
+    """Seven calls, one per API shape; returns the response ids the agent saw."""
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    ac = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-fake")
+    ids = [oc.chat.completions.create(model="gpt-4o", messages=MSGS).id]  # type: ignore[arg-type]
+    chunks = list(oc.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))  # type: ignore[arg-type]
+    # The hook asked for the usage chunk; the agent, which did not, sees the stream it asked for.
+    assert len(chunks) == 2 and all(c.usage is None and c.choices for c in chunks)
+    ids.append(chunks[0].id)
+    ids.append(oc.responses.create(model="gpt-4o", input="2 + 2?").id)
+    events = list(oc.responses.create(model="gpt-4o", input="2 + 2?", stream=True))
+    ids.append(events[-1].response.id)  # type: ignore[union-attr]
+    ids.append(ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS).id)  # type: ignore[arg-type]
+    raw = list(ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS, stream=True))  # type: ignore[arg-type]
+    ids.append(raw[0].message.id)  # type: ignore[union-attr]
+    with ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:  # type: ignore[arg-type]
+        ids.append(stream.get_final_message().id)
+    return ids
+
+
+async def async_calls(fake: FakeProvider) -> list[str]:
+    oc = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    ac = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-fake")
+    ids = [(await oc.chat.completions.create(model="gpt-4o", messages=MSGS)).id]  # type: ignore[arg-type]
+    chunks = [c async for c in await oc.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)]  # type: ignore[arg-type]
+    assert len(chunks) == 2 and all(c.usage is None for c in chunks)
+    ids.append(chunks[0].id)
+    ids.append((await oc.responses.create(model="gpt-4o", input="2 + 2?")).id)
+    events = [e async for e in await oc.responses.create(model="gpt-4o", input="2 + 2?", stream=True)]
+    ids.append(events[-1].response.id)  # type: ignore[union-attr]
+    ids.append((await ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS)).id)  # type: ignore[arg-type]
+    raw = [e async for e in await ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS, stream=True)]  # type: ignore[arg-type]
+    ids.append(raw[0].message.id)  # type: ignore[union-attr]
+    async with ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:  # type: ignore[arg-type]
+        ids.append((await stream.get_final_message()).id)
+    return ids
+
+
+def test_every_call_is_recorded_once_with_the_providers_usage(
+    topics: Any, fake: FakeProvider, configured: Any
+) -> None:
+    hooked = al.instrument(enforce=False)
+    assert len(hooked) == 8
+    assert al.instrument(enforce=False) == hooked  # idempotent: nothing wrapped twice
+    with al.span("plan", kind="agent", agent="planner"):
+        planner_ids = sync_calls(fake)
+
+    async def coder() -> list[str]:
+        async with al.span("code", kind="agent", agent="coder"):
+            return await async_calls(fake)
+
+    coder_ids = asyncio.run(coder())
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=14)
+    assert len(fake.requests) == 14
+    by_id = {e.event_id: e for e in events}
+    assert len(events) == len(by_id) == 14  # once each
+    for agent, ids in (("planner", planner_ids), ("coder", coder_ids)):
+        for n, response_id in enumerate(ids):
+            event = by_id[response_event_id(response_id)]
+            anthropic_call = n >= 4
+            assert event.agent == agent and event.tenant == "acme"
+            assert event.provider == ("anthropic" if anthropic_call else "openai")
+            assert event.model == (CLAUDE if anthropic_call else "gpt-4o")
+            assert (event.input_tokens, event.output_tokens, event.cache_read_tokens) == (1000, 200, 600)
+            # The fake's Anthropic messages report no thinking tokens; OpenAI's report 50.
+            assert event.reasoning_tokens == (0 if anthropic_call else 50)
+            assert event.attributes["gen_ai.response.id"] == response_id
+
+
+def test_uninstrument_restores_the_sdk(fake: FakeProvider, configured: Any) -> None:
+    original = openai.resources.chat.completions.Completions.create
+    al.instrument(enforce=False)
+    assert openai.resources.chat.completions.Completions.create is not original
+    al.uninstrument()
+    assert openai.resources.chat.completions.Completions.create is original
+    assert anthropic.resources.messages.Messages.stream.__name__ == "stream"
+    assert not hasattr(anthropic.resources.messages.Messages.stream, "__agentledger_hook__")
+
+
+def test_a_kill_stops_that_agent_before_anything_is_sent(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    al.instrument(guard=guard)
+    kill = command(Action.KILL, CommandParams(kill_reason="budget"), kind=ScopeKind.AGENT, tenant="acme", agent="a")  # fmt: skip
+    produce(topics.bootstrap, topics.control, kill)
+    wait_for(guard, 1)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    ac = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-fake")
+    with al.span("a-run", kind="agent", agent="a"):
+        with pytest.raises(AgentKilled) as info:
+            oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert info.value.command_id == kill.command_id
+        with pytest.raises(AgentKilled):
+            oc.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True)  # type: ignore[arg-type]
+        with pytest.raises(AgentKilled):
+            ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
+
+    async def killed_async() -> None:
+        async with al.span("a-async", kind="agent", agent="a"):
+            aoc = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+            await aoc.responses.create(model="gpt-4o", input="2 + 2?")
+
+    with pytest.raises(AgentKilled):
+        asyncio.run(killed_async())
+    assert fake.requests == []  # nothing was sent for the killed agent
+    with al.span("b-run", kind="agent", agent="b"):
+        answer = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "4"
+    assert len(fake.requests) == 1
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=1)
+    assert [(e.agent, e.event_id) for e in events] == [("b", response_event_id(answer.id))]
+
+
+def test_failover_sends_the_call_to_the_fallback_and_says_where_it_cannot(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    with FakeProvider(usage=FixedUsage(input_tokens=300, output_tokens=30)) as backup:
+        al.instrument(guard=guard, fallbacks={"backup": Fallback(base_url=backup.openai_base_url, model="llama-3.1-8b")})  # fmt: skip
+        produce(
+            topics.bootstrap, topics.control,
+            command(Action.FAILOVER, CommandParams(fallback_provider="backup"), kind=ScopeKind.PROVIDER, provider="openai"),
+            command(Action.FAILOVER, CommandParams(fallback_provider="backup"), kind=ScopeKind.PROVIDER, provider="anthropic"),
+        )  # fmt: skip
+        wait_for(guard, 2)
+        oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+        with al.span("run", kind="agent", agent="planner"):
+            answer = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            streamed = list(oc.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))  # type: ignore[arg-type]
+            ac = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-fake")
+            with pytest.raises(FailoverUnavailable, match="speaks the openai API.*cannot be rerouted"):
+                ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
+        assert fake.requests == []  # the primary saw nothing
+        assert [(path, body["model"]) for path, body in backup.requests] == [
+            ("/v1/chat/completions", "llama-3.1-8b"), ("/v1/chat/completions", "llama-3.1-8b"),
+        ]  # fmt: skip
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=2)
+    assert sorted(e.event_id for e in events) == sorted(
+        [response_event_id(answer.id), response_event_id(streamed[0].id)]
+    )
+    for event in events:
+        assert (event.provider, event.model, event.input_tokens, event.output_tokens) == (
+            "backup", "llama-3.1-8b", 300, 30,
+        )  # fmt: skip
+        assert event.attributes["agentledger.failover_from"] == "openai"
+
+
+def test_a_failover_to_an_unconfigured_fallback_says_what_to_configure(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    al.instrument(guard=guard)
+    produce(
+        topics.bootstrap, topics.control,
+        command(Action.FAILOVER, CommandParams(fallback_provider="azure"), kind=ScopeKind.PROVIDER, provider="openai"),
+    )  # fmt: skip
+    wait_for(guard, 1)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    with pytest.raises(FailoverUnavailable, match=r"no fallback named 'azure'.*fallbacks="):
+        oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+    assert fake.requests == []
