@@ -234,7 +234,7 @@ def test_failover_sends_the_call_to_the_fallback_and_says_where_it_cannot(
             answer = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
             streamed = list(oc.chat.completions.create(model="gpt-4o", messages=MSGS, stream=True))  # type: ignore[arg-type]
             ac = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-fake")
-            with pytest.raises(FailoverUnavailable, match="speaks the openai API.*cannot be rerouted"):
+            with pytest.raises(FailoverUnavailable, match=r"speaks the openai API.*cannot be rerouted"):
                 ac.messages.create(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
         assert fake.requests == []  # the primary saw nothing
         assert [(path, body["model"]) for path, body in backup.requests] == [

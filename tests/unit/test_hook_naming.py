@@ -46,13 +46,14 @@ def test_agent_of_span(name: str, attributes: dict[str, str], expected: str | No
 
 def test_innermost_otel_agent_names_the_call(provider: TracerProvider, emitter: Emitter) -> None:
     tracer = provider.get_tracer("t")
-    with tracer.start_as_current_span("Planner.run", attributes={"openinference.span.kind": "AGENT"}):
-        with tracer.start_as_current_span("Researcher.run", attributes={"openinference.span.kind": "AGENT"}):
-            with tracer.start_as_current_span("chain step") as step:
-                with tracer.start_as_current_span(
-                    "openai.chat", attributes={"gen_ai.operation.name": "chat"}
-                ):
-                    caller = resolve(emitter)
+    agent = {"openinference.span.kind": "AGENT"}
+    with (
+        tracer.start_as_current_span("Planner.run", attributes=agent),
+        tracer.start_as_current_span("Researcher.run", attributes=agent),
+        tracer.start_as_current_span("chain step") as step,
+        tracer.start_as_current_span("openai.chat", attributes={"gen_ai.operation.name": "chat"}),
+    ):
+        caller = resolve(emitter)
     assert (caller.tenant, caller.agent, caller.agent_version) == ("acme", "Researcher", "7")
     ctx = step.get_span_context()
     assert caller.trace_id == format(ctx.trace_id, "032x")  # a trace-scoped kill sees the OTel trace
