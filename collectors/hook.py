@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import logging
 import os
 import threading
@@ -381,6 +382,7 @@ def _want_stream_usage(hook: Hook, target: _Target, kwargs: dict[str, Any]) -> b
 # -- the wrappers ----------------------------------------------------------------------
 
 _HOOK: Hook | None = None
+_RAW_HEADER = "X-Stainless-Raw-Response"  # both SDKs' marker of a with_raw_response call
 _PATCHED: list[tuple[type, str, Any, Any]] = []  # (class, method, original, wrapper)
 _STATE_LOCK = threading.Lock()
 
@@ -401,7 +403,15 @@ def _wrap(target: _Target, original: Any) -> Any:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
             result = await original(resource, *args, **kwargs)
-            return _after(hook, caller, target, result, provider, via, hide, bool(kwargs.get("stream")))
+            streamed = bool(kwargs.get("stream"))
+            if _raw_mode(kwargs) is None:
+                return _after(hook, caller, target, result, provider, via, hide, streamed)
+            parsed = _parse_raw(result, kwargs)
+            if inspect.isawaitable(parsed):  # anthropic's async raw response parses in a coroutine
+                parsed = await _awaited(parsed)
+            if parsed is not None:
+                _after(hook, caller, target, parsed, provider, via, hide, streamed)
+            return result
 
         async_wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
         return async_wrapper
@@ -417,7 +427,13 @@ def _wrap(target: _Target, original: Any) -> Any:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
         result = original(resource, *args, **kwargs)
-        return _after(hook, caller, target, result, provider, via, hide, bool(kwargs.get("stream")))
+        streamed = bool(kwargs.get("stream"))
+        if _raw_mode(kwargs) is None:
+            return _after(hook, caller, target, result, provider, via, hide, streamed)
+        parsed = _parse_raw(result, kwargs)
+        if parsed is not None:
+            _after(hook, caller, target, parsed, provider, via, hide, streamed)
+        return result
 
     wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
     return wrapper
@@ -480,6 +496,35 @@ def _after(
     usage, response_id = _usage_of(target, result)
     hook.record(caller, usage, response_id, provider, via)
     return result
+
+
+def _raw_mode(kwargs: dict[str, Any]) -> str | None:
+    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) marks its
+    calls with a header; the SDK then returns the raw response instead of the parsed one."""
+    headers = kwargs.get("extra_headers")
+    return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
+
+
+def _parse_raw(result: Any, kwargs: dict[str, Any]) -> Any:
+    """The parsed body of a raw response: the SDK caches it, so the agent's own ``parse()``
+    gets the same object (for a stream: the stream the hook observes). A streamed-response
+    body (``with_streaming_response``) is the agent's to read: left alone, not recorded."""
+    if _raw_mode(kwargs) not in ("true", "raw"):  # openai says "true", anthropic "raw"
+        log.debug("agentledger hook: with_streaming_response calls are not recorded")
+        return None
+    try:
+        return result.parse()
+    except Exception:  # the agent's own parse() will raise it
+        log.debug("agentledger hook could not parse a raw response", exc_info=True)
+        return None
+
+
+async def _awaited(parsed: Any) -> Any:
+    try:
+        return await parsed
+    except Exception:
+        log.debug("agentledger hook could not parse a raw response", exc_info=True)
+        return None
 
 
 def _wrap_manager(target: _Target, original: Any) -> Any:

@@ -265,3 +265,32 @@ def test_a_failover_to_an_unconfigured_fallback_says_what_to_configure(
     with pytest.raises(FailoverUnavailable, match=r"no fallback named 'azure'.*fallbacks="):
         oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
     assert fake.requests == []
+
+
+def test_raw_response_calls_are_recorded_once(topics: Any, fake: FakeProvider, configured: Any) -> None:
+    """LiteLLM (so CrewAI and smolagents) calls ``with_raw_response.create`` and parses later."""
+    al.instrument(enforce=False)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    with al.span("crew", kind="agent", agent="researcher"):
+        raw = oc.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        ids = [raw.parse().id]
+        raw_stream = oc.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=MSGS, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
+        )  # fmt: skip
+        chunks = list(raw_stream.parse())
+        assert chunks[-1].usage is not None  # asked for by the agent: not hidden
+        ids.append(chunks[0].id)
+
+    async def async_raw() -> list[str]:
+        ac = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-fake")
+        async with al.span("crew", kind="agent", agent="writer"):
+            raw = await ac.messages.with_raw_response.create(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
+            return [(await raw.parse()).id]
+
+    ids += asyncio.run(async_raw())
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=3)
+    assert sorted((e.event_id, e.agent, e.input_tokens) for e in events) == sorted(
+        [(response_event_id(ids[0]), "researcher", 1000), (response_event_id(ids[1]), "researcher", 1000),
+         (response_event_id(ids[2]), "writer", 1000)]
+    )  # fmt: skip
