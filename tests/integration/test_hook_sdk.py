@@ -138,6 +138,8 @@ async def async_calls(fake: FakeProvider) -> list[str]:
     ids.append(raw[0].message.id)  # type: ignore[union-attr]
     async with ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:  # type: ignore[arg-type]
         ids.append((await stream.get_final_message()).id)
+    await oc.close()
+    await ac.close()
     return ids
 
 
@@ -202,8 +204,10 @@ def test_a_kill_stops_that_agent_before_anything_is_sent(
             ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
 
     async def killed_async() -> None:
-        async with al.span("a-async", kind="agent", agent="a"):
-            aoc = openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+        async with (
+            al.span("a-async", kind="agent", agent="a"),
+            openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake") as aoc,
+        ):
             await aoc.responses.create(model="gpt-4o", input="2 + 2?")
 
     with pytest.raises(AgentKilled):
@@ -285,7 +289,9 @@ def test_raw_response_calls_are_recorded_once(topics: Any, fake: FakeProvider, c
         ac = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-fake")
         async with al.span("crew", kind="agent", agent="writer"):
             raw = await ac.messages.with_raw_response.create(model=CLAUDE, max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
-            return [(await raw.parse()).id]
+            response_id = (await raw.parse()).id
+        await ac.close()
+        return [response_id]
 
     ids += asyncio.run(async_raw())
     assert al.flush(10)
@@ -294,3 +300,86 @@ def test_raw_response_calls_are_recorded_once(topics: Any, fake: FakeProvider, c
         [(response_event_id(ids[0]), "researcher", 1000), (response_event_id(ids[1]), "researcher", 1000),
          (response_event_id(ids[2]), "writer", 1000)]
     )  # fmt: skip
+
+
+def test_throttle_raises_when_set_to_and_rollback_routes_the_version(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    al.configure(
+        tenant="acme",
+        agent="a",
+        agent_version="v2",
+        bootstrap=topics.bootstrap,
+        topic=topics.events,
+        linger_ms=5,
+    )
+    al.instrument(guard=guard, throttle="raise", versions={"v1": {"model": "gpt-4o-mini"}})
+    produce(
+        topics.bootstrap, topics.control,
+        command(Action.THROTTLE, CommandParams(rate_per_s=0.2, burst=1), kind=ScopeKind.AGENT, tenant="acme", agent="a"),
+        command(Action.ROLLBACK, CommandParams(target_version="v1"), kind=ScopeKind.AGENT, tenant="acme", agent="b"),
+    )  # fmt: skip
+    wait_for(guard, 2)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    with al.span("a-run", kind="agent", agent="a"):
+        oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        with pytest.raises(al.Throttled) as info:
+            oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert info.value.retry_after_s > 1
+    with al.span("b-run", kind="agent", agent="b"):
+        routed = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+    assert [body["model"] for _, body in fake.requests] == ["gpt-4o", "gpt-4o-mini"]
+    assert al.flush(10)
+    events = {e.event_id: e for e in usage_events(topics.bootstrap, topics.events, expect=2)}
+    rolled = events[response_event_id(routed.id)]
+    assert (rolled.agent, rolled.agent_version, rolled.model) == ("b", "v1", "gpt-4o-mini")
+    assert [e.agent_version for e in events.values() if e.agent == "a"] == ["v2"]
+
+
+def test_an_agent_named_by_opentelemetry_is_the_one_killed_and_credited(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from agentledger.collectors.naming import track_open_spans
+
+    tracer_provider = TracerProvider()
+    assert track_open_spans(tracer_provider)
+    tracer = tracer_provider.get_tracer("framework")
+    al.instrument(guard=guard)
+    produce(topics.bootstrap, topics.control, command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="Researcher"))  # fmt: skip
+    wait_for(guard, 1)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    agent_span = {"openinference.span.kind": "AGENT"}
+    with (
+        tracer.start_as_current_span("Researcher.run", attributes=agent_span),
+        tracer.start_as_current_span("step"),
+        pytest.raises(AgentKilled),
+    ):
+        oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+    with tracer.start_as_current_span("Writer.run", attributes=agent_span) as writer:
+        answer = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+    assert len(fake.requests) == 1
+    assert al.flush(10)
+    [event] = usage_events(topics.bootstrap, topics.events, expect=1)
+    assert (event.event_id, event.agent) == (response_event_id(answer.id), "Writer")
+    assert event.trace_id == format(writer.get_span_context().trace_id, "032x")
+
+
+def test_a_recording_failure_never_reaches_the_agent(fake: FakeProvider) -> None:
+    em = al.configure(tenant="acme", agent="planner", transport=al.MemoryTransport())
+    try:
+
+        def broken(event: Any) -> None:
+            raise RuntimeError("queue gone")
+
+        em._worker.put = broken  # type: ignore[method-assign]
+        al.instrument(enforce=False)
+        oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+        answer = oc.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+        assert answer.choices[0].message.content == "4"
+        hook = al.hook.installed()
+        assert hook is not None and (hook.recorded, hook.failed) == (0, 1)
+    finally:
+        al.uninstrument()
+        al.shutdown(1)
