@@ -86,6 +86,11 @@ TARGETS = (
     _Target(_OA_CHAT, "AsyncCompletions", "create", "openai", "chat", True, _CHAT),
     _Target(_OA_RESP, "Responses", "create", "openai", "responses", False, _RESPONSES),
     _Target(_OA_RESP, "AsyncResponses", "create", "openai", "responses", True, _RESPONSES),
+    # parse() (structured outputs) posts on its own, not through create()
+    _Target(_OA_CHAT, "Completions", "parse", "openai", "chat", False, _CHAT),
+    _Target(_OA_CHAT, "AsyncCompletions", "parse", "openai", "chat", True, _CHAT),
+    _Target(_OA_RESP, "Responses", "parse", "openai", "responses", False, _RESPONSES),
+    _Target(_OA_RESP, "AsyncResponses", "parse", "openai", "responses", True, _RESPONSES),
     _Target(_AN_MSG, "Messages", "create", "anthropic", "messages", False, _MESSAGES),
     _Target(_AN_MSG, "AsyncMessages", "create", "anthropic", "messages", True, _MESSAGES),
     _Target(_AN_MSG, "Messages", "stream", "anthropic", "messages", False, _MESSAGES),

@@ -147,7 +147,7 @@ def test_every_call_is_recorded_once_with_the_providers_usage(
     topics: Any, fake: FakeProvider, configured: Any
 ) -> None:
     hooked = al.instrument(enforce=False)
-    assert len(hooked) == 8
+    assert len(hooked) == 12
     assert al.instrument(enforce=False) == hooked  # idempotent: nothing wrapped twice
     with al.span("plan", kind="agent", agent="planner"):
         planner_ids = sync_calls(fake)
@@ -383,3 +383,21 @@ def test_a_recording_failure_never_reaches_the_agent(fake: FakeProvider) -> None
     finally:
         al.uninstrument()
         al.shutdown(1)
+
+
+def test_structured_output_parse_is_recorded(topics: Any, fake: FakeProvider, configured: Any) -> None:
+    al.instrument(enforce=False)
+    oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+
+    async def parse_async() -> str:
+        async with openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake") as aoc:
+            return (await aoc.responses.parse(model="gpt-4o", input="2 + 2?")).id
+
+    with al.span("extract", kind="agent", agent="extractor"):
+        ids = [oc.chat.completions.parse(model="gpt-4o", messages=MSGS).id]  # type: ignore[arg-type]
+        ids.append(asyncio.run(parse_async()))
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=2)
+    assert sorted((e.event_id, e.agent, e.reasoning_tokens) for e in events) == sorted(
+        (response_event_id(i), "extractor", 50) for i in ids
+    )
