@@ -26,7 +26,7 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids
+from . import _ids, api
 from .exceptions import AgentKilled, Throttled
 from .naming import Caller, resolve, response_event_id, track_open_spans
 from .usage import Usage, usage_from_anthropic, usage_from_openai
@@ -124,11 +124,7 @@ class Hook:
         self._lock = threading.Lock()
 
     def em(self) -> Any:
-        if self.emitter is not None:
-            return self.emitter
-        from . import api
-
-        return api._emitter or api.get_emitter()
+        return self.emitter or api._emitter or api.get_emitter()
 
     # -- before the call ---------------------------------------------------------------
 
@@ -581,11 +577,7 @@ def _default_guard(emitter: Any) -> Any:
 
     if guard_module._default_guard is not None or get_settings().kafka_bootstrap:
         return guard_module.get_guard()
-    em = emitter
-    if em is None:
-        from . import api
-
-        em = api._emitter
+    em = emitter if emitter is not None else api._emitter
     bootstrap = getattr(getattr(em, "transport", None), "bootstrap", None)
     if bootstrap:
         with guard_module._default_lock:
