@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/hook.py [--quick] [--json PATH]
 
-One run, one process, the real openai SDK against the local fake provider (HTTP on
+One run, the real openai SDK against the local fake provider (HTTP on
 127.0.0.1), three ways, interleaved call by call so that drift hits all three alike:
 plain (no hook), hooked (caller resolved, Guard checked with commands for other agents in
 force, usage read and recorded), and plain through a pass-through HTTP proxy on 127.0.0.1
@@ -22,6 +22,7 @@ import gc
 import http.client
 import json
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -32,8 +33,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
+
+try:  # the HTTP client this openai version is built on
+    import httpx2 as httpx
+except ImportError:
+    import httpx  # type: ignore[no-redef]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import fakeprovider
@@ -43,7 +48,7 @@ from agentledger import collectors as al
 from agentledger.collectors import Guard, MemoryTransport
 from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
 
-MSGS = [{"role": "user", "content": "What is 2 + 2?"}]
+MSGS: Any = [{"role": "user", "content": "What is 2 + 2?"}]
 TARGET_US = 50.0
 
 
@@ -123,18 +128,41 @@ def interleaved(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> 
     return out
 
 
+def serve(what: str, upstream: int) -> None:
+    """A server process: the fake provider, or the proxy in front of it (prints its port)."""
+    if what == "fake":
+        # Headers and body leave the fake in two writes: with Nagle on, a keep-alive client
+        # waits for the delayed ACK (~40 ms) on every call, burying everything measured here.
+        fakeprovider._Handler.disable_nagle_algorithm = True
+        fake = FakeProvider().start()
+        print(fake.port, flush=True)
+    else:
+        proxy = start_proxy(upstream)
+        print(proxy.server_address[1], flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+
+
+def spawn(what: str, upstream: int = 0) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", what, str(upstream)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    return child, int(child.stdout.readline())
+
+
 def run(calls: int, warmup: int) -> dict[str, Any]:
-    # Headers and body leave the fake in two writes: with Nagle on, a keep-alive client waits
-    # for the delayed ACK (~40 ms) on every call, which would bury everything measured here.
-    fakeprovider._Handler.disable_nagle_algorithm = True
     emitter = al.configure(tenant="acme", agent="bench", transport=MemoryTransport())
     guard = guard_with_other_commands()
     figures: dict[str, Any] = {"calls": calls}
-    with FakeProvider() as fake:
-        proxy = start_proxy(fake.port)
-        direct = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake", max_retries=0)
+    # Servers in their own processes, as a provider and a gateway are: in this one they would
+    # take the GIL from the calls being timed.
+    fake, fake_port = spawn("fake")
+    proxy, proxy_port = spawn("proxy", fake_port)
+    try:
+        direct = openai.OpenAI(base_url=f"http://127.0.0.1:{fake_port}/v1", api_key="sk-fake", max_retries=0)
         via_proxy = openai.OpenAI(
-            base_url=f"http://127.0.0.1:{proxy.server_address[1]}/v1", api_key="sk-fake", max_retries=0
+            base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="sk-fake", max_retries=0
         )
         canned = direct.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS).http_response
         in_memory = openai.OpenAI(
@@ -152,7 +180,7 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
             return lambda: original(client.chat.completions, model="gpt-4o", messages=MSGS)
 
         def hooked(client: openai.OpenAI) -> Callable[[], Any]:
-            return lambda: client.chat.completions.create(model="gpt-4o", messages=MSGS)  # type: ignore[arg-type]
+            return lambda: client.chat.completions.create(model="gpt-4o", messages=MSGS)
 
         with emitter.span("bench", kind="agent", agent="bench"):
             net = interleaved(
@@ -161,8 +189,9 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
             mem = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
         recorded = al.hook.installed().recorded  # type: ignore[union-attr]
         al.uninstrument()
-        proxy.shutdown()
-        proxy.server_close()
+    finally:
+        for child in (proxy, fake):
+            child.communicate(timeout=10)  # closes its stdin: it exits
     for name, values in net.items():
         figures[f"call_us_median_{name}"] = round(statistics.median(values), 1)
         figures[f"call_us_p99_{name}"] = round(pct(values, 0.99), 1)
@@ -189,7 +218,11 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="few calls (CI: a few seconds)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--serve", nargs=2, metavar=("fake|proxy", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
     calls, warmup = (200, 20) if args.quick else (3000, 200)
     figures = run(calls, warmup)
     print(f"{'figure':28} {'median µs':>10} {'p99 µs':>10}  note")
