@@ -401,3 +401,43 @@ def test_structured_output_parse_is_recorded(topics: Any, fake: FakeProvider, co
     assert sorted((e.event_id, e.agent, e.reasoning_tokens) for e in events) == sorted(
         (response_event_id(i), "extractor", 50) for i in ids
     )
+
+
+def test_async_and_anthropic_calls_fail_over_to_a_fallback_of_their_shape(
+    topics: Any, fake: FakeProvider, configured: Any, guard: Guard
+) -> None:
+    with FakeProvider(usage=FixedUsage(input_tokens=300, output_tokens=30)) as backup:
+        al.instrument(
+            guard=guard,
+            fallbacks={
+                "openai-backup": Fallback(base_url=backup.openai_base_url),
+                "claude-backup": Fallback(api="anthropic", base_url=backup.url, model="claude-haiku-4-5"),
+            },
+        )
+        produce(
+            topics.bootstrap, topics.control,
+            command(Action.FAILOVER, CommandParams(fallback_provider="openai-backup"), kind=ScopeKind.PROVIDER, provider="openai"),
+            command(Action.FAILOVER, CommandParams(fallback_provider="claude-backup"), kind=ScopeKind.PROVIDER, provider="anthropic"),
+        )  # fmt: skip
+        wait_for(guard, 2)
+
+        async def calls() -> None:
+            async with (
+                al.span("run", kind="agent", agent="planner"),
+                openai.AsyncOpenAI(base_url=fake.openai_base_url, api_key="sk-fake") as oc,
+                anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-fake") as ac,
+            ):
+                await oc.responses.create(model="gpt-4o", input="2 + 2?")
+                async with ac.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:
+                    await stream.get_final_message()
+
+        asyncio.run(calls())
+        assert fake.requests == []
+        assert [(path, body["model"]) for path, body in backup.requests] == [
+            ("/v1/responses", "gpt-4o"), ("/v1/messages", "claude-haiku-4-5"),
+        ]  # fmt: skip
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=2)
+    assert sorted((e.provider, e.model, e.input_tokens, e.attributes["agentledger.failover_from"]) for e in events) == [
+        ("claude-backup", "claude-haiku-4-5", 300, "anthropic"), ("openai-backup", "gpt-4o", 300, "openai"),
+    ]  # fmt: skip
