@@ -98,6 +98,15 @@ TARGETS = (
 )
 
 
+# OpenAI-compatible APIs reached through the openai SDK, by host: their usage is recorded
+# (and priced) under the provider's own name, not "openai".
+PROVIDER_HOSTS = {
+    "api.groq.com": "groq", "api.deepseek.com": "deepseek", "api.mistral.ai": "mistral",
+    "api.together.xyz": "together", "openrouter.ai": "openrouter", "api.x.ai": "x-ai",
+    "api.fireworks.ai": "fireworks", "generativelanguage.googleapis.com": "google",
+}  # fmt: skip
+
+
 class Hook:
     """The installed hook's settings and its per-call work (one per process)."""
 
@@ -109,6 +118,7 @@ class Hook:
         fallbacks: Mapping[str, Fallback],
         versions: Mapping[str, Mapping[str, Any]],
         stream_usage: bool,
+        providers: Mapping[str, str],
     ) -> None:
         if throttle not in ("wait", "raise"):
             raise ValueError(f"throttle must be 'wait' or 'raise', not {throttle!r}")
@@ -118,6 +128,7 @@ class Hook:
         self.fallbacks = dict(fallbacks)
         self.versions = {k: dict(v) for k, v in versions.items()}
         self.stream_usage = stream_usage
+        self.providers = {**PROVIDER_HOSTS, **providers}
         self.recorded = 0
         self.failed = 0
         self._clients: dict[tuple[str, bool], Any] = {}
@@ -153,10 +164,16 @@ class Hook:
         }  # fmt: skip
 
     def provider_of(self, resource: Any, target: _Target) -> str:
+        """The provider a call goes to: named by its host (``providers``), else by the SDK."""
+        client = getattr(resource, "_client", None)
+        if self.providers:
+            host = getattr(getattr(client, "base_url", None), "host", None)
+            named = self.providers.get(str(host)) if host else None
+            if named is not None:
+                return named
         if target.sdk == "anthropic":
             return "anthropic"
-        client_type = type(getattr(resource, "_client", None)).__name__
-        return "azure" if client_type in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
+        return "azure" if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
 
     def reroute(
         self, resource: Any, target: _Target, provider: str, kwargs: dict[str, Any]
@@ -569,21 +586,26 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
 # -- install / uninstall ---------------------------------------------------------------
 
 
+_OWN_GUARDS: dict[str, Any] = {}  # bootstrap -> Guard, when get_guard() cannot know it
+
+
 def _default_guard(emitter: Any) -> Any:
-    """The process-wide Guard when a Kafka bootstrap is known (environment or the emitter's)."""
+    """The process-wide Guard when a Kafka bootstrap is known: from the environment
+    (``get_guard()``), else the configured emitter's (``get_guard()`` reads only the
+    environment today, so the hook keeps one Guard per such bootstrap itself)."""
     from agentledger.settings import get_settings
 
     from . import guard as guard_module
 
-    if guard_module._default_guard is not None or get_settings().kafka_bootstrap:
+    if get_settings().kafka_bootstrap:
         return guard_module.get_guard()
     em = emitter if emitter is not None else api._emitter
     bootstrap = getattr(getattr(em, "transport", None), "bootstrap", None)
     if bootstrap:
-        with guard_module._default_lock:
-            if guard_module._default_guard is None:
-                guard_module._default_guard = guard_module.Guard(bootstrap)
-            return guard_module._default_guard
+        with _STATE_LOCK:
+            if bootstrap not in _OWN_GUARDS:
+                _OWN_GUARDS[bootstrap] = guard_module.Guard(bootstrap)
+            return _OWN_GUARDS[bootstrap]
     log.info("agentledger hook: no Kafka bootstrap known, so no Guard: calls are recorded, not enforced")
     return None
 
@@ -597,6 +619,7 @@ def instrument(
     versions: Mapping[str, Mapping[str, Any]] | None = None,
     stream_usage: bool = True,
     enforce: bool = True,
+    providers: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Hook the openai and anthropic SDKs installed in this process; returns what was hooked.
 
@@ -605,11 +628,13 @@ def instrument(
     ``"raise"`` ``Throttled``. ``fallbacks``: provider name (as a failover command names it)
     -> ``Fallback``. ``versions``: agent version -> request settings applied while a rollback
     routes to it. ``stream_usage``: ask chat streams for their usage chunk (hidden from the
-    agent). Idempotent: a second call updates the settings and hooks nothing twice.
+    agent). ``providers``: API host -> provider name, for OpenAI-compatible endpoints (added to
+    ``PROVIDER_HOSTS``); the name is what usage is recorded under and what a failover
+    command names. Idempotent: a second call updates the settings and hooks nothing twice.
     """
     global _HOOK
     chosen = (guard if guard is not None else _default_guard(emitter)) if enforce else None
-    hook = Hook(emitter, chosen, throttle, fallbacks or {}, versions or {}, stream_usage)
+    hook = Hook(emitter, chosen, throttle, fallbacks or {}, versions or {}, stream_usage, providers or {})
     with _STATE_LOCK:
         _HOOK = hook
         if not _PATCHED:

@@ -441,3 +441,27 @@ def test_async_and_anthropic_calls_fail_over_to_a_fallback_of_their_shape(
     assert sorted((e.provider, e.model, e.input_tokens, e.attributes["agentledger.failover_from"]) for e in events) == [
         ("claude-backup", "claude-haiku-4-5", 300, "anthropic"), ("openai-backup", "gpt-4o", 300, "openai"),
     ]  # fmt: skip
+
+
+def test_an_openai_compatible_host_is_its_own_provider(fake: FakeProvider) -> None:
+    """Usage is recorded, and failovers keyed, under the host's provider name, not "openai"."""
+    em = al.configure(tenant="acme", agent="planner", transport=al.MemoryTransport())
+    guard = Guard(start=False)
+    try:
+        with FakeProvider() as backup:
+            al.instrument(
+                guard=guard,
+                providers={"127.0.0.1": "vllm"},
+                fallbacks={"spare": Fallback(base_url=backup.openai_base_url)},
+            )
+            oc = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+            oc.chat.completions.create(model="llama-3.1-70b", messages=MSGS)  # type: ignore[arg-type]
+            guard.apply(command(Action.FAILOVER, CommandParams(fallback_provider="spare"), kind=ScopeKind.PROVIDER, provider="vllm"))  # fmt: skip
+            oc.chat.completions.create(model="llama-3.1-70b", messages=MSGS)  # type: ignore[arg-type]
+            assert (len(fake.requests), len(backup.requests)) == (1, 1)
+        assert al.flush(5)
+        usage = [e for e in em.transport.events if e["type"] == "usage"]  # type: ignore[attr-defined]
+        assert [e["provider"] for e in usage] == ["vllm", "spare"]
+    finally:
+        al.uninstrument()
+        al.shutdown(1)
