@@ -586,7 +586,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
 # -- install / uninstall ---------------------------------------------------------------
 
 
-_OWN_GUARDS: dict[str, Any] = {}  # bootstrap -> Guard, when get_guard() cannot know it
+_OWN_GUARDS: dict[str, Any] = {}  # "bootstrap control-topic" -> Guard, when get_guard() cannot know it
 
 
 def _default_guard(emitter: Any) -> Any:
@@ -602,10 +602,13 @@ def _default_guard(emitter: Any) -> Any:
     em = emitter if emitter is not None else api._emitter
     bootstrap = getattr(getattr(em, "transport", None), "bootstrap", None)
     if bootstrap:
+        from agentledger import topics
+
+        key = f"{bootstrap} {topics.name(topics.CONTROL, get_settings().topic_prefix)}"
         with _STATE_LOCK:
-            if bootstrap not in _OWN_GUARDS:
-                _OWN_GUARDS[bootstrap] = guard_module.Guard(bootstrap)
-            return _OWN_GUARDS[bootstrap]
+            if key not in _OWN_GUARDS:
+                _OWN_GUARDS[key] = guard_module.Guard(bootstrap)
+            return _OWN_GUARDS[key]
     log.info("agentledger hook: no Kafka bootstrap known, so no Guard: calls are recorded, not enforced")
     return None
 

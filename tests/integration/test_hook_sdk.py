@@ -465,3 +465,29 @@ def test_an_openai_compatible_host_is_its_own_provider(fake: FakeProvider) -> No
     finally:
         al.uninstrument()
         al.shutdown(1)
+
+
+def test_one_line_after_configure_obeys_the_configured_brokers_control_topic(
+    topics: Any, fake: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentledger.settings import get_settings
+
+    monkeypatch.delenv("AGENTLEDGER_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("AGENTLEDGER_TOPIC_PREFIX", topics.prefix)
+    get_settings.cache_clear()
+    try:
+        al.configure(tenant="acme", agent="support", bootstrap=topics.bootstrap, topic=topics.events)
+        al.instrument()
+        guard = al.hook.installed().guard  # type: ignore[union-attr]
+        assert guard is not None and guard.wait_ready(30)
+        produce(topics.bootstrap, topics.control, command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="support"))  # fmt: skip
+        wait_for(guard, 1)
+        with pytest.raises(AgentKilled):
+            openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake").chat.completions.create(
+                model="gpt-4o", messages=MSGS,  # type: ignore[arg-type]
+            )  # fmt: skip
+        assert fake.requests == []
+    finally:
+        al.uninstrument()
+        al.shutdown(5)
+        get_settings.cache_clear()
