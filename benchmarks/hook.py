@@ -12,7 +12,9 @@ Figures (JSON keys): call_us_median / call_us_p99 per way (plain, hooked, proxy)
 hook_overhead_us_median and hook_overhead_us_p99 (hooked minus plain, target median <= 50),
 proxy_overhead_us_median and _p99 (proxy minus plain), and hook_work_us_median / _p99: the
 same comparison with the network replaced by an in-memory httpx transport (the SDK's own
-request and parsing code still runs), where the hook's cost is not buried in socket noise.
+request and parsing code still runs), where the hook's cost is not buried in socket noise;
+hook_own_us_median / _p99: the hook's wrapper alone around a method that answers at once
+(caller, Guard, usage, one enqueued event), per call in blocks of 100.
 """
 
 from __future__ import annotations
@@ -151,6 +153,22 @@ def spawn(what: str, upstream: int = 0) -> tuple[subprocess.Popen[str], int]:
     return child, int(child.stdout.readline())
 
 
+def own_work(response: Any, blocks: int) -> list[float]:
+    """The hook's own work per call, µs: its wrapper around a method that returns ``response``
+    at once (no SDK, no network), in blocks of 100 calls (the clock's cost is not counted)."""
+    from agentledger.collectors.hook import TARGETS, _wrap
+
+    instant = _wrap(TARGETS[0], lambda self, *args, **kwargs: response)
+    resource = type("Resource", (), {"_client": None})()
+    out = []
+    for _ in range(blocks):
+        t0 = time.perf_counter_ns()
+        for _ in range(100):
+            instant(resource, model="gpt-4o", messages=MSGS)
+        out.append((time.perf_counter_ns() - t0) / 100_000)
+    return out
+
+
 def run(calls: int, warmup: int) -> dict[str, Any]:
     emitter = al.configure(tenant="acme", agent="bench", transport=MemoryTransport())
     guard = guard_with_other_commands()
@@ -187,7 +205,10 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
                 {"plain": plain(direct), "hooked": hooked(direct), "proxy": plain(via_proxy)}, calls, warmup
             )
             mem = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
-        recorded = al.hook.installed().recorded  # type: ignore[union-attr]
+            recorded = al.hook.installed().recorded  # type: ignore[union-attr]
+            assert al.flush(10)
+            usage_events = sum(1 for e in emitter.transport.events if e["type"] == "usage")  # type: ignore[attr-defined]
+            own = own_work(direct.chat.completions.parse(model="gpt-4o", messages=MSGS), calls // 10)
         al.uninstrument()
     finally:
         for child in (proxy, fake):
@@ -204,8 +225,9 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
         statistics.median(net["proxy"]) - statistics.median(net["plain"]), 1
     )
     figures["proxy_overhead_us_p99"] = round(pct(net["proxy"], 0.99) - pct(net["plain"], 0.99), 1)
-    assert al.flush(10)
-    figures["usage_events"] = sum(1 for e in emitter.transport.events if e["type"] == "usage")  # type: ignore[attr-defined]
+    figures["hook_own_us_median"] = round(statistics.median(own), 2)
+    figures["hook_own_us_p99"] = round(pct(own, 0.99), 2)
+    figures["usage_events"] = usage_events
     figures["usage_events_expected"] = recorded
     figures["hooked_calls"] = 2 * (calls + warmup)
     al.shutdown(5)
@@ -238,6 +260,7 @@ def main() -> int:
         ),
         ("hook work (no network)", "hook_work_us_median", "hook_work_us_p99", "in-memory transport"),
         ("proxy overhead (anchor)", "proxy_overhead_us_median", "proxy_overhead_us_p99", "gateway floor"),
+        ("hook's own work", "hook_own_us_median", "hook_own_us_p99", "per call, blocks of 100"),
     ]
     for label, median_key, p99_key, note in rows:
         print(f"{label:28} {figures[median_key]:>10,.1f} {figures[p99_key]:>10,.1f}  {note}")
