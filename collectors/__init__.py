@@ -26,6 +26,7 @@ from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
 from .exceptions import AgentKilled, BudgetKilled, ControlUnavailable, LoopKilled, ManualKill, Throttled
 from .guard import Guard, guarded
+from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
 from .propagation import extract, extracted, inject, traceparent
@@ -38,6 +39,8 @@ __all__ = [
     "BudgetKilled",
     "ControlUnavailable",
     "Emitter",
+    "FailoverUnavailable",
+    "Fallback",
     "Guard",
     "HttpTransport",
     "KafkaTransport",
@@ -60,6 +63,7 @@ __all__ = [
     "guarded",
     "hash_args",
     "inject",
+    "instrument",
     "record_quality",
     "record_tool_call",
     "record_usage",
@@ -67,6 +71,7 @@ __all__ = [
     "span",
     "stats",
     "traceparent",
+    "uninstrument",
     "usage_from_anthropic",
     "usage_from_openai",
 ]

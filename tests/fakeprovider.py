@@ -41,6 +41,7 @@ class FixedUsage:
     input_tokens: int = 1000
     output_tokens: int = 200
     cache_read_tokens: int = 0
+    reasoning_tokens: int = 0  # inside output_tokens (OpenAI chat and Responses report them)
 
     def openai(self) -> dict[str, Any]:
         return {
@@ -48,7 +49,7 @@ class FixedUsage:
             "completion_tokens": self.output_tokens,
             "total_tokens": self.input_tokens + self.output_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cache_read_tokens},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 
     def anthropic(self) -> dict[str, Any]:
@@ -137,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
                       "total_tokens": u.input_tokens + u.output_tokens,
                       "input_tokens_details": {"cached_tokens": u.cache_read_tokens},
-                      "output_tokens_details": {"reasoning_tokens": 0}},
+                      "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens}},
         }  # fmt: skip
         if not body.get("stream"):
             self._json(200, response)

@@ -1,0 +1,277 @@
+"""Benchmark of the provider-SDK hook: what ``al.instrument()`` adds to one LLM call.
+
+    .venv/bin/python benchmarks/hook.py [--quick] [--json PATH]
+
+One run, the real openai SDK against the local fake provider (HTTP on
+127.0.0.1), three ways, interleaved call by call so that drift hits all three alike:
+plain (no hook), hooked (caller resolved, Guard checked with commands for other agents in
+force, usage read and recorded), and plain through a pass-through HTTP proxy on 127.0.0.1
+(the anchor: the least a gateway adds, one more local hop and nothing else).
+
+Figures (JSON keys): call_us_median / call_us_p99 per way (plain, hooked, proxy),
+hook_overhead_us_median and hook_overhead_us_p99 (hooked minus plain, target median <= 50),
+proxy_overhead_us_median and _p99 (proxy minus plain), and hook_work_us_median / _p99: the
+same comparison with the network replaced by an in-memory httpx transport (the SDK's own
+request and parsing code still runs), where the hook's cost is not buried in socket noise;
+hook_own_us_median / _p99: the hook's wrapper alone around a method that answers at once
+(caller, Guard, usage, one enqueued event), per call in blocks of 100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import http.client
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+
+try:  # the HTTP client this openai version is built on
+    import httpx2 as httpx
+except ImportError:
+    import httpx  # type: ignore[no-redef]
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import fakeprovider
+from fakeprovider import FakeProvider
+
+from agentledger import collectors as al
+from agentledger.collectors import Guard, MemoryTransport
+from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
+
+MSGS: Any = [{"role": "user", "content": "What is 2 + 2?"}]
+TARGET_US = 50.0
+
+
+class _Proxy(BaseHTTPRequestHandler):
+    """Forwards each request to the upstream over one keep-alive connection per thread."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    upstream: tuple[str, int] = ("127.0.0.1", 0)
+    local = threading.local()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection(*self.upstream)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        conn.request("POST", self.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        self.send_response(resp.status)
+        for key, value in resp.getheaders():
+            if key.lower() not in ("content-length", "connection", "transfer-encoding", "date", "server"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def start_proxy(upstream_port: int) -> ThreadingHTTPServer:
+    handler = type("Proxy", (_Proxy,), {"upstream": ("127.0.0.1", upstream_port), "local": threading.local()})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def guard_with_other_commands() -> Guard:
+    """A Guard as a busy tenant has it: kills and throttles for other agents, none for ours."""
+    guard = Guard(start=False)
+    for n in range(20):
+        guard.apply(
+            ControlCommand(
+                command_id=f"cmd-{uuid.uuid4().hex[:12]}",
+                ts=datetime.now(UTC),
+                action=Action.KILL,
+                scope=Scope(kind=ScopeKind.AGENT, tenant="acme", agent=f"other-{n}"),
+                reason="bench",
+                params=CommandParams(kill_reason="budget"),
+            )
+        )
+    return guard
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def interleaved(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> dict[str, list[float]]:
+    """Per-call times in µs; the ways take turns call by call. The hook is on only while a
+    hooked call runs, so every other way runs the untouched SDK."""
+    for _ in range(warmup):
+        for fn in ways.values():
+            fn()
+    out: dict[str, list[float]] = {name: [] for name in ways}
+    clock = time.perf_counter_ns
+    gc.collect()
+    for _ in range(calls):
+        for name, fn in ways.items():
+            t0 = clock()
+            fn()
+            out[name].append((clock() - t0) / 1000)
+    return out
+
+
+def serve(what: str, upstream: int) -> None:
+    """A server process: the fake provider, or the proxy in front of it (prints its port)."""
+    if what == "fake":
+        # Headers and body leave the fake in two writes: with Nagle on, a keep-alive client
+        # waits for the delayed ACK (~40 ms) on every call, burying everything measured here.
+        fakeprovider._Handler.disable_nagle_algorithm = True
+        fake = FakeProvider().start()
+        print(fake.port, flush=True)
+    else:
+        proxy = start_proxy(upstream)
+        print(proxy.server_address[1], flush=True)
+    sys.stdin.read()  # until the benchmark closes our stdin
+
+
+def spawn(what: str, upstream: int = 0) -> tuple[subprocess.Popen[str], int]:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", what, str(upstream)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert child.stdout is not None
+    return child, int(child.stdout.readline())
+
+
+def own_work(response: Any, blocks: int) -> list[float]:
+    """The hook's own work per call, µs: its wrapper around a method that returns ``response``
+    at once (no SDK, no network), in blocks of 100 calls (the clock's cost is not counted)."""
+    from agentledger.collectors.hook import TARGETS, _wrap
+
+    instant = _wrap(TARGETS[0], lambda self, *args, **kwargs: response)
+    resource = type("Resource", (), {"_client": None})()
+    out = []
+    for _ in range(blocks):
+        t0 = time.perf_counter_ns()
+        for _ in range(100):
+            instant(resource, model="gpt-4o", messages=MSGS)
+        out.append((time.perf_counter_ns() - t0) / 100_000)
+    return out
+
+
+def run(calls: int, warmup: int) -> dict[str, Any]:
+    emitter = al.configure(tenant="acme", agent="bench", transport=MemoryTransport())
+    guard = guard_with_other_commands()
+    figures: dict[str, Any] = {"calls": calls}
+    # Servers in their own processes, as a provider and a gateway are: in this one they would
+    # take the GIL from the calls being timed.
+    fake, fake_port = spawn("fake")
+    proxy, proxy_port = spawn("proxy", fake_port)
+    try:
+        direct = openai.OpenAI(base_url=f"http://127.0.0.1:{fake_port}/v1", api_key="sk-fake", max_retries=0)
+        via_proxy = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{proxy_port}/v1", api_key="sk-fake", max_retries=0
+        )
+        canned = direct.chat.completions.with_raw_response.create(model="gpt-4o", messages=MSGS).http_response
+        in_memory = openai.OpenAI(
+            base_url="http://in-memory/v1", api_key="sk-fake", max_retries=0,
+            http_client=httpx.Client(transport=httpx.MockTransport(
+                lambda request: httpx.Response(200, content=canned.content, headers={"content-type": "application/json"})
+            )),
+        )  # fmt: skip
+
+        al.instrument(guard=guard)
+        # The same call without the hook: the SDK's own method, as stored when it was wrapped.
+        original = next(o for cls, name, o, _ in al.hook._PATCHED if cls.__name__ == "Completions")
+
+        def plain(client: openai.OpenAI) -> Callable[[], Any]:
+            return lambda: original(client.chat.completions, model="gpt-4o", messages=MSGS)
+
+        def hooked(client: openai.OpenAI) -> Callable[[], Any]:
+            return lambda: client.chat.completions.create(model="gpt-4o", messages=MSGS)
+
+        with emitter.span("bench", kind="agent", agent="bench"):
+            net = interleaved(
+                {"plain": plain(direct), "hooked": hooked(direct), "proxy": plain(via_proxy)}, calls, warmup
+            )
+            mem = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
+            recorded = al.hook.installed().recorded  # type: ignore[union-attr]
+            assert al.flush(10)
+            usage_events = sum(1 for e in emitter.transport.events if e["type"] == "usage")  # type: ignore[attr-defined]
+            own = own_work(direct.chat.completions.parse(model="gpt-4o", messages=MSGS), calls // 10)
+        al.uninstrument()
+    finally:
+        for child in (proxy, fake):
+            child.communicate(timeout=10)  # closes its stdin: it exits
+    for name, values in net.items():
+        figures[f"call_us_median_{name}"] = round(statistics.median(values), 1)
+        figures[f"call_us_p99_{name}"] = round(pct(values, 0.99), 1)
+    for label, data in (("hook_overhead", net), ("hook_work", mem)):
+        figures[f"{label}_us_median"] = round(
+            statistics.median(data["hooked"]) - statistics.median(data["plain"]), 1
+        )
+        figures[f"{label}_us_p99"] = round(pct(data["hooked"], 0.99) - pct(data["plain"], 0.99), 1)
+    figures["proxy_overhead_us_median"] = round(
+        statistics.median(net["proxy"]) - statistics.median(net["plain"]), 1
+    )
+    figures["proxy_overhead_us_p99"] = round(pct(net["proxy"], 0.99) - pct(net["plain"], 0.99), 1)
+    figures["hook_own_us_median"] = round(statistics.median(own), 2)
+    figures["hook_own_us_p99"] = round(pct(own, 0.99), 2)
+    figures["usage_events"] = usage_events
+    figures["usage_events_expected"] = recorded
+    figures["hooked_calls"] = 2 * (calls + warmup)
+    al.shutdown(5)
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="few calls (CI: a few seconds)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--serve", nargs=2, metavar=("fake|proxy", "UPSTREAM_PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return 0
+    calls, warmup = (200, 20) if args.quick else (3000, 200)
+    figures = run(calls, warmup)
+    print(f"{'figure':28} {'median µs':>10} {'p99 µs':>10}  note")
+    rows = [
+        ("call, plain", "call_us_median_plain", "call_us_p99_plain", "openai SDK -> local server"),
+        ("call, hooked", "call_us_median_hooked", "call_us_p99_hooked", "same call, al.instrument()"),
+        ("call, via proxy", "call_us_median_proxy", "call_us_p99_proxy", "same call, one local hop"),
+        (
+            "hook overhead",
+            "hook_overhead_us_median",
+            "hook_overhead_us_p99",
+            f"target median <= {TARGET_US:g}",
+        ),
+        ("hook work (no network)", "hook_work_us_median", "hook_work_us_p99", "in-memory transport"),
+        ("proxy overhead (anchor)", "proxy_overhead_us_median", "proxy_overhead_us_p99", "gateway floor"),
+        ("hook's own work", "hook_own_us_median", "hook_own_us_p99", "per call, blocks of 100"),
+    ]
+    for label, median_key, p99_key, note in rows:
+        print(f"{label:28} {figures[median_key]:>10,.1f} {figures[p99_key]:>10,.1f}  {note}")
+    anchor = figures["proxy_overhead_us_median"]
+    if anchor > 0:
+        print(f"hook / proxy overhead (median): {figures['hook_overhead_us_median'] / anchor:.3f}")
+    print(f"usage events recorded: {figures['usage_events']} for {figures['hooked_calls']} hooked calls")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

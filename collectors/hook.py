@@ -1,0 +1,677 @@
+"""The provider-SDK hook: one line, ``al.instrument()``, and every openai / anthropic call in
+the process obeys the control topic and records its exact usage, whatever framework made it.
+
+It wraps the SDK resource methods (as OpenLLMetry and OpenInference do):
+``chat.completions.create``, ``responses.create``, ``messages.create`` and
+``messages.stream``, sync and async. Before a call: resolve the caller (``naming``), route a
+rollback, ask the Guard (kill raises ``AgentKilled`` and nothing is sent; a throttle waits or
+raises), then send the call to the failover target if one is active. After it: usage from
+the provider's own response (streamed chunks included), one usage event whose ``event_id``
+derives from the response id. Telemetry failure never raises into agent code; only the
+Guard's decisions do.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentledger.errors import AgentLedgerError
+
+from . import _ids, api
+from .exceptions import AgentKilled, Throttled
+from .naming import Caller, resolve, response_event_id, track_open_spans
+from .usage import Usage, usage_from_anthropic, usage_from_openai
+
+log = logging.getLogger("agentledger.collectors")
+
+
+class FailoverUnavailable(AgentLedgerError):
+    """A failover applies to this call but it cannot be sent to the fallback (the reason says
+    why: no fallback configured, or a fallback with another API shape)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """Where calls go while a failover to this provider name is active.
+
+    ``api`` is the request shape the fallback speaks (``"openai"`` for any OpenAI-compatible
+    endpoint, Azure OpenAI included; ``"anthropic"``). Give ``base_url`` (+ ``api_key`` or the
+    name of the variable holding it, ``api_key_env``), or ``azure_endpoint`` + ``api_version``,
+    or ready clients. ``model`` replaces the request's model (fallbacks rarely share names).
+    """
+
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    model: str | None = None
+    api: str = "openai"
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    client: Any = field(default=None, repr=False)
+    async_client: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.api not in ("openai", "anthropic"):
+            raise ValueError(f"Fallback api must be 'openai' or 'anthropic', not {self.api!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One SDK method the hook wraps."""
+
+    module: str
+    cls: str
+    method: str
+    sdk: str  # "openai" | "anthropic": the request shape
+    operation: str  # "chat" | "responses" | "messages"
+    is_async: bool
+    path: tuple[str, ...]  # where the resource sits on a client (for the failover client)
+
+
+_CHAT, _RESPONSES, _MESSAGES = ("chat", "completions"), ("responses",), ("messages",)
+_OA_CHAT, _OA_RESP, _AN_MSG = (
+    "openai.resources.chat.completions", "openai.resources.responses", "anthropic.resources.messages",
+)  # fmt: skip
+TARGETS = (
+    _Target(_OA_CHAT, "Completions", "create", "openai", "chat", False, _CHAT),
+    _Target(_OA_CHAT, "AsyncCompletions", "create", "openai", "chat", True, _CHAT),
+    _Target(_OA_RESP, "Responses", "create", "openai", "responses", False, _RESPONSES),
+    _Target(_OA_RESP, "AsyncResponses", "create", "openai", "responses", True, _RESPONSES),
+    # parse() (structured outputs) posts on its own, not through create()
+    _Target(_OA_CHAT, "Completions", "parse", "openai", "chat", False, _CHAT),
+    _Target(_OA_CHAT, "AsyncCompletions", "parse", "openai", "chat", True, _CHAT),
+    _Target(_OA_RESP, "Responses", "parse", "openai", "responses", False, _RESPONSES),
+    _Target(_OA_RESP, "AsyncResponses", "parse", "openai", "responses", True, _RESPONSES),
+    _Target(_AN_MSG, "Messages", "create", "anthropic", "messages", False, _MESSAGES),
+    _Target(_AN_MSG, "AsyncMessages", "create", "anthropic", "messages", True, _MESSAGES),
+    _Target(_AN_MSG, "Messages", "stream", "anthropic", "messages", False, _MESSAGES),
+    _Target(_AN_MSG, "AsyncMessages", "stream", "anthropic", "messages", True, _MESSAGES),
+)
+
+
+# OpenAI-compatible APIs reached through the openai SDK, by host: their usage is recorded
+# (and priced) under the provider's own name, not "openai".
+PROVIDER_HOSTS = {
+    "api.groq.com": "groq", "api.deepseek.com": "deepseek", "api.mistral.ai": "mistral",
+    "api.together.xyz": "together", "openrouter.ai": "openrouter", "api.x.ai": "x-ai",
+    "api.fireworks.ai": "fireworks", "generativelanguage.googleapis.com": "google",
+}  # fmt: skip
+
+
+class Hook:
+    """The installed hook's settings and its per-call work (one per process)."""
+
+    def __init__(
+        self,
+        emitter: Any,
+        guard: Any,
+        throttle: str,
+        fallbacks: Mapping[str, Fallback],
+        versions: Mapping[str, Mapping[str, Any]],
+        stream_usage: bool,
+        providers: Mapping[str, str],
+    ) -> None:
+        if throttle not in ("wait", "raise"):
+            raise ValueError(f"throttle must be 'wait' or 'raise', not {throttle!r}")
+        self.emitter = emitter
+        self.guard = guard
+        self.wait = throttle == "wait"
+        self.fallbacks = dict(fallbacks)
+        self.versions = {k: dict(v) for k, v in versions.items()}
+        self.stream_usage = stream_usage
+        self.providers = {**PROVIDER_HOSTS, **providers}
+        self.recorded = 0
+        self.failed = 0
+        self._clients: dict[tuple[str, bool], Any] = {}
+        self._lock = threading.Lock()
+
+    def em(self) -> Any:
+        return self.emitter or api._emitter or api.get_emitter()
+
+    # -- before the call ---------------------------------------------------------------
+
+    def caller(self) -> Caller | None:
+        try:
+            return resolve(self.em())
+        except Exception:  # naming must never break the agent's call
+            log.exception("agentledger hook could not resolve the caller; the call goes on unrecorded")
+            return None
+
+    def route_version(self, caller: Caller, kwargs: dict[str, Any]) -> None:
+        """Rollback: the version the control plane routes this agent to, and its request
+        settings (``versions={"v1": {"model": ...}}``)."""
+        if self.guard is None:
+            return
+        target = self.guard.version(caller.agent, caller.tenant)
+        if target is None or target == caller.agent_version:
+            return
+        caller.agent_version = target
+        kwargs.update(self.versions.get(target, {}))
+
+    def check_kwargs(self, caller: Caller) -> dict[str, Any]:
+        return {
+            "tenant": caller.tenant, "agent": caller.agent, "workflow": caller.workflow,
+            "trace_id": caller.trace_id, "agent_version": caller.agent_version, "wait": self.wait,
+        }  # fmt: skip
+
+    def provider_of(self, resource: Any, target: _Target) -> str:
+        """The provider a call goes to: named by its host (``providers``), else by the SDK."""
+        client = getattr(resource, "_client", None)
+        if self.providers:
+            host = getattr(getattr(client, "base_url", None), "host", None)
+            named = self.providers.get(str(host)) if host else None
+            if named is not None:
+                return named
+        if target.sdk == "anthropic":
+            return "anthropic"
+        return "azure" if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
+
+    def reroute(
+        self, resource: Any, target: _Target, provider: str, kwargs: dict[str, Any]
+    ) -> tuple[Any, str]:
+        """(resource to call, provider recorded): the fallback's while a failover is active."""
+        if self.guard is None:
+            return resource, provider
+        goal = self.guard.provider(provider, kwargs.get("model"))
+        # Downgrade (a cheaper model for this caller) will be decided here as well, once the
+        # contract has the command: it rewrites kwargs["model"] the way Fallback.model does.
+        if goal == provider:
+            return resource, provider
+        fallback = self.fallbacks.get(goal)
+        if fallback is None:
+            raise FailoverUnavailable(
+                f"agentledger: failover {provider} -> {goal} is active, but no fallback named {goal!r} "
+                f"is configured: pass instrument(fallbacks={{{goal!r}: Fallback(base_url=...)}})"
+            )
+        if fallback.api != target.sdk:
+            raise FailoverUnavailable(
+                f"agentledger: failover {provider} -> {goal} is active, but {goal!r} speaks the "
+                f"{fallback.api} API and this is a {target.sdk} {target.operation} call: the request "
+                f"cannot be rerouted without translating it (configure an {target.sdk}-compatible fallback)"
+            )
+        client = self._fallback_client(goal, fallback, target)
+        rerouted = client
+        for name in target.path:
+            rerouted = getattr(rerouted, name)
+        if fallback.model:
+            kwargs["model"] = fallback.model
+        return rerouted, goal
+
+    def _fallback_client(self, name: str, fallback: Fallback, target: _Target) -> Any:
+        key = (name, target.is_async)
+        client = self._clients.get(key)
+        if client is not None:
+            return client
+        given = fallback.async_client if target.is_async else fallback.client
+        with self._lock:
+            if given is None:
+                given = _build_client(fallback, target.is_async)
+            self._clients[key] = given
+        return given
+
+    # -- after the call ----------------------------------------------------------------
+
+    def record(
+        self, caller: Caller, usage: Usage | None, response_id: str | None, provider: str, via: str | None
+    ) -> None:
+        if usage is None:
+            return
+        try:
+            em = self.em()
+            trace_id, span_id = caller.trace_id, caller.span_id
+            if trace_id is None or span_id is None:
+                both = "%048x" % (_ids._rng.getrandbits(192) | 1 << 64 | 1)
+                trace_id, span_id = trace_id or both[:32], span_id or both[32:]
+            attributes: dict[str, Any] = {}
+            if response_id:
+                attributes["gen_ai.response.id"] = response_id[:256]
+            if via is not None:
+                attributes["agentledger.failover_from"] = via
+            event = {
+                "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
+                "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
+                "agent_version": caller.agent_version, "workflow": caller.workflow, "trace_id": trace_id,
+                "span_id": span_id, "parent_span_id": caller.parent_span_id, "provider": provider,
+                "model": usage.model, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
+                "reasoning_tokens": usage.reasoning_tokens, "attributes": attributes,
+            }  # fmt: skip
+            em._worker.put(event)
+            self.recorded += 1
+        except Exception:  # telemetry never raises into agent code
+            self.failed += 1
+            log.exception("agentledger hook could not record usage")
+
+
+def _build_client(fallback: Fallback, is_async: bool) -> Any:
+    key = fallback.api_key or (os.environ.get(fallback.api_key_env) if fallback.api_key_env else None)
+    if fallback.api == "anthropic":
+        import anthropic
+
+        cls: Any = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
+        return cls(base_url=fallback.base_url, api_key=key or "unset")
+    import openai
+
+    if fallback.azure_endpoint:
+        cls = openai.AsyncAzureOpenAI if is_async else openai.AzureOpenAI
+        return cls(azure_endpoint=fallback.azure_endpoint, api_version=fallback.api_version, api_key=key)
+    if not fallback.base_url:
+        raise FailoverUnavailable("agentledger: a Fallback needs base_url, azure_endpoint or a client")
+    cls = openai.AsyncOpenAI if is_async else openai.OpenAI
+    return cls(base_url=fallback.base_url, api_key=key or "unset")
+
+
+# -- usage from responses and streams --------------------------------------------------
+
+
+def _usage_of(target: _Target, result: Any) -> tuple[Usage | None, str | None]:
+    # Handing the normaliser a dict, not the SDK object, spares it a dozen lookups of
+    # attributes the object does not have (each an exception inside pydantic: ~10 µs a call).
+    try:
+        usage = getattr(result, "usage", None)
+        if usage is None:
+            return None, getattr(result, "id", None)
+        found = {"usage": usage, "model": getattr(result, "model", None)}
+        if target.sdk == "anthropic":
+            return usage_from_anthropic(found), result.id
+        return usage_from_openai(found), result.id
+    except Exception:
+        log.exception("agentledger hook could not read usage from a %s response", target.operation)
+        return None, None
+
+
+class _Tally:
+    """What a stream has shown so far: the response id and the items that carry usage."""
+
+    __slots__ = ("done", "hide_usage_chunk", "items", "operation", "response_id")
+
+    def __init__(self, operation: str, hide_usage_chunk: bool) -> None:
+        self.operation = operation
+        self.hide_usage_chunk = hide_usage_chunk
+        self.items: list[Any] = []
+        self.response_id: str | None = None
+        self.done = False
+
+    def add(self, item: Any) -> bool:
+        """Take one chunk/event; False when the agent must not see it (a usage chunk the hook asked for)."""
+        if self.operation == "chat":
+            if self.response_id is None:
+                self.response_id = item.id
+            if item.usage is not None:
+                self.items.append({"usage": item.usage, "model": item.model})
+                if self.hide_usage_chunk and not item.choices:
+                    return False
+            return True
+        kind = item.type
+        if self.operation == "responses":  # the final event carries the whole response
+            if kind in ("response.completed", "response.incomplete", "response.failed"):
+                self.response_id = item.response.id
+                self.items.append({"usage": item.response.usage, "model": item.response.model})
+        elif kind == "message_start":
+            self.response_id = item.message.id
+            self.items.append(item)
+        elif kind == "message_delta":
+            self.items.append(item)
+        return True
+
+    def usage(self) -> Usage | None:
+        if not self.items:
+            return None
+        if self.operation == "messages":
+            return usage_from_anthropic(self.items)
+        return usage_from_openai(self.items[-1])
+
+
+def _observe(it: Any, tally: _Tally, finish: Callable[[], None]) -> Any:
+    try:
+        for item in it:
+            try:
+                keep = tally.add(item)
+            except Exception:  # noqa: BLE001 - a chunk we cannot read is still the agent's
+                keep = True
+            if keep:
+                yield item
+    finally:
+        finish()
+
+
+async def _aobserve(it: Any, tally: _Tally, finish: Callable[[], None]) -> Any:
+    try:
+        async for item in it:
+            try:
+                keep = tally.add(item)
+            except Exception:  # noqa: BLE001
+                keep = True
+            if keep:
+                yield item
+    finally:
+        finish()
+
+
+def _watch_stream(
+    hook: Hook, caller: Caller, target: _Target, stream: Any, provider: str, via: str | None, hide: bool
+) -> Any:
+    """Observe the SDK's own Stream in place (its iterator is swapped, the object is the same:
+    ``isinstance`` checks, ``with``, ``close()`` and ``.response`` keep working)."""
+    tally = _Tally(target.operation, hide)
+
+    def finish() -> None:
+        if tally.done:
+            return
+        tally.done = True
+        try:
+            usage = tally.usage()
+        except Exception:  # noqa: BLE001
+            usage = None
+        if usage is None:
+            log.debug("agentledger hook: a streamed %s call ended without usage", target.operation)
+        hook.record(caller, usage, tally.response_id, provider, via)
+
+    try:
+        inner = stream._iterator
+        stream._iterator = (
+            _aobserve(inner, tally, finish) if target.is_async else _observe(inner, tally, finish)
+        )
+    except Exception:  # noqa: BLE001 - an SDK whose stream we cannot observe: the call goes on
+        log.warning("agentledger hook cannot observe %s streams of this SDK version", target.operation)
+    return stream
+
+
+def _want_stream_usage(hook: Hook, target: _Target, kwargs: dict[str, Any]) -> bool:
+    """Chat streams report usage only when asked: ask, and hide the extra chunk from the agent."""
+    if target.operation != "chat" or not kwargs.get("stream") or not hook.stream_usage:
+        return False
+    options = kwargs.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage"):
+        return False
+    kwargs["stream_options"] = {**(options if isinstance(options, Mapping) else {}), "include_usage": True}
+    return True
+
+
+# -- the wrappers ----------------------------------------------------------------------
+
+_HOOK: Hook | None = None
+_RAW_HEADER = "X-Stainless-Raw-Response"  # both SDKs' marker of a with_raw_response call
+_PATCHED: list[tuple[type, str, Any, Any]] = []  # (class, method, original, wrapper)
+_STATE_LOCK = threading.Lock()
+
+
+def _wrap(target: _Target, original: Any) -> Any:
+    if target.method == "stream":
+        return _wrap_manager(target, original)
+    if target.is_async:
+
+        @functools.wraps(original)
+        async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            hook = _HOOK
+            caller = hook.caller() if hook is not None else None
+            if hook is None or caller is None:
+                return await original(self, *args, **kwargs)
+            _route_version(hook, caller, kwargs)
+            if hook.guard is not None:
+                await _acheck(hook, caller)
+            resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
+            result = await original(resource, *args, **kwargs)
+            streamed = bool(kwargs.get("stream"))
+            if _raw_mode(kwargs) is None:
+                return _after(hook, caller, target, result, provider, via, hide, streamed)
+            parsed = _parse_raw(result, kwargs)
+            if inspect.isawaitable(parsed):  # anthropic's async raw response parses in a coroutine
+                parsed = await _awaited(parsed)
+            if parsed is not None:
+                _after(hook, caller, target, parsed, provider, via, hide, streamed)
+            return result
+
+        async_wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
+        return async_wrapper
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        hook = _HOOK
+        caller = hook.caller() if hook is not None else None
+        if hook is None or caller is None:
+            return original(self, *args, **kwargs)
+        _route_version(hook, caller, kwargs)
+        if hook.guard is not None:
+            _check(hook, caller)
+        resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
+        result = original(resource, *args, **kwargs)
+        streamed = bool(kwargs.get("stream"))
+        if _raw_mode(kwargs) is None:
+            return _after(hook, caller, target, result, provider, via, hide, streamed)
+        parsed = _parse_raw(result, kwargs)
+        if parsed is not None:
+            _after(hook, caller, target, parsed, provider, via, hide, streamed)
+        return result
+
+    wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _route_version(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+    try:
+        hook.route_version(caller, kwargs)
+    except Exception:
+        log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
+
+
+def _before(
+    hook: Hook, caller: Caller, target: _Target, resource: Any, kwargs: dict[str, Any]
+) -> tuple[Any, str, str | None, bool]:
+    """After admission: the failover route, and the stream-usage request. Raises only
+    ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
+    provider = hook.provider_of(resource, target)
+    try:
+        routed, goal = hook.reroute(resource, target, provider, kwargs)
+    except FailoverUnavailable:
+        raise
+    except Exception:
+        log.exception("agentledger hook could not route a call; it goes to %s unchanged", provider)
+        routed, goal = resource, provider
+    hide = _want_stream_usage(hook, target, kwargs)
+    return routed, goal, (provider if goal != provider else None), hide
+
+
+def _check(hook: Hook, caller: Caller) -> None:
+    try:
+        hook.guard.check(**hook.check_kwargs(caller))
+    except (AgentKilled, Throttled):
+        raise
+    except Exception:  # a Guard fault is not a decision
+        log.exception("agentledger guard check failed; the call goes on")
+
+
+async def _acheck(hook: Hook, caller: Caller) -> None:
+    try:
+        await hook.guard.acheck(**hook.check_kwargs(caller))
+    except (AgentKilled, Throttled):
+        raise
+    except Exception:
+        log.exception("agentledger guard check failed; the call goes on")
+
+
+def _after(
+    hook: Hook,
+    caller: Caller,
+    target: _Target,
+    result: Any,
+    provider: str,
+    via: str | None,
+    hide: bool,
+    streamed: bool,
+) -> Any:
+    if streamed:
+        return _watch_stream(hook, caller, target, result, provider, via, hide)
+    usage, response_id = _usage_of(target, result)
+    hook.record(caller, usage, response_id, provider, via)
+    return result
+
+
+def _raw_mode(kwargs: dict[str, Any]) -> str | None:
+    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) marks its
+    calls with a header; the SDK then returns the raw response instead of the parsed one."""
+    headers = kwargs.get("extra_headers")
+    return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
+
+
+def _parse_raw(result: Any, kwargs: dict[str, Any]) -> Any:
+    """The parsed body of a raw response: the SDK caches it, so the agent's own ``parse()``
+    gets the same object (for a stream: the stream the hook observes). A streamed-response
+    body (``with_streaming_response``) is the agent's to read: left alone, not recorded."""
+    if _raw_mode(kwargs) not in ("true", "raw"):  # openai says "true", anthropic "raw"
+        log.debug("agentledger hook: with_streaming_response calls are not recorded")
+        return None
+    try:
+        return result.parse()
+    except Exception:  # the agent's own parse() will raise it
+        log.debug("agentledger hook could not parse a raw response", exc_info=True)
+        return None
+
+
+async def _awaited(parsed: Any) -> Any:
+    try:
+        return await parsed
+    except Exception:
+        log.debug("agentledger hook could not parse a raw response", exc_info=True)
+        return None
+
+
+def _wrap_manager(target: _Target, original: Any) -> Any:
+    """``messages.stream(...)`` returns a manager that sends on ``__enter__`` through its own
+    request function: decide now, and observe the raw stream it opens."""
+    attr = (
+        "_AsyncMessageStreamManager__api_request" if target.is_async else "_MessageStreamManager__api_request"
+    )
+
+    @functools.wraps(original)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        hook = _HOOK
+        caller = hook.caller() if hook is not None else None
+        if hook is None or caller is None:
+            return original(self, *args, **kwargs)
+        _route_version(hook, caller, kwargs)
+        if hook.guard is not None:
+            _check(hook, caller)  # a sync method even on the async client: the manager is built now
+        resource, provider, via, _ = _before(hook, caller, target, self, kwargs)
+        manager = original(resource, *args, **kwargs)
+        request = getattr(manager, attr, None)
+        if request is None:
+            log.warning("agentledger hook cannot observe messages.stream() of this anthropic version")
+            return manager
+        if target.is_async:
+
+            async def opened() -> Any:
+                return _watch_stream(hook, caller, target, await request, provider, via, False)
+
+            setattr(manager, attr, opened())
+        else:
+            setattr(
+                manager, attr, lambda: _watch_stream(hook, caller, target, request(), provider, via, False)
+            )
+        return manager
+
+    wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+# -- install / uninstall ---------------------------------------------------------------
+
+
+_OWN_GUARDS: dict[str, Any] = {}  # "bootstrap control-topic" -> Guard, when get_guard() cannot know it
+
+
+def _default_guard(emitter: Any) -> Any:
+    """The process-wide Guard when a Kafka bootstrap is known: from the environment
+    (``get_guard()``), else the configured emitter's (``get_guard()`` reads only the
+    environment today, so the hook keeps one Guard per such bootstrap itself)."""
+    from agentledger.settings import get_settings
+
+    from . import guard as guard_module
+
+    if get_settings().kafka_bootstrap:
+        return guard_module.get_guard()
+    em = emitter if emitter is not None else api._emitter
+    bootstrap = getattr(getattr(em, "transport", None), "bootstrap", None)
+    if bootstrap:
+        from agentledger import topics
+
+        key = f"{bootstrap} {topics.name(topics.CONTROL, get_settings().topic_prefix)}"
+        with _STATE_LOCK:
+            if key not in _OWN_GUARDS:
+                _OWN_GUARDS[key] = guard_module.Guard(bootstrap)
+            return _OWN_GUARDS[key]
+    log.info("agentledger hook: no Kafka bootstrap known, so no Guard: calls are recorded, not enforced")
+    return None
+
+
+def instrument(
+    *,
+    guard: Any = None,
+    emitter: Any = None,
+    throttle: str = "wait",
+    fallbacks: Mapping[str, Fallback] | None = None,
+    versions: Mapping[str, Mapping[str, Any]] | None = None,
+    stream_usage: bool = True,
+    enforce: bool = True,
+    providers: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Hook the openai and anthropic SDKs installed in this process; returns what was hooked.
+
+    ``guard``: the Guard to obey (default: the process-wide one when a Kafka bootstrap is
+    known; ``enforce=False`` records only). ``throttle``: ``"wait"`` on the token bucket or
+    ``"raise"`` ``Throttled``. ``fallbacks``: provider name (as a failover command names it)
+    -> ``Fallback``. ``versions``: agent version -> request settings applied while a rollback
+    routes to it. ``stream_usage``: ask chat streams for their usage chunk (hidden from the
+    agent). ``providers``: API host -> provider name, for OpenAI-compatible endpoints (added to
+    ``PROVIDER_HOSTS``); the name is what usage is recorded under and what a failover
+    command names. Idempotent: a second call updates the settings and hooks nothing twice.
+    """
+    global _HOOK
+    chosen = (guard if guard is not None else _default_guard(emitter)) if enforce else None
+    hook = Hook(emitter, chosen, throttle, fallbacks or {}, versions or {}, stream_usage, providers or {})
+    with _STATE_LOCK:
+        _HOOK = hook
+        if not _PATCHED:
+            for target in TARGETS:
+                try:
+                    cls = getattr(importlib.import_module(target.module), target.cls)
+                except (ImportError, AttributeError):
+                    continue  # that SDK (or that API in this version) is not installed
+                original = cls.__dict__.get(target.method)
+                if original is None:
+                    continue
+                wrapper = _wrap(target, original)
+                setattr(cls, target.method, wrapper)
+                _PATCHED.append((cls, target.method, original, wrapper))
+        hooked = [f"{cls.__module__}.{cls.__name__}.{name}" for cls, name, _, _ in _PATCHED]
+    track_open_spans()
+    return hooked
+
+
+def uninstrument() -> None:
+    """Restore the SDK methods (a method wrapped again by someone else since is left alone)."""
+    global _HOOK
+    with _STATE_LOCK:
+        _HOOK = None
+        for cls, name, original, wrapper in reversed(_PATCHED):
+            if cls.__dict__.get(name) is wrapper:
+                setattr(cls, name, original)
+            else:
+                log.warning(
+                    "agentledger: %s.%s was wrapped again after instrument(); left as is", cls.__name__, name
+                )
+        _PATCHED.clear()
+
+
+def installed() -> Hook | None:
+    """The active hook (its ``recorded`` and ``failed`` counters), or None."""
+    return _HOOK

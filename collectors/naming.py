@@ -1,0 +1,218 @@
+"""Who is calling: the one place the provider hook resolves tenant, agent, version, workflow
+and trace for an LLM call, with the same rules for enforcement and for telemetry.
+
+Order: an explicit ``al.span`` (or an agent given to ``configure``) first; else the innermost
+agent span of the active OpenTelemetry context (method suffixes such as ``.run`` stripped);
+else the OpenTelemetry resource's ``service.name``; else the configured default.
+
+What an OTel *agent span* is and where its name lives are the OTLP mapping's rules
+(``agentledger.genai``): they are reused here, not copied. OpenTelemetry is optional and
+imported lazily; without it the OTel steps are skipped.
+
+``response_event_id`` derives a usage event's id from the provider's response id, so the
+hook's record and the same call arriving over OTLP (``gen_ai.response.id``) dedupe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from agentledger.events import SpanKind
+from agentledger.genai import _VERSION, OtelSpan, _agent_of_agent_span, _clean_name, _first, _kind
+from agentledger.settings import Settings
+
+from . import _ids
+from .context import _CURRENT
+
+if TYPE_CHECKING:
+    from .emitter import Emitter
+
+_DEFAULT_AGENT = Settings.model_fields["agent"].default
+# Framework span names that are a method of the agent, not its name ("Researcher.run").
+METHOD_SUFFIXES = (
+    "._execute_core", ".execute_task", ".run_stream", ".run_sync", ".arun", "._arun", "._run",
+    ".run", ".ainvoke", ".invoke", ".astream", ".stream", ".__call__", ".kickoff",
+)  # fmt: skip
+
+
+def response_event_id(response_id: str) -> str:
+    """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
+    OTel spans): equal ids, equal event ids, so every path's copy of one call dedupes."""
+    return "resp:" + hashlib.blake2b(response_id.encode(), digest_size=16).hexdigest()
+
+
+def strip_method_suffix(name: str) -> str:
+    for suffix in METHOD_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
+    """The agent an OTel span names, if it is an agent span (``genai`` rules + suffix strip)."""
+    if _kind(attributes) is not SpanKind.AGENT:
+        return None
+    agent = _agent_of_agent_span(OtelSpan("", "", None, name, 0, 0, attributes))
+    return _clean_name(strip_method_suffix(agent)) if agent else None
+
+
+class Caller:
+    """Who an LLM call is made for, right now."""
+
+    __slots__ = ("agent", "agent_version", "parent_span_id", "span_id", "tenant", "trace_id", "workflow")
+
+    def __init__(
+        self,
+        tenant: str,
+        agent: str,
+        agent_version: str | None,
+        workflow: str | None,
+        trace_id: str | None,
+        span_id: str | None,
+        parent_span_id: str | None,
+    ) -> None:
+        self.tenant = tenant
+        self.agent = agent
+        self.agent_version = agent_version
+        self.workflow = workflow
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_span_id = parent_span_id
+
+    def __repr__(self) -> str:
+        return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
+
+
+def resolve(emitter: Emitter) -> Caller:
+    """The caller of an LLM call made now, in this context (thread or task)."""
+    cur = _CURRENT.get()
+    if cur is not None and not cur.remote:  # inside an al.span: explicit
+        return Caller(
+            emitter.tenant, cur.agent or emitter.agent, cur.agent_version, cur.workflow,
+            cur.trace_id, cur.span_id, cur.parent_span_id,
+        )  # fmt: skip
+    otel = _otel_caller() if _OTEL.available else None
+    if otel is not None:
+        otel_agent, otel_version, trace_id, span_id, service = otel
+        agent, version = emitter.agent, emitter.agent_version
+        if emitter.agent == _DEFAULT_AGENT and (otel_agent or service):  # configure named no agent
+            agent, version = otel_agent or service or agent, otel_version or version
+        return Caller(emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None)
+    if cur is not None:  # a remote parent (extracted traceparent): the call joins its trace
+        return Caller(
+            emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, cur.trace_id,
+            _ids.span_id(), cur.span_id,
+        )  # fmt: skip
+    return Caller(emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, None, None, None)
+
+
+# -- OpenTelemetry (optional) ----------------------------------------------------------
+
+
+class _OtelState:
+    """Lazily imported OpenTelemetry, and the open spans seen by ``OpenSpans``."""
+
+    def __init__(self) -> None:
+        self.checked = False
+        self.available = True  # until an import says otherwise
+        self.get_current_span: Any = None
+        self.open: dict[int, Any] = {}  # span id -> open SDK span (for the parent walk)
+        self.providers: list[Any] = []  # TracerProviders the open-span processor is on
+        self.lock = threading.Lock()
+
+    def load(self) -> bool:
+        if not self.checked:
+            try:
+                from opentelemetry.trace import get_current_span
+            except ImportError:
+                self.available = False
+            else:
+                self.get_current_span = get_current_span
+            self.checked = True
+        return self.available
+
+
+_OTEL = _OtelState()
+
+
+def track_open_spans(provider: Any = None) -> bool:
+    """Register a span processor on ``provider`` (default: the global TracerProvider) that
+    remembers open spans, so the innermost *agent* span above the current one can be found.
+    True when registered (an SDK TracerProvider); once per provider."""
+    if not _OTEL.load():
+        return False
+    if provider is None:
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+    add = getattr(provider, "add_span_processor", None)
+    if add is None:  # the API's proxy: no SDK configured (yet)
+        return False
+    with _OTEL.lock:
+        if any(p is provider for p in _OTEL.providers):
+            return True
+        add(_open_spans_processor(_OTEL.open))
+        _OTEL.providers.append(provider)
+        return True
+
+
+def _open_spans_processor(open_spans: dict[int, Any]) -> Any:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class OpenSpans(SpanProcessor):
+        """Keeps open spans by id (two dict operations per span; nothing else)."""
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            ctx = span.get_span_context()
+            if ctx is not None:
+                open_spans[ctx.span_id] = span
+
+        def on_end(self, span: Any) -> None:
+            ctx = span.get_span_context()
+            if ctx is not None:
+                open_spans.pop(ctx.span_id, None)
+
+    return OpenSpans()
+
+
+def _service_name(span: Any) -> str | None:
+    resource = getattr(span, "resource", None)
+    name = resource.attributes.get("service.name") if resource is not None else None
+    if not name or str(name).startswith("unknown_service"):
+        return None
+    return _clean_name(name)
+
+
+def _otel_caller() -> tuple[str | None, str | None, str, str, str | None] | None:
+    """(agent, version, trace id, span id, service.name) from the active OTel span, or None."""
+    if not _OTEL.load():
+        return None
+    span = _OTEL.get_current_span()
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return None
+    agent = version = None
+    node, hops = span, 0
+    while node is not None and hops < 64:
+        attrs = getattr(node, "attributes", None) or {}
+        agent = agent_of_span(getattr(node, "name", ""), attrs)
+        if agent is not None:
+            version = _first(attrs, _VERSION)
+            break
+        parent = getattr(node, "parent", None)
+        node = _OTEL.open.get(parent.span_id) if parent is not None else None
+        hops += 1
+    service = _service_name(span)
+    if version is None:
+        resource = getattr(span, "resource", None)
+        version = resource.attributes.get("service.version") if resource is not None else None
+    return (
+        agent,
+        str(version)[:64] if version else None,
+        format(ctx.trace_id, "032x"),
+        format(ctx.span_id, "016x"),
+        service,
+    )
