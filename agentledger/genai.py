@@ -2,8 +2,8 @@
 bridge (``agentledger.collectors.otel``) and the API's OTLP endpoint (``agentledger.api``).
 
 Input is a neutral ``OtelSpan`` (both sides convert to it: the SDK's ReadableSpan in-process,
-OTLP protobuf/JSON in the API). See ../shared/OTEL_MAPPING.md for the attribute variants and
-the traps (usage counted on LLM spans only, duplicate spans, cached tokens inside or outside
+OTLP protobuf/JSON in the API). docs/integrations.md lists the attribute variants and the
+traps (usage counted on LLM spans only, duplicate spans, cached tokens inside or outside
 the input count, which agent, never storing message content).
 
 Agent version: no framework sets one, so it is read from the span's (or the enclosing agent
@@ -174,15 +174,38 @@ def _clean_name(value: Any, limit: int = 128) -> str | None:
     return text or None
 
 
+# Framework span names that are a method of the agent, not its name ("Researcher.run").
+METHOD_SUFFIXES = (
+    "._execute_core", ".execute_task", ".run_stream", ".run_sync", ".arun", "._arun", "._run",
+    ".run", ".ainvoke", ".invoke", ".astream", ".stream", ".__call__", ".kickoff",
+)  # fmt: skip
+
+
+def strip_method_suffix(name: str) -> str:
+    """``weather_agent.run`` -> ``weather_agent``: the agent, not the method it ran."""
+    for suffix in METHOD_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def response_event_id(response_id: str) -> str:
+    """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
+    OTel spans, the response's ``id`` in the provider-SDK hook): every path's copy of one call
+    gets the same id, so the (tenant, event_id) dedupe counts it once."""
+    return "resp:" + hashlib.blake2b(response_id.encode(), digest_size=16).hexdigest()
+
+
 def _agent_of_agent_span(span: OtelSpan) -> str | None:
     name = _clean_name(_first(span.attributes, _AGENT))
     if name:
-        return name
+        return _clean_name(strip_method_suffix(name))
     label = span.name
     for prefix in ("invoke_agent ", "create_agent "):
         if label.startswith(prefix):
             label = label[len(prefix) :]
-    return _clean_name(label)  # OpenInference AGENT spans are named after the agent
+    # OpenInference AGENT spans are named after the agent, sometimes with the method run
+    return _clean_name(strip_method_suffix(label))
 
 
 @dataclass(slots=True)
@@ -348,7 +371,7 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
             inp, out, read, write, reasoning = counts
             events.append(
                 UsageEvent(
-                    event_id=base_id + ":u",
+                    event_id=base_id + ":u" if response_id is None else response_event_id(str(response_id)),
                     provider=provider or "unknown",
                     model=model or "unknown",
                     input_tokens=inp,

@@ -15,14 +15,23 @@ hook's record and the same call arriving over OTLP (``gen_ai.response.id``) dedu
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentledger.events import SpanKind
-from agentledger.genai import _VERSION, OtelSpan, _agent_of_agent_span, _clean_name, _first, _kind
+from agentledger.genai import (
+    _VERSION,
+    OtelSpan,
+    _agent_of_agent_span,
+    _clean_name,
+    _first,
+    _kind,
+    response_event_id,
+)
 from agentledger.settings import Settings
+
+__all__ = ["Caller", "agent_of_span", "resolve", "response_event_id", "track_open_spans"]
 
 from . import _ids
 from .context import _CURRENT
@@ -31,24 +40,6 @@ if TYPE_CHECKING:
     from .emitter import Emitter
 
 _DEFAULT_AGENT = Settings.model_fields["agent"].default
-# Framework span names that are a method of the agent, not its name ("Researcher.run").
-METHOD_SUFFIXES = (
-    "._execute_core", ".execute_task", ".run_stream", ".run_sync", ".arun", "._arun", "._run",
-    ".run", ".ainvoke", ".invoke", ".astream", ".stream", ".__call__", ".kickoff",
-)  # fmt: skip
-
-
-def response_event_id(response_id: str) -> str:
-    """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
-    OTel spans): equal ids, equal event ids, so every path's copy of one call dedupes."""
-    return "resp:" + hashlib.blake2b(response_id.encode(), digest_size=16).hexdigest()
-
-
-def strip_method_suffix(name: str) -> str:
-    for suffix in METHOD_SUFFIXES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
@@ -56,7 +47,7 @@ def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
     if _kind(attributes) is not SpanKind.AGENT:
         return None
     agent = _agent_of_agent_span(OtelSpan("", "", None, name, 0, 0, attributes))
-    return _clean_name(strip_method_suffix(agent)) if agent else None
+    return agent  # genai strips the method suffix already
 
 
 class Caller:

@@ -493,11 +493,6 @@ def test_one_line_after_configure_obeys_the_configured_brokers_control_topic(
         get_settings.cache_clear()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the OTel mapping (agentledger/genai.py) still derives a usage event's id from trace and "
-    "span ids; deriving it from gen_ai.response.id with naming.response_event_id makes both paths one",
-)
 def test_the_same_call_over_the_hook_and_the_otel_bridge_is_one_event(fake: FakeProvider) -> None:
     from opentelemetry.sdk.trace import TracerProvider
 

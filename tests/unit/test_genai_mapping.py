@@ -1,5 +1,5 @@
 """The shared OTel GenAI -> contract mapping, on neutral OtelSpans shaped like what each
-framework emits (see shared/OTEL_MAPPING.md): variants, traps, and no message content."""
+framework emits: variants, traps, and no message content."""
 
 from __future__ import annotations
 
@@ -211,3 +211,30 @@ def test_span_names_with_hidden_characters_are_rejected_with_the_reason() -> Non
         (f"{4:016x}", "span name must not contain control or format characters: "
                       "U+200B ZERO WIDTH SPACE at position 19"),
     ]  # fmt: skip
+
+
+def test_agent_names_lose_the_method_the_framework_ran() -> None:
+    spans = [
+        sp(1, None, "weather_agent.run", {"openinference.span.kind": "AGENT"}),
+        sp(2, 1, "chat gpt-4o", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1}),
+        sp(3, None, "Crew", {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "lead_agent._execute_core"}),
+        sp(4, 3, "chat gpt-4o", {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+            "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": 20, "gen_ai.usage.output_tokens": 2}),
+    ]  # fmt: skip
+    got = {u.input_tokens: u.agent for u in usages(spans_to_events(spans, DEFAULTS))}
+    assert got == {10: "weather_agent", 20: "lead_agent"}  # a policy on `weather_agent` matches
+
+
+def test_a_usage_event_id_comes_from_the_provider_response_id() -> None:
+    from agentledger.genai import response_event_id
+
+    attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
+             "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1}  # fmt: skip
+    with_id = usages(
+        spans_to_events([sp(1, None, "chat", {**attrs, "gen_ai.response.id": "chatcmpl-9"})], DEFAULTS)
+    )
+    without = usages(spans_to_events([sp(2, None, "chat", attrs)], DEFAULTS))
+    # the provider-SDK hook records the same call under the same id: the (tenant, event_id) dedupe keeps one
+    assert [u.event_id for u in with_id] == [response_event_id("chatcmpl-9")]
+    assert [u.event_id for u in without] == [f"otel:{TRACE}:{2:016x}:u"]
