@@ -49,7 +49,7 @@ faults: setup
 ## bench: every benchmark in full, JSON in benchmarks/results/ (quiet machine: ~15 minutes)
 bench: setup
 	mkdir -p benchmarks/results
-	for b in emitter pipeline warehouse api drift; do \
+	for b in emitter pipeline warehouse api drift hook; do \
 	  $(BIN)/python benchmarks/$$b.py --json benchmarks/results/$$b.json || exit 1; done
 
 clean:
