@@ -77,7 +77,8 @@ class Settings(BaseSettings):
         return opts
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not); the launcher uses it too."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -97,7 +98,7 @@ def running_local_bootstrap(state_file: Path) -> str | None:
     there is alive (the same rule as the CLI)."""
     try:
         nodes = json.loads(state_file.read_text())["nodes"]
-        if any(n.get("pid") and _alive(int(n["pid"])) for n in nodes):
+        if any(n.get("pid") and pid_alive(int(n["pid"])) for n in nodes):
             return ",".join(f"127.0.0.1:{int(n['port'])}" for n in nodes)
     except (OSError, ValueError, KeyError, TypeError):
         pass
