@@ -111,6 +111,7 @@ async def post_control(
         return await write(f"manual-{uuid.uuid4().hex[:16]}")
     command_id = body.command_id
     # claimed before the produce: a retry racing this request answers its outcome
+    held: ControlCommand
     held, written = await state.command_ids.once(command_id, state.control.by_id, lambda: write(command_id))
     if not written and (not _visible(key, held) or not _same_request(held, body)):
         raise ConflictError(f"command_id {command_id!r} is already used by another command")

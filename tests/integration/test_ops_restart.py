@@ -96,9 +96,12 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
         _wait(lambda: stats().get("ready") is True, 120, "ready worker", log)
         _cli(tmp_path, "smoke", "--events", "200")
         _wait(lambda: events() == 200, 60, "200 events processed", log)
-        # what a person watching the log sees: the start line, then progress, no terminal codes
+        # what a person watching the log sees: the ready line, then progress, no terminal codes
         text = log.read_text()
-        assert "worker: Kafka " + bootstrap + "; topics in place; 1 policy on agentledger.policies.v1" in text
+        assert (
+            f'worker ready: bootstrap {bootstrap}, prefix "", 1 policy, 0 commands in force, '
+            f"partitions 0-3, stats on http://127.0.0.1:{port}/stats/"
+        ) in text.splitlines()
         _wait(lambda: "(lag 0)" in log.read_text(), 30, "a progress line with the lag caught up", log)
         assert re.search(
             r"worker: committed (\d+) of \1 records on agentledger.events.v1 \(lag 0\)", log.read_text()
