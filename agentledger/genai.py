@@ -276,9 +276,9 @@ def spans_to_events(
     hash never carries the arguments. Spans that are not GenAI work are skipped. Event ids
     derive from trace and span ids, so exporting the same span twice dedupes downstream.
     A span the contract cannot hold (invalid ids, a boolean token count, a name with control
-    or format characters...) is skipped and logged, not raised; when ``rejected`` is given,
-    each such span is appended to it with the reason (the OTLP endpoint reports them in
-    ``partial_success``)."""
+    or format characters...) is skipped, not raised: appended to ``rejected`` with the reason
+    when it is given (the OTLP endpoint reports them in ``partial_success``, the OTel bridge
+    counts them in the emitter's stats), else logged at WARNING."""
     nodes = {s.span_id: _Node(s, _kind(s.attributes)) for s in spans}
     for node in nodes.values():
         if node.span.parent_span_id:
@@ -300,10 +300,11 @@ def spans_to_events(
             out.extend(_events_of(node, defaults, seen_responses))
         except (ValidationError, ValueError) as exc:
             reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            if rejected is not None:  # the caller reports them (OTLP partial_success, stats)
+                rejected.append((node.span, reason))
+                continue
             # %r: a name with a newline or a bidi override must not forge or reorder log lines
             log.warning("skipping span %s (%r): %s", node.span.span_id, node.span.name[:128], reason)
-            if rejected is not None:
-                rejected.append((node.span, reason))
     return out
 
 

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from agentledger import topics
 from agentledger.api.config import ApiSettings
+from agentledger.api.idempotency import IdClaims
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
@@ -43,6 +44,8 @@ class ApiState:
     budgets: CompactedView[BudgetStatus]
     control: CompactedView[ControlCommand]
     warehouse: WarehouseReader
+    command_ids: IdClaims[ControlCommand] = field(default_factory=IdClaims)
+    """``command_id`` claimed before the produce: a racing retry writes nothing."""
     extras: dict[str, object] = field(default_factory=dict)
 
 

@@ -99,4 +99,6 @@ def shutdown(timeout: float = 5.0) -> bool:
 
 
 def stats() -> dict[str, int]:
-    return _emitter.stats() if _emitter is not None else {"sent": 0, "dropped": 0, "failed": 0, "queued": 0}
+    if _emitter is not None:
+        return _emitter.stats()
+    return {"sent": 0, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -31,6 +32,7 @@ _bits = _ids._rng.getrandbits
 _time_ns = time.time_ns
 _NAME = re.compile(r"^[^/\s][^/]{0,127}$")
 _STATUSES = frozenset({"ok", "error", "unset"})
+REJECTED_LOG_EVERY_S = 60.0
 _warned_noop = False  # the "events go nowhere" warning is given once per process
 _warned_data = False  # the "cleaned a label / shortened an attribute" warning: once per process
 _TRUNCATED = "…"
@@ -133,6 +135,10 @@ class Emitter:
         )
         self.exit_timeout = exit_timeout
         self._exit_flushed: bool | None = None
+        self.rejected = 0  # spans the OTel mapping refused (never sent)
+        self._rejected_unlogged = 0
+        self._rejected_logged_at: float | None = None
+        self._rejected_lock = threading.Lock()
         _exit.before_threads_stop(_exit.weak(self, "_flush_at_exit"))
         atexit.register(_exit.weak(self, "_shutdown_at_exit"))
 
@@ -356,6 +362,24 @@ class Emitter:
         # over the open connection; a destination that already failed gets no second budget.
         self.shutdown(0.2 if self._exit_flushed is False else self.exit_timeout)
 
+    def note_rejected(self, count: int, reason: str) -> None:
+        """``count`` spans the OTel mapping refused (so nothing was recorded for them): counted
+        in ``stats()["rejected"]``, logged at WARNING at most once a minute. Never raises."""
+        with self._rejected_lock:
+            self.rejected += count
+            self._rejected_unlogged += count
+            now = time.monotonic()
+            if self._rejected_logged_at is not None and now - self._rejected_logged_at < REJECTED_LOG_EVERY_S:
+                return
+            unlogged, self._rejected_unlogged, self._rejected_logged_at = self._rejected_unlogged, 0, now
+        # %r: a reason quoting a span name must not forge or reorder log lines
+        log.warning(
+            "agentledger: %d span(s) refused by the OpenTelemetry mapping and not recorded, "
+            "e.g. %r (%d in all: stats()['rejected']; shown at most once a minute)",
+            unlogged, reason[:500], self.rejected,
+        )  # fmt: skip
+
     def stats(self) -> dict[str, int]:
-        """``sent``, ``dropped``, ``failed``, ``queued`` event counts."""
-        return self._worker.stats()
+        """``sent``, ``dropped``, ``failed``, ``queued`` event counts, and ``rejected``: spans
+        the OpenTelemetry bridge could not map."""
+        return {**self._worker.stats(), "rejected": self.rejected}

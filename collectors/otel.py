@@ -174,6 +174,9 @@ class AgentLedgerSpanProcessor(SpanProcessor):
         if not converted:
             return
         em = self.emitter
-        for event in spans_to_events(converted, self._defaults_now()):
+        refused: list[tuple[OtelSpan, str]] = []
+        for event in spans_to_events(converted, self._defaults_now(), rejected=refused):
             em.record_event(event)
+        if refused:  # counted and logged (once a minute) by the emitter, never raised
+            em.note_rejected(len(refused), refused[-1][1])
         self.mapped_spans += len(converted)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -526,8 +526,15 @@ async def broker_record_limit(cfg: WorkerConfig) -> int:
     return limit
 
 
-def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "WARNING") -> None:
-    """Run the worker until SIGTERM/SIGINT (blocks)."""
+def run_worker(
+    cfg: WorkerConfig,
+    *,
+    use_uvloop: bool = True,
+    loglevel: str = "warning",
+    on_created: Callable[[WorkerHandle], None] | None = None,
+) -> None:
+    """Run the worker until SIGTERM/SIGINT (blocks). ``on_created`` sees the app before it
+    starts (the command line hooks its ready line there)."""
     import faust
 
     if use_uvloop:
@@ -553,5 +560,7 @@ def run_worker(cfg: WorkerConfig, *, use_uvloop: bool = True, loglevel: str = "W
     with ThreadPoolExecutor(1) as pool:
         adopted = pool.submit(asyncio.run, preload(cfg, handle.processor)).result(timeout=120)
     log.info("preloaded %d policies, adopted %d commands", len(handle.processor.engine.policies), adopted)
+    if on_created is not None:
+        on_created(handle)
     worker = faust.Worker(handle.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

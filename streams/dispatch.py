@@ -61,8 +61,12 @@ class AlertDispatcher:
         state_path: str | Path,
         clock: Callable[[], float] = time.time,
         kafka_options: dict[str, object] | None = None,
+        on_ready: Callable[[list[int]], None] | None = None,
     ) -> None:
+        """``on_ready(partitions)`` is called once, when the alerts topic is assigned and
+        sought (the command line prints its ready line there)."""
         self.cfg, self.bootstrap, self.topic, self.clock = cfg, bootstrap, topic, clock
+        self.on_ready = on_ready
         self.kafka_options = kafka_options or {}
         self.store = AlertStore(state_path, cfg.renotify_minutes * 60, cfg.max_age_minutes * 60, clock)
         self.channels = {c.name: c for c in cfg.channels}
@@ -135,6 +139,9 @@ class AlertDispatcher:
                 else:
                     await consumer.seek_to_beginning(tp)
             log.info("reading %s partitions %s from %s", self.topic, parts, stored or "the beginning")
+            if self.on_ready is not None and parts:
+                self.on_ready(parts)
+                self.on_ready = None
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=300, max_records=1000)
                 batch = [(tp.partition, r.offset, r.value) for tp, recs in batches.items() for r in recs]

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class SinkConfig:
     batch_rows: int = 250_000
     batch_seconds: float = 30.0
     client_options: dict[str, Any] = field(default_factory=dict)
+    on_ready: Callable[[set[Any]], None] | None = None
+    """Called once with the first non-empty assignment (the command line's ready line)."""
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class Sink:
         await consumer.start()
         started = time.monotonic()
         last_data = started
+        announce = self.config.on_ready
         try:
             while not (stop and stop.is_set()):
                 now = time.monotonic()
@@ -127,6 +131,9 @@ class Sink:
                 elif idle_seconds is not None and now - last_data >= idle_seconds:
                     break
                 batches = await consumer.getmany(timeout_ms=200, max_records=20_000)
+                if announce is not None and consumer.assignment():
+                    announce(consumer.assignment())
+                    announce = None
                 for tp, records in batches.items():
                     if records:
                         last_data = time.monotonic()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import typer
 from rich.console import Console
 
 from agentledger.settings import Settings, get_settings
@@ -11,6 +13,23 @@ from agentledger.settings import Settings, get_settings
 # rich writes no colour or cursor codes when the stream is not a terminal
 console = Console(highlight=False, soft_wrap=True)  # a log line is never folded
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+LOGLEVELS = ("debug", "info", "warning", "error")
+
+
+def _check_loglevel(value: str) -> str:
+    if value.lower() not in LOGLEVELS:
+        raise typer.BadParameter(f"--loglevel is one of {', '.join(LOGLEVELS)}")
+    return value.lower()
+
+
+def loglevel_option() -> Any:
+    """``--loglevel`` as every long-running service takes it: one spelling, one default
+    (``warning``; each service prints its ready line and its progress whatever the level)."""
+    return typer.Option(
+        "warning", "--loglevel", callback=_check_loglevel, help=f"Log level: {', '.join(LOGLEVELS)}."
+    )
 
 
 def settings() -> Settings:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, require_topics, settings
+from agentledger.cli._common import bootstrap, console, loglevel_option, require_topics, settings
 
 api_app = typer.Typer(
     help="Run the HTTP API (ingest, OTLP, queries, control, dashboards).", no_args_is_help=True
@@ -30,6 +30,7 @@ def serve(
     port: int = typer.Option(8000, help="TCP port."),
     workers: int = typer.Option(1, help="Processes (each keeps its own live views)."),
     root: str = typer.Option(None, help="Warehouse root for queries and dashboards (default: settings)."),
+    loglevel: str = loglevel_option(),
 ) -> None:
     """Serve the API with uvicorn (uvloop when installed)."""
     import os
@@ -43,19 +44,34 @@ def serve(
     os.environ.setdefault("AGENTLEDGER_KAFKA_BOOTSTRAP", boot)
     if root:
         os.environ["AGENTLEDGER_WAREHOUSE_URI"] = root
-    console.print(f"api: Kafka {boot}, topics in place; serving on http://{host}:{port}")
     from agentledger.settings import get_settings
 
     get_settings.cache_clear()
-    uvicorn.run(
-        "agentledger.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-    )
+    options = {"host": host, "port": port, "log_level": loglevel, "access_log": False}
+    if workers > 1:  # uvicorn's process manager imports the app in each process
+        _say_ready(boot, s.topic_prefix, f"http://{host}:{port}", f"{workers} processes")
+        uvicorn.run("agentledger.api.app:create_app", factory=True, workers=workers, **options)  # type: ignore[arg-type]
+        return
+    from agentledger.api.app import create_app
+
+    app = create_app()
+    ledger = app.state.ledger
+
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # the Kafka clients are up and the port is bound
+                bound = self.servers[0].sockets[0].getsockname()[1] if self.servers else port
+                limit = f"records up to {ledger.publisher.max_value_bytes:,} bytes"
+                _say_ready(boot, s.topic_prefix, f"http://{host}:{bound}", limit)
+
+    _Server(uvicorn.Config(app, **options)).run()  # type: ignore[arg-type]
+
+
+def _say_ready(boot: str, prefix: str, url: str, *facts: str) -> None:
+    from agentledger.cli._ready import ready_line, say
+
+    say(ready_line("api", boot, prefix, *facts, f"serving on {url}"))
 
 
 def _store() -> KeyStore:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, require_topics, settings
+from agentledger.cli._common import bootstrap, loglevel_option, require_topics, settings
 
 alerts = typer.Typer(help="Alert delivery: Slack, PagerDuty, signed webhooks.", no_args_is_help=True)
 
@@ -21,7 +21,7 @@ def health(
         None, "--config", help="Policy file (alerts/providers/quality/canary)."
     ),
     datadir: Path | None = typer.Option(None, "--datadir", help="Faust data dir (default under home)."),
-    loglevel: str = typer.Option("info", "--loglevel"),
+    loglevel: str = loglevel_option(),
     progress: float = typer.Option(
         30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
     ),
@@ -45,15 +45,19 @@ def health(
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
     app = build_health_app(cfg, boot, s.topic_prefix, data, start_from, settings=s)
-    console.print(
-        f"health: Kafka {boot}, consuming {s.topic_prefix}agentledger.events.v1 and priced; datadir {data}"
-    )
     from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
+    from agentledger.cli._ready import announce_when_consuming, ready_line
 
     quiet_faust_terminal()
+    read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
+    group = f"{s.topic_prefix}agentledger-health"
+    announce_when_consuming(
+        app,
+        read,
+        lambda: [f"config {config or 'defaults'}", f"group {group}"],
+        lambda facts: ready_line("health", boot, s.topic_prefix, *facts),
+    )
     if progress:
-        read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
-        group = f"{s.topic_prefix}agentledger-health"
         ProgressReporter("health", boot, group, read, s.kafka_client_options(), progress).start()
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
@@ -62,7 +66,7 @@ def health(
 def dispatch(
     config: Path = typer.Option(..., "--config", help="Policy file with `alerts:` channels and routes."),
     state: Path | None = typer.Option(None, "--state", help="sqlite state (default under home)."),
-    loglevel: str = typer.Option("info", "--loglevel"),
+    loglevel: str = loglevel_option(),
 ) -> None:
     """Deliver alert transitions (lifecycle, retries, no duplicates across restarts)."""
     import asyncio
@@ -80,8 +84,15 @@ def dispatch(
     topic = s.topic_prefix + topics.ALERTS.name
     boot = bootstrap(s)
     require_topics(boot, "alerts", s)
-    disp = AlertDispatcher(cfg, boot, topic, path, kafka_options=s.kafka_client_options())
-    console.print(f"alerts dispatch: Kafka {boot}, following {topic}; state {path}")
+    from agentledger.cli._ready import plural, ranges, ready_line, say
+
+    def ready(parts: list[int]) -> None:
+        channels = plural(len(cfg.channels), "channel", "channels")
+        names = f" ({', '.join(c.name for c in cfg.channels)})" if cfg.channels else ""
+        say(ready_line("alerts dispatch", boot, s.topic_prefix, f"{channels}{names}", f"state {path}",
+                       f"partitions {ranges(parts)}"))  # fmt: skip
+
+    disp = AlertDispatcher(cfg, boot, topic, path, kafka_options=s.kafka_client_options(), on_ready=ready)
 
     async def main() -> None:
         stop = asyncio.Event()

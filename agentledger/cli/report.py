@@ -17,9 +17,10 @@ def register(app: typer.Typer) -> None:
 def report(
     out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write."),
     tenant: str = typer.Option(None, help="Only this tenant (default: every tenant)."),
-    warehouse: str = typer.Option(
-        None, help="Parquet root (default: AGENTLEDGER_WAREHOUSE_URI or <home>/warehouse)."
+    root: str = typer.Option(
+        None, "--root", help="Warehouse root (default: AGENTLEDGER_WAREHOUSE_URI or <home>/warehouse)."
     ),
+    warehouse: str = typer.Option(None, "--warehouse", hidden=True),  # its old name, still taken
 ) -> None:
     """Write overview, agent, trace, providers and alerts/commands views into one HTML file
     (plotly.js inlined: it opens anywhere, with no server and no internet)."""
@@ -28,7 +29,7 @@ def report(
     from agentledger.dashboards.pages import render_report
 
     s = settings()
-    reader = WarehouseReader(warehouse or s.warehouse_root)
+    reader = WarehouseReader(root or warehouse or s.warehouse_root)
     budgets, commands = _live_state(tenant)
     pages = all_pages(Sources(reader, tenant, budgets, commands))
     out.write_text(render_report(pages), encoding="utf-8")

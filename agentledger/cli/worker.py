@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from agentledger.cli._common import bootstrap, console, require_topics, settings
+if TYPE_CHECKING:
+    from agentledger.streams.app import WorkerConfig, WorkerHandle
+
+from agentledger.cli._common import bootstrap, loglevel_option, require_topics, settings
 
 
 def register(app: typer.Typer) -> None:
@@ -56,7 +59,7 @@ def worker(
         help="Seconds an event may be stamped after its arrival and still count at its own time.",
     ),
     uvloop: bool = typer.Option(True, help="Run on uvloop."),
-    loglevel: str = typer.Option("WARNING"),
+    loglevel: str = loglevel_option(),
     progress: float = typer.Option(
         30.0, min=0.0, help="Print the group's committed records and lag this often (s); 0: never."
     ),
@@ -88,18 +91,40 @@ def worker(
         client_options=s.kafka_client_options(),
     )
     from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
-    from agentledger.streams.policytopic import read_policies
 
-    found = asyncio.run(read_policies(boot, s.topic_prefix, **s.kafka_client_options()))
-    console.print(
-        f"worker: Kafka {boot}; topics in place; {len(found)} polic{'y' if len(found) == 1 else 'ies'} "
-        f"on {cfg.topic(topics.POLICIES)}; consuming {cfg.topic(topics.EVENTS)}"
-        + (f"; stats on http://127.0.0.1:{web_port}/stats/" if web_port else "")
-    )
     quiet_faust_terminal()
     if progress:
         group = cfg.prefix + cfg.app_id
         ProgressReporter(
             "worker", boot, group, [cfg.topic(topics.EVENTS)], cfg.client_options, progress
         ).start()
-    run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel)
+    stats = f"stats on http://127.0.0.1:{web_port}/stats/" if web_port else None
+    run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel, on_created=lambda h: _announce(h, cfg, stats))
+
+
+def _announce(handle: WorkerHandle, cfg: WorkerConfig, stats: str | None) -> None:
+    """``worker ready: …`` once the worker holds its partitions and has read the policies,
+    commands and budgets topics to their end."""
+    import time
+    from datetime import UTC, datetime
+
+    from agentledger import topics
+    from agentledger.cli._ready import announce_when_consuming, plural, ready_line
+    from agentledger.events import Action
+
+    def facts() -> list[str]:
+        now = datetime.fromtimestamp(time.time(), UTC)
+        proc = handle.processor
+        in_force = [
+            c for c in proc.enforcer.current.values() if c.action is not Action.RESUME and c.active(now)
+        ]
+        return [
+            plural(len(proc.engine.policies), "policy", "policies"),
+            plural(len(in_force), "command in force", "commands in force"),
+        ]
+
+    def line(parts: list[str]) -> str:
+        return ready_line("worker", cfg.bootstrap, cfg.prefix, *parts, *([stats] if stats else []))
+
+    events = cfg.topic(topics.EVENTS)
+    announce_when_consuming(handle.app, [events], facts, line, after=handle.ready)

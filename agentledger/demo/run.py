@@ -205,7 +205,7 @@ class Demo:
         outcome = DemoOutcome(self.run_dir, result, dashboard_url=self.dashboard_link(env, api_port, key))
         self.collect(outcome, result)
         outcome.report = self.run_dir / "report.html"
-        self.cli(env, "report", "--out", str(outcome.report), "--warehouse", str(self.warehouse))
+        self.cli(env, "report", "--out", str(outcome.report), "--root", str(self.warehouse))
         (self.run_dir / "outcome.json").write_text(json.dumps(outcome.to_json(), indent=2, default=str))
         return outcome
 

@@ -88,28 +88,34 @@ async def post_control(
     different request is 409.
     """
     _check_scope(key, body.scope)
-    if body.command_id is not None:
-        held: ControlCommand | None = state.control.by_id(body.command_id)
-        if held is not None:
-            if not _visible(key, held) or not _same_request(held, body):
-                raise ConflictError(f"command_id {body.command_id!r} is already used by another command")
-            return held
-    try:
-        command = ControlCommand(
-            command_id=body.command_id or f"manual-{uuid.uuid4().hex[:16]}",
-            ts=datetime.now(UTC),
-            scope=body.scope,
-            action=body.action,
-            reason=body.reason,
-            params=body.params,
-            expires_at=body.expires_at,
-            issued_by=f"key:{key.name}:{key.key_id}"[:128],
-        )
-    except ValueError as exc:  # pydantic ValidationError is a ValueError
-        raise ContractError(str(exc).splitlines()[-1] if str(exc) else "invalid command") from None
-    await state.publisher.send([Record(state.topics.control, command.scope.key, dump(command))])
-    state.control.put(command.scope.key, command)
-    return command
+
+    async def write(command_id: str) -> ControlCommand:
+        try:
+            command = ControlCommand(
+                command_id=command_id,
+                ts=datetime.now(UTC),
+                scope=body.scope,
+                action=body.action,
+                reason=body.reason,
+                params=body.params,
+                expires_at=body.expires_at,
+                issued_by=f"key:{key.name}:{key.key_id}"[:128],
+            )
+        except ValueError as exc:  # pydantic ValidationError is a ValueError
+            raise ContractError(str(exc).splitlines()[-1] if str(exc) else "invalid command") from None
+        await state.publisher.send([Record(state.topics.control, command.scope.key, dump(command))])
+        state.control.put(command.scope.key, command)  # known by its id from now on
+        return command
+
+    if body.command_id is None:
+        return await write(f"manual-{uuid.uuid4().hex[:16]}")
+    command_id = body.command_id
+    # claimed before the produce: a retry racing this request answers its outcome
+    held: ControlCommand
+    held, written = await state.command_ids.once(command_id, state.control.by_id, lambda: write(command_id))
+    if not written and (not _visible(key, held) or not _same_request(held, body)):
+        raise ConflictError(f"command_id {command_id!r} is already used by another command")
+    return held
 
 
 @router.get("", response_model=list[ControlCommand], responses=responses(401, 403))

@@ -229,6 +229,34 @@ def test_a_control_command_retried_with_its_id_is_one_command(api: Api) -> None:
     assert [c.command_id for c in written].count("ops-kill-0001") == 1
 
 
+def test_a_retry_racing_the_first_write_of_a_command_id_is_still_one_command(api: Api) -> None:
+    """A client that times out and retries at once can reach the API while the first request
+    is still producing: both must not write. Several rounds of concurrent requests per id."""
+    ids = [f"race-{uuid.uuid4().hex[:12]}" for _ in range(6)]
+
+    def post(command_id: str) -> httpx.Response:
+        request = {
+            "command_id": command_id,
+            "scope": {"kind": "agent", "tenant": "acme", "agent": "raced"},
+            "action": "throttle",
+            "reason": "retried at once",
+            "params": {"rate_per_s": 1.0},
+        }
+        return api.call("POST", "/v1/control", "acme_admin", request)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = {cid: list(pool.map(post, [cid] * 8)) for cid in ids}
+    for got in answers.values():
+        assert [r.status_code for r in got] == [202] * 8, [r.text for r in got]
+        assert len({r.text for r in got}) == 1  # every retry answers the one command
+    written = [
+        ControlCommand.model_validate_json(v)
+        for _, v, _ in records(api.bootstrap, api.topic(specs.CONTROL))
+        if v is not None
+    ]
+    assert {cid: [c.command_id for c in written].count(cid) for cid in ids} == dict.fromkeys(ids, 1)
+
+
 def test_a_policy_put_twice_is_one_policy(api: Api) -> None:
     policy = {"policy_id": "retry-daily", "selector": {"tenant": "acme"}, "window": "24h", "limit": "10"}
     for _ in range(2):

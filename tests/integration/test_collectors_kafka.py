@@ -84,7 +84,7 @@ def test_threads_and_tasks_every_event_once_with_parents(topics: Any) -> None:
         t.join()
     expected = 8 * per_worker + 8  # records plus the 8 root spans
     assert em.flush(30), em.stats()
-    assert em.stats() == {"sent": expected, "dropped": 0, "failed": 0, "queued": 0}
+    assert em.stats() == {"sent": expected, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
     em.shutdown(5)
 
     records = read_events(topics.bootstrap, topics.events, expected)

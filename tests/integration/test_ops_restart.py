@@ -96,9 +96,12 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
         _wait(lambda: stats().get("ready") is True, 120, "ready worker", log)
         _cli(tmp_path, "smoke", "--events", "200")
         _wait(lambda: events() == 200, 60, "200 events processed", log)
-        # what a person watching the log sees: the start line, then progress, no terminal codes
+        # what a person watching the log sees: the ready line, then progress, no terminal codes
         text = log.read_text()
-        assert "worker: Kafka " + bootstrap + "; topics in place; 1 policy on agentledger.policies.v1" in text
+        assert (
+            f'worker ready: bootstrap {bootstrap}, prefix "", 1 policy, 0 commands in force, '
+            f"partitions 0-3, stats on http://127.0.0.1:{port}/stats/"
+        ) in text.splitlines()
         _wait(lambda: "(lag 0)" in log.read_text(), 30, "a progress line with the lag caught up", log)
         assert re.search(
             r"worker: committed (\d+) of \1 records on agentledger.events.v1 \(lag 0\)", log.read_text()
@@ -146,4 +149,51 @@ def test_a_running_worker_keeps_working_across_a_broker_restart(tmp_path: Path) 
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(10)
+        _cli(tmp_path, "kafka", "down")
+
+
+def test_a_running_health_worker_keeps_consuming_across_a_broker_restart(tmp_path: Path) -> None:
+    """`agentledger health` (its own Faust app and group) commits the events sent after the
+    broker came back, without a restart, and says it was ready once."""
+    up = _cli(tmp_path, "kafka", "up")
+    bootstrap = up.strip().splitlines()[-1]
+    log = tmp_path / "health.log"
+    health = None
+    events_topic = "agentledger.events.v1"
+    try:
+        _cli(tmp_path, "topics", "create")
+        with log.open("wb") as out:
+            health = subprocess.Popen([*CLI, "health", "--from", "earliest", "--progress", "1"], env=_env(tmp_path),
+                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        _wait(lambda: "health ready: bootstrap " + bootstrap in log.read_text(), 120, "ready line", log)
+
+        def committed() -> int:
+            """Records (envelopes) of the events topic the group committed, once caught up."""
+            done = re.findall(rf"health: committed ([\d,]+) of \1 records on {re.escape(events_topic)} \(lag 0\)",
+                              log.read_text())  # fmt: skip
+            return int(done[-1].replace(",", "")) if done else 0
+
+        _cli(tmp_path, "smoke", "--events", "200")
+        _wait(lambda: committed() > 0, 60, "the events committed", log)
+        before = committed()
+
+        _cli(tmp_path, "kafka", "down")
+        again = _cli(tmp_path, "kafka", "up")
+        assert again.strip().splitlines()[-1] == bootstrap
+        assert health.poll() is None, log.read_text()[-3000:]
+
+        _cli(tmp_path, "smoke", "--events", "200")
+        _wait(lambda: committed() > before, 180, "the events sent after the restart committed", log)
+        assert health.poll() is None
+        text = log.read_text()
+        assert len([ln for ln in text.splitlines() if ln.startswith("health ready: ")]) == 1
+        assert "Traceback" not in text and "\x1b[" not in text
+    finally:
+        if health is not None:
+            os.killpg(health.pid, signal.SIGTERM)
+            try:
+                health.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(health.pid, signal.SIGKILL)
+                health.wait(10)
         _cli(tmp_path, "kafka", "down")

@@ -36,7 +36,7 @@ def test_module_helpers_and_guarded_use_the_configured_emitter() -> None:
 
         step()
         assert al.flush(5)
-        assert al.stats() == {"sent": 4, "dropped": 0, "failed": 0, "queued": 0}
+        assert al.stats() == {"sent": 4, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
         assert {e["type"] for e in mem.events} == {"span", "usage", "quality", "tool_call"}
 
         guard.apply(ControlCommand(command_id="cmd-00000001", ts=mem.events[0]["ts"], action=Action.KILL,

@@ -56,7 +56,7 @@ def test_events_validate_and_nest(em: Emitter, mem: MemoryTransport) -> None:
     assert tool.span_id == child.span_id and tool.args_hash == hash_args({"q": "secret prompt"})
     assert "secret" not in b"".join(mem.envelopes()).decode()
     assert {b.key for b in mem.batches} == {"acme/planner", "acme/researcher"}
-    assert em.stats() == {"sent": 4, "dropped": 0, "failed": 0, "queued": 0}
+    assert em.stats() == {"sent": 4, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
 
 
 def test_error_status_and_decorators(em: Emitter, mem: MemoryTransport) -> None:

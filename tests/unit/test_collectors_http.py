@@ -58,7 +58,7 @@ def test_posts_contract_events_with_the_key_and_retries_5xx(api: tuple[Api, str]
     with em.span("s"):
         em.record_usage("openai", "gpt-4o", 10, 1)
     assert em.flush(10)
-    assert em.stats() == {"sent": 2, "dropped": 0, "failed": 0, "queued": 0}
+    assert em.stats() == {"sent": 2, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
     assert state.auth == ["Bearer k-123"] * 3
     (body,) = state.bodies
     assert [wire.parse_event(e).type for e in body["events"]] == ["usage", "span"]

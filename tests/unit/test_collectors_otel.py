@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -101,3 +102,37 @@ def test_openinference_spans_and_traces_apart(setup: Any) -> None:
     assert usage == [("researcher", 100, 64), ("writer", 100, 64)]
     assert len({e.trace_id for e in events}) == 2
     assert all(e.name != "GET /health" for e in events if isinstance(e, SpanEvent))
+
+
+def _refused_spans(tracer: Any, n: int) -> None:
+    """LLM spans the contract refuses (a boolean token count), in one trace."""
+    with tracer.start_as_current_span("request"):  # not GenAI work: skipped, not refused
+        for i in range(n):
+            with tracer.start_as_current_span(f"chat gpt-4o {i}") as chat:
+                chat.set_attributes({"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                                     "gen_ai.request.model": "gpt-4o", "gen_ai.usage.input_tokens": True,
+                                     "gen_ai.usage.output_tokens": 3})  # fmt: skip
+
+
+def test_spans_the_mapping_refuses_are_counted_and_logged_once_a_minute(
+    setup: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracer, mem, processor = setup
+    em = processor.emitter
+    caplog.set_level(logging.WARNING)
+    _refused_spans(tracer, 3)
+    assert processor.force_flush(5_000)
+    assert em.stats()["rejected"] == 3
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1, warned
+    assert "3 span(s) refused" in warned[0] and "input_tokens" in warned[0]
+    _refused_spans(tracer, 2)  # within the minute: counted, not logged
+    assert processor.force_flush(5_000)
+    assert em.stats()["rejected"] == 5
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    em._rejected_logged_at -= 61  # a minute later the next one is logged, with what came between
+    _refused_spans(tracer, 1)
+    assert processor.force_flush(5_000)
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 2 and "3 span(s) refused" in warned[1] and "6 in all" in warned[1]
+    assert events_of(mem) == []  # nothing was recorded for them
