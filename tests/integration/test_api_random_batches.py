@@ -245,6 +245,8 @@ class Ledger:
     refused_ids: set[str] = field(default_factory=set)
     accepted_copies: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    explained: Counter[str] = field(default_factory=Counter)  # rejections checked, by field
+    folded: int = 0  # accepted events whose names NFKC changed
 
     def new_id(self) -> str:
         return f"fz-{self.run}-{next(self.ids):06d}"
@@ -322,6 +324,7 @@ def post_and_check(
         for p in problems:
             field_name = defects[int(p["loc"].split(".")[1])]
             assert field_name and field_name in p["msg"], (field_name, p, docs[int(p["loc"].split(".")[1])])
+            ledger.explained[field_name] += 1
         expected_ok = []
     else:
         assert response.status_code == 202, response.text[:1000]
@@ -330,6 +333,7 @@ def post_and_check(
         for r in rejected:  # every rejection explained, naming the field at fault
             field_name = defects[r["index"]]
             assert field_name and r["reason"] and field_name in r["reason"], (field_name, r)
+            ledger.explained[field_name] += 1
         assert answer["accepted"] == len(valid)
         groups = {(nfkc(docs[i]["tenant"]), nfkc(docs[i]["agent"])) for i in valid}
         assert answer["envelopes"] >= len(groups)
@@ -341,6 +345,8 @@ def post_and_check(
             ledger.accepted.setdefault(key, doc)
             ledger.accepted_docs.append((role, doc))
             ledger.accepted_copies += 1
+            names = [doc["tenant"], doc["agent"], doc.get("workflow") or "", *doc["attributes"]]
+            ledger.folded += any(nfkc(n) != n for n in names)
         elif isinstance(doc.get("event_id"), str):
             ledger.refused_ids.add(doc["event_id"])
 
@@ -424,6 +430,8 @@ def big_batch(ledger: Ledger) -> tuple[list[dict[str, Any]], list[str | None]]:
             spec.agent = next(good)
         if i % 331 == 5:
             spec.agent, spec.defect = next(bad), "agent"
+        if i % 613 == 11:
+            spec.workflow, spec.defect = next(bad), "workflow"
         if i % 499 == 7:
             spec.attributes = {"big": "é" * (MAX_VALUE + i % 2)}
             spec.defect = "attributes" if i % 2 else None
@@ -466,6 +474,18 @@ def test_random_batches_land_exactly_once_and_every_rejection_is_explained(
         ledger.doc(Spec("span", "acme", "huge", None, attributes={"a": "x" * MAX_VALUE})) for _ in range(1300)
     ]
     post_and_check(api, ledger, "admin", huge, [None] * len(huge))  # 413: over 5 MiB
+    # the run really exercised the edges (a strategy that drifted to trivial batches fails here)
+    fields = {
+        "tenant",
+        "agent",
+        "workflow",
+        "attributes",
+        "input_tokens",
+        "output_tokens",
+        "event_id",
+        "trace_id",
+    }
+    assert fields <= set(ledger.explained) and ledger.folded > 50, (ledger.explained, ledger.folded)
     assert ledger.statuses[202] >= 10 and ledger.statuses[422] >= 2 and ledger.statuses[413] == 1, (
         ledger.statuses
     )
