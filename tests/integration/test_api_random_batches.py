@@ -502,7 +502,10 @@ def test_random_batches_land_exactly_once_and_every_rejection_is_explained(
     assert stats.rejected == 0, stats
 
     cat = Catalog(root)
-    rows = cat.query("SELECT tenant, event_id, agent, workflow, type FROM raw_events")
+    rows = cat.query(
+        "SELECT tenant, event_id, agent, workflow, type, tool, model, input_tokens, output_tokens, "
+        "cache_read_tokens, attributes FROM raw_events"
+    )
     landed = Counter((r["tenant"], r["event_id"]) for r in rows)
     view = Counter((r["tenant"], r["event_id"]) for r in cat.query("SELECT tenant, event_id FROM events"))
     missing = set(ledger.accepted) - set(view)
@@ -518,5 +521,14 @@ def test_random_batches_land_exactly_once_and_every_rejection_is_explained(
         assert r["tenant"] == nfkc(sent["tenant"]) and r["agent"] == nfkc(sent["agent"]), (r, sent)
         assert r["workflow"] == (nfkc(sent["workflow"]) if "workflow" in sent else None), (r, sent)
         assert r["type"] == sent["type"]
+        for name in ("tool", "model"):  # names that may hold "/": NFKC-normalised too
+            assert r[name] == (nfkc(sent[name]) if name in sent else None), (name, r, sent)
+        for count in ("input_tokens", "output_tokens", "cache_read_tokens"):  # edge counts kept exactly
+            if count in sent:
+                assert r[count] == sent[count], (count, r, sent)
+        # attribute keys are names (NFKC); values are kept to the character (newlines, emoji, 4096 long)
+        assert orjson.loads(r["attributes"] or "{}") == {nfkc(k): v for k, v in sent["attributes"].items()}, (
+            sent
+        )
     assert counters.get("dlq", 0) == 0 and counters.get("rejected_events", 0) == 0, counters
     assert ledger.accepted_copies > len(ledger.accepted)  # duplicates were really sent
