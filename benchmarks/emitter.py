@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agentledger import wire
+from agentledger import topics, wire
 from agentledger.admin import create_topics
 from agentledger.collectors import Emitter, Guard, NoOpTransport
 from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
@@ -296,7 +296,11 @@ def main() -> int:
         m = micro(blocks)
         guard_ns, visible_ms = guard_check(blocks, bootstrap, control_topic)
         rate, rate_stats = delivered(bootstrap, events_topic, n_events)
-        down = outage(local, bootstrap, prefix + "outage", outage_s, freeze=args.gc_freeze)
+        # its own events topic: brokers launched by the project never auto-create one
+        asyncio.run(create_topics(bootstrap, (topics.EVENTS,), prefix=prefix + "outage."))
+        down = outage(
+            local, bootstrap, prefix + "outage." + topics.EVENTS.name, outage_s, freeze=args.gc_freeze
+        )
     finally:
         if local is not None:
             local.down()
