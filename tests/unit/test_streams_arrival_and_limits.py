@@ -39,7 +39,8 @@ def test_an_event_too_large_for_any_record_goes_to_the_dlq_uncounted() -> None:
     p = Processor(MemoryStore(), max_record_bytes=30_000)
     p.observe_policy("cap", policy("cap", "100"))
     huge = usage("huge-0002")
-    huge["attributes"] = {"blob": "x" * 100_000}
+    # within the contract's caps (32 values of at most 4096 characters), over this worker's limit
+    huge["attributes"] = {f"blob{i}": "x" * 4000 for i in range(12)}
     out = run(p, [usage("ok-00001"), huge, usage("ok-00003")])
     priced = [pe.event.event_id for _, v in out.priced for pe in decode_priced(v)[1]]
     assert priced == ["ok-00001", "ok-00003"] and all(len(v) <= 30_000 for _, v in out.priced)
