@@ -22,7 +22,7 @@ from agentledger.errors import AgentLedgerError
 from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
-    "run": ("the whole run (span of the data)", None),
+    "run": ("whole run (all data)", None),
     "15m": ("last 15 min", timedelta(minutes=15)),
     "1h": ("last hour", timedelta(hours=1)),
     "24h": ("last 24 h", timedelta(hours=24)),
