@@ -174,8 +174,12 @@ def controls(src: Sources, keep: dict[str, str | None] | None = None) -> list[Co
         Control("start", "from (UTC)", _iso(v.start) or "", kind="datetime-local"),
         Control("end", "to (UTC)", _iso(v.end) or "", kind="datetime-local"),
     ]
-    if src.admin:
-        tenants = sorted({str(r["tenant"]) for r in seen if r.get("tenant")})
+    if src.admin:  # every tenant, whichever one the view narrows to
+        try:
+            everyone = src.warehouse.rows("agents")
+        except AgentLedgerError:
+            everyone = seen
+        tenants = sorted({str(r["tenant"]) for r in everyone if r.get("tenant")})
         out.append(pick("tenant", "tenant", v.tenant, tenants))
     out += [
         pick("agent", "agent", v.agent, agents),
