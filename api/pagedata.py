@@ -531,5 +531,49 @@ def timeline(src: Sources) -> Page:
     return page
 
 
+def agent_chain(src: Sources) -> Page:
+    """Agents calling agents across the view's traces (from the span tree): a Sankey weighted
+    by inclusive cost, and the same edges as a table whose agents open their pages."""
+
+    def build() -> list[Any]:
+        scope = src.scope()
+        edges = src.rows("agent_calls", start=scope["start"], end=scope["end"], agent=scope["agent"])
+        if src.view.version or src.view.model:
+            src.notes.append("the agent chain reads whole span trees: version and model filters do not apply")
+        table = Table("Calls between agents", ["caller", "callee", "calls", "traces", "inclusive cost"])
+        seen: list[str] = []
+        for e in edges:
+            caller, callee = str(e.get("caller")), str(e.get("callee"))
+            seen += [n for n in (caller, callee) if n not in seen]
+            table.rows.append(
+                [
+                    Cell(caller, "agent?" + src.view.query(name=caller)),
+                    Cell(callee, "agent?" + src.view.query(name=callee)),
+                    Cell(str(e.get("calls") or 0), number=True),
+                    Cell(str(e.get("traces") or 0), number=True),
+                    Cell(_money(e.get("cost_usd")), number=True),
+                ]
+            )
+        links.extend((n, src.view.query(name=n)) for n in seen)
+        tables.append(table)
+        return [figures.agent_chain(edges)]
+
+    links: list[tuple[str, str]] = []
+    tables: list[Table] = []
+    page = _page("agents", "Agent chain", src, build)
+    page.tables = tables
+    page.links = [(label, q) for label, q in links]
+    page.link_slug = "agent"
+    return page
+
+
 def all_pages(src: Sources) -> list[Page]:
-    return [overview(src), agent(src), trace(src), traces(src), providers(src), timeline(src)]
+    return [
+        overview(src),
+        agent(src),
+        trace(src),
+        traces(src),
+        agent_chain(src),
+        providers(src),
+        timeline(src),
+    ]

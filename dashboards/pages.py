@@ -19,6 +19,7 @@ NAV: list[tuple[str, str]] = [
     ("agent", "Agent"),
     ("trace", "Trace"),
     ("traces", "Traces"),
+    ("agents", "Agent chain"),
     ("providers", "Providers"),
     ("timeline", "Decisions"),
 ]
@@ -91,6 +92,7 @@ class Page:
     controls: list[Control] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     query: str = ""
+    link_slug: str | None = None  # the page ``links`` open (default: this one)
 
 
 def _controls_html(page: Page, base: str) -> str:
@@ -156,7 +158,7 @@ def _figures_html(page: Page, base: str | None = None, nonce: str | None = None)
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in page.notes]
     if base is not None and page.links:
         items = " · ".join(
-            f'<a href="{base}/{page.slug}?{html.escape(q)}">{html.escape(label)}</a>'
+            f'<a href="{base}/{page.link_slug or page.slug}?{html.escape(q)}">{html.escape(label)}</a>'
             for label, q in page.links
         )
         parts.append(f'<p class="note">{items}</p>')

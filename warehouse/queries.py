@@ -580,6 +580,65 @@ def decisions(
     )
 
 
+def agent_calls(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    max_traces: int = 5000,
+) -> Rows:
+    """Agents calling agents, from the span tree: one row per (caller, callee) with ``calls``
+    (spans of the callee whose parent span is the caller's), ``traces``, and ``cost_usd``, the
+    inclusive cost of those calls (all that ran under them). Over the ``max_traces`` newest
+    traces of the window; with ``agent``, the edges that touch it. The whole trees are read
+    (a filter on events would cut them), so no version or model filter here."""
+    w = _window(tenant, start, end)
+    t = _Where().when(tenant, "tenant = ?")
+    t.add(
+        f"trace_id IN (SELECT trace_id FROM events {w.sql()} GROUP BY trace_id ORDER BY max(ts) DESC LIMIT ?)"
+    )
+    t.params.extend([*w.params, int(max_traces)])
+    spans = _rows(
+        cat,
+        f"""SELECT trace_id, span_id, any_value(parent_span_id) AS parent_span_id,
+               any_value(agent) AS agent, sum(cost_usd) AS direct_cost_usd
+            FROM events {t.sql()} GROUP BY trace_id, span_id ORDER BY trace_id, span_id""",
+        t.params,
+    )
+    per_trace: dict[str, Rows] = {}
+    for r in spans:
+        per_trace.setdefault(r.pop("trace_id"), []).append(r)
+    edges: dict[tuple[str, str], dict[str, Any]] = {}
+    for trace_id, rows in per_trace.items():
+        tree = _tree(rows)
+        by_id = {r["span_id"]: r for r in tree}
+        for r in tree:
+            parent = by_id.get(r["parent_span_id"]) if r["depth"] else None
+            if parent is None or parent["agent"] == r["agent"]:
+                continue
+            e = edges.setdefault(
+                (parent["agent"], r["agent"]),
+                {
+                    "caller": parent["agent"],
+                    "callee": r["agent"],
+                    "calls": 0,
+                    "cost_usd": Decimal(0),
+                    "ids": set(),
+                },
+            )
+            e["calls"] += 1
+            e["cost_usd"] += r["inclusive_cost_usd"]
+            e["ids"].add(trace_id)
+    out = [
+        {**{k: v for k, v in e.items() if k != "ids"}, "traces": len(e["ids"])}
+        for e in edges.values()
+        if agent is None or agent in (e["caller"], e["callee"])
+    ]
+    out.sort(key=lambda e: (-e["cost_usd"], e["caller"], e["callee"]))
+    return out
+
+
 NAMED: dict[str, Any] = {
     "cost_by_agent_day": cost_by_agent_day,
     "top_traces": top_traces,
@@ -592,5 +651,6 @@ NAMED: dict[str, Any] = {
     "command_latency": command_latency,
     "traces": traces,
     "decisions": decisions,
+    "agent_calls": agent_calls,
 }
 """The analyst queries the CLI can run by name (``agentledger warehouse query NAME``)."""

@@ -21,8 +21,8 @@ def report(
         None, help="Parquet root (default: AGENTLEDGER_WAREHOUSE_URI or <home>/warehouse)."
     ),
 ) -> None:
-    """Write overview, agent, trace, providers and alerts/commands views into one HTML file
-    (plotly.js inlined: it opens anywhere, with no server and no internet)."""
+    """Write the overview, agent, trace, traces, agent chain, providers and decisions views
+    into one HTML file (plotly.js inlined: it opens anywhere, with no server and no internet)."""
     from agentledger.api.pagedata import Sources, all_pages
     from agentledger.api.warehouse import WarehouseReader
     from agentledger.dashboards.pages import render_report

@@ -299,3 +299,13 @@ async def timeline(
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
     return await _html(pagedata.timeline, _sources(key, state, view))
+
+
+@router.get("/agents")
+async def agent_chain(
+    view: pagedata.View = Depends(view_of),
+    key: ApiKey = Depends(_reader),
+    state: ApiState = Depends(get_state),
+) -> HTMLResponse:
+    """Agents calling agents across the view's traces, weighted by calls and inclusive cost."""
+    return await _html(pagedata.agent_chain, _sources(key, state, view))

@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
+from dashboard_data import LOOP_TRACE, land_agent_chain, land_loop_trace
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
@@ -46,7 +47,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=4000"]  # fmt: skip
-PAGES = {"overview": 3, "agent": 3, "trace": 1, "traces": 0, "providers": 1, "timeline": 1}
+PAGES = {"overview": 3, "agent": 3, "trace": 1, "traces": 0, "agents": 1, "providers": 1, "timeline": 1}
 
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -101,6 +102,8 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     asyncio.run(_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
     land_demo_warehouse(str(home / "wh"))
     land_hostile_names(str(home / "wh"))
+    land_loop_trace(str(home / "wh"))
+    land_agent_chain(str(home / "wh"))
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -176,12 +179,15 @@ def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp
         "range": {"range": "custom", "start": start.strftime("%Y-%m-%dT%H:%M:%S"),
                   "end": end.strftime("%Y-%m-%dT%H:%M:%S")},
         "agent": {"agent": "planner"},
+        "search": {"q": "killed"},
     }  # fmt: skip
     expected = {
         "all": reader.rows("traces", tenant="acme", limit=200),
         "range": reader.rows("traces", tenant="acme", start=start, end=end, limit=200),
         "agent": reader.rows("traces", tenant="acme", agent="planner", limit=200),
+        "search": reader.rows("traces", tenant="acme", search="killed", limit=200),
     }
+    assert [r["trace_id"] for r in expected["search"]] == [LOOP_TRACE]
     assert len(expected["all"]) > len(expected["range"]) > 0 and len(expected["agent"]) > 0
     for name, query in views.items():
         dom = chromium(api.view("traces", **query), tmp_path / name, "--dump-dom")

@@ -35,6 +35,7 @@ def test_pages_from_a_demo_warehouse(tmp_path: Path) -> None:
         "agent",
         "trace",
         "traces",
+        "agents",
         "providers",
         "timeline",
     ]

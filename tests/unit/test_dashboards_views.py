@@ -5,126 +5,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_trace
 
 from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
 from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards.pages import render_page
-from agentledger.events import (
-    Action,
-    CommandParams,
-    ControlCommand,
-    PricedEvent,
-    Scope,
-    ScopeKind,
-    SpanEvent,
-    SpanKind,
-    SpanStatus,
-    ToolCallEvent,
-    UsageEvent,
-)
 from agentledger.warehouse.synthetic import T0
-
-LOOP_TRACE = "7" * 31 + "a"
-ROOT, LLM = "1" * 15 + "a", "2" * 15 + "b"
-LOOP_START = T0 + timedelta(hours=40)
-CAUSE = "loop-call-5"
-
-
-def land_loop_trace(root: str) -> None:
-    """A ``coder`` trace that called the same tool six times and was killed 120 ms after the
-    sixth call: one costly LLM call (cached and reasoning tokens) and the kill command."""
-    from agentledger.warehouse.landing import land_priced
-    from agentledger.warehouse.rows import ModelBuffer
-    from agentledger.warehouse.storage import Store, split_by_day
-    from agentledger.wire import dump
-
-    common = {"tenant": "acme", "agent": "coder", "agent_version": "v2", "trace_id": LOOP_TRACE}
-    t = LOOP_START
-    events = [
-        PricedEvent(event=e, cost_usd=c, priced=True, price_source="test")
-        for e, c in [
-            (
-                SpanEvent(
-                    event_id="loop-llm",
-                    ts=t + timedelta(seconds=2),
-                    span_id=LLM,
-                    parent_span_id=ROOT,
-                    name="chat gpt-4o",
-                    kind=SpanKind.LLM,
-                    start=t,
-                    end=t + timedelta(seconds=2),
-                    provider="openai",
-                    model="gpt-4o",
-                    **common,
-                ),
-                Decimal(0),
-            ),
-            (
-                UsageEvent(
-                    event_id="loop-usage",
-                    ts=t + timedelta(seconds=2),
-                    span_id=LLM,
-                    parent_span_id=ROOT,
-                    provider="openai",
-                    model="gpt-4o",
-                    input_tokens=90_000,
-                    output_tokens=4_000,
-                    cache_read_tokens=30_000,
-                    reasoning_tokens=1_500,
-                    **common,
-                ),
-                Decimal("7.25"),
-            ),
-            *[
-                (
-                    ToolCallEvent(
-                        event_id=f"loop-call-{i}",
-                        ts=t + timedelta(seconds=3 + i),
-                        span_id=f"{i + 3:016x}",
-                        parent_span_id=ROOT,
-                        tool="web_search",
-                        args_hash="ab" * 8,
-                        **common,
-                    ),
-                    Decimal(0),
-                )
-                for i in range(6)
-            ],
-            (
-                SpanEvent(
-                    event_id="loop-root",
-                    ts=t + timedelta(seconds=9),
-                    span_id=ROOT,
-                    name="coder",
-                    kind=SpanKind.AGENT,
-                    start=t,
-                    end=t + timedelta(seconds=9),
-                    status=SpanStatus.ERROR,
-                    error_type="AgentKilled",
-                    **common,
-                ),
-                Decimal(0),
-            ),
-        ]
-    ]
-    store = Store(root)
-    land_priced(store, events, "loop-events")
-    kill = ControlCommand(
-        command_id="loop-kill-0",
-        ts=t + timedelta(seconds=8, milliseconds=120),
-        scope=Scope(kind=ScopeKind.TRACE, tenant="acme", agent="coder", trace_id=LOOP_TRACE),
-        action=Action.KILL,
-        reason="web_search called 6 times with the same arguments",
-        params=CommandParams(kill_reason="loop"),
-        cause_event_id=CAUSE,
-    )
-    buffer = ModelBuffer("commands")
-    buffer.add_record(dump(kill), 0, 100)
-    for day, part in split_by_day(buffer.to_table()):
-        store.write("commands", day, "loop-commands", part)
 
 
 @pytest.fixture(scope="module")
@@ -233,3 +123,27 @@ def test_decisions_join_commands_and_alerts_with_cause_latency_and_trace(wh: str
     only_coder = pagedata.timeline(acme(wh, agent="coder")).tables[0].rows
     assert {r[3].text for r in only_coder} == {"agent/acme/coder", f"trace/acme/{LOOP_TRACE}"}
     assert len(only_coder) == 4  # the loop kill, the budget kill, its alert, the resume
+
+
+def test_agent_chain_weighs_calls_by_inclusive_cost(tmp_path: Path) -> None:
+    root = str(tmp_path / "wh")
+    land_demo_warehouse(root)  # single-agent traces: no edges of their own
+    land_agent_chain(root)
+    page = pagedata.agent_chain(acme(root))
+    sankey = page.figures[0].data[0]
+    names = list(sankey.node.customdata)
+    edges = {
+        (names[s], names[t]): v
+        for s, t, v in zip(sankey.link.source, sankey.link.target, sankey.link.value, strict=True)
+    }
+    assert edges == {("planner", "coder"): 5.5, ("coder", "critic"): 0.5}
+    rows = [[c.text for c in r] for r in page.tables[0].rows]
+    assert rows == [["planner", "coder", "2", "2", "$5.50000"], ["coder", "critic", "1", "1", "$0.50000"]]
+    html = render_page(page)
+    assert 'href="/ui/agent?name=critic"' in html  # an agent opens its page
+    only_critic = pagedata.agent_chain(acme(root, agent="critic")).tables[0].rows
+    assert [[c.text for c in r][:2] for r in only_critic] == [["coder", "critic"]]
+    assert (
+        pagedata.agent_chain(acme(root, range="custom", start=T0, end=T0 + timedelta(hours=1))).tables[0].rows
+        == []
+    )
