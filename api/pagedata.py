@@ -269,6 +269,15 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
     return page
 
 
+def _short(text: Any, max_len: int = 36) -> Cell:
+    """A long id or scope key as ``head…tail``, whole on hover."""
+    whole = str(text or "")
+    if len(whole) <= max_len:
+        return Cell(whole)
+    head = (max_len - 1) * 2 // 3
+    return Cell(whole[:head] + "…" + whole[len(whole) - (max_len - 1 - head) :], full=whole)
+
+
 def _money(value: Any) -> str:
     return f"${figures.num(value):.5f}"
 
@@ -317,13 +326,13 @@ def _commands_table(commands: list[Row], title: str = "Commands on this trace") 
         [
             Cell(figures.label(c.get("ts"))[:19]),
             Cell(str(c.get("action") or "")),
-            Cell(str(c.get("scope_key") or "")),
-            Cell(str(c.get("reason") or "")),
+            _short(c.get("scope_key")),
             Cell(str(c.get("issued_by") or "")),
+            Cell(str(c.get("reason") or ""), wrap=True),
         ]
         for c in commands
     ]
-    return Table(title, ["time", "action", "scope", "reason", "issued by"], rows)
+    return Table(title, ["time", "action", "scope", "issued by", "reason"], rows)
 
 
 def trace(src: Sources, trace_id: str | None = None) -> Page:
@@ -501,7 +510,7 @@ def timeline(src: Sources) -> Page:
             ]
             rows = commands
         table = Table(
-            "Decisions", ["time", "kind", "what", "scope", "reason", "latency from cause", "by", "trace"]
+            "Decisions", ["time", "kind", "what", "scope", "latency from cause", "trace", "by", "reason"]
         )
         for i, r in enumerate(rows):
             if r.get("what") in ("kill", "alert", "failover"):
@@ -513,13 +522,13 @@ def timeline(src: Sources) -> Page:
                     Cell(figures.label(r.get("ts"))[:19]),
                     Cell(str(r.get("kind") or "")),
                     Cell(str(r.get("what") or "")),
-                    Cell(str(r.get("scope_key") or "")),
-                    Cell(str(r.get("reason") or "")),
+                    _short(r.get("scope_key")),
                     Cell("" if latency is None else f"{figures.num(latency):.0f} ms", number=True),
-                    Cell(str(r.get("issued_by") or r.get("policy_id") or "")),
                     Cell(str(tid)[:12] + "…", "trace?" + src.view.query(trace_id=str(tid)))
                     if tid
                     else Cell(""),
+                    Cell(str(r.get("issued_by") or r.get("policy_id") or "")),
+                    Cell(str(r.get("reason") or ""), wrap=True),
                 ]
             )
         tables.append(table)

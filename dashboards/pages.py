@@ -64,6 +64,8 @@ class Cell:
     href: str | None = None
     indent: int = 0
     number: bool = False
+    full: str | None = None  # the whole text when ``text`` is shortened (shown on hover)
+    wrap: bool = False  # long prose (reasons) may wrap
 
 
 @dataclass
@@ -121,8 +123,11 @@ def _cell_html(c: Cell, base: str | None) -> str:
     text = html.escape(c.text)
     if c.href is not None and base is not None:
         text = f'<a href="{base}/{html.escape(c.href)}">{text}</a>'
-    style = f' style="padding-left:{0.5 + 1.2 * c.indent:.1f}rem"' if c.indent else ""
-    return f"<td{' class=n' if c.number else ''}{style}>{text}</td>"
+    styles = [f"padding-left:{0.5 + 1.2 * c.indent:.1f}rem"] if c.indent else []
+    styles += ["white-space:normal;min-width:14rem"] if c.wrap else []
+    style = f' style="{";".join(styles)}"' if styles else ""
+    title = f' title="{html.escape(c.full)}"' if c.full else ""
+    return f"<td{' class=n' if c.number else ''}{style}{title}>{text}</td>"
 
 
 def _table_html(t: Table, base: str | None) -> str:
