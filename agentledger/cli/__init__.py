@@ -46,7 +46,7 @@ COMMANDS: list[str] = [
 PANELS: dict[str, tuple[str, ...]] = {
     "Start": ("demo", "kafka", "topics"),
     "Run": ("worker", "health", "sink", "alerts", "api"),
-    "Operate": ("policies", "budgets", "guard", "keys"),
+    "Operate": ("policies", "budgets", "guard", "keys", "ui"),
     "Analyse": ("sql", "warehouse", "report"),
     "Dev": ("smoke", "schema"),
 }
