@@ -3,6 +3,7 @@ and decisions pages, on a demo warehouse plus one runaway trace the loop detecto
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -147,4 +148,33 @@ def test_agent_chain_weighs_calls_by_inclusive_cost(tmp_path: Path) -> None:
     assert (
         pagedata.agent_chain(acme(root, range="custom", start=T0, end=T0 + timedelta(hours=1))).tables[0].rows
         == []
+    )
+
+
+def test_report_command_takes_a_range_and_an_agent(wh: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    def report(*args: str) -> str:
+        out = tmp_path / "report.html"
+        done = subprocess.run(
+            [sys.executable, "-m", "agentledger", "report", "--out", str(out), "--warehouse", wh, *args],
+            capture_output=True, text=True, timeout=120, check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AGENTLEDGER_HOME": str(tmp_path)},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        return out.read_text()
+
+    whole = report()
+    five = {"start": LOOP_START, "end": LOOP_START + timedelta(minutes=5)}
+    narrow = report("--start", five["start"].isoformat(), "--end", five["end"].isoformat())
+    assert f"{LOOP_TRACE[:12]}" in whole and f"{LOOP_TRACE[:12]}" in narrow
+    in_five = WarehouseReader(wh).rows("traces", limit=200, **five)
+    listed = re.search(r"(\d+) traces, by cost", narrow)
+    assert listed is not None and listed.group(1) == str(len(in_five))
+    assert len(in_five) < len(WarehouseReader(wh).rows("traces", limit=200))
+    assert "from 2026-11-22T14:00:00 to 2026-11-22T14:05:00 UTC" in narrow
+    only_critic = report("--agent", "critic")
+    assert re.search(r"(\d+) traces, by cost", only_critic).group(1) == str(  # type: ignore[union-attr]
+        len(WarehouseReader(wh).rows("traces", tenant=None, agent="critic", limit=200))
     )
