@@ -565,11 +565,16 @@ def agent_chain(src: Sources) -> Page:
             )
         links.extend((n, src.view.query(name=n)) for n in seen)
         tables.append(table)
-        return [figures.agent_chain(edges)]
+        fig = figures.agent_chain(edges)
+        # the Sankey's nodes, in its order, each to its agent's page
+        nodes.extend("agent?" + src.view.query(name=n) for n in figures.chain_nodes(edges))
+        return [fig]
 
     links: list[tuple[str, str]] = []
     tables: list[Table] = []
+    nodes: list[str] = []
     page = _page("agents", "Agent chain", src, build)
+    page.node_links = {0: nodes} if nodes else {}
     page.tables = tables
     page.links = [(label, q) for label, q in links]
     page.link_slug = "agent"

@@ -386,6 +386,14 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
     return _layout(fig, "Alerts and commands")
 
 
+def chain_nodes(edges: Iterable[Row]) -> list[str]:
+    """The agent chain's nodes in the order ``agent_chain`` draws them."""
+    return sorted(
+        {str(e["caller"]) for e in edges if e.get("caller") is not None and e.get("callee") is not None}
+        | {str(e["callee"]) for e in edges if e.get("caller") is not None and e.get("callee") is not None}
+    )
+
+
 def agent_chain(edges: Iterable[Row]) -> go.Figure:
     """Agents calling agents as a Sankey: one node per agent, one link per (caller, callee),
     as wide as the inclusive cost of those calls. Rows: caller, callee, calls, cost_usd,
@@ -393,7 +401,7 @@ def agent_chain(edges: Iterable[Row]) -> go.Figure:
     items = [e for e in edges if e.get("caller") is not None and e.get("callee") is not None]
     if not items:  # plotly.js fails on a Sankey with no nodes (RangeError): no trace at all
         return _layout(_empty(go.Figure(), "no agent called another in this view"), "Agent chain")
-    names = sorted({str(e["caller"]) for e in items} | {str(e["callee"]) for e in items})
+    names = chain_nodes(items)
     index = {n: i for i, n in enumerate(names)}
     fig = go.Figure(
         go.Sankey(

@@ -7,6 +7,7 @@ internet): the API serves it at ``/ui/plotly.min.js``; the report inlines it onc
 from __future__ import annotations
 
 import html
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -95,6 +96,8 @@ class Page:
     tables: list[Table] = field(default_factory=list)
     query: str = ""
     link_slug: str | None = None  # the page ``links`` open (default: this one)
+    node_links: dict[int, list[str]] = field(default_factory=dict)
+    """Figure index -> ``page?query`` per Sankey node: a click on a node opens it (served pages)."""
 
 
 def _controls_html(page: Page, base: str) -> str:
@@ -175,12 +178,25 @@ def _figures_html(page: Page, base: str | None = None, nonce: str | None = None)
             div_id=f"{page.slug}-{i}",
             config={"responsive": True, "displaylogo": False},
         )
+        if base is not None and i in page.node_links:
+            div += _node_click_script(f"{page.slug}-{i}", [f"{base}/{q}" for q in page.node_links[i]])
         if nonce is not None:  # the page's Content-Security-Policy admits inline scripts by nonce
             div = div.replace("<script>", f'<script nonce="{nonce}">')
         wide = ' style="grid-column:1/-1"' if len(page.figures) == 1 else ""  # a lone chart: full width
         parts.append(f'<div class="card"{wide}>{div}</div>')
     parts += [_table_html(t, base) for t in page.tables]
     return "\n".join(p for p in parts if p)
+
+
+def _node_click_script(div_id: str, urls: list[str]) -> str:
+    """Open ``urls[n]`` when Sankey node ``n`` is clicked (a link click does nothing)."""
+    data = json.dumps(urls).replace("<", "\\u003c")  # no "</script>" can come from data
+    return (
+        f"<script>(function(){{var urls={data};var gd=document.getElementById({json.dumps(div_id)});"
+        "if(!gd||!gd.on)return;gd.on('plotly_click',function(e){var p=e&&e.points&&e.points[0];"
+        "if(p&&p.sourceLinks!==undefined&&urls[p.pointNumber]){window.location.href=urls[p.pointNumber];}});"
+        "})();</script>"
+    )
 
 
 def _head(title: str, script: str) -> str:

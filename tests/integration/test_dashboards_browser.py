@@ -233,3 +233,32 @@ def test_report_at_phone_width(
     result = chromium(frame.as_uri(), tmp_path / "p", f"--screenshot={shot}", "--window-size=500,6000")
     assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-1000:]
     print(f"screenshots: {shots}")
+
+
+def test_a_click_on_an_agent_in_the_chain_opens_its_page(tmp_path: Path) -> None:
+    # The page as a file (no CSP there), plotly.js beside it, and a stand-in agent page (a
+    # file, so the query is not shown: which url each node opens is a unit test); a script
+    # clicks the first node of the Sankey.
+    from dashboard_data import land_agent_chain
+
+    from agentledger.api import pagedata
+    from agentledger.dashboards.pages import plotly_js, render_page
+
+    land_demo_warehouse(str(tmp_path / "wh"))
+    land_agent_chain(str(tmp_path / "wh"))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plotly.min.js").write_text(plotly_js())
+    (site / "agent").write_text("the agent page stand-in")
+    page = pagedata.agent_chain(Sources(WarehouseReader(str(tmp_path / "wh")), "acme"))
+    click = (
+        "<script>setTimeout(function(){var n=document.querySelector('.sankey-node');"
+        "n.dispatchEvent(new MouseEvent('click',{bubbles:true}));},1000)</script>"
+    )
+    (site / "agents.html").write_text(
+        render_page(page, base=site.as_uri()).replace("</body>", click + "</body>")
+    )
+    dom = chromium(
+        (site / "agents.html").as_uri(), tmp_path / "p", "--dump-dom", "--allow-file-access-from-files"
+    )
+    assert "the agent page stand-in" in dom.stdout, dom.stdout[:1500]

@@ -14,7 +14,7 @@ from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_t
 from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
 from agentledger.api.warehouse import WarehouseReader
-from agentledger.dashboards.pages import render_page
+from agentledger.dashboards.pages import render_page, render_report
 from agentledger.warehouse.synthetic import T0
 
 
@@ -141,8 +141,14 @@ def test_agent_chain_weighs_calls_by_inclusive_cost(tmp_path: Path) -> None:
     assert edges == {("planner", "coder"): 5.5, ("coder", "critic"): 0.5}
     rows = [[c.text for c in r] for r in page.tables[0].rows]
     assert rows == [["planner", "coder", "2", "2", "$5.50000"], ["coder", "critic", "1", "1", "$0.50000"]]
-    html = render_page(page)
+    html = render_page(page, nonce="n0nce")
     assert 'href="/ui/agent?name=critic"' in html  # an agent opens its page
+    # a click on a node opens that agent's page: the urls in the Sankey's node order
+    assert (
+        '<script nonce="n0nce">(function(){var urls=["/ui/agent?name=coder", "/ui/agent?name=critic", '
+        in html
+    )
+    assert "(function(){var urls=" not in render_report([page])  # no server behind a static file
     only_critic = pagedata.agent_chain(acme(root, agent="critic")).tables[0].rows
     assert [[c.text for c in r][:2] for r in only_critic] == [["coder", "critic"]]
     assert (
