@@ -184,3 +184,19 @@ def test_report_command_takes_a_range_and_an_agent(wh: str, tmp_path: Path) -> N
     assert re.search(r"(\d+) traces, by cost", only_critic).group(1) == str(  # type: ignore[union-attr]
         len(WarehouseReader(wh).rows("traces", tenant=None, agent="critic", limit=200))
     )
+
+
+def test_new_queries_keep_to_the_callers_tenant(tmp_path: Path) -> None:
+    root = str(tmp_path / "wh")
+    land_demo_warehouse(root)
+    land_loop_trace(root)
+    land_agent_chain(root)
+    reader = WarehouseReader(root)
+    globex = reader.rows("traces", tenant="globex", limit=500)
+    assert globex and {r["tenant"] for r in globex} == {"globex"}
+    assert LOOP_TRACE not in {r["trace_id"] for r in globex}
+    assert reader.rows("traces", tenant="globex", search="killed") == []
+    assert reader.rows("trace_spans", trace_id=LOOP_TRACE, tenant="globex") == []
+    assert reader.rows("agent_calls", tenant="globex") == []  # the chain is acme's
+    assert reader.rows("decisions", tenant="globex") == []  # every demo alert and command is acme's
+    assert len(reader.rows("decisions", tenant="acme")) == 8
