@@ -411,8 +411,8 @@ def traces(
                 [
                     Cell(tid[:12] + "…", "trace?" + src.view.query(trace_id=tid)),
                     Cell(figures.label(r.get("start"))[:19]),
-                    Cell(str(r.get("root_agent") or "")),
-                    Cell(", ".join(str(a) for a in r.get("agents") or [])),
+                    _short(r.get("root_agent"), 24),
+                    _short(", ".join(str(a) for a in r.get("agents") or []), 32),
                     Cell(_money(r.get("cost_usd")), number=True),
                     Cell(f"{figures.num(r.get('duration_ms')):.0f} ms", number=True),
                     Cell(str(r.get("calls") or 0), number=True),
