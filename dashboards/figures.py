@@ -384,3 +384,43 @@ def alerts_commands_timeline(alerts: Iterable[Row], commands: Iterable[Row]) -> 
     if not a and not c:
         _empty(fig, "no alerts or commands")
     return _layout(fig, "Alerts and commands")
+
+
+def chain_nodes(edges: Iterable[Row]) -> list[str]:
+    """The agent chain's nodes in the order ``agent_chain`` draws them."""
+    return sorted(
+        {str(e["caller"]) for e in edges if e.get("caller") is not None and e.get("callee") is not None}
+        | {str(e["callee"]) for e in edges if e.get("caller") is not None and e.get("callee") is not None}
+    )
+
+
+def agent_chain(edges: Iterable[Row]) -> go.Figure:
+    """Agents calling agents as a Sankey: one node per agent, one link per (caller, callee),
+    as wide as the inclusive cost of those calls. Rows: caller, callee, calls, cost_usd,
+    traces."""
+    items = [e for e in edges if e.get("caller") is not None and e.get("callee") is not None]
+    if not items:  # plotly.js fails on a Sankey with no nodes (RangeError): no trace at all
+        return _layout(_empty(go.Figure(), "no agent called another in this view"), "Agent chain")
+    names = chain_nodes(items)
+    index = {n: i for i, n in enumerate(names)}
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node={"label": [label(n, max_len=24) for n in names], "pad": 18, "color": "#1565c0",
+                  "customdata": [label(n) for n in names], "hovertemplate": "%{customdata}<extra></extra>"},
+            link={
+                "source": [index[str(e["caller"])] for e in items],
+                "target": [index[str(e["callee"])] for e in items],
+                # a link of $0 would vanish: its width is at least a hair
+                "value": [max(num(e.get("cost_usd")), 1e-9) for e in items],
+                "customdata": [
+                    f"{label(e['caller'])} → {label(e['callee'])}: {int(num(e.get('calls')))} calls in "
+                    f"{int(num(e.get('traces')))} traces, ${num(e.get('cost_usd')):.4f} inclusive"
+                    for e in items
+                ],
+                "hovertemplate": "%{customdata}<extra></extra>",
+                "color": "rgba(21,101,192,0.25)",
+            },
+        )
+    )  # fmt: skip
+    return _layout(fig, "Agent chain (link width: inclusive cost of the calls)")

@@ -46,6 +46,19 @@ def _window(tenant: str | None, start: datetime | None, end: datetime | None, co
     return where
 
 
+def _filter(
+    w: _Where,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+    prefix: str = "",
+) -> _Where:
+    """The dashboards' filters (each None: no filter). ``model`` keeps the rows of that model
+    only, so a trace's cost under it is what that model cost."""
+    w.when(agent, f"{prefix}agent = ?").when(agent_version, f"{prefix}agent_version = ?")
+    return w.when(model, f"{prefix}model = ?")
+
+
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
     rows: Rows = cat.query(sql, params)
     return rows
@@ -90,12 +103,15 @@ def top_traces(
     tenant: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
 ) -> Rows:
     """The most expensive traces (inclusive cost: every event of every agent in the trace).
 
     Ranks on cost alone first, then describes only the winners (listing agents for every
     trace would cost more than the ranking)."""
-    w = _window(tenant, start, end)
+    w = _filter(_window(tenant, start, end), agent, agent_version, model)
     return _rows(
         cat,
         f"""WITH top AS (
@@ -209,6 +225,9 @@ def costs(
     end: datetime | None = None,
     tenant: str | None = None,
     bucket: str | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
 ) -> Rows:
     """Spend grouped by any of tenant/agent/agent_version/workflow/model/provider, optionally
     per time ``bucket`` (second/minute/hour/day/week/month, as column ``bucket``)."""
@@ -221,7 +240,7 @@ def costs(
     inner = [*cols, *([f"{key} AS _b"] if unit else [])]
     outer = [*cols, *([f"{start_of} AS bucket"] if unit else [])]
     order = ", ".join(["bucket", *cols] if unit else cols) or "cost_usd DESC"
-    w = _window(tenant, start, end)
+    w = _filter(_window(tenant, start, end), agent, agent_version, model)
     return _rows(
         cat,
         f"""SELECT {"".join(c + ", " for c in outer)}cost_usd, events, calls, input_tokens,
@@ -291,9 +310,17 @@ def _tree(rows: Rows) -> Rows:
     return [by_id[sid] for sid, _, _ in order]
 
 
-def agents(cat: Catalog, tenant: str | None = None) -> Rows:
+def agents(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+) -> Rows:
     """Every agent seen: versions, first/last event, events, spend."""
-    w = _Where().when(tenant, "tenant = ?")
+    w = _filter(_window(tenant, start, end), agent, agent_version, model)
     return _rows(
         cat,
         f"""SELECT tenant, agent,
@@ -356,10 +383,13 @@ def commands(
     start: datetime | None = None,
     end: datetime | None = None,
     limit: int = 100,
+    trace_id: str | None = None,
 ) -> Rows:
     """Control commands issued, newest first. With ``tenant``, only that tenant's commands
-    (provider-wide commands carry no tenant and are left out)."""
+    (provider-wide commands carry no tenant and are left out); with ``trace_id``, those whose
+    scope is that trace."""
     w = _window(tenant, start, end).when(action, "action = ?").when(agent, "agent = ?")
+    w.when(trace_id, "trace_id = ?")
     return _rows(
         cat,
         f"SELECT * EXCLUDE (source_partition, source_offset) FROM commands {w.sql()} "
@@ -390,10 +420,16 @@ def event_count(cat: Catalog, tenant: str | None = None) -> int:
 
 
 def provider_health(
-    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
 ) -> Rows:
     """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95."""
-    w = _window(tenant, start, end).add("provider IS NOT NULL")
+    w = _filter(_window(tenant, start, end), agent, agent_version, model).add("provider IS NOT NULL")
     return _rows(
         cat,
         f"""SELECT provider, model,
@@ -411,6 +447,198 @@ def provider_health(
     )
 
 
+TRACE_SORTS = {
+    "cost": "cost_usd DESC",
+    "duration": "duration_ms DESC",
+    "errors": "errors DESC, cost_usd DESC",
+    "agent": "root_agent, cost_usd DESC",
+    "start": "start DESC",
+}
+TRACE_STATUSES = ("ok", "error", "killed")
+
+
+def traces(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+    search: str | None = None,
+    status: str | None = None,
+    min_cost_usd: Decimal | None = None,
+    sort: str = "cost",
+    limit: int = 100,
+) -> Rows:
+    """Traces to search and sort: cost (inclusive, every agent's), duration, calls, tokens,
+    errors, the agents in it, and ``status``: ``killed`` when a kill command named the trace,
+    else ``error`` when a span failed, else ``ok``. ``search`` matches part of the trace id,
+    an agent, the status or the kill reason; ``sort`` is one of cost/duration/errors/agent/start."""
+    if sort not in TRACE_SORTS:
+        raise ConfigError(f"sort must be one of {', '.join(TRACE_SORTS)}, not {sort!r}")
+    if status is not None and status not in TRACE_STATUSES:
+        raise ConfigError(f"status must be one of {', '.join(TRACE_STATUSES)}, not {status!r}")
+    w = _filter(_window(tenant, start, end), agent, agent_version, model)
+    k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
+    where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
+    if search:
+        where.add(
+            "(contains(lower(trace_id), ?) OR contains(lower(array_to_string(agents, ' ')), ?)"
+            " OR status = ? OR coalesce(kill_reason, '') = ?)",
+            *([search.strip().lower()] * 4),
+        )
+    return _rows(
+        cat,
+        f"""WITH t AS (
+              SELECT trace_id, any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
+                     count(*) AS events, count(*) FILTER (WHERE type = 'usage') AS calls,
+                     (coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0))::BIGINT AS tokens,
+                     count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
+                     list(DISTINCT agent ORDER BY agent) AS agents,
+                     arg_min(agent, CASE WHEN parent_span_id IS NULL THEN 0 ELSE 1 END) AS root_agent,
+                     min(coalesce(start, ts)) AS start, max(coalesce("end", ts)) AS "end"
+              FROM events {w.sql()} GROUP BY trace_id),
+            k AS (
+              SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
+                     any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
+              FROM commands {k.sql()} GROUP BY trace_id),
+            r AS (
+              SELECT t.*, epoch_ms(t."end") - epoch_ms(t.start) AS duration_ms,
+                     CASE WHEN k.kill_reason IS NOT NULL THEN 'killed'
+                          WHEN t.errors > 0 THEN 'error' ELSE 'ok' END AS status,
+                     coalesce(k.commands, []) AS commands, k.kill_reason
+              FROM t LEFT JOIN k USING (trace_id))
+            SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?""",
+        [*w.params, *k.params, *where.params, int(limit)],
+    )
+
+
+def trace_spans(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
+    """``trace_tree`` with what a trace page shows per span: provider and model, calls,
+    tokens (cached reads, cache writes and reasoning apart), latency, error type, tool."""
+    w = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    rows = _rows(
+        cat,
+        f"""SELECT span_id, any_value(parent_span_id) AS parent_span_id,
+               any_value(name) FILTER (WHERE type = 'span') AS name,
+               any_value(kind) FILTER (WHERE type = 'span') AS kind,
+               any_value(status) FILTER (WHERE type IN ('span', 'tool_call')) AS status,
+               any_value(error_type) AS error_type, any_value(tool) AS tool,
+               any_value(agent) AS agent, any_value(agent_version) AS agent_version,
+               any_value(provider) AS provider, any_value(model) AS model,
+               min(coalesce(start, ts)) AS start, max(coalesce("end", ts)) AS "end",
+               epoch_ms(max(coalesce("end", ts))) - epoch_ms(min(coalesce(start, ts))) AS latency_ms,
+               count(*) FILTER (WHERE type = 'usage') AS calls,
+               coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+               coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+               coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+               coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens,
+               coalesce(sum(reasoning_tokens), 0)::BIGINT AS reasoning_tokens,
+               sum(cost_usd) AS direct_cost_usd, count(*) AS events
+            FROM events {w.sql()} GROUP BY span_id ORDER BY start, span_id""",
+        w.params,
+    )
+    return _tree(rows)
+
+
+def decisions(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    limit: int = 200,
+) -> Rows:
+    """Commands and alerts in one list, newest first: ``kind`` (command/alert), ``what`` (the
+    action or the alert's state), scope, reason, the trace of the cause and ``latency_ms``
+    from the cause event (an alert that issued a command shares that command's cause)."""
+    w = _window(tenant, start, end, col="c.ts").when(agent, "c.agent = ?")
+    w.parts = [p.replace("tenant =", "c.tenant =", 1) if p.startswith("tenant") else p for p in w.parts]
+    a = _window(tenant, start, end, col="a.ts")
+    a.parts = [p.replace("tenant =", "a.tenant =", 1) if p.startswith("tenant") else p for p in a.parts]
+    if agent is not None:
+        a.add("(contains(a.entity, '/' || ? || '@') OR a.entity LIKE '%/' || ?)", agent, agent)
+    cause = "e.event_id = c.cause_event_id AND (c.tenant IS NULL OR e.tenant = c.tenant)"
+    return _rows(
+        cat,
+        f"""SELECT * FROM (
+              SELECT c.ts, 'command' AS kind, c.action AS what, c.scope_kind, c.scope_key,
+                     c.reason, c.policy_id, c.issued_by, c.command_id AS id,
+                     coalesce(c.trace_id, e.trace_id) AS trace_id,
+                     date_diff('millisecond', e.ts, c.ts) AS latency_ms
+              FROM commands c LEFT JOIN events e ON {cause} {w.sql()}
+              UNION ALL BY NAME
+              SELECT a.ts, 'alert' AS kind, a.state AS what, a.rule AS scope_kind,
+                     a.entity AS scope_key, a.summary AS reason, a.policy_id, NULL AS issued_by,
+                     a.alert_id AS id, coalesce(c.trace_id, e.trace_id) AS trace_id,
+                     date_diff('millisecond', e.ts, a.ts) AS latency_ms
+              FROM alerts a LEFT JOIN commands c ON c.command_id = a.command_id
+                   LEFT JOIN events e ON {cause} {a.sql()})
+            ORDER BY ts DESC, id LIMIT ?""",
+        [*w.params, *a.params, int(limit)],
+    )
+
+
+def agent_calls(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+    max_traces: int = 5000,
+) -> Rows:
+    """Agents calling agents, from the span tree: one row per (caller, callee) with ``calls``
+    (spans of the callee whose parent span is the caller's), ``traces``, and ``cost_usd``, the
+    inclusive cost of those calls (all that ran under them). Over the ``max_traces`` newest
+    traces of the window; with ``agent``, the edges that touch it. The whole trees are read
+    (a filter on events would cut them), so no version or model filter here."""
+    w = _window(tenant, start, end)
+    t = _Where().when(tenant, "tenant = ?")
+    t.add(
+        f"trace_id IN (SELECT trace_id FROM events {w.sql()} GROUP BY trace_id ORDER BY max(ts) DESC LIMIT ?)"
+    )
+    t.params.extend([*w.params, int(max_traces)])
+    spans = _rows(
+        cat,
+        f"""SELECT trace_id, span_id, any_value(parent_span_id) AS parent_span_id,
+               any_value(agent) AS agent, sum(cost_usd) AS direct_cost_usd
+            FROM events {t.sql()} GROUP BY trace_id, span_id ORDER BY trace_id, span_id""",
+        t.params,
+    )
+    per_trace: dict[str, Rows] = {}
+    for r in spans:
+        per_trace.setdefault(r.pop("trace_id"), []).append(r)
+    edges: dict[tuple[str, str], dict[str, Any]] = {}
+    for trace_id, rows in per_trace.items():
+        tree = _tree(rows)
+        by_id = {r["span_id"]: r for r in tree}
+        for r in tree:
+            parent = by_id.get(r["parent_span_id"]) if r["depth"] else None
+            if parent is None or parent["agent"] == r["agent"]:
+                continue
+            e = edges.setdefault(
+                (parent["agent"], r["agent"]),
+                {
+                    "caller": parent["agent"],
+                    "callee": r["agent"],
+                    "calls": 0,
+                    "cost_usd": Decimal(0),
+                    "ids": set(),
+                },
+            )
+            e["calls"] += 1
+            e["cost_usd"] += r["inclusive_cost_usd"]
+            e["ids"].add(trace_id)
+    out = [
+        {**{k: v for k, v in e.items() if k != "ids"}, "traces": len(e["ids"])}
+        for e in edges.values()
+        if agent is None or agent in (e["caller"], e["callee"])
+    ]
+    out.sort(key=lambda e: (-e["cost_usd"], e["caller"], e["callee"]))
+    return out
+
+
 NAMED: dict[str, Any] = {
     "cost_by_agent_day": cost_by_agent_day,
     "top_traces": top_traces,
@@ -421,5 +649,8 @@ NAMED: dict[str, Any] = {
     "costs": costs,
     "agents": agents,
     "command_latency": command_latency,
+    "traces": traces,
+    "decisions": decisions,
+    "agent_calls": agent_calls,
 }
 """The analyst queries the CLI can run by name (``agentledger warehouse query NAME``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +22,23 @@ def report(
         None, "--root", help="Warehouse root (default: AGENTLEDGER_WAREHOUSE_URI or <home>/warehouse)."
     ),
     warehouse: str = typer.Option(None, "--warehouse", hidden=True),  # its old name, still taken
+    start: str = typer.Option(None, help="From this event time, inclusive (ISO; UTC if no zone)."),
+    end: str = typer.Option(None, help="Until this event time, exclusive (ISO; UTC if no zone)."),
+    agent: str = typer.Option(None, help="Only this agent."),
 ) -> None:
-    """Write overview, agent, trace, providers and alerts/commands views into one HTML file
-    (plotly.js inlined: it opens anywhere, with no server and no internet)."""
-    from agentledger.api.pagedata import Sources, all_pages
+    """Write the overview, agent, trace, traces, agent chain, providers and decisions views
+    into one HTML file (plotly.js inlined: it opens anywhere, with no server and no internet)."""
+    from agentledger.api.pagedata import Sources, View, all_pages
     from agentledger.api.warehouse import WarehouseReader
     from agentledger.dashboards.pages import render_report
 
     s = settings()
     reader = WarehouseReader(root or warehouse or s.warehouse_root)
+    view = View(agent=agent)
+    if start or end:
+        view.range, view.start, view.end = "custom", _time(start, "--start"), _time(end, "--end")
     budgets, commands = _live_state(tenant)
-    pages = all_pages(Sources(reader, tenant, budgets, commands))
+    pages = all_pages(Sources(reader, tenant, budgets, commands, view=view))
     out.write_text(render_report(pages), encoding="utf-8")
     notes = sorted({n for p in pages for n in p.notes if ":" in n and not n.startswith(("agent:", "trace:"))})
     for note in notes:
@@ -39,6 +46,16 @@ def report(
     if not budgets:
         console.print("note: no live budgets (set AGENTLEDGER_KAFKA_BOOTSTRAP to include them)")
     console.print(f"wrote {out} ({out.stat().st_size // 1024} KiB, {len(pages)} views)")
+
+
+def _time(value: str | None, flag: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{flag} takes an ISO date or time, e.g. 2026-11-24T10:00Z") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _live_state(tenant: str | None) -> tuple[list[Any], list[Any]]:

@@ -63,9 +63,10 @@ def files(root: str = typer.Option(None, help="Warehouse root (default: settings
 # Every named query of agentledger.warehouse.queries that docs/warehouse.md lists, with the
 # parameters it takes besides ``tenant`` (kept here so `--help` needs no DuckDB import; a unit
 # test holds it equal to the functions' signatures).
+_FILTERS = ("start", "end", "agent", "agent_version", "model")  # the dashboards' view filters
 QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
     "cost_by_agent_day": (("start", "end"), "spend per tenant, agent and UTC day"),
-    "top_traces": (("limit", "start", "end"), "the most expensive traces, inclusive cost"),
+    "top_traces": ((*_FILTERS, "limit"), "the most expensive traces, inclusive cost"),
     "cost_per_successful_task": (("start", "end"), "per agent version: cost of all tasks / successes"),
     "token_efficiency": (("start", "end"), "output per input token, cache hit ratio, per model"),
     "budget_utilisation": (
@@ -73,17 +74,22 @@ QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
         "spend per agent-day, share of --daily-limit, commands issued",
     ),
     "unpriced_usage": (("start", "end"), "usage the price step could not price"),
-    "costs": (("group_by", "bucket", "start", "end"), "spend grouped by --group-by, per --bucket"),
+    "costs": (("group_by", "bucket", *_FILTERS), "spend grouped by --group-by, per --bucket"),
     "trace_tree": (("trace_id",), "one trace's spans: direct and inclusive cost"),
-    "agents": ((), "every agent seen: versions, first/last event, spend"),
+    "agents": (_FILTERS, "every agent seen: versions, first/last event, spend"),
     "quality_series": (("agent", "metric", "bucket", "start", "end"), "mean score per bucket and version"),
     "alerts": (("state", "rule", "limit", "start", "end"), "alert transitions, newest first"),
-    "commands": (("action", "agent", "limit", "start", "end"), "control commands, newest first"),
+    "commands": (("action", "agent", "limit", "start", "end", "trace_id"), "control commands, newest first"),
     "command_latency": (("limit",), "each command, its cause event and the time between them"),
-    "provider_health": (("start", "end"), "calls, errors, latency p50/p95 per provider and model"),
+    "provider_health": (_FILTERS, "calls, errors, latency p50/p95 per provider and model"),
 }
 REQUIRED = {"trace_tree": ("trace_id",), "quality_series": ("agent", "metric")}
-_FLAG = {"daily_limit_usd": "--daily-limit", "trace_id": "--trace-id", "group_by": "--group-by"}
+_FLAG = {
+    "daily_limit_usd": "--daily-limit",
+    "trace_id": "--trace-id",
+    "group_by": "--group-by",
+    "agent_version": "--agent-version",
+}
 
 
 def _flag(param: str) -> str:
@@ -125,7 +131,9 @@ def query(
     limit: int = typer.Option(None, min=1, help="top_traces, alerts, commands, command_latency: rows."),
     daily_limit: float = typer.Option(None, "--daily-limit", help="budget_utilisation: USD per agent-day."),
     trace_id: str = typer.Option(None, "--trace-id", help="trace_tree: the trace."),
-    agent: str = typer.Option(None, help="quality_series, commands: the agent."),
+    agent: str = typer.Option(None, help="quality_series, commands, and the filtered ones: the agent."),
+    agent_version: str = typer.Option(None, "--agent-version", help="Only this agent version."),
+    model: str = typer.Option(None, help="Only this model's events."),
     metric: str = typer.Option(None, help="quality_series: the quality metric."),
     state: str = typer.Option(None, help="alerts: ok, warn, alert or resolved."),
     rule: str = typer.Option(None, help="alerts: the rule name."),
@@ -152,6 +160,8 @@ def query(
         "daily_limit_usd": Decimal(str(daily_limit)) if daily_limit is not None else None,
         "trace_id": trace_id,
         "agent": agent,
+        "agent_version": agent_version,
+        "model": model,
         "metric": metric,
         "state": state,
         "rule": rule,

@@ -12,6 +12,8 @@ import asyncio
 import re
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -170,11 +172,49 @@ async def root() -> Response:
     return RedirectResponse("/ui/overview", status_code=307)
 
 
-def _sources(key: ApiKey, state: ApiState, tenant: str | None) -> pagedata.Sources:
-    only = tenant_for(key, tenant)
+def _when(value: str | None, what: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequestError(
+            f"{what} must be a date and time such as 2026-11-20T22:00:00, not {value!r}"
+        ) from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def view_of(
+    range: str = Query(default="run", pattern="^(" + "|".join(pagedata.RANGES) + ")$"),
+    start: str | None = Query(default=None, max_length=40),
+    end: str | None = Query(default=None, max_length=40),
+    agent: str | None = Query(default=None, max_length=128),
+    version: str | None = Query(default=None, max_length=128),
+    model: str | None = Query(default=None, max_length=256),
+    tenant: str | None = Query(default=None, max_length=128),
+) -> pagedata.View:
+    """The time range and filters every page takes from its URL (an empty field: no filter)."""
+    view = pagedata.View(
+        range,
+        _when(start, "start"),
+        _when(end, "end"),
+        agent or None,
+        version or None,
+        model or None,
+        tenant or None,
+    )
+    if range == "custom" and view.start and view.end and view.start >= view.end:
+        raise BadRequestError("the custom range must start before it ends")
+    if range != "custom":
+        view.start = view.end = None
+    return view
+
+
+def _sources(key: ApiKey, state: ApiState, view: pagedata.View) -> pagedata.Sources:
+    only = tenant_for(key, view.tenant)
     budgets = [b for b in state.budgets.items().values() if only is None or _tenant_of(b.scope_key) == only]
     commands = [c for c in state.control.items().values() if only is None or c.scope.tenant in (None, only)]
-    return pagedata.Sources(state.warehouse, only, budgets, commands)
+    return pagedata.Sources(state.warehouse, only, budgets, commands, view=view, admin=key.tenant is None)
 
 
 def _tenant_of(scope_key: str) -> str | None:
@@ -194,47 +234,78 @@ async def _html(build: Callable[..., Page], *args: Any) -> HTMLResponse:
 
 @router.get("/overview")
 async def overview(
-    tenant: str | None = None,
+    view: pagedata.View = Depends(view_of),
     key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return await _html(pagedata.overview, _sources(key, state, tenant))
+    return await _html(pagedata.overview, _sources(key, state, view))
 
 
 @router.get("/agent")
 async def agent(
-    name: str | None = None,
-    metric: str = "faithfulness",
-    tenant: str | None = None,
+    name: str | None = Query(default=None, max_length=128),
+    metric: str = Query(default="faithfulness", max_length=64),
+    view: pagedata.View = Depends(view_of),
     key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return await _html(pagedata.agent, _sources(key, state, tenant), name, metric)
+    return await _html(pagedata.agent, _sources(key, state, view), name or None, metric)
 
 
 @router.get("/trace")
 async def trace(
     trace_id: str | None = Query(default=None, pattern=r"^[0-9a-f]{32}$"),
-    tenant: str | None = None,
+    view: pagedata.View = Depends(view_of),
     key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return await _html(pagedata.trace, _sources(key, state, tenant), trace_id)
+    return await _html(pagedata.trace, _sources(key, state, view), trace_id)
+
+
+@router.get("/traces")
+async def traces(
+    q: str | None = Query(default=None, max_length=128),
+    status: str | None = Query(default=None, pattern="^(|ok|error|killed)$"),
+    min_cost: str | None = Query(default=None, max_length=32),
+    sort: str = Query(default="cost", pattern="^(" + "|".join(pagedata.TRACE_SORTS) + ")$"),
+    view: pagedata.View = Depends(view_of),
+    key: ApiKey = Depends(_reader),
+    state: ApiState = Depends(get_state),
+) -> HTMLResponse:
+    """Traces of the view: search by id, agent, status or kill reason; sort by cost,
+    duration, errors, agent or start."""
+    try:
+        least = Decimal(min_cost) if min_cost else None
+    except InvalidOperation:
+        raise BadRequestError(f"min_cost must be a number of USD, not {min_cost!r}") from None
+    if least is not None and not least.is_finite():
+        raise BadRequestError("min_cost must be a finite number of USD")
+    return await _html(pagedata.traces, _sources(key, state, view), q or None, status or None, least, sort)
 
 
 @router.get("/providers")
 async def providers(
-    tenant: str | None = None,
+    view: pagedata.View = Depends(view_of),
     key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return await _html(pagedata.providers, _sources(key, state, tenant))
+    return await _html(pagedata.providers, _sources(key, state, view))
 
 
 @router.get("/timeline")
 async def timeline(
-    tenant: str | None = None,
+    view: pagedata.View = Depends(view_of),
     key: ApiKey = Depends(_reader),
     state: ApiState = Depends(get_state),
 ) -> HTMLResponse:
-    return await _html(pagedata.timeline, _sources(key, state, tenant))
+    return await _html(pagedata.timeline, _sources(key, state, view))
+
+
+@router.get("/agents")
+async def agent_chain(
+    view: pagedata.View = Depends(view_of),
+    key: ApiKey = Depends(_reader),
+    state: ApiState = Depends(get_state),
+) -> HTMLResponse:
+    """Agents calling agents across the view's traces, weighted by calls and inclusive cost."""
+    return await _html(pagedata.agent_chain, _sources(key, state, view))

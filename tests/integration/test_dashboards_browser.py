@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
+from dashboard_data import LOOP_TRACE, land_agent_chain, land_loop_trace
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
@@ -45,7 +47,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=4000"]  # fmt: skip
-PAGES = {"overview": 3, "agent": 3, "trace": 1, "providers": 1, "timeline": 1}
+PAGES = {"overview": 3, "agent": 3, "trace": 1, "traces": 0, "agents": 1, "providers": 1, "timeline": 1}
 
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -64,6 +66,7 @@ class Running:
     url: str
     key: str
     sign_in: DashboardSignIn
+    warehouse: str
 
     def link(self, target: str) -> str:
         """A one-time sign-in link to ``target`` (Chromium cannot fill in the form)."""
@@ -71,6 +74,10 @@ class Running:
         assert parts is not None
         token = self.sign_in.store.issue_link(parts[0], ttl_s=120)
         return f"{self.url}/ui/link?token={token}&next={target}"
+
+    def view(self, page: str, **query: str) -> str:
+        """A sign-in link that lands on ``page`` with ``query`` in its URL."""
+        return self.link(quote(f"/ui/{page}?{urlencode(query)}", safe=""))
 
 
 async def _budgets(bootstrap: str, topic: str) -> None:
@@ -95,6 +102,8 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     asyncio.run(_budgets(kafka_bootstrap, prefix + "agentledger.budgets.v1"))
     land_demo_warehouse(str(home / "wh"))
     land_hostile_names(str(home / "wh"))
+    land_loop_trace(str(home / "wh"))
+    land_agent_chain(str(home / "wh"))
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -103,7 +112,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with ApiServer(app) as url:
-        yield Running(url, keys["acme_read"], app.state.sign_in)
+        yield Running(url, keys["acme_read"], app.state.sign_in, str(home / "wh"))
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -159,3 +168,97 @@ def test_static_report_opens_from_a_file_with_no_server(tmp_path: Path) -> None:
         f"--screenshot={SCREENSHOTS / 'report.png'}",
         "--window-size=1280,4000",
     )
+
+
+def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp_path: Path) -> None:
+    reader = WarehouseReader(api.warehouse)
+    first = min(datetime.fromisoformat(r["first_ts"]) for r in reader.rows("agents", tenant="acme"))
+    start, end = first.replace(minute=0, second=0, microsecond=0), first + timedelta(hours=12)
+    views = {
+        "all": {},
+        "range": {"range": "custom", "start": start.strftime("%Y-%m-%dT%H:%M:%S"),
+                  "end": end.strftime("%Y-%m-%dT%H:%M:%S")},
+        "agent": {"agent": "planner"},
+        "search": {"q": "killed"},
+    }  # fmt: skip
+    expected = {
+        "all": reader.rows("traces", tenant="acme", limit=200),
+        "range": reader.rows("traces", tenant="acme", start=start, end=end, limit=200),
+        "agent": reader.rows("traces", tenant="acme", agent="planner", limit=200),
+        "search": reader.rows("traces", tenant="acme", search="killed", limit=200),
+    }
+    assert [r["trace_id"] for r in expected["search"]] == [LOOP_TRACE]
+    assert len(expected["all"]) > len(expected["range"]) > 0 and len(expected["agent"]) > 0
+    for name, query in views.items():
+        dom = chromium(api.view("traces", **query), tmp_path / name, "--dump-dom")
+        assert dom.returncode == 0 and console_lines(dom.stderr) == []
+        listed = re.findall(r'href="/ui/trace\?[^"]*trace_id=([0-9a-f]{32})', dom.stdout)
+        assert listed == [r["trace_id"] for r in expected[name]], name  # costliest first
+        assert f"{len(expected[name])} traces, by cost" in dom.stdout
+        for key, value in query.items():  # the form shows the view it came from
+            assert f'name="{key}" value="{value}"' in dom.stdout or f'value="{value}" selected' in dom.stdout
+
+
+@pytest.mark.parametrize("width", [1400, 500])
+def test_screenshots_of_every_page(
+    api: Running, width: int, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # Headless Chromium lays a page out no narrower than 500 px (a 390 px window is a 500 px
+    # page cut off): the served pages are shot at 500; the phone width is shot below, framed.
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for page in PAGES:
+        shot = shots / f"{page}-{width}.png"
+        result = chromium(api.link(f"/ui/{page}"), tmp_path / page, f"--screenshot={shot}",
+                          f"--window-size={width},1800")  # fmt: skip
+        assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-1000:]
+    print(f"screenshots: {shots}")
+
+
+def test_report_at_phone_width(
+    api: Running, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # A page in a 390 px frame is laid out at 390 px (the API's pages refuse to be framed:
+    # X-Frame-Options DENY; the static report has the same layout and opens from a file).
+    report = tmp_path / "report.html"
+    report.write_text(render_report(all_pages(Sources(WarehouseReader(api.warehouse), "acme"))))
+    frame = tmp_path / "phone.html"
+    frame.write_text(
+        '<!doctype html><body style="margin:0"><iframe src="report.html" '
+        'style="width:390px;height:6000px;border:0"></iframe></body>'
+    )
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    shot = shots / "report-390.png"
+    result = chromium(frame.as_uri(), tmp_path / "p", f"--screenshot={shot}", "--window-size=500,6000")
+    assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-1000:]
+    print(f"screenshots: {shots}")
+
+
+def test_a_click_on_an_agent_in_the_chain_opens_its_page(tmp_path: Path) -> None:
+    # The page as a file (no CSP there), plotly.js beside it, and a stand-in agent page (a
+    # file, so the query is not shown: which url each node opens is a unit test); a script
+    # clicks the first node of the Sankey.
+    from dashboard_data import land_agent_chain
+
+    from agentledger.api import pagedata
+    from agentledger.dashboards.pages import plotly_js, render_page
+
+    land_demo_warehouse(str(tmp_path / "wh"))
+    land_agent_chain(str(tmp_path / "wh"))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plotly.min.js").write_text(plotly_js())
+    (site / "agent").write_text("the agent page stand-in")
+    page = pagedata.agent_chain(Sources(WarehouseReader(str(tmp_path / "wh")), "acme"))
+    click = (
+        "<script>setTimeout(function(){var n=document.querySelector('.sankey-node');"
+        "n.dispatchEvent(new MouseEvent('click',{bubbles:true}));},1000)</script>"
+    )
+    (site / "agents.html").write_text(
+        render_page(page, base=site.as_uri()).replace("</body>", click + "</body>")
+    )
+    dom = chromium(
+        (site / "agents.html").as_uri(), tmp_path / "p", "--dump-dom", "--allow-file-access-from-files"
+    )
+    assert "the agent page stand-in" in dom.stdout, dom.stdout[:1500]

@@ -34,6 +34,8 @@ def test_pages_from_a_demo_warehouse(tmp_path: Path) -> None:
         "overview",
         "agent",
         "trace",
+        "traces",
+        "agents",
         "providers",
         "timeline",
     ]

@@ -3,6 +3,7 @@ figure, page and report (plotly.js would turn ``<a href>`` in a label into a liv
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -118,3 +119,18 @@ def test_report_command_writes_no_link_from_data(tmp_path: Path) -> None:
     # plotly writes "/" as \u002f inside its JSON
     assert '&lt;a href=\\"https:\\u002f\\u002fevil.example' in text
     assert '<a href="https://evil' not in text and '<a href=\\"https:' not in text
+
+
+def test_table_cells_and_form_values_hold_names_as_text() -> None:
+    from agentledger.dashboards.pages import Cell, Control, Page, Table, render_page
+
+    evil = '<a href="https://evil.example">x</a>"'
+    page = Page(
+        "traces",
+        "Traces",
+        controls=[Control("agent", "agent", evil, [(evil, evil)]), Control("q", "search", evil)],
+        tables=[Table("t", ["name"], [[Cell(evil, href=f"agent?name={evil}", full=evil)]])],
+    )
+    html = render_page(page)
+    assert "evil.example" in html and re.findall(r"<a\b[^>]*href=\"https://evil", html) == []
+    assert '"https://evil.example"' not in html  # no attribute can be closed early

@@ -100,3 +100,9 @@ def test_pages_use_the_local_plotly_bundle_and_are_phone_friendly() -> None:
     assert all(f"/ui/{slug}" in html for slug, _ in NAV)
     report = render_report([page])
     assert "<script src=" not in report and len(report) > 1_000_000  # plotly.js inlined, no fetch
+
+
+def test_agent_chain_with_no_edges_draws_no_sankey() -> None:
+    # plotly.js throws "Invalid array length" on a Sankey with no nodes: the empty chart has none
+    fig = figures.agent_chain([])
+    assert fig.data == () and fig.layout.annotations[0].text == "no agent called another in this view"
