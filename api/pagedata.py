@@ -438,13 +438,19 @@ def traces(
     return page
 
 
-def _circuits(commands: Sequence[ControlCommand]) -> dict[str, str]:
-    """provider/model -> circuit state, from the live failover/resume commands."""
-    out: dict[str, str] = {}
+def _circuits(commands: Sequence[ControlCommand], tenant: str | None = None) -> dict[str, str]:
+    """provider/model -> circuit state as the view's Guards see it, from the live failover and
+    resume commands: open while the global circuit, or (in one tenant's view) that tenant's
+    own failover, is open. A tenant's resume ends only its own failover, as in the Guard; an
+    all-tenant view shows the global circuits only."""
+    latest: dict[tuple[str | None, str], bool] = {}  # (tenant or None, provider/model) -> open
     for c in sorted(commands, key=lambda c: c.ts):
-        if c.scope.kind is ScopeKind.PROVIDER:
-            state = "open" if c.action is Action.FAILOVER else "closed"
-            out[f"{c.scope.provider}/{c.scope.model or '*'}"] = state
+        s = c.scope
+        if s.kind is ScopeKind.PROVIDER and s.tenant in (None, tenant):
+            latest[(s.tenant, f"{s.provider}/{s.model or '*'}")] = c.action is Action.FAILOVER
+    out: dict[str, str] = {}
+    for (_, key), is_open in latest.items():
+        out[key] = "open" if is_open or out.get(key) == "open" else "closed"
     return out
 
 
@@ -461,7 +467,7 @@ def providers(src: Sources) -> Page:
         health: dict[str, dict[str, Any]] = {}
         for a in src.rows("alerts", rule="provider.circuit", start=scope["start"], end=scope["end"]):
             health.setdefault(str(a.get("entity")), alert_figures(a))
-        circuits = _circuits(src.commands_live)
+        circuits = _circuits(src.commands_live, src.tenant)
         for r in rows:
             key = f"{r.get('provider')}/{r.get('model')}"
             seen = health.get(key, {})

@@ -54,3 +54,29 @@ def test_agent_and_trace_pages_link_to_the_others(tmp_path: Path) -> None:
     trace = pagedata.trace(src)
     assert len(trace.links) == 10 and trace.links[0][1] == f"trace_id={trace.notes[0].split(': ')[1]}"
     assert "/ui/agent?name=" not in render_report([agent])  # no server behind a static file
+
+
+def test_a_tenants_own_failover_opens_the_circuit_in_its_view_only() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agentledger.events import ControlCommand
+
+    t0 = datetime(2026, 11, 29, 12, tzinfo=UTC)
+
+    def cmd(action: str, tenant: str | None, minutes: int) -> ControlCommand:
+        scope = {"kind": "provider", "provider": "openai", **({"tenant": tenant} if tenant else {})}
+        params = {"fallback_provider": "anthropic"} if action == "failover" else {}
+        return ControlCommand.model_validate(
+            {"command_id": f"c-{action}-{tenant}-{minutes}", "ts": t0 + timedelta(minutes=minutes),
+             "scope": scope, "action": action, "reason": "test", "params": params}
+        )  # fmt: skip
+
+    acme_failover = [cmd("failover", "acme", 0)]
+    assert pagedata._circuits(acme_failover, None) == {}  # an all-tenant view: global circuits only
+    assert pagedata._circuits(acme_failover, "acme") == {"openai/*": "open"}
+    assert pagedata._circuits(acme_failover, "globex") == {}
+    # a global resume does not end acme's own failover; acme's resume does
+    later = [*acme_failover, cmd("failover", None, 1), cmd("resume", None, 2)]
+    assert pagedata._circuits(later, "acme") == {"openai/*": "open"}
+    assert pagedata._circuits(later, "globex") == {"openai/*": "closed"}
+    assert pagedata._circuits([*later, cmd("resume", "acme", 3)], "acme") == {"openai/*": "closed"}
