@@ -67,6 +67,8 @@ def emit_table(table: Any, fmt: str, out: Path | None) -> None:
     from agentledger.warehouse.export import write
 
     check_format(fmt, out)
+    if fmt == "csv":
+        table = _flat(table)
     if fmt == "table":
         rows = table.to_pylist()
         print_table(table.column_names, [list(r.values()) for r in rows])
@@ -75,6 +77,19 @@ def emit_table(table: Any, fmt: str, out: Path | None) -> None:
     else:
         write(table, str(out), fmt)
         console.print(f"{table.num_rows} rows written to {out}")
+
+
+def _flat(table: Any) -> Any:
+    """CSV has no lists: a nested column (a trace's agents, say) becomes its JSON text."""
+    import json
+
+    import pyarrow as pa
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_nested(f.type):
+            texts = [None if v is None else json.dumps(v, default=str) for v in table.column(i).to_pylist()]
+            table = table.set_column(i, f.name, pa.array(texts, pa.string()))
+    return table
 
 
 def emit_rows(

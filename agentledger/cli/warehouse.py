@@ -82,13 +82,26 @@ QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
     "commands": (("action", "agent", "limit", "start", "end", "trace_id"), "control commands, newest first"),
     "command_latency": (("limit",), "each command, its cause event and the time between them"),
     "provider_health": (_FILTERS, "calls, errors, latency p50/p95 per provider and model"),
+    "traces": (
+        (*_FILTERS, "search", "status", "min_cost_usd", "sort", "limit"),
+        "traces to search and sort: cost, duration, errors, agents, status",
+    ),
+    "trace_spans": (("trace_id",), "one trace's span table: tokens, direct and inclusive cost, latency"),
+    "decisions": (("start", "end", "agent", "limit"), "commands and alerts, latency from their cause"),
+    "agent_calls": (("start", "end", "agent", "max_traces"), "agents calling agents: calls, inclusive cost"),
 }
-REQUIRED = {"trace_tree": ("trace_id",), "quality_series": ("agent", "metric")}
+REQUIRED = {
+    "trace_tree": ("trace_id",),
+    "trace_spans": ("trace_id",),
+    "quality_series": ("agent", "metric"),
+}
 _FLAG = {
     "daily_limit_usd": "--daily-limit",
     "trace_id": "--trace-id",
     "group_by": "--group-by",
     "agent_version": "--agent-version",
+    "min_cost_usd": "--min-cost",
+    "max_traces": "--max-traces",
 }
 
 
@@ -138,6 +151,11 @@ def query(
     state: str = typer.Option(None, help="alerts: ok, warn, alert or resolved."),
     rule: str = typer.Option(None, help="alerts: the rule name."),
     action: str = typer.Option(None, help="commands: kill, throttle, resume, failover or rollback."),
+    search: str = typer.Option(None, help="traces: part of a trace id, an agent, a status or a kill reason."),
+    status: str = typer.Option(None, help="traces: ok, error or killed."),
+    min_cost: float = typer.Option(None, "--min-cost", help="traces: USD at least."),
+    sort: str = typer.Option(None, help="traces: cost, duration, errors, agent or start."),
+    max_traces: int = typer.Option(None, "--max-traces", min=1, help="agent_calls: newest traces read."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
     out: Path = typer.Option(None, "--out", "-o", help="File (csv/json go to stdout without it)."),
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
@@ -166,6 +184,11 @@ def query(
         "state": state,
         "rule": rule,
         "action": action,
+        "search": search,
+        "status": status,
+        "min_cost_usd": Decimal(str(min_cost)) if min_cost is not None else None,
+        "sort": sort,
+        "max_traces": max_traces,
     }
     takes = QUERIES[name][0]
     extra = [_flag(k) for k, v in given.items() if v is not None and k not in takes]

@@ -110,3 +110,14 @@ def test_warehouse_query_takes_each_querys_parameters(root: str) -> None:
     assert needs.returncode == 2 and "trace_tree needs --trace-id" in needs.stderr
     wrong = _cli("warehouse", "query", "agents", "--root", root, "--bucket", "day")
     assert wrong.returncode == 2 and "agents does not take --bucket" in wrong.stderr
+
+
+def test_csv_writes_a_list_column_as_json_text(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    from agentledger.cli._output import emit_rows
+
+    rows = [{"trace_id": "t1", "agents": ["planner", "writer"]}, {"trace_id": "t2", "agents": []}]
+    emit_rows(rows, "csv", None)  # the `traces` query's shape; pyarrow's CSV writer refuses lists
+    emit_rows(rows, "csv", tmp_path / "t.csv")
+    printed = capfdbinary.readouterr().out.decode()
+    for text in (printed, (tmp_path / "t.csv").read_text()):
+        assert '"[""planner"", ""writer""]"' in text and '"[]"' in text
