@@ -112,7 +112,9 @@ def test_warehouse_query_takes_each_querys_parameters(root: str) -> None:
     assert wrong.returncode == 2 and "agents does not take --bucket" in wrong.stderr
 
 
-def test_csv_writes_a_list_column_as_json_text(tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+def test_csv_writes_a_list_column_as_json_text(
+    tmp_path: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
     from agentledger.cli._output import emit_rows
 
     rows = [{"trace_id": "t1", "agents": ["planner", "writer"]}, {"trace_id": "t2", "agents": []}]
