@@ -2,17 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# One distribution per folder (docs/adr/0008-one-distribution-per-folder.md), client first.
+DISTS  := contract collectors streams warehouse dashboards api server
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(DISTS:%=%/pyproject.toml) | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: setup browser demo test lint typecheck faults bench clean
 .DEFAULT_GOAL := demo
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(DISTS:%=%/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[server,dev]"
+	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install -q $(DISTS:%=-e ./%) --group dev
 	@rm -f $(VENV)/.installed-* && touch $@
 
 ## setup: virtualenv, Python deps (server + dev extras), Kafka broker jars from Maven Central,
@@ -39,8 +41,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## typecheck: mypy strict over every layer (settings in pyproject.toml), then the layer rules
 typecheck: $(STAMP)
-	$(BIN)/mypy agentledger collectors streams warehouse api dashboards
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## faults: the fault suite on a 3-node local cluster
 faults: setup
@@ -54,4 +58,4 @@ bench: setup
 
 clean:
 	-$(BIN)/agentledger kafka down
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build */src/*.egg-info

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import agentledger
 from agentledger.cli.warehouse import QUERIES, REQUIRED
+from agentledger.version import __version__
 from agentledger.warehouse import queries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def _panels(text: str) -> dict[str, list[str]]:
 
 def test_version() -> None:
     done = _cli("--version")
-    assert done.returncode == 0 and done.stdout == f"agentledger {agentledger.__version__}\n"
+    assert done.returncode == 0 and done.stdout == f"agentledger {__version__}\n"
 
 
 def test_help_groups_commands_by_what_people_do() -> None:

@@ -71,7 +71,7 @@ def _version(value: bool) -> None:
     if value:
         import typer
 
-        from agentledger import __version__
+        from agentledger.version import __version__
 
         typer.echo(f"agentledger {__version__}")
         raise typer.Exit()

@@ -253,8 +253,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             await out_topics["priced"].send(key=k, value=v)
         for k, v in out.alerts:
             await out_topics["alerts"].send(key=k, value=v)
-        for k, v in out.budgets:
-            await out_topics["budgets"].send(key=k, value=v)
+        for k, row in out.budgets:  # a None value is a tombstone
+            await out_topics["budgets"].send(key=k, value=row)
 
     pending: list[Any] = []  # events processed whose state is not yet in the changelog
     flush_lock = asyncio.Lock()
