@@ -161,9 +161,9 @@ def main() -> None:
     from agentledger.api.app import create_app
     from agentledger.api.config import ApiSettings
     from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
-    from agentledger.api.warehouse import WarehouseReader
     from agentledger.localkafka import LocalKafka
     from agentledger.settings import Settings
+    from agentledger.warehouse.reader import WarehouseReader
 
     batches = 300 if args.quick else 3000
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:

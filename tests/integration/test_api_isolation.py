@@ -20,9 +20,9 @@ from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.events import BudgetState, BudgetStatus, ControlCommand, LimitUnit, Policy, Window
 from agentledger.settings import Settings
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.synthetic import priced_events
 from agentledger.wire import dump
 

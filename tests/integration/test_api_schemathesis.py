@@ -23,9 +23,9 @@ from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.testing import ApiServer, standard_keys
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.settings import Settings
 from agentledger.warehouse.landing import land_priced
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.storage import Store
 from agentledger.warehouse.synthetic import priced_events
 

@@ -28,10 +28,11 @@ from agentledger.api.keys import split_token
 from agentledger.api.pagedata import Sources, all_pages
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards.pages import render_report
 from agentledger.events import BudgetState, BudgetStatus, LimitUnit, Window
 from agentledger.settings import Settings
+from agentledger.warehouse import queries
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.wire import dump
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -172,7 +173,7 @@ def test_static_report_opens_from_a_file_with_no_server(tmp_path: Path) -> None:
 
 def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp_path: Path) -> None:
     reader = WarehouseReader(api.warehouse)
-    first = min(datetime.fromisoformat(r["first_ts"]) for r in reader.rows("agents", tenant="acme"))
+    first = min(datetime.fromisoformat(r["first_ts"]) for r in reader.rows(queries.agents, tenant="acme"))
     start, end = first.replace(minute=0, second=0, microsecond=0), first + timedelta(hours=12)
     views = {
         "all": {},
@@ -182,10 +183,10 @@ def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp
         "search": {"q": "killed"},
     }  # fmt: skip
     expected = {
-        "all": reader.rows("traces", tenant="acme", limit=200),
-        "range": reader.rows("traces", tenant="acme", start=start, end=end, limit=200),
-        "agent": reader.rows("traces", tenant="acme", agent="planner", limit=200),
-        "search": reader.rows("traces", tenant="acme", search="killed", limit=200),
+        "all": reader.rows(queries.traces, tenant="acme", limit=200),
+        "range": reader.rows(queries.traces, tenant="acme", start=start, end=end, limit=200),
+        "agent": reader.rows(queries.traces, tenant="acme", agent="planner", limit=200),
+        "search": reader.rows(queries.traces, tenant="acme", search="killed", limit=200),
     }
     assert [r["trace_id"] for r in expected["search"]] == [LOOP_TRACE]
     assert len(expected["all"]) > len(expected["range"]) > 0 and len(expected["agent"]) > 0

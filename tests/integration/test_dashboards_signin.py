@@ -23,8 +23,8 @@ from agentledger.api.config import ApiSettings
 from agentledger.api.keys import KeyStore, split_token
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.settings import Settings
+from agentledger.warehouse.reader import WarehouseReader
 
 pytestmark = pytest.mark.integration
 

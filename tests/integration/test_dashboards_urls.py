@@ -17,8 +17,9 @@ from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.settings import Settings
+from agentledger.warehouse import queries
+from agentledger.warehouse.reader import WarehouseReader
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +59,11 @@ def test_filters_in_the_url_narrow_the_traces_listed(api: Running) -> None:
     reader = WarehouseReader(api.warehouse)
     every = api.page("acme_read", "/ui/traces")
     assert every.status_code == 200
-    assert listed(every.text) == [r["trace_id"] for r in reader.rows("traces", tenant="acme", limit=200)]
+    assert listed(every.text) == [
+        r["trace_id"] for r in reader.rows(queries.traces, tenant="acme", limit=200)
+    ]
     coder = api.page("acme_read", "/ui/traces", agent="coder", sort="duration")
-    expected = reader.rows("traces", tenant="acme", agent="coder", sort="duration", limit=200)
+    expected = reader.rows(queries.traces, tenant="acme", agent="coder", sort="duration", limit=200)
     assert listed(coder.text) == [r["trace_id"] for r in expected] and 0 < len(expected) < len(
         listed(every.text)
     )
@@ -74,7 +77,9 @@ def test_a_tenant_key_cannot_widen_its_view_and_an_admin_picks_a_tenant(api: Run
     assert '<option value="globex" selected>globex</option>' in admin.text
     assert '<option value="acme">acme</option>' in admin.text  # the other tenant stays offered
     reader = WarehouseReader(api.warehouse)
-    assert listed(admin.text) == [r["trace_id"] for r in reader.rows("traces", tenant="globex", limit=200)]
+    assert listed(admin.text) == [
+        r["trace_id"] for r in reader.rows(queries.traces, tenant="globex", limit=200)
+    ]
     assert 'name="tenant"' not in api.page("acme_read", "/ui/traces").text  # nothing to pick
 
 

@@ -43,17 +43,16 @@ def test_every_keyed_route_documents_401_403_and_json_errors(tmp_path: Path) -> 
 
 
 def test_an_unexpected_error_is_a_500_without_its_trace(tmp_path: Path) -> None:
-    from types import SimpleNamespace
-
     from fastapi.testclient import TestClient
 
     from agentledger.api.keys import KeyScope, KeyStore
-    from agentledger.api.warehouse import WarehouseReader
+    from agentledger.warehouse.reader import WarehouseReader
 
-    def costs(catalog: object, **kwargs: object) -> list[dict[str, object]]:
-        raise RuntimeError("secret at /srv/warehouse/passwords")
+    class BrokenCatalog:  # every query fails with an error that names a secret path
+        def query(self, sql: str, params: object = None) -> list[dict[str, object]]:
+            raise RuntimeError("secret at /srv/warehouse/passwords")
 
-    reader = WarehouseReader("unused", queries=SimpleNamespace(costs=costs), catalog=object())
+    reader = WarehouseReader("unused", catalog=BrokenCatalog())  # type: ignore[arg-type]
     app = create_app(
         Settings(kafka_bootstrap="127.0.0.1:9", home=tmp_path),
         ApiSettings(keys_path=tmp_path / "keys.sqlite"),

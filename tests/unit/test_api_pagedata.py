@@ -6,7 +6,7 @@ from pathlib import Path
 
 from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
-from agentledger.api.warehouse import WarehouseReader
+from agentledger.warehouse.reader import WarehouseReader
 
 
 def test_entity_agent_and_alert_figures() -> None:

@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agentledger.cli.warehouse import QUERIES, REQUIRED
+from agentledger.cli.warehouse import _flag
 from agentledger.version import __version__
 from agentledger.warehouse import queries
+from agentledger.warehouse.queries import NAMED
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,14 +56,18 @@ def test_help_groups_commands_by_what_people_do() -> None:
 def test_every_named_query_in_the_docs_is_offered_with_its_parameters() -> None:
     docs = (ROOT / "docs" / "warehouse.md").read_text().split("## Named queries", 1)[1].split("\n## ", 1)[0]
     documented = {n for n in re.findall(r"`(\w+)", docs) if inspect.isfunction(getattr(queries, n, None))}
-    assert documented and documented <= set(QUERIES)
-    for name, (params, _) in QUERIES.items():
-        sig = inspect.signature(getattr(queries, name)).parameters
-        assert set(params) == set(sig) - {"cat", "tenant"}, name
+    assert documented and documented <= set(NAMED)
+    for name, q in NAMED.items():
+        assert getattr(queries, name) is q.run, name  # the registry names each function by its name
+        sig = inspect.signature(q.run).parameters
+        assert set(q.params) == set(sig) - {"cat", "tenant"}, name
         assert "tenant" in sig, name
-        assert set(REQUIRED.get(name, ())) == {p for p in params if sig[p].default is inspect.Parameter.empty}
+        assert set(q.required) == {p for p in q.params if sig[p].default is inspect.Parameter.empty}
     shown = _cli("warehouse", "query", "--help")
     assert shown.returncode == 0, shown.stderr
-    assert all(f"{name}  [" in shown.stdout for name in QUERIES)
+    assert all(f"{name}  [" in shown.stdout for name in NAMED)
     for flag in ("--start", "--end", "--group-by", "--bucket", "--limit", "--trace-id", "--daily-limit"):
         assert flag in shown.stdout
+    options = shown.stdout.split("Options", 1)[1]
+    for q in NAMED.values():  # the command line has an option for every parameter of every query
+        assert all(_flag(p) in options for p in q.params), q.name

@@ -13,11 +13,11 @@ from typing import Any
 import plotly.graph_objects as go
 
 from agentledger.api import pagedata
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards import figures
 from agentledger.dashboards.pages import Page, render_page, render_report
 from agentledger.events import SpanEvent, UsageEvent
 from agentledger.warehouse.landing import land_priced
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.storage import Store
 from agentledger.warehouse.synthetic import priced_events
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agentledger.api import pagedata
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards import figures
 from agentledger.warehouse.landing import land_priced
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.storage import Store
 from agentledger.warehouse.synthetic import priced_events
 

@@ -13,8 +13,9 @@ from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_t
 
 from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.dashboards.pages import render_page, render_report
+from agentledger.warehouse import queries
+from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.synthetic import T0
 
 
@@ -39,7 +40,7 @@ def test_an_agent_filter_keeps_that_agent_only(wh: str) -> None:
     planner = pagedata.overview(acme(wh, agent="planner")).figures[1]
     assert set(every.data[0].y) == {"planner", "coder", "critic"}
     assert list(planner.data[0].y) == ["planner"]
-    spent = {r["agent"]: float(r["cost_usd"]) for r in WarehouseReader(wh).rows("costs", tenant="acme")}
+    spent = {r["agent"]: float(r["cost_usd"]) for r in WarehouseReader(wh).rows(queries.costs, tenant="acme")}
     assert bar_total(planner) == pytest.approx(spent["planner"])
 
 
@@ -58,10 +59,10 @@ def test_relative_ranges_count_back_from_now(wh: str) -> None:
     src = acme(wh, range="1h")
     src.now = LOOP_START + timedelta(minutes=30)
     assert src.scope()["start"] == LOOP_START - timedelta(minutes=30)
-    rows = src.rows("traces", **src.scope())
+    rows = src.rows(queries.traces, **src.scope())
     assert LOOP_TRACE in {r["trace_id"] for r in rows}
     src.now = LOOP_START - timedelta(hours=2)  # an hour that ends before the loop
-    assert LOOP_TRACE not in {r["trace_id"] for r in src.rows("traces", **src.scope())}
+    assert LOOP_TRACE not in {r["trace_id"] for r in src.rows(queries.traces, **src.scope())}
 
 
 def test_the_view_rides_in_the_url_of_every_link_and_form(wh: str) -> None:
@@ -175,14 +176,14 @@ def test_report_command_takes_a_range_and_an_agent(wh: str, tmp_path: Path) -> N
     five = {"start": LOOP_START, "end": LOOP_START + timedelta(minutes=5)}
     narrow = report("--start", five["start"].isoformat(), "--end", five["end"].isoformat())
     assert f"{LOOP_TRACE[:12]}" in whole and f"{LOOP_TRACE[:12]}" in narrow
-    in_five = WarehouseReader(wh).rows("traces", limit=200, **five)
+    in_five = WarehouseReader(wh).rows(queries.traces, limit=200, **five)
     listed = re.search(r"(\d+) traces, by cost", narrow)
     assert listed is not None and listed.group(1) == str(len(in_five))
-    assert len(in_five) < len(WarehouseReader(wh).rows("traces", limit=200))
+    assert len(in_five) < len(WarehouseReader(wh).rows(queries.traces, limit=200))
     assert "from 2026-11-22T14:00:00 to 2026-11-22T14:05:00 UTC" in narrow
     only_critic = report("--agent", "critic")
     assert re.search(r"(\d+) traces, by cost", only_critic).group(1) == str(  # type: ignore[union-attr]
-        len(WarehouseReader(wh).rows("traces", tenant=None, agent="critic", limit=200))
+        len(WarehouseReader(wh).rows(queries.traces, tenant=None, agent="critic", limit=200))
     )
 
 
@@ -192,11 +193,11 @@ def test_new_queries_keep_to_the_callers_tenant(tmp_path: Path) -> None:
     land_loop_trace(root)
     land_agent_chain(root)
     reader = WarehouseReader(root)
-    globex = reader.rows("traces", tenant="globex", limit=500)
+    globex = reader.rows(queries.traces, tenant="globex", limit=500)
     assert globex and {r["tenant"] for r in globex} == {"globex"}
     assert LOOP_TRACE not in {r["trace_id"] for r in globex}
-    assert reader.rows("traces", tenant="globex", search="killed") == []
-    assert reader.rows("trace_spans", trace_id=LOOP_TRACE, tenant="globex") == []
-    assert reader.rows("agent_calls", tenant="globex") == []  # the chain is acme's
-    assert reader.rows("decisions", tenant="globex") == []  # every demo alert and command is acme's
-    assert len(reader.rows("decisions", tenant="acme")) == 8
+    assert reader.rows(queries.traces, tenant="globex", search="killed") == []
+    assert reader.rows(queries.trace_spans, trace_id=LOOP_TRACE, tenant="globex") == []
+    assert reader.rows(queries.agent_calls, tenant="globex") == []  # the chain is acme's
+    assert reader.rows(queries.decisions, tenant="globex") == []  # every demo alert and command is acme's
+    assert len(reader.rows(queries.decisions, tenant="acme")) == 8

@@ -16,18 +16,22 @@ from agentledger.streams.processor import Processor
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.queries import cost_by_agent_day
 from agentledger.collectors import Guard
+from agentledger.warehouse import queries
+from agentledger.warehouse.reader import WarehouseReader
 
 
-def probe(p: Processor, cat: Catalog, guard: Guard) -> None:
+def probe(p: Processor, cat: Catalog, guard: Guard, reader: WarehouseReader) -> None:
     p.{processor_call}
     cost_by_agent_day(cat, tenant={tenant})
     guard.{guard_call}
+    reader.rows({named_query})
 """
 
 GOOD = {
     "processor_call": "totals('agent@acme/planner', '1h', 0.0)",
     "tenant": "'acme'",
     "guard_call": "check('acme', 'planner')",
+    "named_query": "queries.costs, group_by=['model'], tenant='acme'",  # as the API calls them
 }
 
 
@@ -53,6 +57,11 @@ def test_right_calls_across_layers_type_check(tmp_path: Path) -> None:
         (
             {"guard_call": "check('acme', 'planner', no_such_argument=1)"},
             'Unexpected keyword argument "no_such_argument"',
+        ),
+        ({"named_query": "queries.cost_by_model, tenant='acme'"}, 'has no attribute "cost_by_model"'),
+        (
+            {"named_query": "queries.costs, group_by=['model'], tenant=7"},
+            'Argument "tenant" to "rows" of "WarehouseReader" has incompatible type "int"',
         ),
     ],
 )

@@ -21,10 +21,10 @@ from agentledger.api.ratelimit import EventRateLimiter
 from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.errors import ConfigError
 from agentledger.events import BudgetStatus, ControlCommand, Policy
 from agentledger.settings import Settings, get_settings
+from agentledger.warehouse.reader import WarehouseReader
 
 
 def create_app(

@@ -10,16 +10,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlencode
 
 import orjson
 
-from agentledger.api.warehouse import Row, WarehouseReader
 from agentledger.dashboards import figures
 from agentledger.dashboards.pages import Cell, Control, Page, Table
 from agentledger.errors import AgentLedgerError
 from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
+from agentledger.warehouse import queries as q
+from agentledger.warehouse.reader import P, Query, Row, WarehouseReader
 
 RANGES: dict[str, tuple[str, timedelta | None]] = {
     "run": ("whole run (all data)", None),
@@ -75,6 +76,16 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+class Scope(TypedDict):
+    """The view's window and filters, as keyword arguments of the named queries."""
+
+    start: datetime | None
+    end: datetime | None
+    agent: str | None
+    agent_version: str | None
+    model: str | None
+
+
 @dataclass
 class Sources:
     """Where pages read from; ``tenant`` None means every tenant (all-tenant keys);
@@ -90,7 +101,7 @@ class Sources:
     admin: bool = False
     now: datetime | None = None
 
-    def scope(self, agent: bool = True) -> dict[str, Any]:
+    def scope(self, agent: bool = True) -> Scope:
         """The view's window and filters as named-query arguments (``agent=False`` when the
         page chooses its own agent)."""
         start, end = self.view.window(self.now)
@@ -102,12 +113,16 @@ class Sources:
             "model": self.view.model,
         }
 
-    def rows(self, query: str, **kwargs: Any) -> list[Row]:
+    def rows(self, query: Query[P], /, *args: P.args, **kwargs: P.kwargs) -> list[Row]:
+        """``query`` over the view's tenant (set here, never by the caller); a query that
+        fails becomes a note on the page and no rows."""
+        if "tenant" in kwargs:
+            raise TypeError("Sources.rows sets the tenant itself")
+        kwargs["tenant"] = self.tenant
         try:
-            rows: list[Row] = self.warehouse.rows(query, tenant=self.tenant, **kwargs)
-            return rows
+            return self.warehouse.rows(query, *args, **kwargs)
         except AgentLedgerError as exc:
-            note = f"{query}: {exc}"
+            note = f"{query.__name__}: {exc}"
             if note not in self.notes:
                 self.notes.append(note)
             return []
@@ -159,10 +174,10 @@ def controls(src: Sources, keep: dict[str, str | None] | None = None) -> list[Co
     """The view form: range, from/to, then the filters the warehouse has columns for, each a
     list of the values seen (any tenant the caller may read)."""
     v = src.view
-    seen = src.rows("agents")
+    seen = src.rows(q.agents)
     agents = sorted({str(r["agent"]) for r in seen if r.get("agent")})
     versions = sorted({str(x) for r in seen for x in (r.get("versions") or [])})
-    models = sorted({str(r["model"]) for r in src.rows("costs", group_by=["model"]) if r.get("model")})
+    models = sorted({str(r["model"]) for r in src.rows(q.costs, group_by=["model"]) if r.get("model")})
 
     def pick(name: str, label: str, value: str | None, values: list[str]) -> Control:
         if value and value not in values:
@@ -176,7 +191,7 @@ def controls(src: Sources, keep: dict[str, str | None] | None = None) -> list[Co
     ]
     if src.admin:  # every tenant, whichever one the view narrows to
         try:
-            everyone = src.warehouse.rows("agents")
+            everyone = src.warehouse.rows(q.agents)
         except AgentLedgerError:
             everyone = seen
         tenants = sorted({str(r["tenant"]) for r in everyone if r.get("tenant")})
@@ -194,7 +209,7 @@ def bucket_of(src: Sources, agent: str | None = None) -> str:
     """The time bucket that fits the data shown (every agent's, or one agent's), inside the
     view's range: a 100-second run in seconds, a week in hours."""
     scope = src.scope(agent=agent is None)
-    seen = [r for r in src.rows("agents", **scope) if agent is None or r.get("agent") == agent]
+    seen = [r for r in src.rows(q.agents, **scope) if agent is None or r.get("agent") == agent]
     firsts = [t for t in (figures.when(r.get("first_ts")) for r in seen) if t is not None]
     lasts = [t for t in (figures.when(r.get("last_ts")) for r in seen) if t is not None]
     bucket: str = figures.bucket_for(min(firsts, default=None), max(lasts, default=None))
@@ -204,7 +219,7 @@ def bucket_of(src: Sources, agent: str | None = None) -> str:
 def overview(src: Sources) -> Page:
     def build() -> list[Any]:
         bucket = bucket_of(src)
-        rows = src.rows("costs", group_by=["agent"], bucket=bucket, **src.scope())
+        rows = src.rows(q.costs, group_by=["agent"], bucket=bucket, **src.scope())
         budgets = [b.model_dump(mode="json") for b in src.budgets]
         return [
             figures.spend_by_agent_over_time(rows, bucket),
@@ -218,7 +233,7 @@ def overview(src: Sources) -> Page:
 def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -> Page:
     def build() -> list[Any]:
         scope = src.scope(agent=False)
-        ranked = src.rows("costs", group_by=["agent"], **scope)
+        ranked = src.rows(q.costs, group_by=["agent"], **scope)
         ranked.sort(key=lambda r: (-figures.num(r.get("cost_usd")), str(r.get("agent"))))
         links.extend(
             (str(r["agent"]), src.view.query(name=str(r["agent"]))) for r in ranked[:20] if r.get("agent")
@@ -228,9 +243,9 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
             return [figures.cost_and_tokens([]), figures.quality_with_drift([]), figures.versions_table([])]
         src.notes.append(f"agent: {chosen}")
         bucket = bucket_of(src, chosen)
-        series = src.rows("costs", group_by=["agent"], bucket=bucket, **{**scope, "agent": chosen})
-        versions = src.rows("costs", group_by=["agent", "agent_version"], **{**scope, "agent": chosen})
-        alerts = src.rows("alerts", start=scope["start"], end=scope["end"])  # newest first
+        series = src.rows(q.costs, group_by=["agent"], bucket=bucket, **(scope | {"agent": chosen}))
+        versions = src.rows(q.costs, group_by=["agent", "agent_version"], **(scope | {"agent": chosen}))
+        alerts = src.rows(q.alerts, start=scope["start"], end=scope["end"])  # newest first
         verdicts: dict[str, str] = {}
         for a in alerts:
             if "canary" in str(a.get("rule")) and entity_agent(a.get("entity")) == chosen:
@@ -248,7 +263,7 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
         scores = [
             {**r, "metric": metric}
             for r in src.rows(
-                "quality_series",
+                q.quality_series,
                 agent=chosen,
                 metric=metric,
                 bucket=bucket,
@@ -337,7 +352,7 @@ def _commands_table(commands: list[Row], title: str = "Commands on this trace") 
 
 def trace(src: Sources, trace_id: str | None = None) -> Page:
     def build() -> list[Any]:
-        top = src.rows("top_traces", limit=10, **src.scope())
+        top = src.rows(q.top_traces, limit=10, **src.scope())
         links.extend(
             (
                 f"{str(t['trace_id'])[:8]}… ${figures.num(t.get('cost_usd')):.4f}",
@@ -349,9 +364,9 @@ def trace(src: Sources, trace_id: str | None = None) -> Page:
         if chosen is None:
             return [figures.trace_waterfall([])]
         src.notes.append(f"trace: {chosen}")
-        spans = src.rows("trace_spans", trace_id=chosen)
+        spans = src.rows(q.trace_spans, trace_id=chosen)
         tables.append(_span_table(spans))
-        tables.append(_commands_table(src.rows("commands", trace_id=chosen)))
+        tables.append(_commands_table(src.rows(q.commands, trace_id=chosen)))
         return [figures.trace_waterfall(spans)]
 
     links: list[tuple[str, str]] = []  # filled by build: the costliest traces
@@ -375,7 +390,7 @@ def traces(
 
     def build() -> list[Any]:
         rows = src.rows(
-            "traces",
+            q.traces,
             search=search,
             status=status,
             min_cost_usd=min_cost_usd,
@@ -461,11 +476,11 @@ def providers(src: Sources) -> Page:
 
     def build() -> list[Any]:
         scope = src.scope()
-        rows = src.rows("provider_health", **scope) if src.warehouse.has("provider_health") else []
+        rows = src.rows(q.provider_health, **scope)
         if not rows:
-            rows = [r for r in src.rows("costs", group_by=["provider", "model"], **scope) if r.get("calls")]
+            rows = [r for r in src.rows(q.costs, group_by=["provider", "model"], **scope) if r.get("calls")]
         health: dict[str, dict[str, Any]] = {}
-        for a in src.rows("alerts", rule="provider.circuit", start=scope["start"], end=scope["end"]):
+        for a in src.rows(q.alerts, rule="provider.circuit", start=scope["start"], end=scope["end"]):
             health.setdefault(str(a.get("entity")), alert_figures(a))
         circuits = _circuits(src.commands_live, src.tenant)
         for r in rows:
@@ -487,7 +502,7 @@ def timeline(src: Sources) -> Page:
     def build() -> list[Any]:
         scope = src.scope()
         start, end, agent_name = scope["start"], scope["end"], scope["agent"]
-        rows = src.rows("decisions", start=start, end=end, agent=agent_name)
+        rows = src.rows(q.decisions, start=start, end=end, agent=agent_name)
         commands = [r | {"action": r.get("what")} for r in rows if r.get("kind") == "command"]
         alerts = [
             r
@@ -552,7 +567,7 @@ def agent_chain(src: Sources) -> Page:
 
     def build() -> list[Any]:
         scope = src.scope()
-        edges = src.rows("agent_calls", start=scope["start"], end=scope["end"], agent=scope["agent"])
+        edges = src.rows(q.agent_calls, start=scope["start"], end=scope["end"], agent=scope["agent"])
         if src.view.version or src.view.model:
             src.notes.append("the agent chain reads whole span trees: version and model filters do not apply")
         table = Table("Calls between agents", ["caller", "callee", "calls", "traces", "inclusive cost"])

@@ -12,8 +12,8 @@ from agentledger.api.idempotency import IdClaims
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.api.warehouse import WarehouseReader
 from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.warehouse.reader import WarehouseReader
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,8 +29,8 @@ def report(
     """Write the overview, agent, trace, traces, agent chain, providers and decisions views
     into one HTML file (plotly.js inlined: it opens anywhere, with no server and no internet)."""
     from agentledger.api.pagedata import Sources, View, all_pages
-    from agentledger.api.warehouse import WarehouseReader
     from agentledger.dashboards.pages import render_report
+    from agentledger.warehouse.reader import WarehouseReader
 
     s = settings()
     reader = WarehouseReader(root or warehouse or s.warehouse_root)

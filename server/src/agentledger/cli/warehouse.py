@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from agentledger.cli._common import console, settings
+from agentledger.warehouse.queries import NAMED
 
 warehouse_app = typer.Typer(help="Maintain and query the Parquet warehouse.", no_args_is_help=True)
 
@@ -60,41 +61,6 @@ def files(root: str = typer.Option(None, help="Warehouse root (default: settings
     print_table(["dataset", "date", "files", "bytes"], rows)
 
 
-# Every named query of agentledger.warehouse.queries that docs/warehouse.md lists, with the
-# parameters it takes besides ``tenant`` (kept here so `--help` needs no DuckDB import; a unit
-# test holds it equal to the functions' signatures).
-_FILTERS = ("start", "end", "agent", "agent_version", "model")  # the dashboards' view filters
-QUERIES: dict[str, tuple[tuple[str, ...], str]] = {
-    "cost_by_agent_day": (("start", "end"), "spend per tenant, agent and UTC day"),
-    "top_traces": ((*_FILTERS, "limit"), "the most expensive traces, inclusive cost"),
-    "cost_per_successful_task": (("start", "end"), "per agent version: cost of all tasks / successes"),
-    "token_efficiency": (("start", "end"), "output per input token, cache hit ratio, per model"),
-    "budget_utilisation": (
-        ("daily_limit_usd", "start", "end"),
-        "spend per agent-day, share of --daily-limit, commands issued",
-    ),
-    "unpriced_usage": (("start", "end"), "usage the price step could not price"),
-    "costs": (("group_by", "bucket", *_FILTERS), "spend grouped by --group-by, per --bucket"),
-    "trace_tree": (("trace_id",), "one trace's spans: direct and inclusive cost"),
-    "agents": (_FILTERS, "every agent seen: versions, first/last event, spend"),
-    "quality_series": (("agent", "metric", "bucket", "start", "end"), "mean score per bucket and version"),
-    "alerts": (("state", "rule", "limit", "start", "end"), "alert transitions, newest first"),
-    "commands": (("action", "agent", "limit", "start", "end", "trace_id"), "control commands, newest first"),
-    "command_latency": (("limit",), "each command, its cause event and the time between them"),
-    "provider_health": (_FILTERS, "calls, errors, latency p50/p95 per provider and model"),
-    "traces": (
-        (*_FILTERS, "search", "status", "min_cost_usd", "sort", "limit"),
-        "traces to search and sort: cost, duration, errors, agents, status",
-    ),
-    "trace_spans": (("trace_id",), "one trace's span table: tokens, direct and inclusive cost, latency"),
-    "decisions": (("start", "end", "agent", "limit"), "commands and alerts, latency from their cause"),
-    "agent_calls": (("start", "end", "agent", "max_traces"), "agents calling agents: calls, inclusive cost"),
-}
-REQUIRED = {
-    "trace_tree": ("trace_id",),
-    "trace_spans": ("trace_id",),
-    "quality_series": ("agent", "metric"),
-}
 _FLAG = {
     "daily_limit_usd": "--daily-limit",
     "trace_id": "--trace-id",
@@ -111,9 +77,9 @@ def _flag(param: str) -> str:
 
 def _query_help() -> str:
     lines = ["Run a named analyst query. Every query takes --tenant; the others:", ""]
-    for name, (params, what) in QUERIES.items():
-        takes = " ".join(_flag(p) for p in params) or "-"
-        lines.append(f"{name}  [{takes}]: {what}.")
+    for name, q in NAMED.items():
+        takes = " ".join(_flag(p) for p in q.params) or "-"
+        lines.append(f"{name}  [{takes}]: {q.what}.")
     return "\n\n".join(lines)
 
 
@@ -163,11 +129,11 @@ def query(
     from decimal import Decimal
 
     from agentledger.cli._output import check_format, emit_rows
-    from agentledger.warehouse import queries
     from agentledger.warehouse.catalog import Catalog
 
-    if name not in QUERIES:
-        raise typer.BadParameter(f"unknown query {name!r}; choose from {', '.join(QUERIES)}")
+    chosen = NAMED.get(name)
+    if chosen is None:
+        raise typer.BadParameter(f"unknown query {name!r}; choose from {', '.join(NAMED)}")
     check_format(fmt, out)
     given: dict[str, Any] = {
         "start": _time(start, "--start"),
@@ -190,16 +156,16 @@ def query(
         "sort": sort,
         "max_traces": max_traces,
     }
-    takes = QUERIES[name][0]
+    takes = chosen.params
     extra = [_flag(k) for k, v in given.items() if v is not None and k not in takes]
     if extra:
         accepted = " ".join(_flag(p) for p in takes) or "only --tenant"
         raise typer.BadParameter(f"{name} does not take {' '.join(extra)} (it takes {accepted})")
-    missing = [_flag(k) for k in REQUIRED.get(name, ()) if given[k] is None]
+    missing = [_flag(k) for k in chosen.required if given[k] is None]
     if missing:
         raise typer.BadParameter(f"{name} needs {' '.join(missing)}")
     kwargs = {k: v for k, v in given.items() if v is not None}
-    rows = getattr(queries, name)(Catalog(_root(root)), tenant=tenant, **kwargs)
+    rows = chosen.run(Catalog(_root(root)), tenant=tenant, **kwargs)
     emit_rows(rows, fmt, out)
 
 

@@ -8,13 +8,17 @@ Money comes back as ``Decimal`` (exact sums of ``decimal(28,12)``). ``start`` is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agentledger.errors import ConfigError
-from agentledger.warehouse.catalog import Catalog
+
+if TYPE_CHECKING:  # importing the queries (the CLI's help) loads no pyarrow or DuckDB
+    from agentledger.warehouse.catalog import Catalog
 
 Rows = list[dict[str, Any]]
 GROUPABLE = ("tenant", "agent", "agent_version", "workflow", "model", "provider")
@@ -639,18 +643,53 @@ def agent_calls(
     return out
 
 
-NAMED: dict[str, Any] = {
-    "cost_by_agent_day": cost_by_agent_day,
-    "top_traces": top_traces,
-    "cost_per_successful_task": cost_per_successful_task,
-    "token_efficiency": token_efficiency,
-    "budget_utilisation": budget_utilisation,
-    "unpriced_usage": unpriced_usage,
-    "costs": costs,
-    "agents": agents,
-    "command_latency": command_latency,
-    "traces": traces,
-    "decisions": decisions,
-    "agent_calls": agent_calls,
+@dataclass(frozen=True)
+class NamedQuery:
+    """A named query as ``agentledger warehouse query`` offers it: the function, one line of
+    what it answers, and its parameters besides the catalog and ``tenant`` (read from the
+    function's signature, so they cannot drift from it)."""
+
+    run: Callable[..., Rows]
+    what: str
+
+    @property
+    def name(self) -> str:
+        return self.run.__name__
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        sig = inspect.signature(self.run).parameters
+        return tuple(p for p in list(sig)[1:] if p != "tenant")
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        sig = inspect.signature(self.run).parameters
+        return tuple(p for p in self.params if sig[p].default is inspect.Parameter.empty)
+
+
+NAMED: dict[str, NamedQuery] = {
+    q.name: q
+    for q in (
+        NamedQuery(cost_by_agent_day, "spend per tenant, agent and UTC day"),
+        NamedQuery(top_traces, "the most expensive traces, inclusive cost"),
+        NamedQuery(cost_per_successful_task, "per agent version: cost of all tasks / successes"),
+        NamedQuery(token_efficiency, "output per input token, cache hit ratio, per model"),
+        NamedQuery(budget_utilisation, "spend per agent-day, share of --daily-limit, commands issued"),
+        NamedQuery(unpriced_usage, "usage the price step could not price"),
+        NamedQuery(costs, "spend grouped by --group-by, per --bucket"),
+        NamedQuery(trace_tree, "one trace's spans: direct and inclusive cost"),
+        NamedQuery(agents, "every agent seen: versions, first/last event, spend"),
+        NamedQuery(quality_series, "mean score per bucket and version"),
+        NamedQuery(alerts, "alert transitions, newest first"),
+        NamedQuery(commands, "control commands, newest first"),
+        NamedQuery(command_latency, "each command, its cause event and the time between them"),
+        NamedQuery(provider_health, "calls, errors, latency p50/p95 per provider and model"),
+        NamedQuery(traces, "traces to search and sort: cost, duration, errors, agents, status"),
+        NamedQuery(trace_spans, "one trace's span table: tokens, direct and inclusive cost, latency"),
+        NamedQuery(decisions, "commands and alerts, latency from their cause"),
+        NamedQuery(agent_calls, "agents calling agents: calls, inclusive cost"),
+    )
 }
-"""The analyst queries the CLI can run by name (``agentledger warehouse query NAME``)."""
+"""Every named query that ``agentledger warehouse query NAME`` runs, by name. Code calls the
+functions themselves (a renamed query then fails type checking); only the command line, whose
+user types a name, looks one up here."""

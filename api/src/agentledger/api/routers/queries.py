@@ -1,4 +1,5 @@
-"""Read-only queries over the warehouse; each route calls one named query, tenant-filtered."""
+"""Read-only queries over the warehouse; each route calls one named query
+(``agentledger.warehouse.queries``), tenant-filtered."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from agentledger.api.errors import responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
 from agentledger.errors import NotFoundError
+from agentledger.warehouse import queries as q
 
 router = APIRouter(prefix="/v1", tags=["query"])
 Rows = list[dict[str, Any]]
@@ -49,7 +51,7 @@ async def costs(
 ) -> Rows:
     """Cost (exact decimal strings), tokens and counts, grouped."""
     rows: Rows = await state.warehouse.arows(
-        "costs",
+        q.costs,
         group_by=[g.value for g in group_by],
         start=start,
         end=end,
@@ -67,7 +69,7 @@ async def trace(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """A trace as its spans (parent links, direct and inclusive cost)."""
-    rows: Rows = await state.warehouse.arows("trace_tree", trace_id=trace_id, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.trace_tree, trace_id=trace_id, tenant=tenant_for(key, tenant))
     if not rows:
         raise NotFoundError(f"no trace {trace_id} visible to this key")
     return rows
@@ -84,7 +86,7 @@ async def top_traces(
 ) -> Rows:
     """The costliest traces by inclusive cost."""
     rows: Rows = await state.warehouse.arows(
-        "top_traces", limit=limit, start=start, end=end, tenant=tenant_for(key, tenant)
+        q.top_traces, limit=limit, start=start, end=end, tenant=tenant_for(key, tenant)
     )
     return rows
 
@@ -96,7 +98,7 @@ async def agents(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Agents with their versions, spend and last activity."""
-    rows: Rows = await state.warehouse.arows("agents", tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.agents, tenant=tenant_for(key, tenant))
     return rows
 
 
@@ -113,7 +115,7 @@ async def quality(
 ) -> Rows:
     """Mean score of one metric for one agent per time bucket and agent version."""
     rows: Rows = await state.warehouse.arows(
-        "quality_series",
+        q.quality_series,
         agent=agent,
         metric=metric,
         bucket=bucket.value,
@@ -133,7 +135,7 @@ async def alerts(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Alert transitions (warehouse history)."""
-    rows: Rows = await state.warehouse.arows("alerts", start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.alerts, start=start, end=end, tenant=tenant_for(key, tenant))
     return rows
 
 
@@ -146,7 +148,7 @@ async def commands(
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Control commands issued (warehouse history, with who issued them)."""
-    rows: Rows = await state.warehouse.arows("commands", start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.commands, start=start, end=end, tenant=tenant_for(key, tenant))
     return rows
 
 
@@ -160,6 +162,6 @@ async def providers(
 ) -> Rows:
     """Per provider and model: calls, spend, errors, error rate, latency p50/p95."""
     rows: Rows = await state.warehouse.arows(
-        "provider_health", start=start, end=end, tenant=tenant_for(key, tenant)
+        q.provider_health, start=start, end=end, tenant=tenant_for(key, tenant)
     )
     return rows
