@@ -25,9 +25,9 @@ from agentledger.admin import create_topics
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.keys import split_token
-from agentledger.api.pagedata import Sources, all_pages
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.testing import ApiServer, land_demo_warehouse, standard_keys
+from agentledger.dashboards.pagedata import Sources, all_pages
 from agentledger.dashboards.pages import render_report
 from agentledger.events import BudgetState, BudgetStatus, LimitUnit, Window
 from agentledger.settings import Settings
@@ -242,7 +242,7 @@ def test_a_click_on_an_agent_in_the_chain_opens_its_page(tmp_path: Path) -> None
     # clicks the first node of the Sankey.
     from dashboard_data import land_agent_chain
 
-    from agentledger.api import pagedata
+    from agentledger.dashboards import pagedata
     from agentledger.dashboards.pages import plotly_js, render_page
 
     land_demo_warehouse(str(tmp_path / "wh"))

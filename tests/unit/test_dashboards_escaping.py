@@ -12,8 +12,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from agentledger.api import pagedata
-from agentledger.dashboards import figures
+from agentledger.dashboards import figures, pagedata
 from agentledger.dashboards.pages import Page, render_page, render_report
 from agentledger.events import SpanEvent, UsageEvent
 from agentledger.warehouse.landing import land_priced

@@ -7,8 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agentledger.api import pagedata
-from agentledger.dashboards import figures
+from agentledger.dashboards import figures, pagedata
 from agentledger.warehouse.landing import land_priced
 from agentledger.warehouse.reader import WarehouseReader
 from agentledger.warehouse.storage import Store

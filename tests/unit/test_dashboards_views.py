@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_trace
 
-from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
+from agentledger.dashboards import pagedata
 from agentledger.dashboards.pages import render_page, render_report
 from agentledger.warehouse import queries
 from agentledger.warehouse.reader import WarehouseReader

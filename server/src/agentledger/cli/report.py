@@ -28,7 +28,7 @@ def report(
 ) -> None:
     """Write the overview, agent, trace, traces, agent chain, providers and decisions views
     into one HTML file (plotly.js inlined: it opens anywhere, with no server and no internet)."""
-    from agentledger.api.pagedata import Sources, View, all_pages
+    from agentledger.dashboards.pagedata import Sources, View, all_pages
     from agentledger.dashboards.pages import render_report
     from agentledger.warehouse.reader import WarehouseReader
 

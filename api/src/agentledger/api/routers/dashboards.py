@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from agentledger.api import pagedata
 from agentledger.api.auth import require, tenant_for, token_of
 from agentledger.api.errors import BadRequestError, ForbiddenError, UnauthorizedError
 from agentledger.api.headers import page_csp
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.sessions import CSRF_COOKIE, SESSION_COOKIE, DashboardSignIn, get_sign_in
 from agentledger.api.state import ApiState, get_state
+from agentledger.dashboards import pagedata
 from agentledger.dashboards.pages import Page, plotly_js, render_login, render_page
 
 router = APIRouter(prefix="/ui", tags=["dashboards"], include_in_schema=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agentledger.api import pagedata
 from agentledger.api.testing import land_demo_warehouse
+from agentledger.dashboards import pagedata
 from agentledger.warehouse.reader import WarehouseReader
 
 

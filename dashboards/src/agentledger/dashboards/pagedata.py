@@ -1,7 +1,9 @@
-"""Data for each dashboard page, from the warehouse's named queries and the live views.
+"""Each dashboard page assembled: its data from the warehouse's named queries (typed calls
+through a ``WarehouseReader``) and the live views, drawn by ``figures`` into a ``Page``.
 
-Shared by the API's pages and ``agentledger report``. A panel whose data is unavailable
-(no warehouse yet, a query missing) is drawn empty with a note, never a failed page.
+Shared by the API's ``/ui`` pages (which add routing and auth only) and ``agentledger
+report``. A panel whose data is unavailable (no warehouse yet) is drawn empty with a note,
+never a failed page.
 """
 
 from __future__ import annotations
