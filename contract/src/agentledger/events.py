@@ -115,13 +115,6 @@ ToolName = Annotated[str, Field(min_length=1, max_length=128), BeforeValidator(c
 Version = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
 
 
-class EventType(StrEnum):
-    SPAN = "span"
-    USAGE = "usage"
-    QUALITY = "quality"
-    TOOL_CALL = "tool_call"
-
-
 class SpanKind(StrEnum):
     AGENT = "agent"
     LLM = "llm"

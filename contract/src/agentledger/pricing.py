@@ -349,7 +349,3 @@ class PriceBook:
         """(provider, model) pairs seen unpriced for the first time since the last call."""
         out, self._new_unknown = self._new_unknown, []
         return out
-
-    @property
-    def unknown_models(self) -> frozenset[tuple[str, str]]:
-        return frozenset(self._unknown)
