@@ -15,7 +15,7 @@ import pytest
 from test_collectors_exit import read_events
 from test_collectors_guard import command, produce
 
-from agentledger.collectors import AgentKilled, ControlUnavailable, Emitter, Guard, api, guard, guarded
+from agentledger.collectors import AgentKilled, ControlUnavailable, Emitter, Guard, client, guard, guarded
 from agentledger.events import Action, ScopeKind
 from agentledger.localkafka import ClusterState, LocalKafka, Node, free_ports
 from agentledger.settings import get_settings
@@ -30,7 +30,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]
     try:
         yield tmp_path / "home"
     finally:
-        api.shutdown(1.0)
+        client.shutdown(1.0)
         if guard._default_guard is not None:
             guard._default_guard.close()
             guard._default_guard = None
@@ -47,7 +47,7 @@ def pretend_kafka_up(home: Path, bootstrap: str) -> None:
 def test_guard_after_configure_uses_its_bootstrap(clean_env: Path, topics: Any) -> None:
     kill = command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="planner")
     produce(topics.bootstrap, topics.control, kill)
-    api.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap, topic=topics.events)
+    client.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap, topic=topics.events)
     g = Guard(control_topic=topics.control)  # no bootstrap given: the configured one
     try:
         assert g.bootstrap == topics.bootstrap
@@ -64,7 +64,7 @@ def test_killed_agents_first_guarded_call_raises(
     monkeypatch.setenv("AGENTLEDGER_TOPIC_PREFIX", topics.prefix)
     get_settings.cache_clear()
     produce(topics.bootstrap, topics.control, command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="planner"))  # fmt: skip
-    api.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap)
+    client.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap)
     ran = []
 
     @guarded()
@@ -83,7 +83,7 @@ def test_killed_agents_first_async_guarded_call_raises(
     monkeypatch.setenv("AGENTLEDGER_TOPIC_PREFIX", topics.prefix)
     get_settings.cache_clear()
     produce(topics.bootstrap, topics.control, command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="planner"))  # fmt: skip
-    api.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap)
+    client.configure(tenant="acme", agent="planner", bootstrap=topics.bootstrap)
 
     @guarded()
     async def work() -> str:

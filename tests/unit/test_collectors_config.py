@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentledger.collectors import ControlUnavailable, Emitter, NoOpTransport, api, emitter, guard, guarded
+from agentledger.collectors import ControlUnavailable, Emitter, NoOpTransport, client, emitter, guard, guarded
 from agentledger.settings import get_settings, running_local_bootstrap
 
 
@@ -26,7 +26,7 @@ def nothing_configured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Itera
     try:
         yield tmp_path
     finally:
-        api.shutdown(1.0)
+        client.shutdown(1.0)
         guard._default_guard = None
         get_settings.cache_clear()
 

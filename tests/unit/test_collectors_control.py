@@ -142,12 +142,12 @@ def test_the_tenant_rule_comes_first_then_the_global_one(guard: Guard) -> None:
 
 
 def test_provider_defaults_to_the_configured_tenant(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentledger.collectors import api
+    from agentledger.collectors import client
 
     guard.apply(cmd(Action.FAILOVER, kind="provider", provider="openai", tenant="acme"))
-    monkeypatch.setattr(api, "_emitter", SimpleNamespace(tenant="globex"))  # what configure() sets
+    monkeypatch.setattr(client, "_emitter", SimpleNamespace(tenant="globex"))  # what configure() sets
     assert guard.provider("openai") == "openai"
-    monkeypatch.setattr(api, "_emitter", SimpleNamespace(tenant="acme"))
+    monkeypatch.setattr(client, "_emitter", SimpleNamespace(tenant="acme"))
     assert guard.provider("openai") == "anthropic"
     assert guard.provider("openai", tenant="globex") == "openai"
 

@@ -11,7 +11,7 @@ code because telemetry failed. Transports and the Guard load aiokafka only when 
 
 from __future__ import annotations
 
-from .api import (
+from .client import (
     configure,
     flush,
     get_emitter,

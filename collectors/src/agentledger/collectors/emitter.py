@@ -1,5 +1,5 @@
 """The ``Emitter``: what agents record through. Recording builds a small dict and enqueues it;
-the ``BatchWorker`` does everything else on its own thread."""
+the ``BatchSender`` does everything else on its own thread."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from agentledger.settings import get_settings
 
 from . import _exit, _ids
 from .context import _CURRENT
+from .sender import BatchSender
 from .spans import SpanScope
 from .transport import NoOpTransport, Transport
-from .worker import BatchWorker
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -130,7 +130,7 @@ class Emitter:
         self.transport = transport or self._transport_from(settings, bootstrap, topic, api_url, api_key)
         if self.bootstrap is None and isinstance(getattr(self.transport, "bootstrap", None), str):
             self.bootstrap = self.transport.bootstrap  # type: ignore[attr-defined]
-        self._worker = BatchWorker(
+        self._worker = BatchSender(
             self.transport, max_queue=max_queue, batch_size=batch_size, linger_ms=linger_ms
         )
         self.exit_timeout = exit_timeout

@@ -393,7 +393,7 @@ _default_lock = threading.Lock()
 
 
 def _configured_bootstrap() -> str | None:
-    from . import api
+    from . import client as api
 
     em = api._emitter
     return em.bootstrap if em is not None else None
@@ -401,7 +401,7 @@ def _configured_bootstrap() -> str | None:
 
 def _configured_tenant() -> str:
     """The tenant ``guarded()`` defaults to: the configured emitter's, else the settings'."""
-    from . import api
+    from . import client as api
 
     em = api._emitter
     return em.tenant if em is not None else get_settings().tenant
@@ -440,7 +440,7 @@ class GuardedScope:
         self.wait = wait
 
     def _args(self) -> dict[str, Any]:
-        from . import api
+        from . import client as api
 
         em = api._emitter
         settings = get_settings()

@@ -26,7 +26,8 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids, api
+from . import _ids
+from . import client as api
 from .exceptions import AgentKilled, Throttled
 from .naming import Caller, resolve, response_event_id, track_open_spans
 from .usage import Usage, usage_from_anthropic, usage_from_openai

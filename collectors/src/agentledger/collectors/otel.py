@@ -34,7 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 
 from . import _exit
-from .api import get_emitter
+from .client import get_emitter
 
 if TYPE_CHECKING:
     from .emitter import Emitter

@@ -45,7 +45,7 @@ class Usage:
 
     def record(self, emitter: Emitter | None = None) -> str:
         """Record it on ``emitter`` (default: the process-wide one). Returns the event id."""
-        from .api import get_emitter
+        from .client import get_emitter
 
         return (emitter or get_emitter()).record_usage(
             self.provider, self.model, self.input_tokens, self.output_tokens,

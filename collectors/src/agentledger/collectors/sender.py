@@ -22,7 +22,7 @@ from .transport import Batch, EventDict, NotReady, Outcome, Transport
 
 log = logging.getLogger("agentledger.collectors")
 
-_WORKERS: weakref.WeakSet[BatchWorker] = weakref.WeakSet()
+_SENDERS: weakref.WeakSet[BatchSender] = weakref.WeakSet()
 
 # Fields recorded as UNIX nanoseconds on the hot path, formatted here, off it.
 _TIME_FIELDS = ("ts", "start", "end")
@@ -35,7 +35,7 @@ def _finalize(event: EventDict) -> None:
             event[name] = iso(value)
 
 
-class BatchWorker:
+class BatchSender:
     """Owns the buffer, the sending thread and the counters that ``stats()`` reports."""
 
     def __init__(
@@ -65,7 +65,7 @@ class BatchWorker:
         self._outcome = Outcome(self._delivered, self._failed)
         self._stopping = False
         self._start()
-        _WORKERS.add(self)
+        _SENDERS.add(self)
 
     # -- hot path ----------------------------------------------------------------------
 
@@ -283,8 +283,8 @@ class BatchWorker:
 
 
 def _reinit_after_fork() -> None:
-    for worker in list(_WORKERS):
-        worker._after_fork()
+    for sender in list(_SENDERS):
+        sender._after_fork()
 
 
 os.register_at_fork(after_in_child=_reinit_after_fork)
