@@ -42,7 +42,8 @@ def render_reference() -> str:
     out = [
         "# Event reference",
         "",
-        "Generated from `agentledger/events.py` by `agentledger schema` (a test keeps it in sync).",
+        "Generated from `agentledger.events` (the contract, in `contract/src/agentledger/`) by",
+        "`agentledger schema` (a test keeps it in sync).",
         "JSON Schemas: `docs/schema/<Model>.json`. Times are RFC 3339 with a zone (stored as UTC);",
         "money is a decimal string; `event_id` is the dedupe key everywhere.",
         "",
