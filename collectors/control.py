@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from agentledger.events import Action, ControlCommand, ScopeKind
 
@@ -95,6 +96,7 @@ class ControlIndex:
     # (tenant, provider, model or "*"): tenant None is the global rule of every tenant.
     failovers: dict[tuple[str | None, str, str], Rule] = field(default_factory=dict)
     rollbacks: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    downgrades: dict[str, TenantRules] = field(default_factory=dict)
     next_expiry: float = math.inf
 
 
@@ -152,6 +154,8 @@ class ControlState:
                 out.failovers[(scope.tenant, str(scope.provider), scope.model or "*")] = rule
             elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
                 out.rollbacks[(scope.tenant, scope.agent)] = rule
+            elif cmd.action is Action.DOWNGRADE and scope.tenant is not None:
+                _place(out.downgrades.setdefault(scope.tenant, TenantRules()), scope.kind, cmd, rule)
             elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:
                 table = out.kills if cmd.action is Action.KILL else out.throttles
                 if cmd.action is Action.THROTTLE:
@@ -180,6 +184,20 @@ def failover(
             rule = failovers.get((owner, provider, wanted))
             if rule is not None and now < rule.expires:
                 return rule
+    return None
+
+
+def downgrade(rules: TenantRules, model: str, agent: str, workflow: str | None, trace_id: str | None,
+              agent_version: str | None, now: float) -> str | None:  # fmt: skip
+    """The cheaper model for a call to ``model``: the most specific live downgrade whose
+    ``from_models`` (fnmatch patterns; none: any model) takes this model."""
+    for rule in matching(rules, agent, workflow, trace_id, agent_version):
+        params = rule.command.params
+        if now >= rule.expires or params.model is None:
+            continue
+        if params.from_models is not None and not any(fnmatchcase(model, p) for p in params.from_models):
+            continue
+        return params.model
     return None
 
 

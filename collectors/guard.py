@@ -27,7 +27,7 @@ from agentledger.events import ControlCommand
 from agentledger.settings import get_settings
 
 from .context import _CURRENT
-from .control import ControlIndex, ControlState, failover, matching
+from .control import ControlIndex, ControlState, downgrade, failover, matching
 from .exceptions import ControlUnavailable, Throttled
 
 log = logging.getLogger("agentledger.collectors")
@@ -227,6 +227,24 @@ class Guard:
         if rule is None:
             return preferred
         return rule.command.params.fallback_provider or preferred
+
+    def downgrade(
+        self,
+        model: str,
+        tenant: str,
+        agent: str,
+        workflow: str | None = None,
+        trace_id: str | None = None,
+        agent_version: str | None = None,
+    ) -> str | None:
+        """The cheaper model a downgrade sends this call to (None: no downgrade applies)."""
+        downgrades = self._index.downgrades
+        if not downgrades:
+            return None
+        rules = downgrades.get(tenant)
+        if rules is None:
+            return None
+        return downgrade(rules, model, agent, workflow, trace_id, agent_version, time.time())
 
     def version(self, agent: str, tenant: str | None = None) -> str | None:
         """The version to route ``agent`` to after a rollback (None: no rollback active)."""

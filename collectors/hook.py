@@ -5,7 +5,8 @@ It wraps the SDK resource methods (as OpenLLMetry and OpenInference do):
 ``chat.completions.create``, ``responses.create``, ``messages.create`` and
 ``messages.stream``, sync and async. Before a call: resolve the caller (``naming``), route a
 rollback, ask the Guard (kill raises ``AgentKilled`` and nothing is sent; a throttle waits or
-raises), then send the call to the failover target if one is active. After it: usage from
+raises), rewrite the model while a downgrade applies, then send the call to the failover
+target if one is active. After it: usage from
 the provider's own response (streamed chunks included), one usage event whose ``event_id``
 derives from the response id. Telemetry failure never raises into agent code; only the
 Guard's decisions do.
@@ -175,6 +176,21 @@ class Hook:
             return "anthropic"
         return "azure" if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
 
+    def downgrade(self, caller: Caller, kwargs: dict[str, Any]) -> None:
+        """A downgrade in force for this caller: the request's model becomes the cheaper one
+        (calls that name no model, e.g. a prompt-id Responses call, are left alone)."""
+        if self.guard is None:
+            return
+        model = kwargs.get("model")
+        if not isinstance(model, str):
+            return
+        cheaper = self.guard.downgrade(
+            model, caller.tenant, caller.agent, caller.workflow, caller.trace_id, caller.agent_version
+        )
+        if cheaper is not None and cheaper != model:
+            kwargs["model"] = cheaper
+            caller.downgraded_from = model
+
     def reroute(
         self, resource: Any, target: _Target, provider: str, kwargs: dict[str, Any]
     ) -> tuple[Any, str]:
@@ -182,8 +198,6 @@ class Hook:
         if self.guard is None:
             return resource, provider
         goal = self.guard.provider(provider, kwargs.get("model"))
-        # Downgrade (a cheaper model for this caller) will be decided here as well, once the
-        # contract has the command: it rewrites kwargs["model"] the way Fallback.model does.
         if goal == provider:
             return resource, provider
         fallback = self.fallbacks.get(goal)
@@ -236,6 +250,8 @@ class Hook:
                 attributes["gen_ai.response.id"] = response_id[:256]
             if via is not None:
                 attributes["agentledger.failover_from"] = via
+            if caller.downgraded_from is not None:
+                attributes["agentledger.downgraded_from"] = caller.downgraded_from[:256]
             event = {
                 "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
@@ -470,6 +486,10 @@ def _before(
     """After admission: the failover route, and the stream-usage request. Raises only
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
     provider = hook.provider_of(resource, target)
+    try:
+        hook.downgrade(caller, kwargs)
+    except Exception:
+        log.exception("agentledger hook could not apply a downgrade; the call keeps its model")
     try:
         routed, goal = hook.reroute(resource, target, provider, kwargs)
     except FailoverUnavailable:

@@ -53,7 +53,9 @@ def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
 class Caller:
     """Who an LLM call is made for, right now."""
 
-    __slots__ = ("agent", "agent_version", "parent_span_id", "span_id", "tenant", "trace_id", "workflow")
+    __slots__ = (
+        "agent", "agent_version", "downgraded_from", "parent_span_id", "span_id", "tenant", "trace_id", "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -72,6 +74,7 @@ class Caller:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
+        self.downgraded_from: str | None = None  # the model asked for, when a downgrade rewrote it
 
     def __repr__(self) -> str:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
