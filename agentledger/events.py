@@ -309,6 +309,8 @@ class ScopeKind(StrEnum):
     WORKFLOW = "workflow"
     TRACE = "trace"
     PROVIDER = "provider"
+    USER = "user"
+    CONVERSATION = "conversation"
 
 
 class Scope(_Model):
@@ -329,6 +331,19 @@ class Scope(_Model):
     trace_id: TraceId | None = None
     provider: str | None = None
     model: str | None = None
+    user: Name | None = Field(
+        default=None, description="End user (OTel `user.id`; OpenAI's `user` request field)."
+    )
+    conversation: Name | None = Field(default=None, description="Conversation (`gen_ai.conversation.id`).")
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_new_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so Guards built before these scopes existed still read the rest.
+        out: dict[str, Any] = handler(self)
+        for name in ("user", "conversation"):
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Scope:
@@ -357,6 +372,8 @@ _SCOPE_FIELDS: dict[ScopeKind, tuple[str, ...]] = {
     ScopeKind.WORKFLOW: ("tenant", "workflow"),
     ScopeKind.TRACE: ("tenant", "trace_id"),
     ScopeKind.PROVIDER: ("provider",),
+    ScopeKind.USER: ("tenant", "user"),
+    ScopeKind.CONVERSATION: ("tenant", "conversation"),
 }
 """The fields a scope of each kind needs; they also make up its key, in this order."""
 
@@ -475,6 +492,15 @@ class Selector(_Model):
     agent_version: str = "*"
     workflow: str = "*"
     per: ScopeKind = ScopeKind.AGENT
+
+    @model_validator(mode="after")
+    def _counted_scope(self) -> Selector:
+        if self.per in (ScopeKind.USER, ScopeKind.CONVERSATION):
+            raise ValueError(
+                f"budgets per {self.per.value} are not counted by the streams worker yet; "
+                f"commands on {self.per.value} scopes (e.g. a manual kill) are obeyed"
+            )
+        return self
 
 
 class Threshold(_Model):

@@ -85,6 +85,8 @@ class TenantRules:
     versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
     workflows: dict[str, Rule] = field(default_factory=dict)
     traces: dict[str, Rule] = field(default_factory=dict)
+    users: dict[str, Rule] = field(default_factory=dict)
+    conversations: dict[str, Rule] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -112,6 +114,10 @@ def _place(rules: TenantRules, kind: ScopeKind, cmd: ControlCommand, rule: Rule)
         rules.workflows[str(scope.workflow)] = rule
     elif kind is ScopeKind.TRACE:
         rules.traces[str(scope.trace_id)] = rule
+    elif kind is ScopeKind.USER:
+        rules.users[str(scope.user)] = rule
+    elif kind is ScopeKind.CONVERSATION:
+        rules.conversations[str(scope.conversation)] = rule
 
 
 class ControlState:
@@ -188,10 +194,11 @@ def failover(
 
 
 def downgrade(rules: TenantRules, model: str, agent: str, workflow: str | None, trace_id: str | None,
-              agent_version: str | None, now: float) -> str | None:  # fmt: skip
+              agent_version: str | None, now: float, user: str | None = None,
+              conversation: str | None = None) -> str | None:  # fmt: skip
     """The cheaper model for a call to ``model``: the most specific live downgrade whose
     ``from_models`` (fnmatch patterns; none: any model) takes this model."""
-    for rule in matching(rules, agent, workflow, trace_id, agent_version):
+    for rule in matching(rules, agent, workflow, trace_id, agent_version, user, conversation):
         params = rule.command.params
         if now >= rule.expires or params.model is None:
             continue
@@ -202,12 +209,23 @@ def downgrade(rules: TenantRules, model: str, agent: str, workflow: str | None, 
 
 
 def matching(
-    rules: TenantRules, agent: str, workflow: str | None, trace_id: str | None, agent_version: str | None
+    rules: TenantRules,
+    agent: str,
+    workflow: str | None,
+    trace_id: str | None,
+    agent_version: str | None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> list[Rule]:
-    """Rules of one tenant that match a check, most specific first."""
+    """Rules of one tenant that match a check, most specific first (trace, conversation,
+    version, agent, user, workflow, tenant)."""
     found = []
     if trace_id is not None and rules.traces:
         rule = rules.traces.get(trace_id)
+        if rule is not None:
+            found.append(rule)
+    if conversation is not None and rules.conversations:
+        rule = rules.conversations.get(conversation)
         if rule is not None:
             found.append(rule)
     if agent_version is not None and rules.versions:
@@ -217,6 +235,10 @@ def matching(
     rule = rules.agents.get(agent)
     if rule is not None:
         found.append(rule)
+    if user is not None and rules.users:
+        rule = rules.users.get(user)
+        if rule is not None:
+            found.append(rule)
     if workflow is not None and rules.workflows:
         rule = rules.workflows.get(workflow)
         if rule is not None:

@@ -150,13 +150,15 @@ class Guard:
         trace_id: str | None,
         agent_version: str | None,
         wait: bool,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> float:
         index = self._index
         if index.kills:
             rules = index.kills.get(tenant)
             if rules is not None:
                 now = time.time()
-                for rule in matching(rules, agent, workflow, trace_id, agent_version):
+                for rule in matching(rules, agent, workflow, trace_id, agent_version, user, conversation):
                     if now < rule.expires:
                         raise rule.kill_error()
         if not index.throttles:
@@ -165,7 +167,7 @@ class Guard:
         if trules is None:
             return 0.0
         now, mono, delay = time.time(), time.monotonic(), 0.0
-        for rule in matching(trules, agent, workflow, trace_id, agent_version):
+        for rule in matching(trules, agent, workflow, trace_id, agent_version, user, conversation):
             if now >= rule.expires or rule.bucket is None:
                 continue
             if wait:
@@ -189,9 +191,12 @@ class Guard:
         trace_id: str | None = None,
         agent_version: str | None = None,
         wait: bool = True,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         """Raise ``AgentKilled`` (a subclass names the cause) if a kill applies; wait for a
         throttle token (or raise ``Throttled`` when ``wait=False``). Returns at once otherwise.
+        Commands on the tenant, agent, version, workflow, trace, user and conversation apply.
 
         Before the control topic has been read, waits for it (at most ``ready_timeout_s`` from
         the Guard's start), then fails open or closed as configured, and says so."""
@@ -201,7 +206,7 @@ class Guard:
                 self._ready.wait(remaining)
             if not self._ready.is_set():
                 self._unready_verdict()
-        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait, user, conversation)
         if delay > 0:
             time.sleep(delay)
 
@@ -213,6 +218,8 @@ class Guard:
         trace_id: str | None = None,
         agent_version: str | None = None,
         wait: bool = True,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         """``check`` for async code: waits with ``asyncio.sleep``."""
         if not self._is_ready:
@@ -221,7 +228,7 @@ class Guard:
                 await asyncio.to_thread(self._ready.wait, remaining)
             if not self._ready.is_set():
                 self._unready_verdict()
-        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait, user, conversation)
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -245,6 +252,8 @@ class Guard:
         workflow: str | None = None,
         trace_id: str | None = None,
         agent_version: str | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> str | None:
         """The cheaper model a downgrade sends this call to (None: no downgrade applies)."""
         downgrades = self._index.downgrades
@@ -253,7 +262,9 @@ class Guard:
         rules = downgrades.get(tenant)
         if rules is None:
             return None
-        return downgrade(rules, model, agent, workflow, trace_id, agent_version, time.time())
+        return downgrade(
+            rules, model, agent, workflow, trace_id, agent_version, time.time(), user, conversation
+        )
 
     def version(self, agent: str, tenant: str | None = None) -> str | None:
         """The version to route ``agent`` to after a rollback (None: no rollback active)."""
@@ -525,6 +536,8 @@ class GuardedScope:
             "trace_id": cur.trace_id if cur else None,
             "agent_version": self.agent_version or (em.agent_version if em else settings.agent_version),
             "wait": self.wait,
+            "user": (cur.user if cur else None) or (em.user if em else None),
+            "conversation": (cur.conversation if cur else None) or (em.conversation if em else None),
         }
 
     def __enter__(self) -> GuardedScope:

@@ -29,7 +29,7 @@ from agentledger.errors import AgentLedgerError
 
 from . import _ids, api
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, resolve, response_event_id, track_open_spans
+from .naming import Caller, from_request, resolve, response_event_id, track_open_spans
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -162,6 +162,7 @@ class Hook:
         return {
             "tenant": caller.tenant, "agent": caller.agent, "workflow": caller.workflow,
             "trace_id": caller.trace_id, "agent_version": caller.agent_version, "wait": self.wait,
+            "user": caller.user, "conversation": caller.conversation,
         }  # fmt: skip
 
     def provider_of(self, resource: Any, target: _Target) -> str:
@@ -185,8 +186,9 @@ class Hook:
         if not isinstance(model, str):
             return
         cheaper = self.guard.downgrade(
-            model, caller.tenant, caller.agent, caller.workflow, caller.trace_id, caller.agent_version
-        )
+            model, caller.tenant, caller.agent, caller.workflow, caller.trace_id, caller.agent_version,
+            caller.user, caller.conversation,
+        )  # fmt: skip
         if cheaper is not None and cheaper != model:
             kwargs["model"] = cheaper
             caller.downgraded_from = model
@@ -252,6 +254,10 @@ class Hook:
                 attributes["agentledger.failover_from"] = via
             if caller.downgraded_from is not None:
                 attributes["agentledger.downgraded_from"] = caller.downgraded_from[:256]
+            if caller.user is not None:
+                attributes["user.id"] = caller.user
+            if caller.conversation is not None:
+                attributes["gen_ai.conversation.id"] = caller.conversation
             event = {
                 "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
@@ -432,7 +438,7 @@ def _wrap(target: _Target, original: Any) -> Any:
             caller = hook.caller() if hook is not None else None
             if hook is None or caller is None:
                 return await original(self, *args, **kwargs)
-            _route_version(hook, caller, kwargs)
+            _prepare(hook, caller, kwargs)
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
@@ -456,7 +462,7 @@ def _wrap(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
@@ -473,8 +479,10 @@ def _wrap(target: _Target, original: Any) -> Any:
     return wrapper
 
 
-def _route_version(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+    """Before the Guard: the end user / conversation the request names, and a rollback's route."""
     try:
+        from_request(caller, kwargs)
         hook.route_version(caller, kwargs)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
@@ -578,7 +586,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)
