@@ -30,7 +30,7 @@ from agentledger.errors import AgentLedgerError
 from . import _ids, api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, from_request, resolve, response_event_id, track_open_spans
+from .naming import Caller, from_request, resolve, track_open_spans, usage_event_id
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -260,7 +260,7 @@ class Hook:
             if caller.conversation is not None:
                 attributes["gen_ai.conversation.id"] = caller.conversation
             event = {
-                "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
+                "event_id": usage_event_id(response_id, caller),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
                 "agent_version": caller.agent_version, "workflow": caller.workflow, "trace_id": trace_id,
                 "span_id": span_id, "parent_span_id": caller.parent_span_id, "provider": provider,
