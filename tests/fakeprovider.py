@@ -67,6 +67,11 @@ ANSWER = "4"
 _ids = itertools.count(1)
 
 
+def _unique(prefix: str) -> str:
+    """A response id as unique as a real provider's (agentledger dedupes calls by it)."""
+    return f"{prefix}fake{uuid.uuid4().hex[:20]}"
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
@@ -206,11 +211,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
-
-
-def _unique(prefix: str) -> str:
-    """A response id as unique as a real provider's (agentledger dedupes calls by it)."""
-    return f"{prefix}fake{uuid.uuid4().hex[:20]}"
 
 
 class _Server(ThreadingHTTPServer):
