@@ -33,7 +33,7 @@ from .exceptions import ControlUnavailable, Throttled
 log = logging.getLogger("agentledger.collectors")
 _PROBE_EVERY_S = 1.0  # how often a following Guard makes sure the broker still answers
 _PROBE_TIMEOUT_S = 2.0
-_MISSING_AFTER_S = 2.0  # the control topic absent from the metadata this long: it does not exist
+_MISSING_AFTER_S = 5.0  # the control topic absent from the metadata this long: it does not exist
 F = TypeVar("F", bound=Callable[..., Any])
 _GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 
