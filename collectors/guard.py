@@ -317,7 +317,7 @@ class Guard:
         """True once the compacted state has been read up to the end seen at start.
 
         False (with a WARNING saying why) after ``timeout``, or as soon as the control topic
-        is known not to exist."""
+        is known not to exist (absent from the metadata for 5 s)."""
         deadline = time.monotonic() + timeout
         while not self._ready.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
             if self._topic_missing or time.monotonic() >= deadline:
