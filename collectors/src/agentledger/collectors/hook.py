@@ -5,7 +5,8 @@ It wraps the SDK resource methods (as OpenLLMetry and OpenInference do):
 ``chat.completions.create``, ``responses.create``, ``messages.create`` and
 ``messages.stream``, sync and async. Before a call: resolve the caller (``naming``), route a
 rollback, ask the Guard (kill raises ``AgentKilled`` and nothing is sent; a throttle waits or
-raises), then send the call to the failover target if one is active. After it: usage from
+raises), rewrite the model while a downgrade applies, then send the call to the failover
+target if one is active. After it: usage from
 the provider's own response (streamed chunks included), one usage event whose ``event_id``
 derives from the response id. Telemetry failure never raises into agent code; only the
 Guard's decisions do.
@@ -28,8 +29,9 @@ from agentledger.errors import AgentLedgerError
 
 from . import _ids
 from . import client as api
+from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, resolve, response_event_id, track_open_spans
+from .naming import Caller, from_request, resolve, track_open_spans, usage_event_id
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -162,6 +164,7 @@ class Hook:
         return {
             "tenant": caller.tenant, "agent": caller.agent, "workflow": caller.workflow,
             "trace_id": caller.trace_id, "agent_version": caller.agent_version, "wait": self.wait,
+            "user": caller.user, "conversation": caller.conversation,
         }  # fmt: skip
 
     def provider_of(self, resource: Any, target: _Target) -> str:
@@ -176,6 +179,22 @@ class Hook:
             return "anthropic"
         return "azure" if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
 
+    def downgrade(self, caller: Caller, kwargs: dict[str, Any]) -> None:
+        """A downgrade in force for this caller: the request's model becomes the cheaper one
+        (calls that name no model, e.g. a prompt-id Responses call, are left alone)."""
+        if self.guard is None:
+            return
+        model = kwargs.get("model")
+        if not isinstance(model, str):
+            return
+        cheaper = self.guard.downgrade(
+            model, caller.tenant, caller.agent, caller.workflow, caller.trace_id, caller.agent_version,
+            caller.user, caller.conversation,
+        )  # fmt: skip
+        if cheaper is not None and cheaper != model:
+            kwargs["model"] = cheaper
+            caller.downgraded_from = model
+
     def reroute(
         self, resource: Any, target: _Target, provider: str, kwargs: dict[str, Any]
     ) -> tuple[Any, str]:
@@ -183,8 +202,6 @@ class Hook:
         if self.guard is None:
             return resource, provider
         goal = self.guard.provider(provider, kwargs.get("model"))
-        # Downgrade (a cheaper model for this caller) will be decided here as well, once the
-        # contract has the command: it rewrites kwargs["model"] the way Fallback.model does.
         if goal == provider:
             return resource, provider
         fallback = self.fallbacks.get(goal)
@@ -237,8 +254,14 @@ class Hook:
                 attributes["gen_ai.response.id"] = response_id[:256]
             if via is not None:
                 attributes["agentledger.failover_from"] = via
+            if caller.downgraded_from is not None:
+                attributes["agentledger.downgraded_from"] = caller.downgraded_from[:256]
+            if caller.user is not None:
+                attributes["user.id"] = caller.user
+            if caller.conversation is not None:
+                attributes["gen_ai.conversation.id"] = caller.conversation
             event = {
-                "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
+                "event_id": usage_event_id(response_id, caller),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
                 "agent_version": caller.agent_version, "workflow": caller.workflow, "trace_id": trace_id,
                 "span_id": span_id, "parent_span_id": caller.parent_span_id, "provider": provider,
@@ -417,14 +440,17 @@ def _wrap(target: _Target, original: Any) -> Any:
             caller = hook.caller() if hook is not None else None
             if hook is None or caller is None:
                 return await original(self, *args, **kwargs)
-            _route_version(hook, caller, kwargs)
+            _prepare(hook, caller, kwargs)
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
             result = await original(resource, *args, **kwargs)
             streamed = bool(kwargs.get("stream"))
-            if _raw_mode(kwargs) is None:
+            mode = _raw_mode(kwargs)
+            if mode is None:
                 return _after(hook, caller, target, result, provider, via, hide, streamed)
+            if mode == "stream" and streamed:
+                return _tap_body(hook, caller, target, result, provider, via, hide)
             parsed = _parse_raw(result, kwargs)
             if inspect.isawaitable(parsed):  # anthropic's async raw response parses in a coroutine
                 parsed = await _awaited(parsed)
@@ -441,14 +467,17 @@ def _wrap(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
         result = original(resource, *args, **kwargs)
         streamed = bool(kwargs.get("stream"))
-        if _raw_mode(kwargs) is None:
+        mode = _raw_mode(kwargs)
+        if mode is None:
             return _after(hook, caller, target, result, provider, via, hide, streamed)
+        if mode == "stream" and streamed:
+            return _tap_body(hook, caller, target, result, provider, via, hide)
         parsed = _parse_raw(result, kwargs)
         if parsed is not None:
             _after(hook, caller, target, parsed, provider, via, hide, streamed)
@@ -458,8 +487,10 @@ def _wrap(target: _Target, original: Any) -> Any:
     return wrapper
 
 
-def _route_version(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+    """Before the Guard: the end user / conversation the request names, and a rollback's route."""
     try:
+        from_request(caller, kwargs)
         hook.route_version(caller, kwargs)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
@@ -471,6 +502,10 @@ def _before(
     """After admission: the failover route, and the stream-usage request. Raises only
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
     provider = hook.provider_of(resource, target)
+    try:
+        hook.downgrade(caller, kwargs)
+    except Exception:
+        log.exception("agentledger hook could not apply a downgrade; the call keeps its model")
     try:
         routed, goal = hook.reroute(resource, target, provider, kwargs)
     except FailoverUnavailable:
@@ -518,24 +553,75 @@ def _after(
 
 
 def _raw_mode(kwargs: dict[str, Any]) -> str | None:
-    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) marks its
-    calls with a header; the SDK then returns the raw response instead of the parsed one."""
+    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) and
+    ``with_streaming_response`` mark their calls with a header ("true" / "raw" / "stream");
+    the SDK then returns the raw response instead of the parsed one."""
     headers = kwargs.get("extra_headers")
     return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
 
 
 def _parse_raw(result: Any, kwargs: dict[str, Any]) -> Any:
-    """The parsed body of a raw response: the SDK caches it, so the agent's own ``parse()``
-    gets the same object (for a stream: the stream the hook observes). A streamed-response
-    body (``with_streaming_response``) is the agent's to read: left alone, not recorded."""
-    if _raw_mode(kwargs) not in ("true", "raw"):  # openai says "true", anthropic "raw"
-        log.debug("agentledger hook: with_streaming_response calls are not recorded")
-        return None
+    """The parsed body of a raw response: the SDK caches it (and the body's bytes), so the
+    agent's own ``parse()``, ``json()`` or ``iter_bytes()`` gets the same (for a stream: the
+    stream the hook observes). A ``with_streaming_response`` body that is not a stream is read
+    here at once: it is complete on the provider's side, and read it is recorded even when the
+    agent closes it unread. Its streams are tapped instead (``_tap_body``)."""
     try:
         return result.parse()
     except Exception:  # the agent's own parse() will raise it
         log.debug("agentledger hook could not parse a raw response", exc_info=True)
         return None
+
+
+def _tap_body(
+    hook: Hook, caller: Caller, target: _Target, result: Any, provider: str, via: str | None, hide: bool
+) -> Any:
+    """A ``with_streaming_response`` stream: the agent reads the body itself (bytes, lines or
+    ``parse()``), all through the HTTP response's ``iter_bytes``; tap it there."""
+
+    def finish(usage: Usage | None, response_id: str | None) -> None:
+        if usage is None:
+            log.debug("agentledger hook: a streamed %s body ended without usage", target.operation)
+        hook.record(caller, usage, response_id, provider, via)
+
+    tap = BodyTap(target.operation, hide, finish)
+    try:
+        http = result.http_response
+        if target.is_async:
+            inner_async = http.aiter_bytes
+
+            async def aiter_bytes(chunk_size: int | None = None) -> Any:
+                try:
+                    async for chunk in inner_async(chunk_size):
+                        out = tap.feed(chunk)
+                        if out:
+                            yield out
+                    rest = tap.flush()
+                    if rest:
+                        yield rest
+                finally:
+                    tap.close()
+
+            http.aiter_bytes = aiter_bytes
+        else:
+            inner = http.iter_bytes
+
+            def iter_bytes(chunk_size: int | None = None) -> Any:
+                try:
+                    for chunk in inner(chunk_size):
+                        out = tap.feed(chunk)
+                        if out:
+                            yield out
+                    rest = tap.flush()
+                    if rest:
+                        yield rest
+                finally:
+                    tap.close()
+
+            http.iter_bytes = iter_bytes
+    except Exception:  # noqa: BLE001 - an SDK whose body we cannot tap: the call goes on
+        log.warning("agentledger hook cannot read streamed bodies of this SDK version; not recorded")
+    return result
 
 
 async def _awaited(parsed: Any) -> Any:
@@ -559,7 +645,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)

@@ -28,10 +28,15 @@ from agentledger.genai import (
     _first,
     _kind,
     response_event_id,
+    span_usage_event_id,
+    unique_response_id,
 )
 from agentledger.settings import Settings
 
-__all__ = ["Caller", "agent_of_span", "resolve", "response_event_id", "track_open_spans"]
+__all__ = [
+    "Caller", "agent_of_span", "from_request", "resolve", "response_event_id", "track_open_spans",
+    "usage_event_id",
+]  # fmt: skip
 
 from . import _ids
 from .context import _CURRENT
@@ -53,7 +58,10 @@ def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
 class Caller:
     """Who an LLM call is made for, right now."""
 
-    __slots__ = ("agent", "agent_version", "parent_span_id", "span_id", "tenant", "trace_id", "workflow")
+    __slots__ = (
+        "agent", "agent_version", "conversation", "downgraded_from", "in_llm_span", "parent_span_id", "span_id",
+        "tenant", "trace_id", "user", "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -64,6 +72,8 @@ class Caller:
         trace_id: str | None,
         span_id: str | None,
         parent_span_id: str | None,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         self.tenant = tenant
         self.agent = agent
@@ -72,6 +82,10 @@ class Caller:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
+        self.user = user
+        self.conversation = conversation
+        self.downgraded_from: str | None = None  # the model asked for, when a downgrade rewrote it
+        self.in_llm_span = False  # the call runs inside an OpenTelemetry LLM span (span_id is its id)
 
     def __repr__(self) -> str:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
@@ -83,21 +97,64 @@ def resolve(emitter: Emitter) -> Caller:
     if cur is not None and not cur.remote:  # inside an al.span: explicit
         return Caller(
             emitter.tenant, cur.agent or emitter.agent, cur.agent_version, cur.workflow,
-            cur.trace_id, cur.span_id, cur.parent_span_id,
+            cur.trace_id, cur.span_id, cur.parent_span_id, cur.user, cur.conversation,
         )  # fmt: skip
+    user, conversation = emitter.user, emitter.conversation
     otel = _otel_caller() if _OTEL.available else None
     if otel is not None:
-        otel_agent, otel_version, trace_id, span_id, service = otel
+        otel_agent, otel_version, trace_id, span_id, service, otel_user, otel_conversation, in_llm = otel
         agent, version = emitter.agent, emitter.agent_version
         if emitter.agent == _DEFAULT_AGENT and (otel_agent or service):  # configure named no agent
             agent, version = otel_agent or service or agent, otel_version or version
-        return Caller(emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None)
+        caller = Caller(
+            emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None,
+            user or otel_user, conversation or otel_conversation,
+        )  # fmt: skip
+        caller.in_llm_span = in_llm
+        return caller
     if cur is not None:  # a remote parent (extracted traceparent): the call joins its trace
         return Caller(
             emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, cur.trace_id,
-            _ids.span_id(), cur.span_id,
+            _ids.span_id(), cur.span_id, user, conversation,
         )  # fmt: skip
-    return Caller(emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, None, None, None)
+    return Caller(
+        emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, None, None, None, user, conversation
+    )  # fmt: skip
+
+
+def usage_event_id(response_id: str | None, caller: Caller) -> str:
+    """The hook's usage event id: from a unique response id (the OTLP copy derives the same);
+    else, inside an OpenTelemetry LLM span, that span's usage id (ditto); else a fresh one.
+    docs/adr/0009-reused-response-ids.md says why."""
+    if response_id and unique_response_id(response_id):
+        return response_event_id(response_id)
+    if caller.in_llm_span and caller.trace_id is not None and caller.span_id is not None:
+        return span_usage_event_id(caller.trace_id, caller.span_id)
+    return _ids.event_id()
+
+
+# The request's own fields naming the end user / conversation, when no al.span or configure did.
+def from_request(caller: Caller, kwargs: Mapping[str, Any]) -> None:
+    """Fill the caller's user and conversation from the request: OpenAI's ``user`` (or
+    ``safety_identifier``), Anthropic's ``metadata.user_id``, the Responses API's
+    ``conversation`` (an id or ``{"id": ...}``). Values a Name cannot hold are skipped."""
+    if caller.user is None:
+        user = kwargs.get("user") or kwargs.get("safety_identifier")
+        if user is None:
+            metadata = kwargs.get("metadata")
+            user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
+        caller.user = _name_or_none(user)
+    if caller.conversation is None:
+        conversation = kwargs.get("conversation")
+        if isinstance(conversation, Mapping):
+            conversation = conversation.get("id")
+        caller.conversation = _name_or_none(conversation)
+
+
+def _name_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > 128 or "/" in value or value[0].isspace():
+        return None
+    return value
 
 
 # -- OpenTelemetry (optional) ----------------------------------------------------------
@@ -177,21 +234,36 @@ def _service_name(span: Any) -> str | None:
     return _clean_name(name)
 
 
-def _otel_caller() -> tuple[str | None, str | None, str, str, str | None] | None:
-    """(agent, version, trace id, span id, service.name) from the active OTel span, or None."""
+_USER_KEYS = ("user.id", "enduser.id")
+_CONVERSATION_KEYS = ("gen_ai.conversation.id", "session.id")
+
+
+def _otel_caller() -> (
+    tuple[str | None, str | None, str, str, str | None, str | None, str | None, bool] | None
+):
+    """(agent, version, trace id, span id, service.name, user, conversation, whether the span is
+    an LLM span) from the active OTel span and its open ancestors, or None."""
     if not _OTEL.load():
         return None
     span = _OTEL.get_current_span()
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return None
-    agent = version = None
+    agent = version = user = conversation = None
+    in_llm = _kind(getattr(span, "attributes", None) or {}) is SpanKind.LLM
     node, hops = span, 0
     while node is not None and hops < 64:
         attrs = getattr(node, "attributes", None) or {}
-        agent = agent_of_span(getattr(node, "name", ""), attrs)
-        if agent is not None:
-            version = _first(attrs, _VERSION)
+        if attrs:
+            if user is None:
+                user = _name_or_none(_first(attrs, _USER_KEYS))
+            if conversation is None:
+                conversation = _name_or_none(_first(attrs, _CONVERSATION_KEYS))
+        if agent is None:
+            agent = agent_of_span(getattr(node, "name", ""), attrs)
+            if agent is not None:
+                version = _first(attrs, _VERSION)
+        if agent is not None and user is not None and conversation is not None:
             break
         parent = getattr(node, "parent", None)
         node = _OTEL.open.get(parent.span_id) if parent is not None else None
@@ -206,4 +278,7 @@ def _otel_caller() -> tuple[str | None, str | None, str, str, str | None] | None
         format(ctx.trace_id, "032x"),
         format(ctx.span_id, "016x"),
         service,
+        user,
+        conversation,
+        in_llm,
     )
