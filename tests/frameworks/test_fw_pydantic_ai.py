@@ -1,0 +1,28 @@
+"""Pydantic AI (a manager delegating to a researcher agent from a tool), installed in its own
+venv, against the fake provider with the one line ``al.instrument()``: through the real
+broker, budget worker and warehouse."""
+
+from __future__ import annotations
+
+import pytest
+from _checks import budget_policy, priced_once
+from conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def test_pydantic_ai_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_the_delegate(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    report = pipeline.run("pydantic_ai")
+    assert report["kill_seen"], report["_stderr"][-3000:]
+    error = report["phase2_error"]
+    assert error is not None and error["is_agent_killed"], error  # out of run_sync as AgentKilled itself
+    assert report["phase3"] == "4"  # the manager goes on
+    # manager: 2 calls a delegated run (tool call, answer) x 2, its tool call of phase 2, 1 in
+    # phase 3; researcher: its 2 calls before the kill
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["manager", "researcher"]
+    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
