@@ -5,18 +5,18 @@ broker, budget worker and warehouse."""
 from __future__ import annotations
 
 import pytest
-from _checks import budget_policy, priced_once
+from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def test_pydantic_ai_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_the_delegate(
+def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_downgrade_moves_manager(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
     report = pipeline.run("pydantic_ai")
-    assert report["kill_seen"], report["_stderr"][-3000:]
+    assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # out of run_sync as AgentKilled itself
     assert report["phase3"] == "4"  # the manager goes on
@@ -26,3 +26,4 @@ def test_pydantic_ai_calls_are_priced_once_per_agent_and_a_budget_kill_stops_onl
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])

@@ -5,18 +5,18 @@ warehouse. OpenInference reports no cached tokens for smolagents; the hook's rec
 from __future__ import annotations
 
 import pytest
-from _checks import budget_policy, priced_once
+from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def test_smolagents_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_the_managed_agent(
+def test_smolagents_priced_once_per_agent_a_kill_stops_only_the_managed_agent_a_downgrade_moves_manager(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
     report = pipeline.run("smolagents")
-    assert report["kill_seen"], report["_stderr"][-3000:]
+    assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     # the manager went on without its killed researcher; researcher's own run stopped with AgentKilled
     assert any("agent/acme/researcher killed" in e for e in report["phase2_steps_with_errors"]), report
     assert report["direct_error"] is not None and report["direct_error"]["is_agent_killed"], report
@@ -25,3 +25,4 @@ def test_smolagents_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])

@@ -2,7 +2,7 @@
 (agent delegation), both on ``OpenAIChatModel``. The one line: ``al.instrument()``.
 
 Phase 1 runs the manager twice with a question it delegates. Then it waits until the
-control plane has killed ``researcher`` (the test's budget) and runs the manager on a
+control plane has killed ``researcher`` and downgraded ``manager`` (the test's budgets) and runs the manager on a
 delegated question again (the kill stops researcher's call and surfaces from the run), then
 on a question it answers itself (the manager goes on).
 """
@@ -51,6 +51,7 @@ def main() -> None:
     manager = build()
     observed: dict[str, object] = {"phase1": [manager.run_sync(DELEGATED).output for _ in range(2)]}
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgrade_seen"] = sc.wait_for(guard, "downgrade", "manager")
     try:
         manager.run_sync(DELEGATED)
         observed["phase2_error"] = None

@@ -2,8 +2,8 @@
 on ``OpenAIServerModel``. The one line: ``al.instrument()``.
 
 Phase 1 runs the manager twice (each run: the manager delegates to researcher, then gives
-its final answer). Then it waits until the control plane has killed ``researcher`` (the
-test's budget) and runs the manager again (researcher's call must be stopped, the manager
+its final answer). Then it waits until the control plane has killed ``researcher`` and
+downgraded ``manager`` (the test's budgets) and runs the manager again (researcher's call must be stopped, the manager
 goes on), then researcher directly (its author sees ``AgentKilled``).
 """
 
@@ -47,6 +47,7 @@ def main() -> None:
     manager, researcher = build()
     observed: dict[str, object] = {"phase1": [str(manager.run("What is 2 + 2?")) for _ in range(2)]}
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgrade_seen"] = sc.wait_for(guard, "downgrade", "manager")
     observed["phase2"] = str(manager.run("What is 2 + 2?"))
     observed["phase2_steps_with_errors"] = [
         str(getattr(step, "error", None))[:200]
