@@ -27,3 +27,15 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
     assert sorted(by_agent) == ["manager", "researcher"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
+
+
+def test_pydantic_ai_with_its_own_instrumentation_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """Pydantic AI's OpenTelemetry instrumentation (``Agent.instrument_all``) exporting through
+    the in-process bridge, and the hook: the same calls, the same totals."""
+    pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
+    report = pipeline.run("pydantic_ai", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
+    assert sorted(priced_once(pipeline)) == ["manager", "researcher"]

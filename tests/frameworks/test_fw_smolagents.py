@@ -26,3 +26,15 @@ def test_smolagents_priced_once_per_agent_a_kill_stops_only_the_managed_agent_a_
     assert sorted(by_agent) == ["manager", "researcher"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
+
+
+def test_smolagents_with_openinference_spans_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """OpenInference's smolagents instrumentation (no cached-token counts on its spans)
+    exporting through the in-process bridge, and the hook: the same calls, the same exact totals."""
+    pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
+    report = pipeline.run("smolagents", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["direct_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
+    assert sorted(priced_once(pipeline)) == ["manager", "researcher"]
