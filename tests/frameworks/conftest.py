@@ -133,7 +133,7 @@ class Pipeline:
         instructions (every scenario agent's system prompt says ``You are <agent>.``)."""
         out: dict[str, list[str]] = {}
         for _, body in self.fake.requests:
-            text = json.dumps(body.get("messages") or body.get("input") or body.get("instructions") or body)
+            text = json.dumps([body.get(k) for k in ("system", "instructions", "messages", "input")])
             agent = _named_agent(text) or "?"
             out.setdefault(agent, []).append(str(body.get("model")))
         return out

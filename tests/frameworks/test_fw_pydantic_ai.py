@@ -1,6 +1,6 @@
-"""Pydantic AI (a manager delegating to a researcher agent from a tool), installed in its own
-venv, against the fake provider with the one line ``al.instrument()``: through the real
-broker, budget worker and warehouse."""
+"""Pydantic AI (a manager on OpenAI delegating to a researcher on Anthropic from a tool),
+installed in its own venv, against the fake provider with the one line ``al.instrument()``:
+through the real broker, budget worker and warehouse."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
     assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
+    assert {r["provider"] for r in by_agent["researcher"]} == {"anthropic"}  # cache reads outside its input
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
 
