@@ -3,7 +3,7 @@ topics, the budget worker (``agentledger worker``), the warehouse sink, and the 
 ``run_in(framework, script, env)`` runs a scenario with that framework's own venv python.
 
 A scenario (``scenarios/<framework>.py``) reads what it needs from the environment
-(``scenarios/_scenario.py``), uses the one line ``al.instrument()`` after ``al.configure``,
+(``scenarios/_shared/_scenario.py``), uses the one line ``al.instrument()`` after ``al.configure``,
 prints one JSON line of what it observed and exits 0.
 """
 

@@ -17,6 +17,7 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
 ) -> None:
     pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
     report = pipeline.run("pydantic_ai")
+    assert report["adapters"] == ["pydantic_ai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # out of run_sync as AgentKilled itself

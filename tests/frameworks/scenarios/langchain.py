@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-sys.path.append(str(Path(__file__).parent))  # after site-packages: this file's name is the framework's
+# _scenario sits apart: on sys.path, a sibling scenario (smolagents.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
 import _scenario as sc
 from langchain.agents import create_agent
 from langchain_openai import ChatOpenAI

@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).parent))  # after site-packages: this file's name is the framework's
+# _scenario sits apart: on sys.path, a sibling scenario (smolagents.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
 import _scenario as sc
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.models.anthropic import AnthropicModel
