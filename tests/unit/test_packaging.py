@@ -64,6 +64,8 @@ def test_the_client_wheel_holds_the_client_and_the_contract_only(tmp_path) -> No
         )  # fmt: skip
     names = {n for w in tmp_path.glob("*.whl") for n in zipfile.ZipFile(w).namelist() if n.endswith(".py")}
     packages = {n.rsplit("/", 1)[0] for n in names}
-    assert packages == {"agentledger", "agentledger/collectors"}, packages
+    assert packages == {"agentledger", "agentledger/collectors", "agentledger/collectors/frameworks"}, (
+        packages
+    )
     assert not {n for n in names if n.split("/")[-1] in ("localkafka.py", "samples.py")}
     assert "agentledger/__init__.py" not in names  # a namespace package: other distributions add to it

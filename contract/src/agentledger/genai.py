@@ -190,6 +190,12 @@ def strip_method_suffix(name: str) -> str:
     return name
 
 
+HOOKED_CALL = "agentledger.hook.recorded"
+"""Set by the provider-SDK hook on the framework's LLM span of a call it records itself: that
+span's usage is not counted again (its span event stays). OpenInference spans carry no
+response id to deduplicate by, and may miss counts the hook has (smolagents: cached tokens)."""
+
+
 def response_event_id(response_id: str) -> str:
     """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
     OTel spans, the response's ``id`` in the provider-SDK hook): every path's copy of one call
@@ -382,7 +388,7 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
             **common,
         )
     ]
-    if kind is SpanKind.LLM and not node.llm_descendant_with_usage:
+    if kind is SpanKind.LLM and not node.llm_descendant_with_usage and not attrs.get(HOOKED_CALL):
         counts = _usage_counts(attrs)
         response_id = attrs.get("gen_ai.response.id")
         unique = response_id is not None and unique_response_id(str(response_id))

@@ -27,7 +27,7 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids
+from . import _ids, frameworks
 from . import client as api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
@@ -81,6 +81,7 @@ class _Target:
 
 
 _CHAT, _RESPONSES, _MESSAGES = ("chat", "completions"), ("responses",), ("messages",)
+_AN_BETA, _BETA_MESSAGES = "anthropic.resources.beta.messages.messages", ("beta", "messages")
 _OA_CHAT, _OA_RESP, _AN_MSG = (
     "openai.resources.chat.completions", "openai.resources.responses", "anthropic.resources.messages",
 )  # fmt: skip
@@ -98,6 +99,9 @@ TARGETS = (
     _Target(_AN_MSG, "AsyncMessages", "create", "anthropic", "messages", True, _MESSAGES),
     _Target(_AN_MSG, "Messages", "stream", "anthropic", "messages", False, _MESSAGES),
     _Target(_AN_MSG, "AsyncMessages", "stream", "anthropic", "messages", True, _MESSAGES),
+    # the beta namespace (Pydantic AI's Anthropic model calls client.beta.messages.create)
+    _Target(_AN_BETA, "Messages", "create", "anthropic", "messages", False, _BETA_MESSAGES),
+    _Target(_AN_BETA, "AsyncMessages", "create", "anthropic", "messages", True, _BETA_MESSAGES),
 )
 
 
@@ -501,6 +505,7 @@ def _before(
 ) -> tuple[Any, str, str | None, bool]:
     """After admission: the failover route, and the stream-usage request. Raises only
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
+    frameworks.mark_hooked_call()  # the framework's span of this call: its usage is ours
     provider = hook.provider_of(resource, target)
     try:
         hook.downgrade(caller, kwargs)
@@ -741,12 +746,14 @@ def instrument(
                 _PATCHED.append((cls, target.method, original, wrapper))
         hooked = [f"{cls.__module__}.{cls.__name__}.{name}" for cls, name, _, _ in _PATCHED]
     track_open_spans()
+    frameworks.install()  # adapters of the installed frameworks (their agents, a clean stop)
     return hooked
 
 
 def uninstrument() -> None:
     """Restore the SDK methods (a method wrapped again by someone else since is left alone)."""
     global _HOOK
+    frameworks.uninstall()
     with _STATE_LOCK:
         _HOOK = None
         for cls, name, original, wrapper in reversed(_PATCHED):
