@@ -32,12 +32,12 @@ from agentledger.errors import ConfigError
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.settings import Settings, get_settings
-from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE
-from agentledger.streams.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
-from agentledger.streams.offsets import DeliveryTracker
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor, partition_of
-from agentledger.streams.rollups import Rollup
+from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
+from agentledger.streams.worker.offsets import DeliveryTracker
+from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor, partition_of
+from agentledger.streams.worker.rollups import Rollup
 
 log = logging.getLogger("agentledger.streams")
 EVICT_EVERY_S = 300.0
@@ -549,7 +549,7 @@ def run_worker(
     # thread so this thread's event-loop state is untouched for Faust
     from concurrent.futures import ThreadPoolExecutor
 
-    from agentledger.streams.replication import check_changelog_replication, cluster_facts
+    from agentledger.streams.worker.replication import check_changelog_replication, cluster_facts
 
     changelog = f"{cfg.prefix}{cfg.app_id}-rollups-changelog"
     with ThreadPoolExecutor(1) as pool:

@@ -35,14 +35,14 @@ from agentledger.events import (
     UsageEvent,
 )
 from agentledger.pricing import PriceBook
-from agentledger.streams.budgets import BudgetEngine, Emitted
-from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
-from agentledger.streams.enforcer import ISSUER, Desire, Enforcer, new_id
-from agentledger.streams.eventtime import ArrivalRule
-from agentledger.streams.loops import LoopDetector
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.rollups import Rollup, Totals
-from agentledger.streams.scopes import (
+from agentledger.streams.worker.budgets import BudgetEngine, Emitted
+from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
+from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
+from agentledger.streams.worker.eventtime import ArrivalRule
+from agentledger.streams.worker.loops import LoopDetector
+from agentledger.streams.worker.rollups import Rollup, Totals
+from agentledger.streams.worker.scopes import (
     ScopeRef,
     is_coarse,
     scope_for,
