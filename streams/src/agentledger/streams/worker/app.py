@@ -1,4 +1,5 @@
-"""The Faust app of ``agentledger worker``: wiring only; the logic lives in ``processor.py``.
+"""The Faust app of ``agentledger worker``: wiring only; the logic lives in ``processor`` (one
+record in, its effects out) and ``runtime.WorkerRuntime`` (flush, ack, refetch, rebalance).
 
 * one agent on the events topic, one record (an envelope) at a time: per-record Faust cost is
   the ceiling (DESIGN.md, Faust notes), so the envelope is the batch, and a plain agent avoids
@@ -22,25 +23,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentledger import topics
-from agentledger.errors import ConfigError
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
-from agentledger.settings import Settings, get_settings
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE
 from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
-from agentledger.streams.worker.offsets import DeliveryTracker
-from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor, partition_of
-from agentledger.streams.worker.rollups import Rollup
+from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Processor
+from agentledger.streams.worker.runtime import WorkerRuntime
+from agentledger.streams.worker.tablestore import TableStore
 
 log = logging.getLogger("agentledger.streams")
-EVICT_EVERY_S = 300.0
 
 
 @dataclass(slots=True)
@@ -84,106 +82,73 @@ class WorkerConfig:
     def topic(self, spec: topics.TopicSpec) -> str:
         return self.prefix + spec.name
 
-    @classmethod
-    def from_settings(cls, settings: Settings | None = None, **overrides: Any) -> WorkerConfig:
-        """Bootstrap, prefix, data dir and client options from ``AGENTLEDGER_*`` settings."""
-        s = settings or get_settings()
-        if not s.kafka_bootstrap:
-            raise ConfigError("the worker needs AGENTLEDGER_KAFKA_BOOTSTRAP (or bootstrap=...)")
-        base: dict[str, Any] = {
-            "bootstrap": s.kafka_bootstrap,
-            "prefix": s.topic_prefix,
-            "datadir": s.home / "worker",
-            "client_options": s.kafka_client_options(),
-        }
-        return cls(**{**base, **overrides})
-
-
-class TableStore:
-    """Rollups decoded once and kept live; the table (and its changelog) is written in batches.
-
-    ``put``/``delete`` only mark a key; ``take_changes`` hands over each marked key once, with
-    the source partition its changelog record belongs to (the key's prefix, ADR 0002), however
-    many records touched it since the last call. The worker acks the records behind a batch
-    only after its changelog records are sent, so a committed offset never runs ahead of the
-    state it implies (docs/streams.md, crash bounds).
-    """
-
-    def __init__(self, table: Any) -> None:
-        self.table = table
-        self.live: dict[str, Rollup] = {}
-        self.dirty: set[str] = set()
-        self.deleted: set[str] = set()
-
-    def get(self, key: str) -> Rollup | None:
-        r = self.live.get(key)
-        if r is None:
-            raw = self.table.get(key)
-            if raw is not None:
-                r = self.live[key] = Rollup.loads(raw)
-        return r
-
-    def put(self, key: str, rollup: Rollup) -> None:
-        self.live[key] = rollup
-        self.dirty.add(key)
-        self.deleted.discard(key)
-
-    def delete(self, key: str) -> None:
-        self.live.pop(key, None)
-        self.dirty.discard(key)
-        self.deleted.add(key)
-
-    def all_keys(self) -> Iterator[str]:
-        return iter((set(self.live) | set(self.table.keys())) - self.deleted)
-
-    def take_changes(self) -> list[tuple[int, str, bytes | None]]:
-        """(partition, key, value or None for a tombstone) per key changed since the last call;
-        the table's own store is updated here, the changelog is the caller's to write."""
-        out: list[tuple[int, str, bytes | None]] = []
-        data = self.table.data
-        for key in self.dirty:
-            value = self.live[key].dumps()
-            data[key] = value
-            out.append((partition_of(key), key, value))
-        for key in self.deleted:
-            if key in data:
-                del data[key]
-            out.append((partition_of(key), key, None))
-        self.dirty.clear()
-        self.deleted.clear()
-        return out
-
-    def mark_changed(self, changes: list[tuple[int, str, bytes | None]]) -> None:
-        """Give back changes whose changelog write failed: the next ``take_changes`` has them."""
-        for _, key, value in changes:
-            if value is None:
-                if key not in self.live:
-                    self.deleted.add(key)
-            elif key in self.live:
-                self.dirty.add(key)
-
-    def drop_partitions(self, partitions: set[int]) -> None:
-        """Forget live state of partitions this worker lost: their next owner has the changelog,
-        and if they come back the table is recovered from it again."""
-        for key in [k for k in self.live if partition_of(k) in partitions]:
-            del self.live[key]
-        self.dirty = {k for k in self.dirty if partition_of(k) not in partitions}
-        self.deleted = {k for k in self.deleted if partition_of(k) not in partitions}
-
 
 @dataclass(slots=True)
 class WorkerHandle:
     app: Any
     processor: Processor
     store: TableStore
-    ready: asyncio.Event
+    runtime: WorkerRuntime
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the compacted policies, control and budgets topics are read to their end."""
+        return self.runtime.ready
+
+
+class FaustOutputs:
+    """``Outputs`` on Faust topics and the table's changelog topic."""
+
+    def __init__(self, topics_by_name: dict[str, Any], changelog: Any) -> None:
+        self.topics = topics_by_name
+        self.changelog = changelog
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        await self.topics[topic].send(key=key, value=value)
+
+    async def send_changelog(self, partition: int, key: str, value: bytes | None) -> None:
+        await self.changelog.send(
+            key=key, value=value, partition=partition, key_serializer="json", value_serializer="raw"
+        )
+
+
+class FaustEventsSource:
+    """``EventsSource`` on the Faust app's consumer of the events topic."""
+
+    def __init__(self, app: Any, cfg: WorkerConfig, events_name: str) -> None:
+        self.app = app
+        self.cfg = cfg
+        self.events_name = events_name
+
+    def settled(self) -> bool:
+        app = self.app
+        return bool(
+            not app.rebalancing and app.tables.recovery.completed.is_set() and app.consumer.flow_active
+        )
+
+    async def positions(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for tp in self.app.consumer.assignment():
+            if tp.topic == self.events_name:
+                pos = await asyncio.wait_for(self.app.consumer.position(tp), 10)
+                if pos is not None:
+                    out[tp.partition] = pos
+        return out
+
+    async def start_offsets(self) -> dict[int, int]:
+        return await start_offsets(self.cfg, self.app.conf.id, self.events_name)
+
+    async def seek(self, offsets: dict[int, int]) -> None:
+        from faust.types import TP
+
+        await self.app.consumer.seek_wait({TP(self.events_name, p): off for p, off in offsets.items()})
 
 
 def create_app(cfg: WorkerConfig) -> WorkerHandle:
-    """A configured Faust app (not started) and the processor it drives."""
+    """A configured Faust app (not started) and the runtime it drives: wiring only, the
+    logic is in ``WorkerRuntime`` and ``Processor``."""
     import faust
     from aiokafka.errors import KafkaError
-    from faust.types import TP
 
     brokers = ";".join(f"kafka://{b.strip()}" for b in cfg.bootstrap.split(","))
     app = faust.App(
@@ -230,169 +195,47 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         partitions=topics.EVENTS.partitions,
     )
     store = TableStore(table)
-    book = PriceBook.load(cfg.prices_path)
     proc = Processor(
         store,
-        book,
+        PriceBook.load(cfg.prices_path),
         partitions=topics.EVENTS.partitions,
         loops=cfg.loops,
         dedupe_size=cfg.dedupe_size,
-        source_topic=cfg.topic(topics.EVENTS),
+        source_topic=events_name,
         max_record_bytes=cfg.max_record_bytes,
         arrival=ArrivalRule(cfg.allowed_lateness_s, cfg.max_skew_s),
     )
-    ready = asyncio.Event()
-
-    async def publish(out: Output) -> None:
-        # control first: it is the latency-critical one
-        for k, v in out.control:
-            await out_topics["control"].send(key=k, value=v)
-        for k, v in out.dlq:
-            await out_topics["dlq"].send(key=k, value=v)
-        for k, v in out.priced:
-            await out_topics["priced"].send(key=k, value=v)
-        for k, v in out.alerts:
-            await out_topics["alerts"].send(key=k, value=v)
-        for k, row in out.budgets:  # a None value is a tombstone
-            await out_topics["budgets"].send(key=k, value=row)
-
-    pending: list[Any] = []  # events processed whose state is not yet in the changelog
-    flush_lock = asyncio.Lock()
-    changelog = table.changelog_topic
-    last_flush = [time.monotonic()]
-
-    async def flush_state(stream: Any) -> None:
-        """Send every changed rollup once, then ack the records behind them (Faust commits
-        only acked offsets, after flushing the producer)."""
-        async with flush_lock:
-            last_flush[0] = time.monotonic()
-            changes, events = store.take_changes(), pending[:]
-            pending.clear()
-            try:
-                for part, key, value in changes:
-                    await changelog.send(key=key, value=value, partition=part, key_serializer="json",
-                                         value_serializer="raw")  # fmt: skip
-            except BaseException:
-                # nothing is acked: the records stay uncommitted and their keys stay changed
-                store.mark_changed(changes)
-                pending[:0] = events
-                raise
-            for ev in events:
-                await stream.ack(ev)
-
-    tracker = DeliveryTracker(cfg.refetch_after_s)
-    agent_state = {"busy": False, "last_event": time.monotonic()}
-
-    async def fetch_again(offsets: dict[int, int], why: str) -> None:
-        log.warning("%s: fetching %s again from %s", why, events_name, offsets)
-        proc.counters["refetches"] += len(offsets)
-        try:
-            await app.consumer.seek_wait({TP(events_name, p): off for p, off in offsets.items()})
-        except (KafkaError, OSError, TimeoutError) as exc:  # broker away: asked again later
-            log.warning("could not seek %s: %r", events_name, exc)
+    runtime = WorkerRuntime(
+        proc,
+        store,
+        FaustOutputs(out_topics, table.changelog_topic),
+        FaustEventsSource(app, cfg, events_name),
+        state_flush_s=cfg.state_flush_s,
+        refetch_after_s=cfg.refetch_after_s,
+        transient=(KafkaError, OSError, TimeoutError),
+        source_topic=events_name,
+    )
 
     async def process(stream: Any) -> None:
         # never block here waiting for `ready`: an agent parked at start-up left partitions
         # stalled after a restart (crash test); run_worker preloads policies and commands
-        next_eviction = time.monotonic() + EVICT_EVERY_S
         manual = stream.noack()
-        flusher = asyncio.ensure_future(flush_when_idle(manual))
-        try:
+        async with runtime.attached(manual.ack):
             async for event in manual.events():
-                agent_state["busy"], agent_state["last_event"] = True, time.monotonic()
-                try:
-                    msg = event.message
-                    take, refetch = tracker.arrived(msg.partition, msg.offset, time.monotonic())
-                    if refetch is not None:
-                        await fetch_again(
-                            {msg.partition: refetch}, f"got offset {msg.offset} before {refetch}"
-                        )
-                    if not take:
-                        continue  # not processed, not acked: it comes again after the hole
-                    value = event.value if isinstance(event.value, bytes) else b""
-                    try:
-                        out = proc.process(value, event.key, msg.partition, msg.offset, time.time())
-                    except Exception as exc:
-                        log.exception("processing failed at %s[%s]@%s", msg.topic, msg.partition, msg.offset)
-                        out = Output(dlq=[proc.dead_letter(event.key, value, f"worker error: {exc!r}",
-                                                           msg.partition, msg.offset, None)])  # fmt: skip
-                    await publish(out)
-                    pending.append(event)
-                    if time.monotonic() >= next_eviction:
-                        proc.evict_idle_traces(time.time())
-                        next_eviction = time.monotonic() + EVICT_EVERY_S
-                    if time.monotonic() - last_flush[0] >= cfg.state_flush_s:
-                        await flush_state(manual)
-                finally:
-                    agent_state["busy"] = False
-        finally:
-            flusher.cancel()
-
-    async def refetch_dropped() -> None:
-        """With the agent idle: a partition fetched past what reached the agent lost its
-        tail in a rebalance (streams/offsets.py); fetch it again. Never raises: an exception
-        in a Faust timer stops the worker (the whole-cluster-down fault test found that)."""
-        try:
-            await check_tails()
-        except (KafkaError, OSError, TimeoutError) as exc:
-            log.info("tail check skipped, broker unavailable: %r", exc)
-        except Exception:  # a safety net must not take the worker down
-            log.exception("tail check failed")
-
-    async def check_tails() -> None:
-        if agent_state["busy"] or time.monotonic() - agent_state["last_event"] < cfg.refetch_after_s:
-            return
-        if app.rebalancing or not app.tables.recovery.completed.is_set() or not app.consumer.flow_active:
-            return
-        positions: dict[int, int] = {}
-        for tp in app.consumer.assignment():
-            if tp.topic == events_name:
-                pos = await asyncio.wait_for(app.consumer.position(tp), 10)
-                if pos is not None:
-                    positions[tp.partition] = pos
-        unknown = set(positions) - set(tracker.expected)
-        starts = await start_offsets(cfg, app.conf.id, events_name) if unknown else None
-        behind = tracker.behind(positions, starts)
-        if behind:
-            agent_state["last_event"] = time.monotonic()
-            await fetch_again(behind, "fetched but never delivered")
-
-    async def flush_when_idle(stream: Any) -> None:
-        # the agent flushes as it goes; this covers the last records before a quiet spell
-        while True:
-            await asyncio.sleep(cfg.state_flush_s)
-            if pending and time.monotonic() - last_flush[0] >= cfg.state_flush_s:
-                try:
-                    await flush_state(stream)
-                except (KafkaError, OSError, TimeoutError) as exc:  # the agent's next flush retries
-                    log.warning("state flush failed, retrying: %r", exc)
+                msg = event.message
+                await runtime.on_record(event, event.key, event.value, msg.partition, msg.offset)
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
-        # a new assignment resumes at the committed offsets: holes are measured from there
-        starts: dict[int, int] = {}
-        if any(tp.topic == events_name for tp in assigned):
-            try:
-                starts = await asyncio.wait_for(start_offsets(cfg, app.conf.id, events_name), 10)
-            except (KafkaError, OSError, TimeoutError) as exc:  # then the first record sets the start
-                log.warning("could not read the committed offsets on assignment: %r", exc)
-        tracker.reset(starts)
+        await runtime.on_assigned({tp.partition for tp in assigned if tp.topic == events_name})
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        lost = {tp.partition for tp in revoked if tp.topic == events_name}
-        if lost:
-            store.drop_partitions(lost)
-            tracker.forget(lost)
-            pending[:] = [ev for ev in pending if ev.message.partition not in lost]
-
-    async def tick() -> None:
-        if ready.is_set():
-            await publish(proc.tick(time.time()))
+        runtime.on_revoked({tp.partition for tp in revoked if tp.topic == events_name})
 
     async def follow_compacted() -> None:
         # Faust's logging setup leaves aiokafka at DEBUG: a LogRecord per request costs ~5 %
         for name in ("aiokafka", "kafka"):
             logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
-        await follow(cfg, proc, ready)
+        await follow(cfg, proc, runtime.ready)
 
     async def rollups_view(web: Any, request: Any) -> Any:
         scope = request.query.get("scope", "")
@@ -408,7 +251,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         return web.json(
             {
                 "counters": dict(proc.counters),
-                "ready": ready.is_set() and app.tables.recovery.completed.is_set(),
+                "ready": runtime.ready.is_set() and app.tables.recovery.completed.is_set(),
                 "policies": sorted(proc.engine.policies),
                 "dedupe_size": len(proc.dedupe),
             }
@@ -418,13 +261,13 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     app.agent(events_topic, concurrency=1)(process)
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)
-    app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(refetch_dropped)
-    app.timer(interval=cfg.tick_interval_s)(tick)
+    app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(runtime.refetch_dropped)
+    app.timer(interval=cfg.tick_interval_s)(runtime.tick)
     app.task(follow_compacted)
     app.page("/rollups/")(rollups_view)
     app.page("/trace/")(trace_view)
     app.page("/stats/")(stats_view)
-    return WorkerHandle(app, proc, store, ready)
+    return WorkerHandle(app, proc, store, runtime)
 
 
 async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, int]:
