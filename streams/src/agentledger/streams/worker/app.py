@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agentledger import topics
+from agentledger.compacted import CompactedReader
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
@@ -297,14 +298,26 @@ async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, 
     return {tp.partition: max(out.get(tp.partition, first), first) for tp, first in firsts.items()}
 
 
+COMPACTED = (topics.POLICIES, topics.CONTROL, topics.BUDGETS)
+"""The compacted topics the worker follows: policies, the current command per scope, and which
+live budgets exist."""
+
+
+def compacted_reader(cfg: WorkerConfig) -> CompactedReader:
+    return CompactedReader(cfg.bootstrap, [cfg.topic(spec) for spec in COMPACTED], cfg.client_options)
+
+
+def compacted_partitions(cfg: WorkerConfig) -> dict[str, range]:
+    return {cfg.topic(spec): range(spec.partitions) for spec in COMPACTED}
+
+
 async def preload(cfg: WorkerConfig, proc: Processor) -> int:
     """Read the compacted policies, control and budgets topics up to their end (before Faust
     starts)."""
-    from agentledger.streams.policytopic import read_compacted
-
-    names = [cfg.topic(topics.POLICIES), cfg.topic(topics.CONTROL), cfg.topic(topics.BUDGETS)]
-    for topic, key, value in await read_compacted(cfg.bootstrap, names, **cfg.client_options):
-        observe(cfg, proc, topic, key, value)
+    async with compacted_reader(cfg) as reader:
+        await reader.assign(compacted_partitions(cfg))
+        for r in await reader.read_to_end():
+            observe(cfg, proc, r.topic, r.text_key, r.value)
     return int(proc.adopt_commands(time.time()))
 
 
@@ -320,37 +333,16 @@ def observe(cfg: WorkerConfig, proc: Processor, topic: str, key: str, value: byt
 
 async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> None:
     """Read the compacted policies, control and budgets topics from the start, then keep
-    following."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=cfg.bootstrap, enable_auto_commit=False, group_id=None, **cfg.client_options
-    )
-    await consumer.start()
-    try:
-        tps = [
-            TopicPartition(cfg.topic(spec), p)
-            for spec in (topics.POLICIES, topics.CONTROL, topics.BUDGETS)
-            for p in range(spec.partitions)
-        ]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+    following; ``ready`` is set once they are read to the end."""
+    async with compacted_reader(cfg) as reader:
+        await reader.assign(compacted_partitions(cfg))
         while True:
-            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    observe(cfg, proc, tp.topic, m.key.decode(errors="replace") if m.key else "", m.value)
-            if not ready.is_set():
-                positions = {tp: await consumer.position(tp) for tp in tps}
-                if all(positions[tp] >= ends[tp] for tp in tps):
-                    adopted = proc.adopt_commands(time.time())
-                    log.info(
-                        "loaded %d policies; adopted %d budget commands", len(proc.engine.policies), adopted
-                    )
-                    ready.set()
-    finally:
-        await consumer.stop()
+            for r in await reader.poll():
+                observe(cfg, proc, r.topic, r.text_key, r.value)
+            if not ready.is_set() and await reader.caught_up():
+                adopted = proc.adopt_commands(time.time())
+                log.info("loaded %d policies; adopted %d budget commands", len(proc.engine.policies), adopted)
+                ready.set()
 
 
 async def broker_record_limit(cfg: WorkerConfig) -> int:
