@@ -62,7 +62,7 @@ class WorkerConfig:
     # it under the broker's max.message.bytes of the priced and DLQ topics
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     # an event stamped outside [arrival - allowed lateness, arrival + skew] counts toward
-    # budgets and rollups at its arrival, flagged late / clock_skew (streams/eventtime.py)
+    # budgets and rollups at its arrival, flagged late / clock_skew (worker.eventtime)
     allowed_lateness_s: float = DEFAULT_ALLOWED_LATENESS_S
     max_skew_s: float = DEFAULT_MAX_SKEW_S
     tick_interval_s: float = 0.5
