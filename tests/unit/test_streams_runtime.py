@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from agentledger.events import UsageEvent, Window
+from agentledger.events import ControlCommand, UsageEvent, Window
 from agentledger.streams.worker.processor import Processor
 from agentledger.streams.worker.rollups import Rollup
 from agentledger.streams.worker.runtime import WorkerRuntime
 from agentledger.streams.worker.tablestore import TableStore
 from agentledger.wire import encode_envelope
-from tests.unit.test_streams_budget_logic import usage
+from tests.unit.test_streams_budget_logic import policy, usage
 
 FLUSH_S = 0.2
 REFETCH_S = 5.0
@@ -240,20 +240,27 @@ async def test_assignment_without_committed_offsets_lets_the_first_record_set_th
 
 
 async def test_budgets_tick_only_once_the_compacted_topics_are_read() -> None:
-    rt, _broker, _clock, _ = make()
-    calls: list[float] = []
-    real_tick = rt.processor.tick
-
-    def tick(now: float) -> Any:
-        calls.append(now)
-        return real_tick(now)
-
-    rt.processor.tick = tick  # type: ignore[method-assign]
+    """A kill is lifted when the calendar day rolls over, by the tick: not before the
+    policies, commands and budgets are read (``ready``), then with the resume first."""
+    rt, broker, _clock, _ = make()
+    rt.processor.observe_policy("cap", policy("cap", "0.10"))
+    now = [EVENT_TS]
+    rt.wall_clock = lambda: now[0]
+    assert await rt.on_record("t0", b"acme/planner", envelope(*[usage() for _ in range(4)]), 0, 0)
+    assert [command_action(v) for t, _, v in broker.sent if t == "control"] == ["kill"]
+    broker.sent.clear()
+    now[0] = EVENT_TS + 120  # 00:01 the next day
     await rt.tick()
-    assert calls == []
+    assert broker.sent == []
     rt.ready.set()
     await rt.tick()
-    assert calls == [EVENT_TS]
+    assert [command_action(v) for t, _, v in broker.sent if t == "control"] == ["resume"]
+    assert broker.sent[0][0] == "control"
+
+
+def command_action(raw: bytes | None) -> str:
+    assert raw is not None
+    return ControlCommand.model_validate_json(raw).action.value
 
 
 async def test_a_processing_error_sends_the_record_to_the_dlq_and_acks_it_after_the_flush() -> None:
