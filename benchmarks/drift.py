@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agentledger.streams.drift import DriftDetector
+from agentledger.streams.health.drift import DriftDetector
 from agentledger.streams.healthconfig import DriftSettings
 
 Gen = Callable[[np.random.Generator, float, int], np.ndarray]

@@ -60,6 +60,11 @@ class Pipeline:
         self.children[name] = self.group.start(name, args)
         if name == "worker" and wait:
             self.wait(lambda: self.worker_stats().get("ready") is True, 120, "worker ready")
+        if name == "sink" and wait:
+            # its start-up check must see the cluster up: on a loaded machine a sink started
+            # unawaited was still importing when a test killed every broker, and exited
+            log = self.children[name].log
+            self.wait(lambda: "sink ready:" in log.read_text(errors="replace"), 120, "sink ready")
 
     def kill(self, name: str) -> None:
         child = self.children[name]

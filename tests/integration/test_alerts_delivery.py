@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from agentledger.events import AlertEvent, AlertState, Severity
-from agentledger.streams.dispatch import AlertDispatcher
+from agentledger.streams.alerts.dispatch import AlertDispatcher
 from agentledger.streams.healthconfig import parse_health_config
 from agentledger.wire import dump
 

@@ -28,8 +28,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from agentledger.events import AlertEvent, AlertState, Severity
-from agentledger.streams.channels import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from agentledger.streams.dispatch import AlertDispatcher
+from agentledger.streams.alerts.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from agentledger.streams.alerts.dispatch import AlertDispatcher
 from agentledger.streams.healthconfig import AlertsConfig, parse_health_config
 from agentledger.wire import dump
 

@@ -2,7 +2,7 @@
 spans come back out of the broker as priced events, credited to the key's tenant and the
 agent named on the spans, with the version from ``service.version``.
 
-Pricing runs the streams worker's own core (``agentledger.streams.processor.Processor``) as a
+Pricing runs the streams worker's own core (``agentledger.streams.worker.processor.Processor``) as a
 relay from the events topic to the priced topic, without Faust's start-up time."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from agentledger.api.testing import ApiServer, standard_keys
 from agentledger.events import PricedEvent, SpanEvent, ToolCallEvent, UsageEvent
 from agentledger.pricing import PriceBook
 from agentledger.settings import Settings
-from agentledger.streams.processor import MemoryStore, Processor
+from agentledger.streams.worker.processor import MemoryStore, Processor
 from agentledger.wire import decode_priced
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from agentledger.events import AlertEvent, AlertState, Severity
-from agentledger.streams.alerting import OutboxItem
-from agentledger.streams.channels import (
+from agentledger.streams.alerts.alerting import OutboxItem
+from agentledger.streams.alerts.delivery import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -17,7 +17,7 @@ from agentledger.streams.channels import (
     sign,
     verify,
 )
-from agentledger.streams.dispatch import backoff_s, redact
+from agentledger.streams.alerts.dispatch import backoff_s, redact
 from agentledger.streams.healthconfig import ChannelConfig, RetryConfig
 
 NOW = 1_800_000_000.0

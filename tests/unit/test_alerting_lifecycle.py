@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agentledger.events import AlertEvent, AlertState, Severity
-from agentledger.streams.alerting import AlertStore
+from agentledger.streams.alerts.alerting import AlertStore
 
 T0 = 1_800_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agentledger.streams.drift import DriftDetector, mann_whitney_p
+from agentledger.streams.health.drift import DriftDetector, mann_whitney_p
 from agentledger.streams.healthconfig import DriftSettings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from agentledger.streams.canary import CanaryJudge, two_proportion_p
+from agentledger.streams.health.canary import CanaryJudge, two_proportion_p
 from agentledger.streams.healthconfig import CanaryConfig
 
 

@@ -94,7 +94,7 @@ def test_faust_credentials_follow_the_kafka_settings() -> None:
     import faust
 
     from agentledger.settings import Settings
-    from agentledger.streams.health import faust_credentials
+    from agentledger.streams.health.app import faust_credentials
 
     assert faust_credentials(Settings(kafka_security_protocol="PLAINTEXT")) is None
     sasl = faust_credentials(

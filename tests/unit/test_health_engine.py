@@ -18,7 +18,7 @@ from agentledger.events import (
     SpanStatus,
     UsageEvent,
 )
-from agentledger.streams.health import HealthEngine, Outgoing
+from agentledger.streams.health.engine import HealthEngine, Outgoing
 from agentledger.streams.healthconfig import parse_health_config
 from agentledger.wire import encode_envelope
 

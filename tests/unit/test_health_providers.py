@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from agentledger.streams.health.providers import CircuitState, ProviderHealthMonitor
 from agentledger.streams.healthconfig import ProvidersConfig
-from agentledger.streams.providers import CircuitState, ProviderHealthMonitor
 
 
 class Clock:

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from agentledger.events import Action, ControlCommand, DeadLetter, Policy, UsageEvent
-from agentledger.streams.eventtime import ArrivalRule
-from agentledger.streams.processor import MemoryStore, Processor
+from agentledger.streams.worker.eventtime import ArrivalRule
+from agentledger.streams.worker.processor import MemoryStore, Processor
 from agentledger.wire import decode_priced, dump, encode_envelope_dicts
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agentledger.events import Action, ControlCommand, Policy, Scope, ScopeKind, UsageEvent
-from agentledger.streams.processor import MemoryStore, Processor
+from agentledger.streams.worker.processor import MemoryStore, Processor
 from agentledger.wire import dump, encode_envelope
 
 NOW = datetime(2026, 11, 24, 23, 59, 0, tzinfo=UTC)
@@ -87,7 +87,7 @@ def test_fine_selector_counts_only_matching_events_and_tokens_unit() -> None:
 
 
 def _agent_ref() -> Any:
-    from agentledger.streams.scopes import ScopeRef
+    from agentledger.streams.worker.scopes import ScopeRef
 
     return ScopeRef(ScopeKind.AGENT, tenant="acme", agent="planner")
 

@@ -10,8 +10,8 @@ import pytest
 
 from agentledger.errors import ConfigError
 from agentledger.events import QualityEvent, ToolCallEvent, UsageEvent
-from agentledger.streams.loops import LoopDetector
 from agentledger.streams.policyfile import LoopSettings, load_policy_file
+from agentledger.streams.worker.loops import LoopDetector
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 _n = iter(range(1_000_000))

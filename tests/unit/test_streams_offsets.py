@@ -3,7 +3,7 @@ replays are let through (the dedupe handles them), and one hole asks once."""
 
 from __future__ import annotations
 
-from agentledger.streams.offsets import DeliveryTracker
+from agentledger.streams.worker.offsets import DeliveryTracker
 
 
 def test_a_hole_in_the_middle_is_fetched_again_once() -> None:

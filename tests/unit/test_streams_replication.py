@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentledger.errors import ConfigError
-from agentledger.streams.replication import check_changelog_replication
+from agentledger.streams.worker.replication import check_changelog_replication
 
 
 def test_single_broker_defaults_are_fine() -> None:

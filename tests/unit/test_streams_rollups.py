@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from agentledger.events import Window
-from agentledger.streams.rollups import Rollup, window_bounds
+from agentledger.streams.worker.rollups import Rollup, window_bounds
 
 NOW = datetime(2026, 11, 24, 12, 0, 30, tzinfo=UTC).timestamp()
 

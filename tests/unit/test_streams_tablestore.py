@@ -7,9 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from agentledger.events import Window
-from agentledger.streams.app import TableStore
-from agentledger.streams.processor import Processor, table_key
-from agentledger.streams.rollups import Rollup
+from agentledger.streams.worker.processor import Processor, table_key
+from agentledger.streams.worker.rollups import Rollup
+from agentledger.streams.worker.tablestore import TableStore
 from agentledger.wire import encode_envelope
 from tests.unit.test_streams_budget_logic import usage
 

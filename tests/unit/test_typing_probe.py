@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 PROBE = """
-from agentledger.streams.processor import Processor
+from agentledger.streams.worker.processor import Processor
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.queries import cost_by_agent_day
 from agentledger.collectors import Guard

@@ -136,6 +136,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
 
 
+def record_key(tenant: str, agent: str) -> str:
+    """The Kafka key of an agent's events and of their envelopes: ``tenant/agent`` keeps one
+    agent's events in order on one partition. The one place it is spelled."""
+    return f"{tenant}/{agent}"
+
+
 class BaseEvent(_Model):
     """Fields common to every event."""
 
@@ -175,7 +181,7 @@ class BaseEvent(_Model):
     @property
     def key(self) -> str:
         """The Kafka key: ``tenant/agent`` keeps one agent's events in order."""
-        return f"{self.tenant}/{self.agent}"
+        return record_key(self.tenant, self.agent)
 
 
 class SpanEvent(BaseEvent):
@@ -346,15 +352,16 @@ class Scope(_Model):
 
     @property
     def key(self) -> str:
-        parts = [str(getattr(self, name)) for name in _SCOPE_FIELDS[self.kind]]
-        if self.kind is ScopeKind.PROVIDER:
-            parts.append(self.model or "*")
-            if self.tenant is not None:
-                # The tenant goes in the first segment, which no other key can have: provider
-                # and model names may hold "/", so a trailing "/acme" could equal a global
-                # key's model and let one tenant's command replace a global one.
-                return "/".join([f"{self.kind.value}@{self.tenant}", *parts])
-        return "/".join([self.kind.value, *parts])
+        return scope_key(
+            self.kind,
+            tenant=self.tenant,
+            agent=self.agent,
+            agent_version=self.agent_version,
+            workflow=self.workflow,
+            trace_id=self.trace_id,
+            provider=self.provider,
+            model=self.model,
+        )
 
 
 _SCOPE_FIELDS: dict[ScopeKind, tuple[str, ...]] = {
@@ -368,6 +375,40 @@ _SCOPE_FIELDS: dict[ScopeKind, tuple[str, ...]] = {
     ScopeKind.CONVERSATION: ("tenant", "conversation"),
 }
 """The fields a scope of each kind needs; they also make up its key, in this order."""
+
+
+def scope_key(
+    kind: ScopeKind,
+    *,
+    tenant: str | None = None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    workflow: str | None = None,
+    trace_id: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> str:
+    """The key of a scope on the control topic (and of its rollups and budgets): the kind,
+    then its fields in ``_SCOPE_FIELDS`` order, e.g. ``agent/acme/planner``; a provider scope
+    ends with its model or ``*``. The one place scope keys are built (``Scope.key`` and the
+    worker's ``ScopeRef.key`` call it)."""
+    values = {
+        "tenant": tenant,
+        "agent": agent,
+        "agent_version": agent_version,
+        "workflow": workflow,
+        "trace_id": trace_id,
+        "provider": provider,
+    }
+    parts = [str(values[name]) for name in _SCOPE_FIELDS[kind]]
+    if kind is ScopeKind.PROVIDER:
+        parts.append(model or "*")
+        if tenant is not None:
+            # The tenant goes in the first segment, which no other key can have: provider
+            # and model names may hold "/", so a trailing "/acme" could equal a global
+            # key's model and let one tenant's command replace a global one.
+            return "/".join([f"{kind.value}@{tenant}", *parts])
+    return "/".join([kind.value, *parts])
 
 
 class Action(StrEnum):

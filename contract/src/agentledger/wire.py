@@ -25,6 +25,7 @@ from agentledger.events import (
     SpanEvent,
     ToolCallEvent,
     UsageEvent,
+    record_key,
 )
 
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent
@@ -124,19 +125,33 @@ def dump(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
 
 
+ENVELOPE_TAIL = b"]}"
+"""An envelope's bytes after its last event."""
+
+
+def envelope_head(key: str) -> bytes:
+    """An envelope's bytes before its first event: ``{"v":1,"key":...,"events":[``. With
+    ``join_envelope``, the one place an envelope is spelled (the worker's priced envelopes too)."""
+    return b'{"v":1,"key":' + to_json(key) + b',"events":['
+
+
+def join_envelope(head: bytes, events: Iterable[bytes]) -> bytes:
+    """One record's value from ``envelope_head(key)`` and its events' JSON bytes."""
+    return head + b",".join(events) + ENVELOPE_TAIL
+
+
 def encode_envelope(key: str, events: Sequence[BaseEvent | PricedEvent]) -> bytes:
     """One record's value: ``{"v":1,"key":...,"events":[...]}``."""
-    body = b",".join(e.__pydantic_serializer__.to_json(e) for e in events)
-    return b'{"v":1,"key":' + to_json(key) + b',"events":[' + body + b"]}"
+    return join_envelope(envelope_head(key), (e.__pydantic_serializer__.to_json(e) for e in events))
 
 
 def encode_envelope_dicts(key: str, events: Iterable[dict[str, Any]]) -> bytes:
     """Envelope from already-JSON-ready dicts (the client's fast path, no model objects)."""
-    return to_json({"v": 1, "key": key, "events": list(events)})
+    return join_envelope(envelope_head(key), (to_json(e) for e in events))
 
 
-def envelope_key(tenant: str, agent: str) -> str:
-    return f"{tenant}/{agent}"
+envelope_key = record_key
+"""The key of an envelope of ``tenant``'s ``agent`` (``agentledger.events.record_key``)."""
 
 
 # Kafka 4 rejects a record whose timestamp is more than an hour ahead of the broker clock
@@ -188,8 +203,8 @@ def split_encoded(
     """
     if max_bytes <= 0 or max_events <= 0:
         raise ValueError("max_bytes and max_events must be positive")
-    head = b'{"v":1,"key":' + to_json(key) + b',"events":['
-    fixed = len(head) + 2  # + b"]}"
+    head = envelope_head(key)
+    fixed = len(head) + len(ENVELOPE_TAIL)
     parts = [e.__pydantic_serializer__.to_json(e) for e in events]
     out: list[EncodedEnvelope] = []
     first, size = 0, fixed
@@ -203,9 +218,9 @@ def split_encoded(
             )
         extra = len(part) + (1 if index > first else 0)  # the comma before it
         if size + extra > max_bytes or index - first >= max_events:
-            out.append(EncodedEnvelope(head + b",".join(parts[first:index]) + b"]}", first, index - first))
+            out.append(EncodedEnvelope(join_envelope(head, parts[first:index]), first, index - first))
             first, size, extra = index, fixed, len(part)
         size += extra
     if first < len(parts):
-        out.append(EncodedEnvelope(head + b",".join(parts[first:]) + b"]}", first, len(parts) - first))
+        out.append(EncodedEnvelope(join_envelope(head, parts[first:]), first, len(parts) - first))
     return out

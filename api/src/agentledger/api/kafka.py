@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from agentledger.admin import KAFKA_DEFAULT_MAX_MESSAGE_BYTES, RECORD_OVERHEAD_BYTES, record_value_limit
+from agentledger.compacted import CompactedReader, read_to_end
 from agentledger.errors import TransientError
 from agentledger.settings import Settings
 
@@ -247,7 +248,7 @@ class CompactedView(Generic[T]):
         self._by_id: dict[str, T] = {}  # insertion order: the oldest is dropped first
         self._bootstrap = bootstrap
         self._options = client_options
-        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: CompactedReader | None = None
         self._task: asyncio.Task[None] | None = None
 
     def items(self) -> dict[str, T]:
@@ -297,15 +298,9 @@ class CompactedView(Generic[T]):
         self._note(parsed)
 
     async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(
-            self.topic,
-            bootstrap_servers=self._bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            **self._options,
-        )
-        await self._consumer.start()
+        reader = CompactedReader(self._bootstrap, [self.topic], self._options, poll_ms=500, max_records=1000)
+        await reader.start()
+        self._reader = reader
         self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
 
     async def stop(self) -> None:
@@ -313,22 +308,27 @@ class CompactedView(Generic[T]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None
 
     async def _run(self) -> None:
-        assert self._consumer is not None
+        assert self._reader is not None
+        assigned = False
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=500, max_records=1000)
+                if not assigned:
+                    assigned = any((await self._reader.assign()).values())
+                    if not assigned:  # the topic does not exist yet: look again
+                        await asyncio.sleep(1)
+                        continue
+                records = await self._reader.poll()
             except KafkaError as exc:
                 log.warning("view of %s: %s; retrying", self.topic, exc)
                 await asyncio.sleep(1)
                 continue
-            for records in batches.values():
-                for rec in records:
-                    self.apply(rec.key, rec.value)
+            for rec in records:
+                self.apply(rec.key, rec.value)
 
 
 async def read_compacted(
@@ -342,27 +342,6 @@ async def read_compacted(
     (for ``agentledger report``, which runs without the API). Returns what it has read if the
     end is not reached within ``timeout_s`` (and logs it)."""
     view: CompactedView[T] = CompactedView(topic, bootstrap, client_options or {}, parse)
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **(client_options or {}),
-    )
-    await consumer.start()
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    try:
-        while asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                for rec in records:
-                    view.apply(rec.key, rec.value)
-            parts = list(consumer.assignment())
-            if parts:
-                end = await consumer.end_offsets(parts)
-                if all([await consumer.position(tp) >= end[tp] for tp in parts]):
-                    return view.items()
-        log.warning("read of %s stopped after %.0fs before its end", topic, timeout_s)
-        return view.items()
-    finally:
-        await consumer.stop()
+    for rec in await read_to_end(bootstrap, [topic], client_options, timeout_s=timeout_s):
+        view.apply(rec.key, rec.value)
+    return view.items()

@@ -379,29 +379,26 @@ class Guard:
                 backoff = min(backoff * 2, 5.0)
 
     async def _consume(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from agentledger.compacted import CompactedReader
 
         from .kafka import install_aiokafka_filter
 
         install_aiokafka_filter()  # a broker outage must not flood the agent's logs
 
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
+        reader = CompactedReader(
+            self.bootstrap or "",  # set whenever the guard follows the topic (__init__)
+            [self.topic],
+            self.client_options,
+            poll_ms=100,
+            max_records=10_000,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
-            **self.client_options,
         )
-        await consumer.start()
+        await reader.start()
         try:
-            parts = None
+            parts: set[int] = set()
             looked = time.monotonic()
             while not parts and not self._closing:
-                # consumer.topics() fetches metadata into a throwaway copy, so ask the client
-                # for the full metadata and read the partitions from it.
-                metadata = await consumer._client.fetch_all_metadata()
-                parts = metadata.partitions_for_topic(self.topic)
+                parts = (await reader.partitions())[self.topic]
                 if not parts:  # topic not created yet: say so, keep looking
                     # a topic created a moment ago may not be in every broker's metadata yet
                     if not self._topic_missing and time.monotonic() - looked >= _MISSING_AFTER_S:
@@ -415,22 +412,16 @@ class Guard:
             self._topic_missing = False
             if self._closing or not parts:
                 return
-            tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end: dict[Any, int] | None = await consumer.end_offsets(tps)
+            await reader.assign({self.topic: parts})
             self._contact()
             probed = time.monotonic()
             while not self._closing:
-                if not self._ready.is_set() and end is not None:
-                    positions = [await consumer.position(tp) for tp in tps]
-                    if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                        if self._lost:
-                            self._lost = False
-                            log.warning("agentledger guard: %s is back; calls are checked again", self.topic)
-                        self._set_ready()
-                batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
-                records = [(r.key, r.value) for recs in batch.values() for r in recs]
+                if not self._ready.is_set() and await reader.caught_up():
+                    if self._lost:
+                        self._lost = False
+                        log.warning("agentledger guard: %s is back; calls are checked again", self.topic)
+                    self._set_ready()
+                records = [(r.key, r.value) for r in await reader.poll()]
                 if records:
                     self._apply_raw(records)
                 else:
@@ -439,17 +430,17 @@ class Guard:
                     # A fetch from a broker that is gone just returns nothing: ask it something.
                     probed = time.monotonic()
                     try:
-                        latest = await asyncio.wait_for(consumer.end_offsets(tps), _PROBE_TIMEOUT_S)
+                        latest = await asyncio.wait_for(reader.end_offsets(), _PROBE_TIMEOUT_S)
                     except Exception as exc:  # noqa: BLE001 - out of reach: counts towards lost
                         self._no_contact(repr(exc) if str(exc) else type(exc).__name__)
                         if self._lost:
-                            end = None  # ready again only once read up to the end seen when back
+                            reader.expect(None)  # ready again only once read up to the end seen when back
                     else:
                         self._contact()
                         if self._lost:
-                            end = latest  # back: ready once read up to here
+                            reader.expect(latest)  # back: ready once read up to here
         finally:
-            await consumer.stop()
+            await reader.stop()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop following the control topic (the last known state stays in force)."""

@@ -17,6 +17,8 @@ import time
 import weakref
 from collections import deque
 
+from agentledger.events import record_key
+
 from ._timefmt import iso
 from .transport import Batch, EventDict, NotReady, Outcome, Transport
 
@@ -157,7 +159,7 @@ class BatchSender:
             ts = event["ts"]
             ms = ts // 1_000_000 if type(ts) is int else 0
             _finalize(event)
-            key = event["tenant"] + "/" + event["agent"]
+            key = record_key(event["tenant"], event["agent"])
             batch = by_key.get(key)
             if batch is None or len(batch.events) >= self.batch_size:
                 batch = by_key[key] = Batch(key, [], 0)

@@ -33,7 +33,7 @@ def health(
     from faust.worker import Worker
 
     from agentledger import topics
-    from agentledger.streams.health import build_health_app
+    from agentledger.streams.health.app import build_health_app
     from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config
 
     if start_from not in ("latest", "earliest"):
@@ -74,7 +74,7 @@ def dispatch(
     import signal
 
     from agentledger import topics
-    from agentledger.streams.dispatch import AlertDispatcher
+    from agentledger.streams.alerts.dispatch import AlertDispatcher
     from agentledger.streams.healthconfig import load_health_config
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

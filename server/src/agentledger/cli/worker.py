@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from agentledger.streams.app import WorkerConfig, WorkerHandle
+    from agentledger.streams.worker.app import WorkerConfig, WorkerHandle
 
 from agentledger.cli._common import bootstrap, loglevel_option, require_topics, settings
 
@@ -66,8 +66,8 @@ def worker(
 ) -> None:
     """Run the Faust worker until Ctrl-C / SIGTERM."""
     from agentledger import topics
-    from agentledger.streams.app import WorkerConfig, run_worker
     from agentledger.streams.policyfile import LoopSettings, load_policy_file
+    from agentledger.streams.worker.app import WorkerConfig, run_worker
 
     s = settings()
     loops = load_policy_file(config)[1] if config else LoopSettings()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .healthconfig import ProvidersConfig
+from agentledger.streams.healthconfig import ProvidersConfig
 
 
 class CircuitState(StrEnum):

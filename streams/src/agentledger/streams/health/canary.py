@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from agentledger.streams.healthconfig import CanaryConfig
+
 from .drift import mann_whitney_p, normal_sf
-from .healthconfig import CanaryConfig
 
 Verdict = Literal["promote", "rollback", "undecided"]
 _KEEP = 5000  # recent values per version and metric

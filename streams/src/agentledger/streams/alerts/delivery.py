@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentledger.events import AlertState, Severity
+from agentledger.streams.healthconfig import ChannelConfig
 
 from .alerting import OutboxItem
-from .healthconfig import ChannelConfig
 
 SIGNATURE_HEADER = "X-AgentLedger-Signature"
 TIMESTAMP_HEADER = "X-AgentLedger-Timestamp"

@@ -1,7 +1,8 @@
 """Scope references: what a rollup, a budget and a command are about.
 
-``ScopeRef.key`` is byte-for-byte ``agentledger.events.Scope.key`` (the control topic key),
-built without constructing a pydantic model per event (hot path). See docs/adr/0002.
+``ScopeRef.key`` is ``agentledger.events.Scope.key`` (the control topic key, both built by
+``agentledger.events.scope_key``), without constructing a pydantic model per event (hot
+path). See docs/adr/0002.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from agentledger.events import Scope, ScopeKind, Selector
+from agentledger.events import Scope, ScopeKind, Selector, scope_key
 from agentledger.wire import AnyEvent
 
 # The event fields that identify a scope of each kind (a policy selector that constrains any
@@ -38,20 +39,16 @@ class ScopeRef:
 
     @property
     def key(self) -> str:
-        k = self.kind
-        if k is ScopeKind.TENANT:
-            parts: tuple[object, ...] = (self.tenant,)
-        elif k is ScopeKind.AGENT:
-            parts = (self.tenant, self.agent)
-        elif k is ScopeKind.AGENT_VERSION:
-            parts = (self.tenant, self.agent, self.agent_version)
-        elif k is ScopeKind.WORKFLOW:
-            parts = (self.tenant, self.workflow)
-        elif k is ScopeKind.TRACE:
-            parts = (self.tenant, self.trace_id)
-        else:
-            parts = (self.provider, self.model or "*")
-        return "/".join([k.value, *(str(p) for p in parts)])
+        return scope_key(
+            self.kind,
+            tenant=self.tenant,
+            agent=self.agent,
+            agent_version=self.agent_version,
+            workflow=self.workflow,
+            trace_id=self.trace_id,
+            provider=self.provider,
+            model=self.model,
+        )
 
     def to_scope(self) -> Scope:
         return Scope(
@@ -68,23 +65,6 @@ class ScopeRef:
     @classmethod
     def from_scope(cls, s: Scope) -> ScopeRef:
         return cls(s.kind, s.tenant, s.agent, s.agent_version, s.workflow, s.trace_id, s.provider, s.model)
-
-
-def scopes_of(ev: AnyEvent, provider: str | None = None, model: str | None = None) -> list[ScopeRef]:
-    """Every rollup scope an event counts towards (provider/model only when given)."""
-    t, a = ev.tenant, ev.agent
-    out = [
-        ScopeRef(ScopeKind.TENANT, tenant=t),
-        ScopeRef(ScopeKind.AGENT, tenant=t, agent=a),
-        ScopeRef(ScopeKind.TRACE, tenant=t, trace_id=ev.trace_id),
-    ]
-    if ev.agent_version is not None:
-        out.append(ScopeRef(ScopeKind.AGENT_VERSION, tenant=t, agent=a, agent_version=ev.agent_version))
-    if ev.workflow is not None:
-        out.append(ScopeRef(ScopeKind.WORKFLOW, tenant=t, workflow=ev.workflow))
-    if provider is not None:
-        out.append(ScopeRef(ScopeKind.PROVIDER, provider=provider, model=model))
-    return out
 
 
 def scope_for(

@@ -24,9 +24,9 @@ from agentledger.events import (
     Policy,
     Severity,
 )
-from agentledger.streams.enforcer import Desire, Enforcer, new_id
-from agentledger.streams.rollups import Totals, window_bounds
-from agentledger.streams.scopes import ScopeRef
+from agentledger.streams.worker.enforcer import Desire, Enforcer, new_id
+from agentledger.streams.worker.rollups import Totals, window_bounds
+from agentledger.streams.worker.scopes import ScopeRef
 
 STATUS_MIN_INTERVAL_S = 1.0
 """A ``BudgetStatus`` is published at most once a second per key (level changes at once)."""

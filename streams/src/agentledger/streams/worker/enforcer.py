@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Literal
 
 from agentledger.events import Action, CommandParams, ControlCommand, control_key
-from agentledger.streams.scopes import ScopeRef
+from agentledger.streams.worker.scopes import ScopeRef
 
 ISSUER = "agentledger.streams"
 

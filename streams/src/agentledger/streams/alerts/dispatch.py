@@ -26,12 +26,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from agentledger.events import AlertEvent
+from agentledger.streams.healthconfig import AlertsConfig, RetryConfig
 
 from .alerting import AlertStore, OutboxItem
-from .channels import build_request
-from .healthconfig import AlertsConfig, RetryConfig
+from .delivery import build_request
 
-log = logging.getLogger("agentledger.streams.dispatch")
+log = logging.getLogger("agentledger.streams.alerts.dispatch")
 
 # 4xx that may succeed later; any other 4xx is a terminal rejection of the payload.
 _RETRYABLE_4XX = {408, 409, 425, 429}

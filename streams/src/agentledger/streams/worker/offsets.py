@@ -8,7 +8,8 @@ a hole in the middle of a partition (a total below the truth until a restart rep
 at its end, a partition that never moves again (the "stall after restart" we used to see in
 about half the crash-test runs). Offsets of the events topic are contiguous (no
 transactions, no compaction), so the agent can tell: the tracker says when to fetch again.
-Faust-free, so it is unit-tested as plain logic; ``streams.app`` wires it to the consumer.
+Faust-free, so it is unit-tested as plain logic; ``worker.runtime`` uses it, ``worker.app`` wires that
+to the consumer.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from .healthconfig import DriftSettings
+from agentledger.streams.healthconfig import DriftSettings
 
 Direction = Literal["down", "up"]
 

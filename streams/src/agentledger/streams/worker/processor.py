@@ -5,7 +5,7 @@ and source offset), dedupes by (``tenant``, ``event_id``), prices, splits the pr
 into records the broker can take (an event too large for any record goes to the DLQ and is
 not counted), aggregates per scope inside the envelope at each event's counting time
 (``eventtime``) and touches each rollup key once, evaluates the budgets the envelope touched
-and the loop detector. ``streams.app`` runs it inside a Faust agent; tests and the benchmark can
+and the loop detector. ``worker.runtime`` runs it inside a Faust agent; tests and the benchmark can
 drive it directly.
 """
 
@@ -35,20 +35,20 @@ from agentledger.events import (
     UsageEvent,
 )
 from agentledger.pricing import PriceBook
-from agentledger.streams.budgets import BudgetEngine, Emitted
-from agentledger.streams.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
-from agentledger.streams.enforcer import ISSUER, Desire, Enforcer, new_id
-from agentledger.streams.eventtime import ArrivalRule
-from agentledger.streams.loops import LoopDetector
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.rollups import Rollup, Totals
-from agentledger.streams.scopes import (
+from agentledger.streams.worker.budgets import BudgetEngine, Emitted
+from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
+from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
+from agentledger.streams.worker.eventtime import ArrivalRule
+from agentledger.streams.worker.loops import LoopDetector
+from agentledger.streams.worker.rollups import Rollup, Totals
+from agentledger.streams.worker.scopes import (
     ScopeRef,
     is_coarse,
     scope_for,
     selector_matches_event,
 )
-from agentledger.wire import AnyEvent, decode_envelope, dump
+from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 ZERO = Decimal(0)
 TRACE_IDLE_S = 86400
@@ -281,8 +281,8 @@ class Processor:
         pieces: list[bytes] = []
         received = b',"received_ts":' + to_json(datetime.fromtimestamp(now_s, UTC))
         limit = self.max_record_bytes
-        head = b'{"v":1,"key":' + to_json(env_key) + b',"events":['
-        room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - 2
+        head = envelope_head(env_key)
+        room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - len(ENVELOPE_TAIL)
         for index, ev in events:
             body = ev.__pydantic_serializer__.to_json(ev)
             if isinstance(ev, UsageEvent):
@@ -315,12 +315,12 @@ class Processor:
         size = 0
         for piece in pieces:
             if chunk and size + len(piece) > room:
-                out.priced.append((env_key.encode(), head + b",".join(chunk) + b"]}"))
+                out.priced.append((env_key.encode(), join_envelope(head, chunk)))
                 chunk, size = [], 0
             chunk.append(piece)
             size += len(piece) + 1
         if chunk:
-            out.priced.append((env_key.encode(), head + b",".join(chunk) + b"]}"))
+            out.priced.append((env_key.encode(), join_envelope(head, chunk)))
         return kept, costs, flags, at
 
     def _aggregate(

@@ -1,0 +1,1 @@
+"""The health worker (`agentledger health`): quality drift, canary verdicts, provider failover."""

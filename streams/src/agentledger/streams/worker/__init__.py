@@ -1,0 +1,1 @@
+"""The budget worker (`agentledger worker`): pricing, rollups, budgets, loop detection, enforcement."""

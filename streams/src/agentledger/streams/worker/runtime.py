@@ -1,0 +1,273 @@
+"""The budget worker's runtime, free of Faust and Kafka: what happens around ``Processor``.
+
+* each record goes through ``DeliveryTracker`` first (a record ahead of the expected offset
+  means Faust dropped the ones before it: skip it, fetch again from the hole; ADR 0006);
+* its output is published (control first), and the record waits in ``pending``;
+* every ``state_flush_s`` (from the agent as it goes, and from an idle flusher when the
+  stream goes quiet) each changed rollup is sent to the changelog once, and only then are the
+  pending records acked (ADR 0005). A failed flush acks nothing and keeps the keys changed;
+* with the agent idle for ``refetch_after_s``, a partition whose fetch position is past what
+  reached the agent is fetched again (a lost tail);
+* a revoked partition's live rollups, unflushed changes and pending records are dropped (the
+  next owner replays them from the committed offset); an assignment re-reads where each
+  partition resumes.
+
+``agentledger.streams.worker.app`` wires it to Faust through the two ports below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agentledger.streams.worker.offsets import DeliveryTracker
+from agentledger.streams.worker.processor import Output, Processor
+from agentledger.streams.worker.tablestore import TableStore
+
+log = logging.getLogger("agentledger.streams")
+EVICT_EVERY_S = 300.0
+
+Ack = Callable[[Any], Awaitable[None]]
+"""Acks one record (Faust's ``stream.ack(event)``)."""
+
+
+class Outputs(Protocol):
+    """Where the worker writes: its output topics and the rollups changelog."""
+
+    async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        """``topic`` is one of ``control``, ``dlq``, ``priced``, ``alerts``, ``budgets``."""
+
+    async def send_changelog(self, partition: int, key: str, value: bytes | None) -> None: ...
+
+
+class EventsSource(Protocol):
+    """The worker's view of its consumer of the events topic."""
+
+    def settled(self) -> bool:
+        """No rebalance in progress, the table recovered, the flow running."""
+
+    async def positions(self) -> dict[int, int]:
+        """partition -> fetch position, for the events partitions this worker holds."""
+
+    async def start_offsets(self) -> dict[int, int]:
+        """partition -> where the group resumes it (committed offset, or the first one)."""
+
+    async def seek(self, offsets: dict[int, int]) -> None:
+        """Fetch these partitions again from these offsets."""
+
+
+@dataclass(slots=True)
+class PendingRecord:
+    """A record processed whose rollups are not yet in the changelog: acked after the flush."""
+
+    partition: int
+    token: Any
+    """What ``Ack`` takes (the Faust event)."""
+
+
+class WorkerRuntime:
+    """Flush, ack, refetch and rebalance handling around one ``Processor`` (see module doc).
+
+    ``transient`` are the errors of an unavailable broker: logged and retried later, never
+    raised out of a timer (an exception in a Faust timer stops the worker)."""
+
+    def __init__(
+        self,
+        processor: Processor,
+        store: TableStore,
+        outputs: Outputs,
+        source: EventsSource,
+        *,
+        state_flush_s: float = 0.2,
+        refetch_after_s: float = 5.0,
+        evict_every_s: float = EVICT_EVERY_S,
+        transient: tuple[type[BaseException], ...] = (OSError, TimeoutError),
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        source_topic: str = "events",
+    ) -> None:
+        self.processor = processor
+        self.store = store
+        self.outputs = outputs
+        self.source = source
+        self.state_flush_s = state_flush_s
+        self.refetch_after_s = refetch_after_s
+        self.evict_every_s = evict_every_s
+        self.transient = transient
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.source_topic = source_topic
+        self.ready = asyncio.Event()
+        self.tracker = DeliveryTracker(refetch_after_s)
+        self.pending: list[PendingRecord] = []
+        self.ack: Ack | None = None
+        self.busy = False
+        now = clock()
+        self.last_event = now
+        self.last_flush = now
+        self.next_eviction = now + evict_every_s
+        self._flush_lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def attached(self, ack: Ack) -> AsyncIterator[None]:
+        """While the agent runs: records are acked with ``ack``, and the idle flusher runs."""
+        self.ack = ack
+        flusher = asyncio.ensure_future(self.flush_when_idle())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+
+    # -- records ---------------------------------------------------------------------------------
+
+    async def on_record(self, token: Any, key: bytes | None, value: Any, partition: int, offset: int) -> bool:
+        """One record of the events topic; ``token`` is what ``ack`` takes once its state is in
+        the changelog. Returns whether it was processed (False: Faust dropped records before
+        it; it comes again after the refetch)."""
+        self.busy, self.last_event = True, self.clock()
+        try:
+            take, refetch = self.tracker.arrived(partition, offset, self.clock())
+            if refetch is not None:
+                await self.fetch_again({partition: refetch}, f"got offset {offset} before {refetch}")
+            if not take:
+                return False  # not processed, not acked: it comes again after the hole
+            raw = value if isinstance(value, bytes) else b""
+            proc = self.processor
+            try:
+                out = proc.process(raw, key, partition, offset, self.wall_clock())
+            except Exception as exc:
+                log.exception("processing failed at %s[%s]@%s", self.source_topic, partition, offset)
+                why = f"worker error: {exc!r}"
+                out = Output(dlq=[proc.dead_letter(key, raw, why, partition, offset, None)])
+            await self.publish(out)
+            self.pending.append(PendingRecord(partition, token))
+            if self.clock() >= self.next_eviction:
+                proc.evict_idle_traces(self.wall_clock())
+                self.next_eviction = self.clock() + self.evict_every_s
+            if self.clock() - self.last_flush >= self.state_flush_s:
+                await self.flush()
+            return True
+        finally:
+            self.busy = False
+
+    async def publish(self, out: Output) -> None:
+        # control first: it is the latency-critical one
+        send = self.outputs.send
+        for k, v in out.control:
+            await send("control", k, v)
+        for k, v in out.dlq:
+            await send("dlq", k, v)
+        for k, v in out.priced:
+            await send("priced", k, v)
+        for k, v in out.alerts:
+            await send("alerts", k, v)
+        for k, row in out.budgets:  # a None value is a tombstone
+            await send("budgets", k, row)
+
+    # -- state flush and acks --------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Send every changed rollup once, then ack the records behind them (Faust commits
+        only acked offsets, after flushing the producer). On a failed send nothing is acked:
+        the records stay pending and their keys stay changed."""
+        async with self._flush_lock:
+            self.last_flush = self.clock()
+            changes, records = self.store.take_changes(), self.pending[:]
+            self.pending.clear()
+            try:
+                for part, key, value in changes:
+                    await self.outputs.send_changelog(part, key, value)
+            except BaseException:
+                self.store.mark_changed(changes)
+                self.pending[:0] = records
+                raise
+            if self.ack is None:  # no agent attached yet: acked by the first flush after
+                self.pending[:0] = records
+                return
+            for rec in records:
+                await self.ack(rec.token)
+
+    async def flush_if_quiet(self) -> bool:
+        """The idle flusher's step: flush records left pending for ``state_flush_s``. A broker
+        error is logged (the next flush retries). Returns whether it flushed."""
+        if not self.pending or self.clock() - self.last_flush < self.state_flush_s:
+            return False
+        try:
+            await self.flush()
+        except self.transient as exc:
+            log.warning("state flush failed, retrying: %r", exc)
+            return False
+        return True
+
+    async def flush_when_idle(self) -> None:
+        """Runs beside the agent: the agent flushes as it goes; this covers the last records
+        before a quiet spell."""
+        while True:
+            await asyncio.sleep(self.state_flush_s)
+            await self.flush_if_quiet()
+
+    # -- records Faust drops (ADR 0006) ----------------------------------------------------------
+
+    async def fetch_again(self, offsets: dict[int, int], why: str) -> None:
+        log.warning("%s: fetching %s again from %s", why, self.source_topic, offsets)
+        self.processor.counters["refetches"] += len(offsets)
+        try:
+            await self.source.seek(offsets)
+        except self.transient as exc:  # broker away: asked again later
+            log.warning("could not seek %s: %r", self.source_topic, exc)
+
+    async def refetch_dropped(self) -> None:
+        """The timer's step. With the agent idle: a partition fetched past what reached the
+        agent lost its tail in a rebalance; fetch it again. Never raises."""
+        try:
+            await self.check_tails()
+        except self.transient as exc:
+            log.info("tail check skipped, broker unavailable: %r", exc)
+        except Exception:  # a safety net must not take the worker down
+            log.exception("tail check failed")
+
+    async def check_tails(self) -> None:
+        if self.busy or self.clock() - self.last_event < self.refetch_after_s:
+            return
+        if not self.source.settled():
+            return
+        positions = await self.source.positions()
+        unknown = set(positions) - set(self.tracker.expected)
+        starts = await self.source.start_offsets() if unknown else None
+        behind = self.tracker.behind(positions, starts)
+        if behind:
+            self.last_event = self.clock()
+            await self.fetch_again(behind, "fetched but never delivered")
+
+    # -- rebalances ------------------------------------------------------------------------------
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        """A new assignment (``partitions`` of the events topic) resumes at the committed
+        offsets: holes are measured from there."""
+        starts: dict[int, int] = {}
+        if partitions:
+            try:
+                starts = await asyncio.wait_for(self.source.start_offsets(), 10)
+            except self.transient as exc:  # then the first record sets the start
+                log.warning("could not read the committed offsets on assignment: %r", exc)
+        self.tracker.reset(starts)
+
+    def on_revoked(self, partitions: set[int]) -> None:
+        """Partitions of the events topic this worker lost: their state and pending records
+        are dropped, unacked (the next owner replays them from the committed offset)."""
+        if partitions:
+            self.store.drop_partitions(partitions)
+            self.tracker.forget(partitions)
+            self.pending[:] = [r for r in self.pending if r.partition not in partitions]
+
+    # -- timer -----------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Windows rolling over, throttled budget statuses: once the compacted topics are read."""
+        if self.ready.is_set():
+            await self.publish(self.processor.tick(self.wall_clock()))
