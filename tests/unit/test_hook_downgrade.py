@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from agentledger.collectors import Guard
 from agentledger.events import Action, CommandParams, ControlCommand, Policy, Scope, ScopeKind, UsageEvent
-from agentledger.streams.processor import MemoryStore, Processor
+from agentledger.streams.worker.processor import MemoryStore, Processor
 from agentledger.wire import dump, encode_envelope
 
 NOW = datetime(2026, 11, 24, 23, 59, 0, tzinfo=UTC)

@@ -361,6 +361,8 @@ class Scope(_Model):
             trace_id=self.trace_id,
             provider=self.provider,
             model=self.model,
+            user=self.user,
+            conversation=self.conversation,
         )
 
 
@@ -387,6 +389,8 @@ def scope_key(
     trace_id: str | None = None,
     provider: str | None = None,
     model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> str:
     """The key of a scope on the control topic (and of its rollups and budgets): the kind,
     then its fields in ``_SCOPE_FIELDS`` order, e.g. ``agent/acme/planner``; a provider scope
@@ -399,6 +403,8 @@ def scope_key(
         "workflow": workflow,
         "trace_id": trace_id,
         "provider": provider,
+        "user": user,
+        "conversation": conversation,
     }
     parts = [str(values[name]) for name in _SCOPE_FIELDS[kind]]
     if kind is ScopeKind.PROVIDER:
