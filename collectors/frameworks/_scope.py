@@ -16,6 +16,24 @@ from contextvars import ContextVar
 from typing import Any
 
 from agentledger.collectors import naming
+from agentledger.collectors.exceptions import AgentKilled, Throttled
+from agentledger.collectors.hook import FailoverUnavailable
+
+# The hook's decisions: a framework that wraps them in its own error hides them from the agent
+# author, who catches these.
+STOPS: tuple[type[Exception], ...] = (AgentKilled, Throttled, FailoverUnavailable)
+
+
+def stop_inside(exc: BaseException) -> Exception | None:
+    """The hook's decision (``STOPS``) that ``exc`` is or wraps (its causes), if any."""
+    seen: BaseException | None = exc
+    for _ in range(16):
+        if seen is None:
+            return None
+        if isinstance(seen, STOPS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 class AgentScope:
@@ -70,6 +88,13 @@ class AgentScope:
         wrapper.__agentledger_scope__ = True
         setattr(owner, attribute, wrapper)
         self._patched.append((owner, attribute, original, wrapper))
+
+    def patch(self, owner: Any, attribute: str, wrapper: Any) -> Any:
+        """Set ``owner.attribute`` to ``wrapper`` (undone by ``uninstall``); returns the original."""
+        original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+        setattr(owner, attribute, wrapper)
+        self._patched.append((owner, attribute, original, wrapper))
+        return original
 
     def install(self) -> None:
         naming.add_agent_source(self.current)

@@ -15,13 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentledger.collectors.exceptions import AgentKilled, Throttled
-from agentledger.collectors.hook import FailoverUnavailable
-
-from ._scope import AgentScope
+from ._scope import STOPS, AgentScope
 
 SCOPE = AgentScope("crewai")
-_STOPS = (AgentKilled, Throttled, FailoverUnavailable)
 _SAVED: dict[str, Any] = {}
 
 
@@ -38,7 +34,7 @@ def install() -> bool:
     passthrough = getattr(core, "_passthrough_exceptions", None)
     if isinstance(passthrough, tuple) and "passthrough" not in _SAVED:
         _SAVED["passthrough"] = passthrough
-        core._passthrough_exceptions = (*passthrough, *(e for e in _STOPS if e not in passthrough))
+        core._passthrough_exceptions = (*passthrough, *(e for e in STOPS if e not in passthrough))
     SCOPE.install()
     return True
 

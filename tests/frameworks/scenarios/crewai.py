@@ -13,15 +13,18 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parent))  # _scenario (run with -P: no shadowing of crewai)
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")  # no calls home from the test
 os.environ.setdefault("CREWAI_DISABLE_TRACKING", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 
-import _scenario as sc
-from crewai import LLM, Agent, Crew, Process, Task
+HERE = str(Path(__file__).resolve().parent)
+sys.path.append(HERE)  # for _scenario only: this folder's files are named after the frameworks
+import _scenario as sc  # noqa: E402
 
-from agentledger import collectors as al
+sys.path.remove(HERE)  # so that finding (or importing) another framework never finds its scenario
+from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
+
+from agentledger import collectors as al  # noqa: E402
 
 
 def instrument_otel(provider: object) -> None:
