@@ -36,6 +36,9 @@ def stop_inside(exc: BaseException) -> Exception | None:
     return None
 
 
+_ABSENT = object()
+
+
 class AgentScope:
     """One framework's current agent, and the methods wrapped to set it."""
 
@@ -90,11 +93,17 @@ class AgentScope:
         self._patched.append((owner, attribute, original, wrapper))
 
     def patch(self, owner: Any, attribute: str, wrapper: Any) -> Any:
-        """Set ``owner.attribute`` to ``wrapper`` (undone by ``uninstall``); returns the original."""
-        original = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+        """Set ``owner.attribute`` (a class's, or an object's own) to ``wrapper``, undone by
+        ``uninstall``; returns what was there (for an object: the bound method)."""
+        current = getattr(owner, attribute)
+        own = (
+            owner.__dict__.get(attribute, _ABSENT)
+            if isinstance(owner, type)
+            else vars(owner).get(attribute, _ABSENT)
+        )
         setattr(owner, attribute, wrapper)
-        self._patched.append((owner, attribute, original, wrapper))
-        return original
+        self._patched.append((owner, attribute, own, wrapper))
+        return own if own is not _ABSENT and isinstance(owner, type) else current
 
     def install(self) -> None:
         naming.add_agent_source(self.current)
@@ -102,7 +111,11 @@ class AgentScope:
     def uninstall(self) -> None:
         naming.remove_agent_source(self.current)
         for owner, attribute, original, wrapper in reversed(self._patched):
-            if getattr(owner, attribute, None) is wrapper:
+            if (owner.__dict__ if isinstance(owner, type) else vars(owner)).get(attribute) is not wrapper:
+                continue  # wrapped again by someone else since: left as is
+            if original is _ABSENT:
+                delattr(owner, attribute)
+            else:
                 setattr(owner, attribute, original)
         self._patched.clear()
 

@@ -1,0 +1,92 @@
+"""Haystack: a pipeline of two ``Agent`` components (``researcher`` drafts, ``writer`` checks
+the draft, streamed), on OpenAI chat generators. The one line: ``al.instrument()``.
+
+Phase 1 runs the pipeline researcher -> writer twice (``run``, then ``run_async``). Then it
+waits until the control plane has killed ``researcher`` (the test's budget), and runs the
+pipeline writer -> researcher (the kill must stop researcher's call), then a pipeline of
+writer alone (it goes on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+sys.path.append(HERE)  # for _scenario only: this folder's files are named after the frameworks
+import _scenario as sc  # noqa: E402
+
+sys.path.remove(HERE)  # so that finding (or importing) another framework never finds its scenario
+from haystack import Pipeline  # noqa: E402
+from haystack.components.agents import Agent  # noqa: E402
+from haystack.components.generators.chat import OpenAIChatGenerator  # noqa: E402
+from haystack.dataclasses import ChatMessage  # noqa: E402
+
+QUESTION = [ChatMessage.from_user("What is 2 + 2?")]
+
+
+def instrument_otel(provider: object) -> None:
+    # Haystack's own tracer (content tracing on: usage rides only inside its JSON blobs)
+    from haystack import tracing
+    from haystack_integrations.tracing.opentelemetry import OpenTelemetryTracer
+
+    os.environ["HAYSTACK_CONTENT_TRACING_ENABLED"] = "true"
+    tracing.tracer.is_content_tracing_enabled = True
+    tracing.enable_tracing(OpenTelemetryTracer(provider.get_tracer("haystack")))  # type: ignore[attr-defined]
+
+
+def agent(name: str, checks: bool) -> Agent:
+    return Agent(
+        chat_generator=OpenAIChatGenerator(model=sc.MODEL),  # OPENAI_BASE_URL / OPENAI_API_KEY
+        system_prompt=sc.prompt(name),
+        user_prompt="Check this answer: {{ draft }}" if checks else None,
+        streaming_callback=(lambda chunk: None) if checks else None,  # the checker streams
+    )
+
+
+def pipeline(first: str, second: str | None) -> Pipeline:
+    pipe = Pipeline()
+    pipe.add_component(first, agent(first, checks=False))
+    if second is not None:
+        pipe.add_component(second, agent(second, checks=True))
+        pipe.connect(f"{first}.last_message", f"{second}.draft")
+    return pipe
+
+
+def inputs(first: str, second: str | None) -> dict[str, dict[str, object]]:
+    data: dict[str, dict[str, object]] = {first: {"messages": QUESTION}}
+    if second is not None:
+        data[second] = {"messages": []}
+    return data
+
+
+def answer(out: dict[str, dict[str, object]], name: str) -> str | None:
+    message = out.get(name, {}).get("last_message")
+    return message.text if isinstance(message, ChatMessage) else None
+
+
+def main() -> None:
+    guard = sc.setup(instrument_otel)
+    observed: dict[str, object] = {
+        "phase1": [
+            answer(pipeline("researcher", "writer").run(inputs("researcher", "writer")), "writer"),
+            answer(
+                asyncio.run(pipeline("researcher", "writer").run_async(inputs("researcher", "writer"))),
+                "writer",
+            ),
+        ]
+    }
+    observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    try:
+        pipeline("writer", "researcher").run(inputs("writer", "researcher"))
+        observed["phase2_error"] = None
+    except Exception as exc:  # noqa: BLE001 - Haystack's PipelineRuntimeError, the AgentKilled its cause
+        observed["phase2_error"] = sc.error(exc)
+    observed["phase3"] = answer(pipeline("writer", None).run(inputs("writer", None)), "writer")
+    sc.report(**observed)
+
+
+if __name__ == "__main__":
+    main()
