@@ -654,12 +654,18 @@ def instrument(
                 _PATCHED.append((cls, target.method, original, wrapper))
         hooked = [f"{cls.__module__}.{cls.__name__}.{name}" for cls, name, _, _ in _PATCHED]
     track_open_spans()
+    from . import frameworks  # adapters of the installed frameworks (their agents, a clean stop)
+
+    frameworks.install()
     return hooked
 
 
 def uninstrument() -> None:
     """Restore the SDK methods (a method wrapped again by someone else since is left alone)."""
     global _HOOK
+    from . import frameworks
+
+    frameworks.uninstall()
     with _STATE_LOCK:
         _HOOK = None
         for cls, name, original, wrapper in reversed(_PATCHED):

@@ -1,7 +1,9 @@
 """Who is calling: the one place the provider hook resolves tenant, agent, version, workflow
 and trace for an LLM call, with the same rules for enforcement and for telemetry.
 
-Order: an explicit ``al.span`` (or an agent given to ``configure``) first; else the innermost
+Order: an explicit ``al.span`` (or an agent given to ``configure``) first; else the agent a
+framework adapter reports as running now (``add_agent_source``: LangGraph's node, Pydantic
+AI's agent, smolagents' agent; see ``agentledger.collectors.frameworks``); else the innermost
 agent span of the active OpenTelemetry context (method suffixes such as ``.run`` stripped);
 else the OpenTelemetry resource's ``service.name``; else the configured default.
 
@@ -16,7 +18,7 @@ hook's record and the same call arriving over OTLP (``gen_ai.response.id``) dedu
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from agentledger.events import SpanKind
@@ -31,7 +33,15 @@ from agentledger.genai import (
 )
 from agentledger.settings import Settings
 
-__all__ = ["Caller", "agent_of_span", "resolve", "response_event_id", "track_open_spans"]
+__all__ = [
+    "Caller",
+    "add_agent_source",
+    "agent_of_span",
+    "remove_agent_source",
+    "resolve",
+    "response_event_id",
+    "track_open_spans",
+]
 
 from . import _ids
 from .context import _CURRENT
@@ -77,6 +87,32 @@ class Caller:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
 
 
+_AGENT_SOURCES: list[Callable[[], str | None]] = []
+
+
+def add_agent_source(source: Callable[[], str | None]) -> None:
+    """Register a framework adapter's "which of my agents is running now" (None: not inside
+    one). Consulted after an explicit ``al.span``/``configure`` agent, before OpenTelemetry."""
+    if source not in _AGENT_SOURCES:
+        _AGENT_SOURCES.append(source)
+
+
+def remove_agent_source(source: Callable[[], str | None]) -> None:
+    if source in _AGENT_SOURCES:
+        _AGENT_SOURCES.remove(source)
+
+
+def _framework_agent() -> str | None:
+    for source in _AGENT_SOURCES:
+        try:
+            name = source()
+        except Exception:  # noqa: BLE001 - an adapter must never break the agent's call
+            continue
+        if name:
+            return _clean_name(name)
+    return None
+
+
 def resolve(emitter: Emitter) -> Caller:
     """The caller of an LLM call made now, in this context (thread or task)."""
     cur = _CURRENT.get()
@@ -85,19 +121,22 @@ def resolve(emitter: Emitter) -> Caller:
             emitter.tenant, cur.agent or emitter.agent, cur.agent_version, cur.workflow,
             cur.trace_id, cur.span_id, cur.parent_span_id,
         )  # fmt: skip
+    unnamed = emitter.agent == _DEFAULT_AGENT  # configure named no agent
+    framework = _framework_agent() if unnamed and _AGENT_SOURCES else None
     otel = _otel_caller() if _OTEL.available else None
     if otel is not None:
         otel_agent, otel_version, trace_id, span_id, service = otel
         agent, version = emitter.agent, emitter.agent_version
-        if emitter.agent == _DEFAULT_AGENT and (otel_agent or service):  # configure named no agent
-            agent, version = otel_agent or service or agent, otel_version or version
+        if unnamed and (framework or otel_agent or service):
+            agent, version = framework or otel_agent or service or agent, otel_version or version
         return Caller(emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None)
+    agent = framework or emitter.agent
     if cur is not None:  # a remote parent (extracted traceparent): the call joins its trace
         return Caller(
-            emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, cur.trace_id,
+            emitter.tenant, agent, emitter.agent_version, emitter.workflow, cur.trace_id,
             _ids.span_id(), cur.span_id,
         )  # fmt: skip
-    return Caller(emitter.tenant, emitter.agent, emitter.agent_version, emitter.workflow, None, None, None)
+    return Caller(emitter.tenant, agent, emitter.agent_version, emitter.workflow, None, None, None)
 
 
 # -- OpenTelemetry (optional) ----------------------------------------------------------

@@ -14,6 +14,11 @@ the provider SDKs' own request and response code, with no key and no cost. It se
 Every answer reports the same usage (``FakeProvider.usage``), so a test knows the cost of a
 call in advance. Requests are kept in ``requests`` (path and JSON body).
 
+Agents that delegate need a tool call: a plain chat completion that offers tools answers the
+conversation's first turn with a call to the tool named by a ``[[call:NAME]]`` marker in its
+system or user messages, and later turns (or a first turn with no marker) with a call to
+``final_answer`` when that tool is offered (smolagents' way to finish); otherwise with text.
+
     with FakeProvider() as fake:
         os.environ["OPENAI_BASE_URL"] = fake.openai_base_url
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import signal
 import threading
 import time
@@ -107,10 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
         cid, now = f"chatcmpl-fake{next(_ids)}", int(time.time())
         usage = self.server.usage.openai()
         if not body.get("stream"):
+            message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
+            call = _tool_call(body)
+            if call is not None:
+                message = {"role": "assistant", "content": None, "tool_calls": [call]}
             self._json(200, {
                 "id": cid, "object": "chat.completion", "created": now, "model": model,
-                "choices": [{"index": 0, "finish_reason": "stop",
-                             "message": {"role": "assistant", "content": ANSWER}}],
+                "choices": [{"index": 0, "finish_reason": "tool_calls" if call else "stop", "message": message}],
                 "usage": usage,
             })  # fmt: skip
             return
@@ -205,6 +214,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
+
+
+_MARKER = re.compile(r"\[\[call:([A-Za-z0-9_.-]+)\]\]")
+_SAMPLE = {"string": ANSWER, "integer": 4, "number": 4, "boolean": True, "object": {}, "array": []}
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The tool call a chat request gets (see the module docstring), or None for text."""
+    tools = {
+        t["function"]["name"]: t["function"]
+        for t in body.get("tools") or []
+        if t.get("type") == "function" and isinstance(t.get("function"), dict)
+    }
+    if not tools:
+        return None
+    messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
+    name = None
+    if not any(m.get("role") == "assistant" for m in messages):  # the conversation's first turn
+        asked = json.dumps(
+            [m.get("content") for m in messages if m.get("role") in ("system", "developer", "user")]
+        )
+        wanted = _MARKER.search(asked)
+        name = wanted.group(1) if wanted and wanted.group(1) in tools else None
+    if name is None and "final_answer" in tools:
+        name = "final_answer"
+    if name is None:
+        return None
+    schema = tools[name].get("parameters") or {}
+    properties = schema.get("properties") or {}
+    args = {
+        key: _SAMPLE.get(str((properties.get(key) or {}).get("type")), ANSWER)
+        for key in schema.get("required") or []
+    }
+    return {
+        "id": f"call_fake{next(_ids)}",
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(args)},
+    }
 
 
 class _Server(ThreadingHTTPServer):

@@ -57,3 +57,33 @@ def test_anthropic_plain_and_streamed(fake):  # type: ignore[no-untyped-def]
         assert got is not None
         # the contract's input counts the cache reads Anthropic reports apart
         assert (got.input_tokens, got.output_tokens, got.cache_read_tokens) == (1000, 200, 400)
+
+
+def test_a_chat_offering_tools_gets_the_marked_tool_call_first_then_final_answer(fake):  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-fake")
+    fn = {
+        "type": "object",
+        "properties": {"task": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["task", "n"],
+    }
+    tools = [
+        {"type": "function", "function": {"name": n, "parameters": fn}}
+        for n in ("researcher", "final_answer")
+    ]
+    first = [
+        {"role": "system", "content": "Delegate: [[call:researcher]]"},
+        {"role": "user", "content": "2 + 2?"},
+    ]
+    resp = client.chat.completions.create(model="gpt-4o", messages=first, tools=tools)  # type: ignore[arg-type]
+    [call] = resp.choices[0].message.tool_calls or []
+    assert (call.function.name, call.function.arguments) == ("researcher", '{"task": "4", "n": 4}')  # type: ignore[union-attr]
+    assert resp.choices[0].finish_reason == "tool_calls" and usage_from_openai(resp).input_tokens == 1000  # type: ignore[union-attr]
+    later = [
+        *first,
+        {"role": "assistant", "content": "calling"},
+        {"role": "user", "content": "Observation: 4"},
+    ]
+    resp = client.chat.completions.create(model="gpt-4o", messages=later, tools=tools)  # type: ignore[arg-type]
+    assert [c.function.name for c in resp.choices[0].message.tool_calls or []] == ["final_answer"]  # type: ignore[union-attr]
+    plain = client.chat.completions.create(model="gpt-4o", messages=first)  # type: ignore[arg-type]
+    assert plain.choices[0].message.content == "4" and not plain.choices[0].message.tool_calls

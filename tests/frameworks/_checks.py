@@ -1,0 +1,61 @@
+"""What every framework test asserts, in a user's terms: the warehouse has each LLM call the
+provider answered exactly once, priced exactly, under the framework's own agent names."""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from conftest import USAGE, Pipeline, price
+
+
+def budget_policy(agent: str, limit: str) -> str:
+    """A hard daily budget on one agent (kill at 100 %)."""
+    return f"""
+policies:
+  - policy_id: {agent}-cap
+    selector: {{tenant: acme, agent: {agent}, per: agent}}
+    window: calendar_day
+    limit: {limit}
+    hard_action: kill
+"""
+
+
+def priced_once(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
+    """The warehouse's usage rows by agent, after checking that each call the fake provider
+    answered is there once, with the provider's exact tokens and the exact price."""
+    sent = pipeline.requests_by_agent()
+    calls = sum(len(models) for models in sent.values())
+    rows = pipeline.usage_in_warehouse(expect=calls)
+    assert len({r["event_id"] for r in rows}) == len(rows), "a call was counted twice"
+    assert len(rows) == calls, (
+        f"{calls} calls answered, {len(rows)} usage rows: {Counter(r['agent'] for r in rows)}"
+    )
+    by_agent: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_agent.setdefault(row["agent"], []).append(row)
+    # credited to the agent whose instructions the provider saw, call for call
+    assert {a: sorted(r["model"] for r in rs) for a, rs in by_agent.items()} == {
+        a: sorted(models) for a, models in sent.items()
+    }
+    for row in rows:
+        tokens = (
+            row["input_tokens"],
+            row["output_tokens"],
+            row["cache_read_tokens"],
+            row["reasoning_tokens"],
+        )
+        assert tokens == (
+            USAGE.input_tokens,
+            USAGE.output_tokens,
+            USAGE.cache_read_tokens,
+            USAGE.reasoning_tokens,
+        )
+        assert row["provider"] == "openai"
+        assert row["cost_usd"] == price(row) > 0
+    return by_agent
+
+
+def total(rows: list[dict[str, Any]]) -> Decimal:
+    return sum((r["cost_usd"] for r in rows), Decimal(0))

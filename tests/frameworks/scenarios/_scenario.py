@@ -1,0 +1,95 @@
+"""What every framework scenario shares (runs in the framework's venv, not the test's).
+
+The environment names the broker, topic prefix and tenant (``AGENTLEDGER_*``) and points the
+provider SDKs at the fake provider (``OPENAI_BASE_URL``...). ``SCENARIO_OTEL=1`` turns the
+framework's usual OpenTelemetry instrumentation on as well, into the in-process bridge.
+A scenario prints one JSON line (``report``) of what it observed and exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agentledger import collectors as al
+from agentledger.collectors import hook
+
+TENANT = os.environ.get("AGENTLEDGER_TENANT", "acme")
+MODEL = os.environ.get("SCENARIO_MODEL", "gpt-4o")
+OTEL = os.environ.get("SCENARIO_OTEL") == "1"
+_provider: Any = None
+
+
+def prompt(agent: str) -> str:
+    """Every agent's instructions name it, so the test can tell whose request the provider saw."""
+    return f"You are agent {agent}. Answer in one word."
+
+
+def setup(instrument_otel: Callable[[Any], None] | None = None) -> Any:
+    """``al.configure`` + the one line (after OpenTelemetry, when it is on); returns the Guard,
+    caught up with the control topic."""
+    global _provider
+    al.configure(tenant=TENANT)
+    if OTEL:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from agentledger.collectors.otel import AgentLedgerSpanProcessor
+
+        _provider = TracerProvider()
+        _provider.add_span_processor(AgentLedgerSpanProcessor())
+        trace.set_tracer_provider(_provider)
+        if instrument_otel is not None:
+            instrument_otel(_provider)
+    al.instrument()
+    installed = hook.installed()
+    guard = installed.guard if installed is not None else None
+    if guard is None or not guard.wait_ready(30):
+        fail("the hook has no Guard caught up with the control topic")
+    return guard
+
+
+def wait_for(guard: Any, action: str, agent: str, timeout: float = 60.0) -> bool:
+    """Wait until the control plane has told this process ``action`` for ``agent``."""
+    key = f"agent/{TENANT}/{agent}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        command = guard.commands.get(key)
+        if command is not None and command.action.value == action:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def error(exc: BaseException) -> dict[str, Any]:
+    """What the agent author caught: the exception and, when wrapped, the AgentKilled inside."""
+    inner: BaseException | None = exc
+    seen = 0
+    while inner is not None and not isinstance(inner, al.AgentKilled) and seen < 10:
+        inner = inner.__cause__ or inner.__context__
+        seen += 1
+    return {
+        "type": type(exc).__name__,
+        "is_agent_killed": isinstance(exc, al.AgentKilled),
+        "agent_killed_inside": isinstance(inner, al.AgentKilled),
+        "message": str(exc)[:300],
+    }
+
+
+def report(**observed: Any) -> None:
+    """Flush everything (hook events, bridge spans) and print the JSON report."""
+    if _provider is not None:
+        _provider.force_flush()
+    installed = hook.installed()
+    observed["hook"] = {"recorded": installed.recorded, "failed": installed.failed} if installed else None
+    observed["flushed"] = al.flush(30)
+    print(json.dumps(observed), flush=True)
+
+
+def fail(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(2)
