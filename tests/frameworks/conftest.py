@@ -127,7 +127,9 @@ class Pipeline:
         instructions (every scenario agent's system prompt says ``You are <agent>.``)."""
         out: dict[str, list[str]] = {}
         for _, body in self.fake.requests:
-            text = json.dumps(body.get("messages") or body.get("input") or body.get("instructions") or body)
+            # the Responses API carries the system prompt in `instructions`, Anthropic in `system`
+            asked = body.get("messages") or body.get("input") or body
+            text = json.dumps([body.get("instructions"), body.get("system"), asked])
             agent = _named_agent(text) or "?"
             out.setdefault(agent, []).append(str(body.get("model")))
         return out

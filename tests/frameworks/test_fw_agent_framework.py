@@ -24,3 +24,17 @@ def test_agent_framework_calls_are_priced_once_per_agent_and_a_budget_kill_stops
     assert sorted(by_agent) == ["researcher", "writer"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     assert "agent/acme/writer" not in pipeline.commands()
+
+
+def test_agent_framework_with_its_own_spans_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """The framework's own OpenTelemetry instrumentation exporting through the in-process
+    bridge, and the hook: the same calls, the same totals (nothing counted twice, nothing lost;
+    its invoke_agent spans repeat the usage as a rollup)."""
+    pipeline.apply_policies(budget_policy("researcher", "0.005"))
+    report = pipeline.run("agent_framework", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["researcher", "writer"]

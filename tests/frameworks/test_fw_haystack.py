@@ -27,3 +27,16 @@ def test_haystack_calls_are_priced_once_per_component_and_a_budget_kill_stops_on
     assert sorted(by_agent) == ["researcher", "writer"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     assert "agent/acme/writer" not in pipeline.commands()
+
+
+def test_haystack_with_its_own_tracer_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """Haystack's own OpenTelemetry tracer (content tracing on, so its usage blobs ride along)
+    exporting through the in-process bridge, and the hook: the same calls, the same totals."""
+    pipeline.apply_policies(budget_policy("researcher", "0.005"))
+    report = pipeline.run("haystack", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["phase2_error"]["agent_killed_inside"], report["_stderr"][-3000:]
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["researcher", "writer"]
