@@ -25,7 +25,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     TypeAdapter,
+    model_serializer,
     model_validator,
 )
 
@@ -307,6 +309,8 @@ class ScopeKind(StrEnum):
     WORKFLOW = "workflow"
     TRACE = "trace"
     PROVIDER = "provider"
+    USER = "user"
+    CONVERSATION = "conversation"
 
 
 class Scope(_Model):
@@ -327,6 +331,19 @@ class Scope(_Model):
     trace_id: TraceId | None = None
     provider: str | None = None
     model: str | None = None
+    user: Name | None = Field(
+        default=None, description="End user (OTel `user.id`; OpenAI's `user` request field)."
+    )
+    conversation: Name | None = Field(default=None, description="Conversation (`gen_ai.conversation.id`).")
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_new_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Left out when unset, so Guards built before these scopes existed still read the rest.
+        out: dict[str, Any] = handler(self)
+        for name in ("user", "conversation"):
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Scope:
@@ -355,6 +372,8 @@ _SCOPE_FIELDS: dict[ScopeKind, tuple[str, ...]] = {
     ScopeKind.WORKFLOW: ("tenant", "workflow"),
     ScopeKind.TRACE: ("tenant", "trace_id"),
     ScopeKind.PROVIDER: ("provider",),
+    ScopeKind.USER: ("tenant", "user"),
+    ScopeKind.CONVERSATION: ("tenant", "conversation"),
 }
 """The fields a scope of each kind needs; they also make up its key, in this order."""
 
@@ -365,6 +384,21 @@ class Action(StrEnum):
     RESUME = "resume"
     FAILOVER = "failover"
     ROLLBACK = "rollback"
+    DOWNGRADE = "downgrade"
+
+
+DOWNGRADE_LANE = "downgrade"
+"""The lane of downgrade commands: they are keyed apart from the scope's kill/throttle/resume
+(``downgrade:<scope key>``), so a throttle or a kill never replaces a downgrade, nor the reverse."""
+
+
+def control_key(scope_key: str, action: Action) -> str:
+    """The control topic key of a command about ``scope_key``: the scope's own key, except for
+    a downgrade, which has a lane of its own (the lane name goes first: no scope key starts
+    with it, so no name can make the two collide)."""
+    if action is Action.DOWNGRADE:
+        return f"{DOWNGRADE_LANE}:{scope_key}"
+    return scope_key
 
 
 class CommandParams(_Model):
@@ -374,6 +408,25 @@ class CommandParams(_Model):
     fallback_model: str | None = None
     target_version: str | None = Field(default=None, description="Rollback: route here.")
     kill_reason: Literal["budget", "loop", "manual", "quality", "other"] | None = None
+    model: ModelName | None = Field(
+        default=None, min_length=1, description="Downgrade: the cheaper model calls are sent with."
+    )
+    from_models: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None,
+        max_length=32,
+        description="Downgrade: only calls to these models (fnmatch patterns) are rewritten; "
+        "default: every call of the scope.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_downgrade(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Commands that are no downgrade leave the downgrade fields out, so Guards built before
+        # DOWNGRADE existed (they forbid unknown fields) still read every other command.
+        out: dict[str, Any] = handler(self)
+        for name in ("model", "from_models"):
+            if out.get(name) is None:
+                out.pop(name, None)
+        return out
 
 
 class ControlCommand(_Model):
@@ -401,7 +454,14 @@ class ControlCommand(_Model):
             raise ValueError("a failover needs params.fallback_provider")
         if self.action is Action.ROLLBACK and self.params.target_version is None:
             raise ValueError("a rollback needs params.target_version")
+        if self.action is Action.DOWNGRADE and self.params.model is None:
+            raise ValueError("a downgrade needs params.model")
         return self
+
+    @property
+    def key(self) -> str:
+        """The control topic key (``control_key``): the scope's key, in the command's lane."""
+        return control_key(self.scope.key, self.action)
 
     def active(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at
@@ -433,16 +493,36 @@ class Selector(_Model):
     workflow: str = "*"
     per: ScopeKind = ScopeKind.AGENT
 
+    @model_validator(mode="after")
+    def _counted_scope(self) -> Selector:
+        if self.per in (ScopeKind.USER, ScopeKind.CONVERSATION):
+            raise ValueError(
+                f"budgets per {self.per.value} are not counted by the streams worker yet; "
+                f"commands on {self.per.value} scopes (e.g. a manual kill) are obeyed"
+            )
+        return self
+
 
 class Threshold(_Model):
+    """A soft level of a budget. ``downgrade`` sends the scope's calls to ``model`` (only calls
+    to ``from_models``, when given) from this level on, until the window resets."""
+
     at: float = Field(gt=0, lt=1, description="Fraction of the limit, e.g. 0.8.")
-    action: Literal["alert", "throttle"] = "alert"
+    action: Literal["alert", "throttle", "downgrade"] = "alert"
     rate_per_s: float | None = Field(default=None, gt=0)
+    model: ModelName | None = Field(default=None, min_length=1, description="Downgrade: the cheaper model.")
+    from_models: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=32, description="Downgrade: only calls to these models (fnmatch patterns)."
+    )
 
     @model_validator(mode="after")
     def _rate_for_throttle(self) -> Threshold:
         if self.action == "throttle" and self.rate_per_s is None:
             raise ValueError("a throttle threshold needs rate_per_s")
+        if self.action == "downgrade" and self.model is None:
+            raise ValueError("a downgrade threshold needs model (the cheaper one)")
+        if self.action != "downgrade" and (self.model is not None or self.from_models is not None):
+            raise ValueError("model and from_models belong to a downgrade threshold")
         return self
 
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     guard_ready_timeout_s: float = Field(
         default=5.0, description="How long a check waits, from the Guard's start, for the first read."
     )
+    guard_lost_after_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A Guard that has read the control topic and then gets no answer from its broker "
+        "for this long stops trusting its state: checks fail open or closed as before the first read.",
+    )
 
     @property
     def kafka_home(self) -> Path:

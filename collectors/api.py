@@ -48,9 +48,16 @@ def span(
     attributes: Mapping[str, Any] | None = None,
     provider: str | None = None,
     model: str | None = None,
+    *,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> SpanScope:
-    """A span as a context manager or decorator (sync and async); nests through contextvars."""
-    return SpanScope(_emitter or get_emitter(), name, kind, agent, workflow, attributes, provider, model)
+    """A span as a context manager or decorator (sync and async); nests through contextvars.
+    ``user`` and ``conversation`` (inherited by nested spans) name who the work is for: the
+    Guard obeys commands on those scopes, and events carry them as ``user.id`` and
+    ``gen_ai.conversation.id``."""
+    em = _emitter or get_emitter()
+    return SpanScope(em, name, kind, agent, workflow, attributes, provider, model, user, conversation)
 
 
 def record_usage(

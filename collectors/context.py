@@ -13,7 +13,10 @@ class SpanContext:
     span on the hot path).
     """
 
-    __slots__ = ("agent", "agent_version", "parent_span_id", "remote", "span_id", "trace_id", "workflow")
+    __slots__ = (
+        "agent", "agent_version", "conversation", "parent_span_id", "remote", "span_id", "trace_id", "user",
+        "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -24,6 +27,8 @@ class SpanContext:
         workflow: str | None = None,
         agent_version: str | None = None,
         remote: bool = False,  # True when extracted from a traceparent (no local span)
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         self.trace_id = trace_id
         self.span_id = span_id
@@ -32,6 +37,8 @@ class SpanContext:
         self.workflow = workflow
         self.agent_version = agent_version
         self.remote = remote
+        self.user = user  # the end user and conversation the work is for (Guard scopes)
+        self.conversation = conversation
 
     def __repr__(self) -> str:
         return f"SpanContext(trace_id={self.trace_id!r}, span_id={self.span_id!r}, remote={self.remote})"

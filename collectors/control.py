@@ -12,6 +12,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 from agentledger.events import Action, ControlCommand, ScopeKind
 
@@ -84,6 +85,8 @@ class TenantRules:
     versions: dict[tuple[str, str], Rule] = field(default_factory=dict)
     workflows: dict[str, Rule] = field(default_factory=dict)
     traces: dict[str, Rule] = field(default_factory=dict)
+    users: dict[str, Rule] = field(default_factory=dict)
+    conversations: dict[str, Rule] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -95,6 +98,7 @@ class ControlIndex:
     # (tenant, provider, model or "*"): tenant None is the global rule of every tenant.
     failovers: dict[tuple[str | None, str, str], Rule] = field(default_factory=dict)
     rollbacks: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    downgrades: dict[str, TenantRules] = field(default_factory=dict)
     next_expiry: float = math.inf
 
 
@@ -110,6 +114,10 @@ def _place(rules: TenantRules, kind: ScopeKind, cmd: ControlCommand, rule: Rule)
         rules.workflows[str(scope.workflow)] = rule
     elif kind is ScopeKind.TRACE:
         rules.traces[str(scope.trace_id)] = rule
+    elif kind is ScopeKind.USER:
+        rules.users[str(scope.user)] = rule
+    elif kind is ScopeKind.CONVERSATION:
+        rules.conversations[str(scope.conversation)] = rule
 
 
 class ControlState:
@@ -152,6 +160,8 @@ class ControlState:
                 out.failovers[(scope.tenant, str(scope.provider), scope.model or "*")] = rule
             elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
                 out.rollbacks[(scope.tenant, scope.agent)] = rule
+            elif cmd.action is Action.DOWNGRADE and scope.tenant is not None:
+                _place(out.downgrades.setdefault(scope.tenant, TenantRules()), scope.kind, cmd, rule)
             elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:
                 table = out.kills if cmd.action is Action.KILL else out.throttles
                 if cmd.action is Action.THROTTLE:
@@ -183,13 +193,39 @@ def failover(
     return None
 
 
+def downgrade(rules: TenantRules, model: str, agent: str, workflow: str | None, trace_id: str | None,
+              agent_version: str | None, now: float, user: str | None = None,
+              conversation: str | None = None) -> str | None:  # fmt: skip
+    """The cheaper model for a call to ``model``: the most specific live downgrade whose
+    ``from_models`` (fnmatch patterns; none: any model) takes this model."""
+    for rule in matching(rules, agent, workflow, trace_id, agent_version, user, conversation):
+        params = rule.command.params
+        if now >= rule.expires or params.model is None:
+            continue
+        if params.from_models is not None and not any(fnmatchcase(model, p) for p in params.from_models):
+            continue
+        return params.model
+    return None
+
+
 def matching(
-    rules: TenantRules, agent: str, workflow: str | None, trace_id: str | None, agent_version: str | None
+    rules: TenantRules,
+    agent: str,
+    workflow: str | None,
+    trace_id: str | None,
+    agent_version: str | None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> list[Rule]:
-    """Rules of one tenant that match a check, most specific first."""
+    """Rules of one tenant that match a check, most specific first (trace, conversation,
+    version, agent, user, workflow, tenant)."""
     found = []
     if trace_id is not None and rules.traces:
         rule = rules.traces.get(trace_id)
+        if rule is not None:
+            found.append(rule)
+    if conversation is not None and rules.conversations:
+        rule = rules.conversations.get(conversation)
         if rule is not None:
             found.append(rule)
     if agent_version is not None and rules.versions:
@@ -199,6 +235,10 @@ def matching(
     rule = rules.agents.get(agent)
     if rule is not None:
         found.append(rule)
+    if user is not None and rules.users:
+        rule = rules.users.get(user)
+        if rule is not None:
+            found.append(rule)
     if workflow is not None and rules.workflows:
         rule = rules.workflows.get(workflow)
         if rule is not None:

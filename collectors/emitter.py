@@ -110,6 +110,8 @@ class Emitter:
         api_url: str | None = None,
         api_key: str | None = None,
         exit_timeout: float = 2.0,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         settings = get_settings()
         self.tenant = _check_name(tenant or settings.tenant, "tenant")
@@ -124,6 +126,9 @@ class Emitter:
                 raise ValueError("agent_version must be at most 64 characters")
             self.agent_version = version
         self.workflow = _check_name(workflow, "workflow") if workflow else None
+        # the end user / conversation every call of this process is for (Guard scopes), if one
+        self.user = _check_name(user, "user") if user else None
+        self.conversation = _check_name(conversation, "conversation") if conversation else None
         self._names: set[str] = {self.agent}
         self._labels: set[str] = set()  # provider/model/tool names already checked
         self.bootstrap: str | None = None  # the Kafka cluster events go to (the Guard uses it too)
@@ -178,10 +183,10 @@ class Emitter:
 
     # -- checks (cheap; raise ValueError for programming errors only) ------------------
 
-    def _check_name(self, name: str) -> str:
+    def _check_name(self, name: str, what: str = "agent") -> str:
         if name in self._names:
             return name
-        name = _check_name(name, "agent")
+        name = _check_name(name, what)
         self._names.add(name)
         return name
 
@@ -244,9 +249,12 @@ class Emitter:
         attributes: Mapping[str, Any] | None = None,
         provider: str | None = None,
         model: str | None = None,
+        *,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> SpanScope:
         """A span: ``with em.span("plan"):`` or ``@em.span("plan")`` (sync or async)."""
-        return SpanScope(self, name, kind, agent, workflow, attributes, provider, model)
+        return SpanScope(self, name, kind, agent, workflow, attributes, provider, model, user, conversation)
 
     def record_usage(
         self,

@@ -27,10 +27,12 @@ from agentledger.events import ControlCommand
 from agentledger.settings import get_settings
 
 from .context import _CURRENT
-from .control import ControlIndex, ControlState, failover, matching
+from .control import ControlIndex, ControlState, downgrade, failover, matching
 from .exceptions import ControlUnavailable, Throttled
 
 log = logging.getLogger("agentledger.collectors")
+_PROBE_EVERY_S = 1.0  # how often a following Guard makes sure the broker still answers
+_PROBE_TIMEOUT_S = 2.0
 F = TypeVar("F", bound=Callable[..., Any])
 _GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 
@@ -48,6 +50,7 @@ class Guard:
         fetch_max_wait_ms: int = 20,
         fail_open: bool | None = None,
         ready_timeout_s: float | None = None,
+        lost_after_s: float | None = None,
     ) -> None:
         settings = get_settings()
         self.bootstrap = bootstrap or _configured_bootstrap() or settings.resolve_bootstrap()
@@ -56,6 +59,10 @@ class Guard:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fail_open = settings.guard_fail_open if fail_open is None else fail_open
         self.ready_timeout_s = settings.guard_ready_timeout_s if ready_timeout_s is None else ready_timeout_s
+        self.lost_after_s = settings.guard_lost_after_s if lost_after_s is None else lost_after_s
+        if self.lost_after_s <= 0:
+            raise ValueError("lost_after_s must be > 0")
+        self.lost = 0  # times the Guard lost the control topic after having read it
         self.bad_records = 0
         self.records = 0
         self.unready_checks = 0  # checks answered before the control topic was read
@@ -67,6 +74,8 @@ class Guard:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._is_ready = False  # plain bool mirror of _ready for the hot path
+        self._lost = False  # read once, then out of reach for lost_after_s: not ready again
+        self._last_contact = time.monotonic()
         self._ready_deadline = 0.0
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -141,13 +150,15 @@ class Guard:
         trace_id: str | None,
         agent_version: str | None,
         wait: bool,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> float:
         index = self._index
         if index.kills:
             rules = index.kills.get(tenant)
             if rules is not None:
                 now = time.time()
-                for rule in matching(rules, agent, workflow, trace_id, agent_version):
+                for rule in matching(rules, agent, workflow, trace_id, agent_version, user, conversation):
                     if now < rule.expires:
                         raise rule.kill_error()
         if not index.throttles:
@@ -156,7 +167,7 @@ class Guard:
         if trules is None:
             return 0.0
         now, mono, delay = time.time(), time.monotonic(), 0.0
-        for rule in matching(trules, agent, workflow, trace_id, agent_version):
+        for rule in matching(trules, agent, workflow, trace_id, agent_version, user, conversation):
             if now >= rule.expires or rule.bucket is None:
                 continue
             if wait:
@@ -180,9 +191,12 @@ class Guard:
         trace_id: str | None = None,
         agent_version: str | None = None,
         wait: bool = True,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         """Raise ``AgentKilled`` (a subclass names the cause) if a kill applies; wait for a
         throttle token (or raise ``Throttled`` when ``wait=False``). Returns at once otherwise.
+        Commands on the tenant, agent, version, workflow, trace, user and conversation apply.
 
         Before the control topic has been read, waits for it (at most ``ready_timeout_s`` from
         the Guard's start), then fails open or closed as configured, and says so."""
@@ -192,7 +206,7 @@ class Guard:
                 self._ready.wait(remaining)
             if not self._ready.is_set():
                 self._unready_verdict()
-        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait, user, conversation)
         if delay > 0:
             time.sleep(delay)
 
@@ -204,6 +218,8 @@ class Guard:
         trace_id: str | None = None,
         agent_version: str | None = None,
         wait: bool = True,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         """``check`` for async code: waits with ``asyncio.sleep``."""
         if not self._is_ready:
@@ -212,7 +228,7 @@ class Guard:
                 await asyncio.to_thread(self._ready.wait, remaining)
             if not self._ready.is_set():
                 self._unready_verdict()
-        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait)
+        delay = self._delay(tenant, agent, workflow, trace_id, agent_version, wait, user, conversation)
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -227,6 +243,28 @@ class Guard:
         if rule is None:
             return preferred
         return rule.command.params.fallback_provider or preferred
+
+    def downgrade(
+        self,
+        model: str,
+        tenant: str,
+        agent: str,
+        workflow: str | None = None,
+        trace_id: str | None = None,
+        agent_version: str | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> str | None:
+        """The cheaper model a downgrade sends this call to (None: no downgrade applies)."""
+        downgrades = self._index.downgrades
+        if not downgrades:
+            return None
+        rules = downgrades.get(tenant)
+        if rules is None:
+            return None
+        return downgrade(
+            rules, model, agent, workflow, trace_id, agent_version, time.time(), user, conversation
+        )
 
     def version(self, agent: str, tenant: str | None = None) -> str | None:
         """The version to route ``agent`` to after a rollback (None: no rollback active)."""
@@ -254,7 +292,7 @@ class Guard:
         if now - self._last_unready_warning >= 60.0:
             self._last_unready_warning = now
             log.warning(
-                "agentledger guard has not read the control topic (%s): failing %s "
+                "agentledger guard does not know the control topic's state (%s): failing %s "
                 "(%d unchecked calls so far; see guard.unready_checks)",
                 why,
                 "open, the call runs" if self.fail_open else "closed, the call is refused",
@@ -300,6 +338,29 @@ class Guard:
         except Exception:
             log.exception("agentledger guard stopped unexpectedly")
 
+    def _contact(self) -> None:
+        """The broker answered: the state is current again once read up to the end."""
+        self._last_contact = time.monotonic()
+
+    def _no_contact(self, why: str) -> None:
+        """No answer: after ``lost_after_s`` without one, a Guard that had read the topic stops
+        trusting what it holds, and its checks fail open or closed as at the start."""
+        silent = time.monotonic() - self._last_contact
+        if self._lost or not self._ready.is_set() or silent < self.lost_after_s:
+            return
+        self._lost = True
+        self.lost += 1
+        self._is_ready = False
+        self._ready.clear()
+        self.problem = (
+            f"no answer from {self.bootstrap} for {silent:.0f}s while following {self.topic} ({why})"
+        )
+        log.warning(
+            "agentledger guard: %s; calls now fail %s until it is back",
+            self.problem,
+            "open" if self.fail_open else "closed",
+        )
+
     async def _follow(self) -> None:
         backoff = 0.2
         while not self._closing:
@@ -307,7 +368,9 @@ class Guard:
                 await self._consume()
                 return
             except Exception as exc:  # noqa: BLE001 - broker down at start: retry with backoff
-                self.problem = f"cannot read {self.topic} on {self.bootstrap}: {exc!r}"
+                self._no_contact(repr(exc))
+                if not self._ready.is_set() and not self._lost:  # never read yet
+                    self.problem = f"cannot read {self.topic} on {self.bootstrap}: {exc!r}"
                 log.warning(
                     "agentledger guard cannot read %s (%r); retrying in %.1fs", self.topic, exc, backoff
                 )
@@ -352,11 +415,16 @@ class Guard:
             tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
+            end: dict[Any, int] | None = await consumer.end_offsets(tps)
+            self._contact()
+            probed = time.monotonic()
             while not self._closing:
-                if not self._ready.is_set():
+                if not self._ready.is_set() and end is not None:
                     positions = [await consumer.position(tp) for tp in tps]
                     if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                        if self._lost:
+                            self._lost = False
+                            log.warning("agentledger guard: %s is back; calls are checked again", self.topic)
                         self._set_ready()
                 batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
                 records = [(r.key, r.value) for recs in batch.values() for r in recs]
@@ -364,6 +432,19 @@ class Guard:
                     self._apply_raw(records)
                 else:
                     self._expire()
+                if time.monotonic() - probed >= _PROBE_EVERY_S:
+                    # A fetch from a broker that is gone just returns nothing: ask it something.
+                    probed = time.monotonic()
+                    try:
+                        latest = await asyncio.wait_for(consumer.end_offsets(tps), _PROBE_TIMEOUT_S)
+                    except Exception as exc:  # noqa: BLE001 - out of reach: counts towards lost
+                        self._no_contact(repr(exc) if str(exc) else type(exc).__name__)
+                        if self._lost:
+                            end = None  # ready again only once read up to the end seen when back
+                    else:
+                        self._contact()
+                        if self._lost:
+                            end = latest  # back: ready once read up to here
         finally:
             await consumer.stop()
 
@@ -378,6 +459,7 @@ class Guard:
         if self._thread is not None and not self._closing:
             self._ready = threading.Event()
             self._is_ready = False
+            self._lost = False
             self.start()
 
 
@@ -454,6 +536,8 @@ class GuardedScope:
             "trace_id": cur.trace_id if cur else None,
             "agent_version": self.agent_version or (em.agent_version if em else settings.agent_version),
             "wait": self.wait,
+            "user": (cur.user if cur else None) or (em.user if em else None),
+            "conversation": (cur.conversation if cur else None) or (em.conversation if em else None),
         }
 
     def __enter__(self) -> GuardedScope:

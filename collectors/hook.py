@@ -5,7 +5,8 @@ It wraps the SDK resource methods (as OpenLLMetry and OpenInference do):
 ``chat.completions.create``, ``responses.create``, ``messages.create`` and
 ``messages.stream``, sync and async. Before a call: resolve the caller (``naming``), route a
 rollback, ask the Guard (kill raises ``AgentKilled`` and nothing is sent; a throttle waits or
-raises), then send the call to the failover target if one is active. After it: usage from
+raises), rewrite the model while a downgrade applies, then send the call to the failover
+target if one is active. After it: usage from
 the provider's own response (streamed chunks included), one usage event whose ``event_id``
 derives from the response id. Telemetry failure never raises into agent code; only the
 Guard's decisions do.
@@ -28,7 +29,7 @@ from agentledger.errors import AgentLedgerError
 
 from . import _ids, api
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, resolve, response_event_id, track_open_spans
+from .naming import Caller, from_request, resolve, response_event_id, track_open_spans
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -161,6 +162,7 @@ class Hook:
         return {
             "tenant": caller.tenant, "agent": caller.agent, "workflow": caller.workflow,
             "trace_id": caller.trace_id, "agent_version": caller.agent_version, "wait": self.wait,
+            "user": caller.user, "conversation": caller.conversation,
         }  # fmt: skip
 
     def provider_of(self, resource: Any, target: _Target) -> str:
@@ -175,6 +177,22 @@ class Hook:
             return "anthropic"
         return "azure" if type(client).__name__ in ("AzureOpenAI", "AsyncAzureOpenAI") else "openai"
 
+    def downgrade(self, caller: Caller, kwargs: dict[str, Any]) -> None:
+        """A downgrade in force for this caller: the request's model becomes the cheaper one
+        (calls that name no model, e.g. a prompt-id Responses call, are left alone)."""
+        if self.guard is None:
+            return
+        model = kwargs.get("model")
+        if not isinstance(model, str):
+            return
+        cheaper = self.guard.downgrade(
+            model, caller.tenant, caller.agent, caller.workflow, caller.trace_id, caller.agent_version,
+            caller.user, caller.conversation,
+        )  # fmt: skip
+        if cheaper is not None and cheaper != model:
+            kwargs["model"] = cheaper
+            caller.downgraded_from = model
+
     def reroute(
         self, resource: Any, target: _Target, provider: str, kwargs: dict[str, Any]
     ) -> tuple[Any, str]:
@@ -182,8 +200,6 @@ class Hook:
         if self.guard is None:
             return resource, provider
         goal = self.guard.provider(provider, kwargs.get("model"))
-        # Downgrade (a cheaper model for this caller) will be decided here as well, once the
-        # contract has the command: it rewrites kwargs["model"] the way Fallback.model does.
         if goal == provider:
             return resource, provider
         fallback = self.fallbacks.get(goal)
@@ -236,6 +252,12 @@ class Hook:
                 attributes["gen_ai.response.id"] = response_id[:256]
             if via is not None:
                 attributes["agentledger.failover_from"] = via
+            if caller.downgraded_from is not None:
+                attributes["agentledger.downgraded_from"] = caller.downgraded_from[:256]
+            if caller.user is not None:
+                attributes["user.id"] = caller.user
+            if caller.conversation is not None:
+                attributes["gen_ai.conversation.id"] = caller.conversation
             event = {
                 "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
@@ -416,7 +438,7 @@ def _wrap(target: _Target, original: Any) -> Any:
             caller = hook.caller() if hook is not None else None
             if hook is None or caller is None:
                 return await original(self, *args, **kwargs)
-            _route_version(hook, caller, kwargs)
+            _prepare(hook, caller, kwargs)
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
@@ -440,7 +462,7 @@ def _wrap(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
@@ -457,8 +479,10 @@ def _wrap(target: _Target, original: Any) -> Any:
     return wrapper
 
 
-def _route_version(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+    """Before the Guard: the end user / conversation the request names, and a rollback's route."""
     try:
+        from_request(caller, kwargs)
         hook.route_version(caller, kwargs)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
@@ -470,6 +494,10 @@ def _before(
     """After admission: the failover route, and the stream-usage request. Raises only
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
     provider = hook.provider_of(resource, target)
+    try:
+        hook.downgrade(caller, kwargs)
+    except Exception:
+        log.exception("agentledger hook could not apply a downgrade; the call keeps its model")
     try:
         routed, goal = hook.reroute(resource, target, provider, kwargs)
     except FailoverUnavailable:
@@ -558,7 +586,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _route_version(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)

@@ -3,7 +3,8 @@ and trace for an LLM call, with the same rules for enforcement and for telemetry
 
 Order: an explicit ``al.span`` (or an agent given to ``configure``) first; else the agent a
 framework adapter reports as running now (``add_agent_source``: LangGraph's node, Pydantic
-AI's agent, smolagents' agent; see ``agentledger.collectors.frameworks``); else the innermost
+AI's agent, smolagents' agent, CrewAI's role, Agent Framework's agent name, Haystack's
+component; see ``agentledger.collectors.frameworks``); else the innermost
 agent span of the active OpenTelemetry context (method suffixes such as ``.run`` stripped);
 else the OpenTelemetry resource's ``service.name``; else the configured default.
 
@@ -37,6 +38,7 @@ __all__ = [
     "Caller",
     "add_agent_source",
     "agent_of_span",
+    "from_request",
     "remove_agent_source",
     "resolve",
     "response_event_id",
@@ -63,7 +65,10 @@ def agent_of_span(name: str, attributes: Mapping[str, Any]) -> str | None:
 class Caller:
     """Who an LLM call is made for, right now."""
 
-    __slots__ = ("agent", "agent_version", "parent_span_id", "span_id", "tenant", "trace_id", "workflow")
+    __slots__ = (
+        "agent", "agent_version", "conversation", "downgraded_from", "parent_span_id", "span_id", "tenant",
+        "trace_id", "user", "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -74,6 +79,8 @@ class Caller:
         trace_id: str | None,
         span_id: str | None,
         parent_span_id: str | None,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         self.tenant = tenant
         self.agent = agent
@@ -82,6 +89,9 @@ class Caller:
         self.trace_id = trace_id
         self.span_id = span_id
         self.parent_span_id = parent_span_id
+        self.user = user
+        self.conversation = conversation
+        self.downgraded_from: str | None = None  # the model asked for, when a downgrade rewrote it
 
     def __repr__(self) -> str:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
@@ -119,24 +129,54 @@ def resolve(emitter: Emitter) -> Caller:
     if cur is not None and not cur.remote:  # inside an al.span: explicit
         return Caller(
             emitter.tenant, cur.agent or emitter.agent, cur.agent_version, cur.workflow,
-            cur.trace_id, cur.span_id, cur.parent_span_id,
+            cur.trace_id, cur.span_id, cur.parent_span_id, cur.user, cur.conversation,
         )  # fmt: skip
     unnamed = emitter.agent == _DEFAULT_AGENT  # configure named no agent
     framework = _framework_agent() if unnamed and _AGENT_SOURCES else None
+    user, conversation = emitter.user, emitter.conversation
     otel = _otel_caller() if _OTEL.available else None
     if otel is not None:
-        otel_agent, otel_version, trace_id, span_id, service = otel
+        otel_agent, otel_version, trace_id, span_id, service, otel_user, otel_conversation = otel
         agent, version = emitter.agent, emitter.agent_version
         if unnamed and (framework or otel_agent or service):
             agent, version = framework or otel_agent or service or agent, otel_version or version
-        return Caller(emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None)
+        return Caller(
+            emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None,
+            user or otel_user, conversation or otel_conversation,
+        )  # fmt: skip
     agent = framework or emitter.agent
     if cur is not None:  # a remote parent (extracted traceparent): the call joins its trace
         return Caller(
             emitter.tenant, agent, emitter.agent_version, emitter.workflow, cur.trace_id,
-            _ids.span_id(), cur.span_id,
+            _ids.span_id(), cur.span_id, user, conversation,
         )  # fmt: skip
-    return Caller(emitter.tenant, agent, emitter.agent_version, emitter.workflow, None, None, None)
+    return Caller(
+        emitter.tenant, agent, emitter.agent_version, emitter.workflow, None, None, None, user, conversation
+    )  # fmt: skip
+
+
+# The request's own fields naming the end user / conversation, when no al.span or configure did.
+def from_request(caller: Caller, kwargs: Mapping[str, Any]) -> None:
+    """Fill the caller's user and conversation from the request: OpenAI's ``user`` (or
+    ``safety_identifier``), Anthropic's ``metadata.user_id``, the Responses API's
+    ``conversation`` (an id or ``{"id": ...}``). Values a Name cannot hold are skipped."""
+    if caller.user is None:
+        user = kwargs.get("user") or kwargs.get("safety_identifier")
+        if user is None:
+            metadata = kwargs.get("metadata")
+            user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
+        caller.user = _name_or_none(user)
+    if caller.conversation is None:
+        conversation = kwargs.get("conversation")
+        if isinstance(conversation, Mapping):
+            conversation = conversation.get("id")
+        caller.conversation = _name_or_none(conversation)
+
+
+def _name_or_none(value: Any) -> str | None:
+    if not isinstance(value, str) or not value or len(value) > 128 or "/" in value or value[0].isspace():
+        return None
+    return value
 
 
 # -- OpenTelemetry (optional) ----------------------------------------------------------
@@ -216,21 +256,33 @@ def _service_name(span: Any) -> str | None:
     return _clean_name(name)
 
 
-def _otel_caller() -> tuple[str | None, str | None, str, str, str | None] | None:
-    """(agent, version, trace id, span id, service.name) from the active OTel span, or None."""
+_USER_KEYS = ("user.id", "enduser.id")
+_CONVERSATION_KEYS = ("gen_ai.conversation.id", "session.id")
+
+
+def _otel_caller() -> tuple[str | None, str | None, str, str, str | None, str | None, str | None] | None:
+    """(agent, version, trace id, span id, service.name, user, conversation) from the active
+    OTel span and its open ancestors, or None."""
     if not _OTEL.load():
         return None
     span = _OTEL.get_current_span()
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return None
-    agent = version = None
+    agent = version = user = conversation = None
     node, hops = span, 0
     while node is not None and hops < 64:
         attrs = getattr(node, "attributes", None) or {}
-        agent = agent_of_span(getattr(node, "name", ""), attrs)
-        if agent is not None:
-            version = _first(attrs, _VERSION)
+        if attrs:
+            if user is None:
+                user = _name_or_none(_first(attrs, _USER_KEYS))
+            if conversation is None:
+                conversation = _name_or_none(_first(attrs, _CONVERSATION_KEYS))
+        if agent is None:
+            agent = agent_of_span(getattr(node, "name", ""), attrs)
+            if agent is not None:
+                version = _first(attrs, _VERSION)
+        if agent is not None and user is not None and conversation is not None:
             break
         parent = getattr(node, "parent", None)
         node = _OTEL.open.get(parent.span_id) if parent is not None else None
@@ -245,4 +297,6 @@ def _otel_caller() -> tuple[str | None, str | None, str, str, str | None] | None
         format(ctx.trace_id, "032x"),
         format(ctx.span_id, "016x"),
         service,
+        user,
+        conversation,
     )

@@ -23,6 +23,16 @@ _time_ns = time.time_ns
 _bits = _ids._rng.getrandbits  # bound once: the hot path skips two lookups and a call
 
 
+def _who(user: str | None, conversation: str | None) -> dict[str, str]:
+    """The end user and conversation as the OpenTelemetry attributes that name them."""
+    out = {}
+    if user:
+        out["user.id"] = user
+    if conversation:
+        out["gen_ai.conversation.id"] = conversation
+    return out
+
+
 class SpanScope(SpanContext):
     """One span. Enter it (``with``/``async with``) or decorate a function with it.
 
@@ -30,8 +40,8 @@ class SpanScope(SpanContext):
     """
 
     __slots__ = (
-        "_agent_arg", "_emitter", "_start", "_token", "_workflow_arg", "attributes", "kind", "model",
-        "name", "provider", "status",
+        "_agent_arg", "_conversation_arg", "_emitter", "_start", "_token", "_user_arg", "_workflow_arg",
+        "attributes", "kind", "model", "name", "provider", "status",
     )  # fmt: skip
 
     def __init__(
@@ -44,6 +54,8 @@ class SpanScope(SpanContext):
         attributes: Mapping[str, Any] | None = None,
         provider: str | None = None,
         model: str | None = None,
+        user: str | None = None,
+        conversation: str | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
@@ -56,6 +68,8 @@ class SpanScope(SpanContext):
         self.kind = kind
         self._agent_arg = agent
         self._workflow_arg = workflow
+        self._user_arg = emitter._check_name(user, "user") if user else None
+        self._conversation_arg = emitter._check_name(conversation, "conversation") if conversation else None
         self.attributes = emitter._check_attributes(attributes) if attributes else None
         self.provider = emitter._label(provider) if provider else provider
         self.model = emitter._label(model) if model else model
@@ -83,12 +97,16 @@ class SpanScope(SpanContext):
                 self.parent_span_id = parent.span_id
             self.agent = agent or em.agent
             self.workflow = self._workflow_arg or em.workflow
+            self.user = self._user_arg or em.user
+            self.conversation = self._conversation_arg or em.conversation
             self.agent_version = em.agent_version if agent is None or agent == em.agent else None
         else:
             self.trace_id = parent.trace_id
             self.parent_span_id = parent.span_id
             self.agent = agent or parent.agent or em.agent
             self.workflow = self._workflow_arg or parent.workflow
+            self.user = self._user_arg or parent.user
+            self.conversation = self._conversation_arg or parent.conversation
             if agent is None:
                 self.agent_version = parent.agent_version
             else:
@@ -116,6 +134,8 @@ class SpanScope(SpanContext):
             event["error_type"] = exc_type.__name__
         if self.attributes:
             event["attributes"] = self.attributes
+        if self.user or self.conversation:
+            event["attributes"] = {**(self.attributes or {}), **_who(self.user, self.conversation)}
         if self.provider:
             event["provider"] = self.provider
         if self.model:
@@ -135,7 +155,7 @@ class SpanScope(SpanContext):
     def _fresh(self) -> SpanScope:
         return SpanScope(
             self._emitter, self.name, self.kind, self._agent_arg, self._workflow_arg, self.attributes,
-            self.provider, self.model,
+            self.provider, self.model, self._user_arg, self._conversation_arg,
         )  # fmt: skip
 
     def __call__(self, fn: F) -> F:

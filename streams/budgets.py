@@ -98,6 +98,21 @@ def desire_of(p: Policy, level: int, ref: ScopeRef, spend: Decimal, cause: str |
     return None
 
 
+def downgrade_of(p: Policy, level: int, ref: ScopeRef, spend: Decimal, cause: str | None) -> Desire | None:
+    """The downgrade in force at ``level``: the highest downgrade threshold crossed (it holds
+    at the higher levels too, the hard limit included, until the level drops under it)."""
+    crossed = [th for th in p.thresholds[: min(level, len(p.thresholds))] if th.action == "downgrade"]
+    if not crossed:
+        return None
+    th = crossed[-1]
+    what = f"{p.unit.value} {spend} of {p.limit} ({p.window.value}) on {ref.key}"
+    return Desire(
+        Action.DOWNGRADE, f"budget {p.policy_id} soft limit {th.at:g}: {what}; calls go to {th.model}",
+        p.policy_id, cause_event_id=cause, model=th.model,
+        from_models=tuple(th.from_models) if th.from_models is not None else None,
+    )  # fmt: skip
+
+
 def state_of(p: Policy, level: int) -> BudgetState:
     if level == 0:
         return BudgetState.OK
@@ -153,10 +168,15 @@ class BudgetEngine:
         cause = _cause(p, level, spend, contributions) if p is not None and level > old else None
         if level != old:
             desire = desire_of(p, level, pr.ref, spend, cause) if p is not None else None
-            cmd = self.enforcer.want(pr.ref, f"policy:{pr.policy_id}", desire, now)
+            source = f"policy:{pr.policy_id}"
+            cmd = self.enforcer.want(pr.ref, source, desire, now)
             if cmd is not None:
                 out.commands.append(cmd)
-            out.alerts.append(self._alert(p, pr, old, now, cmd))
+            down = downgrade_of(p, level, pr.ref, spend, cause) if p is not None else None
+            routed = self.enforcer.want(pr.ref, source, down, now, lane="downgrade")
+            if routed is not None:
+                out.commands.append(routed)
+            out.alerts.append(self._alert(p, pr, old, now, cmd or routed))
         if p is not None:
             st = self._status(p, pr, now_s, force=level != old)
             if st is not None:

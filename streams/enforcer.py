@@ -14,28 +14,33 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agentledger.events import Action, CommandParams, ControlCommand
+from agentledger.events import Action, CommandParams, ControlCommand, control_key
 from agentledger.streams.scopes import ScopeRef
 
 ISSUER = "agentledger.streams"
 
 KillReason = Literal["budget", "loop", "manual", "quality", "other"]
+Lane = Literal["admission", "downgrade"]
 
 
 @dataclass(frozen=True, slots=True)
 class Desire:
-    action: Action  # KILL or THROTTLE
+    action: Action  # KILL or THROTTLE (admission lane), DOWNGRADE (its own lane)
     reason: str
     policy_id: str | None = None
     rate_per_s: float | None = None
     kill_reason: KillReason | None = None
     cause_event_id: str | None = None
     expires_at: datetime | None = None
+    model: str | None = None  # DOWNGRADE: the cheaper model
+    from_models: tuple[str, ...] | None = None  # DOWNGRADE: only calls to these models
 
     @property
     def strength(self) -> tuple[int, float]:
         if self.action is Action.KILL:
             return (2, 0.0)
+        if self.action is Action.DOWNGRADE:  # alone in its lane: the first wish stands
+            return (0, 0.0)
         return (1, -(self.rate_per_s or 0.0))
 
 
@@ -59,8 +64,9 @@ class Enforcer:
 
     def adopt(self, ref: ScopeRef, source: str, desire: Desire) -> None:
         """Remember a wish without deciding (state re-learnt from the control topic at start)."""
-        self._desires.setdefault(ref.key, {})[source] = desire
-        self._refs[ref.key] = ref
+        key = control_key(ref.key, desire.action)
+        self._desires.setdefault(key, {})[source] = desire
+        self._refs[key] = ref
 
     def merged(self, key: str) -> Desire | None:
         wishes = self._desires.get(key)
@@ -68,9 +74,11 @@ class Enforcer:
             return None
         return max(wishes.values(), key=lambda d: d.strength)
 
-    def want(self, ref: ScopeRef, source: str, desire: Desire | None, now: datetime) -> ControlCommand | None:
-        """Record what ``source`` wants for ``ref``; return the command to publish, if any."""
-        key = ref.key
+    def want(
+        self, ref: ScopeRef, source: str, desire: Desire | None, now: datetime, lane: Lane = "admission"
+    ) -> ControlCommand | None:
+        """Record what ``source`` wants for ``ref`` in ``lane``; return the command to publish, if any."""
+        key = control_key(ref.key, Action.DOWNGRADE) if lane == "downgrade" else ref.key
         wishes = self._desires.setdefault(key, {})
         if desire is None:
             wishes.pop(source, None)
@@ -79,7 +87,46 @@ class Enforcer:
             self._refs[key] = ref
         if not wishes:
             del self._desires[key]
+        if lane == "downgrade":
+            return self._decide_downgrade(ref, key, now)
         return self._decide(ref, key, now)
+
+    def _decide_downgrade(self, ref: ScopeRef, key: str, now: datetime) -> ControlCommand | None:
+        """The downgrade lane: a downgrade (ours or a human's) stands until it expires; we
+        lift only ours, by publishing it again with ``expires_at`` = now."""
+        want = self.merged(key)
+        cur = self.current.get(key)
+        active = cur is not None and cur.action is Action.DOWNGRADE and cur.active(now)
+        if want is None:
+            if not active or cur is None or cur.issued_by != ISSUER:
+                return None
+            cmd = cur.model_copy(
+                update={"command_id": new_id(), "ts": now, "reason": f"lifted: {cur.reason}"[:1024],
+                        "expires_at": now, "cause_event_id": None}
+            )  # fmt: skip
+        else:
+            if active and cur is not None:
+                same = cur.params.model == want.model and cur.params.from_models == (
+                    list(want.from_models) if want.from_models is not None else None
+                )
+                if same or cur.issued_by != ISSUER:
+                    return None
+            cmd = ControlCommand(
+                command_id=new_id(),
+                ts=now,
+                scope=ref.to_scope(),
+                action=Action.DOWNGRADE,
+                reason=want.reason[:1024],
+                policy_id=want.policy_id,
+                params=CommandParams(
+                    model=want.model, from_models=list(want.from_models) if want.from_models else None
+                ),
+                expires_at=want.expires_at,
+                issued_by=ISSUER,
+                cause_event_id=want.cause_event_id,
+            )
+        self.current[key] = cmd
+        return cmd
 
     def _decide(self, ref: ScopeRef, key: str, now: datetime) -> ControlCommand | None:
         want = self.merged(key)

@@ -108,7 +108,7 @@ class Output:
     budgets: list[Tombstoned] = field(default_factory=list)
 
     def add(self, em: Emitted) -> None:
-        self.control += [(c.scope.key.encode(), dump(c)) for c in em.commands]
+        self.control += [(c.key.encode(), dump(c)) for c in em.commands]
         self.alerts += [(a.dedup_key.encode(), dump(a)) for a in em.alerts]
         self.budgets += [(f"{s.policy_id}|{s.scope_key}".encode(), dump(s)) for s in em.statuses]
 
@@ -476,15 +476,25 @@ class Processor:
         for cmd in list(self.enforcer.current.values()):
             if cmd.issued_by != ISSUER or cmd.policy_id is None or not cmd.active(now):
                 continue
-            if cmd.action not in (Action.KILL, Action.THROTTLE):
+            if cmd.action not in (Action.KILL, Action.THROTTLE, Action.DOWNGRADE):
                 continue
             policy = self.engine.policies.get(cmd.policy_id)
             ref = ScopeRef.from_scope(cmd.scope)
             pair = self.engine.pair(cmd.policy_id, ref)
             hard = len(policy.thresholds) + 1 if policy is not None else 1
-            pair.level = hard if cmd.action is Action.KILL else max(1, hard - 1)
-            desire = Desire(cmd.action, cmd.reason, cmd.policy_id, cmd.params.rate_per_s,
-                            cmd.params.kill_reason, cmd.cause_event_id)  # fmt: skip
+            if cmd.action is Action.DOWNGRADE:  # at least the first downgrade level
+                ats = [
+                    i
+                    for i, th in enumerate(policy.thresholds if policy else [], 1)
+                    if th.action == "downgrade"
+                ]
+                level = ats[0] if ats else 1
+            else:
+                level = hard if cmd.action is Action.KILL else max(1, hard - 1)
+            pair.level = max(pair.level, level)
+            p = cmd.params
+            desire = Desire(cmd.action, cmd.reason, cmd.policy_id, p.rate_per_s, p.kill_reason, cmd.cause_event_id,
+                            model=p.model, from_models=tuple(p.from_models) if p.from_models else None)  # fmt: skip
             self.enforcer.adopt(ref, f"policy:{cmd.policy_id}", desire)
             adopted += 1
         return adopted
