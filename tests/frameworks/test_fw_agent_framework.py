@@ -4,26 +4,34 @@ line ``al.instrument()``: through the real broker, budget worker and warehouse."
 from __future__ import annotations
 
 import pytest
-from _checks import budget_policy, priced_once
+from _checks import budget_policy, downgrade_policy, priced_once
 from conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def test_agent_framework_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_that_agent(
+def test_agent_framework_calls_are_priced_once_per_agent_a_budget_kill_stops_only_that_agent_a_threshold_downgrades_the_other(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    # a gpt-4o call costs $0.00375: researcher is killed, writer downgraded, after two calls each
+    pipeline.apply_policies(
+        budget_policy("researcher", "0.005") + downgrade_policy("writer", "0.005", "gpt-4o-mini")
+    )
     report = pipeline.run("agent_framework")
-    assert report["kill_seen"], report["_stderr"][-3000:]
+    assert report["kill_seen"] and report["downgraded_to"] == "gpt-4o-mini", report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
     # researcher's two calls of phase 1 only; writer went on (streamed and in the workflow): 2 + 1 + 1
-    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]
-    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
-    assert "agent/acme/writer" not in pipeline.commands()
+    commands = pipeline.commands()
+    assert [c.action.value for c in commands["agent/acme/researcher"]] == ["kill"]
+    assert [c.action.value for c in commands["downgrade:agent/acme/writer"]] == ["downgrade"]
+    assert "agent/acme/writer" not in commands
 
 
 def test_agent_framework_with_its_own_spans_into_the_bridge_as_well_counts_each_call_once(
@@ -32,9 +40,15 @@ def test_agent_framework_with_its_own_spans_into_the_bridge_as_well_counts_each_
     """The framework's own OpenTelemetry instrumentation exporting through the in-process
     bridge, and the hook: the same calls, the same totals (nothing counted twice, nothing lost;
     its invoke_agent spans repeat the usage as a rollup)."""
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))
+    pipeline.apply_policies(
+        budget_policy("researcher", "0.005") + downgrade_policy("writer", "0.005", "gpt-4o-mini")
+    )
     report = pipeline.run("agent_framework", SCENARIO_OTEL="1")
-    assert report["kill_seen"] and report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
-    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    assert report["kill_seen"] and report["downgraded_to"] == "gpt-4o-mini", report["_stderr"][-3000:]
+    assert report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]

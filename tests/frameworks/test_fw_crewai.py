@@ -4,26 +4,34 @@
 from __future__ import annotations
 
 import pytest
-from _checks import budget_policy, priced_once
+from _checks import budget_policy, downgrade_policy, priced_once
 from conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def test_crewai_calls_are_priced_once_per_role_and_a_budget_kill_stops_only_that_agent(
+def test_crewai_calls_are_priced_once_per_role_a_budget_kill_stops_only_that_agent_a_threshold_downgrades_the_other(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    # a gpt-4o call costs $0.00375: researcher is killed, writer downgraded, after two calls each
+    pipeline.apply_policies(
+        budget_policy("researcher", "0.005") + downgrade_policy("writer", "0.005", "gpt-4o-mini")
+    )
     report = pipeline.run("crewai")
-    assert report["kill_seen"], report["_stderr"][-3000:]
+    assert report["kill_seen"] and report["downgraded_to"] == "gpt-4o-mini", report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
-    # researcher's two calls of phase 1 only (no retries of the killed task); writer went on: 2 + 1 + 1
-    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    # researcher's two calls of phase 1 only; writer went on: 2 + 1 + 1
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]
-    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
-    assert "agent/acme/writer" not in pipeline.commands()
+    commands = pipeline.commands()
+    assert [c.action.value for c in commands["agent/acme/researcher"]] == ["kill"]
+    assert [c.action.value for c in commands["downgrade:agent/acme/writer"]] == ["downgrade"]
+    assert "agent/acme/writer" not in commands
 
 
 def test_crewai_with_openinference_spans_into_the_bridge_as_well_counts_each_call_once(
@@ -31,9 +39,15 @@ def test_crewai_with_openinference_spans_into_the_bridge_as_well_counts_each_cal
 ) -> None:
     """OpenInference's CrewAI and OpenAI instrumentations exporting through the in-process
     bridge, and the hook: the same calls, the same totals (nothing counted twice, nothing lost)."""
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))
+    pipeline.apply_policies(
+        budget_policy("researcher", "0.005") + downgrade_policy("writer", "0.005", "gpt-4o-mini")
+    )
     report = pipeline.run("crewai", SCENARIO_OTEL="1")
-    assert report["kill_seen"] and report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
-    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    assert report["kill_seen"] and report["downgraded_to"] == "gpt-4o-mini", report["_stderr"][-3000:]
+    assert report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]

@@ -1,11 +1,11 @@
 """Microsoft Agent Framework: two agents (``researcher`` and ``writer``) on the OpenAI Responses
-client, run on their own (plain and streamed) and as a workflow of two agent executors. The
-one line: ``al.instrument()``.
+client, run on their own (plain and streamed) and as a workflow of two agent executors. The one
+line: ``al.instrument()``.
 
-Phase 1: researcher.run, writer.run(stream=True), then the workflow researcher -> writer.
-Then it waits until the control plane has killed ``researcher`` (the test's budget), and runs
-the workflow writer -> researcher (the kill must stop researcher's call), then writer alone
-again, streamed (it goes on).
+Phase 1: researcher.run, writer.run(stream=True), then the workflow researcher -> writer. Then
+it waits until the control plane has killed ``researcher`` and downgraded ``writer`` (the
+test's budgets), and runs the workflow writer -> researcher (the kill must stop researcher's
+call), then writer alone again, streamed (it goes on).
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ async def main() -> None:
         ]
     }
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgraded_to"] = sc.wait_for_downgrade(guard, "writer")
     try:
         await workflow(agents, "writer", "researcher")
         observed["phase2_error"] = None

@@ -2,8 +2,8 @@
 them, on CrewAI's native OpenAI LLM (the openai SDK). The one line: ``al.instrument()``.
 
 Phase 1 runs tasks for researcher, writer, researcher, writer. Then it waits until the
-control plane has killed ``researcher`` (the test's budget), and runs a crew whose tasks go
-to writer then researcher (the kill must stop researcher's call: ``crew.kickoff()`` raises
+control plane has killed ``researcher`` and downgraded ``writer`` (the test's budgets), and
+runs a crew whose tasks go to writer then researcher (the kill must stop researcher's call: ``crew.kickoff()`` raises
 ``AgentKilled``), then writer alone again (it goes on).
 """
 
@@ -57,6 +57,7 @@ def main() -> None:
     agents = build()
     observed: dict[str, object] = {"phase1": run(agents, ["researcher", "writer", "researcher", "writer"])}
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgraded_to"] = sc.wait_for_downgrade(guard, "writer")
     try:
         run(agents, ["writer", "researcher"])
         observed["phase2_error"] = None

@@ -1,10 +1,10 @@
-"""Haystack: a pipeline of two ``Agent`` components (``researcher`` drafts, ``writer`` checks
-the draft, streamed), on OpenAI chat generators. The one line: ``al.instrument()``.
+"""Haystack: a pipeline of two ``Agent`` components (``researcher`` drafts, ``writer`` checks the
+draft, streamed), on OpenAI chat generators. The one line: ``al.instrument()``.
 
 Phase 1 runs the pipeline researcher -> writer twice (``run``, then ``run_async``). Then it
-waits until the control plane has killed ``researcher`` (the test's budget), and runs the
-pipeline writer -> researcher (the kill must stop researcher's call), then a pipeline of
-writer alone (it goes on).
+waits until the control plane has killed ``researcher`` and downgraded ``writer`` (the test's
+budgets), and runs the pipeline writer -> researcher (the kill must stop researcher's call),
+then a pipeline of writer alone (it goes on).
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main() -> None:
         ]
     }
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgraded_to"] = sc.wait_for_downgrade(guard, "writer")
     try:
         pipeline("writer", "researcher").run(inputs("writer", "researcher"))
         observed["phase2_error"] = None
