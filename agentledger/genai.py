@@ -189,6 +189,12 @@ def strip_method_suffix(name: str) -> str:
     return name
 
 
+# Set by the provider-SDK hook's span processor on spans started inside a call the hook records
+# (an instrumentation of the SDK's own request, e.g. OpenInference's, which carries no response
+# id to dedupe on): their usage is the hook's, so it is not counted here again.
+HOOK_RECORDED = "agentledger.hook.recorded"
+
+
 def response_event_id(response_id: str) -> str:
     """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
     OTel spans, the response's ``id`` in the provider-SDK hook): every path's copy of one call
@@ -366,7 +372,7 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
         counts = _usage_counts(attrs)
         response_id = attrs.get("gen_ai.response.id")
         duplicate = response_id is not None and str(response_id) in seen_responses
-        if counts is not None and not duplicate:
+        if counts is not None and not duplicate and attrs.get(HOOK_RECORDED) is not True:
             if response_id is not None:
                 seen_responses.add(str(response_id))
             inp, out, read, write, reasoning = counts

@@ -29,7 +29,15 @@ from agentledger.errors import AgentLedgerError
 
 from . import _ids, api
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, from_request, resolve, response_event_id, track_open_spans
+from .naming import (
+    Caller,
+    end_recording_call,
+    from_request,
+    recording_call,
+    resolve,
+    response_event_id,
+    track_open_spans,
+)
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -442,7 +450,12 @@ def _wrap(target: _Target, original: Any) -> Any:
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-            result = await original(resource, *args, **kwargs)
+            token = recording_call() if _records(kwargs) else None
+            try:
+                result = await original(resource, *args, **kwargs)
+            finally:
+                if token is not None:
+                    end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
             if _raw_mode(kwargs) is None:
                 return _after(hook, caller, target, result, provider, via, hide, streamed)
@@ -466,7 +479,12 @@ def _wrap(target: _Target, original: Any) -> Any:
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-        result = original(resource, *args, **kwargs)
+        token = recording_call() if _records(kwargs) else None
+        try:
+            result = original(resource, *args, **kwargs)
+        finally:
+            if token is not None:
+                end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
         if _raw_mode(kwargs) is None:
             return _after(hook, caller, target, result, provider, via, hide, streamed)
@@ -544,6 +562,11 @@ def _after(
     return result
 
 
+def _records(kwargs: dict[str, Any]) -> bool:
+    """Whether the hook records this call's usage itself (not a ``with_streaming_response`` one)."""
+    return _raw_mode(kwargs) in (None, "true", "raw")
+
+
 def _raw_mode(kwargs: dict[str, Any]) -> str | None:
     """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) marks its
     calls with a header; the SDK then returns the raw response instead of the parsed one."""
@@ -598,13 +621,25 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         if target.is_async:
 
             async def opened() -> Any:
-                return _watch_stream(hook, caller, target, await request, provider, via, False)
+                token = recording_call()
+                try:
+                    raw = await request
+                finally:
+                    end_recording_call(token)
+                return _watch_stream(hook, caller, target, raw, provider, via, False)
 
             setattr(manager, attr, opened())
         else:
-            setattr(
-                manager, attr, lambda: _watch_stream(hook, caller, target, request(), provider, via, False)
-            )
+
+            def open_now() -> Any:
+                token = recording_call()
+                try:
+                    raw = request()
+                finally:
+                    end_recording_call(token)
+                return _watch_stream(hook, caller, target, raw, provider, via, False)
+
+            setattr(manager, attr, open_now)
         return manager
 
     wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]
