@@ -189,10 +189,12 @@ def strip_method_suffix(name: str) -> str:
     return name
 
 
-# Set by the provider-SDK hook's span processor on spans started inside a call the hook records
-# (an instrumentation of the SDK's own request, e.g. OpenInference's, which carries no response
-# id to dedupe on): their usage is the hook's, so it is not counted here again.
-HOOK_RECORDED = "agentledger.hook.recorded"
+HOOKED_CALL = "agentledger.hook.recorded"
+"""Set by the provider-SDK hook on the spans of a call it records itself: the framework's LLM
+span current at the call, and any span an instrumentation starts inside the call (the SDK
+request's own, e.g. OpenInference's). Their usage is not counted again (their span events
+stay). OpenInference spans carry no response id to deduplicate by, and may miss counts the
+hook has (smolagents: cached tokens)."""
 
 
 def response_event_id(response_id: str) -> str:
@@ -368,11 +370,11 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
             **common,
         )
     ]
-    if kind is SpanKind.LLM and not node.llm_descendant_with_usage:
+    if kind is SpanKind.LLM and not node.llm_descendant_with_usage and not attrs.get(HOOKED_CALL):
         counts = _usage_counts(attrs)
         response_id = attrs.get("gen_ai.response.id")
         duplicate = response_id is not None and str(response_id) in seen_responses
-        if counts is not None and not duplicate and attrs.get(HOOK_RECORDED) is not True:
+        if counts is not None and not duplicate:
             if response_id is not None:
                 seen_responses.add(str(response_id))
             inp, out, read, write, reasoning = counts

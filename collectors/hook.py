@@ -27,7 +27,7 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids, api
+from . import _ids, api, frameworks
 from .exceptions import AgentKilled, Throttled
 from .naming import (
     Caller,
@@ -511,6 +511,7 @@ def _before(
 ) -> tuple[Any, str, str | None, bool]:
     """After admission: the failover route, and the stream-usage request. Raises only
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
+    frameworks.mark_hooked_call()  # the framework's span of this call: its usage is ours
     provider = hook.provider_of(resource, target)
     try:
         hook.downgrade(caller, kwargs)
@@ -717,17 +718,13 @@ def instrument(
                 _PATCHED.append((cls, target.method, original, wrapper))
         hooked = [f"{cls.__module__}.{cls.__name__}.{name}" for cls, name, _, _ in _PATCHED]
     track_open_spans()
-    from . import frameworks  # adapters of the installed frameworks (their agents, a clean stop)
-
-    frameworks.install()
+    frameworks.install()  # adapters of the installed frameworks (their agents, a clean stop)
     return hooked
 
 
 def uninstrument() -> None:
     """Restore the SDK methods (a method wrapped again by someone else since is left alone)."""
     global _HOOK
-    from . import frameworks
-
     frameworks.uninstall()
     with _STATE_LOCK:
         _HOOK = None

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from agentledger.events import SpanKind
 from agentledger.genai import (
     _VERSION,
-    HOOK_RECORDED,
+    HOOKED_CALL,
     OtelSpan,
     _agent_of_agent_span,
     _clean_name,
@@ -259,7 +259,7 @@ def _open_spans_processor(open_spans: dict[int, Any]) -> Any:
             if ctx is not None:
                 open_spans[ctx.span_id] = span
             if _RECORDING.get():  # started inside a call the hook records: its usage is the hook's
-                span.set_attribute(HOOK_RECORDED, True)
+                span.set_attribute(HOOKED_CALL, True)
 
         def on_end(self, span: Any) -> None:
             ctx = span.get_span_context()

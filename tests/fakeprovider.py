@@ -16,8 +16,10 @@ call in advance. Requests are kept in ``requests`` (path and JSON body).
 
 Agents that delegate need a tool call: a plain chat completion that offers tools answers the
 conversation's first turn with a call to the tool named by a ``[[call:NAME]]`` marker in its
-system or user messages, and later turns (or a first turn with no marker) with a call to
-``final_answer`` when that tool is offered (smolagents' way to finish); otherwise with text.
+system or user messages (unless a user message already reports on that tool: smolagents folds
+a failed call into the next user message), and later turns (or a first turn with no marker)
+with a call to ``final_answer`` when that tool is offered (smolagents' way to finish);
+otherwise with text.
 
     with FakeProvider() as fake:
         os.environ["OPENAI_BASE_URL"] = fake.openai_base_url
@@ -231,12 +233,14 @@ def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
         return None
     messages = [m for m in body.get("messages") or [] if isinstance(m, dict)]
     name = None
-    if not any(m.get("role") == "assistant" for m in messages):  # the conversation's first turn
+    if not any(m.get("role") in ("assistant", "tool") for m in messages):  # the conversation's first turn
         asked = json.dumps(
             [m.get("content") for m in messages if m.get("role") in ("system", "developer", "user")]
         )
+        said = json.dumps([m.get("content") for m in messages if m.get("role") == "user"])
         wanted = _MARKER.search(asked)
-        name = wanted.group(1) if wanted and wanted.group(1) in tools else None
+        if wanted and wanted.group(1) in tools and wanted.group(1) not in said.replace(wanted.group(0), ""):
+            name = wanted.group(1)  # not yet called: no user message reports on it (smolagents' retries)
     if name is None and "final_answer" in tools:
         name = "final_answer"
     if name is None:

@@ -3,7 +3,15 @@ itself (which of a framework's agents is calling, how to stop it cleanly).
 
 ``ADAPTERS`` maps a framework's import name to the adapter module here. An adapter is loaded
 only when its framework is installed, and exposes ``install() -> bool`` (idempotent) and
-``uninstall() -> None``. A failing adapter is logged; it never breaks ``instrument()``.
+``uninstall() -> None``; it registers its "which agent is running" with
+``naming.add_agent_source``. A failing adapter is logged; it never breaks ``instrument()``.
+
+``mark_hooked_call()`` (called by the hook for each call it will record) marks the
+framework's OpenTelemetry LLM span of that call (``genai.HOOKED_CALL``) so the OTLP mapping
+does not count its usage a second time: the current span when it is an LLM span, or the span
+an adapter finds (``add_llm_span_source``: LangChain's OpenInference spans are never current).
+Spans an instrumentation starts *inside* the call (OpenInference's span of the openai SDK's
+request, under CrewAI) are marked by ``naming``'s open-span processor (``recording_call``).
 """
 
 from __future__ import annotations
@@ -11,6 +19,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import logging
+from collections.abc import Callable
+from typing import Any
+
+from agentledger.events import SpanKind
+from agentledger.genai import HOOKED_CALL, _kind
+
+from .. import naming
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -25,6 +40,38 @@ ADAPTERS: dict[str, str] = {
 }
 
 _INSTALLED: dict[str, object] = {}
+_LLM_SPAN_SOURCES: list[Callable[[], Any]] = []
+
+
+def add_llm_span_source(source: Callable[[], Any]) -> None:
+    """Register an adapter's "the OpenTelemetry LLM span of the call being made" (or None)."""
+    if source not in _LLM_SPAN_SOURCES:
+        _LLM_SPAN_SOURCES.append(source)
+
+
+def remove_llm_span_source(source: Callable[[], Any]) -> None:
+    if source in _LLM_SPAN_SOURCES:
+        _LLM_SPAN_SOURCES.remove(source)
+
+
+def mark_hooked_call() -> None:
+    """Mark the framework's LLM span of the call the hook is about to send (see above)."""
+    if not naming._OTEL.load():
+        return
+    try:
+        span = None
+        for source in _LLM_SPAN_SOURCES:
+            span = source()
+            if span is not None:
+                break
+        if span is None:
+            current = naming._OTEL.get_current_span()
+            if _kind(getattr(current, "attributes", None) or {}) is SpanKind.LLM:
+                span = current
+        if span is not None and span.is_recording():
+            span.set_attribute(HOOKED_CALL, True)
+    except Exception:  # telemetry never breaks the agent's call
+        log.debug("agentledger: could not mark the framework's LLM span", exc_info=True)
 
 
 def _adapter(module: str) -> object | None:

@@ -7,15 +7,24 @@ the top-level LangGraph node the call runs under (``langgraph_checkpoint_ns`` st
 a supervisor's ``researcher`` node, even when that node is a subgraph), else
 ``langgraph_node``. A kill raised by the hook inside a node reaches the caller of
 ``graph.invoke`` as ``AgentKilled`` itself (LangGraph re-raises a node's exception).
+
+OpenInference's LangChain spans are never made current, so the hook cannot find the LLM span
+of a call by the OpenTelemetry context: the adapter notes the chat model's run id while it
+generates (``_generate_with_cache``) and asks OpenInference for that run's span.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
+from contextvars import ContextVar
 from typing import Any
 
-from agentledger.collectors import naming
+from agentledger.collectors import frameworks, naming
 
 _STATE = {"installed": False}
+_RUN: ContextVar[Any] = ContextVar("agentledger_langchain_llm_run", default=None)
+_PATCHED: list[tuple[type, str, Any]] = []
 
 
 def agent_of_metadata(metadata: Any) -> str | None:
@@ -41,14 +50,60 @@ def current_agent() -> str | None:
     return agent_of_metadata(config.get("metadata")) if config else None
 
 
+def llm_span() -> Any:
+    """OpenInference's span of the chat model run generating now (None without it)."""
+    run_id = _RUN.get()
+    module = sys.modules.get("openinference.instrumentation.langchain")
+    if run_id is None or module is None:
+        return None
+    return module.LangChainInstrumentor().get_span(run_id)
+
+
+def _wrap(original: Any, is_async: bool) -> Any:
+    if is_async:
+
+        @functools.wraps(original)
+        async def agenerate(
+            self: Any, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any
+        ) -> Any:
+            token = _RUN.set(getattr(run_manager, "run_id", None))
+            try:
+                return await original(self, messages, stop, run_manager, **kw)
+            finally:
+                _RUN.reset(token)
+
+        return agenerate
+
+    @functools.wraps(original)
+    def generate(self: Any, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        token = _RUN.set(getattr(run_manager, "run_id", None))
+        try:
+            return original(self, messages, stop, run_manager, **kw)
+        finally:
+            _RUN.reset(token)
+
+    return generate
+
+
 def install() -> bool:
     import langchain_core.runnables.config  # noqa: F401 - fails here, not per call, if absent
+    from langchain_core.language_models.chat_models import BaseChatModel
 
+    if not _PATCHED:
+        for name, is_async in (("_generate_with_cache", False), ("_agenerate_with_cache", True)):
+            original = BaseChatModel.__dict__[name]
+            setattr(BaseChatModel, name, _wrap(original, is_async))
+            _PATCHED.append((BaseChatModel, name, original))
     naming.add_agent_source(current_agent)
+    frameworks.add_llm_span_source(llm_span)
     _STATE["installed"] = True
     return True
 
 
 def uninstall() -> None:
     naming.remove_agent_source(current_agent)
+    frameworks.remove_llm_span_source(llm_span)
+    while _PATCHED:
+        cls, name, original = _PATCHED.pop()
+        setattr(cls, name, original)
     _STATE["installed"] = False

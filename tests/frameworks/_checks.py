@@ -9,17 +9,38 @@ from typing import Any
 
 from conftest import USAGE, Pipeline, price
 
+MODEL, CHEAPER = "gpt-4o", "gpt-4o-mini"
 
-def budget_policy(agent: str, limit: str) -> str:
-    """A hard daily budget on one agent (kill at 100 %)."""
+
+def policies(kill: str, downgrade: str) -> str:
+    """A hard daily budget on agent ``kill`` that its second call crosses (a call costs
+    $0.00375), and on agent ``downgrade`` a soft threshold at $0.005 that moves its calls to
+    gpt-4o-mini (its hard limit, $1, is never reached)."""
     return f"""
 policies:
-  - policy_id: {agent}-cap
-    selector: {{tenant: acme, agent: {agent}, per: agent}}
+  - policy_id: {kill}-cap
+    selector: {{tenant: acme, agent: {kill}, per: agent}}
     window: calendar_day
-    limit: {limit}
+    limit: 0.005
     hard_action: kill
+  - policy_id: {downgrade}-soft
+    selector: {{tenant: acme, agent: {downgrade}, per: agent}}
+    window: calendar_day
+    limit: 1.0
+    thresholds:
+      - {{at: 0.005, action: downgrade, model: {CHEAPER}}}
+    hard_action: alert
 """
+
+
+def downgraded_after_the_threshold(pipeline: Pipeline, agent: str, after: int, others: list[str]) -> None:
+    """``agent``'s first call went out as asked and its last ``after`` calls (made once the
+    scenario saw the downgrade) as the cheaper model; the other agents kept their model."""
+    sent = pipeline.requests_by_agent()
+    assert sent[agent][0] == MODEL and sent[agent][-after:] == [CHEAPER] * after, sent
+    for other in others:
+        assert set(sent[other]) == {MODEL}, sent
+    assert [c.action.value for c in pipeline.commands()[f"downgrade:agent/acme/{agent}"]] == ["downgrade"]
 
 
 def priced_once(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:

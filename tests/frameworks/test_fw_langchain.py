@@ -4,18 +4,18 @@ the one line ``al.instrument()``: through the real broker, budget worker and war
 from __future__ import annotations
 
 import pytest
-from _checks import budget_policy, priced_once
+from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
 
 pytestmark = pytest.mark.integration
 
 
-def test_langgraph_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_that_agent(
+def test_langgraph_priced_once_per_agent_a_kill_stops_only_researcher_a_downgrade_moves_writer(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.apply_policies(budget_policy("researcher", "0.005"))  # a call costs $0.00375
+    pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("langchain")
-    assert report["kill_seen"], report["_stderr"][-3000:]
+    assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
     # researcher's two calls of phase 1 only; writer went on: 2 + 1 + 1
@@ -23,4 +23,18 @@ def test_langgraph_calls_are_priced_once_per_agent_and_a_budget_kill_stops_only_
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    downgraded_after_the_threshold(pipeline, "writer", after=2, others=["researcher"])
     assert "agent/acme/writer" not in pipeline.commands()
+
+
+def test_langgraph_with_openinference_spans_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """OpenInference's LangChain instrumentation exporting through the in-process bridge, and
+    the hook: the same calls, the same totals (nothing counted twice, nothing lost)."""
+    pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
+    report = pipeline.run("langchain", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["researcher", "writer"]

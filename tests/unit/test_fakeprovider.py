@@ -87,3 +87,6 @@ def test_a_chat_offering_tools_gets_the_marked_tool_call_first_then_final_answer
     assert [c.function.name for c in resp.choices[0].message.tool_calls or []] == ["final_answer"]  # type: ignore[union-attr]
     plain = client.chat.completions.create(model="gpt-4o", messages=first)  # type: ignore[arg-type]
     assert plain.choices[0].message.content == "4" and not plain.choices[0].message.tool_calls
+    retried = [first[0], {"role": "user", "content": "2 + 2? Error calling researcher: killed"}]
+    resp = client.chat.completions.create(model="gpt-4o", messages=retried, tools=tools)  # type: ignore[arg-type]
+    assert [c.function.name for c in resp.choices[0].message.tool_calls or []] == ["final_answer"]  # type: ignore[union-attr]

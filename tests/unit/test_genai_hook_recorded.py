@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from agentledger.collectors import naming
 from agentledger.events import UsageEvent
-from agentledger.genai import HOOK_RECORDED, MappingDefaults, OtelSpan, spans_to_events
+from agentledger.genai import HOOKED_CALL, MappingDefaults, OtelSpan, spans_to_events
 
 TRACE = "a" * 32
 LLM = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o", "llm.provider": "openai",
@@ -36,13 +36,13 @@ def test_a_span_started_inside_a_recorded_call_is_marked_and_one_outside_is_not(
             naming.end_recording_call(token)
         with tracer.start_as_current_span("after"):
             pass
-    marked = {s.name: s.attributes.get(HOOK_RECORDED) for s in exporter.get_finished_spans()}
+    marked = {s.name: s.attributes.get(HOOKED_CALL) for s in exporter.get_finished_spans()}
     assert marked == {"ChatCompletion": True, "after": None, "agent": None}
 
 
 def test_the_mapping_leaves_a_marked_llm_spans_usage_to_the_hook() -> None:
     outer = OtelSpan(TRACE, "1" * 16, None, "crew.llm", 0, 10, {**LLM})  # a framework's LLM span
-    inner = OtelSpan(TRACE, "2" * 16, "1" * 16, "ChatCompletion", 1, 9, {**LLM, HOOK_RECORDED: True})
+    inner = OtelSpan(TRACE, "2" * 16, "1" * 16, "ChatCompletion", 1, 9, {**LLM, HOOKED_CALL: True})
     assert usage([outer, inner]) == []  # the hook's own event is the one record of this call
     unmarked = OtelSpan(TRACE, "2" * 16, "1" * 16, "ChatCompletion", 1, 9, {**LLM})
     assert [(e.input_tokens, e.span_id) for e in usage([outer, unmarked])] == [(1000, "2" * 16)]

@@ -56,10 +56,11 @@ def setup(instrument_otel: Callable[[Any], None] | None = None) -> Any:
 def wait_for(guard: Any, action: str, agent: str, timeout: float = 60.0) -> bool:
     """Wait until the control plane has told this process ``action`` for ``agent``."""
     key = f"agent/{TENANT}/{agent}"
+    keys = (f"{action}:{key}", key)  # a downgrade has a lane of its own: downgrade:<scope key>
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        command = guard.commands.get(key)
-        if command is not None and command.action.value == action:
+        commands = guard.commands
+        if any(c is not None and c.action.value == action for c in map(commands.get, keys)):
             return True
         time.sleep(0.05)
     return False

@@ -2,8 +2,9 @@
 (``researcher`` and ``writer``), each a node of the graph. The one line: ``al.instrument()``.
 
 Phase 1 runs researcher, writer, researcher, writer. Then it waits until the control plane
-has killed ``researcher`` (the test's budget), and runs writer then researcher (the kill
-must stop researcher's call), then writer alone again (it goes on).
+has killed ``researcher`` and downgraded ``writer`` (the test's budgets), and runs writer
+then researcher (the kill must stop researcher's call), then writer alone again (it goes on,
+on the cheaper model).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
         "phase1_messages": run(app, ["researcher", "writer", "researcher", "writer"])
     }
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
+    observed["downgrade_seen"] = sc.wait_for(guard, "downgrade", "writer")
     try:
         run(app, ["writer", "researcher"])
         observed["phase2_error"] = None
