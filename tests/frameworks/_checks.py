@@ -80,16 +80,3 @@ def priced_once(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
 
 def total(rows: list[dict[str, Any]]) -> Decimal:
     return sum((r["cost_usd"] for r in rows), Decimal(0))
-
-
-def downgrade_policy(agent: str, spend: str, model: str) -> str:
-    """A soft threshold on one agent: from ``spend`` USD a day on, its gpt-4o calls go to
-    ``model`` (a policy entry to append to ``budget_policy``'s list; its $1 cap is not reached)."""
-    return f"""  - policy_id: {agent}-downgrade
-    selector: {{tenant: acme, agent: {agent}, per: agent}}
-    window: calendar_day
-    limit: 1
-    thresholds:
-      - {{at: {spend}, action: downgrade, model: {model}, from_models: ["gpt-4o"]}}
-    hard_action: kill
-"""

@@ -94,15 +94,3 @@ def report(**observed: Any) -> None:
 def fail(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     sys.exit(2)
-
-
-def wait_for_downgrade(guard: Any, agent: str, model: str = MODEL, timeout: float = 60.0) -> str | None:
-    """Wait until the control plane has told this process to downgrade ``agent``'s ``model``
-    calls; the cheaper model (None if it did not in time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        cheaper = guard.downgrade(model, TENANT, agent)
-        if cheaper is not None:
-            return str(cheaper)
-        time.sleep(0.05)
-    return None

@@ -64,7 +64,7 @@ async def main() -> None:
         ]
     }
     observed["kill_seen"] = sc.wait_for(guard, "kill", "researcher")
-    observed["downgraded_to"] = sc.wait_for_downgrade(guard, "writer")
+    observed["downgrade_seen"] = sc.wait_for(guard, "downgrade", "writer")
     try:
         await workflow(agents, "writer", "researcher")
         observed["phase2_error"] = None
