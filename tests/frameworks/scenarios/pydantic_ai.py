@@ -15,6 +15,8 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).parent))  # after site-packages: this file's name is the framework's
 import _scenario as sc
+
+sys.path.remove(str(Path(__file__).parent))  # else another framework's adapter would import its scenario
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
