@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,19 +101,24 @@ class Pipeline:
         self.runs.append(report)
         return report
 
-    def usage_in_warehouse(self, expect: int, timeout: float = 60) -> list[dict[str, Any]]:
-        """Wait for the worker to have taken ``expect`` events, drain the priced topic into a
-        fresh warehouse with the sink and return its usage rows."""
+    def usage_in_warehouse(self, expect: int, timeout: float = 90) -> list[dict[str, Any]]:
+        """Drain the priced topic into the test's warehouse with the sink and return its usage
+        rows, once ``expect`` of them are there (or the time is up: the test then says what
+        is missing). The worker counts span events too, so its count alone is no gate."""
         self.worker.wait_events(expect, timeout=timeout)
         root = self.tmp / "warehouse"
         config = SinkConfig(self.topics.bootstrap, str(root), prefix=self.topics.prefix, group_id="fw-sink")
-        asyncio.run(Sink(config).run(idle_seconds=3, max_seconds=90))
-        return Catalog(str(root)).query(
-            "SELECT event_id, agent, provider, model, input_tokens, output_tokens, cache_read_tokens, "
-            "cache_write_tokens, reasoning_tokens, cost_usd FROM events WHERE type = 'usage' "
-            "AND tenant = ? ORDER BY ts",
-            [TENANT],
-        )
+        deadline = time.monotonic() + timeout
+        while True:
+            asyncio.run(Sink(config).run(idle_seconds=3, max_seconds=60))
+            rows = Catalog(str(root)).query(
+                "SELECT event_id, agent, provider, model, input_tokens, output_tokens, cache_read_tokens, "
+                "cache_write_tokens, reasoning_tokens, cost_usd FROM events WHERE type = 'usage' "
+                "AND tenant = ? ORDER BY ts",
+                [TENANT],
+            )
+            if len(rows) >= expect or time.monotonic() > deadline:
+                return rows
 
     def commands(self) -> dict[str, list[ControlCommand]]:
         """Every command on the control topic, by scope key, in order."""

@@ -7,7 +7,8 @@ import pytest
 from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
 
-pytestmark = pytest.mark.integration
+# the first test of a framework may build its venv (pip, cold cache: ~2 min)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_langgraph_priced_once_per_agent_a_kill_stops_only_researcher_a_downgrade_moves_writer(
@@ -20,8 +21,13 @@ def test_langgraph_priced_once_per_agent_a_kill_stops_only_researcher_a_downgrad
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
     # researcher's two calls of phase 1 only; writer went on: 2 + 1 + 1
     assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"researcher": 2, "writer": 4}
-    by_agent = priced_once(pipeline)
+    by_agent = priced_once(pipeline)  # writer's streamed calls too: the hook asked for their usage
     assert sorted(by_agent) == ["researcher", "writer"]
+    streamed = {str(b["messages"][0]["content"]): bool(b.get("stream")) for _, b in pipeline.fake.requests}
+    assert streamed == {
+        "You are agent researcher. Answer in one word.": False,
+        "You are agent writer. Answer in one word.": True,
+    }
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "writer", after=2, others=["researcher"])
     assert "agent/acme/writer" not in pipeline.commands()

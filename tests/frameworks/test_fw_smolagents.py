@@ -8,7 +8,8 @@ import pytest
 from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
 
-pytestmark = pytest.mark.integration
+# the first test of a framework may build its venv (pip, cold cache: ~2 min)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 def test_smolagents_priced_once_per_agent_a_kill_stops_only_the_managed_agent_a_downgrade_moves_manager(

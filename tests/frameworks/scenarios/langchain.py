@@ -46,7 +46,9 @@ def build() -> object:
     graph = StateGraph(State)
     graph.add_node("supervisor", supervisor)
     for name in ("researcher", "writer"):
-        agent = create_agent(ChatOpenAI(model=sc.MODEL), tools=[], system_prompt=sc.prompt(name), name=name)
+        # writer streams its answers (the hook asks the stream for its usage and hides that chunk)
+        model = ChatOpenAI(model=sc.MODEL, streaming=name == "writer")
+        agent = create_agent(model, tools=[], system_prompt=sc.prompt(name), name=name)
         graph.add_node(name, agent)
         graph.add_edge(name, "supervisor")
     graph.add_edge(START, "supervisor")
