@@ -25,9 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     TypeAdapter,
-    model_serializer,
     model_validator,
 )
 
@@ -115,6 +113,10 @@ ProviderName = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
 ModelName = Annotated[str, Field(max_length=128), BeforeValidator(clean_name)]
 ToolName = Annotated[str, Field(min_length=1, max_length=128), BeforeValidator(clean_name)]
 Version = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
+
+
+def _unset(value: object) -> bool:
+    return value is None
 
 
 class EventType(StrEnum):
@@ -331,19 +333,16 @@ class Scope(_Model):
     trace_id: TraceId | None = None
     provider: str | None = None
     model: str | None = None
+    # Left out of the JSON when unset (exclude_if), as the downgrade params are: Guards built
+    # before these fields existed forbid unknown keys, and still read every other command.
     user: Name | None = Field(
-        default=None, description="End user (OTel `user.id`; OpenAI's `user` request field)."
+        default=None,
+        exclude_if=_unset,
+        description="End user (OTel `user.id`; OpenAI's `user` request field).",
     )
-    conversation: Name | None = Field(default=None, description="Conversation (`gen_ai.conversation.id`).")
-
-    @model_serializer(mode="wrap")
-    def _drop_unset_new_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Left out when unset, so Guards built before these scopes existed still read the rest.
-        out: dict[str, Any] = handler(self)
-        for name in ("user", "conversation"):
-            if out.get(name) is None:
-                out.pop(name, None)
-        return out
+    conversation: Name | None = Field(
+        default=None, exclude_if=_unset, description="Conversation (`gen_ai.conversation.id`)."
+    )
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Scope:
@@ -409,24 +408,18 @@ class CommandParams(_Model):
     target_version: str | None = Field(default=None, description="Rollback: route here.")
     kill_reason: Literal["budget", "loop", "manual", "quality", "other"] | None = None
     model: ModelName | None = Field(
-        default=None, min_length=1, description="Downgrade: the cheaper model calls are sent with."
+        default=None,
+        min_length=1,
+        exclude_if=_unset,
+        description="Downgrade: the cheaper model calls are sent with.",
     )
     from_models: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         default=None,
         max_length=32,
+        exclude_if=_unset,
         description="Downgrade: only calls to these models (fnmatch patterns) are rewritten; "
         "default: every call of the scope.",
     )
-
-    @model_serializer(mode="wrap")
-    def _drop_unset_downgrade(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Commands that are no downgrade leave the downgrade fields out, so Guards built before
-        # DOWNGRADE existed (they forbid unknown fields) still read every other command.
-        out: dict[str, Any] = handler(self)
-        for name in ("model", "from_models"):
-            if out.get(name) is None:
-                out.pop(name, None)
-        return out
 
 
 class ControlCommand(_Model):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -200,8 +201,27 @@ hook has (smolagents: cached tokens)."""
 def response_event_id(response_id: str) -> str:
     """The usage event id of the provider response ``response_id`` (``gen_ai.response.id`` on
     OTel spans, the response's ``id`` in the provider-SDK hook): every path's copy of one call
-    gets the same id, so the (tenant, event_id) dedupe counts it once."""
+    gets the same id, so the (tenant, event_id) dedupe counts it once. Only for ids that
+    ``unique_response_id`` accepts (docs/adr/0008-reused-response-ids.md)."""
     return "resp:" + hashlib.blake2b(response_id.encode(), digest_size=16).hexdigest()
+
+
+_ID_PREFIX = re.compile(r"^[A-Za-z]+[-_]")
+
+
+def unique_response_id(response_id: str) -> bool:
+    """Whether a response id can stand for one call on its own: at least 16 characters after
+    its kind prefix (``chatcmpl-``, ``msg_``, ``resp_``), not all digits. OpenAI, Anthropic,
+    vLLM, llama.cpp and the hosted OpenAI-compatible APIs qualify; Ollama's ``chatcmpl-<0..998>``
+    does not, and two calls sharing such an id must not be counted as one."""
+    body = _ID_PREFIX.sub("", response_id, count=1)
+    return len(body) >= 16 and not body.isdigit()
+
+
+def span_usage_event_id(trace_id: str, span_id: str) -> str:
+    """The usage event id of an LLM span whose response id is not unique (or absent): the
+    span's own identity, which the hook sees too when the call runs inside that span."""
+    return f"otel:{trace_id}:{span_id}:u"
 
 
 def _agent_of_agent_span(span: OtelSpan) -> str | None:
@@ -373,14 +393,17 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
     if kind is SpanKind.LLM and not node.llm_descendant_with_usage and not attrs.get(HOOKED_CALL):
         counts = _usage_counts(attrs)
         response_id = attrs.get("gen_ai.response.id")
-        duplicate = response_id is not None and str(response_id) in seen_responses
+        unique = response_id is not None and unique_response_id(str(response_id))
+        duplicate = unique and str(response_id) in seen_responses
         if counts is not None and not duplicate:
-            if response_id is not None:
+            if unique:
                 seen_responses.add(str(response_id))
             inp, out, read, write, reasoning = counts
             events.append(
                 UsageEvent(
-                    event_id=base_id + ":u" if response_id is None else response_event_id(str(response_id)),
+                    event_id=response_event_id(str(response_id))
+                    if unique
+                    else span_usage_event_id(span.trace_id, span.span_id),
                     provider=provider or "unknown",
                     model=model or "unknown",
                     input_tokens=inp,

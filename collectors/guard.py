@@ -33,6 +33,7 @@ from .exceptions import ControlUnavailable, Throttled
 log = logging.getLogger("agentledger.collectors")
 _PROBE_EVERY_S = 1.0  # how often a following Guard makes sure the broker still answers
 _PROBE_TIMEOUT_S = 2.0
+_MISSING_AFTER_S = 5.0  # the control topic absent from the metadata this long: it does not exist
 F = TypeVar("F", bound=Callable[..., Any])
 _GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
 
@@ -316,7 +317,7 @@ class Guard:
         """True once the compacted state has been read up to the end seen at start.
 
         False (with a WARNING saying why) after ``timeout``, or as soon as the control topic
-        is known not to exist."""
+        is known not to exist (absent from the metadata for 5 s)."""
         deadline = time.monotonic() + timeout
         while not self._ready.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
             if self._topic_missing or time.monotonic() >= deadline:
@@ -395,13 +396,15 @@ class Guard:
         await consumer.start()
         try:
             parts = None
+            looked = time.monotonic()
             while not parts and not self._closing:
                 # consumer.topics() fetches metadata into a throwaway copy, so ask the client
                 # for the full metadata and read the partitions from it.
                 metadata = await consumer._client.fetch_all_metadata()
                 parts = metadata.partitions_for_topic(self.topic)
                 if not parts:  # topic not created yet: say so, keep looking
-                    if not self._topic_missing:
+                    # a topic created a moment ago may not be in every broker's metadata yet
+                    if not self._topic_missing and time.monotonic() - looked >= _MISSING_AFTER_S:
                         self.problem = (
                             f"the control topic {self.topic} does not exist on {self.bootstrap} "
                             "(create the topics: `agentledger topics create`)"

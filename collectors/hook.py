@@ -28,6 +28,7 @@ from typing import Any
 from agentledger.errors import AgentLedgerError
 
 from . import _ids, api, frameworks
+from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
 from .naming import (
     Caller,
@@ -35,8 +36,8 @@ from .naming import (
     from_request,
     recording_call,
     resolve,
-    response_event_id,
     track_open_spans,
+    usage_event_id,
 )
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
@@ -267,7 +268,7 @@ class Hook:
             if caller.conversation is not None:
                 attributes["gen_ai.conversation.id"] = caller.conversation
             event = {
-                "event_id": response_event_id(response_id) if response_id else _ids.event_id(),
+                "event_id": usage_event_id(response_id, caller),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
                 "agent_version": caller.agent_version, "workflow": caller.workflow, "trace_id": trace_id,
                 "span_id": span_id, "parent_span_id": caller.parent_span_id, "provider": provider,
@@ -450,15 +451,17 @@ def _wrap(target: _Target, original: Any) -> Any:
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-            token = recording_call() if _records(kwargs) else None
+            token = recording_call()
             try:
                 result = await original(resource, *args, **kwargs)
             finally:
-                if token is not None:
-                    end_recording_call(token)
+                end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
-            if _raw_mode(kwargs) is None:
+            mode = _raw_mode(kwargs)
+            if mode is None:
                 return _after(hook, caller, target, result, provider, via, hide, streamed)
+            if mode == "stream" and streamed:
+                return _tap_body(hook, caller, target, result, provider, via, hide)
             parsed = _parse_raw(result, kwargs)
             if inspect.isawaitable(parsed):  # anthropic's async raw response parses in a coroutine
                 parsed = await _awaited(parsed)
@@ -479,15 +482,17 @@ def _wrap(target: _Target, original: Any) -> Any:
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-        token = recording_call() if _records(kwargs) else None
+        token = recording_call()
         try:
             result = original(resource, *args, **kwargs)
         finally:
-            if token is not None:
-                end_recording_call(token)
+            end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
-        if _raw_mode(kwargs) is None:
+        mode = _raw_mode(kwargs)
+        if mode is None:
             return _after(hook, caller, target, result, provider, via, hide, streamed)
+        if mode == "stream" and streamed:
+            return _tap_body(hook, caller, target, result, provider, via, hide)
         parsed = _parse_raw(result, kwargs)
         if parsed is not None:
             _after(hook, caller, target, parsed, provider, via, hide, streamed)
@@ -563,30 +568,76 @@ def _after(
     return result
 
 
-def _records(kwargs: dict[str, Any]) -> bool:
-    """Whether the hook records this call's usage itself (not a ``with_streaming_response`` one)."""
-    return _raw_mode(kwargs) in (None, "true", "raw")
-
-
 def _raw_mode(kwargs: dict[str, Any]) -> str | None:
-    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) marks its
-    calls with a header; the SDK then returns the raw response instead of the parsed one."""
+    """``with_raw_response`` (LiteLLM, hence CrewAI and smolagents, calls this way) and
+    ``with_streaming_response`` mark their calls with a header ("true" / "raw" / "stream");
+    the SDK then returns the raw response instead of the parsed one."""
     headers = kwargs.get("extra_headers")
     return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
 
 
 def _parse_raw(result: Any, kwargs: dict[str, Any]) -> Any:
-    """The parsed body of a raw response: the SDK caches it, so the agent's own ``parse()``
-    gets the same object (for a stream: the stream the hook observes). A streamed-response
-    body (``with_streaming_response``) is the agent's to read: left alone, not recorded."""
-    if _raw_mode(kwargs) not in ("true", "raw"):  # openai says "true", anthropic "raw"
-        log.debug("agentledger hook: with_streaming_response calls are not recorded")
-        return None
+    """The parsed body of a raw response: the SDK caches it (and the body's bytes), so the
+    agent's own ``parse()``, ``json()`` or ``iter_bytes()`` gets the same (for a stream: the
+    stream the hook observes). A ``with_streaming_response`` body that is not a stream is read
+    here at once: it is complete on the provider's side, and read it is recorded even when the
+    agent closes it unread. Its streams are tapped instead (``_tap_body``)."""
     try:
         return result.parse()
     except Exception:  # the agent's own parse() will raise it
         log.debug("agentledger hook could not parse a raw response", exc_info=True)
         return None
+
+
+def _tap_body(
+    hook: Hook, caller: Caller, target: _Target, result: Any, provider: str, via: str | None, hide: bool
+) -> Any:
+    """A ``with_streaming_response`` stream: the agent reads the body itself (bytes, lines or
+    ``parse()``), all through the HTTP response's ``iter_bytes``; tap it there."""
+
+    def finish(usage: Usage | None, response_id: str | None) -> None:
+        if usage is None:
+            log.debug("agentledger hook: a streamed %s body ended without usage", target.operation)
+        hook.record(caller, usage, response_id, provider, via)
+
+    tap = BodyTap(target.operation, hide, finish)
+    try:
+        http = result.http_response
+        if target.is_async:
+            inner_async = http.aiter_bytes
+
+            async def aiter_bytes(chunk_size: int | None = None) -> Any:
+                try:
+                    async for chunk in inner_async(chunk_size):
+                        out = tap.feed(chunk)
+                        if out:
+                            yield out
+                    rest = tap.flush()
+                    if rest:
+                        yield rest
+                finally:
+                    tap.close()
+
+            http.aiter_bytes = aiter_bytes
+        else:
+            inner = http.iter_bytes
+
+            def iter_bytes(chunk_size: int | None = None) -> Any:
+                try:
+                    for chunk in inner(chunk_size):
+                        out = tap.feed(chunk)
+                        if out:
+                            yield out
+                    rest = tap.flush()
+                    if rest:
+                        yield rest
+                finally:
+                    tap.close()
+
+            http.iter_bytes = iter_bytes
+    except Exception:  # noqa: BLE001 - an SDK whose body we cannot tap: the call goes on
+        log.warning("agentledger hook cannot read streamed bodies of this SDK version; not recorded")
+    return result
 
 
 async def _awaited(parsed: Any) -> Any:

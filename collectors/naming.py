@@ -33,6 +33,8 @@ from agentledger.genai import (
     _first,
     _kind,
     response_event_id,
+    span_usage_event_id,
+    unique_response_id,
 )
 from agentledger.settings import Settings
 
@@ -47,6 +49,7 @@ __all__ = [
     "resolve",
     "response_event_id",
     "track_open_spans",
+    "usage_event_id",
 ]
 
 from . import _ids
@@ -70,8 +73,8 @@ class Caller:
     """Who an LLM call is made for, right now."""
 
     __slots__ = (
-        "agent", "agent_version", "conversation", "downgraded_from", "parent_span_id", "span_id", "tenant",
-        "trace_id", "user", "workflow",
+        "agent", "agent_version", "conversation", "downgraded_from", "in_llm_span", "parent_span_id", "span_id",
+        "tenant", "trace_id", "user", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -96,6 +99,7 @@ class Caller:
         self.user = user
         self.conversation = conversation
         self.downgraded_from: str | None = None  # the model asked for, when a downgrade rewrote it
+        self.in_llm_span = False  # the call runs inside an OpenTelemetry LLM span (span_id is its id)
 
     def __repr__(self) -> str:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
@@ -140,14 +144,16 @@ def resolve(emitter: Emitter) -> Caller:
     user, conversation = emitter.user, emitter.conversation
     otel = _otel_caller() if _OTEL.available else None
     if otel is not None:
-        otel_agent, otel_version, trace_id, span_id, service, otel_user, otel_conversation = otel
+        otel_agent, otel_version, trace_id, span_id, service, otel_user, otel_conversation, in_llm = otel
         agent, version = emitter.agent, emitter.agent_version
         if unnamed and (framework or otel_agent or service):
             agent, version = framework or otel_agent or service or agent, otel_version or version
-        return Caller(
+        caller = Caller(
             emitter.tenant, agent, version, emitter.workflow, trace_id, span_id, None,
             user or otel_user, conversation or otel_conversation,
         )  # fmt: skip
+        caller.in_llm_span = in_llm
+        return caller
     agent = framework or emitter.agent
     if cur is not None:  # a remote parent (extracted traceparent): the call joins its trace
         return Caller(
@@ -157,6 +163,17 @@ def resolve(emitter: Emitter) -> Caller:
     return Caller(
         emitter.tenant, agent, emitter.agent_version, emitter.workflow, None, None, None, user, conversation
     )  # fmt: skip
+
+
+def usage_event_id(response_id: str | None, caller: Caller) -> str:
+    """The hook's usage event id: from a unique response id (the OTLP copy derives the same);
+    else, inside an OpenTelemetry LLM span, that span's usage id (ditto); else a fresh one.
+    docs/adr/0008-reused-response-ids.md says why."""
+    if response_id and unique_response_id(response_id):
+        return response_event_id(response_id)
+    if caller.in_llm_span and caller.trace_id is not None and caller.span_id is not None:
+        return span_usage_event_id(caller.trace_id, caller.span_id)
+    return _ids.event_id()
 
 
 # The request's own fields naming the end user / conversation, when no al.span or configure did.
@@ -281,9 +298,11 @@ _USER_KEYS = ("user.id", "enduser.id")
 _CONVERSATION_KEYS = ("gen_ai.conversation.id", "session.id")
 
 
-def _otel_caller() -> tuple[str | None, str | None, str, str, str | None, str | None, str | None] | None:
-    """(agent, version, trace id, span id, service.name, user, conversation) from the active
-    OTel span and its open ancestors, or None."""
+def _otel_caller() -> (
+    tuple[str | None, str | None, str, str, str | None, str | None, str | None, bool] | None
+):
+    """(agent, version, trace id, span id, service.name, user, conversation, whether the span is
+    an LLM span) from the active OTel span and its open ancestors, or None."""
     if not _OTEL.load():
         return None
     span = _OTEL.get_current_span()
@@ -291,6 +310,7 @@ def _otel_caller() -> tuple[str | None, str | None, str, str, str | None, str | 
     if not ctx.is_valid:
         return None
     agent = version = user = conversation = None
+    in_llm = _kind(getattr(span, "attributes", None) or {}) is SpanKind.LLM
     node, hops = span, 0
     while node is not None and hops < 64:
         attrs = getattr(node, "attributes", None) or {}
@@ -320,4 +340,5 @@ def _otel_caller() -> tuple[str | None, str | None, str, str, str | None, str | 
         service,
         user,
         conversation,
+        in_llm,
     )

@@ -36,6 +36,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -72,6 +73,11 @@ class FixedUsage:
 
 ANSWER = "4"
 _ids = itertools.count(1)
+
+
+def _unique(prefix: str) -> str:
+    """A response id as unique as a real provider's (agentledger dedupes calls by it)."""
+    return f"{prefix}fake{uuid.uuid4().hex[:20]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,7 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _openai(self, body: dict[str, Any]) -> None:
         model = str(body.get("model", "gpt-4o"))
-        cid, now = f"chatcmpl-fake{next(_ids)}", int(time.time())
+        cid, now = self.server.chat_id(), int(time.time())
         usage = self.server.usage.openai()
         if not body.get("stream"):
             message: dict[str, Any] = {"role": "assistant", "content": ANSWER}
@@ -142,7 +148,7 @@ class _Handler(BaseHTTPRequestHandler):
         item = {"type": "message", "id": f"msg_fake{next(_ids)}", "status": "completed", "role": "assistant",
                 "content": [text]}  # fmt: skip
         response = {
-            "id": f"resp_fake{next(_ids)}", "object": "response", "created_at": int(time.time()),
+            "id": _unique("resp_"), "object": "response", "created_at": int(time.time()),
             "status": "completed", "model": model, "output": [item], "parallel_tool_calls": True,
             "tool_choice": "auto", "tools": [], "error": None, "incomplete_details": None,
             "instructions": None, "metadata": {},
@@ -171,7 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         model = str(body.get("model", "claude-sonnet-4-6"))
         usage = self.server.usage.anthropic()
         message = {
-            "id": f"msg_fake{next(_ids)}", "type": "message", "role": "assistant", "model": model,
+            "id": _unique("msg_"), "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": ANSWER}],
             "stop_reason": "end_turn", "stop_sequence": None, "usage": usage,
         }  # fmt: skip
@@ -263,14 +269,23 @@ class _Server(ThreadingHTTPServer):
     usage: FixedUsage
     lock: threading.Lock
     requests: list[tuple[str, dict[str, Any]]]
+    id_cycle: int | None
+
+    def chat_id(self) -> str:
+        if self.id_cycle is None:
+            return _unique("chatcmpl-")
+        return f"chatcmpl-{next(_ids) % self.id_cycle}"  # Ollama's kind: chatcmpl-<0..998>, reused
 
 
 class FakeProvider:
     """The server, started on a thread (``start``/``stop`` or a ``with`` block)."""
 
-    def __init__(self, port: int = 0, usage: FixedUsage | None = None) -> None:
+    def __init__(self, port: int = 0, usage: FixedUsage | None = None, id_cycle: int | None = None) -> None:
+        """``id_cycle``: chat completion ids ``chatcmpl-<n % id_cycle>``, reused as Ollama's are
+        (default: unique ids, as OpenAI's)."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.usage = usage or FixedUsage()
+        self._server.id_cycle = id_cycle
         self._server.lock = threading.Lock()
         self._server.requests = []
         self._thread: threading.Thread | None = None

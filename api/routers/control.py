@@ -103,8 +103,9 @@ async def post_control(
             )
         except ValueError as exc:  # pydantic ValidationError is a ValueError
             raise ContractError(str(exc).splitlines()[-1] if str(exc) else "invalid command") from None
-        await state.publisher.send([Record(state.topics.control, command.scope.key, dump(command))])
-        state.control.put(command.scope.key, command)  # known by its id from now on
+        # keyed by scope and lane: a downgrade never replaces the scope's kill, nor the reverse
+        await state.publisher.send([Record(state.topics.control, command.key, dump(command))])
+        state.control.put(command.key, command)  # known by its id from now on
         return command
 
     if body.command_id is None:

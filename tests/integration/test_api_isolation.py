@@ -224,6 +224,18 @@ def test_control_records_who_and_refuses_other_tenants(api: Running) -> None:
     assert api.call("POST", "/v1/control", "admin", json=provider).status_code == 202
 
 
+def test_a_manual_downgrade_is_keyed_apart_from_the_kill(api: Running) -> None:
+    scope = {"kind": "agent", "tenant": "acme", "agent": "dg"}
+    kill = {"scope": scope, "action": "kill", "reason": "stop"}
+    down = {"scope": scope, "action": "downgrade", "reason": "cheaper", "params": {"model": "gpt-4o-mini"}}
+    assert api.call("POST", "/v1/control", "acme_admin", json=kill).status_code == 202
+    assert api.call("POST", "/v1/control", "acme_admin", json=down).status_code == 202
+    (raw,) = _read_topic(api.bootstrap, api.prefix + "agentledger.control.v1", "downgrade:agent/acme/dg", 1)
+    assert raw is not None and ControlCommand.model_validate_json(raw).params.model == "gpt-4o-mini"
+    live = api.call("GET", "/v1/control", "acme_read").json()
+    assert sorted(c["action"] for c in live if c["scope"]["agent"] == "dg") == ["downgrade", "kill"]
+
+
 def test_otlp_and_pages_refuse_other_tenants(api: Running) -> None:
     headers = {"content-type": "application/json", "x-agentledger-tenant": "globex"}
     response = api.call("POST", "/v1/traces", "acme_ingest", content=b'{"resourceSpans":[]}', headers=headers)

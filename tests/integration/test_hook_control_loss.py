@@ -161,3 +161,18 @@ def test_a_broker_lost_later_fails_open_or_closed_and_the_guard_comes_back(
         al.shutdown(1)
         open_guard.close()
         closed_guard.close()
+
+
+def test_a_control_topic_created_as_the_guard_starts_is_waited_for(kafka_bootstrap: str) -> None:
+    """A topic created a moment ago may not be in the broker's metadata yet: not "missing"."""
+    import threading
+
+    prefix = f"late{time.monotonic_ns()}."
+    guard = Guard(kafka_bootstrap, prefix + "agentledger.control.v1")
+    creating = threading.Thread(target=lambda: asyncio.run(create_topics(kafka_bootstrap, prefix=prefix)))
+    creating.start()
+    try:
+        assert guard.wait_ready(30), guard.problem
+    finally:
+        creating.join(60)
+        guard.close()

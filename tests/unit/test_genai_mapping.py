@@ -12,6 +12,9 @@ from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 T0 = 1_764_000_000_000_000_000
 DEFAULTS = MappingDefaults(tenant="acme", agent="fallback")
+# Response ids as unique as real ones: only those dedupe calls (docs/adr/0008-reused-response-ids.md).
+MSG_ID = "msg_01XFDUDYJgAACzvnptvVoYEL"
+CHAT_ID = "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT"
 
 
 def sp(span_id: int, parent: int | None, name: str, attrs: dict[str, Any], **kw: Any) -> OtelSpan:
@@ -51,11 +54,11 @@ def test_sdk_span_inside_framework_span_counts_once() -> None:
             "gen_ai.usage.output_tokens": 5}),
         sp(2, 1, "anthropic.messages.create", {"gen_ai.operation.name": "chat", "gen_ai.system": "anthropic",
             "gen_ai.response.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": 50,
-            "gen_ai.usage.output_tokens": 5, "gen_ai.response.id": "msg_1"}),
+            "gen_ai.usage.output_tokens": 5, "gen_ai.response.id": MSG_ID}),
         # a sibling export of the same call (global tracer provider): same response id
         sp(3, None, "chat", {"gen_ai.operation.name": "chat", "gen_ai.system": "anthropic",
             "gen_ai.request.model": "claude-sonnet-4-5", "gen_ai.usage.input_tokens": 50,
-            "gen_ai.usage.output_tokens": 5, "gen_ai.response.id": "msg_1"}),
+            "gen_ai.usage.output_tokens": 5, "gen_ai.response.id": MSG_ID}),
     ]  # fmt: skip
     got = usages(spans_to_events(spans, DEFAULTS))
     assert len(got) == 1 and got[0].span_id in (f"{2:016x}", f"{3:016x}") and got[0].input_tokens == 50
@@ -232,9 +235,9 @@ def test_a_usage_event_id_comes_from_the_provider_response_id() -> None:
     attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o",
              "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 1}  # fmt: skip
     with_id = usages(
-        spans_to_events([sp(1, None, "chat", {**attrs, "gen_ai.response.id": "chatcmpl-9"})], DEFAULTS)
+        spans_to_events([sp(1, None, "chat", {**attrs, "gen_ai.response.id": CHAT_ID})], DEFAULTS)
     )
     without = usages(spans_to_events([sp(2, None, "chat", attrs)], DEFAULTS))
     # the provider-SDK hook records the same call under the same id: the (tenant, event_id) dedupe keeps one
-    assert [u.event_id for u in with_id] == [response_event_id("chatcmpl-9")]
+    assert [u.event_id for u in with_id] == [response_event_id(CHAT_ID)]
     assert [u.event_id for u in without] == [f"otel:{TRACE}:{2:016x}:u"]
