@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from _checks import downgraded_after_the_threshold, policies, priced_once
 from conftest import Pipeline
@@ -25,6 +27,12 @@ def test_crewai_priced_once_per_role_a_kill_stops_only_researcher_a_downgrade_mo
         "researcher": ["gpt-4o", "gpt-4o"],
         "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
     }
+    # (a writer's request?, streamed?) over every request: writer's calls stream, researcher's do not
+    seen = {
+        ("You are agent writer" in json.dumps(body), bool(body.get("stream")))
+        for _, body in pipeline.fake.requests
+    }
+    assert seen == {(True, True), (False, False)}
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]
     commands = pipeline.commands()

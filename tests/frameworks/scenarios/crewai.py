@@ -36,9 +36,22 @@ def instrument_otel(provider: object) -> None:
 
 
 def build() -> dict[str, Agent]:
-    llm = LLM(model=sc.MODEL, base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"])
-    return {
-        role: Agent(role=role, goal="Answer the task.", backstory=sc.prompt(role), llm=llm, verbose=False)
+    def llm(stream: bool) -> LLM:
+        return LLM(
+            model=sc.MODEL,
+            base_url=os.environ["OPENAI_BASE_URL"],
+            api_key=os.environ["OPENAI_API_KEY"],
+            stream=stream,
+        )
+
+    return {  # writer streams: a streamed call is priced exactly too
+        role: Agent(
+            role=role,
+            goal="Answer the task.",
+            backstory=sc.prompt(role),
+            llm=llm(role == "writer"),
+            verbose=False,
+        )
         for role in ("researcher", "writer")
     }
 
