@@ -88,6 +88,7 @@ class _Target:
 
 
 _CHAT, _RESPONSES, _MESSAGES = ("chat", "completions"), ("responses",), ("messages",)
+_AN_BETA, _BETA_MESSAGES = "anthropic.resources.beta.messages.messages", ("beta", "messages")
 _OA_CHAT, _OA_RESP, _AN_MSG = (
     "openai.resources.chat.completions", "openai.resources.responses", "anthropic.resources.messages",
 )  # fmt: skip
@@ -105,6 +106,9 @@ TARGETS = (
     _Target(_AN_MSG, "AsyncMessages", "create", "anthropic", "messages", True, _MESSAGES),
     _Target(_AN_MSG, "Messages", "stream", "anthropic", "messages", False, _MESSAGES),
     _Target(_AN_MSG, "AsyncMessages", "stream", "anthropic", "messages", True, _MESSAGES),
+    # the beta namespace (Pydantic AI's Anthropic model calls client.beta.messages.create)
+    _Target(_AN_BETA, "Messages", "create", "anthropic", "messages", False, _BETA_MESSAGES),
+    _Target(_AN_BETA, "AsyncMessages", "create", "anthropic", "messages", True, _BETA_MESSAGES),
 )
 
 

@@ -39,7 +39,7 @@ def downgraded_after_the_threshold(pipeline: Pipeline, agent: str, after: int, o
     sent = pipeline.requests_by_agent()
     assert sent[agent][0] == MODEL and sent[agent][-after:] == [CHEAPER] * after, sent
     for other in others:
-        assert set(sent[other]) == {MODEL}, sent
+        assert len(set(sent[other])) == 1 and CHEAPER not in sent[other], sent
     assert [c.action.value for c in pipeline.commands()[f"downgrade:agent/acme/{agent}"]] == ["downgrade"]
 
 
@@ -61,19 +61,12 @@ def priced_once(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:
         a: sorted(models) for a, models in sent.items()
     }
     for row in rows:
-        tokens = (
-            row["input_tokens"],
-            row["output_tokens"],
-            row["cache_read_tokens"],
-            row["reasoning_tokens"],
-        )
-        assert tokens == (
-            USAGE.input_tokens,
-            USAGE.output_tokens,
-            USAGE.cache_read_tokens,
-            USAGE.reasoning_tokens,
-        )
-        assert row["provider"] == "openai"
+        claude = row["model"].startswith("claude")  # the fake's Anthropic answers report no thinking tokens
+        reasoning = 0 if claude else USAGE.reasoning_tokens
+        want = (USAGE.input_tokens, USAGE.output_tokens, USAGE.cache_read_tokens, reasoning)
+        got = (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"], row["reasoning_tokens"])
+        assert got == want, row
+        assert row["provider"] == ("anthropic" if claude else "openai")
         assert row["cost_usd"] == price(row) > 0
     return by_agent
 

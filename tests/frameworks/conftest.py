@@ -3,7 +3,7 @@ topics, the budget worker (``agentledger worker``), the warehouse sink, and the 
 ``run_in(framework, script, env)`` runs a scenario with that framework's own venv python.
 
 A scenario (``scenarios/<framework>.py``) reads what it needs from the environment
-(``scenarios/_scenario.py``), uses the one line ``al.instrument()`` after ``al.configure``,
+(``scenarios/_shared/_scenario.py``), uses the one line ``al.instrument()`` after ``al.configure``,
 prints one JSON line of what it observed and exits 0.
 """
 
@@ -133,9 +133,7 @@ class Pipeline:
         instructions (every scenario agent's system prompt says ``You are <agent>.``)."""
         out: dict[str, list[str]] = {}
         for _, body in self.fake.requests:
-            # the Responses API carries the system prompt in `instructions`, Anthropic in `system`
-            asked = body.get("messages") or body.get("input") or body
-            text = json.dumps([body.get("instructions"), body.get("system"), asked])
+            text = json.dumps([body.get(k) for k in ("system", "instructions", "messages", "input")])
             agent = _named_agent(text) or "?"
             out.setdefault(agent, []).append(str(body.get("model")))
         return out

@@ -17,6 +17,9 @@ def test_agent_framework_priced_once_per_agent_a_kill_stops_only_researcher_a_do
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("agent_framework")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["agent_framework"] and report["hook"]["failed"] == 0, report["_stderr"][
+        -3000:
+    ]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
     # researcher's two calls of phase 1 only; writer went on (streamed and in the workflow): 2 + 1 + 1
@@ -41,6 +44,9 @@ def test_agent_framework_with_its_own_spans_into_the_bridge_as_well_counts_each_
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("agent_framework", SCENARIO_OTEL="1")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["agent_framework"] and report["hook"]["failed"] == 0, report["_stderr"][
+        -3000:
+    ]
     assert report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
     assert pipeline.requests_by_agent() == {
         "researcher": ["gpt-4o", "gpt-4o"],

@@ -19,6 +19,7 @@ def test_crewai_priced_once_per_role_a_kill_stops_only_researcher_a_downgrade_mo
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("crewai")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["crewai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
     assert report["researcher_retries"] == 0  # at the first refused call, not after CrewAI's retries
@@ -49,6 +50,7 @@ def test_crewai_with_openinference_spans_into_the_bridge_as_well_counts_each_cal
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("crewai", SCENARIO_OTEL="1")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["crewai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     assert report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
     assert pipeline.requests_by_agent() == {
         "researcher": ["gpt-4o", "gpt-4o"],

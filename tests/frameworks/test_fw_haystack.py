@@ -17,6 +17,7 @@ def test_haystack_priced_once_per_component_a_kill_stops_only_researcher_a_downg
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("haystack")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["haystack"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     error = report["phase2_error"]
     # Pipeline.run wraps a component's error in PipelineRuntimeError; the AgentKilled is its cause
     assert error is not None and error["type"] == "PipelineRuntimeError" and error["agent_killed_inside"], (
@@ -43,6 +44,7 @@ def test_haystack_with_its_own_tracer_into_the_bridge_as_well_counts_each_call_o
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("haystack", SCENARIO_OTEL="1")
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["haystack"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     assert report["phase2_error"]["agent_killed_inside"], report["_stderr"][-3000:]
     assert pipeline.requests_by_agent() == {
         "researcher": ["gpt-4o", "gpt-4o"],

@@ -16,6 +16,9 @@ def test_langgraph_priced_once_per_agent_a_kill_stops_only_researcher_a_downgrad
 ) -> None:
     pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
     report = pipeline.run("langchain")
+    assert report["adapters"] == ["langchain_core"] and report["hook"]["failed"] == 0, report["_stderr"][
+        -3000:
+    ]
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself

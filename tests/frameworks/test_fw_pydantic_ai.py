@@ -1,6 +1,6 @@
-"""Pydantic AI (a manager delegating to a researcher agent from a tool), installed in its own
-venv, against the fake provider with the one line ``al.instrument()``: through the real
-broker, budget worker and warehouse."""
+"""Pydantic AI (a manager on OpenAI delegating to a researcher on Anthropic from a tool),
+installed in its own venv, against the fake provider with the one line ``al.instrument()``:
+through the real broker, budget worker and warehouse."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
 ) -> None:
     pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
     report = pipeline.run("pydantic_ai")
+    assert report["adapters"] == ["pydantic_ai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     error = report["phase2_error"]
     assert error is not None and error["is_agent_killed"], error  # out of run_sync as AgentKilled itself
@@ -26,6 +27,7 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
     assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
+    assert {r["provider"] for r in by_agent["researcher"]} == {"anthropic"}  # cache reads outside its input
     assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
 

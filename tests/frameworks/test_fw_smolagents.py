@@ -17,6 +17,7 @@ def test_smolagents_priced_once_per_agent_a_kill_stops_only_the_managed_agent_a_
 ) -> None:
     pipeline.apply_policies(policies(kill="researcher", downgrade="manager"))
     report = pipeline.run("smolagents")
+    assert report["adapters"] == ["smolagents"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
     assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
     # the manager went on without its killed researcher; researcher's own run stopped with AgentKilled
     assert any("agent/acme/researcher killed" in e for e in report["phase2_steps_with_errors"]), report

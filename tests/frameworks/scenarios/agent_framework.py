@@ -14,15 +14,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-HERE = str(Path(__file__).resolve().parent)
-sys.path.append(HERE)  # for _scenario only: this folder's files are named after the frameworks
-import _scenario as sc  # noqa: E402
+# _scenario sits apart: on sys.path, a sibling scenario (crewai.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
+import _scenario as sc
+from agent_framework import Agent, WorkflowBuilder
+from agent_framework.openai import OpenAIChatClient
 
-sys.path.remove(HERE)  # so that finding (or importing) another framework never finds its scenario
-from agent_framework import Agent, WorkflowBuilder  # noqa: E402
-from agent_framework.openai import OpenAIChatClient  # noqa: E402
-
-from agentledger import collectors as al  # noqa: E402
+from agentledger import collectors as al
 
 
 def instrument_otel(provider: object) -> None:

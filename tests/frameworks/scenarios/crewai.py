@@ -17,14 +17,12 @@ os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")  # no calls home from 
 os.environ.setdefault("CREWAI_DISABLE_TRACKING", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 
-HERE = str(Path(__file__).resolve().parent)
-sys.path.append(HERE)  # for _scenario only: this folder's files are named after the frameworks
-import _scenario as sc  # noqa: E402
+# _scenario sits apart: on sys.path, a sibling scenario (crewai.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
+import _scenario as sc
+from crewai import LLM, Agent, Crew, Process, Task
 
-sys.path.remove(HERE)  # so that finding (or importing) another framework never finds its scenario
-from crewai import LLM, Agent, Crew, Process, Task  # noqa: E402
-
-from agentledger import collectors as al  # noqa: E402
+from agentledger import collectors as al
 
 
 def instrument_otel(provider: object) -> None:

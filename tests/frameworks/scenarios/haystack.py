@@ -15,15 +15,13 @@ import os
 import sys
 from pathlib import Path
 
-HERE = str(Path(__file__).resolve().parent)
-sys.path.append(HERE)  # for _scenario only: this folder's files are named after the frameworks
-import _scenario as sc  # noqa: E402
-
-sys.path.remove(HERE)  # so that finding (or importing) another framework never finds its scenario
-from haystack import Pipeline  # noqa: E402
-from haystack.components.agents import Agent  # noqa: E402
-from haystack.components.generators.chat import OpenAIChatGenerator  # noqa: E402
-from haystack.dataclasses import ChatMessage  # noqa: E402
+# _scenario sits apart: on sys.path, a sibling scenario (crewai.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
+import _scenario as sc
+from haystack import Pipeline
+from haystack.components.agents import Agent
+from haystack.components.generators.chat import OpenAIChatGenerator
+from haystack.dataclasses import ChatMessage
 
 QUESTION = [ChatMessage.from_user("What is 2 + 2?")]
 

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-sys.path.append(str(Path(__file__).parent))  # after site-packages: this file's name is the framework's
+# _scenario sits apart: on sys.path, a sibling scenario (smolagents.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
 import _scenario as sc
-
-sys.path.remove(str(Path(__file__).parent))  # else another framework's adapter would import its scenario
 from langchain.agents import create_agent
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph

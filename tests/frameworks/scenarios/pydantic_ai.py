@@ -1,5 +1,6 @@
-"""Pydantic AI: a ``manager`` agent that delegates to a ``researcher`` agent from a tool
-(agent delegation), both on ``OpenAIChatModel``. The one line: ``al.instrument()``.
+"""Pydantic AI: a ``manager`` agent (``OpenAIChatModel``) that delegates to a ``researcher``
+agent (``AnthropicModel``, which calls the anthropic SDK's ``beta.messages``) from a tool
+(agent delegation). The one line: ``al.instrument()``.
 
 Phase 1 runs the manager twice with a question it delegates. Then it waits until the
 control plane has killed ``researcher`` and downgraded ``manager`` (the test's budgets) and runs the manager on a
@@ -13,17 +14,19 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).parent))  # after site-packages: this file's name is the framework's
+# _scenario sits apart: on sys.path, a sibling scenario (smolagents.py) would pass for the framework
+sys.path.append(str(Path(__file__).parent / "_shared"))
 import _scenario as sc
-
-sys.path.remove(str(Path(__file__).parent))  # else another framework's adapter would import its scenario
 from pydantic_ai import Agent, RunContext
+from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.anthropic import AnthropicProvider
 from pydantic_ai.providers.openai import OpenAIProvider
 
 from agentledger import collectors as al
 
 DELEGATED = "What is 2 + 2? [[call:ask_researcher]]"
+CLAUDE = "claude-sonnet-4-5"
 
 
 def instrument_otel(provider: object) -> None:
@@ -37,7 +40,13 @@ def build() -> Agent[None, str]:
         sc.MODEL,
         provider=OpenAIProvider(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"]),
     )
-    researcher = Agent(model, name="researcher", instructions=sc.prompt("researcher"))
+    claude = AnthropicModel(
+        CLAUDE,
+        provider=AnthropicProvider(
+            base_url=os.environ["ANTHROPIC_BASE_URL"], api_key=os.environ["ANTHROPIC_API_KEY"]
+        ),
+    )
+    researcher = Agent(claude, name="researcher", instructions=sc.prompt("researcher"))
     manager = Agent(model, name="manager", instructions=sc.prompt("manager"))
 
     @manager.tool

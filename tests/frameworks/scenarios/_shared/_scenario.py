@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agentledger import collectors as al
-from agentledger.collectors import hook
+from agentledger.collectors import frameworks, hook
 
 TENANT = os.environ.get("AGENTLEDGER_TENANT", "acme")
 MODEL = os.environ.get("SCENARIO_MODEL", "gpt-4o")
@@ -87,6 +87,7 @@ def report(**observed: Any) -> None:
         _provider.force_flush()
     installed = hook.installed()
     observed["hook"] = {"recorded": installed.recorded, "failed": installed.failed} if installed else None
+    observed["adapters"] = frameworks.installed()
     observed["flushed"] = al.flush(30)
     print(json.dumps(observed), flush=True)
 
