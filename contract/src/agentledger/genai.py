@@ -191,9 +191,11 @@ def strip_method_suffix(name: str) -> str:
 
 
 HOOKED_CALL = "agentledger.hook.recorded"
-"""Set by the provider-SDK hook on the framework's LLM span of a call it records itself: that
-span's usage is not counted again (its span event stays). OpenInference spans carry no
-response id to deduplicate by, and may miss counts the hook has (smolagents: cached tokens)."""
+"""Set by the provider-SDK hook on the spans of a call it records itself: the framework's LLM
+span current at the call, and any span an instrumentation starts inside the call (the SDK
+request's own, e.g. OpenInference's). Their usage is not counted again (their span events
+stay). OpenInference spans carry no response id to deduplicate by, and may miss counts the
+hook has (smolagents: cached tokens)."""
 
 
 def response_event_id(response_id: str) -> str:

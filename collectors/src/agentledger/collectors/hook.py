@@ -31,7 +31,15 @@ from . import _ids, frameworks
 from . import client as api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
-from .naming import Caller, from_request, resolve, track_open_spans, usage_event_id
+from .naming import (
+    Caller,
+    end_recording_call,
+    from_request,
+    recording_call,
+    resolve,
+    track_open_spans,
+    usage_event_id,
+)
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
@@ -448,7 +456,11 @@ def _wrap(target: _Target, original: Any) -> Any:
             if hook.guard is not None:
                 await _acheck(hook, caller)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-            result = await original(resource, *args, **kwargs)
+            token = recording_call()
+            try:
+                result = await original(resource, *args, **kwargs)
+            finally:
+                end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
             mode = _raw_mode(kwargs)
             if mode is None:
@@ -475,7 +487,11 @@ def _wrap(target: _Target, original: Any) -> Any:
         if hook.guard is not None:
             _check(hook, caller)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-        result = original(resource, *args, **kwargs)
+        token = recording_call()
+        try:
+            result = original(resource, *args, **kwargs)
+        finally:
+            end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
         mode = _raw_mode(kwargs)
         if mode is None:
@@ -662,13 +678,25 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         if target.is_async:
 
             async def opened() -> Any:
-                return _watch_stream(hook, caller, target, await request, provider, via, False)
+                token = recording_call()
+                try:
+                    raw = await request
+                finally:
+                    end_recording_call(token)
+                return _watch_stream(hook, caller, target, raw, provider, via, False)
 
             setattr(manager, attr, opened())
         else:
-            setattr(
-                manager, attr, lambda: _watch_stream(hook, caller, target, request(), provider, via, False)
-            )
+
+            def open_now() -> Any:
+                token = recording_call()
+                try:
+                    raw = request()
+                finally:
+                    end_recording_call(token)
+                return _watch_stream(hook, caller, target, raw, provider, via, False)
+
+            setattr(manager, attr, open_now)
         return manager
 
     wrapper.__agentledger_hook__ = True  # type: ignore[attr-defined]

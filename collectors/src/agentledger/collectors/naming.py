@@ -3,7 +3,8 @@ and trace for an LLM call, with the same rules for enforcement and for telemetry
 
 Order: an explicit ``al.span`` (or an agent given to ``configure``) first; else the agent a
 framework adapter reports as running now (``add_agent_source``: LangGraph's node, Pydantic
-AI's agent, smolagents' agent; see ``agentledger.collectors.frameworks``); else the innermost
+AI's agent, smolagents' agent, CrewAI's role, Agent Framework's agent name, Haystack's
+component; see ``agentledger.collectors.frameworks``); else the innermost
 agent span of the active OpenTelemetry context (method suffixes such as ``.run`` stripped);
 else the OpenTelemetry resource's ``service.name``; else the configured default.
 
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 from agentledger.events import SpanKind
 from agentledger.genai import (
     _VERSION,
+    HOOKED_CALL,
     OtelSpan,
     _agent_of_agent_span,
     _clean_name,
@@ -39,7 +42,9 @@ __all__ = [
     "Caller",
     "add_agent_source",
     "agent_of_span",
+    "end_recording_call",
     "from_request",
+    "recording_call",
     "remove_agent_source",
     "resolve",
     "response_event_id",
@@ -224,6 +229,21 @@ class _OtelState:
 _OTEL = _OtelState()
 
 
+_RECORDING: ContextVar[bool] = ContextVar("agentledger_hook_recording", default=False)
+
+
+def recording_call() -> Token[bool]:
+    """Mark the provider call the hook makes now and records (until ``end_recording_call``):
+    spans an instrumentation starts inside it (OpenInference's span of the SDK's request carries
+    no response id to dedupe on) get ``agentledger.hook.recorded``, and the OTLP mapping leaves
+    their usage to the hook's record. Needs the open-span processor on the TracerProvider."""
+    return _RECORDING.set(True)
+
+
+def end_recording_call(token: Token[bool]) -> None:
+    _RECORDING.reset(token)
+
+
 def track_open_spans(provider: Any = None) -> bool:
     """Register a span processor on ``provider`` (default: the global TracerProvider) that
     remembers open spans, so the innermost *agent* span above the current one can be found.
@@ -255,6 +275,8 @@ def _open_spans_processor(open_spans: dict[int, Any]) -> Any:
             ctx = span.get_span_context()
             if ctx is not None:
                 open_spans[ctx.span_id] = span
+            if _RECORDING.get():  # started inside a call the hook records: its usage is the hook's
+                span.set_attribute(HOOKED_CALL, True)
 
         def on_end(self, span: Any) -> None:
             ctx = span.get_span_context()

@@ -10,6 +10,8 @@ only when its framework is installed, and exposes ``install() -> bool`` (idempot
 framework's OpenTelemetry LLM span of that call (``genai.HOOKED_CALL``) so the OTLP mapping
 does not count its usage a second time: the current span when it is an LLM span, or the span
 an adapter finds (``add_llm_span_source``: LangChain's OpenInference spans are never current).
+Spans an instrumentation starts *inside* the call (OpenInference's span of the openai SDK's
+request, under CrewAI) are marked by ``naming``'s open-span processor (``recording_call``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,60 @@
+"""CrewAI, installed in its own venv, against the fake provider with the one line
+``al.instrument()``: through the real broker, budget worker and warehouse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _checks import downgraded_after_the_threshold, policies, priced_once
+from conftest import Pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def test_crewai_priced_once_per_role_a_kill_stops_only_researcher_a_downgrade_moves_writer(
+    pipeline: Pipeline,
+) -> None:
+    # a gpt-4o call costs $0.00375: researcher is killed, writer downgraded, after two calls each
+    pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
+    report = pipeline.run("crewai")
+    assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["crewai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
+    error = report["phase2_error"]
+    assert error is not None and error["is_agent_killed"], error  # surfaced as AgentKilled itself
+    assert report["researcher_retries"] == 0  # at the first refused call, not after CrewAI's retries
+    # researcher's two calls of phase 1 only; writer went on: 2 + 1 + 1
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
+    # (a writer's request?, streamed?) over every request: writer's calls stream, researcher's do not
+    seen = {
+        ("You are agent writer" in json.dumps(body), bool(body.get("stream")))
+        for _, body in pipeline.fake.requests
+    }
+    assert seen == {(True, True), (False, False)}
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["researcher", "writer"]
+    commands = pipeline.commands()
+    assert [c.action.value for c in commands["agent/acme/researcher"]] == ["kill"]
+    assert "agent/acme/writer" not in commands
+    downgraded_after_the_threshold(pipeline, "writer", after=2, others=["researcher"])
+
+
+def test_crewai_with_openinference_spans_into_the_bridge_as_well_counts_each_call_once(
+    pipeline: Pipeline,
+) -> None:
+    """OpenInference's CrewAI and OpenAI instrumentations exporting through the in-process
+    bridge, and the hook: the same calls, the same totals (nothing counted twice, nothing lost)."""
+    pipeline.apply_policies(policies(kill="researcher", downgrade="writer"))
+    report = pipeline.run("crewai", SCENARIO_OTEL="1")
+    assert report["kill_seen"] and report["downgrade_seen"], report["_stderr"][-3000:]
+    assert report["adapters"] == ["crewai"] and report["hook"]["failed"] == 0, report["_stderr"][-3000:]
+    assert report["phase2_error"]["is_agent_killed"], report["_stderr"][-3000:]
+    assert pipeline.requests_by_agent() == {
+        "researcher": ["gpt-4o", "gpt-4o"],
+        "writer": ["gpt-4o", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini"],  # after its soft threshold
+    }
+    by_agent = priced_once(pipeline)
+    assert sorted(by_agent) == ["researcher", "writer"]
