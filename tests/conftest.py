@@ -30,6 +30,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if "faults" in parts:
             item.add_marker(pytest.mark.faults)
+    # The real-framework tests run last: their virtualenvs are built in the background while
+    # the rest of the suite runs (pytest_collection_finish).
+    items.sort(key=lambda item: "frameworks" in Path(str(item.fspath)).parts)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    frameworks = Path(__file__).resolve().parent / "frameworks"
+    needed = {
+        f"{Path(str(item.fspath)).stem.removeprefix('test_fw_')}"
+        for item in session.items
+        if frameworks in Path(str(item.fspath)).resolve().parents
+    }
+    if needed and len(session.items) > len(needed) * 4:  # something else runs meanwhile
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("_venvs_prebuild", frameworks / "_venvs.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.prebuild_in_background(sorted(needed))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: ignore[no-untyped-def]

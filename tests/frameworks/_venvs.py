@@ -8,6 +8,7 @@ import fcntl
 import hashlib
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def _run(cmd: list[str], what: str) -> None:
         )
 
 
-def framework_python(name: str) -> Path:
+def framework_python(name: str, nice: bool = False) -> Path:
     """The python of the framework's venv, created or brought up to date first."""
     requirements = REQUIREMENTS / f"{name}.txt"
     assert requirements.is_file(), f"no requirements file {requirements}"
@@ -64,11 +65,30 @@ def framework_python(name: str) -> Path:
             _run([sys.executable, "-m", "venv", str(venv)], f"creating the {name} venv")
         for old in venv.glob(".installed-*"):
             old.unlink()
-        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        pip = [*(["nice", "-n", "10"] if nice else []), str(python), "-m", "pip", "install"]
+        pip += ["--disable-pip-version-check", "-q"]
         _run([*pip, "-r", str(requirements), *client_install_args(REPO)], f"installing {name}")
         marker.write_text(f"installed in {time.monotonic() - started:.0f}s\n")
         print(f"[{name} venv installed in {time.monotonic() - started:.0f}s]", file=sys.stderr)
     return python
+
+
+def prebuild_in_background(names: list[str]) -> threading.Thread:
+    """Build these venvs one after the other in a daemon thread, at low CPU priority, while
+    other tests run. A test that needs one waits on its lock; a failed build is retried (and
+    reported) by the test itself."""
+
+    def build() -> None:
+        for name in names:
+            if (REQUIREMENTS / f"{name}.txt").is_file():
+                try:
+                    framework_python(name, nice=True)
+                except BaseException:  # noqa: BLE001 - pytest.fail's exception too: the test reports it
+                    continue
+
+    thread = threading.Thread(target=build, name="framework-venvs", daemon=True)
+    thread.start()
+    return thread
 
 
 if __name__ == "__main__":  # build venvs ahead of a test run: python tests/frameworks/_venvs.py [NAME...]
