@@ -20,14 +20,32 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
-from agentledger.events import SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent, clean_name
+from agentledger.events import (
+    QualityEvent,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+    ToolCallEvent,
+    UsageEvent,
+    clean_name,
+)
 from agentledger.wire import AnyEvent, describe
 
 log = logging.getLogger("agentledger.genai")
+
+
+@dataclass(slots=True, frozen=True)
+class OtelSpanEvent:
+    """A span event (``span.add_event``): its name, time and attributes."""
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -44,6 +62,7 @@ class OtelSpan:
     status_error: bool = False
     error_type: str | None = None
     resource: Mapping[str, Any] = field(default_factory=dict)
+    events: Sequence[OtelSpanEvent] = ()
 
 
 @dataclass(slots=True)
@@ -94,6 +113,14 @@ def _has_count(attrs: Mapping[str, Any], names: Sequence[str]) -> bool:
 _MODEL_RESPONSE = ("gen_ai.response.model", "llm.response.model_name")
 _MODEL_REQUEST = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name")
 _PROVIDER = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+# What the provider (or a gateway such as OpenRouter or LiteLLM) says the call cost, kept beside
+# our own price: a total, else the sum of its parts.
+_COST_TOTAL = ("gen_ai.usage.cost", "gen_ai.usage.cost.total", "llm.cost.total")
+_COST_PARTS = (
+    ("gen_ai.usage.cost.input", "gen_ai.usage.cost.output"),
+    ("llm.cost.prompt", "llm.cost.completion"),
+)
+EVALUATION_EVENT = "gen_ai.evaluation.result"
 _INPUT = ("gen_ai.usage.input_tokens", "llm.token_count.prompt", "gen_ai.usage.prompt_tokens")
 _OUTPUT = ("gen_ai.usage.output_tokens", "llm.token_count.completion", "gen_ai.usage.completion_tokens")
 _CACHE_READ = (
@@ -411,6 +438,7 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
                     cache_read_tokens=read,
                     cache_write_tokens=write,
                     reasoning_tokens=reasoning,
+                    reported_cost_usd=_reported_cost(attrs),
                     **common,
                 )
             )
@@ -427,4 +455,60 @@ def _events_of(node: _Node, defaults: MappingDefaults, seen_responses: set[str])
                 **common,
             )
         )
+    events += _evaluations(span, common, base_id)
     return events
+
+
+def _usd(value: Any) -> Decimal | None:
+    """A cost attribute as dollars: a finite number >= 0, else None (never fails the span)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        usd = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return usd if usd.is_finite() and usd >= 0 else None
+
+
+def _reported_cost(attrs: Mapping[str, Any]) -> Decimal | None:
+    """The provider-reported cost of an LLM span (``gen_ai.usage.cost*``, ``llm.cost.*``)."""
+    total = _usd(_first(attrs, _COST_TOTAL))
+    if total is not None:
+        return total
+    for parts in _COST_PARTS:
+        values = [_usd(attrs.get(name)) for name in parts]
+        if any(v is not None for v in values):
+            return sum((v for v in values if v is not None), Decimal(0))
+    return None
+
+
+def _evaluations(span: OtelSpan, common: Mapping[str, Any], base_id: str) -> list[AnyEvent]:
+    """``gen_ai.evaluation.result`` span events as quality events of the span's agent: the
+    evaluation's name is the metric, ``gen_ai.evaluation.score.value`` the score (an event
+    without a numeric score is left out: a label alone is not a score)."""
+    out: list[AnyEvent] = []
+    for index, event in enumerate(span.events):
+        if event.name != EVALUATION_EVENT:
+            continue
+        attrs = event.attributes
+        score = attrs.get("gen_ai.evaluation.score.value")
+        metric = attrs.get("gen_ai.evaluation.name")
+        if isinstance(score, bool) or not isinstance(score, int | float) or not metric:
+            continue
+        label = attrs.get("gen_ai.evaluation.score.label")
+        explanation = attrs.get("gen_ai.evaluation.explanation")
+        try:
+            out.append(
+                QualityEvent(
+                    event_id=f"{base_id}:e{index}",
+                    metric=str(metric)[:64],
+                    score=float(score),
+                    evaluator=_clean_name(attrs.get("gen_ai.evaluation.evaluator") or None),
+                    label=str(label)[:64] if label is not None else None,
+                    comment=str(explanation)[:1024] if explanation is not None else None,
+                    **{**common, "ts": _dt(event.time_ns or span.end_ns)},
+                )
+            )
+        except ValidationError as exc:  # a NaN score, a bad name: this evaluation only
+            log.info("evaluation event on span %s left out: %s", span.span_id, describe(exc))
+    return out

@@ -22,7 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from agentledger.api.errors import BadRequestError
-from agentledger.genai import OtelSpan
+from agentledger.genai import OtelSpan, OtelSpanEvent
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -83,6 +83,10 @@ def spans_of(request: ExportTraceServiceRequest) -> list[OtelSpan]:
                         status_error=span.status.code == _STATUS_ERROR,
                         error_type=_error_type(span, attrs),
                         resource=resource,
+                        events=[
+                            OtelSpanEvent(e.name, e.time_unix_nano, attributes(e.attributes))
+                            for e in span.events
+                        ],
                     )
                 )
     return out

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "the OpenTelemetry bridge needs the OpenTelemetry SDK: pip install 'agentledger[otel]'"
     ) from exc
 
-from agentledger.genai import MappingDefaults, OtelSpan, spans_to_events
+from agentledger.genai import MappingDefaults, OtelSpan, OtelSpanEvent, spans_to_events
 
 from . import _exit
 from .client import get_emitter
@@ -66,6 +66,7 @@ def to_otel_span(span: ReadableSpan) -> OtelSpan | None:
         status_error=error,
         error_type=str(error_type) if error_type is not None else None,
         resource=dict(span.resource.attributes) if span.resource is not None else {},
+        events=[OtelSpanEvent(e.name, e.timestamp or 0, dict(e.attributes or {})) for e in span.events],
     )
 
 
