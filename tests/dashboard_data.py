@@ -25,11 +25,13 @@ LOOP_TRACE = "7" * 31 + "a"
 ROOT, LLM = "1" * 15 + "a", "2" * 15 + "b"
 LOOP_START = T0 + timedelta(hours=40)
 CAUSE = "loop-call-5"
+LOOP_USER, LOOP_CONVERSATION = "user-ana", "conv-0042"  # on the root span only, as SDKs tag them
 
 
 def land_loop_trace(root: str) -> None:
     """A ``coder`` trace that called the same tool six times and was killed 120 ms after the
-    sixth call: one costly LLM call (cached and reasoning tokens) and the kill command."""
+    sixth call: one costly LLM call (cached and reasoning tokens) and the kill command. Its
+    root span names its user and conversation."""
     from agentledger.warehouse.landing import land_priced
     from agentledger.warehouse.rows import ModelBuffer
     from agentledger.warehouse.storage import Store, split_by_day
@@ -98,6 +100,7 @@ def land_loop_trace(root: str) -> None:
                     end=t + timedelta(seconds=9),
                     status=SpanStatus.ERROR,
                     error_type="AgentKilled",
+                    attributes={"user.id": LOOP_USER, "gen_ai.conversation.id": LOOP_CONVERSATION},
                     **common,
                 ),
                 Decimal(0),

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
-from dashboard_data import LOOP_TRACE, land_agent_chain, land_loop_trace
+from dashboard_data import LOOP_CONVERSATION, LOOP_TRACE, LOOP_USER, land_agent_chain, land_loop_trace
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
@@ -181,14 +181,23 @@ def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp
                   "end": end.strftime("%Y-%m-%dT%H:%M:%S")},
         "agent": {"agent": "planner"},
         "search": {"q": "killed"},
+        "user": {"user": LOOP_USER},
+        "conversation": {"conversation": LOOP_CONVERSATION},
+        "search-conversation": {"q": LOOP_CONVERSATION},
     }  # fmt: skip
     expected = {
         "all": reader.rows(queries.traces, tenant="acme", limit=200),
         "range": reader.rows(queries.traces, tenant="acme", start=start, end=end, limit=200),
         "agent": reader.rows(queries.traces, tenant="acme", agent="planner", limit=200),
         "search": reader.rows(queries.traces, tenant="acme", search="killed", limit=200),
+        "user": reader.rows(queries.traces, tenant="acme", user=LOOP_USER, limit=200),
+        "conversation": reader.rows(queries.traces, tenant="acme", conversation=LOOP_CONVERSATION, limit=200),
+        "search-conversation": reader.rows(
+            queries.traces, tenant="acme", search=LOOP_CONVERSATION, limit=200
+        ),
     }
-    assert [r["trace_id"] for r in expected["search"]] == [LOOP_TRACE]
+    for name in ("search", "user", "conversation", "search-conversation"):
+        assert [r["trace_id"] for r in expected[name]] == [LOOP_TRACE], name
     assert len(expected["all"]) > len(expected["range"]) > 0 and len(expected["agent"]) > 0
     for name, query in views.items():
         dom = chromium(api.view("traces", **query), tmp_path / name, "--dump-dom")

@@ -7,9 +7,17 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
-from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_trace
+from dashboard_data import (
+    LOOP_CONVERSATION,
+    LOOP_START,
+    LOOP_TRACE,
+    LOOP_USER,
+    land_agent_chain,
+    land_loop_trace,
+)
 
 from agentledger.api.testing import land_demo_warehouse
 from agentledger.dashboards import pagedata
@@ -201,3 +209,32 @@ def test_new_queries_keep_to_the_callers_tenant(tmp_path: Path) -> None:
     assert reader.rows(queries.agent_calls, tenant="globex") == []  # the chain is acme's
     assert reader.rows(queries.decisions, tenant="globex") == []  # every demo alert and command is acme's
     assert len(reader.rows(queries.decisions, tenant="acme")) == 8
+
+
+def test_a_user_or_conversation_filter_keeps_that_users_traces_whole(wh: str) -> None:
+    for view in ({"user": LOOP_USER}, {"conversation": LOOP_CONVERSATION}):
+        rows = pagedata.traces(acme(wh, **view)).tables[0].rows
+        assert [r[0].href for r in rows] == [f"trace?{urlencode(view)}&trace_id={LOOP_TRACE}"]
+        assert (rows[0][4].text, rows[0][10].text, rows[0][11].text) == (
+            "$7.25000",
+            LOOP_USER,
+            LOOP_CONVERSATION,
+        )
+        # the whole trace: its usage event carries no attributes, its cost still counts
+        top = pagedata.overview(acme(wh, **view)).figures[1]
+        assert list(top.data[0].y) == ["coder"] and bar_total(top) == pytest.approx(7.25)
+    assert pagedata.traces(acme(wh, user="nobody")).tables[0].rows == []
+
+
+def test_trace_search_finds_a_trace_by_its_user_or_conversation(wh: str) -> None:
+    for term in (LOOP_USER, LOOP_CONVERSATION):
+        rows = pagedata.traces(acme(wh), search=term).tables[0].rows
+        assert [r[0].href for r in rows] == [f"trace?trace_id={LOOP_TRACE}"]
+
+
+def test_user_and_conversation_ride_in_the_url_and_the_form(wh: str) -> None:
+    page = pagedata.overview(acme(wh, user=LOOP_USER, conversation=LOOP_CONVERSATION))
+    html = render_page(page)
+    assert f'href="/ui/traces?user={LOOP_USER}&amp;conversation={LOOP_CONVERSATION}"' in html
+    assert f'name="user" value="{LOOP_USER}"' in html
+    assert f'name="conversation" value="{LOOP_CONVERSATION}"' in html

@@ -39,7 +39,8 @@ RANGES: dict[str, tuple[str, timedelta | None]] = {
 class View:
     """What a page shows: a time range and filters, all from the URL (so a view can be
     shared). ``start``/``end`` (UTC) count for ``range=custom`` only; ``version`` is the
-    agent version. The warehouse has no user or conversation column, so those filters wait."""
+    agent version; ``user`` and ``conversation`` keep the traces whose events name them in
+    their attributes (``user.id``, ``gen_ai.conversation.id``)."""
 
     range: str = "run"
     start: datetime | None = None
@@ -48,6 +49,8 @@ class View:
     version: str | None = None
     model: str | None = None
     tenant: str | None = None  # asked for by an all-tenant key (a bound key's tenant is fixed)
+    user: str | None = None
+    conversation: str | None = None
 
     def window(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
         """(start inclusive, end exclusive) on event time; (None, None) for the whole run."""
@@ -69,6 +72,8 @@ class View:
             "version": self.version,
             "model": self.model,
             "tenant": self.tenant,
+            "user": self.user,
+            "conversation": self.conversation,
             **extra,
         }
         return urlencode({k: v for k, v in values.items() if v})
@@ -86,6 +91,8 @@ class Scope(TypedDict):
     agent: str | None
     agent_version: str | None
     model: str | None
+    user: str | None
+    conversation: str | None
 
 
 @dataclass
@@ -113,6 +120,8 @@ class Sources:
             "agent": self.view.agent if agent else None,
             "agent_version": self.view.version,
             "model": self.view.model,
+            "user": self.view.user,
+            "conversation": self.view.conversation,
         }
 
     def rows(self, query: Query[P], /, *args: P.args, **kwargs: P.kwargs) -> list[Row]:
@@ -202,6 +211,8 @@ def controls(src: Sources, keep: dict[str, str | None] | None = None) -> list[Co
         pick("agent", "agent", v.agent, agents),
         pick("version", "version", v.version, versions),
         pick("model", "model", v.model, models),
+        Control("user", "user", v.user or ""),
+        Control("conversation", "conversation", v.conversation or ""),
     ]
     out += [Control(k, k, val, kind="hidden") for k, val in (keep or {}).items() if val]
     return out
@@ -271,6 +282,8 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
                 bucket=bucket,
                 start=scope["start"],
                 end=scope["end"],
+                user=scope["user"],
+                conversation=scope["conversation"],
             )
             if src.view.version is None or r.get("agent_version") == src.view.version
         ]
@@ -414,7 +427,20 @@ def traces(
         }
         table = Table(
             f"{len(rows)} traces, by {sort}",
-            ["trace", "start", "agent", "agents", "cost", "duration", "calls", "tokens", "errors", "status"],
+            [
+                "trace",
+                "start",
+                "agent",
+                "agents",
+                "cost",
+                "duration",
+                "calls",
+                "tokens",
+                "errors",
+                "status",
+                "user",
+                "conversation",
+            ],
             sort_links={k: "traces?" + src.view.query(**keep, sort=v) for k, v in sorts.items()},
         )
         for i, r in enumerate(rows):
@@ -436,6 +462,8 @@ def traces(
                     Cell(str(r.get("tokens") or 0), number=True),
                     Cell(str(r.get("errors") or 0), number=True),
                     Cell(state),
+                    _short(", ".join(str(u) for u in r.get("users") or []), 24),
+                    _short(", ".join(str(c) for c in r.get("conversations") or []), 24),
                 ]
             )
         tables.append(table)
@@ -444,7 +472,7 @@ def traces(
     tables: list[Table] = []
     page = _page("traces", "Traces", src, build)
     page.controls[3:3] = [
-        Control("q", "search (id, agent, status)", search or ""),
+        Control("q", "search (id, agent, user, conversation, status)", search or ""),
         Control(
             "status", "status", status or "", [("", "any"), *((s, s) for s in ("ok", "error", "killed"))]
         ),
@@ -505,6 +533,10 @@ def timeline(src: Sources) -> Page:
         scope = src.scope()
         start, end, agent_name = scope["start"], scope["end"], scope["agent"]
         rows = src.rows(q.decisions, start=start, end=end, agent=agent_name)
+        if src.view.user or src.view.conversation:
+            src.notes.append(
+                "decisions are per agent, budget or provider: the user and conversation filters do not apply"
+            )
         commands = [r | {"action": r.get("what")} for r in rows if r.get("kind") == "command"]
         alerts = [
             r
@@ -569,7 +601,14 @@ def agent_chain(src: Sources) -> Page:
 
     def build() -> list[Any]:
         scope = src.scope()
-        edges = src.rows(q.agent_calls, start=scope["start"], end=scope["end"], agent=scope["agent"])
+        edges = src.rows(
+            q.agent_calls,
+            start=scope["start"],
+            end=scope["end"],
+            agent=scope["agent"],
+            user=scope["user"],
+            conversation=scope["conversation"],
+        )
         if src.view.version or src.view.model:
             src.notes.append("the agent chain reads whole span trees: version and model filters do not apply")
         table = Table("Calls between agents", ["caller", "callee", "calls", "traces", "inclusive cost"])
