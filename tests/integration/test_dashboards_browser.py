@@ -19,7 +19,14 @@ from urllib.parse import quote, urlencode
 import pytest
 from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
-from dashboard_data import LOOP_CONVERSATION, LOOP_TRACE, LOOP_USER, land_agent_chain, land_loop_trace
+from dashboard_data import (
+    LOOP_CONVERSATION,
+    LOOP_TRACE,
+    LOOP_USER,
+    land_agent_chain,
+    land_loop_trace,
+    land_recent_spend,
+)
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
@@ -105,6 +112,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     land_hostile_names(str(home / "wh"))
     land_loop_trace(str(home / "wh"))
     land_agent_chain(str(home / "wh"))
+    land_recent_spend(str(home / "wh"), datetime.now(UTC))  # coder: $1 in the last hour
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -272,3 +280,20 @@ def test_a_click_on_an_agent_in_the_chain_opens_its_page(tmp_path: Path) -> None
         (site / "agents.html").as_uri(), tmp_path / "p", "--dump-dom", "--allow-file-access-from-files"
     )
     assert "the agent page stand-in" in dom.stdout, dom.stdout[:1500]
+
+
+def test_overview_forecasts_when_a_budget_runs_out_at_the_last_hours_rate(
+    api: Running, tmp_path: Path
+) -> None:
+    # coder: $9.50 of a $10 daily budget, $1 spent in the last hour: out in about 30 minutes;
+    # planner: $4 of $10 and nothing spent lately: no forecast
+    dom = chromium(api.link("/ui/overview"), tmp_path / "p", "--dump-dom", "--window-size=1280,1600")
+    assert dom.returncode == 0 and console_lines(dom.stderr) == []
+    found = re.findall(
+        r"at the last hour's rate, ([\w/]+)'s daily budget runs out at (\d\d:\d\d) UTC", dom.stdout
+    )
+    assert [scope for scope, _ in found] == ["acme/coder"], dom.stdout[-3000:]
+    hour, minute = map(int, found[0][1].split(":"))
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    assert abs((hour * 60 + minute) - (soon.hour * 60 + soon.minute)) % (24 * 60) <= 5
+    assert "$9.50 of $10.00" in dom.stdout and "$1.00/h" in dom.stdout

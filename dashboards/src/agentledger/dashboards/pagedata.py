@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from agentledger.dashboards import figures
+from agentledger.dashboards import figures, forecast
 from agentledger.dashboards.pages import Cell, Control, Page, Table
 from agentledger.errors import AgentLedgerError
 from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
@@ -234,13 +234,48 @@ def overview(src: Sources) -> Page:
         bucket = bucket_of(src)
         rows = src.rows(q.costs, group_by=["agent"], bucket=bucket, **src.scope())
         budgets = [b.model_dump(mode="json") for b in src.budgets]
+        if budgets:
+            tables.append(_forecast_table(src, budgets))
         return [
             figures.spend_by_agent_over_time(rows, bucket),
             figures.top_agents(rows),
             figures.budget_burn(budgets),
         ]
 
-    return _page("overview", "Overview", src, build)
+    tables: list[Table] = []
+    page = _page("overview", "Overview", src, build)
+    page.tables = tables
+    return page
+
+
+def _forecast_table(src: Sources, budgets: list[Row]) -> Table:
+    """When each live budget runs out at its scope's spend rate of the last hour (event
+    time), if before its window resets; a budget that would not run out is left out."""
+    now = src.now or datetime.now(UTC)
+    recent = src.rows(
+        q.costs,
+        group_by=["tenant", "agent", "agent_version", "workflow"],
+        start=now - timedelta(hours=1),
+        end=now,
+    )
+    table = Table(
+        "Budget run-out forecast",
+        ["forecast", "used", "last hour's rate", "window resets"],
+        empty="no budget runs out before its window resets at the last hour's rate",
+    )
+    for f, sentence in forecast.forecasts(budgets, recent, now):
+        unit = "$" if f.unit == "usd" else ""
+        per = f"{unit}{f.rate_per_hour:,.2f}/h" if f.unit == "usd" else f"{f.rate_per_hour:,.0f} tokens/h"
+        table.rows.append(
+            [
+                Cell(sentence, full=f"{f.policy_id} · {f.scope_key}", wrap=True),
+                Cell(f"{unit}{f.spend:,.2f} of {unit}{f.limit:,.2f}", number=True),
+                Cell(per, number=True),
+                Cell(f.resets.astimezone(UTC).strftime("%b %d %H:%M UTC")),
+            ]
+        )
+        table.bad.add(len(table.rows) - 1)
+    return table
 
 
 def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -> Page:
