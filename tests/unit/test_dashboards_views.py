@@ -238,3 +238,29 @@ def test_user_and_conversation_ride_in_the_url_and_the_form(wh: str) -> None:
     assert f'href="/ui/traces?user={LOOP_USER}&amp;conversation={LOOP_CONVERSATION}"' in html
     assert f'name="user" value="{LOOP_USER}"' in html
     assert f'name="conversation" value="{LOOP_CONVERSATION}"' in html
+
+
+def test_agent_page_compares_versions_with_the_canary_verdict_and_when_it_came(wh: str) -> None:
+    page = pagedata.agent(acme(wh), "planner")
+    (table,) = page.tables
+    assert table.title == "Canary comparison: planner"
+    rows = {r[0].text: r for r in table.rows}
+    assert set(rows) == {"v1", "v2"}
+    reader = WarehouseReader(wh)
+    spend = reader.rows(queries.costs, group_by=["agent_version"], agent="planner", tenant="acme")
+    for version, row in rows.items():
+        traces = reader.rows(
+            queries.traces, agent="planner", agent_version=version, tenant="acme", limit=1000
+        )
+        cost = next(float(r["cost_usd"]) for r in spend if r["agent_version"] == version)
+        assert int(row[1].text) == len(traces)
+        assert float(row[2].text.lstrip("$")) == pytest.approx(cost / len(traces), abs=1e-5)
+        scores = reader.rows(queries.quality_series, agent="planner", metric="faithfulness", tenant="acme")
+        mine = [r for r in scores if r["agent_version"] == version]
+        mean = sum(r["score"] * r["n"] for r in mine) / sum(r["n"] for r in mine)
+        assert float(row[4].text) == pytest.approx(mean, abs=1e-3)
+    canary = reader.rows(queries.alerts, rule="canary.verdict", tenant="acme")[0]
+    assert (rows["v2"][5].text, rows["v2"][6].text) == ("rollback", canary["ts"][:19])
+    assert rows["v2"][7].text == canary["summary"]
+    assert rows["v1"][5].text == ""  # the baseline got no verdict of its own
+    assert "Canary comparison: planner" in render_report([page])  # the report carries it too

@@ -322,6 +322,12 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
             )
             if src.view.version is None or r.get("agent_version") == src.view.version
         ]
+        canaries = [
+            a
+            for a in alerts
+            if str(a.get("rule")) == "canary.verdict" and entity_agent(a.get("entity")) == chosen
+        ]
+        tables.append(_canary_table(src, chosen, metric, scores, canaries))
         return [
             figures.cost_and_tokens(series, bucket),
             figures.quality_with_drift(scores, drift),
@@ -329,9 +335,82 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
         ]
 
     links: list[tuple[str, str]] = []  # filled by build: the other agents, costliest first
+    tables: list[Table] = []
     page = _page("agent", "Agent", src, build, keep={"name": name, "metric": metric})
-    page.links = links
+    page.links, page.tables = links, tables
     return page
+
+
+def _canary_table(
+    src: Sources, agent_name: str, metric: str, scores: list[Row], canaries: list[Row]
+) -> Table:
+    """Each version of the agent side by side: tasks (traces), cost per task and per
+    successful task, mean quality, and the canary's latest verdict on it, when it came and
+    why, with the rollback command it issued (from the canary alerts and commands)."""
+    scope = src.scope(agent=False)
+    tasks = [
+        r
+        for r in src.rows(q.cost_per_successful_task, start=scope["start"], end=scope["end"])
+        if r.get("agent") == agent_name
+    ]
+    quality: dict[str, list[float]] = {}  # version -> [sum of scores, count]
+    for r in scores:
+        n = figures.num(r.get("n"))
+        acc = quality.setdefault(str(r.get("agent_version")), [0.0, 0.0])
+        acc[0] += figures.num(r.get("score")) * n
+        acc[1] += n
+    verdicts: dict[str, Row] = {}
+    for a in canaries:  # newest first: the first seen is the latest verdict
+        verdicts.setdefault(str(a.get("entity")).split("@", 1)[-1].split(":", 1)[0], a)
+    rollbacks = src.rows(
+        q.commands, action="rollback", agent=agent_name, start=scope["start"], end=scope["end"]
+    )
+    versions = sorted({str(r.get("agent_version")) for r in tasks} | set(verdicts))
+    table = Table(
+        f"Canary comparison: {agent_name}",
+        [
+            "version",
+            "tasks",
+            "cost per task",
+            "cost per successful task",
+            metric,
+            "canary verdict",
+            "when",
+            "why",
+        ],
+        empty="no version of this agent in this view",
+    )
+    for version in versions:
+        t = next((r for r in tasks if str(r.get("agent_version")) == version), {})
+        n_tasks = int(figures.num(t.get("tasks")))
+        per_task = figures.num(t.get("cost_usd")) / n_tasks if n_tasks else None
+        q_sum, q_n = quality.get(version, [0.0, 0.0])
+        v = verdicts.get(version, {})
+        verdict = str(alert_figures(v).get("verdict") or "") if v else ""
+        why = str(v.get("summary") or "")
+        rollback = next(
+            (c for c in rollbacks if str(v.get("command_id") or "") == str(c.get("command_id"))), None
+        )
+        if rollback is not None:
+            why += f" · rollback issued {figures.label(rollback.get('ts'))[:19]}"
+        if verdict == "rollback":
+            table.bad.add(len(table.rows))
+        table.rows.append(
+            [
+                Cell(version),
+                Cell(str(n_tasks), number=True),
+                Cell("" if per_task is None else f"${per_task:.5f}", number=True),
+                Cell(
+                    "" if t.get("cost_per_success_usd") is None else _money(t.get("cost_per_success_usd")),
+                    number=True,
+                ),
+                Cell(f"{q_sum / q_n:.3f}" if q_n else "", number=True),
+                Cell(verdict),
+                Cell(figures.label(v.get("ts"))[:19] if v else ""),
+                Cell(why, wrap=True),
+            ]
+        )
+    return table
 
 
 def _short(text: Any, max_len: int = 36) -> Cell:
