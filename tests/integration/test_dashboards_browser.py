@@ -297,3 +297,17 @@ def test_overview_forecasts_when_a_budget_runs_out_at_the_last_hours_rate(
     soon = datetime.now(UTC) + timedelta(minutes=30)
     assert abs((hour * 60 + minute) - (soon.hour * 60 + soon.minute)) % (24 * 60) <= 5
     assert "$9.50 of $10.00" in dom.stdout and "$1.00/h" in dom.stdout
+
+
+def test_the_waterfall_marks_each_instant_tool_call_on_its_own_row(api: Running, tmp_path: Path) -> None:
+    # the loop-killed trace: an agent span, an LLM call and six tool calls of no duration
+    dom = chromium(
+        api.view("trace", trace_id=LOOP_TRACE), tmp_path / "p", "--dump-dom", "--window-size=1280,1600"
+    )
+    assert dom.returncode == 0 and console_lines(dom.stderr) == []
+    diamonds = re.findall(r'<path class="point"[^>]*fill: rgb\(239, 108, 0\)', dom.stdout)
+    assert len(diamonds) == 6, diamonds  # one diamond per tool call (the legend's is no "point")
+    rows = re.findall(r'data-unformatted="(· tool web_search \[[0-9a-f]{6}\])"', dom.stdout)
+    assert len(rows) == len(set(rows)) == 6  # each on its own row, so no two labels share one
+    costs = re.findall(r'data-unformatted="([\d.]+ · incl [\d.]+ USD)"', dom.stdout)
+    assert len(costs) == 8 and "0.00000 · incl 7.25000 USD" in costs
