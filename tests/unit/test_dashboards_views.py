@@ -264,3 +264,39 @@ def test_agent_page_compares_versions_with_the_canary_verdict_and_when_it_came(w
     assert rows["v2"][7].text == canary["summary"]
     assert rows["v1"][5].text == ""  # the baseline got no verdict of its own
     assert "Canary comparison: planner" in render_report([page])  # the report carries it too
+
+
+def test_a_rollback_verdict_shows_the_command_it_issued(tmp_path: Path) -> None:
+    from agentledger.events import (
+        Action,
+        AlertEvent,
+        AlertState,
+        CommandParams,
+        ControlCommand,
+        Scope,
+        ScopeKind,
+        Severity,
+    )
+    from agentledger.warehouse.rows import ModelBuffer
+    from agentledger.warehouse.storage import Store, split_by_day
+    from agentledger.wire import dump
+
+    root = str(tmp_path / "wh")
+    land_demo_warehouse(root)
+    at = T0 + timedelta(hours=40)
+    why = "canary coder@v2 vs v1: rollback (cost per task 0.0300 vs 0.0100 USD (p=0.001))"
+    cmd = ControlCommand(command_id="canary-cmd", ts=at, scope=Scope(kind=ScopeKind.AGENT, tenant="acme", agent="coder"),
+                         action=Action.ROLLBACK, reason=why, params=CommandParams(target_version="v1"))  # fmt: skip
+    alert = AlertEvent(alert_id="canary-alert", dedup_key="canary.verdict:acme/coder@v2", ts=at, rule="canary.verdict",
+                       entity="acme/coder@v2", tenant="acme", state=AlertState.ALERT, severity=Severity.ERROR,
+                       summary=why, figures={"verdict": "rollback"}, command_id="canary-cmd")  # fmt: skip
+    for dataset, model in (("commands", cmd), ("alerts", alert)):
+        buffer = ModelBuffer(dataset)
+        buffer.add_record(dump(model), 0, 0)
+        for day, part in split_by_day(buffer.to_table()):
+            Store(root).write(dataset, day, f"canary-{dataset}", part)
+    (table,) = pagedata.agent(acme(root), "coder").tables
+    v2 = next(r for r in table.rows if r[0].text == "v2")
+    assert (v2[5].text, v2[6].text) == ("rollback", at.isoformat()[:19])
+    assert v2[7].text == f"{why} · rollback issued {at.isoformat()[:19]}"
+    assert table.bad == {table.rows.index(v2)}  # the rolled-back version is flagged
