@@ -350,7 +350,9 @@ def _canary_table(
     scope = src.scope(agent=False)
     tasks = [
         r
-        for r in src.rows(q.cost_per_successful_task, start=scope["start"], end=scope["end"])
+        for r in src.rows(
+            q.cost_per_successful_task, start=scope["start"], end=scope["end"], agent=agent_name
+        )
         if r.get("agent") == agent_name
     ]
     quality: dict[str, list[float]] = {}  # version -> [sum of scores, count]

@@ -160,11 +160,16 @@ def top_traces(
 
 
 def cost_per_successful_task(
-    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
 ) -> Rows:
     """Per agent version: tasks (traces), successful ones (no span in error), their whole cost
-    (failed tasks included: that is what a success really costs) divided by the successes."""
-    w = _window(tenant, start, end)
+    (failed tasks included: that is what a success really costs) divided by the successes;
+    ``agent``: that agent's versions only."""
+    w = _filter(_window(tenant, start, end), agent)
     return _rows(
         cat,
         f"""WITH task AS (
@@ -536,14 +541,16 @@ def traces(
     )
     k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
     where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
+    people = _Where().when(tenant, "tenant = ?")
     if search:
+        term = search.strip()
+        people.add("contains(attributes, ?)", term)
+        people.add(f"({_attribute(USER_KEYS)} = ? OR {_attribute(CONVERSATION_KEYS)} = ?)", term, term)
         where.add(
             "(contains(lower(trace_id), ?) OR contains(lower(array_to_string(agents, ' ')), ?)"
-            " OR list_contains(users, ?) OR list_contains(conversations, ?)"
-            " OR status = ? OR coalesce(kill_reason, '') = ?)",
-            *([search.strip().lower()] * 2),
-            *([search.strip()] * 2),
-            *([search.strip().lower()] * 2),
+            f" OR status = ? OR coalesce(kill_reason, '') = ? OR trace_id IN (SELECT trace_id FROM events {people.sql()}))",
+            *([term.lower()] * 4),
+            *people.params,
         )
     return _rows(
         cat,
@@ -553,10 +560,6 @@ def traces(
                      (coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0))::BIGINT AS tokens,
                      count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
                      list(DISTINCT agent ORDER BY agent) AS agents,
-                     coalesce(list(DISTINCT {_attribute(USER_KEYS)}) FILTER (WHERE attributes IS NOT NULL
-                         AND {_attribute(USER_KEYS)} IS NOT NULL), []) AS users,
-                     coalesce(list(DISTINCT {_attribute(CONVERSATION_KEYS)}) FILTER (WHERE attributes IS NOT NULL
-                         AND {_attribute(CONVERSATION_KEYS)} IS NOT NULL), []) AS conversations,
                      arg_min(agent, CASE WHEN parent_span_id IS NULL THEN 0 ELSE 1 END) AS root_agent,
                      min(coalesce(start, ts)) AS start, max(coalesce("end", ts)) AS "end"
               FROM events {w.sql()} GROUP BY trace_id),
@@ -569,9 +572,19 @@ def traces(
                      CASE WHEN k.kill_reason IS NOT NULL THEN 'killed'
                           WHEN t.errors > 0 THEN 'error' ELSE 'ok' END AS status,
                      coalesce(k.commands, []) AS commands, k.kill_reason
-              FROM t LEFT JOIN k USING (trace_id))
-            SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?""",
-        [*w.params, *k.params, *where.params, int(limit)],
+              FROM t LEFT JOIN k USING (trace_id)),
+            page AS (SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?),
+            -- users and conversations of the listed traces only: parsing every event's
+            -- attributes would cost more than the whole list
+            u AS (
+              SELECT trace_id, list(DISTINCT {_attribute(USER_KEYS)}) FILTER (WHERE {_attribute(USER_KEYS)} IS NOT NULL) AS users,
+                     list(DISTINCT {_attribute(CONVERSATION_KEYS)})
+                         FILTER (WHERE {_attribute(CONVERSATION_KEYS)} IS NOT NULL) AS conversations
+              FROM events WHERE attributes IS NOT NULL AND trace_id IN (SELECT trace_id FROM page)
+              {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id)
+            SELECT page.*, coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
+            FROM page LEFT JOIN u USING (trace_id) ORDER BY {TRACE_SORTS[sort]}, trace_id""",
+        [*w.params, *k.params, *where.params, int(limit), *([tenant] if tenant is not None else [])],
     )
 
 
