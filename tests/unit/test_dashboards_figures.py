@@ -53,7 +53,7 @@ def test_trace_waterfall_offsets_widths_and_costs() -> None:
     bar = fig.data[0]
     assert list(bar.base) == [0.0, 500.0] and list(bar.x) == [2000.0, 500.0]
     assert bar.y[1].startswith("· chat")  # indented under its parent
-    assert [(a.y, a.text) for a in fig.layout.annotations][1] == (bar.y[1], "0.30000 · incl 0.30000 USD")
+    assert [(a.y, a.text) for a in fig.layout.annotations][1] == (bar.y[1], "0.3 · 0.3")
     assert len(fig.data) == 1  # no span too short to see: no marks
 
 

@@ -271,7 +271,7 @@ def versions_table(rows: Iterable[Row]) -> go.Figure:
 
 ZERO_LENGTH_SHARE = 0.005
 """A span shorter than this share of its trace is drawn as a mark (a bar would not show)."""
-WATERFALL_DOMAIN = 0.72
+WATERFALL_DOMAIN = 0.7
 """The share of the waterfall's width for the time axis; the cost column takes the rest."""
 
 
@@ -305,8 +305,9 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
         base.append((start - t0).total_seconds() * 1000)
         length.append(max((end - start).total_seconds() * 1000, 0.0))
         direct = s.get("direct_cost_usd", s.get("cost_usd"))
-        # no "$": two of them in an annotation make plotly.js read it as LaTeX (MathJax)
-        text.append(f"{num(direct):.5f} · incl {num(s.get('inclusive_cost_usd')):.5f} USD")
+        # short (the column must fit a phone) and no "$": two of them in an annotation make
+        # plotly.js read it as LaTeX (MathJax)
+        text.append(f"{num(direct):.4g} · {num(s.get('inclusive_cost_usd')):.4g}")
     total = max((b + w for b, w in zip(base, length, strict=True)), default=0.0)
     hover = [f"{n}<br>{w:.0f} ms · {t}" for n, w, t in zip(labels, length, text, strict=True)]
     fig = go.Figure(
@@ -352,7 +353,7 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
         _empty(fig, "no spans")
     return _layout(
         fig,
-        "Trace waterfall (ms from start; direct · inclusive cost)",
+        "Trace waterfall (ms from start; USD direct · inclusive)",
         height=max(340, 28 * len(items) + 100),
         legend={"orientation": "h", "y": -0.12 if len(items) > 8 else -0.3},
     )
