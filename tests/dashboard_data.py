@@ -3,7 +3,7 @@ agents call agents (the demo warehouse's synthetic traces are single-agent)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from agentledger.events import (
@@ -25,11 +25,13 @@ LOOP_TRACE = "7" * 31 + "a"
 ROOT, LLM = "1" * 15 + "a", "2" * 15 + "b"
 LOOP_START = T0 + timedelta(hours=40)
 CAUSE = "loop-call-5"
+LOOP_USER, LOOP_CONVERSATION = "user-ana", "conv-0042"  # on the root span only, as SDKs tag them
 
 
 def land_loop_trace(root: str) -> None:
     """A ``coder`` trace that called the same tool six times and was killed 120 ms after the
-    sixth call: one costly LLM call (cached and reasoning tokens) and the kill command."""
+    sixth call: one costly LLM call (cached and reasoning tokens) and the kill command. Its
+    root span names its user and conversation."""
     from agentledger.warehouse.landing import land_priced
     from agentledger.warehouse.rows import ModelBuffer
     from agentledger.warehouse.storage import Store, split_by_day
@@ -98,6 +100,7 @@ def land_loop_trace(root: str) -> None:
                     end=t + timedelta(seconds=9),
                     status=SpanStatus.ERROR,
                     error_type="AgentKilled",
+                    attributes={"user.id": LOOP_USER, "gen_ai.conversation.id": LOOP_CONVERSATION},
                     **common,
                 ),
                 Decimal(0),
@@ -159,3 +162,32 @@ def land_agent_chain(root: str) -> None:
     span(two, "b" * 15 + "1", None, "planner", SpanKind.AGENT)
     span(two, "b" * 15 + "2", "b" * 15 + "1", "coder", SpanKind.AGENT, "3")
     land_priced(Store(root), events, "chain-events")
+
+
+def land_recent_spend(root: str, now: datetime, agent: str = "coder", cost: str = "1") -> str:
+    """One ``acme`` trace of ``agent`` spending ``cost`` USD half an hour before ``now``
+    (the last hour's rate a budget forecast reads); returns its trace id."""
+    from agentledger.warehouse.landing import land_priced
+    from agentledger.warehouse.storage import Store
+
+    trace = "5" * 31 + "b"
+    at = now - timedelta(minutes=30)
+    usage = UsageEvent(
+        event_id="recent-usage",
+        ts=at,
+        tenant="acme",
+        agent=agent,
+        agent_version="v2",
+        trace_id=trace,
+        span_id="6" * 15 + "c",
+        provider="openai",
+        model="gpt-4o",
+        input_tokens=1_000,
+        output_tokens=100,
+    )
+    land_priced(
+        Store(root),
+        [PricedEvent(event=usage, cost_usd=Decimal(cost), priced=True, price_source="test")],
+        "recent",
+    )
+    return trace

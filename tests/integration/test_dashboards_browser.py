@@ -19,7 +19,14 @@ from urllib.parse import quote, urlencode
 import pytest
 from _hostile import land_hostile_names
 from aiokafka import AIOKafkaProducer
-from dashboard_data import LOOP_TRACE, land_agent_chain, land_loop_trace
+from dashboard_data import (
+    LOOP_CONVERSATION,
+    LOOP_TRACE,
+    LOOP_USER,
+    land_agent_chain,
+    land_loop_trace,
+    land_recent_spend,
+)
 
 from agentledger.admin import create_topics
 from agentledger.api.app import create_app
@@ -105,6 +112,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     land_hostile_names(str(home / "wh"))
     land_loop_trace(str(home / "wh"))
     land_agent_chain(str(home / "wh"))
+    land_recent_spend(str(home / "wh"), datetime.now(UTC))  # coder: $1 in the last hour
     keys = standard_keys(home / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, home=home),
@@ -181,14 +189,23 @@ def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp
                   "end": end.strftime("%Y-%m-%dT%H:%M:%S")},
         "agent": {"agent": "planner"},
         "search": {"q": "killed"},
+        "user": {"user": LOOP_USER},
+        "conversation": {"conversation": LOOP_CONVERSATION},
+        "search-conversation": {"q": LOOP_CONVERSATION},
     }  # fmt: skip
     expected = {
         "all": reader.rows(queries.traces, tenant="acme", limit=200),
         "range": reader.rows(queries.traces, tenant="acme", start=start, end=end, limit=200),
         "agent": reader.rows(queries.traces, tenant="acme", agent="planner", limit=200),
         "search": reader.rows(queries.traces, tenant="acme", search="killed", limit=200),
+        "user": reader.rows(queries.traces, tenant="acme", user=LOOP_USER, limit=200),
+        "conversation": reader.rows(queries.traces, tenant="acme", conversation=LOOP_CONVERSATION, limit=200),
+        "search-conversation": reader.rows(
+            queries.traces, tenant="acme", search=LOOP_CONVERSATION, limit=200
+        ),
     }
-    assert [r["trace_id"] for r in expected["search"]] == [LOOP_TRACE]
+    for name in ("search", "user", "conversation", "search-conversation"):
+        assert [r["trace_id"] for r in expected[name]] == [LOOP_TRACE], name
     assert len(expected["all"]) > len(expected["range"]) > 0 and len(expected["agent"]) > 0
     for name, query in views.items():
         dom = chromium(api.view("traces", **query), tmp_path / name, "--dump-dom")
@@ -200,18 +217,64 @@ def test_the_range_and_filters_in_the_url_change_what_is_shown(api: Running, tmp
             assert f'name="{key}" value="{value}"' in dom.stdout or f'value="{value}" selected' in dom.stdout
 
 
-@pytest.mark.parametrize("width", [1400, 500])
-def test_screenshots_of_every_page(
-    api: Running, width: int, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+def test_screenshots_of_every_page_at_1400_px(
+    api: Running, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
-    # Headless Chromium lays a page out no narrower than 500 px (a 390 px window is a 500 px
-    # page cut off): the served pages are shot at 500; the phone width is shot below, framed.
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
     for page in PAGES:
-        shot = shots / f"{page}-{width}.png"
-        result = chromium(api.link(f"/ui/{page}"), tmp_path / page, f"--screenshot={shot}",
-                          f"--window-size={width},1800")  # fmt: skip
+        shot = shots / f"{page}-1400.png"
+        result = chromium(
+            api.link(f"/ui/{page}"), tmp_path / page, f"--screenshot={shot}", "--window-size=1400,1800"
+        )
+        assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-1000:]
+    print(f"screenshots: {shots}")
+
+
+def test_every_page_at_390_px_fits_the_phone_width(
+    api: Running, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    # Headless Chromium lays a window out no narrower than 500 px, and the served pages refuse
+    # to be framed (X-Frame-Options DENY), so each page is built from the same data and
+    # framed at 390 px from a file; a script then reads how wide each page's content is.
+    from agentledger.dashboards import pagedata
+    from agentledger.dashboards.pages import plotly_js, render_page
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plotly.min.js").write_text(plotly_js())
+    src = Sources(WarehouseReader(api.warehouse), "acme")
+    builds = {"overview": pagedata.overview, "agent": pagedata.agent, "trace": pagedata.trace,
+              "traces": pagedata.traces, "agents": pagedata.agent_chain, "providers": pagedata.providers,
+              "timeline": pagedata.timeline}  # fmt: skip
+    assert set(builds) == set(PAGES)
+    for name, build in builds.items():
+        (site / f"{name}.html").write_text(render_page(build(src), base=site.as_uri()))
+    frames = "".join(
+        f'<iframe id="{name}" src="{name}.html" style="width:390px;height:1800px;border:0;display:block"></iframe>'
+        for name in PAGES
+    )
+    measure = (
+        "<script>setTimeout(function(){document.querySelectorAll('iframe').forEach(function(f){"
+        "var d=f.contentDocument.documentElement;document.body.setAttribute('data-'+f.id,"
+        "d.scrollWidth+'/'+f.contentDocument.querySelectorAll('.main-svg').length);});},3000)</script>"
+    )
+    (site / "phone.html").write_text(f'<!doctype html><body style="margin:0">{frames}{measure}</body>')
+    flags = ("--allow-file-access-from-files", "--window-size=500,1800")
+    dom = chromium((site / "phone.html").as_uri(), tmp_path / "p", "--dump-dom", *flags)
+    assert dom.returncode == 0, dom.stderr[-1000:]
+    for name in PAGES:
+        width, drawn = map(int, re.search(rf'data-{name}="(\d+)/(\d+)"', dom.stdout).groups())  # type: ignore[union-attr]
+        assert width <= 390, (name, width)  # nothing wider than the phone: no sideways scrolling
+        assert drawn >= PAGES[name], name  # the charts were drawn at that width
+    shots = tmp_path_factory.getbasetemp() / "screenshots"
+    shots.mkdir(exist_ok=True)
+    for name in PAGES:
+        one = site / f"phone-{name}.html"
+        one.write_text(f'<!doctype html><body style="margin:0"><iframe src="{name}.html" '
+                       'style="width:390px;height:1800px;border:0"></iframe></body>')  # fmt: skip
+        shot = shots / f"{name}-390.png"
+        result = chromium(one.as_uri(), tmp_path / name, f"--screenshot={shot}", *flags)
         assert result.returncode == 0 and shot.stat().st_size > 10_000, result.stderr[-1000:]
     print(f"screenshots: {shots}")
 
@@ -263,3 +326,34 @@ def test_a_click_on_an_agent_in_the_chain_opens_its_page(tmp_path: Path) -> None
         (site / "agents.html").as_uri(), tmp_path / "p", "--dump-dom", "--allow-file-access-from-files"
     )
     assert "the agent page stand-in" in dom.stdout, dom.stdout[:1500]
+
+
+def test_overview_forecasts_when_a_budget_runs_out_at_the_last_hours_rate(
+    api: Running, tmp_path: Path
+) -> None:
+    # coder: $9.50 of a $10 daily budget, $1 spent in the last hour: out in about 30 minutes;
+    # planner: $4 of $10 and nothing spent lately: no forecast
+    dom = chromium(api.link("/ui/overview"), tmp_path / "p", "--dump-dom", "--window-size=1280,1600")
+    assert dom.returncode == 0 and console_lines(dom.stderr) == []
+    found = re.findall(
+        r"at the last hour's rate, ([\w/]+)'s daily budget runs out at (\d\d:\d\d) UTC", dom.stdout
+    )
+    assert [scope for scope, _ in found] == ["acme/coder"], dom.stdout[-3000:]
+    hour, minute = map(int, found[0][1].split(":"))
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    assert abs((hour * 60 + minute) - (soon.hour * 60 + soon.minute)) % (24 * 60) <= 5
+    assert "$9.50 of $10.00" in dom.stdout and "$1.00/h" in dom.stdout
+
+
+def test_the_waterfall_marks_each_instant_tool_call_on_its_own_row(api: Running, tmp_path: Path) -> None:
+    # the loop-killed trace: an agent span, an LLM call and six tool calls of no duration
+    dom = chromium(
+        api.view("trace", trace_id=LOOP_TRACE), tmp_path / "p", "--dump-dom", "--window-size=1280,1600"
+    )
+    assert dom.returncode == 0 and console_lines(dom.stderr) == []
+    diamonds = re.findall(r'<path class="point"[^>]*fill: rgb\(239, 108, 0\)', dom.stdout)
+    assert len(diamonds) == 6, diamonds  # one diamond per tool call (the legend's is no "point")
+    rows = re.findall(r'data-unformatted="(· tool web_search \[[0-9a-f]{6}\])"', dom.stdout)
+    assert len(rows) == len(set(rows)) == 6  # each on its own row, so no two labels share one
+    costs = re.findall(r'data-unformatted="([\d.]+ · [\d.]+)"', dom.stdout)
+    assert len(costs) == 8 and costs[:2] == ["0 · 7.25", "7.25 · 7.25"]  # root, then the LLM call

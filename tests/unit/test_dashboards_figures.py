@@ -49,10 +49,36 @@ def test_trace_waterfall_offsets_widths_and_costs() -> None:
         {"span_id": "b" * 16, "parent_span_id": "a" * 16, "name": "chat", "start": "2026-11-24T10:00:00.500+00:00",
          "end": "2026-11-24T10:00:01+00:00", "direct_cost_usd": "0.3", "inclusive_cost_usd": "0.3"},
     ]  # fmt: skip
-    bar = figures.trace_waterfall(spans).data[0]
+    fig = figures.trace_waterfall(spans)
+    bar = fig.data[0]
     assert list(bar.base) == [0.0, 500.0] and list(bar.x) == [2000.0, 500.0]
     assert bar.y[1].startswith("· chat")  # indented under its parent
-    assert "$0.30000" in bar.text[1]
+    assert [(a.y, a.text) for a in fig.layout.annotations][1] == (bar.y[1], "0.3 · 0.3")
+    assert len(fig.data) == 1  # no span too short to see: no marks
+
+
+def test_waterfall_marks_zero_length_spans_and_keeps_cost_labels_off_the_bars() -> None:
+    at = "2026-11-24T10:00:0{}+00:00"
+    spans = [
+        {"span_id": "a" * 16, "parent_span_id": None, "name": "agent", "start": at.format(0), "end": at.format(9),
+         "direct_cost_usd": "0", "inclusive_cost_usd": "0.3"},
+        *[{"span_id": f"{i:016x}", "parent_span_id": "a" * 16, "tool": "web_search", "start": at.format(i),
+           "end": at.format(i), "direct_cost_usd": "0", "inclusive_cost_usd": "0"} for i in range(3, 6)],
+        *[{"span_id": "c" * 16, "parent_span_id": "a" * 16, "name": "same", "start": at.format(6), "end": at.format(7),
+           "direct_cost_usd": "0", "inclusive_cost_usd": "0"} for _ in range(2)],  # ids repeated: still two rows
+        {"span_id": "b" * 16, "parent_span_id": "a" * 16, "name": "chat", "start": at.format(1),
+         "end": at.format(3), "direct_cost_usd": "0.3", "inclusive_cost_usd": "0.3"},
+    ]  # fmt: skip
+    fig = figures.trace_waterfall(spans)
+    bar, marks = fig.data
+    assert marks.name == "zero-length span" and marks.mode == "markers"
+    assert list(marks.x) == [3000.0, 4000.0, 5000.0]  # one mark at each instant, on its own row
+    assert [y.split(" [")[0] for y in marks.y] == ["· tool web_search"] * 3 and len(set(marks.y)) == 3
+    assert all(w > 0 for w in bar.x)  # a sliver on the axis as well
+    assert bar.text is None  # no label inside or beside a bar...
+    notes = fig.layout.annotations  # ...but one cost per row, in a column right of the time axis
+    assert [a.y for a in notes] == list(bar.y) and len(set(bar.y)) == len(bar.y)
+    assert all(a.xref == "paper" and a.xanchor == "left" and a.x > fig.layout.xaxis.domain[1] for a in notes)
 
 
 def test_quality_provider_timeline_and_versions() -> None:

@@ -7,9 +7,17 @@ import re
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
-from dashboard_data import LOOP_START, LOOP_TRACE, land_agent_chain, land_loop_trace
+from dashboard_data import (
+    LOOP_CONVERSATION,
+    LOOP_START,
+    LOOP_TRACE,
+    LOOP_USER,
+    land_agent_chain,
+    land_loop_trace,
+)
 
 from agentledger.api.testing import land_demo_warehouse
 from agentledger.dashboards import pagedata
@@ -201,3 +209,94 @@ def test_new_queries_keep_to_the_callers_tenant(tmp_path: Path) -> None:
     assert reader.rows(queries.agent_calls, tenant="globex") == []  # the chain is acme's
     assert reader.rows(queries.decisions, tenant="globex") == []  # every demo alert and command is acme's
     assert len(reader.rows(queries.decisions, tenant="acme")) == 8
+
+
+def test_a_user_or_conversation_filter_keeps_that_users_traces_whole(wh: str) -> None:
+    for view in ({"user": LOOP_USER}, {"conversation": LOOP_CONVERSATION}):
+        rows = pagedata.traces(acme(wh, **view)).tables[0].rows
+        assert [r[0].href for r in rows] == [f"trace?{urlencode(view)}&trace_id={LOOP_TRACE}"]
+        assert (rows[0][4].text, rows[0][10].text, rows[0][11].text) == (
+            "$7.25000",
+            LOOP_USER,
+            LOOP_CONVERSATION,
+        )
+        # the whole trace: its usage event carries no attributes, its cost still counts
+        top = pagedata.overview(acme(wh, **view)).figures[1]
+        assert list(top.data[0].y) == ["coder"] and bar_total(top) == pytest.approx(7.25)
+    assert pagedata.traces(acme(wh, user="nobody")).tables[0].rows == []
+
+
+def test_trace_search_finds_a_trace_by_its_user_or_conversation(wh: str) -> None:
+    for term in (LOOP_USER, LOOP_CONVERSATION):
+        rows = pagedata.traces(acme(wh), search=term).tables[0].rows
+        assert [r[0].href for r in rows] == [f"trace?trace_id={LOOP_TRACE}"]
+
+
+def test_user_and_conversation_ride_in_the_url_and_the_form(wh: str) -> None:
+    page = pagedata.overview(acme(wh, user=LOOP_USER, conversation=LOOP_CONVERSATION))
+    html = render_page(page)
+    assert f'href="/ui/traces?user={LOOP_USER}&amp;conversation={LOOP_CONVERSATION}"' in html
+    assert f'name="user" value="{LOOP_USER}"' in html
+    assert f'name="conversation" value="{LOOP_CONVERSATION}"' in html
+
+
+def test_agent_page_compares_versions_with_the_canary_verdict_and_when_it_came(wh: str) -> None:
+    page = pagedata.agent(acme(wh), "planner")
+    (table,) = page.tables
+    assert table.title == "Canary comparison: planner"
+    rows = {r[0].text: r for r in table.rows}
+    assert set(rows) == {"v1", "v2"}
+    reader = WarehouseReader(wh)
+    spend = reader.rows(queries.costs, group_by=["agent_version"], agent="planner", tenant="acme")
+    for version, row in rows.items():
+        traces = reader.rows(
+            queries.traces, agent="planner", agent_version=version, tenant="acme", limit=1000
+        )
+        cost = next(float(r["cost_usd"]) for r in spend if r["agent_version"] == version)
+        assert int(row[1].text) == len(traces)
+        assert float(row[2].text.lstrip("$")) == pytest.approx(cost / len(traces), abs=1e-5)
+        scores = reader.rows(queries.quality_series, agent="planner", metric="faithfulness", tenant="acme")
+        mine = [r for r in scores if r["agent_version"] == version]
+        mean = sum(r["score"] * r["n"] for r in mine) / sum(r["n"] for r in mine)
+        assert float(row[4].text) == pytest.approx(mean, abs=1e-3)
+    canary = reader.rows(queries.alerts, rule="canary.verdict", tenant="acme")[0]
+    assert (rows["v2"][5].text, rows["v2"][6].text) == ("rollback", canary["ts"][:19])
+    assert rows["v2"][7].text == canary["summary"]
+    assert rows["v1"][5].text == ""  # the baseline got no verdict of its own
+    assert "Canary comparison: planner" in render_report([page])  # the report carries it too
+
+
+def test_a_rollback_verdict_shows_the_command_it_issued(tmp_path: Path) -> None:
+    from agentledger.events import (
+        Action,
+        AlertEvent,
+        AlertState,
+        CommandParams,
+        ControlCommand,
+        Scope,
+        ScopeKind,
+        Severity,
+    )
+    from agentledger.warehouse.rows import ModelBuffer
+    from agentledger.warehouse.storage import Store, split_by_day
+    from agentledger.wire import dump
+
+    root = str(tmp_path / "wh")
+    land_demo_warehouse(root)
+    at = T0 + timedelta(hours=40)
+    why = "canary coder@v2 vs v1: rollback (cost per task 0.0300 vs 0.0100 USD (p=0.001))"
+    cmd = ControlCommand(command_id="canary-cmd", ts=at, scope=Scope(kind=ScopeKind.AGENT, tenant="acme", agent="coder"),
+                         action=Action.ROLLBACK, reason=why, params=CommandParams(target_version="v1"))  # fmt: skip
+    alert = AlertEvent(alert_id="canary-alert", dedup_key="canary.verdict:acme/coder@v2", ts=at, rule="canary.verdict",
+                       entity="acme/coder@v2", tenant="acme", state=AlertState.ALERT, severity=Severity.ERROR,
+                       summary=why, figures={"verdict": "rollback"}, command_id="canary-cmd")  # fmt: skip
+    for dataset, model in (("commands", cmd), ("alerts", alert)):
+        buffer = ModelBuffer(dataset)
+        buffer.add_record(dump(model), 0, 0)
+        for day, part in split_by_day(buffer.to_table()):
+            Store(root).write(dataset, day, f"canary-{dataset}", part)
+    (table,) = pagedata.agent(acme(root), "coder").tables
+    v2 = next(r for r in table.rows if r[0].text == "v2")
+    assert (v2[5].text, v2[6].text) == ("rollback", at.isoformat()[:19])
+    assert v2[7].text == f"{why} · rollback issued {at.isoformat()[:19]}"
+    assert table.bad == {table.rows.index(v2)}  # the rolled-back version is flagged

@@ -269,9 +269,15 @@ def versions_table(rows: Iterable[Row]) -> go.Figure:
     return _layout(fig, "Versions and canary verdicts")
 
 
+ZERO_LENGTH_SHARE = 0.005
+"""A span shorter than this share of its trace is drawn as a mark (a bar would not show)."""
+WATERFALL_DOMAIN = 0.7
+"""The share of the waterfall's width for the time axis; the cost column takes the rest."""
+
+
 def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
-    """One bar per span from its start to its end, indented by depth, labelled with direct and
-    inclusive cost. Rows: span_id, parent_span_id, name, start, end, direct_cost_usd (or
+    """One bar per span from its start to its end, indented by depth, a mark on the spans too
+    short to see, and direct and inclusive cost in a column of their own. Rows: span_id, parent_span_id, name, start, end, direct_cost_usd (or
     cost_usd), inclusive_cost_usd."""
     items = [s for s in spans if when(s.get("start")) and when(s.get("end"))]
     by_id = {str(s.get("span_id")): s for s in items}
@@ -287,32 +293,69 @@ def trace_waterfall(spans: Iterable[Row]) -> go.Figure:
     items.sort(key=lambda s: (when(s.get("start")), str(s.get("span_id"))))  # type: ignore[arg-type,return-value]
     starts = [t for t in (when(s.get("start")) for s in items) if t is not None]
     t0 = min(starts, default=None)
-    labels, base, width, text = [], [], [], []
+    labels, base, length, text = [], [], [], []
     for s in items:
         start, end = when(s.get("start")), when(s.get("end"))
         assert start is not None and end is not None and t0 is not None
-        name = label(s.get("name") or s.get("kind"), "event")
-        labels.append("· " * depth(s) + f"{name} [{label(str(s.get('span_id'))[:6])}]")
+        name = label(s.get("name") or (f"tool {s['tool']}" if s.get("tool") else s.get("kind")), "event")
+        row = "· " * depth(s) + f"{name} [{label(str(s.get('span_id'))[-6:])}]"
+        while row in labels:  # one row per span: a repeated label would stack spans on one row
+            row += "'"
+        labels.append(row)
         base.append((start - t0).total_seconds() * 1000)
-        width.append(max((end - start).total_seconds() * 1000, 0.5))
+        length.append(max((end - start).total_seconds() * 1000, 0.0))
         direct = s.get("direct_cost_usd", s.get("cost_usd"))
-        text.append(f"${num(direct):.5f} · incl ${num(s.get('inclusive_cost_usd')):.5f}")
+        # short (the column must fit a phone) and no "$": two of them in an annotation make
+        # plotly.js read it as LaTeX (MathJax)
+        text.append(f"{num(direct):.4g} · {num(s.get('inclusive_cost_usd')):.4g}")
+    total = max((b + w for b, w in zip(base, length, strict=True)), default=0.0)
+    hover = [f"{n}<br>{w:.0f} ms · {t}" for n, w, t in zip(labels, length, text, strict=True)]
     fig = go.Figure(
         go.Bar(
             y=labels,
-            x=width,
+            x=[max(w, total * 0.002) for w in length],  # a sliver, at least, on the axis
             base=base,
             orientation="h",
-            text=text,
-            textposition="auto",
             marker_color="#1565c0",
+            hovertext=hover,
+            hoverinfo="text",
+            name="span",
+            showlegend=False,
         )
     )
+    # A span too short to see as a bar (an instant tool call, an event) gets a mark at its start.
+    short = [i for i, w in enumerate(length) if w <= total * ZERO_LENGTH_SHARE]
+    if short:
+        fig.add_scatter(
+            x=[base[i] for i in short],
+            y=[labels[i] for i in short],
+            mode="markers",
+            marker={
+                "symbol": "diamond",
+                "size": 11,
+                "color": "#ef6c00",
+                "line": {"width": 1, "color": "#fff"},
+            },
+            name="zero-length span",
+            hovertext=[hover[i] for i in short],
+            hoverinfo="text",
+        )
+    # Costs in a column of their own right of the time axis, one per row: never drawn over a
+    # bar, a mark or another label, whatever the bar lengths.
+    for y, t in zip(labels, text, strict=True):
+        fig.add_annotation(
+            x=WATERFALL_DOMAIN + 0.01, xref="paper", xanchor="left", y=y, yref="y",
+            text=t, showarrow=False, font={"size": 11},
+        )  # fmt: skip
     fig.update_yaxes(autorange="reversed")
+    fig.update_xaxes(domain=[0, WATERFALL_DOMAIN], title_text="ms from start")
     if not items:
         _empty(fig, "no spans")
     return _layout(
-        fig, "Trace waterfall (ms from start; direct · inclusive cost)", height=max(340, 28 * len(items) + 80)
+        fig,
+        "Trace waterfall (ms from start; USD direct · inclusive)",
+        height=max(340, 28 * len(items) + 100),
+        legend={"orientation": "h", "y": -0.12 if len(items) > 8 else -0.3},
     )
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from agentledger.dashboards import figures
+from agentledger.dashboards import figures, forecast
 from agentledger.dashboards.pages import Cell, Control, Page, Table
 from agentledger.errors import AgentLedgerError
 from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
@@ -39,7 +39,8 @@ RANGES: dict[str, tuple[str, timedelta | None]] = {
 class View:
     """What a page shows: a time range and filters, all from the URL (so a view can be
     shared). ``start``/``end`` (UTC) count for ``range=custom`` only; ``version`` is the
-    agent version. The warehouse has no user or conversation column, so those filters wait."""
+    agent version; ``user`` and ``conversation`` keep the traces whose events name them in
+    their attributes (``user.id``, ``gen_ai.conversation.id``)."""
 
     range: str = "run"
     start: datetime | None = None
@@ -48,6 +49,8 @@ class View:
     version: str | None = None
     model: str | None = None
     tenant: str | None = None  # asked for by an all-tenant key (a bound key's tenant is fixed)
+    user: str | None = None
+    conversation: str | None = None
 
     def window(self, now: datetime | None = None) -> tuple[datetime | None, datetime | None]:
         """(start inclusive, end exclusive) on event time; (None, None) for the whole run."""
@@ -69,6 +72,8 @@ class View:
             "version": self.version,
             "model": self.model,
             "tenant": self.tenant,
+            "user": self.user,
+            "conversation": self.conversation,
             **extra,
         }
         return urlencode({k: v for k, v in values.items() if v})
@@ -86,6 +91,8 @@ class Scope(TypedDict):
     agent: str | None
     agent_version: str | None
     model: str | None
+    user: str | None
+    conversation: str | None
 
 
 @dataclass
@@ -113,6 +120,8 @@ class Sources:
             "agent": self.view.agent if agent else None,
             "agent_version": self.view.version,
             "model": self.view.model,
+            "user": self.view.user,
+            "conversation": self.view.conversation,
         }
 
     def rows(self, query: Query[P], /, *args: P.args, **kwargs: P.kwargs) -> list[Row]:
@@ -202,6 +211,8 @@ def controls(src: Sources, keep: dict[str, str | None] | None = None) -> list[Co
         pick("agent", "agent", v.agent, agents),
         pick("version", "version", v.version, versions),
         pick("model", "model", v.model, models),
+        Control("user", "user", v.user or ""),
+        Control("conversation", "conversation", v.conversation or ""),
     ]
     out += [Control(k, k, val, kind="hidden") for k, val in (keep or {}).items() if val]
     return out
@@ -223,13 +234,48 @@ def overview(src: Sources) -> Page:
         bucket = bucket_of(src)
         rows = src.rows(q.costs, group_by=["agent"], bucket=bucket, **src.scope())
         budgets = [b.model_dump(mode="json") for b in src.budgets]
+        if budgets:
+            tables.append(_forecast_table(src, budgets))
         return [
             figures.spend_by_agent_over_time(rows, bucket),
             figures.top_agents(rows),
             figures.budget_burn(budgets),
         ]
 
-    return _page("overview", "Overview", src, build)
+    tables: list[Table] = []
+    page = _page("overview", "Overview", src, build)
+    page.tables = tables
+    return page
+
+
+def _forecast_table(src: Sources, budgets: list[Row]) -> Table:
+    """When each live budget runs out at its scope's spend rate of the last hour (event
+    time), if before its window resets; a budget that would not run out is left out."""
+    now = src.now or datetime.now(UTC)
+    recent = src.rows(
+        q.costs,
+        group_by=["tenant", "agent", "agent_version", "workflow"],
+        start=now - timedelta(hours=1),
+        end=now,
+    )
+    table = Table(
+        "Budget run-out forecast",
+        ["forecast", "used", "last hour's rate", "window resets"],
+        empty="no budget runs out before its window resets at the last hour's rate",
+    )
+    for f, sentence in forecast.forecasts(budgets, recent, now):
+        unit = "$" if f.unit == "usd" else ""
+        per = f"{unit}{f.rate_per_hour:,.2f}/h" if f.unit == "usd" else f"{f.rate_per_hour:,.0f} tokens/h"
+        table.rows.append(
+            [
+                Cell(sentence, full=f"{f.policy_id} · {f.scope_key}", wrap=True),
+                Cell(f"{unit}{f.spend:,.2f} of {unit}{f.limit:,.2f}", number=True),
+                Cell(per, number=True),
+                Cell(f.resets.astimezone(UTC).strftime("%b %d %H:%M UTC")),
+            ]
+        )
+        table.bad.add(len(table.rows) - 1)
+    return table
 
 
 def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -> Page:
@@ -271,9 +317,17 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
                 bucket=bucket,
                 start=scope["start"],
                 end=scope["end"],
+                user=scope["user"],
+                conversation=scope["conversation"],
             )
             if src.view.version is None or r.get("agent_version") == src.view.version
         ]
+        canaries = [
+            a
+            for a in alerts
+            if str(a.get("rule")) == "canary.verdict" and entity_agent(a.get("entity")) == chosen
+        ]
+        tables.append(_canary_table(src, chosen, metric, scores, canaries))
         return [
             figures.cost_and_tokens(series, bucket),
             figures.quality_with_drift(scores, drift),
@@ -281,9 +335,84 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
         ]
 
     links: list[tuple[str, str]] = []  # filled by build: the other agents, costliest first
+    tables: list[Table] = []
     page = _page("agent", "Agent", src, build, keep={"name": name, "metric": metric})
-    page.links = links
+    page.links, page.tables = links, tables
     return page
+
+
+def _canary_table(
+    src: Sources, agent_name: str, metric: str, scores: list[Row], canaries: list[Row]
+) -> Table:
+    """Each version of the agent side by side: tasks (traces), cost per task and per
+    successful task, mean quality, and the canary's latest verdict on it, when it came and
+    why, with the rollback command it issued (from the canary alerts and commands)."""
+    scope = src.scope(agent=False)
+    tasks = [
+        r
+        for r in src.rows(
+            q.cost_per_successful_task, start=scope["start"], end=scope["end"], agent=agent_name
+        )
+        if r.get("agent") == agent_name
+    ]
+    quality: dict[str, list[float]] = {}  # version -> [sum of scores, count]
+    for r in scores:
+        n = figures.num(r.get("n"))
+        acc = quality.setdefault(str(r.get("agent_version")), [0.0, 0.0])
+        acc[0] += figures.num(r.get("score")) * n
+        acc[1] += n
+    verdicts: dict[str, Row] = {}
+    for a in canaries:  # newest first: the first seen is the latest verdict
+        verdicts.setdefault(str(a.get("entity")).split("@", 1)[-1].split(":", 1)[0], a)
+    rollbacks = src.rows(
+        q.commands, action="rollback", agent=agent_name, start=scope["start"], end=scope["end"]
+    )
+    versions = sorted({str(r.get("agent_version")) for r in tasks} | set(verdicts))
+    table = Table(
+        f"Canary comparison: {agent_name}",
+        [
+            "version",
+            "tasks",
+            "cost per task",
+            "cost per successful task",
+            metric,
+            "canary verdict",
+            "when",
+            "why",
+        ],
+        empty="no version of this agent in this view",
+    )
+    for version in versions:
+        t = next((r for r in tasks if str(r.get("agent_version")) == version), {})
+        n_tasks = int(figures.num(t.get("tasks")))
+        per_task = figures.num(t.get("cost_usd")) / n_tasks if n_tasks else None
+        q_sum, q_n = quality.get(version, [0.0, 0.0])
+        v = verdicts.get(version, {})
+        verdict = str(alert_figures(v).get("verdict") or "") if v else ""
+        why = str(v.get("summary") or "")
+        rollback = next(
+            (c for c in rollbacks if str(v.get("command_id") or "") == str(c.get("command_id"))), None
+        )
+        if rollback is not None:
+            why += f" · rollback issued {figures.label(rollback.get('ts'))[:19]}"
+        if verdict == "rollback":
+            table.bad.add(len(table.rows))
+        table.rows.append(
+            [
+                Cell(version),
+                Cell(str(n_tasks), number=True),
+                Cell("" if per_task is None else f"${per_task:.5f}", number=True),
+                Cell(
+                    "" if t.get("cost_per_success_usd") is None else _money(t.get("cost_per_success_usd")),
+                    number=True,
+                ),
+                Cell(f"{q_sum / q_n:.3f}" if q_n else "", number=True),
+                Cell(verdict),
+                Cell(figures.label(v.get("ts"))[:19] if v else ""),
+                Cell(why, wrap=True),
+            ]
+        )
+    return table
 
 
 def _short(text: Any, max_len: int = 36) -> Cell:
@@ -414,7 +543,20 @@ def traces(
         }
         table = Table(
             f"{len(rows)} traces, by {sort}",
-            ["trace", "start", "agent", "agents", "cost", "duration", "calls", "tokens", "errors", "status"],
+            [
+                "trace",
+                "start",
+                "agent",
+                "agents",
+                "cost",
+                "duration",
+                "calls",
+                "tokens",
+                "errors",
+                "status",
+                "user",
+                "conversation",
+            ],
             sort_links={k: "traces?" + src.view.query(**keep, sort=v) for k, v in sorts.items()},
         )
         for i, r in enumerate(rows):
@@ -436,6 +578,8 @@ def traces(
                     Cell(str(r.get("tokens") or 0), number=True),
                     Cell(str(r.get("errors") or 0), number=True),
                     Cell(state),
+                    _short(", ".join(str(u) for u in r.get("users") or []), 24),
+                    _short(", ".join(str(c) for c in r.get("conversations") or []), 24),
                 ]
             )
         tables.append(table)
@@ -444,7 +588,7 @@ def traces(
     tables: list[Table] = []
     page = _page("traces", "Traces", src, build)
     page.controls[3:3] = [
-        Control("q", "search (id, agent, status)", search or ""),
+        Control("q", "search (id, agent, user, conversation, status)", search or ""),
         Control(
             "status", "status", status or "", [("", "any"), *((s, s) for s in ("ok", "error", "killed"))]
         ),
@@ -505,6 +649,10 @@ def timeline(src: Sources) -> Page:
         scope = src.scope()
         start, end, agent_name = scope["start"], scope["end"], scope["agent"]
         rows = src.rows(q.decisions, start=start, end=end, agent=agent_name)
+        if src.view.user or src.view.conversation:
+            src.notes.append(
+                "decisions are per agent, budget or provider: the user and conversation filters do not apply"
+            )
         commands = [r | {"action": r.get("what")} for r in rows if r.get("kind") == "command"]
         alerts = [
             r
@@ -569,7 +717,14 @@ def agent_chain(src: Sources) -> Page:
 
     def build() -> list[Any]:
         scope = src.scope()
-        edges = src.rows(q.agent_calls, start=scope["start"], end=scope["end"], agent=scope["agent"])
+        edges = src.rows(
+            q.agent_calls,
+            start=scope["start"],
+            end=scope["end"],
+            agent=scope["agent"],
+            user=scope["user"],
+            conversation=scope["conversation"],
+        )
         if src.view.version or src.view.model:
             src.notes.append("the agent chain reads whole span trees: version and model filters do not apply")
         table = Table("Calls between agents", ["caller", "callee", "calls", "traces", "inclusive cost"])

@@ -79,6 +79,7 @@ class Table:
     rows: list[list[Cell]] = field(default_factory=list)
     sort_links: dict[str, str] = field(default_factory=dict)
     bad: set[int] = field(default_factory=set)
+    empty: str = "nothing in this view"  # shown when there are no rows
 
 
 @dataclass
@@ -148,7 +149,7 @@ def _table_html(t: Table, base: str | None) -> str:
         for i, row in enumerate(t.rows)
     )
     if not t.rows:
-        body = f'<tr><td colspan="{len(t.columns)}">nothing in this view</td></tr>'
+        body = f'<tr><td colspan="{len(t.columns)}">{html.escape(t.empty)}</td></tr>'
     return (
         f'<div class="card tbl"><h3>{html.escape(t.title)}</h3>'
         f"<table><thead><tr>{''.join(heads)}</tr></thead><tbody>{body}</tbody></table></div>"

@@ -25,6 +25,10 @@ def report(
     start: str = typer.Option(None, help="From this event time, inclusive (ISO; UTC if no zone)."),
     end: str = typer.Option(None, help="Until this event time, exclusive (ISO; UTC if no zone)."),
     agent: str = typer.Option(None, help="Only this agent."),
+    user: str = typer.Option(None, help="Only the traces of this user (attribute user.id)."),
+    conversation: str = typer.Option(
+        None, help="Only the traces of this conversation (attribute gen_ai.conversation.id)."
+    ),
 ) -> None:
     """Write the overview, agent, trace, traces, agent chain, providers and decisions views
     into one HTML file (plotly.js inlined: it opens anywhere, with no server and no internet)."""
@@ -34,7 +38,7 @@ def report(
 
     s = settings()
     reader = WarehouseReader(root or warehouse or s.warehouse_root)
-    view = View(agent=agent)
+    view = View(agent=agent, user=user, conversation=conversation)
     if start or end:
         view.range, view.start, view.end = "custom", _time(start, "--start"), _time(end, "--end")
     budgets, commands = _live_state(tenant)

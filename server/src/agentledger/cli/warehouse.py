@@ -122,6 +122,10 @@ def query(
     min_cost: float = typer.Option(None, "--min-cost", help="traces: USD at least."),
     sort: str = typer.Option(None, help="traces: cost, duration, errors, agent or start."),
     max_traces: int = typer.Option(None, "--max-traces", min=1, help="agent_calls: newest traces read."),
+    user: str = typer.Option(None, help="Only the traces of this user (attribute user.id)."),
+    conversation: str = typer.Option(
+        None, help="Only the traces of this conversation (gen_ai.conversation.id)."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table, csv, json or parquet."),
     out: Path = typer.Option(None, "--out", "-o", help="File (csv/json go to stdout without it)."),
     root: str = typer.Option(None, help="Warehouse root (default: settings)."),
@@ -155,6 +159,8 @@ def query(
         "min_cost_usd": Decimal(str(min_cost)) if min_cost is not None else None,
         "sort": sort,
         "max_traces": max_traces,
+        "user": user,
+        "conversation": conversation,
     }
     takes = chosen.params
     extra = [_flag(k) for k, v in given.items() if v is not None and k not in takes]

@@ -50,17 +50,42 @@ def _window(tenant: str | None, start: datetime | None, end: datetime | None, co
     return where
 
 
+USER_KEYS = ("user.id", "enduser.id")
+"""Event attributes naming the end user (OpenTelemetry's ``user.id``, its older ``enduser.id``)."""
+CONVERSATION_KEYS = ("gen_ai.conversation.id", "session.id")
+"""Event attributes naming the conversation (OpenTelemetry GenAI's, or a session id)."""
+
+
+def _attribute(keys: Sequence[str], prefix: str = "") -> str:
+    """The first of ``keys`` present in an event's attributes (a JSON string column)."""
+    parts = ", ".join(f"json_extract_string({prefix}attributes, '$.\"{k}\"')" for k in keys)
+    return f"coalesce({parts})"
+
+
 def _filter(
     w: _Where,
     agent: str | None = None,
     agent_version: str | None = None,
     model: str | None = None,
     prefix: str = "",
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> _Where:
     """The dashboards' filters (each None: no filter). ``model`` keeps the rows of that model
-    only, so a trace's cost under it is what that model cost."""
+    only, so a trace's cost under it is what that model cost. ``user`` and ``conversation``
+    keep whole traces: those where any event names them in its attributes (an SDK usually
+    tags the root span only, not each usage event)."""
     w.when(agent, f"{prefix}agent = ?").when(agent_version, f"{prefix}agent_version = ?")
-    return w.when(model, f"{prefix}model = ?")
+    w.when(model, f"{prefix}model = ?")
+    for value, keys in ((user, USER_KEYS), (conversation, CONVERSATION_KEYS)):
+        if value is not None:
+            # contains() first: a cheap scan that skips the JSON parse of every other row
+            # (orjson escapes only quotes, backslashes and control characters in a value)
+            cheap = '"' not in value and "\\" not in value and value.isprintable()
+            sub = _Where().when(value if cheap else None, "contains(attributes, ?)")
+            sub.add(f"{_attribute(keys)} = ?", value)
+            w.add(f"{prefix}trace_id IN (SELECT trace_id FROM events {sub.sql()})", *sub.params)
+    return w
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -110,12 +135,16 @@ def top_traces(
     agent: str | None = None,
     agent_version: str | None = None,
     model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """The most expensive traces (inclusive cost: every event of every agent in the trace).
 
     Ranks on cost alone first, then describes only the winners (listing agents for every
     trace would cost more than the ranking)."""
-    w = _filter(_window(tenant, start, end), agent, agent_version, model)
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    )
     return _rows(
         cat,
         f"""WITH top AS (
@@ -131,11 +160,16 @@ def top_traces(
 
 
 def cost_per_successful_task(
-    cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
 ) -> Rows:
     """Per agent version: tasks (traces), successful ones (no span in error), their whole cost
-    (failed tasks included: that is what a success really costs) divided by the successes."""
-    w = _window(tenant, start, end)
+    (failed tasks included: that is what a success really costs) divided by the successes;
+    ``agent``: that agent's versions only."""
+    w = _filter(_window(tenant, start, end), agent)
     return _rows(
         cat,
         f"""WITH task AS (
@@ -232,6 +266,8 @@ def costs(
     agent: str | None = None,
     agent_version: str | None = None,
     model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Spend grouped by any of tenant/agent/agent_version/workflow/model/provider, optionally
     per time ``bucket`` (second/minute/hour/day/week/month, as column ``bucket``)."""
@@ -244,7 +280,9 @@ def costs(
     inner = [*cols, *([f"{key} AS _b"] if unit else [])]
     outer = [*cols, *([f"{start_of} AS bucket"] if unit else [])]
     order = ", ".join(["bucket", *cols] if unit else cols) or "cost_usd DESC"
-    w = _filter(_window(tenant, start, end), agent, agent_version, model)
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    )
     return _rows(
         cat,
         f"""SELECT {"".join(c + ", " for c in outer)}cost_usd, events, calls, input_tokens,
@@ -322,9 +360,13 @@ def agents(
     agent: str | None = None,
     agent_version: str | None = None,
     model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Every agent seen: versions, first/last event, events, spend."""
-    w = _filter(_window(tenant, start, end), agent, agent_version, model)
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    )
     return _rows(
         cat,
         f"""SELECT tenant, agent,
@@ -345,10 +387,14 @@ def quality_series(
     bucket: str = "hour",
     start: datetime | None = None,
     end: datetime | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
-    """Mean score of one metric for one agent per time bucket and agent version."""
+    """Mean score of one metric for one agent per time bucket and agent version (of the
+    traces of ``user`` / ``conversation`` when given)."""
     key, start_of = _bucket_sql(_bucket(bucket) or "hour")
     w = _window(tenant, start, end).add("type = 'quality'").add("agent = ?", agent).add("metric = ?", metric)
+    _filter(w, user=user, conversation=conversation)
     return _rows(
         cat,
         f"""SELECT {start_of} AS bucket, agent_version, score, min_score, n
@@ -431,9 +477,13 @@ def provider_health(
     agent: str | None = None,
     agent_version: str | None = None,
     model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95."""
-    w = _filter(_window(tenant, start, end), agent, agent_version, model).add("provider IS NOT NULL")
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    ).add("provider IS NOT NULL")
     return _rows(
         cat,
         f"""SELECT provider, model,
@@ -474,23 +524,33 @@ def traces(
     min_cost_usd: Decimal | None = None,
     sort: str = "cost",
     limit: int = 100,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Traces to search and sort: cost (inclusive, every agent's), duration, calls, tokens,
     errors, the agents in it, and ``status``: ``killed`` when a kill command named the trace,
     else ``error`` when a span failed, else ``ok``. ``search`` matches part of the trace id,
-    an agent, the status or the kill reason; ``sort`` is one of cost/duration/errors/agent/start."""
+    an agent, a user, a conversation, the status or the kill reason; ``sort`` is one of
+    cost/duration/errors/agent/start. ``users`` and ``conversations``: those its events name."""
     if sort not in TRACE_SORTS:
         raise ConfigError(f"sort must be one of {', '.join(TRACE_SORTS)}, not {sort!r}")
     if status is not None and status not in TRACE_STATUSES:
         raise ConfigError(f"status must be one of {', '.join(TRACE_STATUSES)}, not {status!r}")
-    w = _filter(_window(tenant, start, end), agent, agent_version, model)
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    )
     k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
     where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
+    people = _Where().when(tenant, "tenant = ?")
     if search:
+        term = search.strip()
+        people.add("contains(attributes, ?)", term)
+        people.add(f"({_attribute(USER_KEYS)} = ? OR {_attribute(CONVERSATION_KEYS)} = ?)", term, term)
         where.add(
             "(contains(lower(trace_id), ?) OR contains(lower(array_to_string(agents, ' ')), ?)"
-            " OR status = ? OR coalesce(kill_reason, '') = ?)",
-            *([search.strip().lower()] * 4),
+            f" OR status = ? OR coalesce(kill_reason, '') = ? OR trace_id IN (SELECT trace_id FROM events {people.sql()}))",
+            *([term.lower()] * 4),
+            *people.params,
         )
     return _rows(
         cat,
@@ -512,9 +572,19 @@ def traces(
                      CASE WHEN k.kill_reason IS NOT NULL THEN 'killed'
                           WHEN t.errors > 0 THEN 'error' ELSE 'ok' END AS status,
                      coalesce(k.commands, []) AS commands, k.kill_reason
-              FROM t LEFT JOIN k USING (trace_id))
-            SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?""",
-        [*w.params, *k.params, *where.params, int(limit)],
+              FROM t LEFT JOIN k USING (trace_id)),
+            page AS (SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?),
+            -- users and conversations of the listed traces only: parsing every event's
+            -- attributes would cost more than the whole list
+            u AS (
+              SELECT trace_id, list(DISTINCT {_attribute(USER_KEYS)}) FILTER (WHERE {_attribute(USER_KEYS)} IS NOT NULL) AS users,
+                     list(DISTINCT {_attribute(CONVERSATION_KEYS)})
+                         FILTER (WHERE {_attribute(CONVERSATION_KEYS)} IS NOT NULL) AS conversations
+              FROM events WHERE attributes IS NOT NULL AND trace_id IN (SELECT trace_id FROM page)
+              {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id)
+            SELECT page.*, coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
+            FROM page LEFT JOIN u USING (trace_id) ORDER BY {TRACE_SORTS[sort]}, trace_id""",
+        [*w.params, *k.params, *where.params, int(limit), *([tenant] if tenant is not None else [])],
     )
 
 
@@ -591,13 +661,16 @@ def agent_calls(
     end: datetime | None = None,
     agent: str | None = None,
     max_traces: int = 5000,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Agents calling agents, from the span tree: one row per (caller, callee) with ``calls``
     (spans of the callee whose parent span is the caller's), ``traces``, and ``cost_usd``, the
     inclusive cost of those calls (all that ran under them). Over the ``max_traces`` newest
     traces of the window; with ``agent``, the edges that touch it. The whole trees are read
-    (a filter on events would cut them), so no version or model filter here."""
-    w = _window(tenant, start, end)
+    (a filter on events would cut them), so no version or model filter here; ``user`` and
+    ``conversation`` keep whole traces."""
+    w = _filter(_window(tenant, start, end), user=user, conversation=conversation)
     t = _Where().when(tenant, "tenant = ?")
     t.add(
         f"trace_id IN (SELECT trace_id FROM events {w.sql()} GROUP BY trace_id ORDER BY max(ts) DESC LIMIT ?)"

@@ -192,6 +192,8 @@ def view_of(
     version: str | None = Query(default=None, max_length=128),
     model: str | None = Query(default=None, max_length=256),
     tenant: str | None = Query(default=None, max_length=128),
+    user: str | None = Query(default=None, max_length=256),
+    conversation: str | None = Query(default=None, max_length=256),
 ) -> pagedata.View:
     """The time range and filters every page takes from its URL (an empty field: no filter)."""
     view = pagedata.View(
@@ -202,6 +204,8 @@ def view_of(
         version or None,
         model or None,
         tenant or None,
+        user or None,
+        conversation or None,
     )
     if range == "custom" and view.start and view.end and view.start >= view.end:
         raise BadRequestError("the custom range must start before it ends")
