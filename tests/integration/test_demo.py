@@ -9,9 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from _streams_harness import truth_cost
+
+from agentledger.events import UsageEvent
 
 
 def _env(kafka_bootstrap: str, home: Path) -> dict[str, str]:
@@ -91,6 +96,42 @@ def test_provider_fails_over_and_comes_back(outcome: dict) -> None:
     assert failover and resume and failover[0]["ts"] < resume[-1]["ts"]
     texts = [o["text"] for o in outcome["observations"] if o["story"] == "failover"]
     assert any("fails over to anthropic" in t for t in texts) and any("back on openai" in t for t in texts)
+
+
+def test_framework_agent_priced_exactly_and_killed_by_its_budget(outcome: dict) -> None:
+    """acme/summarizer is a real Pydantic AI agent behind al.instrument(): every call the local
+    provider served is in the warehouse under its own name at the exact price, and its budget's
+    kill stopped its calls inside the process."""
+    fw = outcome["framework"]
+    assert fw is not None and fw["available"], "pydantic-ai-slim is in the dev group"
+    assert fw["errors"] == [] and fw["answered"] > 0
+    u = fw["usage"]
+    one_call = truth_cost(
+        UsageEvent(
+            event_id="price-check", ts=datetime.now(UTC), tenant="acme", agent="summarizer",
+            trace_id="1" * 32, span_id="1" * 16, provider="openai", model=fw["model"],
+            input_tokens=u["input_tokens"], output_tokens=u["output_tokens"],
+            cache_read_tokens=u["cache_read_tokens"],
+        ),
+        "openai",
+    )  # fmt: skip
+    spend = {(r["tenant"], r["agent"]): r for r in outcome["spend"]}
+    row = spend[("acme", "summarizer")]
+    assert row["calls"] == fw["served"] == fw["answered"]
+    assert Decimal(str(row["cost_usd"])) == one_call * fw["served"] > 0
+    # killed by its budget: one command, and nothing reached the provider after it
+    kills = _commands(outcome, "kill", "agent/acme/summarizer")
+    assert len(kills) == 1 and kills[0]["kill_reason"] == "budget"
+    assert fw["kill"].startswith("BudgetKilled") and fw["refused"] > 0
+    assert fw["served_at_kill"] == fw["served"]
+    assert Decimal("0.05") <= one_call * fw["served"] < Decimal("0.05") + 3 * one_call
+    said = [o["text"] for o in outcome["observations"] if o["story"] == "hook"]
+    assert any(
+        t.startswith("acme/summarizer (Pydantic AI) killed: BudgetKilled")
+        and t.endswith("its next call never left the process")
+        for t in said
+    ), said
+    assert "summarizer" in outcome["stdout"]  # in the final spend table
 
 
 def test_summary_alerts_warehouse_and_report(outcome: dict) -> None:

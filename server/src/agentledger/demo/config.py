@@ -21,14 +21,29 @@ class DemoTiming:
     outage_at_s: float
     outage_s: float
     budget_usd: float
+    framework_budget_usd: float  # acme/summarizer (Pydantic AI): killed well before the outage
 
     @classmethod
     def for_mode(cls, short: bool) -> DemoTiming:
         if short:
             return cls(
-                duration_s=55, loop_at_s=4, canary_at_s=2, outage_at_s=14, outage_s=12, budget_usd=0.25
+                duration_s=55,
+                loop_at_s=4,
+                canary_at_s=2,
+                outage_at_s=14,
+                outage_s=12,
+                budget_usd=0.25,
+                framework_budget_usd=0.05,
             )
-        return cls(duration_s=100, loop_at_s=8, canary_at_s=5, outage_at_s=35, outage_s=20, budget_usd=0.50)
+        return cls(
+            duration_s=100,
+            loop_at_s=8,
+            canary_at_s=5,
+            outage_at_s=35,
+            outage_s=20,
+            budget_usd=0.50,
+            framework_budget_usd=0.15,
+        )
 
 
 def demo_config(receiver_url: str, dashboard_url: str, timing: DemoTiming) -> dict[str, Any]:
@@ -45,6 +60,16 @@ def demo_config(receiver_url: str, dashboard_url: str, timing: DemoTiming) -> di
                     {"at": 0.5, "action": "alert"},
                     {"at": 0.8, "action": "throttle", "rate_per_s": 1},
                 ],
+                "hard_action": "kill",
+            },
+            {
+                "policy_id": "acme-summarizer-hourly",
+                "description": "acme's summarizer (a Pydantic AI agent behind the hook): a small hard budget",
+                "selector": {"tenant": "acme", "agent": "summarizer", "per": "agent"},
+                "window": "1h",
+                "limit": timing.framework_budget_usd,
+                "unit": "usd",
+                "thresholds": [],
                 "hard_action": "kill",
             },
             {

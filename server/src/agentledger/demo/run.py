@@ -27,7 +27,14 @@ from agentledger.demo.workload import DemoWorkload, Observation, WorkloadResult
 from agentledger.localkafka import LocalKafka, free_ports
 from agentledger.settings import Settings
 
-STORY_STYLE = {"loop": "magenta", "budget": "yellow", "canary": "cyan", "failover": "blue", "error": "red"}
+STORY_STYLE = {
+    "hook": "green",
+    "loop": "magenta",
+    "budget": "yellow",
+    "canary": "cyan",
+    "failover": "blue",
+    "error": "red",
+}
 
 
 @dataclass
@@ -53,6 +60,7 @@ class DemoOutcome:
             "loop_calls_before_kill": w.loop_calls_before_kill,
             "sent": w.sent, "dropped": w.dropped, "failed": w.failed,
             "observations": [o.__dict__ for o in w.observations],
+            "framework": w.framework.__dict__ if w.framework is not None else None,
             "commands": self.commands, "alerts_received": self.alerts_received,
             "warehouse_events": self.warehouse_events, "spend": self.spend,
             "report": str(self.report) if self.report else None, "dashboard_url": self.dashboard_url,
@@ -148,7 +156,8 @@ class Demo:
         self.cli(env, "policies", "apply", str(config))
         self.step(
             f"policies applied: globex/writer ${self.timing.budget_usd:.2f}/hour (alert 50%, throttle 80%, "
-            "kill 100%), $50/day per agent, $2,000/month per tenant"
+            "kill 100%), acme/summarizer "
+            f"${self.timing.framework_budget_usd:.2f}/hour (kill), $50/day per agent, $2,000/month per tenant"
         )
         self.wait_ready(bootstrap, worker_port, api_port)
         return bootstrap, env, api_port, key
@@ -195,7 +204,8 @@ class Demo:
         bootstrap, env, api_port, key = self.start()
         t = self.timing
         self.step(
-            f"workload: planner → researcher → writer for acme and globex, {t.duration_s:.0f}s on the clock below"
+            f"workload: planner → researcher → writer for acme and globex, and acme's summarizer "
+            f"(a Pydantic AI agent, al.instrument()), {t.duration_s:.0f}s on the clock below"
         )
         workload = DemoWorkload(
             bootstrap, self.prefix + topics.EVENTS.name, self.prefix + topics.CONTROL.name, t, self.say
@@ -282,6 +292,13 @@ def summary(console: Console, outcome: DemoOutcome) -> None:
     facts.add_row("LLM calls (failed during the outage)", f"{w.llm_calls} ({w.llm_failures})")
     facts.add_row("steps throttled / refused by a kill", f"{w.throttled} / {w.killed_steps}")
     facts.add_row("runaway loop killed after", f"{w.loop_calls_before_kill} identical calls")
+    fw = w.framework
+    if fw is not None:
+        facts.add_row(
+            "acme/summarizer (Pydantic AI): runs / answered / refused by its kill",
+            f"{fw.runs} / {fw.answered} / {fw.refused} ({fw.served} requests served, "
+            f"{fw.served - (fw.served_at_kill or fw.served)} after the kill)",
+        )
     facts.add_row("events sent / dropped by the client", f"{w.sent} / {w.dropped}")
     facts.add_row("events in the warehouse", str(outcome.warehouse_events))
     facts.add_row(

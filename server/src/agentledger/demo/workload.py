@@ -11,6 +11,9 @@ Four stories play out on the clock (see ``DemoTiming``):
    and ``guard.version("writer")`` routes every task to v1 again;
 4. an outage: openai fails every call; its circuit opens, ``guard.provider("openai")`` returns
    anthropic, a probe trickle keeps testing openai, and traffic returns when it recovers.
+
+Beside them, acme's ``summarizer`` is a real Pydantic AI agent behind the provider-SDK hook
+(``agentledger.demo.framework``), killed by its own small budget mid-run.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from agentledger.collectors import AgentKilled, Emitter, Guard, Throttled
 from agentledger.demo.config import DemoTiming
+from agentledger.demo.framework import MISSING, FrameworkAgent, FrameworkResult, available
 
 TENANTS = ("acme", "globex")
 MODELS = {
@@ -57,6 +61,7 @@ class WorkloadResult:
     sent: int = 0
     dropped: int = 0
     failed: int = 0
+    framework: FrameworkResult | None = None
 
 
 class DemoWorkload:
@@ -75,11 +80,12 @@ class DemoWorkload:
         self.result = WorkloadResult()
         self.guard = Guard(bootstrap, control_topic=control_topic)
         self._emitters: dict[tuple[str, str, str], Emitter] = {}
-        self._bootstrap, self._topic = bootstrap, events_topic
+        self._bootstrap, self._topic, self._control = bootstrap, events_topic, control_topic
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._seen: set[str] = set()
         self._t0 = 0.0
+        self._framework_error: str | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -253,12 +259,25 @@ class DemoWorkload:
     def run(self) -> WorkloadResult:
         if not self.guard.wait_ready(30):
             raise RuntimeError("the Guard could not read the control topic in 30 s")
+        framework: FrameworkAgent | None = None
+        if available():
+            framework = FrameworkAgent(self._bootstrap, self._topic, self._control, self.observe, self.now,
+                                       self._stop)  # fmt: skip
+            try:
+                framework.setup()
+            except Exception as exc:  # noqa: BLE001 - the other stories go on without it
+                framework = None
+                self._framework_error = f"{type(exc).__name__}: {exc}"
         self._t0 = time.monotonic()
         threads = [threading.Thread(target=self.watch, name="watch", daemon=True)]
         threads += [
             threading.Thread(target=self.traffic, args=(t,), name=f"traffic-{t}", daemon=True)
             for t in TENANTS
         ]
+        if framework is not None:
+            threads.append(threading.Thread(target=framework.run, name="framework-agent", daemon=True))
+        else:
+            self.observe("hook", self._framework_error or MISSING)
         for th in threads:
             th.start()
         loop_thread = None
@@ -275,7 +294,9 @@ class DemoWorkload:
             time.sleep(0.1)
         self._stop.set()
         for th in [*threads, *([loop_thread] if loop_thread else [])]:
-            th.join(10)
+            th.join(20 if th.name == "framework-agent" else 10)
+        if framework is not None:
+            self.result.framework = framework.result
         return self.finish()
 
     def traffic(self, tenant: str) -> None:
@@ -301,5 +322,10 @@ class DemoWorkload:
             self.result.dropped += int(st.get("dropped", 0))
             self.result.failed += int(st.get("failed", 0))
             em.shutdown(5)
+        fw = self.result.framework
+        if fw is not None:
+            self.result.sent += fw.sent
+            self.result.dropped += fw.dropped
+            self.result.failed += fw.failed
         self.guard.close()
         return self.result
