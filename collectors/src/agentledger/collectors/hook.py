@@ -122,6 +122,9 @@ PROVIDER_HOSTS = {
 }  # fmt: skip
 
 
+_PROVIDER_SEEN_MAX = 256  # distinct base URLs remembered by provider_of (then it starts over)
+
+
 class Hook:
     """The installed hook's settings and its per-call work (one per process)."""
 
@@ -147,6 +150,8 @@ class Hook:
         self.recorded = 0
         self.failed = 0
         self._clients: dict[tuple[str, bool], Any] = {}
+        # (id(base_url), sdk, client class) -> (base_url, provider); a new Hook (instrument()) starts empty
+        self._provider_seen: dict[tuple[int, str, type], tuple[Any, str]] = {}
         self._lock = threading.Lock()
 
     def em(self) -> Any:
@@ -180,10 +185,27 @@ class Hook:
         }  # fmt: skip
 
     def provider_of(self, resource: Any, target: _Target) -> str:
-        """The provider a call goes to: named by its host (``providers``), else by the SDK."""
+        """The provider a call goes to: named by its host (``providers``), else by the SDK.
+
+        Remembered per base URL object (the SDKs' URLs are immutable; a client given a new
+        ``base_url`` holds a new object): reading the host costs a few µs a call."""
         client = getattr(resource, "_client", None)
+        # What both SDKs' base_url property returns; the property itself costs an import
+        # statement per read in recent openai versions.
+        url = getattr(client, "_base_url", None) or getattr(client, "base_url", None)
+        key = (id(url), target.sdk, type(client))
+        seen = self._provider_seen.get(key)
+        if seen is not None and seen[0] is url:  # the same object, not a new one at a reused id
+            return seen[1]
+        provider = self._provider_of(client, url, target)
+        if len(self._provider_seen) >= _PROVIDER_SEEN_MAX:
+            self._provider_seen.clear()
+        self._provider_seen[key] = (url, provider)
+        return provider
+
+    def _provider_of(self, client: Any, url: Any, target: _Target) -> str:
         if self.providers:
-            host = getattr(getattr(client, "base_url", None), "host", None)
+            host = getattr(url, "host", None)
             named = self.providers.get(str(host)) if host else None
             if named is not None:
                 return named

@@ -27,8 +27,12 @@ def _get(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
+# Tuples, not ``int | float``: a union written in the call is built anew on every call.
+_NUMBER, _SEQUENCE = (int, float), (list, tuple)
+
+
 def _int(value: Any) -> int:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+    return int(value) if isinstance(value, _NUMBER) and not isinstance(value, bool) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,7 @@ class Usage:
 
 
 def _is_stream(obj: Any) -> bool:
-    return isinstance(obj, list | tuple)
+    return isinstance(obj, _SEQUENCE)
 
 
 def usage_from_openai(response: Any, model: str | None = None, provider: str = "openai") -> Usage | None:

@@ -66,7 +66,9 @@ def mark_hooked_call() -> None:
                 break
         if span is None:
             current = naming._OTEL.get_current_span()
-            if _kind(getattr(current, "attributes", None) or {}) is SpanKind.LLM:
+            # is_recording() first: with no span active (the usual case) it is False at once,
+            # and the kind rules (a few µs) are not run for a span that cannot be marked.
+            if current.is_recording() and _kind(getattr(current, "attributes", None) or {}) is SpanKind.LLM:
                 span = current
         if span is not None and span.is_recording():
             span.set_attribute(HOOKED_CALL, True)
