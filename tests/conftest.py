@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,17 +39,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     frameworks = Path(__file__).resolve().parent / "frameworks"
     needed = {
-        f"{Path(str(item.fspath)).stem.removeprefix('test_fw_')}"
+        Path(str(item.fspath)).stem.removeprefix("test_fw_")
         for item in session.items
         if frameworks in Path(str(item.fspath)).resolve().parents
     }
     if needed and len(session.items) > len(needed) * 4:  # something else runs meanwhile
         import importlib.util
 
-        spec = importlib.util.spec_from_file_location("_venvs_prebuild", frameworks / "_venvs.py")
+        # registered under its own name: tests/frameworks/conftest.py's `import _venvs` then
+        # gets this module, not a second copy
+        spec = importlib.util.spec_from_file_location("_venvs", frameworks / "_venvs.py")
         assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = sys.modules.setdefault("_venvs", importlib.util.module_from_spec(spec))
+        if not hasattr(module, "prebuild_in_background"):
+            spec.loader.exec_module(module)
         module.prebuild_in_background(sorted(needed))
 
 

@@ -107,7 +107,7 @@ class CompactedReader:
         self._consumer.assign(self._tps)
         if self._tps:
             await self._consumer.seek_to_beginning(*self._tps)
-        self._ends = await self._consumer.end_offsets(self._tps) if self._tps else {}
+        self._ends = await self.end_offsets() if self._tps else {}
         return chosen
 
     async def caught_up(self) -> bool:
