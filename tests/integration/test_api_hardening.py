@@ -344,7 +344,7 @@ def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) ->
             api, "acme_admin", {"kind": "provider", "provider": "openai", "tenant": "acme"}, "", "resume"
         )
         assert back.status_code == 202, back.text
-        _sees(acme, "provider@acme/openai/*", back.json()["command_id"])
+        _sees(acme, "provider.manual:provider@acme/openai/*", back.json()["command_id"])
         assert acme.provider("openai", tenant="acme") == "openai"
     finally:
         acme.close()

@@ -252,6 +252,15 @@ def test_a_budget_kill_holds_through_a_canary_rollback_and_a_drift_recovery(stac
         key("admission", "budget", "writer"), key("routing", "health", "writer"), key("admission", "health", "writer")
     }  # fmt: skip
 
+    # a human ends the rollback: a resume that names the routing lane, on the health worker's key too
+    scope = {"kind": "agent", "tenant": "acme", "agent": "writer"}
+    r = s.call(
+        "POST", "/v1/control", {"scope": scope, "action": "resume", "lane": "routing", "reason": "v2 fixed"}
+    )
+    assert r.status_code == 202, r.text
+    until(lambda: g.version("writer", "acme") is None, why="the human's routing resume")
+    assert verdict(g, "writer") == "ok"
+
 
 # -- 2. a human's kill is lifted by a human only ----------------------------------------------
 
@@ -310,6 +319,10 @@ def test_a_human_resume_lifts_every_authority_that_holds_the_lane(stack: Stack) 
     assert on_budget_key is not None and on_budget_key.issued_by.startswith("key:")
     assert on_budget_key.command_id == r.json()["command_id"]
     s.call("DELETE", "/v1/policies/critic-cap")
+    wrong = s.call(
+        "POST", "/v1/control", {"scope": scope, "action": "kill", "lane": "routing", "reason": "x"}
+    )
+    assert wrong.status_code == 422 and "admission lane" in wrong.text
 
 
 # -- 3. records from before lanes ------------------------------------------------------------

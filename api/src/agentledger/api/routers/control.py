@@ -30,6 +30,7 @@ from agentledger.events import (
     Lane,
     Scope,
     ScopeKind,
+    lane_of,
     parse_control_key,
 )
 from agentledger.lanes import ControlRecords
@@ -141,6 +142,13 @@ async def post_control(
     different request is 409.
     """
     _check_scope(key, body.scope)
+
+    if body.lane is not None and body.action is not Action.RESUME:
+        own = lane_of(body.action, body.scope.kind)
+        if body.lane is not own:
+            raise ContractError(
+                f"a {body.action.value} belongs to the {own.value} lane, not {body.lane.value}"
+            )
 
     async def write(command_id: str) -> ControlCommand:
         try:
