@@ -140,7 +140,9 @@ def test_admission_takes_the_strictest_record_and_a_resume_lifts_only_its_key() 
         guard.check(tenant="acme", agent="writer", wait=False)
     manual = command(Action.KILL, "key:ops:k1", kill_reason="manual")
     guard.apply(manual, manual.key)
-    with pytest.raises(ManualKill):
+    budget_kill = command(Action.KILL, BUDGET_ISSUER, at=1, kill_reason="budget")
+    guard.apply(budget_kill, budget_kill.key)
+    with pytest.raises(ManualKill):  # two kills: the error names the human's, which no worker lifts
         guard.check(tenant="acme", agent="writer")
     for issuer in (BUDGET_ISSUER, HEALTH_ISSUER):  # every worker resumes: the human's kill stands
         resume = command(Action.RESUME, issuer, at=5)

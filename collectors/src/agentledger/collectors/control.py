@@ -112,12 +112,10 @@ class ControlIndex:
 
 
 def _stronger(new: Rule, old: Rule) -> bool:
-    """Which of two rules on the same scope and lane applies. Kills: any one will do (keep
-    the first). Throttles: the slowest. Routing, downgrade, provider: a human's, then the
-    newest."""
+    """Which of two rules on the same scope and lane applies. Throttles: the slowest. Kills
+    (any one stops the call; this picks the one it names), routing, downgrade, provider: a
+    human's, then the newest."""
     a, b = new.command, old.command
-    if a.action is Action.KILL:
-        return False
     if a.action is Action.THROTTLE:
         return (a.params.rate_per_s or math.inf) < (b.params.rate_per_s or math.inf)
     rank_a = (a.decided_by is Authority.MANUAL, a.ts)
