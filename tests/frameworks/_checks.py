@@ -40,7 +40,9 @@ def downgraded_after_the_threshold(pipeline: Pipeline, agent: str, after: int, o
     assert sent[agent][0] == MODEL and sent[agent][-after:] == [CHEAPER] * after, sent
     for other in others:
         assert len(set(sent[other])) == 1 and CHEAPER not in sent[other], sent
-    assert [c.action.value for c in pipeline.commands()[f"downgrade:agent/acme/{agent}"]] == ["downgrade"]
+    assert [c.action.value for c in pipeline.commands()[f"downgrade.budget:agent/acme/{agent}"]] == [
+        "downgrade"
+    ]
 
 
 def priced_once(pipeline: Pipeline) -> dict[str, list[dict[str, Any]]]:

@@ -121,7 +121,7 @@ class Pipeline:
                 return rows
 
     def commands(self) -> dict[str, list[ControlCommand]]:
-        """Every command on the control topic, by scope key, in order."""
+        """Every command on the control topic, by control key (lane.authority:scope key), in order."""
         out: dict[str, list[ControlCommand]] = {}
         for rec in consume(self.topics.bootstrap, self.topics.control, timeout=2):
             if rec.value is not None:

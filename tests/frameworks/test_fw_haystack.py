@@ -31,8 +31,8 @@ def test_haystack_priced_once_per_component_a_kill_stops_only_researcher_a_downg
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["researcher", "writer"]
     commands = pipeline.commands()
-    assert [c.action.value for c in commands["agent/acme/researcher"]] == ["kill"]
-    assert "agent/acme/writer" not in commands
+    assert [c.action.value for c in commands["admission.budget:agent/acme/researcher"]] == ["kill"]
+    assert "admission.budget:agent/acme/writer" not in commands
     downgraded_after_the_threshold(pipeline, "writer", after=2, others=["researcher"])
 
 

@@ -31,9 +31,9 @@ def test_langgraph_priced_once_per_agent_a_kill_stops_only_researcher_a_downgrad
         "You are agent researcher. Answer in one word.": False,
         "You are agent writer. Answer in one word.": True,
     }
-    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    assert [c.action.value for c in pipeline.commands()["admission.budget:agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "writer", after=2, others=["researcher"])
-    assert "agent/acme/writer" not in pipeline.commands()
+    assert "admission.budget:agent/acme/writer" not in pipeline.commands()
 
 
 def test_langgraph_with_openinference_spans_into_the_bridge_as_well_counts_each_call_once(

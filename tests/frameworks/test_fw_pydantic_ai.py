@@ -28,7 +28,7 @@ def test_pydantic_ai_priced_once_per_agent_a_kill_stops_only_the_delegate_a_down
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
     assert {r["provider"] for r in by_agent["researcher"]} == {"anthropic"}  # cache reads outside its input
-    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    assert [c.action.value for c in pipeline.commands()["admission.budget:agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
 
 

@@ -26,7 +26,7 @@ def test_smolagents_priced_once_per_agent_a_kill_stops_only_the_managed_agent_a_
     assert {a: len(m) for a, m in pipeline.requests_by_agent().items()} == {"manager": 6, "researcher": 2}
     by_agent = priced_once(pipeline)
     assert sorted(by_agent) == ["manager", "researcher"]
-    assert [c.action.value for c in pipeline.commands()["agent/acme/researcher"]] == ["kill"]
+    assert [c.action.value for c in pipeline.commands()["admission.budget:agent/acme/researcher"]] == ["kill"]
     downgraded_after_the_threshold(pipeline, "manager", after=2, others=["researcher"])
 
 

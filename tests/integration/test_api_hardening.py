@@ -309,7 +309,7 @@ def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) ->
         )
         assert mine.status_code == 202, mine.text
         for guard in (acme, globex):
-            _sees(guard, "provider@acme/openai/*", mine.json()["command_id"])
+            _sees(guard, "provider.manual:provider@acme/openai/*", mine.json()["command_id"])
         assert acme.provider("openai", tenant="acme") == "anthropic"
         assert globex.provider("openai", tenant="globex") == "openai"
         assert globex.provider("openai", "gpt-4o", tenant="globex") == "openai"
@@ -324,7 +324,7 @@ def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) ->
         glob = _failover(api, "admin", {"kind": "provider", "provider": "openai"}, "google")
         assert glob.status_code == 202, glob.text
         for guard in (acme, globex):
-            _sees(guard, "provider/openai/*", glob.json()["command_id"])
+            _sees(guard, "provider.manual:provider/openai/*", glob.json()["command_id"])
         assert globex.provider("openai", tenant="globex") == "google"
         assert acme.provider("openai", tenant="acme") == "anthropic"
         assert [c["command_id"] for c in api.call("GET", "/v1/control", "globex_read").json()
@@ -335,7 +335,7 @@ def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) ->
         resumed = _failover(api, "admin", {"kind": "provider", "provider": "openai"}, "", action="resume")
         assert resumed.status_code == 202, resumed.text
         for guard in (acme, globex):
-            _sees(guard, "provider/openai/*", resumed.json()["command_id"])
+            _sees(guard, "provider.manual:provider/openai/*", resumed.json()["command_id"])
         assert globex.provider("openai", tenant="globex") == "openai"
         assert acme.provider("openai", tenant="acme") == "anthropic"
 
@@ -344,7 +344,7 @@ def test_a_tenant_key_fails_over_a_provider_for_its_own_tenant_only(api: Api) ->
             api, "acme_admin", {"kind": "provider", "provider": "openai", "tenant": "acme"}, "", "resume"
         )
         assert back.status_code == 202, back.text
-        _sees(acme, "provider@acme/openai/*", back.json()["command_id"])
+        _sees(acme, "provider.manual:provider@acme/openai/*", back.json()["command_id"])
         assert acme.provider("openai", tenant="acme") == "openai"
     finally:
         acme.close()

@@ -216,9 +216,16 @@ def test_control_records_who_and_refuses_other_tenants(api: Running) -> None:
     assert response.status_code == 202
     command = ControlCommand.model_validate(response.json())
     assert command.issued_by.startswith("key:acme_admin:") and command.scope.key == "agent/acme/ctl"
-    (raw,) = _read_topic(api.bootstrap, api.prefix + "agentledger.control.v1", "agent/acme/ctl", 1)
+    (raw,) = _read_topic(
+        api.bootstrap, api.prefix + "agentledger.control.v1", "admission.manual:agent/acme/ctl", 1
+    )
     assert raw is not None and ControlCommand.model_validate_json(raw) == command
-    live = [ControlCommand.model_validate(c) for c in api.call("GET", "/v1/control", "acme_read").json()]
+    listed = api.call("GET", "/v1/control", "acme_read").json()
+    assert {
+        (c["control_key"], c["lane"], c["authority"]) for c in listed if c["command_id"] == command.command_id
+    } == {("admission.manual:agent/acme/ctl", "admission", "manual")}
+    extra = ("control_key", "authority", "lane")  # what the listing adds to each command
+    live = [ControlCommand.model_validate({k: v for k, v in c.items() if k not in extra}) for c in listed]
     assert command in live and all(c.scope.tenant == "acme" for c in live)
     assert api.call("GET", "/v1/control", "globex_read").json() == []
     assert api.call("POST", "/v1/control", "admin", json=provider).status_code == 202
@@ -230,7 +237,9 @@ def test_a_manual_downgrade_is_keyed_apart_from_the_kill(api: Running) -> None:
     down = {"scope": scope, "action": "downgrade", "reason": "cheaper", "params": {"model": "gpt-4o-mini"}}
     assert api.call("POST", "/v1/control", "acme_admin", json=kill).status_code == 202
     assert api.call("POST", "/v1/control", "acme_admin", json=down).status_code == 202
-    (raw,) = _read_topic(api.bootstrap, api.prefix + "agentledger.control.v1", "downgrade:agent/acme/dg", 1)
+    (raw,) = _read_topic(
+        api.bootstrap, api.prefix + "agentledger.control.v1", "downgrade.manual:agent/acme/dg", 1
+    )
     assert raw is not None and ControlCommand.model_validate_json(raw).params.model == "gpt-4o-mini"
     live = api.call("GET", "/v1/control", "acme_read").json()
     assert sorted(c["action"] for c in live if c["scope"]["agent"] == "dg") == ["downgrade", "kill"]

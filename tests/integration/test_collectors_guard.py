@@ -34,7 +34,7 @@ def produce(bootstrap: str, topic: str, *commands: ControlCommand) -> None:
         await producer.start()
         try:
             for cmd in commands:
-                await producer.send_and_wait(topic, wire.dump(cmd), key=cmd.scope.key.encode())
+                await producer.send_and_wait(topic, wire.dump(cmd), key=cmd.key.encode())
         finally:
             await producer.stop()
 

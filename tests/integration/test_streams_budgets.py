@@ -95,29 +95,38 @@ def test_thresholds_kill_once_and_resume_when_raised(topics, tmp_path: Path) -> 
         worker.wait_events(90)
         time.sleep(1.0)
         cmds = commands(topics)
-        p = cmds["agent/acme/planner"]
+        p = cmds["admission.budget:agent/acme/planner"]
         assert [c.action.value for c in p] == ["throttle", "kill"]
         assert p[0].params.rate_per_s == 2 and p[0].policy_id == "agent-cap"
         assert p[0].cause_event_id == crossing(planner, Decimal("0.80"))
         assert p[1].cause_event_id == crossing(planner, Decimal("1.00"))
         assert p[1].params.kill_reason == "budget" and p[1].scope.kind.value == "agent"
-        assert [c.action.value for c in cmds["agent/acme/coder"]] == ["throttle"]
-        assert cmds["agent/acme/coder"][0].cause_event_id == crossing(coder, Decimal("0.80"))
-        assert "agent/acme/critic" not in cmds
-        assert [c.action.value for c in cmds["tenant/globex"]] == ["kill"]
-        assert cmds["tenant/globex"][0].cause_event_id == crossing(globex, Decimal("0.3"))
-        assert set(cmds) == {"agent/acme/planner", "agent/acme/coder", "tenant/globex"}
+        assert [c.action.value for c in cmds["admission.budget:agent/acme/coder"]] == ["throttle"]
+        assert cmds["admission.budget:agent/acme/coder"][0].cause_event_id == crossing(coder, Decimal("0.80"))
+        assert "admission.budget:agent/acme/critic" not in cmds
+        assert [c.action.value for c in cmds["admission.budget:tenant/globex"]] == ["kill"]
+        assert cmds["admission.budget:tenant/globex"][0].cause_event_id == crossing(globex, Decimal("0.3"))
+        assert set(cmds) == {
+            "admission.budget:agent/acme/planner",
+            "admission.budget:agent/acme/coder",
+            "admission.budget:tenant/globex",
+        }
 
         # raising the limit lifts the kill and the throttle
         apply(topics, tmp_path, "2.00")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             cmds = commands(topics)
-            if len(cmds["agent/acme/planner"]) == 3 and len(cmds["agent/acme/coder"]) == 2:
+            if (
+                len(cmds["admission.budget:agent/acme/planner"]) == 3
+                and len(cmds["admission.budget:agent/acme/coder"]) == 2
+            ):
                 break
-        assert cmds["agent/acme/planner"][-1].action.value == "resume"
-        assert cmds["agent/acme/coder"][-1].action.value == "resume"
-        assert [c.action.value for c in cmds["tenant/globex"]] == ["kill"]  # still over its own cap
+        assert cmds["admission.budget:agent/acme/planner"][-1].action.value == "resume"
+        assert cmds["admission.budget:agent/acme/coder"][-1].action.value == "resume"
+        assert [c.action.value for c in cmds["admission.budget:tenant/globex"]] == [
+            "kill"
+        ]  # still over its own cap
         time.sleep(1.2)  # status updates are throttled to one a second per key
     finally:
         worker.kill()

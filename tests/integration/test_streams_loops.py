@@ -59,7 +59,7 @@ def test_loop_killed_at_nth_call_sibling_alive(topics, tmp_path: Path) -> None:
         (r.key.decode(), ControlCommand.model_validate_json(r.value))
         for r in consume(topics.bootstrap, topics.control)
     ]
-    assert [k for k, _ in cmds] == [f"trace/acme/{LOOPING}"]  # one kill, only that trace
+    assert [k for k, _ in cmds] == [f"admission.budget:trace/acme/{LOOPING}"]  # one kill, only that trace
     kill = cmds[0][1]
     assert kill.action.value == "kill" and kill.params.kill_reason == "loop"
     assert kill.scope.kind.value == "trace" and kill.scope.trace_id == LOOPING

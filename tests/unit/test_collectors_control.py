@@ -120,7 +120,10 @@ def test_a_tenant_failover_outlives_the_global_resume(guard: Guard) -> None:
     guard.apply(cmd(Action.RESUME, kind="provider", provider="openai"))  # the health worker's
     assert guard.provider("openai", tenant="acme") == "anthropic"
     assert guard.provider("openai", tenant="globex") == "openai"
-    assert set(guard.commands) == {"provider/openai/*", "provider@acme/openai/*"}
+    assert set(guard.commands) == {
+        "provider.manual:provider/openai/*",
+        "provider.manual:provider@acme/openai/*",
+    }
 
 
 def test_the_tenant_rule_comes_first_then_the_global_one(guard: Guard) -> None:

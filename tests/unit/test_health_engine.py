@@ -64,7 +64,9 @@ def _decode(out: list[Outgoing]) -> tuple[list[ControlCommand], list[AlertEvent]
     alerts = [AlertEvent.model_validate_json(o.value) for o in out if o.topic == "alerts"]
     for o in out:
         if o.topic == "control":
-            assert o.key.decode() == ControlCommand.model_validate_json(o.value).scope.key
+            assert (
+                o.key.decode() == ControlCommand.model_validate_json(o.value).key
+            )  # the health key of its lane
         else:
             assert o.key.decode() == AlertEvent.model_validate_json(o.value).dedup_key
     return cmds, alerts

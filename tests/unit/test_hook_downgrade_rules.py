@@ -18,8 +18,9 @@ from agentledger.wire import dump, encode_envelope
 
 NOW = datetime(2026, 11, 24, 23, 59, 0, tzinfo=UTC)
 _n = iter(range(1_000_000))
-KEY = "agent/acme/planner"
-DOWN_KEY = "downgrade:agent/acme/planner"
+SCOPE = "agent/acme/planner"
+KEY = "admission.budget:agent/acme/planner"
+DOWN_KEY = "downgrade.budget:agent/acme/planner"
 
 
 def usage(agent: str = "planner") -> UsageEvent:
@@ -55,7 +56,7 @@ def test_downgrade_at_the_soft_threshold_then_kill_then_both_lifted_at_the_reset
     out = feed(p, events)  # $0.07: over 50 %
     assert [(k, c.action, c.params.model) for k, c in out] == [(DOWN_KEY, Action.DOWNGRADE, "gpt-4o-mini")]
     down = out[0][1]
-    assert down.scope.key == KEY and down.policy_id == "cap" and down.cause_event_id == events[0].event_id
+    assert down.scope.key == SCOPE and down.policy_id == "cap" and down.cause_event_id == events[0].event_id
     # $0.105, the hard limit: a kill on the scope's own key, the downgrade stays as it is
     out = feed(p, [usage()])
     assert [(k, c.action) for k, c in out] == [(KEY, Action.KILL)]
@@ -111,9 +112,19 @@ def test_a_human_downgrade_is_not_ours_to_replace_or_lift() -> None:
                             params=CommandParams(model="gpt-4.1-nano"))  # fmt: skip
     p.observe_command(manual.key, dump(manual))
     p.observe_policy("cap", policy("1.00", {**DOWN, "at": 0.05}))
-    assert feed(p, [usage(), usage()]) == []
+    # the worker's own downgrade goes on its own key; the human's stays, and is the one obeyed
+    ours = feed(p, [usage(), usage()])
+    assert [(k, c.params.model) for k, c in ours] == [(DOWN_KEY, "gpt-4o-mini")]
     p.observe_policy("cap", None)
-    assert tick(p, NOW) == []
+    lifted = tick(p, NOW)
+    assert [(k, c.active(NOW)) for k, c in lifted] == [(DOWN_KEY, False)]
+    guard = Guard(start=False)
+    for key, cmd in [(manual.key, manual), *ours]:
+        guard.apply(cmd, key)
+    assert guard.downgrade("gpt-4o", "acme", "planner") == "gpt-4.1-nano"  # a human's first
+    for key, cmd in lifted:
+        guard.apply(cmd, key)
+    assert guard.downgrade("gpt-4o", "acme", "planner") == "gpt-4.1-nano"
 
 
 def test_the_guard_rewrites_only_the_models_a_downgrade_names() -> None:
@@ -132,7 +143,10 @@ def test_the_guard_rewrites_only_the_models_a_downgrade_names() -> None:
     )
     guard.apply(kill, kill.key)
     assert guard.downgrade("gpt-4o", "acme", "planner") == "gpt-4o-mini"
-    assert set(guard.commands) == {KEY, DOWN_KEY}
+    assert set(guard.commands) == {
+        "admission.manual:agent/acme/planner",
+        "downgrade.manual:agent/acme/planner",
+    }
 
 
 def test_the_contract_of_a_downgrade() -> None:
@@ -152,4 +166,4 @@ def test_the_contract_of_a_downgrade() -> None:
     assert set(json.loads(dump(kill))["params"]) == {
         "rate_per_s", "burst", "fallback_provider", "fallback_model", "target_version", "kill_reason",
     }  # fmt: skip
-    assert kill.key == "tenant/acme"
+    assert kill.key == "admission.manual:tenant/acme"

@@ -68,11 +68,17 @@ def test_manual_kill_is_not_ours_to_lift() -> None:
     p = Processor(MemoryStore())
     manual = ControlCommand(command_id="manual-0001", ts=NOW, scope=Scope(kind=ScopeKind.AGENT, tenant="acme",
                             agent="planner"), action=Action.KILL, reason="operator", issued_by="api")  # fmt: skip
-    p.observe_command(manual.scope.key, dump(manual))
+    p.observe_command(manual.key, dump(manual))
     p.observe_policy("cap", policy("cap", "0.05"))
-    assert feed(p, [usage() for _ in range(2)]) == []  # already killed by a human
+    # the budget kills on its own key; the human's kill is another key, never ours to lift
+    assert [(c.key, c.action) for c in feed(p, [usage() for _ in range(2)])] == [
+        ("admission.budget:agent/acme/planner", Action.KILL)
+    ]
     p.observe_policy("cap", None)
-    assert tick(p, NOW) == []  # and we do not resume it
+    assert [(c.key, c.action) for c in tick(p, NOW)] == [
+        ("admission.budget:agent/acme/planner", Action.RESUME)
+    ]
+    assert p.enforcer.current[manual.key] == manual
 
 
 def test_fine_selector_counts_only_matching_events_and_tokens_unit() -> None:

@@ -426,18 +426,83 @@ class Action(StrEnum):
     DOWNGRADE = "downgrade"
 
 
-DOWNGRADE_LANE = "downgrade"
-"""The lane of downgrade commands: they are keyed apart from the scope's kill/throttle/resume
-(``downgrade:<scope key>``), so a throttle or a kill never replaces a downgrade, nor the reverse."""
+class Lane(StrEnum):
+    """Which decision a command is about; each lane is decided on its own key, so a decision
+    in one lane never replaces one in another (a rollback never lifts a kill)."""
+
+    ADMISSION = "admission"  # kill, throttle, resume: may the call run at all, and how fast
+    ROUTING = "routing"  # rollback: which agent version serves the call
+    DOWNGRADE = "downgrade"  # downgrade: which model a call is sent to (independent of rollback)
+    PROVIDER = "provider"  # failover, resume: which provider a call is sent to
 
 
-def control_key(scope_key: str, action: Action) -> str:
-    """The control topic key of a command about ``scope_key``: the scope's own key, except for
-    a downgrade, which has a lane of its own (the lane name goes first: no scope key starts
-    with it, so no name can make the two collide)."""
-    if action is Action.DOWNGRADE:
-        return f"{DOWNGRADE_LANE}:{scope_key}"
-    return scope_key
+class Authority(StrEnum):
+    """Who decides: each control key has exactly one writer kind. A kill is lifted only by the
+    authority that set it, or by a human (``manual``)."""
+
+    BUDGET = "budget"  # the budget worker: budget policies and the loop detector, merged
+    HEALTH = "health"  # the health worker: drift, canary, provider circuits
+    MANUAL = "manual"  # a human, through the API or the CLI
+
+
+BUDGET_ISSUER = "agentledger.streams"
+"""``issued_by`` of the budget worker's commands."""
+HEALTH_ISSUER = "agentledger-health"
+"""``issued_by`` of the health worker's commands."""
+
+_LANE_OF_ACTION: dict[str, Lane] = {
+    "kill": Lane.ADMISSION,
+    "throttle": Lane.ADMISSION,
+    "rollback": Lane.ROUTING,
+    "downgrade": Lane.DOWNGRADE,
+    "failover": Lane.PROVIDER,
+}
+_LANES = {lane.value: lane for lane in Lane}
+_AUTHORITIES = {a.value: a for a in Authority}
+
+
+def lane_of(action: Action, kind: ScopeKind, lane: Lane | None = None) -> Lane:
+    """The lane of a command: fixed by its action, except a ``resume``, which lifts the lane it
+    names, by default the provider lane on a provider scope and the admission lane elsewhere."""
+    fixed = _LANE_OF_ACTION.get(action.value)
+    if fixed is not None:
+        return fixed
+    if lane is not None:
+        return lane
+    return Lane.PROVIDER if kind is ScopeKind.PROVIDER else Lane.ADMISSION
+
+
+def authority_of(issued_by: str) -> Authority:
+    """The authority a command speaks for, from who issued it: the two workers by name,
+    anyone else (an API key, the CLI) is a human."""
+    if issued_by == BUDGET_ISSUER:
+        return Authority.BUDGET
+    if issued_by == HEALTH_ISSUER:
+        return Authority.HEALTH
+    return Authority.MANUAL
+
+
+def control_key(scope_key: str, lane: Lane, authority: Authority) -> str:
+    """The control topic key of a command: ``<lane>.<authority>:<scope key>``, e.g.
+    ``admission.budget:agent/acme/writer``. The one place control keys are built.
+
+    No scope key can take this form: a scope key's first ``/`` segment is a scope kind or
+    ``provider@<tenant>``, and ``admission.budget:agent`` is neither (a ``.`` right after the
+    kind, where a scope key has ``/`` or ``@``)."""
+    return f"{lane.value}.{authority.value}:{scope_key}"
+
+
+def parse_control_key(key: str) -> tuple[Lane, Authority, str] | None:
+    """``(lane, authority, scope key)`` of a key built by ``control_key``; None for any other
+    key (a record written before lanes existed: its bare scope key, or
+    ``downgrade:<scope key>``)."""
+    head, sep, scope = key.partition(":")
+    if not sep:
+        return None
+    lane, dot, authority = head.partition(".")
+    if not dot or lane not in _LANES or authority not in _AUTHORITIES:
+        return None
+    return _LANES[lane], _AUTHORITIES[authority], scope
 
 
 class CommandParams(_Model):
@@ -463,7 +528,7 @@ class CommandParams(_Model):
 
 
 class ControlCommand(_Model):
-    """A command on the compacted control topic (key = ``scope.key``)."""
+    """A command on the compacted control topic, keyed by scope, lane and authority (``key``)."""
 
     v: Literal[1] = 1
     command_id: str = Field(min_length=8, max_length=64)
@@ -478,6 +543,12 @@ class ControlCommand(_Model):
     cause_event_id: str | None = Field(
         default=None, description="The event that triggered it (for latency measurement)."
     )
+    lane: Lane | None = Field(
+        default=None,
+        exclude_if=_unset,
+        description="A `resume`: the lane it lifts (default: `provider` on a provider scope, "
+        "else `admission`). Any other action: its own lane, or unset.",
+    )
 
     @model_validator(mode="after")
     def _params_for_action(self) -> ControlCommand:
@@ -489,12 +560,27 @@ class ControlCommand(_Model):
             raise ValueError("a rollback needs params.target_version")
         if self.action is Action.DOWNGRADE and self.params.model is None:
             raise ValueError("a downgrade needs params.model")
+        if self.lane is not None and lane_of(self.action, self.scope.kind, self.lane) is not self.lane:
+            raise ValueError(
+                f"a {self.action.value} belongs to the {lane_of(self.action, self.scope.kind).value} lane"
+            )
         return self
 
     @property
+    def in_lane(self) -> Lane:
+        """The lane this command decides (``lane_of``)."""
+        return lane_of(self.action, self.scope.kind, self.lane)
+
+    @property
+    def decided_by(self) -> Authority:
+        """Whose decision it is, from ``issued_by`` (``authority_of``)."""
+        return authority_of(self.issued_by)
+
+    @property
     def key(self) -> str:
-        """The control topic key (``control_key``): the scope's key, in the command's lane."""
-        return control_key(self.scope.key, self.action)
+        """Its own control topic key: its scope, its lane, its issuer's authority. (A human's
+        ``resume`` of a worker's kill is also written on that worker's key: see the API.)"""
+        return control_key(self.scope.key, self.in_lane, self.decided_by)
 
     def active(self, now: datetime) -> bool:
         return self.expires_at is None or now < self.expires_at

@@ -34,7 +34,7 @@ PRICED = TopicSpec(
 )
 DLQ = TopicSpec("agentledger.events.dlq.v1", "original key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, config=_COMPACT)
-CONTROL = TopicSpec("agentledger.control.v1", "scope key", 1, compacted=True, config=_COMPACT)
+CONTROL = TopicSpec("agentledger.control.v1", "lane.authority:scope key", 1, compacted=True, config=_COMPACT)
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 

@@ -1,9 +1,15 @@
-"""The Guard's view of the control topic, as plain data: latest command per scope key, and a
-precomputed index so that ``check`` is a few dict lookups (nothing applies: one lookup).
+"""The Guard's view of the control topic, as plain data: the command in force per control key,
+and a precomputed index so that ``check`` is a few dict lookups (nothing applies: one lookup).
 
-A compacted topic holds the latest command per scope key, so a ``resume`` (same key)
-replaces the kill or throttle it ends; an expired command is ignored and dropped at the next
-rebuild.
+A key names a scope, a lane and an authority (``admission.budget:agent/acme/writer``), so the
+budget worker, the health worker and a human each hold their own record about a scope. The
+index combines them: admission takes the strictest record over the scope's admission keys
+(a kill on any key beats every throttle, the slowest throttle wins; a ``resume`` on one key
+lifts only that key); routing, downgrade and provider rules are placed on their own,
+independently of admission, and where two authorities route the same scope a human's record
+wins, then the newest. A record from before lanes (bare scope key, ``downgrade:<scope>``) is
+read as the lane of its action (``agentledger.lanes``). An expired command is ignored and
+dropped at the next rebuild.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
-from agentledger.events import Action, ControlCommand, ScopeKind
+from agentledger.events import Action, Authority, ControlCommand, ScopeKind
+from agentledger.lanes import ControlRecords
 
 from .exceptions import AgentKilled, BudgetKilled, LoopKilled, ManualKill
 
+_K = TypeVar("_K")
 _KILLS: dict[str | None, type[AgentKilled]] = {
     "budget": BudgetKilled,
     "loop": LoopKilled,
@@ -102,38 +111,59 @@ class ControlIndex:
     next_expiry: float = math.inf
 
 
+def _stronger(new: Rule, old: Rule) -> bool:
+    """Which of two rules on the same scope and lane applies. Throttles: the slowest. Kills
+    (any one stops the call; this picks the one it names), routing, downgrade, provider: a
+    human's, then the newest."""
+    a, b = new.command, old.command
+    if a.action is Action.THROTTLE:
+        return (a.params.rate_per_s or math.inf) < (b.params.rate_per_s or math.inf)
+    rank_a = (a.decided_by is Authority.MANUAL, a.ts)
+    rank_b = (b.decided_by is Authority.MANUAL, b.ts)
+    return rank_a > rank_b
+
+
+def _keep(table: dict[_K, Rule], slot: _K, rule: Rule) -> None:
+    held = table.get(slot)
+    if held is None or _stronger(rule, held):
+        table[slot] = rule
+
+
 def _place(rules: TenantRules, kind: ScopeKind, cmd: ControlCommand, rule: Rule) -> None:
     scope = cmd.scope
     if kind is ScopeKind.TENANT:
-        rules.tenant = rule
+        if rules.tenant is None or _stronger(rule, rules.tenant):
+            rules.tenant = rule
     elif kind is ScopeKind.AGENT:
-        rules.agents[str(scope.agent)] = rule
+        _keep(rules.agents, str(scope.agent), rule)
     elif kind is ScopeKind.AGENT_VERSION:
-        rules.versions[(str(scope.agent), str(scope.agent_version))] = rule
+        _keep(rules.versions, (str(scope.agent), str(scope.agent_version)), rule)
     elif kind is ScopeKind.WORKFLOW:
-        rules.workflows[str(scope.workflow)] = rule
+        _keep(rules.workflows, str(scope.workflow), rule)
     elif kind is ScopeKind.TRACE:
-        rules.traces[str(scope.trace_id)] = rule
+        _keep(rules.traces, str(scope.trace_id), rule)
     elif kind is ScopeKind.USER:
-        rules.users[str(scope.user)] = rule
+        _keep(rules.users, str(scope.user), rule)
     elif kind is ScopeKind.CONVERSATION:
-        rules.conversations[str(scope.conversation)] = rule
+        _keep(rules.conversations, str(scope.conversation), rule)
 
 
 class ControlState:
-    """Latest command per scope key; ``index()`` builds what ``Guard.check`` reads."""
+    """The command in force per control key; ``index()`` builds what ``Guard.check`` reads."""
 
     def __init__(self) -> None:
-        self.commands: dict[str, ControlCommand] = {}
-        self._buckets: dict[str, tuple[str, TokenBucket]] = {}  # scope key -> (command id, bucket)
+        self.records = ControlRecords()
+        self._buckets: dict[str, tuple[str, TokenBucket]] = {}  # control key -> (command id, bucket)
+
+    @property
+    def commands(self) -> dict[str, ControlCommand]:
+        """The command in force per control key (a record from before lanes under the key its
+        content names)."""
+        return self.records.current
 
     def apply(self, key: str | None, command: ControlCommand | None) -> None:
         """A record from the control topic: a command, or a tombstone (None) deleting ``key``."""
-        if command is None:
-            if key is not None:
-                self.commands.pop(key, None)
-            return
-        self.commands[key or command.scope.key] = command
+        self.records.apply(key, command)
 
     def _bucket(self, key: str, cmd: ControlCommand, now_mono: float) -> TokenBucket:
         # Keep a bucket across rebuilds while the same command rules, so tokens are not reset.
@@ -157,9 +187,9 @@ class ControlState:
             rule = Rule(cmd, expires)
             scope = cmd.scope
             if cmd.action is Action.FAILOVER and scope.kind is ScopeKind.PROVIDER:
-                out.failovers[(scope.tenant, str(scope.provider), scope.model or "*")] = rule
+                _keep(out.failovers, (scope.tenant, str(scope.provider), scope.model or "*"), rule)
             elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
-                out.rollbacks[(scope.tenant, scope.agent)] = rule
+                _keep(out.rollbacks, (scope.tenant, scope.agent), rule)
             elif cmd.action is Action.DOWNGRADE and scope.tenant is not None:
                 _place(out.downgrades.setdefault(scope.tenant, TenantRules()), scope.kind, cmd, rule)
             elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:

@@ -137,7 +137,7 @@ class Guard:
 
     @property
     def commands(self) -> dict[str, ControlCommand]:
-        """Latest command per scope key (a copy)."""
+        """The command in force per control key (a copy)."""
         with self._lock:
             return dict(self._state.commands)
 

@@ -26,8 +26,12 @@ def _guard(timeout: float):  # type: ignore[no-untyped-def]
 
 @guard_app.command("status")
 def status(timeout: float = typer.Option(15.0, help="Seconds to wait for the control topic.")) -> None:
-    """List the latest command per scope (kills, throttles, failovers, rollbacks, resumes)."""
+    """List the command in force per scope, lane and authority (kills, throttles, failovers,
+    rollbacks, downgrades, resumes): a scope may hold one from each authority (budget, health,
+    manual), and the Guard combines them."""
     from datetime import UTC, datetime
+
+    from agentledger.events import parse_control_key
 
     guard = _guard(timeout)
     try:
@@ -37,9 +41,14 @@ def status(timeout: float = typer.Option(15.0, help="Seconds to wait for the con
     from agentledger.cli._output import print_table
 
     now = datetime.now(UTC)
-    rows = [[key, cmd.action.value, "active" if cmd.active(now) and cmd.action.value != "resume" else "ended",
-             cmd.ts, cmd.reason[:80]] for key, cmd in sorted(commands.items())]  # fmt: skip
-    print_table(["scope and lane", "action", "state", "since", "reason"], rows)
+    rows = []
+    for key, cmd in sorted(commands.items(), key=lambda kv: (kv[1].scope.key, kv[0])):
+        parsed = parse_control_key(key)
+        lane, authority = (parsed[0], parsed[1]) if parsed else (cmd.in_lane, cmd.decided_by)
+        state = "active" if cmd.active(now) and cmd.action.value != "resume" else "ended"
+        rows.append([cmd.scope.key, lane.value, authority.value, cmd.action.value, state, cmd.ts,
+                     cmd.issued_by, cmd.reason[:80]])  # fmt: skip
+    print_table(["scope", "lane", "authority", "action", "state", "since", "issued by", "reason"], rows)
 
 
 @guard_app.command("check")

@@ -90,9 +90,14 @@ def _live_state(tenant: str | None) -> tuple[list[Any], list[Any]]:
             ControlCommand.model_validate_json,
             options,
         )
+        from agentledger.lanes import ControlRecords
+
+        records = ControlRecords()  # in force per scope, lane and authority; old keys superseded
+        for key, command in commands.items():
+            records.apply(key, command)
         return (
             [b for b in budgets.values() if tenant is None or scope_key_tenant(b.scope_key) == tenant],
-            [c for c in commands.values() if tenant is None or c.scope.tenant in (None, tenant)],
+            [c for c in records.current.values() if tenant is None or c.scope.tenant in (None, tenant)],
         )
 
     return asyncio.run(read())

@@ -56,11 +56,10 @@ def setup(instrument_otel: Callable[[Any], None] | None = None) -> Any:
 def wait_for(guard: Any, action: str, agent: str, timeout: float = 60.0) -> bool:
     """Wait until the control plane has told this process ``action`` for ``agent``."""
     key = f"agent/{TENANT}/{agent}"
-    keys = (f"{action}:{key}", key)  # a downgrade has a lane of its own: downgrade:<scope key>
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        commands = guard.commands
-        if any(c is not None and c.action.value == action for c in map(commands.get, keys)):
+        # one key per scope, lane and authority: any of this scope's commands will do
+        if any(c.scope.key == key and c.action.value == action for c in guard.commands.values()):
             return True
         time.sleep(0.05)
     return False

@@ -24,6 +24,7 @@ from agentledger.api.auth import require, tenant_for, token_of
 from agentledger.api.errors import BadRequestError, ForbiddenError, UnauthorizedError
 from agentledger.api.headers import page_csp
 from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.routers.control import in_force as control_in_force
 from agentledger.api.sessions import CSRF_COOKIE, SESSION_COOKIE, DashboardSignIn, get_sign_in
 from agentledger.api.state import ApiState, get_state
 from agentledger.dashboards import pagedata
@@ -217,7 +218,8 @@ def view_of(
 def _sources(key: ApiKey, state: ApiState, view: pagedata.View) -> pagedata.Sources:
     only = tenant_for(key, view.tenant)
     budgets = [b for b in state.budgets.items().values() if only is None or _tenant_of(b.scope_key) == only]
-    commands = [c for c in state.control.items().values() if only is None or c.scope.tenant in (None, only)]
+    in_force = control_in_force(state).values()  # one per scope, lane and authority; old keys superseded
+    commands = [c for c in in_force if only is None or c.scope.tenant in (None, only)]
     return pagedata.Sources(state.warehouse, only, budgets, commands, view=view, admin=key.tenant is None)
 
 

@@ -4,7 +4,7 @@ enforcement, and the two scale apart).
 
 ``HealthEngine`` is the whole decision logic without Faust: bytes in (event envelopes, priced
 envelopes, timer ticks), records out (``ControlCommand`` for the control topic keyed by
-``Scope.key``, ``AlertEvent`` for the alerts topic keyed by ``dedup_key``). ``agentledger.streams.health.app.build_health_app``
+``ControlCommand.key``, ``AlertEvent`` for the alerts topic keyed by ``dedup_key``). ``agentledger.streams.health.app.build_health_app``
 wraps it in two Faust agents and a timer. Detector state lives in memory: after a restart
 baselines and windows are rebuilt from new data (commands already published stay in force on
 the compacted control topic).
@@ -22,6 +22,7 @@ from typing import Any
 
 from agentledger.errors import ContractError
 from agentledger.events import (
+    HEALTH_ISSUER,
     Action,
     AlertEvent,
     AlertState,
@@ -87,12 +88,12 @@ class HealthEngine:
             action=action,
             reason=reason[:1024],
             params=params or CommandParams(),
-            issued_by="agentledger-health",
+            issued_by=HEALTH_ISSUER,
             cause_event_id=cause_event_id,
         )
         self.counts["commands"] += 1
         log.info("command %s %s: %s", action.value, scope.key, reason)
-        return Outgoing("control", scope.key.encode(), dump(cmd))
+        return Outgoing("control", cmd.key.encode(), dump(cmd))  # health's own key in the lane
 
     def _alert(
         self,

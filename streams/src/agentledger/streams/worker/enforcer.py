@@ -1,10 +1,13 @@
-"""One command per scope: merge what every source (each policy, the loop detector) wants for a
-scope and publish only when the merged wish differs from what the control topic says.
+"""The budget authority: one command per scope and lane for every budget source (each policy,
+the loop detector), published only when the merged wish differs from what the control topic says.
 
-The control topic is compacted by scope key, so the latest command per scope is the state;
-two policies on one scope must not overwrite each other (a throttle after a kill would undo
-the kill), hence the merge: kill beats throttle, the slowest throttle wins. We only resume
-what we issued ourselves: a manual kill from the API stays until a human lifts it.
+The control topic is compacted by key, and a key names scope, lane and authority
+(``admission.budget:agent/acme/writer``), so the budget worker is the only writer of its keys:
+the health worker's throttles and rollbacks and a human's kills sit on keys of their own, and
+the Guard combines them. Within our key two policies must not overwrite each other (a
+throttle after a kill would undo the kill), hence the merge: kill beats throttle, the slowest
+throttle wins. We only resume what we issued ourselves: after a human's ``resume`` on our key
+we kill again only when a policy asks anew.
 """
 
 from __future__ import annotations
@@ -14,13 +17,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from agentledger.events import Action, CommandParams, ControlCommand, control_key
+from agentledger.events import (
+    BUDGET_ISSUER,
+    Action,
+    Authority,
+    CommandParams,
+    ControlCommand,
+    Lane,
+    ScopeKind,
+    control_key,
+    lane_of,
+)
+from agentledger.lanes import ControlRecords
 from agentledger.streams.worker.scopes import ScopeRef
 
-ISSUER = "agentledger.streams"
+ISSUER = BUDGET_ISSUER
 
 KillReason = Literal["budget", "loop", "manual", "quality", "other"]
-Lane = Literal["admission", "downgrade"]
+WantLane = Literal["admission", "downgrade"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,19 +66,21 @@ class Enforcer:
     def __init__(self) -> None:
         self._desires: dict[str, dict[str, Desire]] = {}
         self._refs: dict[str, ScopeRef] = {}
-        self.current: dict[str, ControlCommand] = {}
-        """Latest command per scope key, as on the control topic (ours and others')."""
+        self.records = ControlRecords()
+
+    @property
+    def current(self) -> dict[str, ControlCommand]:
+        """The command in force per control key, as on the control topic (ours and others');
+        a record from before lanes counts under the key its content names."""
+        return self.records.current
 
     def observe(self, key: str, cmd: ControlCommand | None) -> None:
         """A record read back from the control topic (``None``: a tombstone)."""
-        if cmd is None:
-            self.current.pop(key, None)
-        else:
-            self.current[key] = cmd
+        self.records.apply(key, cmd)
 
     def adopt(self, ref: ScopeRef, source: str, desire: Desire) -> None:
         """Remember a wish without deciding (state re-learnt from the control topic at start)."""
-        key = control_key(ref.key, desire.action)
+        key = control_key(ref.key, lane_of(desire.action, ref.kind), Authority.BUDGET)
         self._desires.setdefault(key, {})[source] = desire
         self._refs[key] = ref
 
@@ -75,10 +91,12 @@ class Enforcer:
         return max(wishes.values(), key=lambda d: d.strength)
 
     def want(
-        self, ref: ScopeRef, source: str, desire: Desire | None, now: datetime, lane: Lane = "admission"
+        self, ref: ScopeRef, source: str, desire: Desire | None, now: datetime, lane: WantLane = "admission"
     ) -> ControlCommand | None:
         """Record what ``source`` wants for ``ref`` in ``lane``; return the command to publish, if any."""
-        key = control_key(ref.key, Action.DOWNGRADE) if lane == "downgrade" else ref.key
+        key = control_key(
+            ref.key, Lane.DOWNGRADE if lane == "downgrade" else Lane.ADMISSION, Authority.BUDGET
+        )
         wishes = self._desires.setdefault(key, {})
         if desire is None:
             wishes.pop(source, None)
@@ -125,7 +143,7 @@ class Enforcer:
                 issued_by=ISSUER,
                 cause_event_id=want.cause_event_id,
             )
-        self.current[key] = cmd
+        self.records.put(key, cmd)
         return cmd
 
     def _decide(self, ref: ScopeRef, key: str, now: datetime) -> ControlCommand | None:
@@ -143,6 +161,7 @@ class Enforcer:
                 reason=f"lifted: {cur.reason}"[:1024],
                 policy_id=cur.policy_id,
                 issued_by=ISSUER,
+                lane=Lane.ADMISSION if ref.kind is ScopeKind.PROVIDER else None,  # else the default
             )
         else:
             if active and cur is not None:
@@ -163,5 +182,5 @@ class Enforcer:
                 issued_by=ISSUER,
                 cause_event_id=want.cause_event_id,
             )
-        self.current[key] = cmd
+        self.records.put(key, cmd)
         return cmd
