@@ -424,11 +424,17 @@ class Action(StrEnum):
     FAILOVER = "failover"
     ROLLBACK = "rollback"
     DOWNGRADE = "downgrade"
+    ROUTE = "route"
 
 
 DOWNGRADE_LANE = "downgrade"
 """The lane of downgrade commands: they are keyed apart from the scope's kill/throttle/resume
 (``downgrade:<scope key>``), so a throttle or a kill never replaces a downgrade, nor the reverse."""
+
+
+ROUTE_LANE = "route"
+"""The lane of a rollout's route commands (``route:<agent scope key>``): apart from kills and
+from a canary's rollback, which the Guard applies first."""
 
 
 def control_key(scope_key: str, action: Action) -> str:
@@ -437,6 +443,8 @@ def control_key(scope_key: str, action: Action) -> str:
     with it, so no name can make the two collide)."""
     if action is Action.DOWNGRADE:
         return f"{DOWNGRADE_LANE}:{scope_key}"
+    if action is Action.ROUTE:
+        return f"{ROUTE_LANE}:{scope_key}"
     return scope_key
 
 
@@ -459,6 +467,22 @@ class CommandParams(_Model):
         exclude_if=_unset,
         description="Downgrade: only calls to these models (fnmatch patterns) are rewritten; "
         "default: every call of the scope.",
+    )
+    weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        exclude_if=_unset,
+        description="Route: the share of tasks sent to `target_version` (a hash of the trace id picks).",
+    )
+    baseline_version: str | None = Field(
+        default=None, max_length=64, exclude_if=_unset, description="Route: where the other tasks go."
+    )
+    rollout_id: str | None = Field(
+        default=None, max_length=128, exclude_if=_unset, description="Route: the rollout that set it."
+    )
+    step: int | None = Field(
+        default=None, ge=0, exclude_if=_unset, description="Route: the rollout step (0 = the first)."
     )
 
 
@@ -489,6 +513,11 @@ class ControlCommand(_Model):
             raise ValueError("a rollback needs params.target_version")
         if self.action is Action.DOWNGRADE and self.params.model is None:
             raise ValueError("a downgrade needs params.model")
+        p = self.params
+        if self.action is Action.ROUTE and (
+            p.target_version is None or p.weight is None or p.baseline_version is None
+        ):
+            raise ValueError("a route needs params.target_version, params.weight and params.baseline_version")
         return self
 
     @property
