@@ -424,6 +424,7 @@ class Action(StrEnum):
     FAILOVER = "failover"
     ROLLBACK = "rollback"
     DOWNGRADE = "downgrade"
+    ROUTE = "route"
 
 
 class Lane(StrEnum):
@@ -434,6 +435,7 @@ class Lane(StrEnum):
     ROUTING = "routing"  # rollback: which agent version serves the call
     DOWNGRADE = "downgrade"  # downgrade: which model a call is sent to (independent of rollback)
     PROVIDER = "provider"  # failover, resume: which provider a call is sent to
+    ROLLOUT = "rollout"  # route: a rollout's share of tasks to a new version (a rollback wins)
 
 
 class Authority(StrEnum):
@@ -456,6 +458,7 @@ _LANE_OF_ACTION: dict[str, Lane] = {
     "rollback": Lane.ROUTING,
     "downgrade": Lane.DOWNGRADE,
     "failover": Lane.PROVIDER,
+    "route": Lane.ROLLOUT,
 }
 _LANES = {lane.value: lane for lane in Lane}
 _AUTHORITIES = {a.value: a for a in Authority}
@@ -525,6 +528,22 @@ class CommandParams(_Model):
         description="Downgrade: only calls to these models (fnmatch patterns) are rewritten; "
         "default: every call of the scope.",
     )
+    weight: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        exclude_if=_unset,
+        description="Route: the share of tasks sent to `target_version` (a hash of the trace id picks).",
+    )
+    baseline_version: str | None = Field(
+        default=None, max_length=64, exclude_if=_unset, description="Route: where the other tasks go."
+    )
+    rollout_id: str | None = Field(
+        default=None, max_length=128, exclude_if=_unset, description="Route: the rollout that set it."
+    )
+    step: int | None = Field(
+        default=None, ge=0, exclude_if=_unset, description="Route: the rollout step (0 = the first)."
+    )
 
 
 class ControlCommand(_Model):
@@ -564,6 +583,11 @@ class ControlCommand(_Model):
             raise ValueError(
                 f"a {self.action.value} belongs to the {lane_of(self.action, self.scope.kind).value} lane"
             )
+        p = self.params
+        if self.action is Action.ROUTE and (
+            p.target_version is None or p.weight is None or p.baseline_version is None
+        ):
+            raise ValueError("a route needs params.target_version, params.weight and params.baseline_version")
         return self
 
     @property

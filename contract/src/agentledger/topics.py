@@ -36,9 +36,10 @@ DLQ = TopicSpec("agentledger.events.dlq.v1", "original key", PARTITIONS, config=
 POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, config=_COMPACT)
 CONTROL = TopicSpec("agentledger.control.v1", "lane.authority:scope key", 1, compacted=True, config=_COMPACT)
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
+ROLLOUTS = TopicSpec("agentledger.rollouts.v1", "tenant/agent", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 
-ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS)
+ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, ROLLOUTS)
 
 
 def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
@@ -56,10 +57,10 @@ def name(spec: TopicSpec, prefix: str = "") -> str:
 # because a missing topic stalls it and a compacted topic created as delete-policy loses state.
 NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
     "worker": ALL,
-    "health": (EVENTS, PRICED, CONTROL, ALERTS),
+    "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
-    "api": (EVENTS, POLICIES, CONTROL, BUDGETS),
+    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS),
     # commands that read one compacted topic: a missing one is a clear line, not a timeout
     "policies": (POLICIES,),
     "budgets": (BUDGETS,),

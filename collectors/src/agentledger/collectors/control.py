@@ -107,6 +107,8 @@ class ControlIndex:
     # (tenant, provider, model or "*"): tenant None is the global rule of every tenant.
     failovers: dict[tuple[str | None, str, str], Rule] = field(default_factory=dict)
     rollbacks: dict[tuple[str, str], Rule] = field(default_factory=dict)
+    # (tenant, agent): a rollout's route (share of tasks to its candidate version)
+    routes: dict[tuple[str, str], Rule] = field(default_factory=dict)
     downgrades: dict[str, TenantRules] = field(default_factory=dict)
     next_expiry: float = math.inf
 
@@ -190,6 +192,8 @@ class ControlState:
                 _keep(out.failovers, (scope.tenant, str(scope.provider), scope.model or "*"), rule)
             elif cmd.action is Action.ROLLBACK and scope.agent is not None and scope.tenant is not None:
                 _keep(out.rollbacks, (scope.tenant, scope.agent), rule)
+            elif cmd.action is Action.ROUTE and scope.agent is not None and scope.tenant is not None:
+                _keep(out.routes, (scope.tenant, scope.agent), rule)
             elif cmd.action is Action.DOWNGRADE and scope.tenant is not None:
                 _place(out.downgrades.setdefault(scope.tenant, TenantRules()), scope.kind, cmd, rule)
             elif cmd.action in (Action.KILL, Action.THROTTLE) and scope.tenant is not None:

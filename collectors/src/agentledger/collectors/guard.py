@@ -18,12 +18,14 @@ import os
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from agentledger import topics
 from agentledger.events import ControlCommand
+from agentledger.rollout import pick
 from agentledger.settings import get_settings
 
 from .context import _CURRENT
@@ -36,6 +38,19 @@ _PROBE_TIMEOUT_S = 2.0
 _MISSING_AFTER_S = 5.0  # the control topic absent from the metadata this long: it does not exist
 F = TypeVar("F", bound=Callable[..., Any])
 _GUARDS: weakref.WeakSet[Guard] = weakref.WeakSet()
+
+
+def _current_trace_id() -> str | None:
+    """The trace of the active agentledger span, else of the active OpenTelemetry span."""
+    cur = _CURRENT.get()
+    if cur is not None:
+        return cur.trace_id
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
 class Guard:
@@ -72,6 +87,8 @@ class Guard:
         self._last_unready_warning = -math.inf
         self._state = ControlState()
         self._index = ControlIndex()
+        self.sticky_traces = 100_000
+        self._sticky: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self._is_ready = False  # plain bool mirror of _ready for the hot path
@@ -267,16 +284,46 @@ class Guard:
             rules, model, agent, workflow, trace_id, agent_version, time.time(), user, conversation
         )
 
-    def version(self, agent: str, tenant: str | None = None) -> str | None:
-        """The version to route ``agent`` to after a rollback (None: no rollback active)."""
-        rollbacks = self._index.rollbacks
-        if not rollbacks:
+    def version(self, agent: str, tenant: str | None = None, trace_id: str | None = None) -> str | None:
+        """The version to send this task of ``agent`` to (None: no rule, keep yours).
+
+        A rollback wins. Else, during a rollout, the route's weight decides by a hash of the
+        trace id (``agentledger.rollout.pick``: every process agrees, tasks spread evenly); the
+        first answer for a trace is kept for that trace (``sticky_traces`` of them), so a task
+        never changes version when the rollout steps up midway. Without a trace id (and no
+        current span) the task goes to the baseline."""
+        index = self._index
+        if not index.rollbacks and not index.routes:
             return None
         now = time.time()
-        for (rule_tenant, rule_agent), rule in rollbacks.items():
+        for (rule_tenant, rule_agent), rule in index.rollbacks.items():
             if rule_agent == agent and (tenant is None or tenant == rule_tenant) and now < rule.expires:
                 return rule.command.params.target_version
+        for (rule_tenant, rule_agent), rule in index.routes.items():
+            if rule_agent == agent and (tenant is None or tenant == rule_tenant) and now < rule.expires:
+                return self._route(rule.command, rule_tenant, trace_id)
         return None
+
+    def _route(self, cmd: ControlCommand, tenant: str, trace_id: str | None) -> str | None:
+        p = cmd.params
+        if p.target_version is None or p.baseline_version is None or p.weight is None:
+            return None
+        if trace_id is None:
+            trace_id = _current_trace_id()
+        if trace_id is None:
+            return p.baseline_version
+        salt = p.rollout_id or f"{tenant}/{cmd.scope.agent}"
+        key = (salt, trace_id)
+        with self._lock:
+            held = self._sticky.get(key)
+            if held is not None:
+                self._sticky.move_to_end(key)
+                return held
+            chosen = pick(trace_id, salt, p.weight, p.baseline_version, p.target_version)
+            self._sticky[key] = chosen
+            if len(self._sticky) > self.sticky_traces:
+                self._sticky.popitem(last=False)
+            return chosen
 
     # -- before the first read ----------------------------------------------------------
 

@@ -171,7 +171,7 @@ class Hook:
         settings (``versions={"v1": {"model": ...}}``)."""
         if self.guard is None:
             return
-        target = self.guard.version(caller.agent, caller.tenant)
+        target = self.guard.version(caller.agent, caller.tenant, caller.trace_id)
         if target is None or target == caller.agent_version:
             return
         caller.agent_version = target

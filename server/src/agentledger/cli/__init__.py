@@ -40,13 +40,14 @@ COMMANDS: list[str] = [
     "agentledger.cli.policies",
     "agentledger.cli.budgets",
     "agentledger.cli.guard",
+    "agentledger.cli.rollout",
 ]
 
 # `agentledger --help` groups commands by what people do with them, in this order.
 PANELS: dict[str, tuple[str, ...]] = {
     "Start": ("demo", "kafka", "topics"),
     "Run": ("worker", "health", "sink", "alerts", "api"),
-    "Operate": ("policies", "budgets", "guard", "keys", "ui"),
+    "Operate": ("policies", "budgets", "rollout", "guard", "keys", "ui"),
     "Analyse": ("sql", "warehouse", "report"),
     "Dev": ("smoke", "schema"),
 }
