@@ -57,7 +57,10 @@ def _bipia() -> list[Case]:
     for split, name in (("dev", "train"), ("test", "test")):
         attacks_by_kind = json.loads((DATA / "bipia" / f"text_attack_{name}.json").read_text())
         attacks = [a for kind in attacks_by_kind.values() for a in kind]
-        emails = [json.loads(x)["context"] for x in (DATA / "bipia" / "email" / f"{name}.jsonl").read_text().splitlines()]
+        emails = [
+            json.loads(x)["context"]
+            for x in (DATA / "bipia" / "email" / f"{name}.jsonl").read_text().splitlines()
+        ]
         k = 0
         for i, email in enumerate(emails):
             out.append(Case(email, 0, "indirect", split))
@@ -79,7 +82,10 @@ def _bipia() -> list[Case]:
 
 def _lookalikes() -> list[Case]:
     rows = [json.loads(x) for x in (DATA / "lookalikes" / "lookalikes.jsonl").read_text().splitlines()]
-    return [Case(r["text"], int(r["label"]), "lookalike", "dev" if i % 2 == 0 else "test") for i, r in enumerate(rows)]
+    return [
+        Case(r["text"], int(r["label"]), "lookalike", "dev" if i % 2 == 0 else "test")
+        for i, r in enumerate(rows)
+    ]
 
 
 def load_cases() -> list[Case]:

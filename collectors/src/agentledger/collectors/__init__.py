@@ -30,6 +30,8 @@ from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
 from .propagation import extract, extracted, inject, traceparent
+from .screen_policy import InjectionBlocked, Screening
+from .screening import Detector, RuleDetector, Verdict
 from .spans import SpanScope
 from .transport import MemoryTransport, NoOpTransport
 from .usage import Usage, usage_from_anthropic, usage_from_openai
@@ -38,20 +40,25 @@ __all__ = [
     "AgentKilled",
     "BudgetKilled",
     "ControlUnavailable",
+    "Detector",
     "Emitter",
     "FailoverUnavailable",
     "Fallback",
     "Guard",
     "HttpTransport",
+    "InjectionBlocked",
     "KafkaTransport",
     "LoopKilled",
     "ManualKill",
     "MemoryTransport",
     "NoOpTransport",
+    "RuleDetector",
+    "Screening",
     "SpanContext",
     "SpanScope",
     "Throttled",
     "Usage",
+    "Verdict",
     "attach",
     "configure",
     "current",

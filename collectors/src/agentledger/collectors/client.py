@@ -19,8 +19,15 @@ _emitter: Emitter | None = None
 
 
 def configure(**kwargs: Any) -> Emitter:
-    """Create the process-wide emitter (same arguments as ``Emitter``); replaces any previous one."""
+    """Create the process-wide emitter (same arguments as ``Emitter``); replaces any previous one.
+
+    ``screening=``: injection screening of hooked LLM calls (``Screening``, a channel -> action
+    mapping, ``True`` to record everywhere, ``None`` off: docs/security.md)."""
     global _emitter
+    if "screening" in kwargs:
+        from .screen_policy import set_screening
+
+        set_screening(kwargs.pop("screening"))
     new = Emitter(**kwargs)
     with _lock:
         old, _emitter = _emitter, new

@@ -27,7 +27,7 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids, frameworks
+from . import _ids, frameworks, screen_policy
 from . import client as api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
@@ -477,6 +477,8 @@ def _wrap(target: _Target, original: Any) -> Any:
             _prepare(hook, caller, kwargs)
             if hook.guard is not None:
                 await _acheck(hook, caller)
+            if screen_policy._ACTIVE is not None:
+                _screen(hook, caller, target, kwargs)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
             token = recording_call()
             try:
@@ -508,6 +510,8 @@ def _wrap(target: _Target, original: Any) -> Any:
         _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)
+        if screen_policy._ACTIVE is not None:
+            _screen(hook, caller, target, kwargs)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
         token = recording_call()
         try:
@@ -558,6 +562,14 @@ def _before(
         routed, goal = resource, provider
     hide = _want_stream_usage(hook, target, kwargs)
     return routed, goal, (provider if goal != provider else None), hide
+
+
+def _screen(hook: Hook, caller: Caller, target: _Target, kwargs: dict[str, Any]) -> None:
+    """Injection screening of what the request carries from outside (docs/security.md): raises
+    only ``InjectionBlocked``; any fault inside leaves the call unscreened."""
+    screener = screen_policy._ACTIVE
+    if screener is not None:
+        screener.check(caller, target.sdk, kwargs, hook.em())
 
 
 def _check(hook: Hook, caller: Caller) -> None:
@@ -691,6 +703,8 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
+        if screen_policy._ACTIVE is not None:
+            _screen(hook, caller, target, kwargs)
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)
         manager = original(resource, *args, **kwargs)
         request = getattr(manager, attr, None)

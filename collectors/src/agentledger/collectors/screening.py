@@ -110,9 +110,7 @@ def _printable(raw: bytes) -> str | None:
 
 # -- rules ---------------------------------------------------------------------------------
 
-_PREV = (
-    r"(?:previous|prior|preceding|above|earlier|former|foregoing|original|initial|old|all|any|every|your|the|these|those|my)"
-)
+_PREV = r"(?:previous|prior|preceding|above|earlier|former|foregoing|original|initial|old|all|any|every|your|the|these|those|my)"
 _ORDERS = (
     r"(?:instructions?|prompts?|rules?|directions?|directives?|tasks?|assignments?|orders?|guidelines?"
     r"|commands?|context|information|conversation|constraints?|restrictions?|programming|everything)"
@@ -121,101 +119,193 @@ _ORDERS = (
 # (name, weight, pattern): patterns run on normalise(text).
 RULES: tuple[tuple[str, float, str], ...] = (
     # instruction override, EN
-    ("override", 0.9,
-     rf"\b(?:ignore|disregard|forget|skip|overrid(?:e|ing)|bypass|drop|abandon|leave)\b(?:\s+\S+){{0,4}}?\s+{_PREV}\b"
-     rf"(?:\s+\S+){{0,3}}?\s+{_ORDERS}\b"),
-    ("override", 0.9, r"\b(?:ignore|disregard|forget)\s+(?:about\s+)?(?:all|everything|that|this|the above|above)\b"),
+    (
+        "override",
+        0.9,
+        rf"\b(?:ignore|disregard|forget|skip|overrid(?:e|ing)|bypass|drop|abandon|leave)\b(?:\s+\S+){{0,4}}?\s+{_PREV}\b"
+        rf"(?:\s+\S+){{0,3}}?\s+{_ORDERS}\b",
+    ),
+    (
+        "override",
+        0.9,
+        r"\b(?:ignore|disregard|forget)\s+(?:about\s+)?(?:all|everything|that|this|the above|above)\b",
+    ),
     ("override", 0.8, r"\bforget\s+(?:about\s+)?everything\b|\bforget\s+all\b"),
-    ("new_task", 0.7,
-     r"\b(?:now|next)\b[^.?!]{0,30}\b(?:focus|concentrate|work)\s+on\s+(?:your|a|the|this)?\s*new\s+(?:task|assignment|challenge)"),
-    ("new_task", 0.55, r"\bnew\s+(?:task|tasks|assignment|challenge|instructions?)\b\s*(?:follow|:|is|for you)"),
+    (
+        "new_task",
+        0.7,
+        r"\b(?:now|next)\b[^.?!]{0,30}\b(?:focus|concentrate|work)\s+on\s+(?:your|a|the|this)?\s*new\s+(?:task|assignment|challenge)",
+    ),
+    (
+        "new_task",
+        0.55,
+        r"\bnew\s+(?:task|tasks|assignment|challenge|instructions?)\b\s*(?:follow|:|is|for you)",
+    ),
     ("new_task", 0.55, r"\b(?:start|begin)\s+(?:over|again|from (?:scratch|the front|the beginning))\b"),
-    ("closure_pivot", 0.55,
-     r"\b(?:well done|very good|very well|excellent|great|fantastic|congratulations|perfect|simply great|"
-     r"that (?:is|was) (?:enough|done|ok|okay|fine)|that's (?:enough|done))\b[^?]{0,120}?\b(?:now|but now)\b"
-     r"[^?]{0,40}?\b(?:write|help|answer|tell|show|task|please|say|print|generate|create|give|reply|respond)\b"),
-    ("stop_pivot", 0.6, r"\b(?:attention|stop|halt|wait)\b\s*[-,!.:]+\s*(?:stop|ignore|now|i urgently|new)\b"),
+    (
+        "closure_pivot",
+        0.55,
+        r"\b(?:well done|very good|very well|excellent|great|fantastic|congratulations|perfect|simply great|"
+        r"that (?:is|was) (?:enough|done|ok|okay|fine)|that's (?:enough|done))\b[^?]{0,120}?\b(?:now|but now)\b"
+        r"[^?]{0,40}?\b(?:write|help|answer|tell|show|task|please|say|print|generate|create|give|reply|respond)\b",
+    ),
+    (
+        "stop_pivot",
+        0.6,
+        r"\b(?:attention|stop|halt|wait)\b\s*[-,!.:]+\s*(?:stop|ignore|now|i urgently|new)\b",
+    ),
     ("instead", 0.45, r"\binstead\b[^.]{0,30}\b(?:output|print|say|write|respond|reply)\b"),
     # instruction override, DE / FR / ES
-    ("override_de", 0.9,
-     r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*|übergeh\w*)\b(?:\s+\S+){0,4}?\s+"
-     r"(?:anweisung\w*|aufgabe\w*|auftr[aä]g\w*|befehl\w*|regeln|vorgaben|informationen|alles|instruktion\w*|prompt\w*)"),
+    (
+        "override_de",
+        0.9,
+        r"\b(?:ignorier\w*|vergiss|vergessen sie|missachte\w*|übergeh\w*)\b(?:\s+\S+){0,4}?\s+"
+        r"(?:anweisung\w*|aufgabe\w*|auftr[aä]g\w*|befehl\w*|regeln|vorgaben|informationen|alles|instruktion\w*|prompt\w*)",
+    ),
     ("override_de", 0.85, r"\bvergiss\s+(?:alles|alle)\b|\bvergiss\s+(?:das|dies)\s+(?:alles|davor)"),
-    ("new_task_de", 0.6,
-     r"\bneue\w*\s+(?:aufgabe|herausforderung|anweisung)\w*|\bkonzentrier\w*\s+(?:dich|sie sich)\s+(?:jetzt|nun)\b"
-     r"|\bfang\w*\s+(?:von vorne|neu)\s+an\b"),
-    ("closure_pivot_de", 0.55,
-     r"\b(?:gut gemacht|sehr gut|super|toll|hervorragend|ausgezeichnet|herzlichen glückwunsch|das reicht|das ist erledigt|"
-     r"einfach großartig|fantastisch|prima)\b[^?]{0,120}?\b(?:jetzt|nun)\b"),
-    ("override_fr", 0.9,
-     r"\b(?:ignore[rz]?|oublie[rz]?|ne tiens? pas compte)\b(?:\s+\S+){0,4}?\s+(?:instructions?|consignes?|règles|tâches?"
-     r"|directives?|tout|ce qui précède)"),
+    (
+        "new_task_de",
+        0.6,
+        r"\bneue\w*\s+(?:aufgabe|herausforderung|anweisung)\w*|\bkonzentrier\w*\s+(?:dich|sie sich)\s+(?:jetzt|nun)\b"
+        r"|\bfang\w*\s+(?:von vorne|neu)\s+an\b",
+    ),
+    (
+        "closure_pivot_de",
+        0.55,
+        r"\b(?:gut gemacht|sehr gut|super|toll|hervorragend|ausgezeichnet|herzlichen glückwunsch|das reicht|das ist erledigt|"
+        r"einfach großartig|fantastisch|prima)\b[^?]{0,120}?\b(?:jetzt|nun)\b",
+    ),
+    (
+        "override_fr",
+        0.9,
+        r"\b(?:ignore[rz]?|oublie[rz]?|ne tiens? pas compte)\b(?:\s+\S+){0,4}?\s+(?:instructions?|consignes?|règles|tâches?"
+        r"|directives?|tout|ce qui précède)",
+    ),
     ("new_task_fr", 0.6, r"\bnouvelles?\s+(?:tâches?|instructions?|consignes?)\b"),
-    ("override_es", 0.9,
-     r"\b(?:ignora[r]?|olvida[r]?|olvide|ignore|omite|haz caso omiso de)\b(?:\s+\S+){0,4}?\s+(?:instrucciones|indicaciones"
-     r"|reglas|tareas?|órdenes|todo|lo anterior)"),
+    (
+        "override_es",
+        0.9,
+        r"\b(?:ignora[r]?|olvida[r]?|olvide|ignore|omite|haz caso omiso de)\b(?:\s+\S+){0,4}?\s+(?:instrucciones|indicaciones"
+        r"|reglas|tareas?|órdenes|todo|lo anterior)",
+    ),
     ("new_task_es", 0.6, r"\bnuevas?\s+(?:tareas?|instrucciones)\b"),
-    ("override", 0.9,
-     r"\b(?:change|update|replace|overwrite) your (?:instructions|rules|prompt|programming)\b"
-     r"|\byour (?:new )?instructions are now\b|\bforgot everything\b"),
+    (
+        "override",
+        0.9,
+        r"\b(?:change|update|replace|overwrite) your (?:instructions|rules|prompt|programming)\b"
+        r"|\byour (?:new )?instructions are now\b|\bforgot everything\b",
+    ),
     ("override", 0.6, r"\b(?:what (?:i|you) (?:said|told you)|what'?s|waht'?s|what was said) before\b"),
-    ("new_instruction", 0.6,
-     r"\b(?:additional|new|further) (?:instruction|statement|order|command)s?\b|(?:^|\W)(?:instruction|order|befehl|anweisung)\s*:"),
-    ("ignore_sources", 0.6,
-     r"\b(?:not|disregarding|ignoring|without)\b[^.?]{0,25}\b(?:the )?(?:articles|documents|sources|provided context)\b"
-     r"|\bdespite what you'?ve been told\b"),
-    ("response_steer", 0.55,
-     r"\b(?:repeat after me|answer (?:every question |everything )?with|reply (?:only )?with|respond (?:only )?with"
-     r"|antworte\w* (?:im stil|mit)|in your (?:answer|response|reply|output)|(?:encode|translate|reverse|encrypt|format)"
-     r" your (?:response|answer|reply|output)|your (?:response|answer|reply)'?s? (?:character|language|format))\b"),
-    ("override_de", 0.85,
-     r"\babweichend (?:zu|von) (?:den )?(?:vorherigen|obigen|bisherigen)|\bhöre? nicht auf\b|\balle vorherigen informationen\b"
-     r"|\b(?:obige\w*|vorherige\w*|bisherige\w*|das obige)\b(?:\s+\S+){0,3}?\s+ignorier\w*"),
-    ("override_xx", 0.85,
-     r"\b(?:zaboravi|забудь\w*|игнорируй\w*|ignora|dimentica|esque[cç]a|ignore)\b(?:\s+\S+){0,3}?\s+"
-     r"(?:instrukcij\w*|инструкц\w*|istruzioni|instru[cç][oõ]es|le istruzioni|as instru[cç][oõ]es)"),
+    (
+        "new_instruction",
+        0.6,
+        r"\b(?:additional|new|further) (?:instruction|statement|order|command)s?\b|(?:^|\W)(?:instruction|order|befehl|anweisung)\s*:",
+    ),
+    (
+        "ignore_sources",
+        0.6,
+        r"\b(?:not|disregarding|ignoring|without)\b[^.?]{0,25}\b(?:the )?(?:articles|documents|sources|provided context)\b"
+        r"|\bdespite what you'?ve been told\b",
+    ),
+    (
+        "response_steer",
+        0.55,
+        r"\b(?:repeat after me|answer (?:every question |everything )?with|reply (?:only )?with|respond (?:only )?with"
+        r"|antworte\w* (?:im stil|mit)|in your (?:answer|response|reply|output)|(?:encode|translate|reverse|encrypt|format)"
+        r" your (?:response|answer|reply|output)|your (?:response|answer|reply)'?s? (?:character|language|format))\b",
+    ),
+    (
+        "override_de",
+        0.85,
+        r"\babweichend (?:zu|von) (?:den )?(?:vorherigen|obigen|bisherigen)|\bhöre? nicht auf\b|\balle vorherigen informationen\b"
+        r"|\b(?:obige\w*|vorherige\w*|bisherige\w*|das obige)\b(?:\s+\S+){0,3}?\s+ignorier\w*",
+    ),
+    (
+        "override_xx",
+        0.85,
+        r"\b(?:zaboravi|забудь\w*|игнорируй\w*|ignora|dimentica|esque[cç]a|ignore)\b(?:\s+\S+){0,3}?\s+"
+        r"(?:instrukcij\w*|инструкц\w*|istruzioni|instru[cç][oõ]es|le istruzioni|as instru[cç][oõ]es)",
+    ),
     ("pwn", 0.7, r"\bexploit\w* (?:ai|ki|llm)\b|\bpwned\b|\bki-systeme auszunutzen\b"),
-    ("roleplay_frame", 0.6,
-     r"\b(?:break|breaking|falling out of|fall out of|breaking out of) (?:the |their |his |her )?(?:character|figure|role)s?\b"
-     r"|\b(?:stay|stays|remain|remains|bleiben|verharren)\b(?:\s+\S+){0,3}?\s+in (?:their|his|her|your|ihren) rollen?\b"
-     r"|\bin ihren rollen\b|\baus ihren charakteren\b"),
+    (
+        "roleplay_frame",
+        0.6,
+        r"\b(?:break|breaking|falling out of|fall out of|breaking out of) (?:the |their |his |her )?(?:character|figure|role)s?\b"
+        r"|\b(?:stay|stays|remain|remains|bleiben|verharren)\b(?:\s+\S+){0,3}?\s+in (?:their|his|her|your|ihren) rollen?\b"
+        r"|\bin ihren rollen\b|\baus ihren charakteren\b",
+    ),
     # role / system impersonation
-    ("fake_system", 0.8,
-     r"(?:^|\s)(?:system|assistant|developer)\s*:\s|<\|im_start\|>|<\|system\|>|\[/?inst\]|<<sys>>|</?system>"
-     r"|#{2,}\s*(?:system|new instructions?|instruction)\b|\bsystem (?:prompt )?(?:override|update|message)\s*:"),
-    ("persona", 0.5,
-     r"\byou are now\b|\bfrom now on,? you\b|\b(?:pretend|imagine)\s+(?:that\s+)?(?:you are|you're|to be)\b"
-     r"|\bnow you are\b|\b(?:du bist jetzt|jetzt bist du|tu es maintenant|ahora eres)\b|\bstell dir vor,? du bist\b"
-     r"|^(?:\S+[.!] )?(?:you are|du bist) (?:the|a|an|ein|eine|keine?) \w+|\byou are the \w+\. as the\b|\bstay (?:fully |always )?in (?:your|their) roles?"
-     r"|\bwithout (?:even )?falling out of\b"),
+    (
+        "fake_system",
+        0.8,
+        r"(?:^|\s)(?:system|assistant|developer)\s*:\s|<\|im_start\|>|<\|system\|>|\[/?inst\]|<<sys>>|</?system>"
+        r"|#{2,}\s*(?:system|new instructions?|instruction)\b|\bsystem (?:prompt )?(?:override|update|message)\s*:",
+    ),
+    (
+        "persona",
+        0.5,
+        r"\byou are now\b|\bfrom now on,? you\b|\b(?:pretend|imagine)\s+(?:that\s+)?(?:you are|you're|to be)\b"
+        r"|\bnow you are\b|\b(?:du bist jetzt|jetzt bist du|tu es maintenant|ahora eres)\b|\bstell dir vor,? du bist\b"
+        r"|^(?:\S+[.!] )?(?:you are|du bist) (?:the|a|an|ein|eine|keine?) \w+|\byou are the \w+\. as the\b|\bstay (?:fully |always )?in (?:your|their) roles?"
+        r"|\bwithout (?:even )?falling out of\b",
+    ),
     ("act_as", 0.35, r"\b(?:act as an?|you will act as|agis comme|act[uú]a como)\b"),
-    ("act_as_template", 0.6,
-     r"\bi want you to act as\b|\bich möchte, dass (?:sie|du) als\b[^.]{0,60}\b(?:fungier|agier|auftret)\w*"),
-    ("jailbreak", 0.8,
-     r"\b(?:developer mode|dan mode|do anything now|jailbreak\w*|no (?:restrictions|filters|limits)|unfiltered|"
-     r"without (?:any )?(?:restrictions|filters|censorship))\b"),
+    (
+        "act_as_template",
+        0.6,
+        r"\bi want you to act as\b|\bich möchte, dass (?:sie|du) als\b[^.]{0,60}\b(?:fungier|agier|auftret)\w*",
+    ),
+    (
+        "jailbreak",
+        0.8,
+        r"\b(?:developer mode|dan mode|do anything now|jailbreak\w*|no (?:restrictions|filters|limits)|unfiltered|"
+        r"without (?:any )?(?:restrictions|filters|censorship))\b",
+    ),
     # exfiltration
-    ("exfiltrate", 0.85,
-     r"\b(?:show|print|reveal|output|repeat|tell|give|display|dump|leak|share|write|spell|return|list)\b(?:\s+\S+){0,3}?\s+"
-     r"(?:(?:system|initial|hidden|original|secret|full|previous|above|your)\s+)+"
-     r"(?:prompt|prompts|instructions|prompt texts?|rules|configuration|context|messages?)\b"),
-    ("exfiltrate", 0.85,
-     r"\b(?:show|print|reveal|output|tell|give|display)\b[^.]{0,20}\ball\s+(?:your|the)\s+(?:prompt|instructions)"
-     r"|\bcopy of the (?:full )?prompt\b|\b(?:zeig\w*|gib)\b[^.]{0,30}\bprompt"),
-    ("exfiltrate_secret", 0.7,
-     r"\b(?:send|post|forward|upload|email|e-mail|leak|exfiltrate|include)\b[^.]{0,60}\b(?:api[ _-]?keys?|passwords?|"
-     r"credentials|secrets?|tokens?|private keys?|ssh keys?|env(?:ironment)? variables|cookies)\b"),
+    (
+        "exfiltrate",
+        0.85,
+        r"\b(?:show|print|reveal|output|repeat|tell|give|display|dump|leak|share|write|spell|return|list)\b(?:\s+\S+){0,3}?\s+"
+        r"(?:(?:system|initial|hidden|original|secret|full|previous|above|your)\s+)+"
+        r"(?:prompt|prompts|instructions|prompt texts?|rules|configuration|context|messages?)\b",
+    ),
+    (
+        "exfiltrate",
+        0.85,
+        r"\b(?:show|print|reveal|output|tell|give|display)\b[^.]{0,20}\ball\s+(?:your|the)\s+(?:prompt|instructions)"
+        r"|\bcopy of the (?:full )?prompt\b|\b(?:zeig\w*|gib)\b[^.]{0,30}\bprompt",
+    ),
+    (
+        "exfiltrate_secret",
+        0.7,
+        r"\b(?:send|post|forward|upload|email|e-mail|leak|exfiltrate|include)\b[^.]{0,60}\b(?:api[ _-]?keys?|passwords?|"
+        r"credentials|secrets?|tokens?|private keys?|ssh keys?|env(?:ironment)? variables|cookies)\b",
+    ),
     ("exfil_link", 0.8, r"!\[[^\]]*\]\(\s*https?://[^)\s]*[?&][a-z_]*=\s*[{$<]"),
     # tool-call hijack (mostly in tool output)
-    ("tool_hijack", 0.7,
-     r"\b(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?(?:\w+\s+)?(?:tool|function|plugin|api)\b[^.]{0,40}\b"
-     r"(?:with|to|and)\b[^.]{0,60}\b(?:delete|transfer|send|forward|pay|wire|grant|rm |drop|exfiltrate)"),
-    ("tool_hijack", 0.75, r"\brm\s+-rf\b|\bcurl\s+[^|]{0,80}\|\s*(?:ba)?sh\b|\bwget\s+\S+\s*;|\bdrop\s+table\b"),
-    ("addressed_ai", 0.55,
-     r"\b(?:ai|assistant|llm|chatbot|language model|gpt|claude|agent)s?\b[^.]{0,25}\b(?:reading|processing|summari[sz]ing)\s+this\b"
-     r"|\b(?:note|message|instructions?) (?:to|for) (?:the )?(?:ai|assistant|llm|model|agent)\b"
-     r"|\bif you are an? (?:ai|assistant|llm|language model|agent)\b"),
-    ("important_override", 0.45, r"\b(?:important|urgent|critical)\s*[:!]+[^.]{0,60}\b(?:must|instead|ignore|do not)\b"),
+    (
+        "tool_hijack",
+        0.7,
+        r"\b(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?(?:\w+\s+)?(?:tool|function|plugin|api)\b[^.]{0,40}\b"
+        r"(?:with|to|and)\b[^.]{0,60}\b(?:delete|transfer|send|forward|pay|wire|grant|rm |drop|exfiltrate)",
+    ),
+    (
+        "tool_hijack",
+        0.75,
+        r"\brm\s+-rf\b|\bcurl\s+[^|]{0,80}\|\s*(?:ba)?sh\b|\bwget\s+\S+\s*;|\bdrop\s+table\b",
+    ),
+    (
+        "addressed_ai",
+        0.55,
+        r"\b(?:ai|assistant|llm|chatbot|language model|gpt|claude|agent)s?\b[^.]{0,25}\b(?:reading|processing|summari[sz]ing)\s+this\b"
+        r"|\b(?:note|message|instructions?) (?:to|for) (?:the )?(?:ai|assistant|llm|model|agent)\b"
+        r"|\bif you are an? (?:ai|assistant|llm|language model|agent)\b",
+    ),
+    (
+        "important_override",
+        0.45,
+        r"\b(?:important|urgent|critical)\s*[:!]+[^.]{0,60}\b(?:must|instead|ignore|do not)\b",
+    ),
 )
 
 
