@@ -62,7 +62,7 @@ def _bipia() -> list[Case]:
             for x in (DATA / "bipia" / "email" / f"{name}.jsonl").read_text().splitlines()
         ]
         k = 0
-        for i, email in enumerate(emails):
+        for email in emails:
             out.append(Case(email, 0, "indirect", split))
             for _ in range(2):
                 attack = attacks[k % len(attacks)]

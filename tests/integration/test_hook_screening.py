@@ -153,9 +153,8 @@ def test_anthropic_tool_result_is_blocked_before_sending(fake: FakeProvider, set
         },
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": PAGE}]},
     ]
-    with al.span("research", kind="agent", agent="researcher"):
-        with pytest.raises(InjectionBlocked) as blocked:
-            client.messages.create(model=CLAUDE, max_tokens=16, messages=messages)  # type: ignore[arg-type]
+    with al.span("research", kind="agent", agent="researcher"), pytest.raises(InjectionBlocked) as blocked:
+        client.messages.create(model=CLAUDE, max_tokens=16, messages=messages)  # type: ignore[arg-type]
     assert blocked.value.channel == "tool" and blocked.value.source == "fetch_page"
     assert fake.requests == []
 
