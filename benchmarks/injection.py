@@ -97,10 +97,10 @@ def naive(text: str) -> bool:
     return any(k in low for k in NAIVE_KEYWORDS)
 
 
-def rates(cases: list[Case], flag: Callable[[str], bool]) -> dict[str, float | int]:
+def rates(cases: list[Case], flag: Callable[[Case], bool]) -> dict[str, float | int]:
     tp = fn = fp = tn = 0
     for c in cases:
-        hit = flag(c.text)
+        hit = flag(c)
         if c.label:
             tp, fn = tp + hit, fn + (not hit)
         else:
@@ -143,14 +143,14 @@ def main() -> None:
         "look-alikes (ours)": [c for c in cases if c.group == "lookalike"],
     }
 
-    def flag(text: str) -> bool:
-        return detector.screen(text, "tool").flagged
+    channel = {"direct": "user", "indirect": "tool", "lookalike": "tool"}  # look-alikes: the harder channel
 
     res: dict[str, object] = {"split": args.split, "detector": detector.name, "threshold": detector.threshold}
     print(f"split: {args.split}   detector: {detector.name} (threshold {detector.threshold})")
     print(f"{'set':30} {'n+':>5} {'n-':>5} {'recall':>8} {'FPR':>7} | {'naive recall':>12} {'naive FPR':>9}")
     for name, group in groups.items():
-        ours, anchor = rates(group, flag), rates(group, naive)
+        ours = rates(group, lambda c: detector.screen(c.text, channel[c.group]).flagged)
+        anchor = rates(group, lambda c: naive(c.text))
         key = name.split(" ")[0].replace("-", "")
         res[f"{key}_recall"], res[f"{key}_fpr"] = ours["recall"], ours["fpr"]
         res[f"{key}_positives"], res[f"{key}_negatives"] = ours["positives"], ours["negatives"]
@@ -163,7 +163,9 @@ def main() -> None:
     texts = [c.text for c in cases]
     rounds = 2 if args.quick else 20
     as_json = [json.dumps({"role": "tool", "tool_call_id": "call_1", "content": t}) for t in texts]
-    screen_med, screen_p99 = cost_us(texts, lambda t: detector.screen(t, "tool"), rounds)
+    screen_med, screen_p99 = cost_us(
+        texts, lambda t: detector.screen(t, "tool"), rounds
+    )  # the longer rule set
     naive_med, naive_p99 = cost_us(texts, naive, rounds)
     json_med, json_p99 = cost_us(as_json, json.loads, rounds)
     chars = statistics.median(len(t) for t in texts)
