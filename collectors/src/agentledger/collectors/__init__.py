@@ -29,6 +29,7 @@ from .guard import Guard, guarded
 from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
+from .keys import CommandKeys, EnvKeys, FileKeys, KeyPool, fingerprint
 from .propagation import extract, extracted, inject, traceparent
 from .screen_policy import InjectionBlocked, Screening
 from .screening import Detector, RuleDetector, Verdict
@@ -39,15 +40,19 @@ from .usage import Usage, usage_from_anthropic, usage_from_openai
 __all__ = [
     "AgentKilled",
     "BudgetKilled",
+    "CommandKeys",
     "ControlUnavailable",
     "Detector",
     "Emitter",
+    "EnvKeys",
     "FailoverUnavailable",
     "Fallback",
+    "FileKeys",
     "Guard",
     "HttpTransport",
     "InjectionBlocked",
     "KafkaTransport",
+    "KeyPool",
     "LoopKilled",
     "ManualKill",
     "MemoryTransport",
@@ -65,6 +70,7 @@ __all__ = [
     "detach",
     "extract",
     "extracted",
+    "fingerprint",
     "flush",
     "get_emitter",
     "guarded",
