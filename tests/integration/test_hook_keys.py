@@ -40,7 +40,9 @@ def usage_and_raw(bootstrap: str, topic: str, expect: int) -> tuple[list[UsageEv
                 for records in batch.values():
                     for record in records:
                         raw.append(record.value)
-                        out.extend(e for e in wire.decode_envelope(record.value).events if isinstance(e, UsageEvent))
+                        out.extend(
+                            e for e in wire.decode_envelope(record.value).events if isinstance(e, UsageEvent)
+                        )
                 if len(out) >= expect and not batch:
                     break
         finally:
@@ -67,7 +69,9 @@ def test_429_then_401_move_to_the_next_key_and_a_rotated_file_is_picked_up(
     topics: Any, fake: FakeProvider, keyfile: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pool = al.KeyPool(al.FileKeys(keyfile), al.EnvKeys("AGENTLEDGER_TEST_UNSET_KEY"))
-    al.configure(tenant="acme", bootstrap=topics.bootstrap, topic=topics.events, linger_ms=5, keys={"openai": pool})
+    al.configure(
+        tenant="acme", bootstrap=topics.bootstrap, topic=topics.events, linger_ms=5, keys={"openai": pool}
+    )
     al.instrument(enforce=False)
     try:
         client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-client-own-key")
@@ -111,7 +115,9 @@ def test_429_then_401_move_to_the_next_key_and_a_rotated_file_is_picked_up(
 def test_every_key_refused_gives_the_agent_the_providers_error(fake: FakeProvider, tmp_path: Path) -> None:
     path = tmp_path / "k"
     path.write_text(f"{ALPHA}\n")
-    al.configure(tenant="acme", transport=al.MemoryTransport(), keys={"openai": al.KeyPool(al.FileKeys(path))})
+    al.configure(
+        tenant="acme", transport=al.MemoryTransport(), keys={"openai": al.KeyPool(al.FileKeys(path))}
+    )
     al.instrument(enforce=False)
     try:
         client = openai.OpenAI(base_url=fake.openai_base_url, api_key="sk-client-own-key")

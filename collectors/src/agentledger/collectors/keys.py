@@ -160,7 +160,8 @@ class EnvKeys:
 class KeyPool:
     """Keys for one provider from the first source that has any (files, then a command, then
     the environment, in the order given). ``current()`` is the first key neither cooling after
-    a 429 nor refused with a 401; a refused key stays out until the source's keys change."""
+    a 429 nor refused with a 401; a refused key stays out while its source still lists it
+    (a rotated secret brings a new key) or until ``rotate()``."""
 
     def __init__(self, *sources: KeySource, cooldown_s: float = 30.0) -> None:
         if not sources:
@@ -181,7 +182,7 @@ class KeyPool:
                 continue
             if found:
                 fps = tuple(fingerprint(k) for k in found)
-                if fps != self._seen:  # a rotation: refused keys may be fixed now
+                if fps != self._seen:  # a rotation: forget refusals of keys no longer listed
                     with self._lock:
                         self._seen, self._refused = fps, self._refused & set(fps)
                 return found
