@@ -175,3 +175,23 @@ def test_settings_are_checked_up_front() -> None:
         )
     finally:
         set_screening(None)
+
+
+def test_sdk_objects_in_the_history_are_read_like_dicts() -> None:
+    import anthropic.types as at
+    import openai.types.chat as oc
+
+    assistant = oc.ChatCompletionMessage.model_validate(
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c9", "type": "function", "function": {"name": "fetch", "arguments": "{}"}}]}
+    )  # fmt: skip
+    kwargs = {"messages": [assistant, {"role": "tool", "tool_call_id": "c9", "content": "OUT"}]}
+    assert list(outside_messages("openai", kwargs, "a")) == [("tool", "fetch", "OUT")]
+    tool_use = at.ToolUseBlock(id="t9", name="search", input={}, type="tool_use")
+    anth = {
+        "messages": [
+            {"role": "assistant", "content": [tool_use]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t9", "content": "R"}]},
+        ]
+    }
+    assert list(outside_messages("anthropic", anth, "a")) == [("tool", "search", "R")]

@@ -223,6 +223,14 @@ def active() -> Screener | None:
 # -- what a request carries from outside ---------------------------------------------------
 
 
+def _get(obj: Any, key: str) -> Any:
+    """A field of a message or block: a dict, or the SDK's own object (an agent often appends
+    ``response.choices[0].message`` or ``response.content`` to its history as is)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key)
+    return getattr(obj, key, None)
+
+
 def _text(content: Any) -> str:
     """Text of a message content: a string, or a list of text parts / blocks."""
     if isinstance(content, str):
@@ -232,12 +240,10 @@ def _text(content: Any) -> str:
         for part in content:
             if isinstance(part, str):
                 parts.append(part)
-            elif isinstance(part, Mapping):
-                value = part.get("text")
+            elif _get(part, "type") != "tool_result":
+                value = _get(part, "text")
                 if isinstance(value, str):
                     parts.append(value)
-                elif part.get("type") == "tool_result":
-                    continue
         return "\n".join(parts)
     return ""
 
@@ -256,81 +262,77 @@ def outside_messages(
 
 
 def _chat(messages: Any, agent: str | None) -> Iterator[tuple[str, str | None, str]]:
-    if not isinstance(messages, list):
+    if not isinstance(messages, list | tuple):
         return
     tools: dict[str, str] = {}
     for msg in messages:
-        if not isinstance(msg, Mapping):
-            continue
-        role = msg.get("role")
+        role = _get(msg, "role")
         if role == "assistant":
-            for call in msg.get("tool_calls") or ():
-                if isinstance(call, Mapping) and isinstance(call.get("function"), Mapping):
-                    tools[str(call.get("id"))] = str(call["function"].get("name"))
-        name = msg.get("name")
+            for call in _get(msg, "tool_calls") or ():
+                function = _get(call, "function")
+                if function is not None:
+                    tools[str(_get(call, "id"))] = str(_get(function, "name"))
+        name = _get(msg, "name")
         if role == "tool":
-            yield "tool", tools.get(str(msg.get("tool_call_id"))), _text(msg.get("content"))
+            yield "tool", tools.get(str(_get(msg, "tool_call_id"))), _text(_get(msg, "content"))
         elif role == "function":
-            yield "tool", name if isinstance(name, str) else None, _text(msg.get("content"))
+            yield "tool", name if isinstance(name, str) else None, _text(_get(msg, "content"))
         elif role in ("user", "assistant") and isinstance(name, str) and name and name != agent:
-            yield "agent", name, _text(msg.get("content"))
+            yield "agent", name, _text(_get(msg, "content"))
         elif role == "user":
-            yield "user", None, _text(msg.get("content"))
+            yield "user", None, _text(_get(msg, "content"))
 
 
 def _responses(items: Any, agent: str | None) -> Iterator[tuple[str, str | None, str]]:
     if isinstance(items, str):
         yield "user", None, items
         return
-    if not isinstance(items, list):
+    if not isinstance(items, list | tuple):
         return
     tools: dict[str, str] = {}
     for item in items:
-        if not isinstance(item, Mapping):
-            continue
-        kind = item.get("type")
+        kind = _get(item, "type")
+        role = _get(item, "role")
         if kind == "function_call":
-            tools[str(item.get("call_id"))] = str(item.get("name"))
+            tools[str(_get(item, "call_id"))] = str(_get(item, "name"))
         elif kind == "function_call_output":
-            output = item.get("output")
-            yield (
-                "tool",
-                tools.get(str(item.get("call_id"))),
-                output if isinstance(output, str) else _text(output),
-            )
-        elif item.get("role") in ("user", "assistant"):
-            name = item.get("name")
+            output = _get(item, "output")
+            source = tools.get(str(_get(item, "call_id")))
+            yield "tool", source, output if isinstance(output, str) else _text(output)
+        elif role in ("user", "assistant"):
+            name = _get(item, "name")
             if isinstance(name, str) and name and name != agent:
-                yield "agent", name, _text(item.get("content"))
-            elif item.get("role") == "user":
-                yield "user", None, _text(item.get("content"))
+                yield "agent", name, _text(_get(item, "content"))
+            elif role == "user":
+                yield "user", None, _text(_get(item, "content"))
 
 
 def _anthropic(messages: Any) -> Iterator[tuple[str, str | None, str]]:
-    if not isinstance(messages, list):
+    if not isinstance(messages, list | tuple):
         return
     tools: dict[str, str] = {}
     for msg in messages:
-        if not isinstance(msg, Mapping):
+        content = _get(msg, "content")
+        role = _get(msg, "role")
+        if role == "assistant":
+            for block in content if isinstance(content, list | tuple) else ():
+                if _get(block, "type") == "tool_use":
+                    tools[str(_get(block, "id"))] = str(_get(block, "name"))
             continue
-        content = msg.get("content")
-        if msg.get("role") == "assistant":
-            for block in content if isinstance(content, list) else ():
-                if isinstance(block, Mapping) and block.get("type") == "tool_use":
-                    tools[str(block.get("id"))] = str(block.get("name"))
-            continue
-        if msg.get("role") != "user":
+        if role != "user":
             continue
         if isinstance(content, str):
             yield "user", None, content
             continue
-        if not isinstance(content, list):
+        if not isinstance(content, list | tuple):
             continue
         plain = []
         for block in content:
-            if isinstance(block, Mapping) and block.get("type") == "tool_result":
-                yield "tool", tools.get(str(block.get("tool_use_id"))), _text(block.get("content"))
-            elif isinstance(block, Mapping) and isinstance(block.get("text"), str):
-                plain.append(block["text"])
+            if _get(block, "type") == "tool_result":
+                yield "tool", tools.get(str(_get(block, "tool_use_id"))), _text(_get(block, "content"))
+            else:
+                text = _get(block, "text")
+                if isinstance(text, str):
+                    plain.append(text)
         if plain:
             yield "user", None, "\n".join(plain)
