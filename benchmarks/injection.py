@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentledger.collectors.screen_policy import Screener, Screening
 from agentledger.collectors.screening import RuleDetector
 
 DATA = Path(__file__).resolve().parent / "data" / "injection"
@@ -126,6 +127,51 @@ def cost_us(texts: list[str], fn: Callable[[str], object], rounds: int) -> tuple
     return round(statistics.median(samples), 2), round(samples[int(len(samples) * 0.99)], 2)
 
 
+class _Sink:
+    """Stands in for the emitter's queue: the hook's check only enqueues."""
+
+    def __init__(self) -> None:
+        self._worker = self
+        self.events: list[dict[str, object]] = []
+
+    def put(self, event: dict[str, object]) -> None:
+        self.events.append(event)
+
+
+class _Caller:
+    tenant, agent, agent_version, workflow = "acme", "writer", None, None
+    trace_id, span_id, parent_span_id = "a" * 32, "b" * 16, None
+
+
+def hook_check_us(texts: list[str], rounds: int) -> tuple[float, float]:
+    """What the hook's screening adds to one chat call whose last message is a tool result
+    (system, user, assistant tool call, tool result): first sight, and the same history again
+    (cached verdicts), record-only so nothing raises."""
+    call = {"id": "c1", "type": "function", "function": {"name": "fetch", "arguments": "{}"}}
+    first: list[float] = []
+    again: list[float] = []
+    clock = time.perf_counter_ns
+    for r in range(max(1, rounds // 4)):
+        screener = Screener(Screening(default="record"))
+        sink = _Sink()
+        for t in texts:
+            kwargs = {
+                "messages": [
+                    {"role": "system", "content": "You answer shipping questions."},
+                    {"role": "user", "content": f"What is the shipping policy? ({r})"},
+                    {"role": "assistant", "content": None, "tool_calls": [call]},
+                    {"role": "tool", "tool_call_id": "c1", "content": t},
+                ]
+            }
+            t0 = clock()
+            screener.check(_Caller(), "openai", kwargs, sink)
+            first.append((clock() - t0) / 1000)
+            t0 = clock()
+            screener.check(_Caller(), "openai", kwargs, sink)
+            again.append((clock() - t0) / 1000)
+    return round(statistics.median(first), 2), round(statistics.median(again), 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer timing rounds (CI)")
@@ -169,6 +215,8 @@ def main() -> None:
     naive_med, naive_p99 = cost_us(texts, naive, rounds)
     json_med, json_p99 = cost_us(as_json, json.loads, rounds)
     chars = statistics.median(len(t) for t in texts)
+    hook_first, hook_again = hook_check_us(texts, rounds)
+    res.update(hook_check_us_first_median=hook_first, hook_check_us_cached_median=hook_again)
     res.update(
         screen_us_median=screen_med, screen_us_p99=screen_p99,
         anchor_naive_us_median=naive_med, anchor_naive_us_p99=naive_p99,
@@ -181,6 +229,8 @@ def main() -> None:
     print(f"{'RuleDetector.screen':34} {screen_med:>10} {screen_p99:>8}")
     print(f"{'anchor: naive keyword list':34} {naive_med:>10} {naive_p99:>8}")
     print(f"{'anchor: json.loads of the message':34} {json_med:>10} {json_p99:>8}")
+    print(f"{'hook check, tool result first seen':34} {hook_first:>10}")
+    print(f"{'hook check, same history again':34} {hook_again:>10}")
     print(f"load average (1 min): {os.getloadavg()[0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))

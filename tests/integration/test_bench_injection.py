@@ -27,7 +27,10 @@ def test_injection_benchmark_quick_writes_its_keys(tmp_path: Path) -> None:
             value = res[f"{key}_{figure}"]
             assert isinstance(value, float) and 0 <= value <= 1, (key, figure)
         assert res[f"{key}_positives"] > 0 and res[f"{key}_negatives"] > 0
-    for key in ("screen_us_median", "screen_us_p99", "anchor_naive_us_median", "anchor_json_loads_us_median"):
+    for key in (
+        "screen_us_median", "screen_us_p99", "anchor_naive_us_median", "anchor_json_loads_us_median",
+        "hook_check_us_first_median", "hook_check_us_cached_median",
+    ):  # fmt: skip
         assert isinstance(res[key], float) and math.isfinite(res[key]) and res[key] > 0, key
     # the naive keyword anchor is measured on the same cases
     assert 0 <= res["anchor_naive_public_recall"] <= 1
