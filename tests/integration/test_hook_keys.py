@@ -128,3 +128,26 @@ def test_every_key_refused_gives_the_agent_the_providers_error(fake: FakeProvide
         al.uninstrument()
         al.shutdown(5)
         set_keys(None)
+
+
+def test_anthropic_calls_get_the_pool_key_in_x_api_key(tmp_path: Path) -> None:
+    import anthropic
+
+    path = tmp_path / "anthropic.keys"
+    path.write_text(f"{ALPHA}\n{BRAVO}\n")
+    memory = al.MemoryTransport()
+    with FakeProvider(key_answers={ALPHA: [401]}) as fake:
+        al.configure(tenant="acme", transport=memory, keys={"anthropic": al.KeyPool(al.FileKeys(path))})
+        al.instrument(enforce=False)
+        try:
+            client = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-client-own")
+            with al.span("answer", kind="agent", agent="support"):
+                reply = client.messages.create(model="claude-sonnet-4-6", max_tokens=16, messages=MSGS)  # type: ignore[arg-type]
+            assert reply.content and fake.keys_seen == [ALPHA, BRAVO]
+            assert al.flush(10)
+        finally:
+            al.uninstrument()
+            al.shutdown(5)
+            set_keys(None)
+    usage = [e for b in memory.batches for e in b.events if e["type"] == "usage"]
+    assert [u["attributes"]["agentledger.key_fingerprint"] for u in usage] == [al.fingerprint(BRAVO)]
