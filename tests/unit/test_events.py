@@ -25,6 +25,7 @@ from agentledger.events import (
     QualityEvent,
     Scope,
     ScopeKind,
+    ScreenEvent,
     SpanEvent,
     ToolCallEvent,
     UsageEvent,
@@ -59,6 +60,10 @@ SPAN = {
 }
 QUALITY = {**COMMON, "type": "quality", "metric": "faithfulness", "score": 0.8}
 TOOL = {**COMMON, "type": "tool_call", "tool": "web_search", "args_hash": "a1b2c3d4e5f60718"}
+SCREEN = {
+    **COMMON, "type": "screen", "channel": "tool", "source": "fetch_page", "detector": "rules-v1",
+    "score": 0.96, "flagged": True, "action": "block", "reasons": "hidden_markup,override",
+}  # fmt: skip
 SCOPE = {"kind": "agent", "tenant": "acme", "agent": "planner"}
 COMMAND = {
     "command_id": "cmd-00000001",
@@ -78,6 +83,7 @@ VALID: list[tuple[type[BaseModel], dict]] = [
     (SpanEvent, SPAN),
     (QualityEvent, QUALITY),
     (ToolCallEvent, TOOL),
+    (ScreenEvent, SCREEN),
     (Envelope, {"key": "acme/planner", "events": [USAGE, SPAN, QUALITY, TOOL]}),
     (
         PricedEvent,
@@ -137,6 +143,8 @@ INVALID = [
     (SpanEvent, {**SPAN, "kind": "robot"}, "kind"),
     (QualityEvent, {**QUALITY, "score": float("nan")}, "score"),
     (ToolCallEvent, {**TOOL, "args_hash": "not-hex"}, "args_hash"),
+    (ScreenEvent, {**SCREEN, "score": 1.5}, "score"),
+    (ScreenEvent, {**SCREEN, "channel": "system"}, "channel"),
     (Envelope, {"key": "acme/planner", "events": []}, "events"),
     (ControlCommand, {**COMMAND, "action": "throttle"}, "rate_per_s"),
     (ControlCommand, {**COMMAND, "action": "failover"}, "fallback_provider"),

@@ -261,10 +261,41 @@ class ToolCallEvent(BaseEvent):
     status: SpanStatus = SpanStatus.OK
 
 
-Event = Annotated[SpanEvent | UsageEvent | QualityEvent | ToolCallEvent, Field(discriminator="type")]
+class ScreenEvent(BaseEvent):
+    """An injection-screening verdict on one message flowing into an LLM call from outside the
+    agent's own instructions (a user message, a tool result, another agent's message). Never
+    the message itself, unless the user opted in (``excerpt``)."""
+
+    type: Literal["screen"] = "screen"
+    channel: Literal["user", "tool", "agent"] = Field(description="Where the screened text came from.")
+    source: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None, description="The tool or agent that produced it, when known."
+    )
+    detector: Annotated[str, Field(min_length=1, max_length=64)]
+    score: float = Field(ge=0, le=1, allow_inf_nan=False, description="0 (clean) to 1 (injection).")
+    flagged: bool
+    action: Literal["record", "alert", "block", "kill"] = Field(
+        description="What the channel's policy did: `block` and `kill` stopped the call."
+    )
+    reasons: Annotated[str, Field(max_length=256)] | None = Field(
+        default=None, description="The detector's reasons (rule names), comma-separated."
+    )
+    text_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = Field(
+        default=None, description="SHA-256 of the screened text (to match repeats without keeping it)."
+    )
+    excerpt: Annotated[str, Field(max_length=1024)] | None = Field(
+        default=None, description="The start of the screened text: only when the user opted in."
+    )
+
+
+Event = Annotated[
+    SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent, Field(discriminator="type")
+]
 """Any contract event, discriminated by ``type``."""
 
-EVENT_ADAPTER: TypeAdapter[SpanEvent | UsageEvent | QualityEvent | ToolCallEvent] = TypeAdapter(Event)
+EVENT_ADAPTER: TypeAdapter[SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent] = TypeAdapter(
+    Event
+)
 
 
 class Envelope(_Model):
@@ -774,6 +805,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "UsageEvent": UsageEvent,
     "QualityEvent": QualityEvent,
     "ToolCallEvent": ToolCallEvent,
+    "ScreenEvent": ScreenEvent,
     "Envelope": Envelope,
     "PricedEvent": PricedEvent,
     "PricedEnvelope": PricedEnvelope,

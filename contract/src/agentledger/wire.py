@@ -22,13 +22,14 @@ from agentledger.events import (
     Event,
     PricedEvent,
     QualityEvent,
+    ScreenEvent,
     SpanEvent,
     ToolCallEvent,
     UsageEvent,
     record_key,
 )
 
-AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent
+AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
 _EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
 _PRICED_LIST: TypeAdapter[list[PricedEvent]] = TypeAdapter(list[PricedEvent])
 

@@ -29,7 +29,10 @@ from .guard import Guard, guarded
 from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
+from .keys import CommandKeys, EnvKeys, FileKeys, KeyPool, fingerprint
 from .propagation import extract, extracted, inject, traceparent
+from .screen_policy import InjectionBlocked, Screening
+from .screening import Detector, RuleDetector, Verdict
 from .spans import SpanScope
 from .transport import MemoryTransport, NoOpTransport
 from .usage import Usage, usage_from_anthropic, usage_from_openai
@@ -37,27 +40,37 @@ from .usage import Usage, usage_from_anthropic, usage_from_openai
 __all__ = [
     "AgentKilled",
     "BudgetKilled",
+    "CommandKeys",
     "ControlUnavailable",
+    "Detector",
     "Emitter",
+    "EnvKeys",
     "FailoverUnavailable",
     "Fallback",
+    "FileKeys",
     "Guard",
     "HttpTransport",
+    "InjectionBlocked",
     "KafkaTransport",
+    "KeyPool",
     "LoopKilled",
     "ManualKill",
     "MemoryTransport",
     "NoOpTransport",
+    "RuleDetector",
+    "Screening",
     "SpanContext",
     "SpanScope",
     "Throttled",
     "Usage",
+    "Verdict",
     "attach",
     "configure",
     "current",
     "detach",
     "extract",
     "extracted",
+    "fingerprint",
     "flush",
     "get_emitter",
     "guarded",

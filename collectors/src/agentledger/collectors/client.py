@@ -19,8 +19,20 @@ _emitter: Emitter | None = None
 
 
 def configure(**kwargs: Any) -> Emitter:
-    """Create the process-wide emitter (same arguments as ``Emitter``); replaces any previous one."""
+    """Create the process-wide emitter (same arguments as ``Emitter``); replaces any previous one.
+
+    ``screening=``: injection screening of hooked LLM calls (``Screening``, a channel -> action
+    mapping, ``True`` to record everywhere, ``None`` off). ``keys=``: provider name -> ``KeyPool``,
+    the keys the hook sends with each call (docs/security.md)."""
     global _emitter
+    if "screening" in kwargs:
+        from .screen_policy import set_screening
+
+        set_screening(kwargs.pop("screening"))
+    if "keys" in kwargs:
+        from .keys import set_keys
+
+        set_keys(kwargs.pop("keys"))
     new = Emitter(**kwargs)
     with _lock:
         old, _emitter = _emitter, new

@@ -27,7 +27,7 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids, frameworks
+from . import _ids, frameworks, keys, screen_policy
 from . import client as api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
@@ -294,6 +294,8 @@ class Hook:
                 attributes["user.id"] = caller.user
             if caller.conversation is not None:
                 attributes["gen_ai.conversation.id"] = caller.conversation
+            if keys._POOLS and (fp := keys.current_fingerprint.get()) is not None:
+                attributes["agentledger.key_fingerprint"] = fp
             event = {
                 "event_id": usage_event_id(response_id, caller),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
@@ -477,10 +479,15 @@ def _wrap(target: _Target, original: Any) -> Any:
             _prepare(hook, caller, kwargs)
             if hook.guard is not None:
                 await _acheck(hook, caller)
+            if screen_policy._ACTIVE is not None:
+                _screen(hook, caller, target, kwargs)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
             token = recording_call()
             try:
-                result = await original(resource, *args, **kwargs)
+                if keys._POOLS:
+                    result = await _asend_keyed(original, resource, target, provider, args, kwargs)
+                else:
+                    result = await original(resource, *args, **kwargs)
             finally:
                 end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
@@ -508,10 +515,15 @@ def _wrap(target: _Target, original: Any) -> Any:
         _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)
+        if screen_policy._ACTIVE is not None:
+            _screen(hook, caller, target, kwargs)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
         token = recording_call()
         try:
-            result = original(resource, *args, **kwargs)
+            if keys._POOLS:
+                result = _send_keyed(original, resource, target, provider, args, kwargs)
+            else:
+                result = original(resource, *args, **kwargs)
         finally:
             end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
@@ -558,6 +570,79 @@ def _before(
         routed, goal = resource, provider
     hide = _want_stream_usage(hook, target, kwargs)
     return routed, goal, (provider if goal != provider else None), hide
+
+
+def _screen(hook: Hook, caller: Caller, target: _Target, kwargs: dict[str, Any]) -> None:
+    """Injection screening of what the request carries from outside (docs/security.md): raises
+    only ``InjectionBlocked``; any fault inside leaves the call unscreened."""
+    screener = screen_policy._ACTIVE
+    if screener is not None:
+        screener.check(caller, target.sdk, kwargs, hook.em())
+
+
+def _keyed_kwargs(target: _Target, key: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    headers = dict(kwargs.get("extra_headers") or {})
+    headers.update(keys.auth_headers(target.sdk, key))
+    return {**kwargs, "extra_headers": headers}
+
+
+def _send_keyed(
+    original: Any,
+    resource: Any,
+    target: _Target,
+    provider: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """The call with the provider's pool key (docs/security.md, "Provider keys"): a 401 or 429
+    moves it to the next key; when none is left the last error is the agent's. A provider
+    without a pool keeps the client's own key."""
+    pool = keys.pool_for(provider)
+    picked = pool.current() if pool is not None else None
+    if pool is None or picked is None:
+        keys.current_fingerprint.set(None)
+        return original(resource, *args, **kwargs)
+    while True:
+        key, fp = picked
+        keys.current_fingerprint.set(fp)
+        try:
+            return original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if status not in (401, 429):
+                raise
+            pool.failed(fp, status, keys.retry_after_s(exc))
+            picked = pool.current()
+            if picked is None:
+                raise
+
+
+async def _asend_keyed(
+    original: Any,
+    resource: Any,
+    target: _Target,
+    provider: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    pool = keys.pool_for(provider)
+    picked = pool.current() if pool is not None else None
+    if pool is None or picked is None:
+        keys.current_fingerprint.set(None)
+        return await original(resource, *args, **kwargs)
+    while True:
+        key, fp = picked
+        keys.current_fingerprint.set(fp)
+        try:
+            return await original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+        except Exception as exc:
+            status = getattr(exc, "status_code", None)
+            if status not in (401, 429):
+                raise
+            pool.failed(fp, status, keys.retry_after_s(exc))
+            picked = pool.current()
+            if picked is None:
+                raise
 
 
 def _check(hook: Hook, caller: Caller) -> None:
@@ -691,6 +776,8 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         _prepare(hook, caller, kwargs)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
+        if screen_policy._ACTIVE is not None:
+            _screen(hook, caller, target, kwargs)
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)
         manager = original(resource, *args, **kwargs)
         request = getattr(manager, attr, None)

@@ -38,6 +38,8 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -104,8 +106,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
         path = self.path.split("?")[0].rstrip("/")
+        auth = self.headers.get("x-api-key") or (self.headers.get("Authorization") or "").removeprefix(
+            "Bearer "
+        )
         with self.server.lock:
             self.server.requests.append((path, body))
+            self.server.keys_seen.append(auth)
+            answers = self.server.key_answers.get(auth)
+            refuse = answers.popleft() if answers else None
+        if refuse is not None:
+            self._refuse(refuse)
+            return
         if path == "/v1/chat/completions":
             self._openai(body)
         elif path == "/v1/responses":
@@ -210,6 +221,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
+    def _refuse(self, status: int) -> None:
+        """A scripted 401 or 429 for this key (``FakeProvider(key_answers=...)``); asks the SDK
+        not to retry it itself, and a 429 says when to come back."""
+        kind = "rate_limit_error" if status == 429 else "authentication_error"
+        raw = json.dumps({"error": {"message": f"scripted {status}", "type": kind}}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.send_header("x-should-retry", "false")
+        if status == 429:
+            self.send_header("retry-after-ms", "300")
+        self.end_headers()
+        self.wfile.write(raw)
+
     def _sse(self, events: list[tuple[str | None, dict[str, Any]]], done: bool) -> None:
         parts = []
         for name, data in events:
@@ -270,6 +295,8 @@ class _Server(ThreadingHTTPServer):
     usage: FixedUsage
     lock: threading.Lock
     requests: list[tuple[str, dict[str, Any]]]
+    keys_seen: list[str]
+    key_answers: dict[str, deque[int]]
     id_cycle: int | None
 
     def chat_id(self) -> str:
@@ -281,14 +308,23 @@ class _Server(ThreadingHTTPServer):
 class FakeProvider:
     """The server, started on a thread (``start``/``stop`` or a ``with`` block)."""
 
-    def __init__(self, port: int = 0, usage: FixedUsage | None = None, id_cycle: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        usage: FixedUsage | None = None,
+        id_cycle: int | None = None,
+        key_answers: Mapping[str, list[int]] | None = None,
+    ) -> None:
         """``id_cycle``: chat completion ids ``chatcmpl-<n % id_cycle>``, reused as Ollama's are
-        (default: unique ids, as OpenAI's)."""
+        (default: unique ids, as OpenAI's). ``key_answers``: API key -> statuses (401, 429)
+        its next requests get, one each, before it is served normally."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.usage = usage or FixedUsage()
         self._server.id_cycle = id_cycle
         self._server.lock = threading.Lock()
         self._server.requests = []
+        self._server.keys_seen = []
+        self._server.key_answers = {k: deque(v) for k, v in (key_answers or {}).items()}
         self._thread: threading.Thread | None = None
 
     @property
@@ -311,6 +347,12 @@ class FakeProvider:
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
         with self._server.lock:
             return list(self._server.requests)
+
+    @property
+    def keys_seen(self) -> list[str]:
+        """The API key each request carried, in order (refused ones too)."""
+        with self._server.lock:
+            return list(self._server.keys_seen)
 
     def env(self) -> dict[str, str]:
         """Environment that points the official OpenAI and Anthropic SDKs here."""

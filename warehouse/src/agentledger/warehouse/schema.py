@@ -19,12 +19,12 @@ from typing import Any
 import pyarrow as pa
 from pydantic import AwareDatetime, BaseModel
 
-from agentledger.events import QualityEvent, SpanEvent, ToolCallEvent, UsageEvent
+from agentledger.events import QualityEvent, ScreenEvent, SpanEvent, ToolCallEvent, UsageEvent
 
 USD = pa.decimal128(28, 12)
 """Exact money: 28 digits, 12 after the point (the contract's ``Usd``)."""
 TS = pa.timestamp("us", tz="UTC")
-EVENT_MODELS: tuple[type[BaseModel], ...] = (SpanEvent, UsageEvent, QualityEvent, ToolCallEvent)
+EVENT_MODELS: tuple[type[BaseModel], ...] = (SpanEvent, UsageEvent, QualityEvent, ToolCallEvent, ScreenEvent)
 
 # Fields kept out of the table: the contract version (always 1 today).
 _SKIP = {"v"}
