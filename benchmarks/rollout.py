@@ -135,7 +135,9 @@ def main() -> None:
         res[f"{name}_anchor_static50_exposed_tasks_median"] = statistics.median(r[0] for r in anchor)
         res[f"{name}_anchor_rolled_back_share"] = sum(r[3] == "rollback" for r in anchor) / len(anchor)
         res[f"{name}_exposed_ratio_vs_static50"] = round(
-            float(res[f"{name}_exposed_tasks_median"]) / max(1.0, float(res[f"{name}_anchor_static50_exposed_tasks_median"])), 3
+            float(res[f"{name}_exposed_tasks_median"])
+            / max(1.0, float(res[f"{name}_anchor_static50_exposed_tasks_median"])),
+            3,
         )
         rows.append((name, f"{res[f'{name}_exposed_tasks_median']:.0f}", f"{res[f'{name}_anchor_static50_exposed_tasks_median']:.0f}",
                      f"{res[f'{name}_exposed_ratio_vs_static50']:.2f}"))  # fmt: skip

@@ -37,7 +37,9 @@ class RolloutView(BaseModel):
 
 
 def _route(state: ApiState, policy: RolloutPolicy) -> ControlCommand | None:
-    key = control_key(scope_key(ScopeKind.AGENT, tenant=policy.tenant, agent=policy.agent), Lane.ROLLOUT, Authority.HEALTH)
+    key = control_key(
+        scope_key(ScopeKind.AGENT, tenant=policy.tenant, agent=policy.agent), Lane.ROLLOUT, Authority.HEALTH
+    )
     cmd = state.control.get(key)
     if cmd is None or cmd.params.rollout_id != policy.rollout_id:
         return None
