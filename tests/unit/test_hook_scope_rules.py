@@ -32,7 +32,10 @@ def test_a_kill_on_one_user_or_conversation_stops_only_that_one() -> None:
     conv_kill = command(Action.KILL, kind=ScopeKind.CONVERSATION, tenant="acme", conversation="conv-9")
     for cmd in (user_kill, conv_kill):
         guard.apply(cmd, cmd.key)
-    assert (user_kill.key, conv_kill.key) == ("user/acme/mallory", "conversation/acme/conv-9")
+    assert (user_kill.key, conv_kill.key) == (
+        "admission.manual:user/acme/mallory",
+        "admission.manual:conversation/acme/conv-9",
+    )
     with pytest.raises(AgentKilled) as info:
         guard.check("acme", "planner", user="mallory")
     assert info.value.command_id == user_kill.command_id
