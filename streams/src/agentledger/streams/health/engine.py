@@ -37,6 +37,7 @@ from agentledger.events import (
     UsageEvent,
 )
 from agentledger.streams.healthconfig import HealthConfig
+from agentledger.streams.slo import SloMonitor
 from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
@@ -66,6 +67,7 @@ class HealthEngine:
         self.cfg, self.clock = cfg, clock
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
+        self.slo = SloMonitor(cfg.objectives, clock=clock)
         self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
         self.failed_over: set[str] = set()  # providers with a failover in force
         self.last_canary_eval = 0.0
@@ -160,6 +162,7 @@ class HealthEngine:
         out: list[Outgoing] = []
         for t in self.providers.tick():
             out.extend(self._on_circuit(t))
+        out.extend(self._slo_alerts(self.slo.tick()))
         now = self.clock()
         if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
             self.last_canary_eval = now
@@ -175,8 +178,13 @@ class HealthEngine:
             self.canary.record_span(ev.tenant, ev.agent, ev.agent_version, error, ts)
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
+        out = self._slo_alerts(self.slo.on_span(ev))
         t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
-        return self._on_circuit(t, ev.event_id) if t is not None else []
+        return out + self._on_circuit(t, ev.event_id) if t is not None else out
+
+    def _slo_alerts(self, alerts: list[AlertEvent]) -> list[Outgoing]:
+        self.counts["alerts"] += len(alerts)
+        return [Outgoing("alerts", a.dedup_key.encode(), dump(a)) for a in alerts]
 
     def _routes_away(self, provider: str) -> bool:
         """Should clients of ``provider`` use the fallback now? Open circuits always; half-open

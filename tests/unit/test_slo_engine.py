@@ -1,0 +1,272 @@
+"""The SLO engine as pure logic: exact mergeable counts, multi-window multi-burn-rate alerts that
+trigger when the SRE workbook predicts, resolve once, never flap, and stay silent on a stable
+stream; and "slow is unhealthy" opening a provider circuit."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent, SpanKind, SpanStatus
+from agentledger.streams.health.providers import CircuitState, ProviderHealthMonitor
+from agentledger.streams.healthconfig import parse_health_config
+from agentledger.streams.slo import SloCounts, SloMonitor, slow_reason
+
+T0 = 1_800_000_000.0
+_n = 0
+
+
+def span(
+    ts: float, latency_ms: float, ok: bool = True, agent: str = "planner", model: str = "gpt-4o"
+) -> SpanEvent:
+    global _n
+    _n += 1
+    end = datetime.fromtimestamp(ts, UTC)
+    return SpanEvent(
+        event_id=f"ev-{_n:012d}", ts=end, tenant="acme", agent=agent, agent_version="v1",
+        trace_id=f"{_n:032x}", span_id=f"{_n:016x}", name="chat", kind=SpanKind.LLM,
+        start=end - timedelta(milliseconds=latency_ms), end=end,
+        status=SpanStatus.OK if ok else SpanStatus.ERROR, provider="openai", model=model,
+    )  # fmt: skip
+
+
+def latency_objective(target: float = 0.99, threshold_ms: float = 1000.0, **kw: object) -> ObjectivePolicy:
+    return ObjectivePolicy.model_validate(
+        {
+            "objective_id": "planner-latency",
+            "kind": "latency",
+            "target": target,
+            "threshold_ms": threshold_ms,
+            **kw,
+        }
+    )
+
+
+class Clock:
+    """Wall clock that follows the synthetic stream (a live feed)."""
+
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def run(mon: SloMonitor, clock: Clock, spans: Iterator[SpanEvent]) -> list[AlertEvent]:
+    out: list[AlertEvent] = []
+    last_tick = T0
+    for ev in spans:
+        clock.t = ev.ts.timestamp()
+        out.extend(mon.on_span(ev))
+        if clock.t - last_tick >= 60:
+            last_tick = clock.t
+            out.extend(mon.tick())
+    return out
+
+
+def stepped(phases: list[tuple[float, float]], every_s: float = 1.0) -> Iterator[SpanEvent]:
+    """One call every ``every_s`` seconds; ``phases`` = (seconds, latency ms)."""
+    t = T0
+    for seconds, latency in phases:
+        end = t + seconds
+        while t < end:
+            yield span(t, latency)
+            t += every_s
+
+
+def by_rule(alerts: list[AlertEvent], name: str) -> list[AlertEvent]:
+    return [a for a in alerts if a.figures["alert_rule"] == name]
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+def test_objective_defaults_are_the_workbook_rules_and_bad_objectives_are_refused() -> None:
+    o = latency_objective(0.95, 4000)
+    assert o.window_days == 28
+    assert [(r.name, r.burn_rate, r.long_window_s, r.short_window_s) for r in o.alerts] == [
+        ("page", 14.4, 3600, 300),
+        ("ticket", 6.0, 21600, 1800),
+    ]
+    with pytest.raises(ValidationError, match="threshold_ms"):
+        ObjectivePolicy.model_validate({"objective_id": "x", "kind": "latency", "target": 0.95})
+    with pytest.raises(ValidationError, match="can never be reached"):
+        latency_objective(0.9)  # 14.4 x 10 % budget > 100 % of calls
+    with pytest.raises(ValidationError, match="shorter"):
+        latency_objective(alerts=[{"name": "p", "burn_rate": 2, "long_window_s": 60, "short_window_s": 60}])
+    with pytest.raises(Exception, match="objective ids must be unique"):
+        parse_health_config({"objectives": [o.model_dump(mode="json"), o.model_dump(mode="json")]})
+
+
+# --- counts ---------------------------------------------------------------------------------
+
+
+def test_counts_kept_by_several_workers_merge_to_the_exact_single_counter() -> None:
+    rng = random.Random(7)
+    calls = [(T0 + rng.uniform(0, 3 * 86400), rng.random() < 0.97) for _ in range(20_000)]
+    whole = SloCounts()
+    parts = [SloCounts() for _ in range(4)]
+    for ts, good in calls:
+        whole.add(ts, good)
+        parts[rng.randrange(4)].add(ts, good)
+    merged = SloCounts()
+    for p in parts:
+        merged.merge(p)
+    assert merged.fine == whole.fine and merged.hourly == whole.hourly
+    end = T0 + 3 * 86400
+    for seconds in (300, 3600, 6 * 3600, 28 * 86400):
+        w = merged.window(end, seconds, 0.95)
+        assert (w.good, w.total) == (
+            whole.window(end, seconds, 0.95).good,
+            whole.window(end, seconds, 0.95).total,
+        )
+    w = merged.window(end, 28 * 86400, 0.95)
+    assert (w.good, w.total) == (sum(g for _, g in calls), len(calls))  # exact over the whole window
+    assert w.budget_left == pytest.approx(1 - (w.bad / w.total) / 0.05)
+
+
+# --- burn-rate alerts -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", [0.99, 0.95])
+def test_latency_step_pages_when_the_workbook_predicts_and_resolves_after_recovery(target: float) -> None:
+    clock = Clock()
+    obj = latency_objective(target)
+    mon = SloMonitor([obj], clock=clock)
+    base, slow, after = 7 * 3600.0, 3600.0, 3 * 3600.0  # base fills the 6 h window
+    alerts = run(mon, clock, stepped([(base, 200.0), (slow, 3000.0), (after, 200.0)]))
+    step, recovery = T0 + base, T0 + base + slow
+    slack = mon.bucket_s + mon.eval_every_s
+    fired_rules = 0
+    for rule in obj.alerts:
+        got = by_rule(alerts, rule.name)
+        # every call is bad after the step: the long window reaches burn_rate x budget after
+        # long_window x burn_rate x (1 - target); the short window has been full of bad calls since
+        predicted = step + rule.long_window_s * rule.burn_rate * (1 - target)
+        if predicted >= recovery:  # the hour of slow calls is too short for this rule to see
+            assert got == [], rule.name
+            continue
+        fired_rules += 1
+        assert [a.state for a in got] == [AlertState.ALERT, AlertState.RESOLVED], rule.name
+        fired = got[0].ts.timestamp()
+        assert predicted - slack <= fired <= predicted + slack, (rule.name, fired - step, predicted - step)
+        assert got[0].severity == rule.severity
+        assert (
+            got[0].dedup_key == got[1].dedup_key == f"slo.burn_rate|planner-latency:acme/planner:{rule.name}"
+        )
+        # resolve: the short window drops under the line, then stays there a whole short window
+        under = recovery + rule.short_window_s * (1 - rule.burn_rate * (1 - target))
+        resolved = got[1].ts.timestamp()
+        assert under + rule.short_window_s - slack <= resolved <= under + rule.short_window_s + slack
+        assert got[0].figures["burn_rate_short"] >= rule.burn_rate
+    assert fired_rules == (2 if target == 0.99 else 1)
+
+
+def test_stable_latency_raises_no_alert_over_a_long_stream() -> None:
+    # Lognormal latencies around 200 ms, 1 % of calls over 1 s against a 99 % objective: the
+    # budget burns at exactly the sustainable 1x, with the noise of random arrivals. 3 days at
+    # one call every 4 s = 64,800 calls, 864 five-minute windows (benchmarks/slo.py runs 10,000).
+    rng = random.Random(11)
+    clock = Clock()
+    mon = SloMonitor([latency_objective(0.99)], clock=clock)
+    spans = (
+        span(T0 + i * 4.0, 1000.0 * 1.5 if rng.random() < 0.01 else rng.lognormvariate(-1.6, 0.35) * 1000)
+        for i in range(64_800)
+    )
+    assert run(mon, clock, spans) == []
+    w = mon.attainment("planner-latency", "acme/planner")
+    assert w is not None and w.total == 64_800 and abs(w.budget_left) < 0.1
+
+
+def test_burn_rate_hovering_at_the_line_gives_one_trigger_and_one_resolve() -> None:
+    # target 0.95: the page line is 72 % bad calls. After an hour at 100 % bad, the bad share
+    # alternates 4 minutes at 60 % / 4 minutes at 85 % for two hours: the short window crosses
+    # the line every few minutes; without hysteresis that is a flood of alert/resolved pairs.
+    clock = Clock()
+    obj = latency_objective(0.95)
+    mon = SloMonitor([obj], clock=clock)
+
+    def spans() -> Iterator[SpanEvent]:
+        t = T0
+        for minute in range(60 * 5):
+            if minute < 60:
+                bad = 0
+            elif minute < 120:
+                bad = 20
+            elif minute < 240:
+                bad = 12 if (minute // 4) % 2 == 0 else 17
+            else:
+                bad = 0
+            for k in range(20):
+                yield span(t + minute * 60 + k * 3, 3000.0 if k < bad else 200.0)
+
+    page = by_rule(run(mon, clock, spans()), "page")
+    assert [a.state for a in page] == [AlertState.ALERT, AlertState.RESOLVED]
+    assert page[1].ts.timestamp() >= T0 + 240 * 60  # held through the hovering, resolved after it
+
+
+def test_failed_calls_count_against_availability_not_latency() -> None:
+    clock = Clock()
+    avail = ObjectivePolicy(objective_id="avail", kind="availability", target=0.99)  # type: ignore[arg-type]
+    lat = latency_objective(0.99).model_copy(update={"objective_id": "lat"})
+    mon = SloMonitor([avail, lat], clock=clock)
+    for i in range(100):
+        mon.on_span(span(T0 + i, 200.0, ok=i % 10 != 0))
+    a, lt = mon.attainment("avail", "acme/planner"), mon.attainment("lat", "acme/planner")
+    assert a is not None and (a.good, a.total) == (90, 100)
+    assert lt is not None and (lt.good, lt.total) == (90, 90)
+
+
+def test_objectives_per_provider_model_keep_entities_apart_and_selectors_filter() -> None:
+    clock = Clock()
+    obj = latency_objective(0.99, selector={"per": "model", "model": "gpt-4o*"})
+    mon = SloMonitor([obj], clock=clock)
+    for i in range(10):
+        mon.on_span(span(T0 + i, 200.0, model="gpt-4o"))
+        mon.on_span(span(T0 + i, 200.0, model="gpt-4o-mini"))
+        mon.on_span(span(T0 + i, 200.0, model="claude"))
+    assert sorted(e for _, e in mon.tracked) == ["openai/gpt-4o", "openai/gpt-4o-mini"]
+
+
+# --- slow is unhealthy ----------------------------------------------------------------------
+
+
+def test_slow_reason_judges_the_share_within_the_threshold() -> None:
+    assert slow_reason([100.0] * 95 + [5000.0] * 5, 1000, 0.95) is None
+    why = slow_reason([100.0] * 94 + [5000.0] * 6, 1000, 0.95)
+    assert why is not None and "94/100" in why
+    assert slow_reason([5000.0] * 3, 1000, 0.95, min_calls=5) is None
+
+
+def test_slow_but_successful_provider_opens_its_circuit_and_fast_probes_close_it() -> None:
+    clock = Clock()
+    cfg = parse_health_config(
+        {"providers": {"window_s": 30, "min_volume": 10, "half_open_after_s": 5, "probe_volume": 3,
+                       "latency_objective": {"threshold_ms": 1000, "target": 0.9}}}
+    ).providers  # fmt: skip
+    mon = ProviderHealthMonitor(cfg, clock)
+    for _ in range(20):
+        clock.t += 0.5
+        assert mon.record("openai", "gpt-4o", clock.t, False, 3000.0) is None  # judged on the tick
+    (opened,) = mon.tick()
+    assert (
+        opened.new is CircuitState.OPEN and "latency objective broken" in opened.reason and opened.errors == 0
+    )
+    clock.t += 5
+    (half,) = mon.tick()
+    assert half.new is CircuitState.HALF_OPEN
+    moves = [mon.record("openai", "gpt-4o", clock.t, False, 200.0) for _ in range(3)]
+    assert moves[-1] is not None and moves[-1].new is CircuitState.CLOSED
+
+
+def test_without_a_latency_objective_a_slow_provider_keeps_its_circuit_closed() -> None:
+    clock = Clock()
+    mon = ProviderHealthMonitor(parse_health_config({"providers": {"min_volume": 10}}).providers, clock)
+    for _ in range(20):
+        clock.t += 0.5
+        mon.record("openai", "gpt-4o", clock.t, False, 3000.0)
+    assert mon.tick() == []
