@@ -270,3 +270,22 @@ def test_without_a_latency_objective_a_slow_provider_keeps_its_circuit_closed() 
         clock.t += 0.5
         mon.record("openai", "gpt-4o", clock.t, False, 3000.0)
     assert mon.tick() == []
+
+
+def test_an_entity_read_behind_another_is_judged_in_its_own_event_time() -> None:
+    # Two agents on two partitions: the worker reads all of `steady` before `planner` (a lagging
+    # partition). Planner's spans are hours behind the latest event seen, yet its page fires
+    # when the workbook predicts in planner's own event time.
+    clock = Clock()
+    obj = latency_objective(0.99)
+    mon = SloMonitor([obj], clock=clock)
+    steady = (span(T0 + i * 2.0, 200.0, agent="steady") for i in range(5 * 1800))
+    assert run(mon, clock, steady) == []
+    clock.t = T0 + 5 * 3600  # the wall clock is at the end of steady's stream
+    alerts: list[AlertEvent] = []
+    for ev in stepped([(7 * 3600.0, 200.0), (3600.0, 3000.0)]):
+        alerts.extend(mon.on_span(ev.model_copy(update={"ts": ev.ts + timedelta(hours=-5)})))
+    page = by_rule(alerts, "page")
+    assert [a.state for a in page] == [AlertState.ALERT]
+    predicted = T0 - 5 * 3600 + 7 * 3600 + 3600 * 14.4 * 0.01
+    assert abs(page[0].ts.timestamp() - predicted) <= mon.bucket_s + mon.eval_every_s

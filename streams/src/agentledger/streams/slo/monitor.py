@@ -1,10 +1,11 @@
 """``SloMonitor``: the health worker's hook, called once per span and on its timer.
 
 Every LLM span (one with a provider) is counted, in event time, for each enabled objective whose
-selector matches it, under the entity the objective is kept ``per``. The rules are evaluated at
-the latest event time seen (at most every ``eval_every_s`` of event time per entity, and on every
-tick, when event time is moved on by the wall clock elapsed since the last span, so a silent
-entity still resolves). Fire and resolve become ``AlertEvent`` for the existing alerts topic:
+selector matches it, under the entity the objective is kept ``per``. Each entity keeps its own
+event time (the latest of its spans: partitions consumed at different paces never make one
+entity's spans look stale to another's) and its rules are evaluated there, at most every
+``eval_every_s`` of event time, and on every tick, when its event time is moved on by the wall
+clock elapsed since its last span, so a silent entity still resolves. Fire and resolve become ``AlertEvent`` for the existing alerts topic:
 ``rule=slo.burn_rate``, ``dedup_key=slo.burn_rate|<objective>:<entity>:<rule name>``.
 """
 
@@ -75,7 +76,12 @@ def classify(obj: ObjectivePolicy, ev: SpanEvent) -> bool | None:
 class _Tracked:
     counts: SloCounts
     tenant: str | None
+    event_now: float  # the latest event time of this entity's spans
+    wall_at: float  # the wall clock when event_now last moved
     last_eval: float = float("-inf")
+
+    def now(self, wall: float) -> float:
+        return self.event_now + max(0.0, wall - self.wall_at)
 
 
 class SloMonitor:
@@ -92,25 +98,14 @@ class SloMonitor:
         self.bucket_s, self.eval_every_s, self.clock = bucket_s, eval_every_s, clock
         self.tracked: dict[tuple[str, str], _Tracked] = {}
         self.states: dict[tuple[str, str, str], BurnState] = {}
-        self.watermark: float | None = None  # latest event time seen
-        self.wall_at_watermark = 0.0
         self._match_cache: dict[tuple[str | None, ...], list[ObjectivePolicy]] = {}
         self.longest = max((r.long_window_s for o in self.objectives.values() for r in o.alerts), default=0)
-
-    def now(self) -> float | None:
-        """Event time now: the latest span's time, moved on by the wall clock since it came."""
-        if self.watermark is None:
-            return None
-        return self.watermark + max(0.0, self.clock() - self.wall_at_watermark)
 
     def on_span(self, ev: SpanEvent) -> list[AlertEvent]:
         if not self.objectives or ev.kind is not SpanKind.LLM or not ev.provider:
             return []
         ts = ev.ts.timestamp()
         wall = self.clock()
-        if (self.watermark is None or ts > self.watermark) and ts <= wall + MAX_SKEW_S:
-            self.watermark, self.wall_at_watermark = ts, wall
-        now = self.watermark if self.watermark is not None else ts
         out: list[AlertEvent] = []
         for obj in self._matching(ev):
             good = classify(obj, ev)
@@ -122,8 +117,13 @@ class SloMonitor:
                 tenant = ev.tenant if obj.selector.per.startswith("agent") else None
                 if tenant is None and "*" not in obj.selector.tenant:
                     tenant = obj.selector.tenant
-                t = self.tracked[key] = _Tracked(SloCounts(self.bucket_s), tenant)
+                t = self.tracked[key] = _Tracked(
+                    SloCounts(self.bucket_s), tenant, min(ts, wall + MAX_SKEW_S), wall
+                )
             t.counts.add(ts, good)
+            if t.event_now < ts <= wall + MAX_SKEW_S:
+                t.event_now, t.wall_at = ts, wall
+            now = t.event_now
             if ts >= now - self.longest and now - t.last_eval >= self.eval_every_s:
                 out.extend(self._evaluate(obj, key, t, now))
         return out
@@ -140,11 +140,10 @@ class SloMonitor:
 
     def tick(self) -> list[AlertEvent]:
         """Timer: evaluate every entity at event time now, then forget unreachable buckets."""
-        now = self.now()
-        if now is None:
-            return []
+        wall = self.clock()
         out: list[AlertEvent] = []
         for key, t in self.tracked.items():
+            now = t.now(wall)
             obj = self.objectives[key[0]]
             out.extend(self._evaluate(obj, key, t, now))
             t.counts.prune(now, self.longest + self.bucket_s, obj.window_days * 86400 + 3600)
@@ -152,11 +151,11 @@ class SloMonitor:
 
     def attainment(self, objective_id: str, entity: str) -> WindowFigures | None:
         """Good/total over the objective's whole window, at event time now."""
-        t, now = self.tracked.get((objective_id, entity)), self.now()
-        if t is None or now is None:
+        t = self.tracked.get((objective_id, entity))
+        if t is None:
             return None
         obj = self.objectives[objective_id]
-        return t.counts.window(now, obj.window_days * 86400, obj.target)
+        return t.counts.window(t.now(self.clock()), obj.window_days * 86400, obj.target)
 
     def _evaluate(
         self, obj: ObjectivePolicy, key: tuple[str, str], t: _Tracked, now: float

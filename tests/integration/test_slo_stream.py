@@ -1,0 +1,224 @@
+"""Latency objectives on the real broker: the health worker (a real `agentledger health`
+process) counts a synthetic LLM stream, and its burn-rate alert reaches a real webhook receiver
+on 127.0.0.1 through the alert dispatcher.
+
+The stream is stamped in event time over the last four hours and sent in one go: the engine
+judges event time, so the workbook's 1 h / 5 min page rule is exercised as it would be live.
+The `planner` agent's calls step from 200 ms to 3 s for 40 minutes, then recover; the `steady`
+agent's stay around 200 ms (1 % over the threshold, exactly the error budget's pace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from agentledger import topics as specs
+from agentledger.events import AlertEvent, AlertState, SpanEvent, SpanKind, SpanStatus
+from agentledger.streams.alerts.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from agentledger.streams.alerts.dispatch import AlertDispatcher
+from agentledger.streams.healthconfig import parse_health_config
+from agentledger.wire import encode_envelope
+
+HMAC_SECRET = "whsec_slo_test_secret"
+TARGET, THRESHOLD_MS = 0.99, 1000.0
+EVERY_S = 2.0
+BASE_S, SLOW_S, AFTER_S = 2 * 3600.0, 40 * 60.0, 80 * 60.0
+
+
+class Webhook:
+    """A webhook receiver that checks the HMAC signature like a real one."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.bad = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = verify(
+                    HMAC_SECRET,
+                    self.headers.get(TIMESTAMP_HEADER, ""),
+                    self.headers.get(SIGNATURE_HEADER, ""),
+                    body,
+                    time.time(),
+                )
+                with outer.lock:
+                    if ok:
+                        outer.bodies.append(json.loads(body))
+                    else:
+                        outer.bad += 1
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _spans(start: float) -> Iterator[tuple[str, SpanEvent]]:
+    rng = random.Random(3)
+    t, end, n = start, start + BASE_S + SLOW_S + AFTER_S, 0
+    while t < end:
+        for agent in ("planner", "steady"):
+            n += 1
+            if agent == "planner":
+                slow = start + BASE_S <= t < start + BASE_S + SLOW_S
+                latency = 3000.0 if slow else 200.0
+            else:
+                latency = 1500.0 if rng.random() < 0.01 else 1000.0 * rng.lognormvariate(-1.6, 0.35)
+            ts = datetime.fromtimestamp(t, UTC)
+            yield agent, SpanEvent(
+                event_id=f"slo-{uuid.uuid4().hex[:20]}", ts=ts, tenant="acme", agent=agent,
+                agent_version="v1", trace_id=uuid.uuid4().hex, span_id=f"{n:016x}", name="chat gpt-4o",
+                kind=SpanKind.LLM, start=ts - timedelta(milliseconds=latency), end=ts,
+                status=SpanStatus.OK, provider="openai", model="gpt-4o",
+            )  # fmt: skip
+        t += EVERY_S
+
+
+async def _publish(bootstrap: str, topic: str, start: float) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        batches: dict[str, list[SpanEvent]] = {"planner": [], "steady": []}
+
+        async def flush(agent: str) -> None:
+            key = f"acme/{agent}"
+            await producer.send(topic, encode_envelope(key, batches[agent]), key=key.encode())
+            batches[agent] = []
+
+        for agent, ev in _spans(start):
+            batches[agent].append(ev)
+            if len(batches[agent]) >= 500:
+                await flush(agent)
+        for agent in list(batches):
+            if batches[agent]:
+                await flush(agent)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _alerts(bootstrap: str, topic: str, want: int, timeout: float) -> list[AlertEvent]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: list[AlertEvent] = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(specs.ALERTS.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and len(out) < want:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                out.extend(AlertEvent.model_validate_json(r.value) for r in records if r.value)
+        await asyncio.sleep(3)  # anything extra (a flood) would arrive now
+        for records in (await consumer.getmany(timeout_ms=1000)).values():
+            out.extend(AlertEvent.model_validate_json(r.value) for r in records if r.value)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_agent_silent(
+    topics: Any, tmp_path: Path
+) -> None:
+    hook = Webhook()
+    alerts_doc = {
+        "max_age_minutes": 24 * 60,  # the stream is stamped hours back; notify anyway
+        "retry": {"base_s": 0.2, "max_s": 1.0, "timeout_s": 2.0},
+        "channels": [
+            {
+                "name": "hook",
+                "type": "webhook",
+                "url": f"http://127.0.0.1:{hook.port}/hook",
+                "secret": HMAC_SECRET,
+            }
+        ],
+        "routes": [{"rule": "slo.*", "channels": ["hook"]}],
+    }
+    objective = {
+        "objective_id": "llm-latency",
+        "kind": "latency",
+        "target": TARGET,
+        "threshold_ms": THRESHOLD_MS,
+        "selector": {"tenant": "acme", "per": "agent"},
+        "alerts": [{"name": "page", "burn_rate": 14.4, "long_window_s": 3600, "short_window_s": 300}],
+    }
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump({"policies": [], "objectives": [objective], "alerts": alerts_doc}))
+    env = {
+        **os.environ,
+        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
+        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
+        "AGENTLEDGER_HOME": str(tmp_path / "home"),
+    }
+    start = time.time() - (BASE_S + SLOW_S + AFTER_S) - 60
+    await _publish(topics.bootstrap, topics.prefix + specs.EVENTS.name, start)
+    log = tmp_path / "health.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "health", "--config", str(config),
+             "--datadir", str(tmp_path / "faust"), "--from", "earliest"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    disp = AlertDispatcher(
+        parse_health_config({"alerts": alerts_doc}).alerts,
+        topics.bootstrap,
+        topics.prefix + specs.ALERTS.name,
+        tmp_path / "dispatch.db",
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(disp.run(stop))
+    try:
+        alerts = await _alerts(topics.bootstrap, topics.prefix + specs.ALERTS.name, 2, timeout=120)
+        deadline = time.monotonic() + 30
+        while len(hook.bodies) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)
+    finally:
+        stop.set()
+        await task
+        proc.terminate()
+        proc.wait(20)
+        hook.server.shutdown()
+    slo = [a for a in alerts if a.rule == "slo.burn_rate"]
+    assert [a.entity for a in slo] == ["llm-latency:acme/planner:page"] * 2, log.read_text()[-3000:]
+    assert [a.state for a in slo] == [AlertState.ALERT, AlertState.RESOLVED]
+    # The workbook's detection time: every call bad after the step, so the 1 h window reaches
+    # 14.4 x the 1 % budget after 1 h x 14.4 x 1 % = 8.6 min (the 5 min window is full before).
+    step, recovery = start + BASE_S, start + BASE_S + SLOW_S
+    predicted = step + 3600 * 14.4 * (1 - TARGET)
+    slack = 60 + 10 + EVERY_S  # one bucket, one evaluation interval, one call
+    assert abs(slo[0].ts.timestamp() - predicted) <= slack, slo[0].ts.timestamp() - step
+    # Resolved once the 5 min window dropped under the line and stayed there 5 minutes.
+    under = recovery + 300 * (1 - 14.4 * (1 - TARGET))
+    assert abs(slo[1].ts.timestamp() - (under + 300)) <= slack, slo[1].ts.timestamp() - recovery
+    # The webhook got one trigger and one resolve, signed.
+    assert hook.bad == 0
+    assert [(b["resolved"], b["alert"]["entity"]) for b in hook.bodies] == [
+        (False, "llm-latency:acme/planner:page"),
+        (True, "llm-latency:acme/planner:page"),
+    ]
+    assert hook.bodies[0]["alert"]["figures"]["burn_rate_short"] >= 14.4
