@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -141,6 +141,23 @@ async def _alerts(bootstrap: str, topic: str, want: int, timeout: float) -> list
     return out
 
 
+def _start_health(config: Path, env: dict[str, str], tmp_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "agentledger", "health", "--config", str(config),
+             "--datadir", str(tmp_path / "faust"), "--from", "earliest"],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+async def _until(cond: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.1)
+
+
 async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_agent_silent(
     topics: Any, tmp_path: Path
 ) -> None:
@@ -177,12 +194,7 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
     start = time.time() - (BASE_S + SLOW_S + AFTER_S) - 60
     await _publish(topics.bootstrap, topics.prefix + specs.EVENTS.name, start)
     log = tmp_path / "health.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agentledger", "health", "--config", str(config),
-             "--datadir", str(tmp_path / "faust"), "--from", "earliest"],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    proc = _start_health(config, env, tmp_path, log)
     disp = AlertDispatcher(
         parse_health_config({"alerts": alerts_doc}).alerts,
         topics.bootstrap,
@@ -193,10 +205,8 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
     task = asyncio.create_task(disp.run(stop))
     try:
         alerts = await _alerts(topics.bootstrap, topics.prefix + specs.ALERTS.name, 2, timeout=120)
-        deadline = time.monotonic() + 30
-        while len(hook.bodies) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2)
+        await _until(lambda: len(hook.bodies) >= 2, 30)
+        await asyncio.sleep(2)  # a third delivery would arrive now
     finally:
         stop.set()
         await task
