@@ -18,7 +18,16 @@ from agentledger.api.headers import SecurityHeadersMiddleware
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries
+from agentledger.api.routers import (
+    budgets,
+    control,
+    dashboards,
+    health,
+    ingest,
+    objectives,
+    policies,
+    queries,
+)
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.errors import ConfigError
@@ -99,6 +108,6 @@ def create_app(
     app.state.ledger = state
     app.state.sign_in = sign_in
     errors.install(app)
-    for module in (health, ingest, queries, budgets, policies, control, dashboards):
+    for module in (health, ingest, queries, budgets, policies, objectives, control, dashboards):
         app.include_router(module.router)
     return app
