@@ -29,7 +29,7 @@ import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agentledger import topics as specs
-from agentledger.events import AlertEvent, AlertState, SpanEvent, SpanKind, SpanStatus
+from agentledger.events import Action, AlertEvent, AlertState, ControlCommand, SpanEvent, SpanKind, SpanStatus
 from agentledger.streams.alerts.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from agentledger.streams.alerts.dispatch import AlertDispatcher
 from agentledger.streams.healthconfig import parse_health_config
@@ -232,3 +232,112 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
         (True, "llm-latency:acme/planner:page"),
     ]
     assert hook.bodies[0]["alert"]["figures"]["burn_rate_short"] >= 14.4
+
+
+class Tail:
+    """Everything on a topic since the beginning, polled as we go."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self.values: list[bytes] = []
+
+    async def __aenter__(self) -> Tail:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await self.consumer.start()
+        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def poll(self) -> list[bytes]:
+        for records in (await self.consumer.getmany(timeout_ms=200)).values():
+            self.values.extend(r.value for r in records if r.value is not None)
+        return self.values
+
+
+async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: Any, tmp_path: Path) -> None:
+    config = tmp_path / "policy.yaml"
+    providers = {
+        "fallbacks": {"openai": "anthropic"}, "window_s": 10, "min_volume": 10, "half_open_after_s": 3,
+        "probe_volume": 3, "latency_objective": {"threshold_ms": 1000, "target": 0.9},
+    }  # fmt: skip
+    config.write_text(yaml.safe_dump({"providers": providers}))
+    env = {
+        **os.environ,
+        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
+        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
+        "AGENTLEDGER_HOME": str(tmp_path / "home"),
+    }
+    proc = _start_health(config, env, tmp_path, tmp_path / "health.log")
+    producer = AIOKafkaProducer(bootstrap_servers=topics.bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    n = 0
+
+    async def calls(latency_ms: float) -> None:
+        nonlocal n
+        now = datetime.now(UTC)
+        batch = []
+        for _ in range(5):
+            n += 1
+            batch.append(
+                SpanEvent(
+                    event_id=f"fo-{uuid.uuid4().hex[:20]}",
+                    ts=now,
+                    tenant="acme",
+                    agent="planner",
+                    trace_id=uuid.uuid4().hex,
+                    span_id=f"{n:016x}",
+                    name="chat gpt-4o",
+                    kind=SpanKind.LLM,
+                    start=now - timedelta(milliseconds=latency_ms),
+                    end=now,
+                    status=SpanStatus.OK,
+                    provider="openai",
+                    model="gpt-4o",
+                )
+            )
+        await producer.send_and_wait(
+            topics.prefix + specs.EVENTS.name, encode_envelope("acme/planner", batch), key=b"acme/planner"
+        )
+
+    async def until_command(control: Tail, action: Action, latency_ms: float, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(ControlCommand.model_validate_json(v).action is action for v in await control.poll()):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no {action.value} in time; log: {(tmp_path / 'health.log').read_text()[-2000:]}"
+                )
+            await calls(latency_ms)
+            await asyncio.sleep(0.3)
+
+    try:
+        async with Tail(
+            topics.bootstrap, topics.prefix + specs.CONTROL.name, specs.CONTROL.partitions
+        ) as control:
+            await until_command(control, Action.FAILOVER, 3000.0, 120)  # includes the worker's start
+            await until_command(control, Action.RESUME, 200.0, 30)
+            async with Tail(
+                topics.bootstrap, topics.prefix + specs.ALERTS.name, specs.ALERTS.partitions
+            ) as alerts:
+                deadline = time.monotonic() + 30
+                while not any(
+                    AlertEvent.model_validate_json(v).state is AlertState.RESOLVED
+                    for v in await alerts.poll()
+                ):
+                    assert time.monotonic() < deadline, "circuit never closed"
+                    await calls(200.0)
+            cmds = [ControlCommand.model_validate_json(v) for v in control.values]
+    finally:
+        await producer.stop()
+        proc.terminate()
+        proc.wait(20)
+    assert [c.action for c in cmds][:2] == [Action.FAILOVER, Action.RESUME]
+    failover = cmds[0]
+    assert failover.scope.key == "provider/openai/*" and failover.params.fallback_provider == "anthropic"
+    assert "latency objective broken" in failover.reason and "within 1000 ms" in failover.reason
+    circuit = [AlertEvent.model_validate_json(v) for v in alerts.values]
+    opened = [a for a in circuit if a.rule == "provider.circuit" and a.state is AlertState.ALERT]
+    assert opened and opened[0].figures["errors"] == 0 and opened[0].command_id == failover.command_id
