@@ -289,3 +289,42 @@ def test_an_entity_read_behind_another_is_judged_in_its_own_event_time() -> None
     assert [a.state for a in page] == [AlertState.ALERT]
     predicted = T0 - 5 * 3600 + 7 * 3600 + 3600 * 14.4 * 0.01
     assert abs(page[0].ts.timestamp() - predicted) <= mon.bucket_s + mon.eval_every_s
+
+
+def test_an_entity_silent_for_the_whole_window_is_forgotten_after_resolving() -> None:
+    clock = Clock()
+    obj = latency_objective(0.99, window_days=1)
+    mon = SloMonitor([obj], clock=clock)
+    alerts = run(mon, clock, stepped([(2 * 3600.0, 200.0), (1800.0, 3000.0)], every_s=5.0))
+    assert [a.state for a in by_rule(alerts, "page")] == [AlertState.ALERT]
+    for _ in range(29):  # silence: wall time moves the entity's event time on
+        clock.t += 3600
+        alerts += mon.tick()
+    assert [a.state for a in by_rule(alerts, "page")] == [AlertState.ALERT, AlertState.RESOLVED]
+    assert mon.tracked == {} and mon.states == {}
+
+
+def test_the_health_engine_publishes_slo_alerts_keyed_by_dedup_key() -> None:
+    from agentledger.streams.health.engine import HealthEngine
+    from agentledger.wire import encode_envelope
+
+    clock = Clock()
+    cfg = parse_health_config({"objectives": [latency_objective(0.99).model_dump(mode="json")]})
+    engine = HealthEngine(cfg, clock)
+    out = []
+    batch: list[SpanEvent] = []
+    for ev in stepped([(3600.0, 200.0), (1200.0, 3000.0)], every_s=2.0):
+        clock.t = ev.ts.timestamp()
+        batch.append(ev)
+        if len(batch) == 100:
+            out += engine.on_events(encode_envelope("acme/planner", batch))
+            out += engine.tick()
+            batch = []
+    alerts = [o for o in out if o.topic == "alerts"]
+    for o in alerts:
+        assert o.key.decode() == AlertEvent.model_validate_json(o.value).dedup_key
+    page = [o for o in alerts if o.key == b"slo.burn_rate|planner-latency:acme/planner:page"]
+    assert len(page) == 1
+    first = AlertEvent.model_validate_json(page[0].value)
+    assert first.state is AlertState.ALERT and first.policy_id == "planner-latency"
+    assert engine.counts["alerts"] == len(alerts)

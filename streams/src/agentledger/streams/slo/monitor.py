@@ -33,7 +33,8 @@ from .burn import BurnState, BurnVerdict, evaluate_rule, rule_figures
 from .counts import SloCounts, WindowFigures
 
 RULE = "slo.burn_rate"
-MAX_SKEW_S = 60.0  # a span stamped further in the future than this does not move event time
+MAX_SKEW_S = 60.0
+PRUNE_EVERY_S = 60.0  # a span stamped further in the future than this does not move event time
 
 
 def matches(obj: ObjectivePolicy, ev: SpanEvent) -> bool:
@@ -98,6 +99,7 @@ class SloMonitor:
         self.bucket_s, self.eval_every_s, self.clock = bucket_s, eval_every_s, clock
         self.tracked: dict[tuple[str, str], _Tracked] = {}
         self.states: dict[tuple[str, str, str], BurnState] = {}
+        self.last_prune = float("-inf")
         self._match_cache: dict[tuple[str | None, ...], list[ObjectivePolicy]] = {}
         self.longest = max((r.long_window_s for o in self.objectives.values() for r in o.alerts), default=0)
 
@@ -139,14 +141,25 @@ class SloMonitor:
         return found
 
     def tick(self) -> list[AlertEvent]:
-        """Timer: evaluate every entity at event time now, then forget unreachable buckets."""
+        """Timer: evaluate every entity at event time now; once a minute forget the buckets no
+        window reaches and the entities left with none (and no alert in force)."""
         wall = self.clock()
         out: list[AlertEvent] = []
+        prune = wall - self.last_prune >= PRUNE_EVERY_S
         for key, t in self.tracked.items():
             now = t.now(wall)
             obj = self.objectives[key[0]]
             out.extend(self._evaluate(obj, key, t, now))
-            t.counts.prune(now, self.longest + self.bucket_s, obj.window_days * 86400 + 3600)
+            if prune:
+                t.counts.prune(now, self.longest + self.bucket_s, obj.window_days * 86400 + 3600)
+        if prune:
+            self.last_prune = wall
+            for key in [k for k, t in self.tracked.items() if not t.counts.hourly]:
+                obj = self.objectives[key[0]]
+                if not any(self.states.get((*key, r.name), BurnState()).firing for r in obj.alerts):
+                    del self.tracked[key]
+                    for r in obj.alerts:
+                        self.states.pop((*key, r.name), None)
         return out
 
     def attainment(self, objective_id: str, entity: str) -> WindowFigures | None:
