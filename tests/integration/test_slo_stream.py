@@ -275,11 +275,12 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
     producer = AIOKafkaProducer(bootstrap_servers=topics.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     n = 0
+    slow_ids: set[str] = set()
 
     async def calls(latency_ms: float) -> None:
         nonlocal n
         now = datetime.now(UTC)
-        batch = []
+        batch: list[SpanEvent] = []
         for _ in range(5):
             n += 1
             batch.append(
@@ -299,6 +300,8 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
                     model="gpt-4o",
                 )
             )
+        if latency_ms > 1000:
+            slow_ids.update(e.event_id for e in batch)
         await producer.send_and_wait(
             topics.prefix + specs.EVENTS.name, encode_envelope("acme/planner", batch), key=b"acme/planner"
         )
@@ -338,6 +341,7 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
     failover = cmds[0]
     assert failover.scope.key == "provider/openai/*" and failover.params.fallback_provider == "anthropic"
     assert "latency objective broken" in failover.reason and "within 1000 ms" in failover.reason
+    assert failover.cause_event_id in slow_ids  # the latest too-slow call names the cause
     circuit = [AlertEvent.model_validate_json(v) for v in alerts.values]
     opened = [a for a in circuit if a.rule == "provider.circuit" and a.state is AlertState.ALERT]
     assert opened and opened[0].figures["errors"] == 0 and opened[0].command_id == failover.command_id

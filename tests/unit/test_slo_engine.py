@@ -328,3 +328,23 @@ def test_the_health_engine_publishes_slo_alerts_keyed_by_dedup_key() -> None:
     first = AlertEvent.model_validate_json(page[0].value)
     assert first.state is AlertState.ALERT and first.policy_id == "planner-latency"
     assert engine.counts["alerts"] == len(alerts)
+
+
+def test_a_latency_failover_names_the_latest_slow_call_as_its_cause() -> None:
+    from agentledger.events import Action, ControlCommand
+    from agentledger.streams.health.engine import HealthEngine
+    from agentledger.wire import encode_envelope
+
+    clock = Clock()
+    cfg = parse_health_config(
+        {"providers": {"fallbacks": {"openai": "anthropic"}, "window_s": 30, "min_volume": 10,
+                       "latency_objective": {"threshold_ms": 1000, "target": 0.9}}}
+    )  # fmt: skip
+    engine = HealthEngine(cfg, clock)
+    slow = [span(clock.t + i * 0.1, 3000.0) for i in range(20)]
+    clock.t += 2
+    assert engine.on_events(encode_envelope("acme/planner", slow)) == []  # judged on the timer
+    engine.on_events(encode_envelope("acme/planner", [span(clock.t, 200.0)]))  # a fast one after
+    cmds = [ControlCommand.model_validate_json(o.value) for o in engine.tick() if o.topic == "control"]
+    assert [c.action for c in cmds] == [Action.FAILOVER]
+    assert cmds[0].cause_event_id == slow[-1].event_id and "latency objective broken" in cmds[0].reason

@@ -68,6 +68,7 @@ class HealthEngine:
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
         self.slo = SloMonitor(cfg.objectives, clock=clock)
+        self.slow_cause: dict[tuple[str, str], str] = {}  # latest too-slow call per provider/model
         self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
         self.failed_over: set[str] = set()  # providers with a failover in force
         self.last_canary_eval = 0.0
@@ -161,7 +162,9 @@ class HealthEngine:
         """Timer: time alone moves circuits (open -> half-open) and canary verdicts."""
         out: list[Outgoing] = []
         for t in self.providers.tick():
-            out.extend(self._on_circuit(t))
+            # a latency opening is the timer's verdict: name the latest too-slow call as its cause
+            slow = t.new is CircuitState.OPEN and t.reason.startswith("latency objective")
+            out.extend(self._on_circuit(t, self.slow_cause.get((t.provider, t.model)) if slow else None))
         out.extend(self._slo_alerts(self.slo.tick()))
         now = self.clock()
         if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
@@ -179,6 +182,9 @@ class HealthEngine:
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
         out = self._slo_alerts(self.slo.on_span(ev))
+        slow = self.cfg.providers.latency_objective
+        if slow is not None and not error and ev.duration_ms > slow.threshold_ms:
+            self.slow_cause[(ev.provider, ev.model or "*")] = ev.event_id
         t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
         return out + self._on_circuit(t, ev.event_id) if t is not None else out
 
