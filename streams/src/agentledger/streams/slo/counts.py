@@ -127,3 +127,6 @@ class SloCounts:
             oldest = int((now - keep) // size)
             for idx in [i for i in buckets if i < oldest]:
                 del buckets[idx]
+            # a running sum reaching a forgotten bucket could no longer subtract it: start over
+            for k in [k for k, run in self._sums.items() if k[0] == size and run[0] < oldest]:
+                del self._sums[k]
