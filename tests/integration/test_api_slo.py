@@ -24,8 +24,9 @@ from agentledger.warehouse.storage import Store
 
 
 class Api:
-    def __init__(self, url: str, keys: dict[str, str], root: str) -> None:
+    def __init__(self, url: str, keys: dict[str, str], root: str, bootstrap: str, prefix: str) -> None:
         self.url, self.keys, self.root = url, keys, root
+        self.bootstrap, self.prefix = bootstrap, prefix
 
     def call(self, method: str, path: str, role: str | None, **kw: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {self.keys[role]}"} if role else {}
@@ -46,7 +47,7 @@ def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         warehouse=WarehouseReader(root),
     )
     with ApiServer(app) as url:
-        yield Api(url, keys, root)
+        yield Api(url, keys, root, kafka_bootstrap, prefix)
 
 
 @pytest.mark.parametrize("path", ["/v1/slo/attainment?target=0.95&threshold_ms=800", "/v1/providers/latency"])
@@ -90,3 +91,37 @@ def test_an_objective_is_checked_as_the_worker_reads_it(api: Api) -> None:
     assert api.call("POST", "/v1/objectives/check", "acme_admin", json=every).status_code == 403
     assert api.call("POST", "/v1/objectives/check", "acme_read", json=body).status_code == 403
     assert api.call("POST", "/v1/objectives/check", "admin", json=every).status_code == 200
+
+
+def test_objectives_put_get_list_delete_are_tenant_scoped_and_land_on_the_topic(api: Api) -> None:
+    from agentledger.streams.objectivetopic import read_objectives
+
+    body = {"objective_id": "acme-avail", "kind": "availability", "target": 0.99,
+            "selector": {"tenant": "acme", "agent": "planner"}}  # fmt: skip
+    assert api.call("PUT", "/v1/objectives/acme-avail", "acme_read", json=body).status_code == 403
+    assert api.call("PUT", "/v1/objectives/other-id", "acme_admin", json=body).status_code == 422
+    put = api.call("PUT", "/v1/objectives/acme-avail", "acme_admin", json=body)
+    assert put.status_code == 200, put.text
+    assert put.json()["window_days"] == 28  # as the health worker reads it
+    # a tenant key may not write another tenant's objective, nor one for every tenant
+    globex = {**body, "objective_id": "g", "selector": {"tenant": "globex"}}
+    assert api.call("PUT", "/v1/objectives/g", "acme_admin", json=globex).status_code == 403
+    every = {**body, "objective_id": "every", "selector": {"tenant": "*"}}
+    assert api.call("PUT", "/v1/objectives/every", "acme_admin", json=every).status_code == 403
+    assert api.call("PUT", "/v1/objectives/every", "admin", json=every).status_code == 200
+    assert api.call("PUT", "/v1/objectives/g", "admin", json=globex).status_code == 200
+    # acme sees its own and the global one, not globex's
+    assert [o["objective_id"] for o in api.call("GET", "/v1/objectives", "acme_read").json()] == [
+        "acme-avail",
+        "every",
+    ]
+    assert api.call("GET", "/v1/objectives/g", "acme_read").status_code == 404
+    assert api.call("GET", "/v1/objectives/acme-avail", "acme_read").json()["target"] == 0.99
+    assert api.call("DELETE", "/v1/objectives/every", "acme_admin").status_code == 403
+    assert api.call("DELETE", "/v1/objectives/acme-avail", "acme_admin").status_code == 204
+    assert api.call("DELETE", "/v1/objectives/acme-avail", "acme_admin").status_code == 404
+    # what the health worker reads: the topic, latest value per key, the deleted one gone
+    app_state = api.call("GET", "/v1/objectives", "admin").json()
+    assert [o["objective_id"] for o in app_state] == ["every", "g"]
+    on_topic = asyncio.run(read_objectives(api.bootstrap, api.prefix))
+    assert sorted(on_topic) == ["every", "g"] and on_topic["g"].selector.tenant == "globex"

@@ -25,11 +25,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agentledger import topics as specs
+from agentledger.api.app import create_app
+from agentledger.api.config import ApiSettings
+from agentledger.api.testing import ApiServer, standard_keys
 from agentledger.events import Action, AlertEvent, AlertState, ControlCommand, SpanEvent, SpanKind, SpanStatus
+from agentledger.settings import Settings
 from agentledger.streams.alerts.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from agentledger.streams.alerts.dispatch import AlertDispatcher
 from agentledger.streams.healthconfig import parse_health_config
@@ -141,11 +146,13 @@ async def _alerts(bootstrap: str, topic: str, want: int, timeout: float) -> list
     return out
 
 
-def _start_health(config: Path, env: dict[str, str], tmp_path: Path, log: Path) -> subprocess.Popen[bytes]:
+def _start_health(
+    config: Path, env: dict[str, str], tmp_path: Path, log: Path, *extra: str
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "agentledger", "health", "--config", str(config),
-             "--datadir", str(tmp_path / "faust"), "--from", "earliest"],
+             "--datadir", str(tmp_path / "faust"), "--from", "earliest", *extra],
             env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -158,11 +165,8 @@ async def _until(cond: Callable[[], bool], timeout: float) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_agent_silent(
-    topics: Any, tmp_path: Path
-) -> None:
-    hook = Webhook()
-    alerts_doc = {
+def _alerts_doc(hook: Webhook) -> dict[str, Any]:
+    return {
         "max_age_minutes": 24 * 60,  # the stream is stamped hours back; notify anyway
         "retry": {"base_s": 0.2, "max_s": 1.0, "timeout_s": 2.0},
         "channels": [
@@ -175,14 +179,45 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
         ],
         "routes": [{"rule": "slo.*", "channels": ["hook"]}],
     }
-    objective = {
-        "objective_id": "llm-latency",
-        "kind": "latency",
-        "target": TARGET,
-        "threshold_ms": THRESHOLD_MS,
-        "selector": {"tenant": "acme", "per": "agent"},
-        "alerts": [{"name": "page", "burn_rate": 14.4, "long_window_s": 3600, "short_window_s": 300}],
-    }
+
+
+OBJECTIVE = {
+    "objective_id": "llm-latency",
+    "kind": "latency",
+    "target": TARGET,
+    "threshold_ms": THRESHOLD_MS,
+    "selector": {"tenant": "acme", "per": "agent"},
+    "alerts": [{"name": "page", "burn_rate": 14.4, "long_window_s": 3600, "short_window_s": 300}],
+}
+
+
+def _check_page_and_resolve(alerts: list[AlertEvent], hook: Webhook, start: float, log: Path) -> None:
+    slo = [a for a in alerts if a.rule == "slo.burn_rate"]
+    assert [a.entity for a in slo] == ["llm-latency:acme/planner:page"] * 2, log.read_text()[-3000:]
+    assert [a.state for a in slo] == [AlertState.ALERT, AlertState.RESOLVED]
+    # The workbook's detection time: every call bad after the step, so the 1 h window reaches
+    # 14.4 x the 1 % budget after 1 h x 14.4 x 1 % = 8.6 min (the 5 min window is full before).
+    step, recovery = start + BASE_S, start + BASE_S + SLOW_S
+    predicted = step + 3600 * 14.4 * (1 - TARGET)
+    slack = 60 + 10 + EVERY_S  # one bucket, one evaluation interval, one call
+    assert abs(slo[0].ts.timestamp() - predicted) <= slack, slo[0].ts.timestamp() - step
+    # Resolved once the 5 min window dropped under the line and stayed there 5 minutes.
+    under = recovery + 300 * (1 - 14.4 * (1 - TARGET))
+    assert abs(slo[1].ts.timestamp() - (under + 300)) <= slack, slo[1].ts.timestamp() - recovery
+    # The webhook got one trigger and one resolve, signed.
+    assert hook.bad == 0
+    assert [(b["resolved"], b["alert"]["entity"]) for b in hook.bodies] == [
+        (False, "llm-latency:acme/planner:page"),
+        (True, "llm-latency:acme/planner:page"),
+    ]
+    assert hook.bodies[0]["alert"]["figures"]["burn_rate_short"] >= 14.4
+
+
+async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_agent_silent(
+    topics: Any, tmp_path: Path
+) -> None:
+    hook = Webhook()
+    alerts_doc, objective = _alerts_doc(hook), OBJECTIVE
     config = tmp_path / "policy.yaml"
     config.write_text(yaml.safe_dump({"policies": [], "objectives": [objective], "alerts": alerts_doc}))
     env = {
@@ -213,25 +248,67 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
         proc.terminate()
         proc.wait(20)
         hook.server.shutdown()
-    slo = [a for a in alerts if a.rule == "slo.burn_rate"]
-    assert [a.entity for a in slo] == ["llm-latency:acme/planner:page"] * 2, log.read_text()[-3000:]
-    assert [a.state for a in slo] == [AlertState.ALERT, AlertState.RESOLVED]
-    # The workbook's detection time: every call bad after the step, so the 1 h window reaches
-    # 14.4 x the 1 % budget after 1 h x 14.4 x 1 % = 8.6 min (the 5 min window is full before).
-    step, recovery = start + BASE_S, start + BASE_S + SLOW_S
-    predicted = step + 3600 * 14.4 * (1 - TARGET)
-    slack = 60 + 10 + EVERY_S  # one bucket, one evaluation interval, one call
-    assert abs(slo[0].ts.timestamp() - predicted) <= slack, slo[0].ts.timestamp() - step
-    # Resolved once the 5 min window dropped under the line and stayed there 5 minutes.
-    under = recovery + 300 * (1 - 14.4 * (1 - TARGET))
-    assert abs(slo[1].ts.timestamp() - (under + 300)) <= slack, slo[1].ts.timestamp() - recovery
-    # The webhook got one trigger and one resolve, signed.
-    assert hook.bad == 0
-    assert [(b["resolved"], b["alert"]["entity"]) for b in hook.bodies] == [
-        (False, "llm-latency:acme/planner:page"),
-        (True, "llm-latency:acme/planner:page"),
-    ]
-    assert hook.bodies[0]["alert"]["figures"]["burn_rate_short"] >= 14.4
+    _check_page_and_resolve(alerts, hook, start, log)
+
+
+async def test_an_objective_put_through_the_api_while_health_runs_is_judged_and_deleted(
+    topics: Any, tmp_path: Path
+) -> None:
+    """The same latency step, but the health worker starts with no objective at all: the
+    objective is PUT through the API (tenant admin key) while it runs, and it pages and
+    resolves as if it had been in the policy file; a DELETE stops judging it."""
+    hook = Webhook()
+    alerts_doc = _alerts_doc(hook)
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump({"policies": [], "alerts": alerts_doc}))  # no objectives
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
+        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
+        "AGENTLEDGER_HOME": str(home),
+    }
+    log = tmp_path / "health.log"
+    proc = _start_health(config, env, tmp_path, log, "--loglevel", "info", "--progress", "0")
+    keys = standard_keys(tmp_path / "keys.sqlite")
+    app = create_app(
+        Settings(kafka_bootstrap=topics.bootstrap, topic_prefix=topics.prefix, home=home),
+        ApiSettings(keys_path=tmp_path / "keys.sqlite"),
+    )
+    disp = AlertDispatcher(
+        parse_health_config({"alerts": alerts_doc}).alerts,
+        topics.bootstrap,
+        topics.prefix + specs.ALERTS.name,
+        tmp_path / "dispatch.db",
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(disp.run(stop))
+    try:
+        with ApiServer(app) as url:
+            admin = {"authorization": f"Bearer {keys['acme_admin']}"}
+            async with httpx.AsyncClient(base_url=url, headers=admin, timeout=30) as api:
+                await _until(lambda: "health ready:" in log.read_text(), 120)
+                assert "0 objectives" in log.read_text()
+                put = await api.put("/v1/objectives/llm-latency", json=OBJECTIVE)
+                assert put.status_code == 200, put.text
+                await _until(lambda: "objective llm-latency judged" in log.read_text(), 30)
+                start = time.time() - (BASE_S + SLOW_S + AFTER_S) - 60
+                await _publish(topics.bootstrap, topics.prefix + specs.EVENTS.name, start)
+                alerts = await _alerts(topics.bootstrap, topics.prefix + specs.ALERTS.name, 2, timeout=120)
+                await _until(lambda: len(hook.bodies) >= 2, 30)
+                await asyncio.sleep(2)  # a third delivery would arrive now
+                listed = (await api.get("/v1/objectives")).json()
+                assert [o["objective_id"] for o in listed] == ["llm-latency"]
+                assert (await api.delete("/v1/objectives/llm-latency")).status_code == 204
+                await _until(lambda: "objective llm-latency not judged" in log.read_text(), 30)
+                assert (await api.get("/v1/objectives/llm-latency")).status_code == 404
+    finally:
+        stop.set()
+        await task
+        proc.terminate()
+        proc.wait(20)
+        hook.server.shutdown()
+    _check_page_and_resolve(alerts, hook, start, log)
 
 
 class Tail:

@@ -368,3 +368,76 @@ def test_running_window_sums_stay_exact_across_pruning_and_late_calls() -> None:
         for seconds in (3600, 28 * 86400):
             a, b = kept.window(t, seconds, 0.95), fresh.window(t, seconds, 0.95)
             assert (a.good, a.total) == (b.good, b.total), (day, seconds)
+
+
+# --- objectives applied live (the objectives topic) ------------------------------------------
+
+
+def test_an_objective_set_while_running_counts_from_then_and_a_delete_resolves_its_page() -> None:
+    clock = Clock()
+    mon = SloMonitor([], clock=clock)
+    obj = latency_objective(0.99)
+    # slow calls before the objective exists are not judged
+    assert run(mon, clock, stepped([(3600.0, 3000.0)])) == []
+    assert mon.set_objective("planner-latency", obj) == []
+    clock.t += 1
+    later = (
+        ev.model_copy(update={"ts": ev.ts + timedelta(seconds=3601)}) for ev in stepped([(1800.0, 3000.0)])
+    )
+    page = by_rule(run(mon, clock, later), "page")
+    assert [a.state for a in page] == [AlertState.ALERT]
+    # the same definition again (a retried PUT) changes nothing: still firing, counts kept
+    assert mon.set_objective("planner-latency", obj.model_copy()) == []
+    assert mon.states[("planner-latency", "acme/planner", "page")].firing
+    assert mon.attainment("planner-latency", "acme/planner") is not None
+    # deleted: every rule firing (the page, and the ticket: 30 min of slow calls is all its 6 h
+    # window holds) is resolved at once, not left open
+    firing = sorted(
+        f"slo.burn_rate|planner-latency:acme/planner:{k[2]}" for k, st in mon.states.items() if st.firing
+    )
+    assert len(firing) == 2
+    gone = mon.set_objective("planner-latency", None)
+    assert sorted((a.dedup_key, a.state) for a in gone) == [(k, AlertState.RESOLVED) for k in firing]
+    assert "objective deleted" in gone[0].summary
+    assert mon.tracked == {} and mon.states == {} and mon.objectives == {}
+    assert run(mon, clock, (span(clock.t + i, 3000.0) for i in range(600))) == []
+
+
+def test_a_changed_objective_counts_afresh_and_a_disabled_one_stops() -> None:
+    clock = Clock()
+    obj = latency_objective(0.99)
+    mon = SloMonitor([obj], clock=clock)
+    run(mon, clock, stepped([(600.0, 200.0)]))
+    assert mon.attainment("planner-latency", "acme/planner").total == 600  # type: ignore[union-attr]
+    looser = latency_objective(0.99, threshold_ms=5000.0)
+    assert mon.set_objective("planner-latency", looser) == []  # nothing was firing
+    assert mon.attainment("planner-latency", "acme/planner") is None  # old counts dropped
+    assert mon.objectives["planner-latency"].threshold_ms == 5000.0
+    assert mon.set_objective("planner-latency", looser.model_copy(update={"enabled": False})) == []
+    assert mon.objectives == {}
+
+
+def test_the_health_engine_follows_objective_records_topic_over_file() -> None:
+    from agentledger.streams.health.engine import HealthEngine
+    from agentledger.wire import dump
+
+    clock = Clock()
+    in_file = latency_objective(0.99)
+    engine = HealthEngine(parse_health_config({"objectives": [in_file.model_dump(mode="json")]}), clock)
+    stricter = latency_objective(0.99, threshold_ms=100.0)
+    assert engine.observe_objective("planner-latency", dump(stricter)) == []
+    assert engine.slo.objectives["planner-latency"].threshold_ms == 100.0  # the topic's wins
+    # its tombstone brings the file's definition back
+    engine.observe_objective("planner-latency", None)
+    assert engine.slo.objectives["planner-latency"].threshold_ms == 1000.0
+    # a record that is not an objective, or not the one its key names, changes nothing
+    other = latency_objective(0.99).model_copy(update={"objective_id": "other"})
+    assert engine.observe_objective("planner-latency", b"{not json") == []
+    assert engine.observe_objective("planner-latency", dump(other)) == []
+    assert engine.counts["bad_records"] == 2
+    assert set(engine.slo.objectives) == {"planner-latency"}
+    new = latency_objective(0.95).model_copy(update={"objective_id": "new"})
+    engine.observe_objective("new", dump(new))
+    assert set(engine.slo.objectives) == {"planner-latency", "new"}
+    engine.observe_objective("new", None)
+    assert set(engine.slo.objectives) == {"planner-latency"}

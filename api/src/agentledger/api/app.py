@@ -31,7 +31,7 @@ from agentledger.api.routers import (
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.errors import ConfigError
-from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.settings import Settings, get_settings
 from agentledger.warehouse.reader import WarehouseReader
 
@@ -70,13 +70,16 @@ def create_app(
             ControlCommand.model_validate_json,
             id_of=lambda c: c.command_id,  # idempotent retries by command_id
         ),
+        objectives=CompactedView(
+            names.objectives, broker, client_options, ObjectivePolicy.model_validate_json
+        ),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
     sign_in = DashboardSignIn.open(s.home, a)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        views = (state.policies, state.budgets, state.control)
+        views = (state.policies, state.budgets, state.control, state.objectives)
         try:
             await state.publisher.read_record_limit(names.events, s)
             await state.publisher.start()

@@ -12,7 +12,7 @@ from agentledger.api.idempotency import IdClaims
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.warehouse.reader import WarehouseReader
 
 
@@ -22,6 +22,7 @@ class TopicNames:
     policies: str
     control: str
     budgets: str
+    objectives: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -30,6 +31,7 @@ class TopicNames:
             policies=prefix + topics.POLICIES.name,
             control=prefix + topics.CONTROL.name,
             budgets=prefix + topics.BUDGETS.name,
+            objectives=prefix + topics.OBJECTIVES.name,
         )
 
 
@@ -43,6 +45,7 @@ class ApiState:
     policies: CompactedView[Policy]
     budgets: CompactedView[BudgetStatus]
     control: CompactedView[ControlCommand]
+    objectives: CompactedView[ObjectivePolicy]
     warehouse: WarehouseReader
     command_ids: IdClaims[ControlCommand] = field(default_factory=IdClaims)
     """``command_id`` claimed before the produce: a racing retry writes nothing."""

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from agentledger.events import (
     AlertEvent,
     AlertState,
+    BurnRateRule,
     ObjectiveKind,
     ObjectivePolicy,
     Severity,
@@ -29,7 +30,7 @@ from agentledger.events import (
     SpanStatus,
 )
 
-from .burn import BurnState, BurnVerdict, evaluate_rule, rule_figures
+from .burn import BurnState, BurnVerdict, RuleFigures, evaluate_rule, rule_figures
 from .counts import SloCounts, WindowFigures
 
 RULE = "slo.burn_rate"
@@ -101,7 +102,40 @@ class SloMonitor:
         self.states: dict[tuple[str, str, str], BurnState] = {}
         self.last_prune = float("-inf")
         self._match_cache: dict[tuple[str | None, ...], list[ObjectivePolicy]] = {}
+        self.longest = 0
+        self._objectives_changed()
+
+    def _objectives_changed(self) -> None:
+        self._match_cache.clear()
         self.longest = max((r.long_window_s for o in self.objectives.values() for r in o.alerts), default=0)
+
+    def set_objective(self, objective_id: str, obj: ObjectivePolicy | None) -> list[AlertEvent]:
+        """Start, change or stop judging an objective while running (None or disabled: stop).
+
+        The same definition again changes nothing. A changed or stopped one forgets its counts
+        (they were counted by the old rule) and resolves the alerts it had firing, so none is
+        left open for an objective that no longer says so."""
+        if obj is not None and not obj.enabled:
+            obj = None
+        old = self.objectives.get(objective_id)
+        if old == obj:
+            return []
+        out: list[AlertEvent] = []
+        if old is not None:
+            wall = self.clock()
+            for key in [k for k in self.tracked if k[0] == objective_id]:
+                t = self.tracked.pop(key)
+                now = t.now(wall)
+                for rule in old.alerts:
+                    state = self.states.pop((*key, rule.name), None)
+                    if state is not None and state.firing:
+                        why = "objective deleted" if obj is None else "objective changed: counting anew"
+                        out.append(self._alert(old, key, t, rule, now, False, why, None))
+            del self.objectives[objective_id]
+        if obj is not None:
+            self.objectives[objective_id] = obj
+        self._objectives_changed()
+        return out
 
     def on_span(self, ev: SpanEvent) -> list[AlertEvent]:
         if not self.objectives or ev.kind is not SpanKind.LLM or not ev.provider:
@@ -181,45 +215,59 @@ class SloMonitor:
             verdict = evaluate_rule(state, rule, figures, now)
             if verdict is None:
                 continue
-            whole = t.counts.window(now, obj.window_days * 86400, obj.target)
-            entity = f"{key[0]}:{key[1]}:{rule.name}"
             fire = verdict is BurnVerdict.FIRE
-            what = f"{obj.kind.value} objective {obj.objective_id} ({obj.target:.4g}"
-            what += f" within {obj.threshold_ms:.0f} ms)" if obj.threshold_ms else ")"
             burn = (
                 f"budget burning {figures.long.burn_rate:.1f}x over {rule.long_window_s}s and "
                 f"{figures.short.burn_rate:.1f}x over {rule.short_window_s}s (rule {rule.name} at {rule.burn_rate}x)"
             )
-            summary = (
-                f"{key[1]}: {what} {burn if fire else 'burn rate back under ' + str(rule.burn_rate) + 'x'}"
-            )
-            if whole.attainment is not None:
-                summary += f"; {whole.attainment:.2%} good over {obj.window_days} d, {whole.budget_left:.0%} budget left"
-            out.append(
-                AlertEvent(
-                    alert_id=uuid.uuid4().hex,
-                    dedup_key=f"{RULE}|{entity}"[:255],
-                    ts=datetime.fromtimestamp(now, UTC),
-                    rule=RULE,
-                    entity=entity[:512],
-                    tenant=t.tenant,
-                    state=AlertState.ALERT if fire else AlertState.RESOLVED,
-                    severity=rule.severity if fire else Severity.INFO,
-                    summary=summary[:1024],
-                    figures={
-                        "objective_id": obj.objective_id,
-                        "kind": obj.kind.value,
-                        "target": obj.target,
-                        "alert_rule": rule.name,
-                        "burn_rate_threshold": rule.burn_rate,
-                        "burn_rate_long": round(figures.long.burn_rate, 3),
-                        "burn_rate_short": round(figures.short.burn_rate, 3),
-                        "calls_long": figures.long.total,
-                        "bad_long": figures.long.bad,
-                        "attainment": round(whole.attainment, 6) if whole.attainment is not None else -1.0,
-                        "budget_left": round(whole.budget_left, 6),
-                    },
-                    policy_id=obj.objective_id,
-                )
-            )
+            why = burn if fire else f"burn rate back under {rule.burn_rate}x"
+            out.append(self._alert(obj, key, t, rule, now, fire, why, figures))
         return out
+
+    def _alert(
+        self,
+        obj: ObjectivePolicy,
+        key: tuple[str, str],
+        t: _Tracked,
+        rule: BurnRateRule,
+        now: float,
+        fire: bool,
+        why: str,
+        figures: RuleFigures | None,
+    ) -> AlertEvent:
+        whole = t.counts.window(now, obj.window_days * 86400, obj.target)
+        entity = f"{key[0]}:{key[1]}:{rule.name}"
+        what = f"{obj.kind.value} objective {obj.objective_id} ({obj.target:.4g}"
+        what += f" within {obj.threshold_ms:.0f} ms)" if obj.threshold_ms else ")"
+        summary = f"{key[1]}: {what} {why}"
+        if whole.attainment is not None:
+            summary += (
+                f"; {whole.attainment:.2%} good over {obj.window_days} d, {whole.budget_left:.0%} budget left"
+            )
+        if figures is None:
+            figures = rule_figures(t.counts, rule, now, obj.target)
+        return AlertEvent(
+            alert_id=uuid.uuid4().hex,
+            dedup_key=f"{RULE}|{entity}"[:255],
+            ts=datetime.fromtimestamp(now, UTC),
+            rule=RULE,
+            entity=entity[:512],
+            tenant=t.tenant,
+            state=AlertState.ALERT if fire else AlertState.RESOLVED,
+            severity=rule.severity if fire else Severity.INFO,
+            summary=summary[:1024],
+            figures={
+                "objective_id": obj.objective_id,
+                "kind": obj.kind.value,
+                "target": obj.target,
+                "alert_rule": rule.name,
+                "burn_rate_threshold": rule.burn_rate,
+                "burn_rate_long": round(figures.long.burn_rate, 3),
+                "burn_rate_short": round(figures.short.burn_rate, 3),
+                "calls_long": figures.long.total,
+                "bad_long": figures.long.bad,
+                "attainment": round(whole.attainment, 6) if whole.attainment is not None else -1.0,
+                "budget_left": round(whole.budget_left, 6),
+            },
+            policy_id=obj.objective_id,
+        )
