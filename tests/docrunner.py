@@ -393,14 +393,24 @@ def check_config(doc: dict[str, Any], where: str) -> None:
         parse_policies(doc["policies"])
     if "loops" in doc:
         parse_loops(doc["loops"])
-    if {"alerts", "providers", "quality", "canary"} & doc.keys():
+    if {"alerts", "providers", "quality", "canary", "objectives"} & doc.keys():
         parse_health_config(doc)
     if {"models", "tenants"} & doc.keys():
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
             yaml.safe_dump(doc, f)
             f.flush()
             load_overrides(f.name)
-    known = {"policies", "loops", "alerts", "providers", "quality", "canary", "models", "tenants"}
+    known = {
+        "policies",
+        "loops",
+        "alerts",
+        "providers",
+        "quality",
+        "canary",
+        "models",
+        "tenants",
+        "objectives",
+    }
     if not known & doc.keys():
         raise DocFailure(f"{where}: a mapping the harness cannot validate (keys {sorted(doc)})")
 

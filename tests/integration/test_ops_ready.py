@@ -135,7 +135,7 @@ def test_health_ready_line(kafka_bootstrap: str, deployment: tuple[Path, str]) -
     home, prefix = deployment
     line, _ = _ready_line(home, kafka_bootstrap, prefix, "health", "health", "--progress", "0")
     assert line == (
-        f'health ready: bootstrap {kafka_bootstrap}, prefix "{prefix}", config defaults, '
+        f'health ready: bootstrap {kafka_bootstrap}, prefix "{prefix}", config defaults, 0 objectives, '
         f"group {prefix}agentledger-health, partitions {prefix}{specs.EVENTS.name} {ALL_PARTS}; "
         f"{prefix}{specs.PRICED.name} {ALL_PARTS}"
     )

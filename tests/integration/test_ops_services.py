@@ -34,6 +34,7 @@ SERVICES = {
     "alerts": ["alerts", "dispatch", "--config", "examples/alerts.yaml"],
     # one-shot commands on one compacted topic: a clear line instead of a 40 s timeout
     "policies": ["policies", "list"],
+    "objectives": ["objectives", "list"],
     "budgets": ["budgets"],
     "guard": ["guard", "status"],
 }

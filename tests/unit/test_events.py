@@ -19,6 +19,7 @@ from agentledger.events import (
     ControlCommand,
     DeadLetter,
     Envelope,
+    ObjectivePolicy,
     Policy,
     PricedEnvelope,
     PricedEvent,
@@ -98,6 +99,10 @@ VALID: list[tuple[type[BaseModel], dict]] = [
     ),
     (ControlCommand, COMMAND),
     (Policy, POLICY),
+    (
+        ObjectivePolicy,
+        {"objective_id": "planner-latency", "kind": "latency", "target": 0.95, "threshold_ms": 4000},
+    ),
     (AlertEvent, ALERT),
     (DeadLetter, DLQ),
     (

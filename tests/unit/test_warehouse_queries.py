@@ -206,3 +206,49 @@ def test_trace_tree_survives_cycles_and_missing_spans() -> None:
     assert out["s"]["inclusive_cost_usd"] == 32 and out["s"]["depth"] == 0
     # a cycle: the first of it met becomes the root, nothing counted twice
     assert (out["x"]["inclusive_cost_usd"], out["y"]["inclusive_cost_usd"], out["y"]["depth"]) == (24, 16, 1)
+
+
+def _llm_spans(tenant: str | None = None) -> list:  # type: ignore[type-arg]
+    return [
+        e.event
+        for e in EVENTS
+        if e.event.type == "span" and e.event.kind.value == "llm" and e.event.provider
+        and (tenant is None or e.event.tenant == tenant)
+    ]  # fmt: skip
+
+
+def test_slo_attainment_per_agent_and_day_matches_the_spans(cat: Catalog) -> None:
+    spans = _llm_spans()
+    threshold = sorted(s.duration_ms for s in spans)[len(spans) // 2]  # about half within it
+    truth: dict = defaultdict(lambda: [0, 0])
+    for s in spans:
+        if s.status.value != "error":
+            cell = truth[(s.tenant, s.agent, s.ts.date())]
+            cell[1] += 1
+            cell[0] += s.duration_ms <= threshold
+    rows = q.slo_attainment(cat, target=0.95, threshold_ms=threshold)
+    assert {(r["tenant"], r["agent"], r["day"]): [r["good"], r["calls"]] for r in rows} == dict(truth)
+    for r in rows:
+        assert r["attainment"] == pytest.approx(r["good"] / r["calls"])
+        assert r["budget_left"] == pytest.approx(1 - (r["calls"] - r["good"]) / (r["calls"] * 0.05))
+    assert any(r["budget_left"] < 0 for r in rows)  # half the calls slow: budget overspent
+    avail = q.slo_attainment(cat, target=0.99, tenant="acme")
+    assert {r["tenant"] for r in avail} == {"acme"}
+    assert sum(r["calls"] for r in avail) == len(_llm_spans("acme"))
+    with pytest.raises(ConfigError):
+        q.slo_attainment(cat, target=1.5)
+
+
+def test_latency_percentiles_per_provider_model(cat: Catalog) -> None:
+    rows = q.latency_percentiles(cat, bucket=None)
+    for r in rows:
+        mine = sorted(
+            s.duration_ms for s in _llm_spans() if (s.provider, s.model) == (r["provider"], r["model"])
+        )
+        assert r["calls"] == len(mine) and r["errors"] == 0
+        assert mine[0] <= r["p50_ms"] <= r["p90_ms"] <= r["p95_ms"] <= r["p99_ms"] <= r["max_ms"] == mine[-1]
+        # nearest rank: p95 is one of the observed latencies, with 95 % of them at or under it
+        assert r["p95_ms"] in mine and sum(1 for m in mine if m <= r["p95_ms"]) >= 0.95 * len(mine)
+    assert {(r["provider"], r["model"]) for r in rows} == {(s.provider, s.model) for s in _llm_spans()}
+    daily = q.latency_percentiles(cat, bucket="day")
+    assert sum(r["calls"] for r in daily) == sum(r["calls"] for r in rows)

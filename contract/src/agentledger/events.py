@@ -787,6 +787,94 @@ class AlertEvent(_Model):
     command_id: str | None = None
 
 
+# --- service level objectives (read by the health worker) ------------------------------
+
+
+class ObjectiveKind(StrEnum):
+    LATENCY = "latency"
+    AVAILABILITY = "availability"
+
+
+class BurnRateRule(_Model):
+    """Multi-window burn-rate alert (Google SRE workbook): fires when the error budget burns at
+    ``burn_rate`` times the sustainable pace over both ``long_window_s`` and ``short_window_s``."""
+
+    name: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_\-]+$")
+    burn_rate: float = Field(gt=0, le=1000)
+    long_window_s: int = Field(gt=0, le=7 * 86400)
+    short_window_s: int = Field(gt=0, le=86400)
+    severity: Severity = Severity.CRITICAL
+
+    @model_validator(mode="after")
+    def _short_inside_long(self) -> BurnRateRule:
+        if self.short_window_s >= self.long_window_s:
+            raise ValueError("short_window_s must be shorter than long_window_s")
+        return self
+
+
+def _workbook_rules() -> list[BurnRateRule]:
+    return [
+        BurnRateRule(name="page", burn_rate=14.4, long_window_s=3600, short_window_s=300),
+        BurnRateRule(
+            name="ticket",
+            burn_rate=6.0,
+            long_window_s=6 * 3600,
+            short_window_s=1800,
+            severity=Severity.WARNING,
+        ),
+    ]
+
+
+class ObjectiveSelector(_Model):
+    """Which LLM calls an objective counts (fnmatch wildcards) and ``per`` what it is kept:
+    one objective per agent, per agent version, per provider or per provider/model."""
+
+    tenant: str = "*"
+    agent: str = "*"
+    agent_version: str = "*"
+    workflow: str = "*"
+    provider: str = "*"
+    model: str = "*"
+    per: Literal["agent", "agent_version", "provider", "model"] = "agent"
+
+
+class ObjectivePolicy(_Model):
+    """A service level objective over LLM calls. ``latency``: of the successful calls, the
+    share answered within ``threshold_ms`` (``p99 <= 10 s`` is ``target 0.99, threshold_ms
+    10000``); ``availability``: the share of calls not in error. Kept over a rolling
+    ``window_days``; ``alerts`` are the burn-rate rules (default: the workbook's page and ticket)."""
+
+    v: Literal[1] = 1
+    objective_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-.]+$")
+    description: str = Field(default="", max_length=1024)
+    selector: ObjectiveSelector = Field(default_factory=ObjectiveSelector)
+    kind: ObjectiveKind
+    target: float = Field(gt=0, lt=1, description="Share of good calls, e.g. 0.95.")
+    threshold_ms: float | None = Field(default=None, gt=0, description="Latency: a good call's bound.")
+    window_days: int = Field(default=28, ge=1, le=90)
+    alerts: list[BurnRateRule] = Field(default_factory=_workbook_rules, max_length=8)
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ObjectivePolicy:
+        if self.kind is ObjectiveKind.LATENCY and self.threshold_ms is None:
+            raise ValueError("a latency objective needs threshold_ms")
+        if self.kind is ObjectiveKind.AVAILABILITY and self.threshold_ms is not None:
+            raise ValueError("threshold_ms belongs to a latency objective")
+        names = [r.name for r in self.alerts]
+        if len(names) != len(set(names)):
+            raise ValueError("alert rule names must be unique")
+        for r in self.alerts:
+            if r.burn_rate * (1 - self.target) > 1:
+                raise ValueError(
+                    f"alert {r.name!r}: burn rate {r.burn_rate} can never be reached with target "
+                    f"{self.target} (at most {1 / (1 - self.target):.3g})"
+                )
+            if r.long_window_s > self.window_days * 86400:
+                raise ValueError(f"alert {r.name!r}: long_window_s exceeds the objective window")
+        return self
+
+
 class DeadLetter(_Model):
     """What the DLQ keeps: the raw bytes (base64), why they were rejected, where from."""
 
@@ -811,6 +899,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "PricedEnvelope": PricedEnvelope,
     "ControlCommand": ControlCommand,
     "Policy": Policy,
+    "ObjectivePolicy": ObjectivePolicy,
     "BudgetStatus": BudgetStatus,
     "AlertEvent": AlertEvent,
     "DeadLetter": DeadLetter,

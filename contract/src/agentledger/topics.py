@@ -38,8 +38,9 @@ CONTROL = TopicSpec("agentledger.control.v1", "lane.authority:scope key", 1, com
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
 ROLLOUTS = TopicSpec("agentledger.rollouts.v1", "tenant/agent", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
+OBJECTIVES = TopicSpec("agentledger.objectives.v1", "objective id", 1, compacted=True, config=_COMPACT)
 
-ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, ROLLOUTS)
+ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, ROLLOUTS, OBJECTIVES)
 
 
 def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
@@ -56,13 +57,14 @@ def name(spec: TopicSpec, prefix: str = "") -> str:
 # What each long-running service reads or writes: checked at its start (admin.require_topics),
 # because a missing topic stalls it and a compacted topic created as delete-policy loses state.
 NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
-    "worker": ALL,
-    "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS),
+    "worker": (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS),
+    "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS, OBJECTIVES),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
-    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS),
+    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS, OBJECTIVES),
     # commands that read one compacted topic: a missing one is a clear line, not a timeout
     "policies": (POLICIES,),
+    "objectives": (OBJECTIVES,),
     "budgets": (BUDGETS,),
     "guard": (CONTROL,),
 }

@@ -18,11 +18,21 @@ from agentledger.api.headers import SecurityHeadersMiddleware
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries, rollouts
+from agentledger.api.routers import (
+    budgets,
+    control,
+    dashboards,
+    health,
+    ingest,
+    objectives,
+    policies,
+    queries,
+    rollouts,
+)
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.errors import ConfigError
-from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.rollout import RolloutPolicy
 from agentledger.settings import Settings, get_settings
 from agentledger.warehouse.reader import WarehouseReader
@@ -63,13 +73,16 @@ def create_app(
             id_of=lambda c: c.command_id,  # idempotent retries by command_id
         ),
         rollouts=CompactedView(names.rollouts, broker, client_options, RolloutPolicy.model_validate_json),
+        objectives=CompactedView(
+            names.objectives, broker, client_options, ObjectivePolicy.model_validate_json
+        ),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
     sign_in = DashboardSignIn.open(s.home, a)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        views = (state.policies, state.budgets, state.control, state.rollouts)
+        views = (state.policies, state.budgets, state.control, state.rollouts, state.objectives)
         try:
             await state.publisher.read_record_limit(names.events, s)
             await state.publisher.start()
@@ -101,6 +114,6 @@ def create_app(
     app.state.ledger = state
     app.state.sign_in = sign_in
     errors.install(app)
-    for module in (health, ingest, queries, budgets, policies, control, rollouts, dashboards):
+    for module in (health, ingest, queries, budgets, policies, objectives, control, rollouts, dashboards):
         app.include_router(module.router)
     return app

@@ -12,7 +12,7 @@ from agentledger.api.idempotency import IdClaims
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.rollout import RolloutPolicy
 from agentledger.warehouse.reader import WarehouseReader
 
@@ -24,6 +24,7 @@ class TopicNames:
     control: str
     budgets: str
     rollouts: str
+    objectives: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -33,6 +34,7 @@ class TopicNames:
             control=prefix + topics.CONTROL.name,
             budgets=prefix + topics.BUDGETS.name,
             rollouts=prefix + topics.ROLLOUTS.name,
+            objectives=prefix + topics.OBJECTIVES.name,
         )
 
 
@@ -47,6 +49,7 @@ class ApiState:
     budgets: CompactedView[BudgetStatus]
     control: CompactedView[ControlCommand]
     rollouts: CompactedView[RolloutPolicy]
+    objectives: CompactedView[ObjectivePolicy]
     warehouse: WarehouseReader
     command_ids: IdClaims[ControlCommand] = field(default_factory=IdClaims)
     """``command_id`` claimed before the produce: a racing retry writes nothing."""

@@ -38,6 +38,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.health",
     "agentledger.cli.worker",
     "agentledger.cli.policies",
+    "agentledger.cli.objectives",
     "agentledger.cli.budgets",
     "agentledger.cli.guard",
     "agentledger.cli.rollout",
@@ -47,7 +48,7 @@ COMMANDS: list[str] = [
 PANELS: dict[str, tuple[str, ...]] = {
     "Start": ("demo", "kafka", "topics"),
     "Run": ("worker", "health", "sink", "alerts", "api"),
-    "Operate": ("policies", "budgets", "rollout", "guard", "keys", "ui"),
+    "Operate": ("policies", "objectives", "budgets", "rollout", "guard", "keys", "ui"),
     "Analyse": ("sql", "warehouse", "report"),
     "Dev": ("smoke", "schema"),
 }

@@ -33,7 +33,7 @@ def health(
     from faust.worker import Worker
 
     from agentledger import topics
-    from agentledger.streams.health.app import build_health_app
+    from agentledger.streams.health.app import build_health_app, preload_objectives
     from agentledger.streams.healthconfig import DETECTOR_SECTIONS, load_health_config
 
     if start_from not in ("latest", "earliest"):
@@ -45,8 +45,18 @@ def health(
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
     app = build_health_app(cfg, boot, s.topic_prefix, data, start_from, settings=s)
+    # objectives applied on the topic are in force before the first span is counted; in a
+    # thread so this thread's event-loop state is untouched for Faust
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        engine = app.health_engine
+        judged = pool.submit(
+            asyncio.run, preload_objectives(engine, boot, s.topic_prefix, s.kafka_client_options())
+        ).result(timeout=120)
     from agentledger.cli._progress import ProgressReporter, quiet_faust_terminal
-    from agentledger.cli._ready import announce_when_consuming, ready_line
+    from agentledger.cli._ready import announce_when_consuming, plural, ready_line
 
     quiet_faust_terminal()
     read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
@@ -54,7 +64,11 @@ def health(
     announce_when_consuming(
         app,
         read,
-        lambda: [f"config {config or 'defaults'}", f"group {group}"],
+        lambda: [
+            f"config {config or 'defaults'}",
+            plural(judged, "objective", "objectives"),
+            f"group {group}",
+        ],
         lambda facts: ready_line("health", boot, s.topic_prefix, *facts),
     )
     if progress:

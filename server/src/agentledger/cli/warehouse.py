@@ -68,6 +68,7 @@ _FLAG = {
     "agent_version": "--agent-version",
     "min_cost_usd": "--min-cost",
     "max_traces": "--max-traces",
+    "threshold_ms": "--threshold-ms",
 }
 
 
@@ -122,6 +123,10 @@ def query(
     min_cost: float = typer.Option(None, "--min-cost", help="traces: USD at least."),
     sort: str = typer.Option(None, help="traces: cost, duration, errors, agent or start."),
     max_traces: int = typer.Option(None, "--max-traces", min=1, help="agent_calls: newest traces read."),
+    target: float = typer.Option(None, help="slo_attainment: share of good calls, e.g. 0.95."),
+    threshold_ms: float = typer.Option(
+        None, "--threshold-ms", help="slo_attainment: latency bound (without it: availability)."
+    ),
     user: str = typer.Option(None, help="Only the traces of this user (attribute user.id)."),
     conversation: str = typer.Option(
         None, help="Only the traces of this conversation (gen_ai.conversation.id)."
@@ -159,6 +164,8 @@ def query(
         "min_cost_usd": Decimal(str(min_cost)) if min_cost is not None else None,
         "sort": sort,
         "max_traces": max_traces,
+        "target": target,
+        "threshold_ms": threshold_ms,
         "user": user,
         "conversation": conversation,
     }

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from agentledger.errors import ConfigError
-from agentledger.events import AlertEvent, Severity
+from agentledger.events import AlertEvent, ObjectivePolicy, Severity
 from agentledger.wire import describe
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -112,12 +112,21 @@ class AlertsConfig(_Cfg):
         return [s for c in self.channels for s in c.secrets()]
 
 
+class LatencyObjectiveConfig(_Cfg):
+    """Slow is unhealthy: a circuit opens when fewer than ``target`` of its successful calls
+    answer within ``threshold_ms`` (judged on the timer tick, like the p95 bound)."""
+
+    threshold_ms: float = Field(gt=0)
+    target: float = Field(default=0.95, gt=0, lt=1)
+
+
 class ProvidersConfig(_Cfg):
     fallbacks: dict[str, str] = Field(default_factory=dict)
     window_s: float = Field(default=30.0, gt=0)
     min_volume: int = Field(default=20, ge=1)
     error_rate: float = Field(default=0.5, gt=0, le=1)
     latency_p95_ms: float | None = Field(default=None, gt=0)
+    latency_objective: LatencyObjectiveConfig | None = None
     half_open_after_s: float = Field(
         default=30.0,
         gt=0,
@@ -193,10 +202,18 @@ class HealthConfig(_Cfg):
     providers: ProvidersConfig = Field(default_factory=ProvidersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    objectives: list[ObjectivePolicy] = Field(default_factory=list, max_length=256)
+
+    @model_validator(mode="after")
+    def _objective_ids_unique(self) -> HealthConfig:
+        ids = [o.objective_id for o in self.objectives]
+        if len(ids) != len(set(ids)):
+            raise ValueError("objective ids must be unique")
+        return self
 
 
-_OURS = ("alerts", "providers", "quality", "canary")
-DETECTOR_SECTIONS = ("providers", "quality", "canary")
+_OURS = ("alerts", "providers", "quality", "canary", "objectives")
+DETECTOR_SECTIONS = ("providers", "quality", "canary", "objectives")
 
 
 def _expand(value: Any, path: str) -> Any:

@@ -501,6 +501,73 @@ def provider_health(
     )
 
 
+_LLM_CALL = "type = 'span' AND kind = 'llm' AND provider IS NOT NULL"
+_LATENCY_MS = 'epoch_ms("end") - epoch_ms(start)'
+
+
+def slo_attainment(
+    cat: Catalog,
+    target: float,
+    threshold_ms: float | None = None,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+) -> Rows:
+    """Per tenant, agent and UTC day, an objective over LLM calls: with ``threshold_ms`` a
+    latency objective (of the successful calls, the share within it), without one an
+    availability objective (the share not in error). ``budget_left`` is the share of that day's
+    error budget (``1 - target`` of its calls) not spent; negative when overspent."""
+    if not 0 < target < 1:
+        raise ConfigError(f"target must be between 0 and 1 (exclusive), not {target!r}")
+    w = _filter(_window(tenant, start, end), agent).add(_LLM_CALL)
+    if threshold_ms is None:
+        counted, good, params = "TRUE", "status IS DISTINCT FROM 'error'", [1 - target, *w.params]
+    else:
+        counted, good = "status IS DISTINCT FROM 'error'", f"{_LATENCY_MS} <= ?"
+        params = [1 - target, threshold_ms, *w.params]
+    return _rows(
+        cat,
+        f"""SELECT tenant, agent, day, calls, good, good / calls AS attainment,
+                   1 - (calls - good) / (calls * ?) AS budget_left
+            FROM (SELECT tenant, agent, date AS day,
+                         count(*) FILTER (WHERE {counted}) AS calls,
+                         count(*) FILTER (WHERE {counted} AND {good}) AS good
+                  FROM events {w.sql()} GROUP BY ALL)
+            WHERE calls > 0 ORDER BY day, tenant, agent""",
+        params,
+    )
+
+
+def latency_percentiles(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    bucket: str | None = "day",
+) -> Rows:
+    """Per provider, model (and ``bucket``, None for the whole range): LLM calls, errors and
+    the latency of the successful ones at p50, p90, p95 and p99 (nearest rank), and max."""
+    w = _window(tenant, start, end).add(_LLM_CALL)
+    unit = _bucket(bucket)
+    key, label = _bucket_sql(unit) if unit else ("NULL", "NULL")
+    ok = "status IS DISTINCT FROM 'error'"
+    quantiles = ", ".join(
+        f"quantile_disc({_LATENCY_MS}, {p}) FILTER (WHERE {ok}) AS p{int(p * 100)}_ms"
+        for p in (0.5, 0.9, 0.95, 0.99)
+    )
+    return _rows(
+        cat,
+        f"""SELECT provider, model, {label} AS bucket, calls, errors, p50_ms, p90_ms, p95_ms, p99_ms, max_ms
+            FROM (SELECT provider, model, {key} AS _b, count(*) AS calls,
+                         count(*) FILTER (WHERE NOT ({ok})) AS errors, {quantiles},
+                         max({_LATENCY_MS}) FILTER (WHERE {ok}) AS max_ms
+                  FROM events {w.sql()} GROUP BY ALL)
+            ORDER BY provider, model, bucket""",
+        w.params,
+    )
+
+
 TRACE_SORTS = {
     "cost": "cost_usd DESC",
     "duration": "duration_ms DESC",
@@ -761,6 +828,8 @@ NAMED: dict[str, NamedQuery] = {
         NamedQuery(trace_spans, "one trace's span table: tokens, direct and inclusive cost, latency"),
         NamedQuery(decisions, "commands and alerts, latency from their cause"),
         NamedQuery(agent_calls, "agents calling agents: calls, inclusive cost"),
+        NamedQuery(slo_attainment, "objective attainment and error budget left per agent and day"),
+        NamedQuery(latency_percentiles, "LLM latency p50/p90/p95/p99 per provider, model and bucket"),
     )
 }
 """Every named query that ``agentledger warehouse query NAME`` runs, by name. Code calls the

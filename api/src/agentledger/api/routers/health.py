@@ -25,8 +25,8 @@ async def readyz(state: ApiState = Depends(get_state)) -> Response:
     """200 ``{"status": "ready"}``, or 503 ``{"status": "unavailable", "down": {part: why}}``
     (for a load balancer; ``/healthz`` only says the process runs)."""
     t = state.topics
-    down = await state.publisher.problems([t.events, t.policies, t.control])
-    for view in (state.policies, state.budgets, state.control):
+    down = await state.publisher.problems([t.events, t.policies, t.control, t.objectives])
+    for view in (state.policies, state.budgets, state.control, state.objectives):
         if not view.running:
             down[view.topic] = "the API stopped following this topic (see the server log)"
     if down:

@@ -165,3 +165,49 @@ async def providers(
         q.provider_health, start=start, end=end, tenant=tenant_for(key, tenant)
     )
     return rows
+
+
+@router.get("/slo/attainment", response_model=Rows, responses=_ERR)
+async def slo_attainment(
+    target: float = Query(gt=0, lt=1, description="Share of good calls, e.g. 0.95."),
+    threshold_ms: float | None = Query(
+        default=None, gt=0, description="Latency objective bound; without it, availability."
+    ),
+    agent: str | None = Query(default=None),
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """Per agent and UTC day: LLM calls, good ones, attainment and error budget left."""
+    rows: Rows = await state.warehouse.arows(
+        q.slo_attainment,
+        target=target,
+        threshold_ms=threshold_ms,
+        agent=agent,
+        start=start,
+        end=end,
+        tenant=tenant_for(key, tenant),
+    )
+    return rows
+
+
+@router.get("/providers/latency", response_model=Rows, responses=_ERR)
+async def latency_percentiles(
+    bucket: Bucket | None = Query(default=Bucket.DAY, description="Time bucket; omit for one row per model."),
+    start: datetime | None = Query(default=None),
+    end: datetime | None = Query(default=None),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> Rows:
+    """LLM latency p50/p90/p95/p99 and max per provider, model and bucket."""
+    rows: Rows = await state.warehouse.arows(
+        q.latency_percentiles,
+        bucket=bucket.value if bucket else None,
+        start=start,
+        end=end,
+        tenant=tenant_for(key, tenant),
+    )
+    return rows

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,51 @@ from agentledger.settings import Settings
 from agentledger.streams.healthconfig import HealthConfig
 
 from .engine import HealthEngine, Outgoing
+
+log = logging.getLogger("agentledger.streams.health")
+
+
+def _objectives_reader(bootstrap: str, prefix: str, client_options: dict[str, Any]) -> Any:
+    from agentledger import topics
+    from agentledger.compacted import CompactedReader
+
+    return CompactedReader(bootstrap, [prefix + topics.OBJECTIVES.name], client_options)
+
+
+async def preload_objectives(
+    engine: HealthEngine, bootstrap: str, prefix: str, client_options: dict[str, Any]
+) -> int:
+    """Read the objectives topic to its end before the first event is judged (a restarted
+    worker counts the first spans against every objective in force). Returns how many."""
+    async with _objectives_reader(bootstrap, prefix, client_options) as reader:
+        await reader.assign()
+        for r in await reader.read_to_end():
+            engine.observe_objective(r.text_key, r.value)
+    return len(engine.slo.objectives)
+
+
+async def follow_objectives(
+    engine: HealthEngine,
+    bootstrap: str,
+    prefix: str,
+    client_options: dict[str, Any],
+    publish: Callable[[list[Outgoing]], Awaitable[None]],
+) -> None:
+    """Follow the objectives topic from its start for as long as the worker runs: a PUT through
+    the API or ``agentledger objectives apply`` starts (a delete stops) judging it within a
+    second. The same definition read again changes nothing. A lost broker is retried."""
+    while True:
+        try:
+            async with _objectives_reader(bootstrap, prefix, client_options) as reader:
+                await reader.assign()
+                while True:
+                    for r in await reader.poll():
+                        await publish(engine.observe_objective(r.text_key, r.value))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep following; the worker must not die here
+            log.warning("objectives topic: %s; reading it again in 5 s", exc)
+            await asyncio.sleep(5)
 
 
 def faust_credentials(settings: Settings) -> Any:
@@ -93,6 +141,12 @@ def build_health_app(
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def tick() -> None:
         await publish(engine.tick())
+
+    client_options = settings.kafka_client_options() if settings else {}
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_objectives_topic() -> None:
+        await follow_objectives(engine, bootstrap, prefix, client_options, publish)
 
     app.health_engine = engine
     return app

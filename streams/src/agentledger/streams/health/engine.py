@@ -28,6 +28,7 @@ from agentledger.events import (
     AlertState,
     CommandParams,
     ControlCommand,
+    ObjectivePolicy,
     QualityEvent,
     Scope,
     ScopeKind,
@@ -38,6 +39,8 @@ from agentledger.events import (
     UsageEvent,
 )
 from agentledger.streams.healthconfig import HealthConfig
+from agentledger.streams.objectivetopic import parse_objective
+from agentledger.streams.slo import SloMonitor
 from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
@@ -67,6 +70,10 @@ class HealthEngine:
         self.cfg, self.clock = cfg, clock
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
+        self.slo = SloMonitor(cfg.objectives, clock=clock)
+        self.file_objectives = {o.objective_id: o for o in cfg.objectives}
+        self.topic_objectives: dict[str, ObjectivePolicy] = {}  # the objectives topic, by key
+        self.slow_cause: dict[tuple[str, str], str] = {}  # latest too-slow call per provider/model
         self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
         self.failed_over: set[str] = set()  # providers with a failover in force
         self.last_canary_eval = 0.0
@@ -160,7 +167,10 @@ class HealthEngine:
         """Timer: time alone moves circuits (open -> half-open) and canary verdicts."""
         out: list[Outgoing] = []
         for t in self.providers.tick():
-            out.extend(self._on_circuit(t))
+            # a latency opening is the timer's verdict: name the latest too-slow call as its cause
+            slow = t.new is CircuitState.OPEN and t.reason.startswith("latency objective")
+            out.extend(self._on_circuit(t, self.slow_cause.get((t.provider, t.model)) if slow else None))
+        out.extend(self._slo_alerts(self.slo.tick()))
         now = self.clock()
         if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
             self.last_canary_eval = now
@@ -176,8 +186,39 @@ class HealthEngine:
             self.canary.record_span(ev.tenant, ev.agent, ev.agent_version, error, ts)
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
+        out = self._slo_alerts(self.slo.on_span(ev))
+        slow = self.cfg.providers.latency_objective
+        if slow is not None and not error and ev.duration_ms > slow.threshold_ms:
+            self.slow_cause[(ev.provider, ev.model or "*")] = ev.event_id
         t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
-        return self._on_circuit(t, ev.event_id) if t is not None else []
+        return out + self._on_circuit(t, ev.event_id) if t is not None else out
+
+    def observe_objective(self, key: str, value: bytes | None) -> list[Outgoing]:
+        """One record of the objectives topic: start, change or stop judging that objective.
+
+        The topic's version of an id overrides the policy file's; its tombstone brings the
+        file's back (or stops judging). A record that does not validate, or whose key is not
+        its ``objective_id``, is logged and changes nothing."""
+        if value is None:
+            if self.topic_objectives.pop(key, None) is None:
+                return []
+            log.info("objective %s deleted from the topic", key)
+        else:
+            obj = parse_objective(value)
+            if obj is None or obj.objective_id != key:
+                self.counts["bad_records"] += 1
+                log.warning("objectives topic: record %r is not a valid objective of that id; ignored", key)
+                return []
+            self.topic_objectives[key] = obj
+        effective = self.topic_objectives.get(key) or self.file_objectives.get(key)
+        out = self._slo_alerts(self.slo.set_objective(key, effective))
+        judged = effective is not None and effective.enabled
+        log.info("objective %s %s", key, "judged" if judged else "not judged")
+        return out
+
+    def _slo_alerts(self, alerts: list[AlertEvent]) -> list[Outgoing]:
+        self.counts["alerts"] += len(alerts)
+        return [Outgoing("alerts", a.dedup_key.encode(), dump(a)) for a in alerts]
 
     def _routes_away(self, provider: str) -> bool:
         """Should clients of ``provider`` use the fallback now? Open circuits always; half-open

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from agentledger.streams.healthconfig import ProvidersConfig
+from agentledger.streams.slo import slow_reason
 
 
 class CircuitState(StrEnum):
@@ -77,11 +78,16 @@ class ProviderCircuit:
         errors = sum(1 for e, _ in rows if e)
         return calls, errors, (errors / calls if calls else 0.0), p95([lat for _, lat in rows])
 
-    def _unhealthy(self, errors: int, calls: int, p95_ms: float | None) -> str | None:
+    def _unhealthy(
+        self, errors: int, calls: int, p95_ms: float | None, ok_latencies: list[float] | None = None
+    ) -> str | None:
         if calls and errors / calls >= self.cfg.error_rate:
             return f"error rate {errors}/{calls} >= {self.cfg.error_rate:.0%}"
         if self.cfg.latency_p95_ms is not None and p95_ms is not None and p95_ms > self.cfg.latency_p95_ms:
             return f"p95 latency {p95_ms:.0f} ms > {self.cfg.latency_p95_ms:.0f} ms"
+        lo = self.cfg.latency_objective
+        if lo is not None and ok_latencies is not None:
+            return slow_reason(ok_latencies, lo.threshold_ms, lo.target)
         return None
 
     def _move(self, new: CircuitState, rows: list[tuple[bool, float]], reason: str) -> CircuitTransition:
@@ -108,7 +114,12 @@ class ProviderCircuit:
         if calls < self.cfg.min_volume:
             return None
         p = p95([lat for _, _, lat in self.samples]) if with_latency and self.cfg.latency_p95_ms else None
-        why = self._unhealthy(self.errors, calls, p)
+        oks = (
+            [lat for _, e, lat in self.samples if not e]
+            if with_latency and self.cfg.latency_objective
+            else None
+        )
+        why = self._unhealthy(self.errors, calls, p, oks)
         if why is None:
             return None
         rows = [(e, lat) for _, e, lat in self.samples]
@@ -119,7 +130,7 @@ class ProviderCircuit:
 
     def _judge_probes(self) -> CircuitTransition | None:
         calls, errors, _, p = self._figures(self.probes)
-        why = self._unhealthy(errors, calls, p)
+        why = self._unhealthy(errors, calls, p, [lat for e, lat in self.probes if not e])
         # Reopen as soon as the probe batch can no longer come out healthy.
         doomed = errors / self.cfg.probe_volume >= self.cfg.error_rate
         if doomed or (calls >= self.cfg.probe_volume and why is not None):

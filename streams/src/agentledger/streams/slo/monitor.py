@@ -1,0 +1,273 @@
+"""``SloMonitor``: the health worker's hook, called once per span and on its timer.
+
+Every LLM span (one with a provider) is counted, in event time, for each enabled objective whose
+selector matches it, under the entity the objective is kept ``per``. Each entity keeps its own
+event time (the latest of its spans: partitions consumed at different paces never make one
+entity's spans look stale to another's) and its rules are evaluated there, at most every
+``eval_every_s`` of event time, and on every tick, when its event time is moved on by the wall
+clock elapsed since its last span, so a silent entity still resolves. Fire and resolve become ``AlertEvent`` for the existing alerts topic:
+``rule=slo.burn_rate``, ``dedup_key=slo.burn_rate|<objective>:<entity>:<rule name>``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from agentledger.events import (
+    AlertEvent,
+    AlertState,
+    BurnRateRule,
+    ObjectiveKind,
+    ObjectivePolicy,
+    Severity,
+    SpanEvent,
+    SpanKind,
+    SpanStatus,
+)
+
+from .burn import BurnState, BurnVerdict, RuleFigures, evaluate_rule, rule_figures
+from .counts import SloCounts, WindowFigures
+
+RULE = "slo.burn_rate"
+MAX_SKEW_S = 60.0
+PRUNE_EVERY_S = 60.0  # a span stamped further in the future than this does not move event time
+
+
+def matches(obj: ObjectivePolicy, ev: SpanEvent) -> bool:
+    s = obj.selector
+    pairs = (
+        (ev.tenant, s.tenant),
+        (ev.agent, s.agent),
+        (ev.agent_version or "", s.agent_version),
+        (ev.workflow or "", s.workflow),
+        (ev.provider or "", s.provider),
+        (ev.model or "", s.model),
+    )
+    return all(fnmatch.fnmatchcase(v, p) for v, p in pairs)
+
+
+def entity_of(obj: ObjectivePolicy, ev: SpanEvent) -> str:
+    """The entity an objective is kept for, from one span."""
+    per = obj.selector.per
+    if per == "agent":
+        return f"{ev.tenant}/{ev.agent}"
+    if per == "agent_version":
+        return f"{ev.tenant}/{ev.agent}@{ev.agent_version or '-'}"
+    if per == "provider":
+        return ev.provider or "-"
+    return f"{ev.provider or '-'}/{ev.model or '*'}"
+
+
+def classify(obj: ObjectivePolicy, ev: SpanEvent) -> bool | None:
+    """Good (True), bad (False) or not counted (None: a failed call has no latency to judge)."""
+    failed = ev.status is SpanStatus.ERROR
+    if obj.kind is ObjectiveKind.AVAILABILITY:
+        return not failed
+    if failed:
+        return None
+    assert obj.threshold_ms is not None  # the contract's validator
+    return ev.duration_ms <= obj.threshold_ms
+
+
+@dataclass(slots=True)
+class _Tracked:
+    counts: SloCounts
+    tenant: str | None
+    event_now: float  # the latest event time of this entity's spans
+    wall_at: float  # the wall clock when event_now last moved
+    last_eval: float = float("-inf")
+
+    def now(self, wall: float) -> float:
+        return self.event_now + max(0.0, wall - self.wall_at)
+
+
+class SloMonitor:
+    """Objectives' counts and burn-rate state for every entity; pure apart from the clock."""
+
+    def __init__(
+        self,
+        objectives: Sequence[ObjectivePolicy],
+        bucket_s: int = 60,
+        eval_every_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.objectives = {o.objective_id: o for o in objectives if o.enabled}
+        self.bucket_s, self.eval_every_s, self.clock = bucket_s, eval_every_s, clock
+        self.tracked: dict[tuple[str, str], _Tracked] = {}
+        self.states: dict[tuple[str, str, str], BurnState] = {}
+        self.last_prune = float("-inf")
+        self._match_cache: dict[tuple[str | None, ...], list[ObjectivePolicy]] = {}
+        self.longest = 0
+        self._objectives_changed()
+
+    def _objectives_changed(self) -> None:
+        self._match_cache.clear()
+        self.longest = max((r.long_window_s for o in self.objectives.values() for r in o.alerts), default=0)
+
+    def set_objective(self, objective_id: str, obj: ObjectivePolicy | None) -> list[AlertEvent]:
+        """Start, change or stop judging an objective while running (None or disabled: stop).
+
+        The same definition again changes nothing. A changed or stopped one forgets its counts
+        (they were counted by the old rule) and resolves the alerts it had firing, so none is
+        left open for an objective that no longer says so."""
+        if obj is not None and not obj.enabled:
+            obj = None
+        old = self.objectives.get(objective_id)
+        if old == obj:
+            return []
+        out: list[AlertEvent] = []
+        if old is not None:
+            wall = self.clock()
+            for key in [k for k in self.tracked if k[0] == objective_id]:
+                t = self.tracked.pop(key)
+                now = t.now(wall)
+                for rule in old.alerts:
+                    state = self.states.pop((*key, rule.name), None)
+                    if state is not None and state.firing:
+                        why = "objective deleted" if obj is None else "objective changed: counting anew"
+                        out.append(self._alert(old, key, t, rule, now, False, why, None))
+            del self.objectives[objective_id]
+        if obj is not None:
+            self.objectives[objective_id] = obj
+        self._objectives_changed()
+        return out
+
+    def on_span(self, ev: SpanEvent) -> list[AlertEvent]:
+        if not self.objectives or ev.kind is not SpanKind.LLM or not ev.provider:
+            return []
+        ts = ev.ts.timestamp()
+        wall = self.clock()
+        out: list[AlertEvent] = []
+        for obj in self._matching(ev):
+            good = classify(obj, ev)
+            if good is None:
+                continue
+            key = (obj.objective_id, entity_of(obj, ev))
+            t = self.tracked.get(key)
+            if t is None:
+                tenant = ev.tenant if obj.selector.per.startswith("agent") else None
+                if tenant is None and "*" not in obj.selector.tenant:
+                    tenant = obj.selector.tenant
+                t = self.tracked[key] = _Tracked(
+                    SloCounts(self.bucket_s), tenant, min(ts, wall + MAX_SKEW_S), wall
+                )
+            t.counts.add(ts, good)
+            if t.event_now < ts <= wall + MAX_SKEW_S:
+                t.event_now, t.wall_at = ts, wall
+            now = t.event_now
+            if ts >= now - self.longest and now - t.last_eval >= self.eval_every_s:
+                out.extend(self._evaluate(obj, key, t, now))
+        return out
+
+    def _matching(self, ev: SpanEvent) -> list[ObjectivePolicy]:
+        """The objectives counting ``ev`` (remembered per distinct set of names)."""
+        names = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.provider, ev.model)
+        found = self._match_cache.get(names)
+        if found is None:
+            if len(self._match_cache) >= 10_000:
+                self._match_cache.clear()
+            found = self._match_cache[names] = [o for o in self.objectives.values() if matches(o, ev)]
+        return found
+
+    def tick(self) -> list[AlertEvent]:
+        """Timer: evaluate every entity at event time now; once a minute forget the buckets no
+        window reaches and the entities left with none (and no alert in force)."""
+        wall = self.clock()
+        out: list[AlertEvent] = []
+        prune = wall - self.last_prune >= PRUNE_EVERY_S
+        for key, t in self.tracked.items():
+            now = t.now(wall)
+            obj = self.objectives[key[0]]
+            out.extend(self._evaluate(obj, key, t, now))
+            if prune:
+                t.counts.prune(now, self.longest + self.bucket_s, obj.window_days * 86400 + 3600)
+        if prune:
+            self.last_prune = wall
+            for key in [k for k, t in self.tracked.items() if not t.counts.hourly]:
+                obj = self.objectives[key[0]]
+                if not any(self.states.get((*key, r.name), BurnState()).firing for r in obj.alerts):
+                    del self.tracked[key]
+                    for r in obj.alerts:
+                        self.states.pop((*key, r.name), None)
+        return out
+
+    def attainment(self, objective_id: str, entity: str) -> WindowFigures | None:
+        """Good/total over the objective's whole window, at event time now."""
+        t = self.tracked.get((objective_id, entity))
+        if t is None:
+            return None
+        obj = self.objectives[objective_id]
+        return t.counts.window(t.now(self.clock()), obj.window_days * 86400, obj.target)
+
+    def _evaluate(
+        self, obj: ObjectivePolicy, key: tuple[str, str], t: _Tracked, now: float
+    ) -> list[AlertEvent]:
+        t.last_eval = now
+        out: list[AlertEvent] = []
+        for rule in obj.alerts:
+            state = self.states.setdefault((*key, rule.name), BurnState())
+            figures = rule_figures(t.counts, rule, now, obj.target)
+            verdict = evaluate_rule(state, rule, figures, now)
+            if verdict is None:
+                continue
+            fire = verdict is BurnVerdict.FIRE
+            burn = (
+                f"budget burning {figures.long.burn_rate:.1f}x over {rule.long_window_s}s and "
+                f"{figures.short.burn_rate:.1f}x over {rule.short_window_s}s (rule {rule.name} at {rule.burn_rate}x)"
+            )
+            why = burn if fire else f"burn rate back under {rule.burn_rate}x"
+            out.append(self._alert(obj, key, t, rule, now, fire, why, figures))
+        return out
+
+    def _alert(
+        self,
+        obj: ObjectivePolicy,
+        key: tuple[str, str],
+        t: _Tracked,
+        rule: BurnRateRule,
+        now: float,
+        fire: bool,
+        why: str,
+        figures: RuleFigures | None,
+    ) -> AlertEvent:
+        whole = t.counts.window(now, obj.window_days * 86400, obj.target)
+        entity = f"{key[0]}:{key[1]}:{rule.name}"
+        what = f"{obj.kind.value} objective {obj.objective_id} ({obj.target:.4g}"
+        what += f" within {obj.threshold_ms:.0f} ms)" if obj.threshold_ms else ")"
+        summary = f"{key[1]}: {what} {why}"
+        if whole.attainment is not None:
+            summary += (
+                f"; {whole.attainment:.2%} good over {obj.window_days} d, {whole.budget_left:.0%} budget left"
+            )
+        if figures is None:
+            figures = rule_figures(t.counts, rule, now, obj.target)
+        return AlertEvent(
+            alert_id=uuid.uuid4().hex,
+            dedup_key=f"{RULE}|{entity}"[:255],
+            ts=datetime.fromtimestamp(now, UTC),
+            rule=RULE,
+            entity=entity[:512],
+            tenant=t.tenant,
+            state=AlertState.ALERT if fire else AlertState.RESOLVED,
+            severity=rule.severity if fire else Severity.INFO,
+            summary=summary[:1024],
+            figures={
+                "objective_id": obj.objective_id,
+                "kind": obj.kind.value,
+                "target": obj.target,
+                "alert_rule": rule.name,
+                "burn_rate_threshold": rule.burn_rate,
+                "burn_rate_long": round(figures.long.burn_rate, 3),
+                "burn_rate_short": round(figures.short.burn_rate, 3),
+                "calls_long": figures.long.total,
+                "bad_long": figures.long.bad,
+                "attainment": round(whole.attainment, 6) if whole.attainment is not None else -1.0,
+                "budget_left": round(whole.budget_left, 6),
+            },
+            policy_id=obj.objective_id,
+        )
