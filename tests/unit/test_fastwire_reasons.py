@@ -112,3 +112,13 @@ def test_times_beyond_microseconds_are_truncated_as_the_contract_does() -> None:
     raw = envelope({**USAGE, "ts": "2026-03-01T12:00:00.1234567Z"})
     assert decode_fast(raw) is None  # msgspec would round to .123457
     assert decode_envelope(raw).events[0].ts.microsecond == 123456
+
+
+def test_models_built_by_the_fast_path_copy_like_validated_ones() -> None:
+    events = sample_events(6)
+    fast = decode_fast(encode_envelope("acme/planner", events))
+    assert fast is not None
+    first, *rest = fast[1]
+    changed = first.model_copy(update={"agent": "other"})
+    assert changed.agent == "other" and first.agent == events[0].agent
+    assert rest == events[1:] and all(e.model_fields_set == set(type(e).model_fields) for e in rest)

@@ -18,7 +18,6 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from operator import attrgetter
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -133,23 +132,26 @@ M = TypeVar("M", bound=BaseModel)
 def _builder(model: type[M], struct: type[msgspec.Struct], tag: str) -> Callable[[Any], M]:
     """A function building ``model`` from an accepted ``struct`` without validating again
     (what ``model_construct`` does, without its per-field Python loop). The ``__dict__`` is
-    in the model's field order (its JSON is the same bytes); like ``model_construct`` with
-    every field given, ``model_fields_set`` is every field."""
+    in the model's field order (its JSON is the same bytes): a copy of a template in that
+    order, updated from the struct's values. Like ``model_construct`` with every field given,
+    ``model_fields_set`` is every field: one set shared by the models built here (they are
+    frozen; ``model_copy`` copies the set before it adds to it)."""
     names = tuple(model.model_fields)
     assert set(names) == {*struct.__struct_fields__, "type"}, (model, struct)
-    head, tail = names[: names.index("type")], names[names.index("type") + 1 :]
-    get_head, get_tail = attrgetter(*head), attrgetter(*tail)
+    template: dict[str, Any] = dict.fromkeys(names)
+    template["type"] = tag
+    struct_fields = struct.__struct_fields__
+    astuple = msgspec.structs.astuple
     fields_set = set(names)
     new = object.__new__
     setattr_ = object.__setattr__
 
     def build(s: Any) -> M:
-        values = dict(zip(head, get_head(s), strict=True))
-        values["type"] = tag
-        values.update(zip(tail, get_tail(s), strict=True))
+        values = template.copy()
+        values.update(zip(struct_fields, astuple(s), strict=True))
         obj = new(model)
         setattr_(obj, "__dict__", values)
-        setattr_(obj, "__pydantic_fields_set__", fields_set.copy())
+        setattr_(obj, "__pydantic_fields_set__", fields_set)
         setattr_(obj, "__pydantic_extra__", None)
         setattr_(obj, "__pydantic_private__", None)
         return obj
