@@ -32,7 +32,8 @@ def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert "worker events/s" in proc.stdout
     # both worker counts ran and processed every event, and their CPU was measured
     for key in ("worker_events_per_s_1w", "worker_events_per_s_2w", "events_per_worker_cpu_s",
-                "events_per_worker_cpu_s_2w", "fast_validated_consume_events_per_s"):  # fmt: skip
+                "events_per_worker_cpu_s_2w", "fast_validated_consume_events_per_s",
+                "validated_consume_events_per_cpu_s", "ratio_worker_cpu_vs_validated_cpu"):  # fmt: skip
         assert res[key] > 0, key
     assert res["worker_events_per_s"] == res["worker_events_per_s_1w"] and res["workers"] == 2
     assert res["decode_us_per_event_fast"] > 0 and res["decode_us_per_event_pydantic"] > 0
