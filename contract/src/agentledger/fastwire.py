@@ -3,8 +3,8 @@ the contract (docs/adr/0013).
 
 The msgspec Structs below mirror ``agentledger.events`` but accept a *subset* of what the
 contract accepts: printable-ASCII names (the contract NFKC-normalises other names), lowercase
-W3C ids (the contract lowercases), RFC 3339 times, JSON numbers where the contract also takes
-strings. ``decode_fast`` returns the events of an envelope when msgspec accepted every one of
+W3C ids (the contract lowercases), RFC 3339 times to the microsecond, JSON numbers where the
+contract also takes strings, no ``reported_cost_usd``. ``decode_fast`` returns the events of an envelope when msgspec accepted every one of
 them and the checks msgspec cannot express (the model validators) hold; otherwise ``None``,
 and ``agentledger.wire`` decodes the envelope with the pydantic contract, which then decides
 and words the reason. So the fast path never accepts what the contract rejects, and what it
@@ -64,9 +64,9 @@ _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 
 
 class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type"):
-    # In the contract's order; ``type`` (the tag) comes last in the model's ``__dict__``.
+    # The contract's fields; the model's ``__dict__`` gets the contract's order from ``_builder``.
     v: Literal[1] = 1
-    event_id: Annotated[str, Meta(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+\Z")]
+    event_id: Annotated[str, Meta(min_length=8, max_length=64)]
     ts: Time
     tenant: Name
     agent: Name
