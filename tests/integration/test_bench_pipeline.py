@@ -1,5 +1,5 @@
 """benchmarks/pipeline.py --quick runs end to end on the test broker and writes sane figures
-(not the targets: the machine is shared and noisy)."""
+(not the targets: the machine is shared and noisy), for one worker and for two."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
     out = tmp_path / "pipeline.json"
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=kafka_bootstrap)
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--quick", "--json", str(out)],
-                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pipeline.py"), "--quick", "--workers", "2",
+                           "--json", str(out)], env=env, capture_output=True, text=True, timeout=420)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(out.read_text())
     for key in ("worker_events_per_s", "raw_consume_events_per_s", "ratio_worker_vs_raw", "enforce_p50_ms",
@@ -30,3 +30,17 @@ def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert 0 < res["enforce_p50_ms"] <= res["enforce_p99_ms"] < 10_000
     assert 0 <= res["overshoot_calls"] < res["runaway_calls"]
     assert "worker events/s" in proc.stdout
+    # both worker counts ran and processed every event, and their CPU was measured
+    for key in ("worker_events_per_s_1w", "worker_events_per_s_2w", "events_per_worker_cpu_s",
+                "events_per_worker_cpu_s_2w", "fast_validated_consume_events_per_s",
+                "validated_consume_events_per_cpu_s", "ratio_worker_cpu_vs_validated_cpu"):  # fmt: skip
+        assert res[key] > 0, key
+    assert res["worker_events_per_s"] == res["worker_events_per_s_1w"] and res["workers"] == 2
+    assert res["decode_us_per_event_fast"] > 0 and res["decode_us_per_event_pydantic"] > 0
+    # the tenant budget spread over partitions: every trial is either measured or counted missed
+    assert res["enforce_tenant_trials"] + res["enforce_tenant_trials_missed"] == 10
+    if res["enforce_tenant_trials"]:
+        assert 0 < res["enforce_tenant_p50_ms"] <= res["enforce_tenant_p99_ms"] < 10_000
+    else:
+        assert res["enforce_tenant_p99_ms"] is None
+    assert "tenant p99 ms" in proc.stdout
