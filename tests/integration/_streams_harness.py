@@ -61,12 +61,15 @@ class Worker:
         return dict(r.json()["spans"])
 
     def wait_events(self, n: int, timeout: float = 60.0, key: str = "events") -> dict[str, Any]:
+        """Until the counter reaches ``n`` and stage two has applied every scope-deltas record
+        stage one sent (one worker process: both stages are here)."""
         deadline = time.monotonic() + timeout
         stats: dict[str, Any] = {}
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"worker died:\n{self.log.read_text()[-3000:]}"
             stats = self.stats()
-            if stats["counters"].get(key, 0) >= n:
+            c = stats["counters"]
+            if c.get(key, 0) >= n and c.get("deltas_in", 0) >= c.get("deltas_out", 0):
                 return stats
             time.sleep(0.2)
         raise AssertionError(f"worker saw {stats.get('counters')} after {timeout}s, wanted {key}>={n}")
