@@ -85,6 +85,9 @@ class WorkerConfig:
     # it from the cluster at start-up made the crash test fail: left explicit for now)
     replication: int | None = None
     client_options: dict[str, Any] = field(default_factory=dict)
+    # partitions of the events and scope-deltas topics (equal): read from the broker at start
+    # (run_worker), the only thing that changes with the number of worker processes
+    partitions: int = topics.EVENTS.partitions
 
     def topic(self, spec: topics.TopicSpec) -> str:
         return self.prefix + spec.name
@@ -168,7 +171,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         broker=brokers,
         store="memory://",
         datadir=str(cfg.datadir),
-        topic_partitions=topics.EVENTS.partitions,
+        topic_partitions=cfg.partitions,
         broker_commit_interval=cfg.commit_interval_s,
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
@@ -207,13 +210,13 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         "rollups",
         default=None,
         schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"),
-        partitions=topics.EVENTS.partitions,
+        partitions=cfg.partitions,
     )
-    store = TableStore(table, topics.SCOPE_DELTAS.partitions)
+    store = TableStore(table, cfg.partitions)
     proc = Processor(
         store,
         PriceBook.load(cfg.prices_path),
-        partitions=topics.EVENTS.partitions,
+        partitions=cfg.partitions,
         loops=cfg.loops,
         dedupe_size=cfg.dedupe_size,
         source_topic=events_name,
@@ -408,6 +411,29 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
                 ready.set()
 
 
+async def partition_count(cfg: WorkerConfig) -> int:
+    """The partition count of the events topic, which the scope-deltas topic must share (the
+    rollups changelog follows; DESIGN.md, Faust notes: equal partition counts)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    names = [cfg.topic(topics.EVENTS), cfg.topic(topics.SCOPE_DELTAS)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap, **cfg.client_options)
+    await admin.start()
+    try:
+        meta = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    found = {str(t["topic"]): len(t["partitions"]) for t in meta}
+    counts = {name: found.get(name, 0) for name in names}
+    events, deltas = counts.values()
+    if not events or events != deltas:
+        raise SystemExit(
+            f"the worker needs the events and scope-deltas topics with equal partition counts; found {counts}: "
+            "add partitions to the smaller one (agentledger topics) before starting it"
+        )
+    return events
+
+
 async def broker_record_limit(cfg: WorkerConfig) -> int:
     """The worker's record limit: its setting, lowered to what the broker really takes on the
     priced and DLQ topics (read at start), so nothing is counted that the broker would refuse."""
@@ -454,6 +480,7 @@ def run_worker(
         facts = pool.submit(asyncio.run, cluster_facts(cfg.bootstrap, changelog, cfg.client_options))
         check_changelog_replication(cfg.replication or 1, *facts.result(timeout=60))
         cfg.max_record_bytes = pool.submit(asyncio.run, broker_record_limit(cfg)).result(timeout=60)
+        cfg.partitions = pool.submit(asyncio.run, partition_count(cfg)).result(timeout=60)
     handle = create_app(cfg)
     with ThreadPoolExecutor(1) as pool:
         adopted = pool.submit(asyncio.run, preload(cfg, handle.processor)).result(timeout=120)
