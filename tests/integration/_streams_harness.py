@@ -61,12 +61,15 @@ class Worker:
         return dict(r.json()["spans"])
 
     def wait_events(self, n: int, timeout: float = 60.0, key: str = "events") -> dict[str, Any]:
+        """Until the counter reaches ``n`` and stage two has applied every scope-deltas record
+        stage one sent (one worker process: both stages are here)."""
         deadline = time.monotonic() + timeout
         stats: dict[str, Any] = {}
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"worker died:\n{self.log.read_text()[-3000:]}"
             stats = self.stats()
-            if stats["counters"].get(key, 0) >= n:
+            c = stats["counters"]
+            if c.get(key, 0) >= n and c.get("deltas_in", 0) >= c.get("deltas_out", 0):
                 return stats
             time.sleep(0.2)
         raise AssertionError(f"worker saw {stats.get('counters')} after {timeout}s, wanted {key}>={n}")
@@ -193,6 +196,10 @@ class Truth:
         self.usage_cost[u.event_id] = cost
         keys = [f"tenant/{u.tenant}", f"agent/{u.tenant}/{u.agent}", f"trace/{u.tenant}/{u.trace_id}",
                 f"provider/{u.provider}/{u.model}"]  # fmt: skip
+        if "user.id" in u.attributes:
+            keys.append(f"user/{u.tenant}/{u.attributes['user.id']}")
+        if "gen_ai.conversation.id" in u.attributes:
+            keys.append(f"conversation/{u.tenant}/{u.attributes['gen_ai.conversation.id']}")
         if u.agent_version:
             keys.append(f"agent_version/{u.tenant}/{u.agent}/{u.agent_version}")
         if u.workflow:
@@ -203,9 +210,11 @@ class Truth:
             self.calls[k] += 1
 
 
-def generate(seed: int, traces: int = 40, t0: datetime | None = None) -> Truth:
+def generate(seed: int, traces: int = 40, t0: datetime | None = None, people: bool = False) -> Truth:
     """Several tenants, agents, versions, workflows and models; cached tokens; nested spans
-    (agent root span -> llm child spans carrying usage, tool calls)."""
+    (agent root span -> llm child spans carrying usage, tool calls). With ``people``: end users
+    and conversations on the events, and traces whose calls come from two agents (their
+    events are keyed, so partitioned, apart)."""
     rng = random.Random(seed)
     t0 = t0 or datetime.now(UTC) - timedelta(seconds=30)
     truth = Truth()
@@ -219,8 +228,17 @@ def generate(seed: int, traces: int = 40, t0: datetime | None = None) -> Truth:
         truth.roots[(tenant, trace)] = root
         common = {"tenant": tenant, "agent": agent, "agent_version": version, "workflow": workflow,
                   "trace_id": trace}  # fmt: skip
+        who: dict[str, str] = {}
+        helper = agent
+        if people:
+            who["user.id"] = rng.choice(["u-ann", "u-bob", "u-cyd", "u-dee"])
+            if rng.random() < 0.7:
+                who["gen_ai.conversation.id"] = f"conv-{rng.randint(1, 6)}"
+            helper = rng.choice(["planner", "coder", "critic"])
         for _ in range(rng.randint(1, 6)):
             n += 1
+            if people:
+                common["agent"] = rng.choice([agent, helper])
             ts = t0 + timedelta(milliseconds=37 * n)
             span = _hex(rng, 16)
             provider, pid, model = rng.choice(MODELS)
@@ -233,13 +251,14 @@ def generate(seed: int, traces: int = 40, t0: datetime | None = None) -> Truth:
                                           end=ts, status=SpanStatus.OK, provider=provider, model=model, **common))  # fmt: skip
             u = UsageEvent(event_id=f"us-{seed}-{n:07d}", ts=ts, span_id=span, parent_span_id=root, provider=provider,
                            model=model, input_tokens=inp, output_tokens=out, cache_read_tokens=cread,
-                           cache_write_tokens=cwrite, **common)  # fmt: skip
+                           cache_write_tokens=cwrite, attributes=dict(who), **common)  # fmt: skip
             truth.events.append(u)
             truth.add_usage(u, truth_cost(u, pid))
             if rng.random() < 0.5:
                 truth.events.append(ToolCallEvent(event_id=f"tc-{seed}-{n:07d}", ts=ts, span_id=_hex(rng, 16),
                                                   parent_span_id=root, tool="search", args_hash=_hex(rng, 16),
                                                   **common))  # fmt: skip
+        common["agent"] = agent
         n += 1
         end = t0 + timedelta(milliseconds=37 * n)
         truth.events.append(SpanEvent(event_id=f"ag-{seed}-{n:07d}", ts=end, span_id=root, name=f"{agent} run",

@@ -121,7 +121,8 @@ def test_opentelemetry_spans_name_the_user_and_conversation() -> None:
 def test_the_contract_of_user_and_conversation_scopes() -> None:
     with pytest.raises(ValidationError, match="needs user"):
         Scope(kind=ScopeKind.USER, tenant="acme")
-    with pytest.raises(ValidationError, match="not counted"):
-        Policy.model_validate({"policy_id": "p", "window": "1h", "limit": 1, "selector": {"per": "user"}})
+    # the streams worker counts them (docs/adr/0011): policies per user / conversation are valid
+    p = Policy.model_validate({"policy_id": "p", "window": "1h", "limit": 1, "selector": {"per": "user"}})
+    assert p.selector.per is ScopeKind.USER
     # Scopes of the older kinds carry no user/conversation keys: older Guards still read them.
     assert "user" not in json.loads(dump(Scope(kind=ScopeKind.AGENT, tenant="acme", agent="a")))

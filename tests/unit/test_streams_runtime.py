@@ -128,11 +128,11 @@ async def test_a_flush_writes_each_changed_key_once_then_acks_every_record_behin
     clock.now += FLUSH_S
     await feed(rt, 0, range(5, 6))  # the sixth is past the interval: it flushes
     keys = [k for _, k, _ in broker.changelog]
-    assert len(keys) == len(set(keys)) and "0|agent/acme/planner" in keys
-    assert all(p == 0 for p, _, _ in broker.changelog)
-    value = dict((k, v) for _, k, v in broker.changelog)["0|agent/acme/planner"]
+    assert len(keys) == len(set(keys)) and "agent/acme/planner" in keys
+    assert all(p == rt.store.partition_of(k) for p, k, _ in broker.changelog)  # the scope's partition
+    value = dict((k, v) for _, k, v in broker.changelog)["agent/acme/planner"]
     assert agent_day_cost(value) == Decimal("0.035") * 6  # six events of $0.035
-    assert table.data["0|agent/acme/planner"] == value
+    assert table.data["agent/acme/planner"] == value
     assert broker.acked() == [("tok", 0, off) for off in range(6)]
     first_ack = broker.log.index(("ack", ("tok", 0, 0)))
     assert all(what == "changelog" for what, _ in broker.log[:first_ack])
@@ -149,7 +149,7 @@ async def test_a_failed_changelog_write_acks_nothing_and_the_next_flush_carries_
     assert broker.acked() == [] and len(rt.pending) == 3
     broker.fail_changelog = False
     await rt.flush()
-    assert "0|agent/acme/planner" in {k for _, k, _ in broker.changelog}
+    assert "agent/acme/planner" in {k for _, k, _ in broker.changelog}
     assert broker.acked() == [("tok", 0, off) for off in range(3)]
 
 
@@ -227,8 +227,9 @@ async def test_a_revoked_partition_drops_its_state_and_its_records_stay_unacked(
     rt.on_revoked({1})
     await rt.flush()
     assert broker.acked() == [("tok", 0, 0), ("tok", 0, 1)]
-    assert {p for p, _, _ in broker.changelog} == {0}
-    assert not [k for k in rt.store.live if k.startswith("1|")]
+    # stage-two state of changelog partition 1 (the scopes that hash there) is dropped too
+    assert 1 not in {p for p, _, _ in broker.changelog}
+    assert not [k for k in rt.store.live if rt.store.partition_of(k) == 1]
 
 
 async def test_assignment_without_committed_offsets_lets_the_first_record_set_the_start() -> None:
@@ -269,7 +270,7 @@ async def test_a_processing_error_sends_the_record_to_the_dlq_and_acks_it_after_
     def broken(*_: Any) -> Any:
         raise RuntimeError("boom")
 
-    rt.processor.process = broken  # type: ignore[method-assign]
+    rt.step = broken
     assert await rt.on_record("t0", b"acme/planner", b"{}", 0, 0)
     dlq = [v for t, _, v in broker.sent if t == "dlq"]
     assert len(dlq) == 1 and dlq[0] is not None and b"worker error: RuntimeError('boom')" in dlq[0]

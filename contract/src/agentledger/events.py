@@ -665,16 +665,9 @@ class Selector(_Model):
     agent: str = "*"
     agent_version: str = "*"
     workflow: str = "*"
+    user: str = Field(default="*", description="End user (`user.id` / `enduser.id` attribute).")
+    conversation: str = Field(default="*", description="Conversation (`gen_ai.conversation.id` attribute).")
     per: ScopeKind = ScopeKind.AGENT
-
-    @model_validator(mode="after")
-    def _counted_scope(self) -> Selector:
-        if self.per in (ScopeKind.USER, ScopeKind.CONVERSATION):
-            raise ValueError(
-                f"budgets per {self.per.value} are not counted by the streams worker yet; "
-                f"commands on {self.per.value} scopes (e.g. a manual kill) are obeyed"
-            )
-        return self
 
 
 class Threshold(_Model):

@@ -37,10 +37,29 @@ POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, 
 CONTROL = TopicSpec("agentledger.control.v1", "lane.authority:scope key", 1, compacted=True, config=_COMPACT)
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
 ROLLOUTS = TopicSpec("agentledger.rollouts.v1", "tenant/agent", 1, compacted=True, config=_COMPACT)
+SCOPE_DELTAS = TopicSpec(
+    "agentledger.scope-deltas.v1",
+    "destination partition (CRC-32 of the scope key mod partitions, chosen by the worker)",
+    PARTITIONS,
+    config={"retention.ms": _WEEK_MS},
+)
+"""The worker's repartition topic: stage one's per-scope deltas, partitioned by scope
+(docs/adr/0011-two-stage-worker.md). Same partition count as the events topic."""
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 OBJECTIVES = TopicSpec("agentledger.objectives.v1", "objective id", 1, compacted=True, config=_COMPACT)
 
-ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, ROLLOUTS, OBJECTIVES)
+ALL: tuple[TopicSpec, ...] = (
+    EVENTS,
+    PRICED,
+    DLQ,
+    POLICIES,
+    CONTROL,
+    BUDGETS,
+    ALERTS,
+    SCOPE_DELTAS,
+    ROLLOUTS,
+    OBJECTIVES,
+)
 
 
 def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:

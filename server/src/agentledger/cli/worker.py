@@ -96,7 +96,12 @@ def worker(
     if progress:
         group = cfg.prefix + cfg.app_id
         ProgressReporter(
-            "worker", boot, group, [cfg.topic(topics.EVENTS)], cfg.client_options, progress
+            "worker",
+            boot,
+            group,
+            [cfg.topic(topics.EVENTS), cfg.topic(topics.SCOPE_DELTAS)],
+            cfg.client_options,
+            progress,
         ).start()
     stats = f"stats on http://127.0.0.1:{web_port}/stats/" if web_port else None
     run_worker(cfg, use_uvloop=uvloop, loglevel=loglevel, on_created=lambda h: _announce(h, cfg, stats))

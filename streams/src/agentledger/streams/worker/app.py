@@ -1,21 +1,27 @@
 """The Faust app of ``agentledger worker``: wiring only; the logic lives in ``processor`` (one
 record in, its effects out) and ``runtime.WorkerRuntime`` (flush, ack, refetch, rebalance).
 
-* one agent on the events topic, one record (an envelope) at a time: per-record Faust cost is
-  the ceiling (DESIGN.md, Faust notes), so the envelope is the batch, and a plain agent avoids
-  the ``stream.take`` table bug;
-* the ``rollups`` table (memory store, changelog-backed, key ``partition|scope``: see
-  docs/adr/0002-rollup-table-keys.md) survives restarts. Changed keys are written to the
-  changelog every ``state_flush_s`` (each once, on its own partition), and only then are the
+* two stages, two agents in one app and process (docs/adr/0011-two-stage-worker.md). Stage
+  one on the events topic (keyed ``tenant/agent``): validate, dedupe, price, publish priced
+  envelopes, and send the record's per-scope deltas to the scope-deltas topic, one record per
+  destination partition. Stage two on the scope-deltas topic (partitioned by scope): rollups,
+  budgets, loop detection. One record (an envelope, a fat delta) at a time: per-record Faust
+  cost is the ceiling (DESIGN.md, Faust notes), and a plain agent avoids the ``stream.take``
+  table bug;
+* the ``rollups`` table (memory store, changelog-backed, key: the scope key; its changelog
+  partition is the scope's scope-deltas partition) survives restarts. Each value holds the
+  highest origin offset applied per events partition, so a replayed delta is dropped. Changed
+  keys are written to the changelog every ``state_flush_s`` (each once), and only then are the
   records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
-  flushing the producer. After a crash totals are never below the truth and over by at most
-  the events of one commit interval plus one state flush (docs/adr/0005);
+  flushing the producer. After a crash stage-two totals are exact; stage one's in-memory
+  dedupe can let a duplicate across the crash count twice (docs/adr/0011, 0005);
 * a follower task reads the compacted policies, control and budgets topics from the beginning
   (no consumer group) and keeps reading: policies, the current command per scope, and which
   live budgets exist (a deleted policy's are tombstoned);
 * a timer ticks budgets (windows rolling over, throttled status updates);
 * a small web view: ``/rollups/?scope=agent/acme/planner``, ``/trace/?tenant=..&trace_id=..``,
-  ``/stats/``.
+  ``/stats/``. With N processes each answers for the scopes it holds: the answer says the
+  scope's ``partition`` and whether this process ``held`` it (``/stats/`` lists ``held``).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +41,7 @@ from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE
 from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
-from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Processor
+from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor
 from agentledger.streams.worker.runtime import WorkerRuntime
 from agentledger.streams.worker.tablestore import TableStore
 
@@ -79,6 +85,9 @@ class WorkerConfig:
     # it from the cluster at start-up made the crash test fail: left explicit for now)
     replication: int | None = None
     client_options: dict[str, Any] = field(default_factory=dict)
+    # partitions of the events and scope-deltas topics (equal): read from the broker at start
+    # (run_worker), the only thing that changes with the number of worker processes
+    partitions: int = topics.EVENTS.partitions
 
     def topic(self, spec: topics.TopicSpec) -> str:
         return self.prefix + spec.name
@@ -90,6 +99,8 @@ class WorkerHandle:
     processor: Processor
     store: TableStore
     runtime: WorkerRuntime
+    """Stage two's runtime (rollups, budgets; the timer ticks it)."""
+    stage_one: WorkerRuntime
 
     @property
     def ready(self) -> asyncio.Event:
@@ -106,6 +117,9 @@ class FaustOutputs:
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         await self.topics[topic].send(key=key, value=value)
+
+    async def send_delta(self, partition: int, key: bytes, value: bytes) -> None:
+        await self.topics["deltas"].send(key=key, value=value, partition=partition)
 
     async def send_changelog(self, partition: int, key: str, value: bytes | None) -> None:
         await self.changelog.send(
@@ -157,7 +171,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         broker=brokers,
         store="memory://",
         datadir=str(cfg.datadir),
-        topic_partitions=topics.EVENTS.partitions,
+        topic_partitions=cfg.partitions,
         broker_commit_interval=cfg.commit_interval_s,
         broker_session_timeout=cfg.session_timeout_s,
         broker_heartbeat_interval=min(3.0, cfg.session_timeout_s / 3),
@@ -187,50 +201,84 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             ("control", topics.CONTROL),
             ("alerts", topics.ALERTS),
             ("budgets", topics.BUDGETS),
+            ("deltas", topics.SCOPE_DELTAS),
         )
     }
+    deltas_name = cfg.topic(topics.SCOPE_DELTAS)
+    deltas_topic = out_topics["deltas"]
     table = app.Table(
         "rollups",
         default=None,
         schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"),
-        partitions=topics.EVENTS.partitions,
+        partitions=cfg.partitions,
     )
-    store = TableStore(table)
+    store = TableStore(table, cfg.partitions)
     proc = Processor(
         store,
         PriceBook.load(cfg.prices_path),
-        partitions=topics.EVENTS.partitions,
+        partitions=cfg.partitions,
         loops=cfg.loops,
         dedupe_size=cfg.dedupe_size,
         source_topic=events_name,
         max_record_bytes=cfg.max_record_bytes,
         arrival=ArrivalRule(cfg.allowed_lateness_s, cfg.max_skew_s),
     )
-    runtime = WorkerRuntime(
+    outputs = FaustOutputs(out_topics, table.changelog_topic)
+    transient = (KafkaError, OSError, TimeoutError)
+    stage_one = WorkerRuntime(
         proc,
-        store,
-        FaustOutputs(out_topics, table.changelog_topic),
+        None,
+        outputs,
         FaustEventsSource(app, cfg, events_name),
+        step=proc.stage_one,
         state_flush_s=cfg.state_flush_s,
         refetch_after_s=cfg.refetch_after_s,
-        transient=(KafkaError, OSError, TimeoutError),
+        transient=transient,
         source_topic=events_name,
     )
 
-    async def process(stream: Any) -> None:
-        # never block here waiting for `ready`: an agent parked at start-up left partitions
-        # stalled after a restart (crash test); run_worker preloads policies and commands
-        manual = stream.noack()
-        async with runtime.attached(manual.ack):
-            async for event in manual.events():
-                msg = event.message
-                await runtime.on_record(event, event.key, event.value, msg.partition, msg.offset)
+    def stage_two_step(raw: bytes, key: bytes | None, partition: int, offset: int, now_s: float) -> Output:
+        return proc.stage_two(raw, now_s)
+
+    runtime = WorkerRuntime(
+        proc,
+        store,
+        outputs,
+        FaustEventsSource(app, cfg, deltas_name),
+        step=stage_two_step,
+        state_flush_s=cfg.state_flush_s,
+        refetch_after_s=cfg.refetch_after_s,
+        transient=transient,
+        source_topic=deltas_name,
+    )
+    proc.held = set()  # stage two holds nothing until the first assignment
+
+    def agent_of(rt: WorkerRuntime) -> Callable[[Any], Awaitable[None]]:
+        async def process(stream: Any) -> None:
+            # never block here waiting for `ready`: an agent parked at start-up left partitions
+            # stalled after a restart (crash test); run_worker preloads policies and commands
+            manual = stream.noack()
+            async with rt.attached(manual.ack):
+                async for event in manual.events():
+                    msg = event.message
+                    await rt.on_record(event, event.key, event.value, msg.partition, msg.offset)
+
+        return process
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
-        await runtime.on_assigned({tp.partition for tp in assigned if tp.topic == events_name})
+        held = {tp.partition for tp in assigned if tp.topic == deltas_name}
+        proc.held = held
+        await stage_one.on_assigned({tp.partition for tp in assigned if tp.topic == events_name})
+        await runtime.on_assigned(held)
+        # budgets of scopes that moved here: take back the commands left for them, so a kill
+        # whose scope sends nothing more still lifts when its window rolls over
+        proc.adopt_commands(time.time())
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        runtime.on_revoked({tp.partition for tp in revoked if tp.topic == events_name})
+        lost = {tp.partition for tp in revoked if tp.topic == deltas_name}
+        proc.held = (proc.held or set()) - lost
+        stage_one.on_revoked({tp.partition for tp in revoked if tp.topic == events_name})
+        runtime.on_revoked(lost)
 
     async def follow_compacted() -> None:
         # Faust's logging setup leaves aiokafka at DEBUG: a LogRecord per request costs ~5 %
@@ -242,11 +290,25 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         scope = request.query.get("scope", "")
         now = time.time()
         body = {w.value: proc.totals(scope, w.value, now).as_dict() for w in Window}
-        return web.json({"scope": scope, "windows": body})
+        return web.json(
+            {
+                "scope": scope,
+                "windows": body,
+                "partition": proc.partition_for(scope),
+                "held": proc.holds(scope),
+            }
+        )
 
     async def trace_view(web: Any, request: Any) -> Any:
         q = request.query
-        return web.json({"spans": proc.trace_costs(q.get("tenant", ""), q.get("trace_id", ""))})
+        key = f"trace/{q.get('tenant', '')}/{q.get('trace_id', '')}"
+        return web.json(
+            {
+                "spans": proc.trace_costs(q.get("tenant", ""), q.get("trace_id", "")),
+                "partition": proc.partition_for(key),
+                "held": proc.holds(key),
+            }
+        )
 
     async def stats_view(web: Any, request: Any) -> Any:
         return web.json(
@@ -255,20 +317,24 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
                 "ready": runtime.ready.is_set() and app.tables.recovery.completed.is_set(),
                 "policies": sorted(proc.engine.policies),
                 "dedupe_size": len(proc.dedupe),
+                "held": sorted(proc.held or ()),
+                "pending": len(runtime.pending) + len(stage_one.pending),
             }
         )
 
     # registered without decorator syntax: faust is untyped (strict mypy)
-    app.agent(events_topic, concurrency=1)(process)
+    app.agent(events_topic, concurrency=1, name="stage_one")(agent_of(stage_one))
+    app.agent(deltas_topic, concurrency=1, name="stage_two")(agent_of(runtime))
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)
+    app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(stage_one.refetch_dropped)
     app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(runtime.refetch_dropped)
     app.timer(interval=cfg.tick_interval_s)(runtime.tick)
     app.task(follow_compacted)
     app.page("/rollups/")(rollups_view)
     app.page("/trace/")(trace_view)
     app.page("/stats/")(stats_view)
-    return WorkerHandle(app, proc, store, runtime)
+    return WorkerHandle(app, proc, store, runtime, stage_one)
 
 
 async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, int]:
@@ -345,6 +411,29 @@ async def follow(cfg: WorkerConfig, proc: Processor, ready: asyncio.Event) -> No
                 ready.set()
 
 
+async def partition_count(cfg: WorkerConfig) -> int:
+    """The partition count of the events topic, which the scope-deltas topic must share (the
+    rollups changelog follows; DESIGN.md, Faust notes: equal partition counts)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    names = [cfg.topic(topics.EVENTS), cfg.topic(topics.SCOPE_DELTAS)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap, **cfg.client_options)
+    await admin.start()
+    try:
+        meta = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    found = {str(t["topic"]): len(t["partitions"]) for t in meta}
+    counts = {name: found.get(name, 0) for name in names}
+    events, deltas = counts.values()
+    if not events or events != deltas:
+        raise SystemExit(
+            f"the worker needs the events and scope-deltas topics with equal partition counts; found {counts}: "
+            "add partitions to the smaller one (agentledger topics) before starting it"
+        )
+    return events
+
+
 async def broker_record_limit(cfg: WorkerConfig) -> int:
     """The worker's record limit: its setting, lowered to what the broker really takes on the
     priced and DLQ topics (read at start), so nothing is counted that the broker would refuse."""
@@ -391,6 +480,7 @@ def run_worker(
         facts = pool.submit(asyncio.run, cluster_facts(cfg.bootstrap, changelog, cfg.client_options))
         check_changelog_replication(cfg.replication or 1, *facts.result(timeout=60))
         cfg.max_record_bytes = pool.submit(asyncio.run, broker_record_limit(cfg)).result(timeout=60)
+        cfg.partitions = pool.submit(asyncio.run, partition_count(cfg)).result(timeout=60)
     handle = create_app(cfg)
     with ThreadPoolExecutor(1) as pool:
         adopted = pool.submit(asyncio.run, preload(cfg, handle.processor)).result(timeout=120)

@@ -183,11 +183,15 @@ class BudgetEngine:
                 out.statuses.append(st)
         return out
 
-    def tick(self, now_s: float) -> Emitted:
-        """Once a second: windows that rolled over, policies that changed, pending statuses."""
+    def tick(self, now_s: float, owns: Callable[[str], bool] | None = None) -> Emitted:
+        """Once a second: windows that rolled over, policies that changed, pending statuses.
+        ``owns`` says which scope keys this process holds (stage two): the others' budgets are
+        another process's to evaluate (here their spend would read as zero)."""
         out = Emitted()
         changed, self._changed = self._changed, set()
         for key, pr in list(self.pairs.items()):
+            if owns is not None and not owns(pr.ref.key):
+                continue
             p = self.policies.get(pr.policy_id)
             if pr.level > 0 or pr.policy_id in changed or (p is not None and pr.published != _sig(pr, p)):
                 out.extend(self.evaluate(pr, now_s))

@@ -12,12 +12,13 @@ drive it directly.
 from __future__ import annotations
 
 import base64
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 from pydantic_core import to_json
 
@@ -36,20 +37,25 @@ from agentledger.events import (
 )
 from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
+from agentledger.streams.worker import deltas as deltas_mod
 from agentledger.streams.worker.budgets import BudgetEngine, Emitted
 from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
+from agentledger.streams.worker.deltas import Delta, partition_for
 from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.worker.eventtime import ArrivalRule
-from agentledger.streams.worker.loops import LoopDetector
+from agentledger.streams.worker.loops import LoopDetector, loop_features
 from agentledger.streams.worker.rollups import Rollup, Totals
 from agentledger.streams.worker.scopes import (
     ScopeRef,
+    conversation_of,
     is_coarse,
     scope_for,
     selector_matches_event,
+    user_of,
 )
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
+log = logging.getLogger("agentledger.streams")
 ZERO = Decimal(0)
 TRACE_IDLE_S = 86400
 """A trace rollup is dropped this long after its last event (``evict_idle_traces``)."""
@@ -106,21 +112,13 @@ class Output:
     control: list[Record] = field(default_factory=list)
     alerts: list[Record] = field(default_factory=list)
     budgets: list[Tombstoned] = field(default_factory=list)
+    deltas: list[tuple[int, bytes, bytes]] = field(default_factory=list)
+    """Stage one's scope-deltas records: (destination partition, key, value)."""
 
     def add(self, em: Emitted) -> None:
         self.control += [(c.key.encode(), dump(c)) for c in em.commands]
         self.alerts += [(a.dedup_key.encode(), dump(a)) for a in em.alerts]
         self.budgets += [(f"{s.policy_id}|{s.scope_key}".encode(), dump(s)) for s in em.statuses]
-
-
-def table_key(partition: int, scope_key: str) -> str:
-    """Rollup table key: the source partition first (see docs/adr/0002-rollup-table-keys.md)."""
-    return f"{partition}|{scope_key}"
-
-
-def partition_of(table_key: str) -> int:
-    """The source partition a rollup table key belongs to (its changelog partition)."""
-    return int(table_key.partition("|")[0])
 
 
 def _dec(cost: Decimal) -> bytes:
@@ -157,36 +155,37 @@ class Processor:
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
         self.counters: Counter[str] = Counter()
+        self.held: set[int] | None = None
+        """Scope-deltas partitions this process holds (stage two); None: all (one process
+        running both stages in memory, as unit tests and the benchmark of the core do)."""
 
     # -- reading state ---------------------------------------------------------------------
 
     def totals(self, scope_key: str, window_name: str, now_s: float) -> Totals:
         from agentledger.events import Window
 
-        window = Window(window_name)
-        out = Totals()
-        for p in range(self.partitions):
-            r = self.store.get(table_key(p, scope_key))
-            if r is not None:
-                out.merge(r.total(window, now_s))
-        return out
+        r = self.store.get(scope_key)
+        return r.total(Window(window_name), now_s) if r is not None else Totals()
 
     def spend_of(self, policy: Policy, ref: ScopeRef, now_s: float) -> Totals:
         key = ref.key if is_coarse(policy.selector) else f"policy/{policy.policy_id}|{ref.key}"
         return self.totals(key, policy.window.value, now_s)
 
+    def partition_for(self, key: str) -> int:
+        """The scope-deltas partition (and so the process) that owns a table key."""
+        return partition_for(key, self.partitions)
+
+    def holds(self, key: str) -> bool:
+        """Whether this process owns the scope: its partition is held by our stage two."""
+        return self.held is None or partition_for(key, self.partitions) in self.held
+
     def trace_costs(self, tenant: str, trace_id: str) -> dict[str, dict[str, object]]:
         """Per span of a trace: parent, direct cost and inclusive (subtree) cost."""
-        merged = Rollup()
-        for p in range(self.partitions):
-            r = self.store.get(table_key(p, f"trace/{tenant}/{trace_id}"))
-            if r is not None:
-                for s, (parent, cost) in r.spans.items():
-                    merged.add_span(s, parent, cost)
-        inclusive = merged.inclusive_costs()
+        r = self.store.get(f"trace/{tenant}/{trace_id}") or Rollup()
+        inclusive = r.inclusive_costs()
         return {
             s: {"parent": parent, "direct_usd": str(cost), "inclusive_usd": str(inclusive[s])}
-            for s, (parent, cost) in merged.spans.items()
+            for s, (parent, cost) in r.spans.items()
         }
 
     # -- one record ----------------------------------------------------------------------------
@@ -214,6 +213,21 @@ class Processor:
     def process(
         self, raw: bytes, key: bytes | None, partition: int, offset: int | None, now_s: float
     ) -> Output:
+        """Both stages in memory: stage one, then its deltas applied here at once (no origin
+        check: nothing is replayed inside one object). Unit tests and the benchmark of the
+        core drive this; the Faust app runs the stages as two agents (``stage_one`` and
+        ``stage_two``) with the scope-deltas topic between them."""
+        out = self.stage_one(raw, key, partition, offset, now_s)
+        deltas, out.deltas = out.deltas, []
+        for _, _, value in deltas:
+            self._apply(deltas_mod.loads(value), None, now_s, out)
+        return out
+
+    def stage_one(
+        self, raw: bytes, key: bytes | None, partition: int, offset: int | None, now_s: float
+    ) -> Output:
+        """One events record: DLQ, priced records, unknown-model alerts and its scope deltas
+        (one record per destination partition, origin ``(partition, offset)``)."""
         out = Output()
         self.counters["records"] += 1
         try:
@@ -239,18 +253,70 @@ class Processor:
         self.counters["events"] += len(events)
         if not events:
             return out
-        self._aggregate(events, costs, priced, at, partition, now_s)
-        self._budgets(events, costs, at, partition, now_s, out)
-        self._loops(events, costs, now_s, out)
+        deltas: dict[int, Delta] = {}
+        self._aggregate(events, costs, priced, at, deltas)
+        self._budgets(events, costs, at, deltas)
+        self._loop_features(events, costs, deltas)
+        origin = (partition, offset) if offset is not None else None
+        for dest, delta in sorted(deltas.items()):
+            out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
+        self.counters["deltas_out"] += len(deltas)
         self._unknown_models(now_s, out)
         return out
+
+    def stage_two(self, raw: bytes, now_s: float) -> Output:
+        """One scope-deltas record: rollups (a delta at or below its scope's applied origin is
+        dropped), then the budgets and loop detection of the scopes it touched."""
+        out = Output()
+        self.counters["deltas_in"] += 1
+        try:
+            doc = deltas_mod.loads(raw)
+        except ValueError as exc:
+            self.counters["bad_deltas"] += 1
+            log.error("not a scope-deltas record (%s): skipped", exc)
+            return out
+        o = doc.get("o")
+        self._apply(doc, (int(o[0]), int(o[1])) if o else None, now_s, out)
+        return out
+
+    def _apply(self, doc: dict[str, Any], origin: tuple[int, int] | None, now_s: float, out: Output) -> None:
+        fresh: set[str] = set()
+        for key, (rows, spans) in doc["r"].items():
+            r = self.store.get(key)
+            if r is None:
+                r = Rollup()
+            elif origin is not None and r.applied.get(origin[0], -1) >= origin[1]:
+                self.counters["replayed_deltas"] += 1
+                continue  # already in these totals: a replay of stage one
+            for sec, cost, tokens, calls, unpriced in rows:
+                r.add(sec, Decimal(cost), tokens, calls, unpriced)
+            if spans:
+                for span_id, (parent, cost) in spans.items():
+                    r.add_span(span_id, parent, Decimal(cost))
+            if origin is not None:
+                r.applied[origin[0]] = origin[1]
+            r.touched_s = int(now_s)
+            r.prune(now_s)
+            self.store.put(key, r)
+            fresh.add(key)
+        for policy_id, fields, contrib in doc.get("b", ()):
+            p = self.engine.policies.get(policy_id)
+            if p is None or not p.enabled:
+                continue
+            ref = deltas_mod.ref_of(fields)
+            counted = ref.key if is_coarse(p.selector) else f"policy/{policy_id}|{ref.key}"
+            amounts = [(e, Decimal(a)) for e, a in contrib] if counted in fresh else []
+            out.add(self.engine.evaluate(self.engine.pair(policy_id, ref), now_s, amounts))
+        for trace_key, feats in doc.get("l", {}).items():
+            if trace_key in fresh:
+                self._loops(feats, now_s, out)
 
     def evict_idle_traces(self, now_s: float) -> int:
         """Drop trace rollups with no event in the last 24 h (traces are short-lived; without
         this a long-running worker grows with every trace it has seen). Run inside the agent."""
         dropped = 0
         for key in self.store.all_keys():
-            if "|trace/" not in key:
+            if not key.startswith("trace/"):
                 continue
             r = self.store.get(key)
             if r is not None and now_s - r.touched_s > TRACE_IDLE_S:
@@ -261,7 +327,7 @@ class Processor:
 
     def tick(self, now_s: float) -> Output:
         out = Output()
-        out.add(self.engine.tick(now_s))
+        out.add(self.engine.tick(now_s, None if self.held is None else self.holds))
         out.budgets += self.budget_tombstones(now_s)
         return out
 
@@ -323,12 +389,22 @@ class Processor:
             out.priced.append((env_key.encode(), join_envelope(head, chunk)))
         return kept, costs, flags, at
 
+    def _delta(self, deltas: dict[int, Delta], key: str) -> Delta:
+        dest = partition_for(key, self.partitions)
+        d = deltas.get(dest)
+        if d is None:
+            d = deltas[dest] = Delta()
+        return d
+
     def _aggregate(
-        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], at: list[int], partition: int,
-        now_s: float,
+        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], at: list[int],
+        deltas: dict[int, Delta],
     ) -> None:  # fmt: skip
         # group by everything that picks a scope, per second counted at, then fan out to scopes once
-        groups: dict[tuple[str, str, str | None, str | None, str, str | None, str | None, int], Totals] = {}
+        Group = tuple[
+            str, str, str | None, str | None, str, str | None, str | None, str | None, str | None, int
+        ]
+        groups: dict[Group, Totals] = {}
         spans: dict[tuple[str, str], dict[str, tuple[str | None, Decimal]]] = {}
         for ev, cost, priced, sec in zip(events, costs, flags, at, strict=True):
             tspans = spans.setdefault((ev.tenant, ev.trace_id), {})
@@ -339,55 +415,51 @@ class Processor:
                     tspans[ev.span_id] = (parent, old[1] if old else ZERO)
                 continue
             tspans[ev.span_id] = (parent, (old[1] if old else ZERO) + cost)
-            gk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.trace_id, ev.provider, ev.model, sec)
+            gk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow, ev.trace_id, ev.provider, ev.model,
+                  user_of(ev), conversation_of(ev), sec)  # fmt: skip
             t = groups.get(gk)
             if t is None:
                 t = groups[gk] = Totals()
             t.add(cost, ev.input_tokens + ev.output_tokens, 1 if priced else 0, 0 if priced else 1)
-        touched: dict[str, Rollup] = {}
-
-        def rollup(scope_key: str) -> Rollup:
-            r = touched.get(scope_key)
-            if r is None:
-                r = self.store.get(table_key(partition, scope_key)) or Rollup()
-                touched[scope_key] = r
-            return r
-
-        for (tenant, agent, version, workflow, trace, provider, model, sec), t in groups.items():
+        for (tenant, agent, version, workflow, trace, provider, model, user, conv, sec), t in groups.items():
             keys = [f"tenant/{tenant}", f"agent/{tenant}/{agent}", f"trace/{tenant}/{trace}",
                     f"provider/{provider}/{model}"]  # fmt: skip
             if version is not None:
                 keys.append(f"agent_version/{tenant}/{agent}/{version}")
             if workflow is not None:
                 keys.append(f"workflow/{tenant}/{workflow}")
+            if user is not None:
+                keys.append(f"user/{tenant}/{user}")
+            if conv is not None:
+                keys.append(f"conversation/{tenant}/{conv}")
             for k in keys:
-                rollup(k).add(sec, t.cost, t.tokens, t.calls, t.unpriced)
+                self._delta(deltas, k).add(k, sec, t.cost, t.tokens, t.calls, t.unpriced)
         for (tenant, trace), tspans in spans.items():
-            r = rollup(f"trace/{tenant}/{trace}")
+            k = f"trace/{tenant}/{trace}"
+            into = self._delta(deltas, k).spans(k)
             for span_id, (parent, cost) in tspans.items():
-                r.add_span(span_id, parent, cost)
-        for k, r in touched.items():
-            r.touched_s = int(now_s)
-            r.prune(now_s)
-            self.store.put(table_key(partition, k), r)
+                into[span_id] = [parent, cost]
 
     def _budgets(
-        self, events: list[AnyEvent], costs: list[Decimal], at: list[int], partition: int, now_s: float,
-        out: Output,
-    ) -> None:  # fmt: skip
+        self, events: list[AnyEvent], costs: list[Decimal], at: list[int], deltas: dict[int, Delta]
+    ) -> None:
+        """Per policy and scope: the (event id, amount) contributions in order (stage two
+        evaluates the budget with them) and, for a selector finer than its scope, the
+        policy's own counter ``policy/<id>|<scope>``; both go to the scope's partition."""
         for p in self.engine.policies.values():
             if not p.enabled:
                 continue
             coarse = is_coarse(p.selector)
-            contributions: dict[str, tuple[ScopeRef, list[tuple[str, Decimal]]]] = {}
-            counters: dict[str, Rollup] = {}
-            matches: dict[tuple[str, str, str | None, str | None], bool] = {}
+            contributions: dict[str, tuple[ScopeRef, list[list[str]]]] = {}
+            matches: dict[tuple[str, str, str | None, str | None, str | None, str | None], bool] = {}
+            who = p.selector.user != "*" or p.selector.conversation != "*"
             for ev, cost, sec in zip(events, costs, at, strict=True):
                 if not isinstance(ev, UsageEvent):
                     continue
                 # for a coarse selector matching the event's fields is matching its scope;
                 # memoised per envelope: most events of an envelope share these fields
-                mk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow)
+                mk = (ev.tenant, ev.agent, ev.agent_version, ev.workflow,
+                      user_of(ev) if who else None, conversation_of(ev) if who else None)  # fmt: skip
                 hit = matches.get(mk)
                 if hit is None:
                     hit = matches[mk] = selector_matches_event(p.selector, ev)
@@ -401,24 +473,30 @@ class Processor:
                 entry = contributions.get(ref.key)
                 if entry is None:
                     entry = contributions[ref.key] = (ref, [])
-                entry[1].append((ev.event_id, amount))
+                entry[1].append([ev.event_id, str(amount)])
                 if not coarse:  # a selector finer than its scope keeps its own counter
                     ck = f"policy/{p.policy_id}|{ref.key}"
-                    r = counters.get(ck)
-                    if r is None:
-                        r = counters[ck] = self.store.get(table_key(partition, ck)) or Rollup()
-                    r.add(sec, cost, tokens, 1, 0)
-            for ck, r in counters.items():
-                r.prune(now_s)
-                self.store.put(table_key(partition, ck), r)
+                    self._delta(deltas, ck).add(ck, sec, cost, tokens, 1, 0)
             for ref, contrib in contributions.values():
-                out.add(self.engine.evaluate(self.engine.pair(p.policy_id, ref), now_s, contrib))
+                self._delta(deltas, ref.key).budgets.append(
+                    [p.policy_id, deltas_mod.ref_fields(ref), contrib]
+                )
 
-    def _loops(self, events: list[AnyEvent], costs: list[Decimal], now_s: float, out: Output) -> None:
+    def _loop_features(self, events: list[AnyEvent], costs: list[Decimal], deltas: dict[int, Delta]) -> None:
+        """What the loop detector needs of each event, to the partition of its trace."""
+        if not self.loops.settings.enabled:
+            return
+        for ev, cost in zip(events, costs, strict=True):
+            f = loop_features(ev, cost)
+            if f is not None:
+                k = f"trace/{ev.tenant}/{ev.trace_id}"
+                self._delta(deltas, k).loops.setdefault(k, []).append(f)
+
+    def _loops(self, feats: list[list[Any]], now_s: float, out: Output) -> None:
         now = datetime.fromtimestamp(now_s, UTC)
         ttl = timedelta(seconds=self.loops.settings.kill_ttl_s)
-        for ev, cost in zip(events, costs, strict=True):
-            verdict = self.loops.observe(ev, cost)
+        for f in feats:
+            verdict = self.loops.observe_features(f)
             if verdict is None:
                 continue
             self.counters["loops"] += 1

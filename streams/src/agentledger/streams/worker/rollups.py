@@ -9,7 +9,10 @@ key (``agent/acme/planner`` ...) holds:
   counts whole: a rolling total may include up to one bucket of older spend (fails safe,
   never under);
 * ``calendar_day`` and ``calendar_month`` (UTC) of the event time;
-* for traces: each span's parent and direct cost (inclusive subtree cost is computed on read).
+* for traces: each span's parent and direct cost (inclusive subtree cost is computed on read);
+* ``applied``: per events partition, the highest origin offset whose delta is in these totals
+  (stage two drops a delta at or below it: worker.deltas). Kept in the same value as the
+  totals, so one changelog record holds both.
 
 Windows are evaluated against the wall clock ``now``; a late event still lands in the bucket
 of its own time (and in no rolling window if it is older than the window).
@@ -105,6 +108,7 @@ class Rollup:
     grains: dict[str, dict[int, Totals]] = field(default_factory=dict)
     spans: dict[str, tuple[str | None, Decimal]] = field(default_factory=dict)
     touched_s: int = 0  # wall-clock second of the last write (idle traces are evicted)
+    applied: dict[int, int] = field(default_factory=dict)  # events partition -> last origin offset
 
     def add(self, ts_s: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         """Add one (pre-aggregated) amount at event time ``ts_s`` to every window."""
@@ -178,6 +182,8 @@ class Rollup:
             doc["s"] = {s: [p, str(c)] for s, (p, c) in self.spans.items()}
         if self.touched_s:
             doc["t"] = self.touched_s
+        if self.applied:
+            doc["w"] = [[p, o] for p, o in self.applied.items()]
         return orjson.dumps(doc)
 
     @classmethod
@@ -190,4 +196,5 @@ class Rollup:
         for s, (p, c) in doc.get("s", {}).items():
             r.spans[s] = (p, Decimal(c))
         r.touched_s = int(doc.get("t", 0))
+        r.applied = {int(p): int(o) for p, o in doc.get("w", [])}
         return r

@@ -12,7 +12,11 @@
   next owner replays them from the committed offset); an assignment re-reads where each
   partition resumes.
 
-``agentledger.streams.worker.app`` wires it to Faust through the two ports below.
+``agentledger.streams.worker.app`` wires it to Faust through the two ports below, twice: stage
+one on the events topic (``Processor.stage_one``, no state of its own: records are acked at the
+next flush, after their scope deltas were sent) and stage two on the scope-deltas topic
+(``Processor.stage_two`` with the rollups table). Tests drive ``Processor.process``, both
+stages in one step.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from agentledger.streams.worker.tablestore import TableStore
 log = logging.getLogger("agentledger.streams")
 EVICT_EVERY_S = 300.0
 
+Step = Callable[[bytes, bytes | None, int, int, float], Output]
+"""One record in (value, key, partition, offset, wall-clock now), its effects out."""
 Ack = Callable[[Any], Awaitable[None]]
 """Acks one record (Faust's ``stream.ack(event)``)."""
 
@@ -41,6 +47,9 @@ class Outputs(Protocol):
 
     async def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         """``topic`` is one of ``control``, ``dlq``, ``priced``, ``alerts``, ``budgets``."""
+
+    async def send_delta(self, partition: int, key: bytes, value: bytes) -> None:
+        """A scope-deltas record, to the partition we computed (``deltas.partition_for``)."""
 
     async def send_changelog(self, partition: int, key: str, value: bytes | None) -> None: ...
 
@@ -79,10 +88,11 @@ class WorkerRuntime:
     def __init__(
         self,
         processor: Processor,
-        store: TableStore,
+        store: TableStore | None,
         outputs: Outputs,
         source: EventsSource,
         *,
+        step: Step | None = None,
         state_flush_s: float = 0.2,
         refetch_after_s: float = 5.0,
         evict_every_s: float = EVICT_EVERY_S,
@@ -93,6 +103,7 @@ class WorkerRuntime:
     ) -> None:
         self.processor = processor
         self.store = store
+        self.step: Step = step or processor.process
         self.outputs = outputs
         self.source = source
         self.state_flush_s = state_flush_s
@@ -139,14 +150,14 @@ class WorkerRuntime:
             raw = value if isinstance(value, bytes) else b""
             proc = self.processor
             try:
-                out = proc.process(raw, key, partition, offset, self.wall_clock())
+                out = self.step(raw, key, partition, offset, self.wall_clock())
             except Exception as exc:
                 log.exception("processing failed at %s[%s]@%s", self.source_topic, partition, offset)
                 why = f"worker error: {exc!r}"
                 out = Output(dlq=[proc.dead_letter(key, raw, why, partition, offset, None)])
             await self.publish(out)
             self.pending.append(PendingRecord(partition, token))
-            if self.clock() >= self.next_eviction:
+            if self.store is not None and self.clock() >= self.next_eviction:
                 proc.evict_idle_traces(self.wall_clock())
                 self.next_eviction = self.clock() + self.evict_every_s
             if self.clock() - self.last_flush >= self.state_flush_s:
@@ -164,6 +175,8 @@ class WorkerRuntime:
             await send("dlq", k, v)
         for k, v in out.priced:
             await send("priced", k, v)
+        for p, k, v in out.deltas:
+            await self.outputs.send_delta(p, k, v)
         for k, v in out.alerts:
             await send("alerts", k, v)
         for k, row in out.budgets:  # a None value is a tombstone
@@ -177,13 +190,15 @@ class WorkerRuntime:
         the records stay pending and their keys stay changed."""
         async with self._flush_lock:
             self.last_flush = self.clock()
-            changes, records = self.store.take_changes(), self.pending[:]
+            store = self.store
+            changes, records = store.take_changes() if store is not None else [], self.pending[:]
             self.pending.clear()
             try:
                 for part, key, value in changes:
                     await self.outputs.send_changelog(part, key, value)
             except BaseException:
-                self.store.mark_changed(changes)
+                if store is not None:
+                    store.mark_changed(changes)
                 self.pending[:0] = records
                 raise
             if self.ack is None:  # no agent attached yet: acked by the first flush after
@@ -261,7 +276,8 @@ class WorkerRuntime:
         """Partitions of the events topic this worker lost: their state and pending records
         are dropped, unacked (the next owner replays them from the committed offset)."""
         if partitions:
-            self.store.drop_partitions(partitions)
+            if self.store is not None:
+                self.store.drop_partitions(partitions)
             self.tracker.forget(partitions)
             self.pending[:] = [r for r in self.pending if r.partition not in partitions]
 

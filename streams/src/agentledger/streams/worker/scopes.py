@@ -22,8 +22,13 @@ IDENTITY: dict[ScopeKind, tuple[str, ...]] = {
     ScopeKind.WORKFLOW: ("tenant", "workflow"),
     ScopeKind.TRACE: ("tenant",),
     ScopeKind.PROVIDER: (),
+    ScopeKind.USER: ("tenant", "user"),
+    ScopeKind.CONVERSATION: ("tenant", "conversation"),
 }
-SELECTOR_FIELDS = ("tenant", "agent", "agent_version", "workflow")
+USER_ATTRIBUTES = ("user.id", "enduser.id")
+"""Event attributes naming the end user (the hook records OpenAI's ``user`` field as ``user.id``)."""
+CONVERSATION_ATTRIBUTES = ("gen_ai.conversation.id",)
+SELECTOR_FIELDS = ("tenant", "agent", "agent_version", "workflow", "user", "conversation")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,8 @@ class ScopeRef:
     trace_id: str | None = None
     provider: str | None = None
     model: str | None = None
+    user: str | None = None
+    conversation: str | None = None
 
     @property
     def key(self) -> str:
@@ -48,6 +55,8 @@ class ScopeRef:
             trace_id=self.trace_id,
             provider=self.provider,
             model=self.model,
+            user=self.user,
+            conversation=self.conversation,
         )
 
     def to_scope(self) -> Scope:
@@ -60,11 +69,36 @@ class ScopeRef:
             trace_id=self.trace_id,
             provider=self.provider,
             model=self.model,
+            user=self.user,
+            conversation=self.conversation,
         )
 
     @classmethod
     def from_scope(cls, s: Scope) -> ScopeRef:
-        return cls(s.kind, s.tenant, s.agent, s.agent_version, s.workflow, s.trace_id, s.provider, s.model)
+        return cls(s.kind, s.tenant, s.agent, s.agent_version, s.workflow, s.trace_id, s.provider, s.model, s.user,
+                   s.conversation)  # fmt: skip
+
+
+def _attribute(ev: AnyEvent, names: tuple[str, ...]) -> str | None:
+    attrs = ev.attributes
+    if not attrs:
+        return None
+    for name in names:
+        v = attrs.get(name)
+        if isinstance(v, str) and v and "/" not in v:
+            return v
+    return None
+
+
+def user_of(ev: AnyEvent) -> str | None:
+    """The end user of an event (``user.id`` or ``enduser.id``), or None. A value holding
+    ``/`` is not a scope name (it would split the key) and is ignored."""
+    return _attribute(ev, USER_ATTRIBUTES)
+
+
+def conversation_of(ev: AnyEvent) -> str | None:
+    """The conversation of an event (``gen_ai.conversation.id``), or None."""
+    return _attribute(ev, CONVERSATION_ATTRIBUTES)
 
 
 def scope_for(
@@ -83,6 +117,12 @@ def scope_for(
         return None if ev.workflow is None else ScopeRef(kind, tenant=ev.tenant, workflow=ev.workflow)
     if kind is ScopeKind.TRACE:
         return ScopeRef(kind, tenant=ev.tenant, trace_id=ev.trace_id)
+    if kind is ScopeKind.USER:
+        user = user_of(ev)
+        return None if user is None else ScopeRef(kind, tenant=ev.tenant, user=user)
+    if kind is ScopeKind.CONVERSATION:
+        conv = conversation_of(ev)
+        return None if conv is None else ScopeRef(kind, tenant=ev.tenant, conversation=conv)
     return None if provider is None else ScopeRef(kind, provider=provider, model=model)
 
 
@@ -98,6 +138,8 @@ def selector_matches_event(sel: Selector, ev: AnyEvent) -> bool:
         and _match(sel.agent, ev.agent)
         and _match(sel.agent_version, ev.agent_version)
         and _match(sel.workflow, ev.workflow)
+        and (sel.user == "*" or _match(sel.user, user_of(ev)))
+        and (sel.conversation == "*" or _match(sel.conversation, conversation_of(ev)))
     )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from agentledger.streams.worker.processor import partition_of
+from agentledger import topics
+from agentledger.streams.worker.deltas import partition_for
 from agentledger.streams.worker.rollups import Rollup
 
 Change = tuple[int, str, bytes | None]
@@ -16,17 +17,22 @@ class TableStore:
     """Rollups decoded once and kept live; the table (and its changelog) is written in batches.
 
     ``put``/``delete`` only mark a key; ``take_changes`` hands over each marked key once, with
-    the source partition its changelog record belongs to (the key's prefix, ADR 0002), however
+    the partition its changelog record belongs to (``deltas.partition_for``: the scope-deltas
+    partition whose stage two owns the scope, ADR 0011), however
     many records touched it since the last call. The worker acks the records behind a batch
     only after its changelog records are sent, so a committed offset never runs ahead of the
     state it implies (docs/streams.md, crash bounds).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, partitions: int = topics.EVENTS.partitions) -> None:
         self.table = table
+        self.partitions = partitions
         self.live: dict[str, Rollup] = {}
         self.dirty: set[str] = set()
         self.deleted: set[str] = set()
+
+    def partition_of(self, key: str) -> int:
+        return partition_for(key, self.partitions)
 
     def get(self, key: str) -> Rollup | None:
         r = self.live.get(key)
@@ -57,11 +63,11 @@ class TableStore:
         for key in self.dirty:
             value = self.live[key].dumps()
             data[key] = value
-            out.append((partition_of(key), key, value))
+            out.append((self.partition_of(key), key, value))
         for key in self.deleted:
             if key in data:
                 del data[key]
-            out.append((partition_of(key), key, None))
+            out.append((self.partition_of(key), key, None))
         self.dirty.clear()
         self.deleted.clear()
         return out
@@ -78,7 +84,7 @@ class TableStore:
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget live state of partitions this worker lost: their next owner has the changelog,
         and if they come back the table is recovered from it again."""
-        for key in [k for k in self.live if partition_of(k) in partitions]:
+        for key in [k for k in self.live if self.partition_of(k) in partitions]:
             del self.live[key]
-        self.dirty = {k for k in self.dirty if partition_of(k) not in partitions}
-        self.deleted = {k for k in self.deleted if partition_of(k) not in partitions}
+        self.dirty = {k for k in self.dirty if self.partition_of(k) not in partitions}
+        self.deleted = {k for k in self.deleted if self.partition_of(k) not in partitions}
