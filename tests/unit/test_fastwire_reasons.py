@@ -122,3 +122,14 @@ def test_models_built_by_the_fast_path_copy_like_validated_ones() -> None:
     changed = first.model_copy(update={"agent": "other"})
     assert changed.agent == "other" and first.agent == events[0].agent
     assert rest == events[1:] and all(e.model_fields_set == set(type(e).model_fields) for e in rest)
+
+
+def test_an_envelope_with_a_screen_verdict_goes_to_the_contract_and_keeps_every_event() -> None:
+    screen = {**USAGE, "type": "screen", "event_id": "evt-00000002", "channel": "tool", "source": "web_search",
+              "detector": "rules", "score": 0.9, "flagged": True, "action": "block"}  # fmt: skip
+    for k in ("provider", "model", "input_tokens", "output_tokens"):
+        screen.pop(k)
+    raw = envelope(USAGE, screen)
+    assert decode_fast(raw) is None  # no Struct for it: the contract decides
+    decoded = decode_envelope(raw)
+    assert [e.type for e in decoded.events] == ["usage", "screen"] and decoded.rejected == []

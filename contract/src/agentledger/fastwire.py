@@ -29,6 +29,7 @@ from agentledger.events import (
     MAX_ATTRIBUTE_VALUE_CHARS,
     MAX_ATTRIBUTES,
     QualityEvent,
+    ScreenEvent,
     SpanEvent,
     SpanKind,
     SpanStatus,
@@ -164,7 +165,8 @@ _USAGE = _builder(UsageEvent, _Usage, "usage")
 _QUALITY = _builder(QualityEvent, _Quality, "quality")
 _TOOL = _builder(ToolCallEvent, _ToolCall, "tool_call")
 _DECODER = msgspec.json.Decoder(_Envelope)
-AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent
+AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
+"""What ``wire`` decodes; a ``screen`` event has no Struct here: its envelope goes to the contract."""
 
 
 def _names_ok(names: set[Any], pattern: re.Pattern[str]) -> bool:
