@@ -37,8 +37,13 @@ POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, 
 CONTROL = TopicSpec("agentledger.control.v1", "scope key", 1, compacted=True, config=_COMPACT)
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
+# The health worker's repartition topic: each events record's LLM calls, aggregated per
+# provider/model and second, keyed by provider so one partition sees every call to it (ADR 0012).
+HEALTH_PROVIDERS = TopicSpec(
+    "agentledger.health.providers.v1", "provider", PARTITIONS, config={"retention.ms": str(24 * 3600 * 1000)}
+)
 
-ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS)
+ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, HEALTH_PROVIDERS)
 
 
 def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
@@ -55,8 +60,8 @@ def name(spec: TopicSpec, prefix: str = "") -> str:
 # What each long-running service reads or writes: checked at its start (admin.require_topics),
 # because a missing topic stalls it and a compacted topic created as delete-policy loses state.
 NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
-    "worker": ALL,
-    "health": (EVENTS, PRICED, CONTROL, ALERTS),
+    "worker": (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS),
+    "health": (EVENTS, PRICED, CONTROL, ALERTS, HEALTH_PROVIDERS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
     "api": (EVENTS, POLICIES, CONTROL, BUDGETS),
