@@ -162,7 +162,8 @@ class HealthEngine:
         if raw is None:
             return None
         self.counts["states_loaded"] += 1
-        return cast(dict[str, Any], json.loads(raw))
+        # our bytes, or the dict Faust's changelog recovery already decoded them into
+        return cast(dict[str, Any], raw if isinstance(raw, dict) else json.loads(raw))
 
     def _agent(self, tenant: str, agent: str, partition: int) -> str:
         """The table key of an agent's state, loaded from the table on first use."""
@@ -170,9 +171,9 @@ class HealthEngine:
         if key is not None:
             return key
         key = f"{partition}|a|{tenant}/{agent}"
+        saved = self._saved(key)
         self.agent_key[(tenant, agent)] = key
         self.loaded[key] = (tenant, agent)
-        saved = self._saved(key)
         self.offsets[key] = {}
         if saved is not None:
             self.offsets[key] = {k: int(v) for k, v in saved.get("o", {}).items()}
@@ -188,9 +189,9 @@ class HealthEngine:
         if key is not None:
             return key
         key = f"{partition}|p|{provider}"
+        saved = self._saved(key)
         self.provider_key[provider] = key
         self.loaded[key] = provider
-        saved = self._saved(key)
         self.offsets[key] = {}
         if saved is not None:
             self.offsets[key] = {k: int(v) for k, v in saved.get("o", {}).items()}
