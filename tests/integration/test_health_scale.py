@@ -393,7 +393,12 @@ async def test_two_health_workers_fail_over_a_provider_failing_on_every_partitio
     assert int(drift.figures["scores_seen"]) == usual_delay(scores)
 
 
+def step(what: str, t0: float = time.monotonic()) -> None:
+    print(f"[{time.monotonic() - t0:7.1f}s] {what}", file=sys.stderr, flush=True)
+
+
 @pytest.mark.faults
+@pytest.mark.timeout(900)
 async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, tmp_path: Path) -> None:
     """SIGKILL one of two workers while baselines stream in, restart it: a drift that begins
     right after is flagged with the usual delay on every partition, the open circuit stays
@@ -407,15 +412,18 @@ async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, 
     try:
         victim = c.start()
         await c.wait_members(1, timeout=180)
+        step("first worker in the group")
         producer = await _producer(c)
         try:
             for agent in AGENTS:
                 await send(producer, c, agent, failing_calls(agent, 6))
             c.start()
             await c.wait_members(2, timeout=180)
+            step("second worker in the group")
             for agent in AGENTS:  # the first half of each baseline, in envelopes of 10
                 await send_scores(producer, c, agent, scores_for(agent)[: BASELINE // 2], 10)
             await c.wait_committed(120)
+            step("first half of the baselines committed")
             # mid-stream: the second half goes out while the victim dies
             sending = [
                 asyncio.create_task(
@@ -427,10 +435,14 @@ async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, 
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
             await asyncio.gather(*sending)
+            step("killed one, baselines sent")
             await c.wait_members(1, timeout=180)  # the survivor took every partition
+            step("the survivor holds every partition")
             await c.wait_committed(120)
+            step("baselines committed")
             c.start()
             await c.wait_members(2, timeout=180)
+            step("restarted worker in the group")
             # right after the restart: the drift begins, and the provider keeps failing
             for agent in AGENTS:
                 await send(producer, c, agent, failing_calls(agent, 6))
@@ -447,6 +459,7 @@ async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, 
                 return found if len(found) == len(AGENTS) else {}
 
             found = await until(all_drifted, 180, c)
+            step("drift flagged for every agent")
             await c.wait_committed(60)
             await asyncio.sleep(3)  # anything more would be a duplicate
             await control.poll()

@@ -354,17 +354,17 @@ class HealthEngine:
         for (provider, model, _), obs in calls.items():
             by_provider.setdefault(provider, []).append((model, obs))
         out: list[Outgoing] = []
-        for provider, obs in by_provider.items():
+        for provider, models in by_provider.items():
             if self.repartition:
                 body = {
                     "provider": provider,
                     "origin": [partition, -1 if offset is None else offset],
-                    "calls": [[m, o.to_json()] for m, o in obs],
+                    "calls": [[m, o.to_json()] for m, o in models],
                 }
                 value = json.dumps(body, separators=(",", ":")).encode()
                 out.append(Outgoing("providers", provider.encode(), value))
             else:
-                out.extend(self._observe(provider, obs, 0, None))
+                out.extend(self._observe(provider, models, 0, None))
         return out
 
     def _observe(
