@@ -393,6 +393,29 @@ async def test_two_health_workers_fail_over_a_provider_failing_on_every_partitio
     assert int(drift.figures["scores_seen"]) == usual_delay(scores)
 
 
+async def saved_state(c: Cluster) -> dict[str, Any]:
+    """What the changelog holds per agent: scores seen, offsets applied (for a failure message)."""
+    import json
+
+    name = f"{c.group}-state-changelog"
+    consumer = AIOKafkaConsumer(bootstrap_servers=c.bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    out: dict[str, Any] = {}
+    try:
+        tps = [TopicPartition(name, p) for p in range(specs.PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        for _ in range(10):
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for r in records:
+                    doc = json.loads(r.value)
+                    key = json.loads(r.key)
+                    out[key] = {"o": doc.get("o"), "seen": [d[2]["n"] for d in doc.get("drift", [])]}
+    finally:
+        await consumer.stop()
+    return out
+
+
 def step(what: str, t0: float = time.monotonic()) -> None:
     print(f"[{time.monotonic() - t0:7.1f}s] {what}", file=sys.stderr, flush=True)
 
@@ -458,7 +481,11 @@ async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, 
                 found = drift_alerts(await alerts.poll())
                 return found if len(found) == len(AGENTS) else {}
 
-            found = await until(all_drifted, 180, c)
+            try:
+                found = await until(all_drifted, 180, c)
+            except AssertionError:
+                seen = {k: v.figures.get("scores_seen") for k, v in drift_alerts(alerts.values).items()}
+                raise AssertionError(f"drift alerts {seen}; saved state {await saved_state(c)}") from None
             step("drift flagged for every agent")
             await c.wait_committed(60)
             await asyncio.sleep(3)  # anything more would be a duplicate

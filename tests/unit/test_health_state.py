@@ -263,3 +263,34 @@ def test_records_are_acked_only_after_their_state_is_written() -> None:
     assert order == ["state 2|a|acme/writer", "ack r5", "ack r6"] and acked == ["r5", "r6"]
     # a failed state write acks nothing
     assert asyncio.run(_run_runtime(fail_write=True)) == ([], [])
+
+
+async def _revoke_with_pending() -> tuple[list[str], HealthEngine]:
+    clock, table = Clock(), Table()
+    eng = HealthEngine(CFG, clock, table=table, repartition=True)
+    order: list[str] = []
+
+    async def publish(out: list[Outgoing]) -> None:
+        return None
+
+    async def write(part: int, key: str, value: bytes) -> None:
+        table[key] = value
+        order.append(f"state {key}")
+
+    async def ack(token: Any) -> None:
+        order.append(f"ack {token}")
+
+    rt = HealthRuntime(eng, publish, write, state_flush_s=60.0, clock=clock)
+    env = encode_envelope("acme/writer", [_quality(clock, "writer", 0.8)])
+    await rt.on_record("events", env, 2, 5, ack, "r5")
+    await rt.revoked({0, 1, 2, 3})  # Faust revokes everything, then gives some back
+    return order, eng
+
+
+def test_a_rebalance_writes_the_state_and_acks_before_forgetting_it() -> None:
+    order, eng = asyncio.run(_revoke_with_pending())
+    assert order == ["state 2|a|acme/writer", "ack r5"]
+    assert eng.drift == {}
+    eng.assigned({2})
+    eng.load_owned()
+    assert eng.drift[("acme", "writer", "v1", "helpfulness")].seen == 1

@@ -119,12 +119,22 @@ class HealthRuntime:
             except self.transient as exc:
                 log.warning("health state flush failed, retrying: %r", exc)
 
-    def revoked(self, partitions: set[int]) -> None:
-        """Partitions lost: their pending records stay unacked (the next owner replays them
-        against the state in the changelog) and their state is forgotten here."""
-        if partitions:
-            self.pending[:] = [r for r in self.pending if r[0] not in partitions]
-            self.engine.revoked(partitions)
+    async def revoked(self, partitions: set[int]) -> None:
+        """Partitions lost. First the state of every record processed is written and those
+        records acked: Faust revokes every partition in a rebalance and gives some back without
+        fetching their unacked records again, so state dropped unwritten would be lost. Then
+        the revoked partitions' state is forgotten here (the next owner loads it from the
+        changelog, and skips records it already has). If the write fails, the records stay
+        unacked (a restart replays them)."""
+        if not partitions:
+            return
+        errors: tuple[type[BaseException], ...] = (*self.transient, asyncio.TimeoutError)
+        try:
+            await asyncio.wait_for(self.flush(), 10)
+        except errors as exc:
+            log.warning("health state not written before a rebalance: %r", exc)
+        self.pending[:] = [r for r in self.pending if r[0] not in partitions]
+        self.engine.revoked(partitions)
 
 
 def build_health_app(
@@ -229,7 +239,7 @@ def build_health_app(
         engine.assigned({tp.partition for tp in assigned if tp.topic in source_names})
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
-        runtime.revoked({tp.partition for tp in revoked if tp.topic in source_names})
+        await runtime.revoked({tp.partition for tp in revoked if tp.topic in source_names})
 
     async def tick() -> None:
         if app.rebalancing or not app.tables.recovery.completed.is_set():
