@@ -294,3 +294,31 @@ def test_a_rebalance_writes_the_state_and_acks_before_forgetting_it() -> None:
     eng.assigned({2})
     eng.load_owned()
     assert eng.drift[("acme", "writer", "v1", "helpfulness")].seen == 1
+
+
+async def _tail_of_a_burst(settled: bool) -> list[str]:
+    clock = Clock()
+    eng = HealthEngine(CFG, clock, repartition=True)
+    order: list[str] = []
+
+    async def publish(out: list[Outgoing]) -> None:
+        return None
+
+    async def write(part: int, key: str, value: bytes) -> None:
+        order.append(f"state {key}")
+
+    async def ack(token: Any) -> None:
+        order.append(f"ack {token}")
+
+    rt = HealthRuntime(eng, publish, write, state_flush_s=0.2, clock=clock)
+    await rt.on_record(
+        "events", encode_envelope("acme/writer", [_quality(clock, "writer", 0.8)]), 2, 9, ack, "r9"
+    )
+    await rt.tick(settled)
+    return order
+
+
+def test_the_last_record_of_a_burst_is_acked_by_the_timer_even_during_a_rebalance() -> None:
+    expected = ["state 2|a|acme/writer", "ack r9"]
+    assert asyncio.run(_tail_of_a_burst(settled=True)) == expected
+    assert asyncio.run(_tail_of_a_burst(settled=False)) == expected

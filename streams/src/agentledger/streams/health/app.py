@@ -110,9 +110,12 @@ class HealthRuntime:
             for _, ack, token in records:
                 await ack(token)
 
-    async def tick(self) -> None:
-        """The timer's step: time-driven transitions, then a flush if anything is waiting."""
-        await self.publish(self.engine.tick())
+    async def tick(self, settled: bool = True) -> None:
+        """The timer's step: time-driven transitions (only ``settled``: no rebalance under way,
+        saved state recovered), then a flush if anything is waiting. The flush is never gated:
+        the last records of a burst wait for it to be acked."""
+        if settled:
+            await self.publish(self.engine.tick())
         if self.pending or self.engine.dirty or self.engine.canary.changed:
             try:
                 await self.flush()
@@ -242,10 +245,9 @@ def build_health_app(
         await runtime.revoked({tp.partition for tp in revoked if tp.topic in source_names})
 
     async def tick() -> None:
-        if app.rebalancing or not app.tables.recovery.completed.is_set():
-            return  # saved state not read yet
+        settled = not app.rebalancing and app.tables.recovery.completed.is_set()
         try:
-            await runtime.tick()
+            await runtime.tick(settled)
         except Exception:  # an exception in a Faust timer stops the worker
             log.exception("health tick failed")
 
