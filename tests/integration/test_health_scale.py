@@ -222,6 +222,14 @@ class Tail:
             self.values.extend(r.value for r in records if r.value is not None)
         return self.values
 
+    async def drain(self, quiet_s: float = 2.0) -> list[bytes]:
+        """Poll until nothing new arrived for ``quiet_s``."""
+        seen, last = len(self.values), time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            if len(await self.poll()) != seen:
+                seen, last = len(self.values), time.monotonic()
+        return self.values
+
 
 async def until(what: Callable[[], Awaitable[Any]], timeout: float, c: Cluster) -> Any:
     deadline = time.monotonic() + timeout
@@ -381,8 +389,11 @@ async def test_two_health_workers_fail_over_a_provider_failing_on_every_partitio
         async def drifted() -> dict[str, AlertEvent]:
             return drift_alerts(await alerts.poll())
 
-        (failover,) = await until(failed_over, 90, c)
+        await until(failed_over, 90, c)
         drift = (await until(drifted, 90, c))["acme/a1@v1:helpfulness"]
+        await control.drain()
+        await alerts.drain()
+        (failover,) = [x for x in commands(control.values) if x.action is Action.FAILOVER]
         circuit = [
             a
             for a in (AlertEvent.model_validate_json(v) for v in alerts.values)
@@ -491,8 +502,8 @@ async def test_one_of_two_health_workers_killed_mid_stream(kafka_cluster3: Any, 
             step("drift flagged for every agent")
             await c.wait_committed(60)
             await asyncio.sleep(3)  # anything more would be a duplicate
-            await control.poll()
-            await alerts.poll()
+            await control.drain()
+            await alerts.drain()
             cmds = commands(control.values)
         for agent in AGENTS:
             alert = found[f"acme/{agent}@v1:helpfulness"]
