@@ -137,7 +137,7 @@ def test_health_ready_line(kafka_bootstrap: str, deployment: tuple[Path, str]) -
     assert line == (
         f'health ready: bootstrap {kafka_bootstrap}, prefix "{prefix}", config defaults, 0 objectives, '
         f"group {prefix}agentledger-health, partitions {prefix}{specs.EVENTS.name} {ALL_PARTS}; "
-        f"{prefix}{specs.PRICED.name} {ALL_PARTS}"
+        f"{prefix}{specs.PRICED.name} {ALL_PARTS}; {prefix}{specs.HEALTH_PROVIDERS.name} {ALL_PARTS}"
     )
 
 

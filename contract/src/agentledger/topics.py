@@ -46,6 +46,12 @@ SCOPE_DELTAS = TopicSpec(
 """The worker's repartition topic: stage one's per-scope deltas, partitioned by scope
 (docs/adr/0011-two-stage-worker.md). Same partition count as the events topic."""
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
+# The health worker's repartition topic: each events record's LLM calls, aggregated per
+# provider/model and second, keyed by provider so one partition sees every call to it (ADR 0012).
+HEALTH_PROVIDERS = TopicSpec(
+    "agentledger.health.providers.v1", "provider", PARTITIONS, config={"retention.ms": str(24 * 3600 * 1000)}
+)
+
 OBJECTIVES = TopicSpec("agentledger.objectives.v1", "objective id", 1, compacted=True, config=_COMPACT)
 
 ALL: tuple[TopicSpec, ...] = (
@@ -59,6 +65,7 @@ ALL: tuple[TopicSpec, ...] = (
     SCOPE_DELTAS,
     ROLLOUTS,
     OBJECTIVES,
+    HEALTH_PROVIDERS,
 )
 
 
@@ -76,8 +83,7 @@ def name(spec: TopicSpec, prefix: str = "") -> str:
 # What each long-running service reads or writes: checked at its start (admin.require_topics),
 # because a missing topic stalls it and a compacted topic created as delete-policy loses state.
 NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
-    "worker": (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, SCOPE_DELTAS),
-    "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS, OBJECTIVES),
+    "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS, OBJECTIVES, HEALTH_PROVIDERS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
     "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS, OBJECTIVES),

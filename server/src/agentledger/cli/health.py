@@ -28,8 +28,23 @@ def health(
     start_from: str = typer.Option(
         "latest", "--from", help="First start of the group: `latest` or `earliest` (replay history)."
     ),
+    state_flush: float = typer.Option(
+        0.2,
+        "--state-flush",
+        min=0.01,
+        help="Write changed detector state this often (s); records are acked after.",
+    ),
+    replication: int | None = typer.Option(
+        None,
+        "--replication",
+        min=1,
+        help="Replication of the state changelog Faust creates (3 on a 3-broker cluster).",
+    ),
 ) -> None:
-    """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker."""
+    """Run the health detectors (quality drift, canaries, provider failover) as a Faust worker.
+
+    Run as many as there are partitions: each holds its partitions' detector state in a
+    changelog-backed table, and provider circuits meet on the providers topic."""
     from faust.worker import Worker
 
     from agentledger import topics
@@ -44,7 +59,16 @@ def health(
     require_topics(boot, "health", s)
     data = datadir or (s.home / "health")
     data.mkdir(parents=True, exist_ok=True)
-    app = build_health_app(cfg, boot, s.topic_prefix, data, start_from, settings=s)
+    app = build_health_app(
+        cfg,
+        boot,
+        s.topic_prefix,
+        data,
+        start_from,
+        settings=s,
+        state_flush_s=state_flush,
+        replication=replication,
+    )
     # objectives applied on the topic are in force before the first span is counted; in a
     # thread so this thread's event-loop state is untouched for Faust
     import asyncio
@@ -59,7 +83,7 @@ def health(
     from agentledger.cli._ready import announce_when_consuming, plural, ready_line
 
     quiet_faust_terminal()
-    read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED)]
+    read = [s.topic_prefix + t.name for t in (topics.EVENTS, topics.PRICED, topics.HEALTH_PROVIDERS)]
     group = f"{s.topic_prefix}agentledger-health"
     announce_when_consuming(
         app,

@@ -13,6 +13,9 @@ A metric is *worse* only when the test is significant (p < ``alpha``) AND the di
 larger than its practical margin. Any worse metric: ``rollback`` to the baseline. Enough
 canary tasks and nothing worse: ``promote``. Otherwise ``undecided``. The verdict is judged
 repeatedly as data arrives, so ``alpha`` is small (0.001) to keep repeated looks honest.
+
+State is per (tenant, agent): ``dump_agent``/``load_agent`` carry it through the health
+worker's changelog table; ``changed`` names the agents whose state moved since it was emptied.
 """
 
 from __future__ import annotations
@@ -22,11 +25,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from agentledger.streams.healthconfig import CanaryConfig
 
-from .drift import mann_whitney_p, normal_sf
+from .drift import mann_whitney_p, normal_sf, pack_floats, unpack_floats
 
 Verdict = Literal["promote", "rollback", "undecided"]
 _KEEP = 5000  # recent values per version and metric
@@ -76,8 +79,10 @@ class CanaryJudge:
         self.cfg, self.clock = cfg, clock
         self.agents: dict[tuple[str, str], dict[str, VersionStats]] = {}
         self.last: dict[tuple[str, str, str], Verdict] = {}
+        self.changed: set[tuple[str, str]] = set()
 
     def _stats(self, tenant: str, agent: str, version: str, ts: float) -> VersionStats:
+        self.changed.add((tenant, agent))
         versions = self.agents.setdefault((tenant, agent), {})
         st = versions.get(version)
         if st is None:
@@ -104,10 +109,11 @@ class CanaryJudge:
         st = self._stats(tenant, agent, version, ts)
         st.quality.setdefault(metric, deque(maxlen=_KEEP)).append(score)
 
-    def _close_tasks(self, st: VersionStats, now: float) -> None:
+    def _close_tasks(self, st: VersionStats, now: float) -> bool:
         done = [t for t, (_, last) in st.open_tasks.items() if now - last >= self.cfg.task_idle_s]
         for trace in done:
             st.task_costs.append(st.open_tasks.pop(trace)[0])
+        return bool(done)
 
     def evaluate(self) -> list[CanaryVerdict]:
         now = self.clock()
@@ -116,8 +122,10 @@ class CanaryJudge:
             for version, st in list(versions.items()):
                 if now - st.last_seen > 2 * self.cfg.live_window_s:
                     del versions[version]  # long gone: forget it (memory stays bounded)
+                    self.changed.add((tenant, agent))
                     continue
-                self._close_tasks(st, now)
+                if self._close_tasks(st, now):
+                    self.changed.add((tenant, agent))
             live = sorted(
                 ((v, st) for v, st in versions.items() if now - st.last_seen <= self.cfg.live_window_s),
                 key=lambda item: item[1].first_seen,
@@ -129,6 +137,7 @@ class CanaryJudge:
             key = (tenant, agent, can_v)
             if self.last.get(key) != verdict.verdict:
                 self.last[key] = verdict.verdict
+                self.changed.add((tenant, agent))
                 out.append(verdict)
         return out
 
@@ -168,3 +177,35 @@ class CanaryJudge:
         verdict: Verdict = "rollback" if worse else ("promote" if enough else "undecided")
         reasons = tuple(worse) if worse else (("no metric worse",) if enough else ("not enough data",))
         return CanaryVerdict(tenant, agent, base_v, can_v, verdict, reasons, figs)
+
+    # --- state in the changelog table, one (tenant, agent) per key -------------------------------
+    def dump_agent(self, tenant: str, agent: str) -> dict[str, Any]:
+        versions = {
+            v: {
+                "f": st.first_seen, "l": st.last_seen, "o": st.open_tasks, "c": pack_floats(st.task_costs),
+                "s": st.spans, "e": st.errors, "q": {m: pack_floats(q) for m, q in st.quality.items()},
+            }
+            for v, st in self.agents.get((tenant, agent), {}).items()
+        }  # fmt: skip
+        last = {v: verdict for (t, a, v), verdict in self.last.items() if (t, a) == (tenant, agent)}
+        return {"versions": versions, "last": last}
+
+    def load_agent(self, tenant: str, agent: str, d: dict[str, Any]) -> None:
+        versions: dict[str, VersionStats] = {}
+        for v, x in d.get("versions", {}).items():
+            versions[v] = VersionStats(
+                first_seen=float(x["f"]), last_seen=float(x["l"]),
+                open_tasks={t: (float(c), float(last)) for t, (c, last) in x["o"].items()},
+                task_costs=deque(unpack_floats(x["c"]), maxlen=_KEEP), spans=int(x["s"]), errors=int(x["e"]),
+                quality={m: deque(unpack_floats(q), maxlen=_KEEP) for m, q in x["q"].items()},
+            )  # fmt: skip
+        if versions:
+            self.agents[(tenant, agent)] = versions
+        for v, verdict in d.get("last", {}).items():
+            self.last[(tenant, agent, v)] = verdict
+
+    def drop_agent(self, tenant: str, agent: str) -> None:
+        self.agents.pop((tenant, agent), None)
+        for key in [k for k in self.last if k[:2] == (tenant, agent)]:
+            del self.last[key]
+        self.changed.discard((tenant, agent))

@@ -8,16 +8,19 @@ only a significant result (p < alpha) is a drift. CUSUM alone reacts fast but is
 heavy tails and bounded scores; the rank test alone, run on every score, would raise false
 alarms by sheer repetition. Together: fast and rarely wrong (numbers in benchmarks/drift.py).
 
-Pure Python, no clock: feed scores, read findings.
+Pure Python, no clock: feed scores, read findings. ``to_state``/``from_state`` carry a
+detector through the health worker's changelog table (score lists as packed doubles).
 """
 
 from __future__ import annotations
 
+import base64
 import math
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from agentledger.streams.healthconfig import DriftSettings
 
@@ -60,6 +63,17 @@ def mann_whitney_p(sample: Sequence[float], reference: Sequence[float], alternat
     else:
         z = (u1 - mean_u - 0.5) / math.sqrt(var_u)
     return normal_sf(z)
+
+
+def pack_floats(values: Sequence[float]) -> str:
+    """Doubles, exactly, in about 11 characters each (JSON decimals take ~20)."""
+    return base64.b64encode(array("d", values).tobytes()).decode()
+
+
+def unpack_floats(text: str) -> list[float]:
+    out = array("d")
+    out.frombytes(base64.b64decode(text))
+    return out.tolist()
 
 
 def mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -176,3 +190,22 @@ class DriftDetector:
             self.run_low = self.run_high = 0
             return DriftFinding(direction, True, self.mu, mean, p, 0.0, self.seen, len(sample))
         return None
+
+    # --- state in the changelog table ---------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "b": pack_floats(self.baseline), "mu": self.mu, "sd": self.sd, "lo": self.low,
+            "hi": self.high, "rl": self.run_low, "rh": self.run_high, "r": pack_floats(self.recent),
+            "n": self.seen, "d": self.drifted, "sc": self.since_check, "u": self.unconfirmed,
+        }  # fmt: skip
+
+    @classmethod
+    def from_state(cls, settings: DriftSettings, d: dict[str, Any]) -> DriftDetector:
+        det = cls(settings)
+        det.baseline = unpack_floats(d["b"])
+        det.mu, det.sd, det.low, det.high = float(d["mu"]), float(d["sd"]), float(d["lo"]), float(d["hi"])
+        det.run_low, det.run_high = int(d["rl"]), int(d["rh"])
+        det.recent.extend(unpack_floats(d["r"]))
+        det.seen, det.drifted = int(d["n"]), d["d"]
+        det.since_check, det.unconfirmed = int(d["sc"]), int(d["u"])
+        return det

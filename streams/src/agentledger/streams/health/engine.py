@@ -3,22 +3,32 @@ Faust app and consumer group beside the budget worker (a slow detector never del
 enforcement, and the two scale apart).
 
 ``HealthEngine`` is the whole decision logic without Faust: bytes in (event envelopes, priced
-envelopes, timer ticks), records out (``ControlCommand`` for the control topic keyed by
-``ControlCommand.key``, ``AlertEvent`` for the alerts topic keyed by ``dedup_key``). ``agentledger.streams.health.app.build_health_app``
-wraps it in two Faust agents and a timer. Detector state lives in memory: after a restart
-baselines and windows are rebuilt from new data (commands already published stay in force on
-the compacted control topic).
+envelopes, provider observations, timer ticks), records out (``ControlCommand`` for the control
+topic keyed by ``ControlCommand.key``, ``AlertEvent`` for the alerts topic keyed by ``dedup_key``, and,
+with ``repartition``, provider observations for the providers topic keyed by provider).
+``agentledger.streams.health.app.build_health_app`` wraps it in Faust agents and a timer.
+
+Two stages (docs/adr/0012-health-state-and-stages.md). Stage one reads the events and priced
+topics (keyed tenant/agent): drift and canary state is per agent, under the table key
+``<partition>|a|<tenant>/<agent>``. Each LLM span is folded into one ``Observation`` per
+provider/model and second of the record; stage two reads them back from the providers topic
+(keyed by provider, so every partition's calls meet) and keeps each provider's circuits under
+``<partition>|p|<provider>``. The state of a key holds the last source offset applied (events,
+priced) or the last origin offset per source partition (observations): a record replayed after
+a crash is skipped for keys whose saved state already has it. ``take_changes`` hands the changed
+keys to the caller, who writes them to the changelog before acking the records behind them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from agentledger.errors import ContractError
 from agentledger.events import (
@@ -45,14 +55,14 @@ from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
 from .drift import DriftDetector, DriftFinding
-from .providers import CircuitState, CircuitTransition, ProviderHealthMonitor
+from .providers import CircuitState, CircuitTransition, Observation, ProviderHealthMonitor
 
 log = logging.getLogger("agentledger.streams.health")
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One record to publish: ``topic`` is ``"control"`` or ``"alerts"``."""
+    """One record to publish: ``topic`` is ``"control"``, ``"alerts"`` or ``"providers"``."""
 
     topic: str
     key: bytes
@@ -64,10 +74,23 @@ def _now_dt(clock: Callable[[], float]) -> datetime:
 
 
 class HealthEngine:
-    """Drift + canary + provider health over decoded events; pure apart from the clock."""
+    """Drift + canary + provider health over decoded events; pure apart from the clock.
 
-    def __init__(self, cfg: HealthConfig, clock: Callable[[], float] = time.time) -> None:
+    ``table``: where saved state is read from (``get(key) -> bytes | None`` and ``keys()``;
+    the Faust table's store), None for none. ``repartition``: provider observations are
+    returned as ``providers`` records (the Faust app) instead of fed to the circuits at once."""
+
+    def __init__(
+        self,
+        cfg: HealthConfig,
+        clock: Callable[[], float] = time.time,
+        *,
+        table: Any = None,
+        repartition: bool = False,
+    ) -> None:
         self.cfg, self.clock = cfg, clock
+        self.table = table
+        self.repartition = repartition
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
         self.slo = SloMonitor(cfg.objectives, clock=clock)
@@ -75,9 +98,20 @@ class HealthEngine:
         self.topic_objectives: dict[str, ObjectivePolicy] = {}  # the objectives topic, by key
         self.slow_cause: dict[tuple[str, str], str] = {}  # latest too-slow call per provider/model
         self.drift: dict[tuple[str, str, str, str], DriftDetector] = {}
+        self.drift_of: dict[tuple[str, str], set[tuple[str, str]]] = {}  # agent -> (version, metric)
         self.failed_over: set[str] = set()  # providers with a failover in force
         self.last_canary_eval = 0.0
-        self.counts = {"events": 0, "priced": 0, "bad_records": 0, "commands": 0, "alerts": 0}
+        self.counts = {
+            "events": 0, "priced": 0, "observations": 0, "bad_records": 0, "replayed": 0,
+            "commands": 0, "alerts": 0, "states_loaded": 0, "states_written": 0,
+        }  # fmt: skip
+        # loaded state keys: table key -> (tenant, agent) or provider; offsets applied per key
+        self.agent_key: dict[tuple[str, str], str] = {}
+        self.provider_key: dict[str, str] = {}
+        self.loaded: dict[str, tuple[str, str] | str] = {}
+        self.offsets: dict[str, dict[str, int]] = {}
+        self.dirty: set[str] = set()
+        self.owned: set[int] | None = None  # partitions held; None: all (no Faust)
 
     # --- outputs ------------------------------------------------------------------------
     def _command(
@@ -130,8 +164,136 @@ class HealthEngine:
         self.counts["alerts"] += 1
         return Outgoing("alerts", dedup.encode(), dump(alert))
 
+    # --- state ----------------------------------------------------------------------------
+    def _saved(self, key: str) -> dict[str, Any] | None:
+        raw = self.table.get(key) if self.table is not None else None
+        if raw is None:
+            return None
+        self.counts["states_loaded"] += 1
+        # our bytes, or the dict Faust's changelog recovery already decoded them into
+        return cast(dict[str, Any], raw if isinstance(raw, dict) else json.loads(raw))
+
+    def _agent(self, tenant: str, agent: str, partition: int) -> str:
+        """The table key of an agent's state, loaded from the table on first use."""
+        key = self.agent_key.get((tenant, agent))
+        if key is not None:
+            return key
+        key = f"{partition}|a|{tenant}/{agent}"
+        saved = self._saved(key)
+        self.agent_key[(tenant, agent)] = key
+        self.loaded[key] = (tenant, agent)
+        self.offsets[key] = {}
+        if saved is not None:
+            self.offsets[key] = {k: int(v) for k, v in saved.get("o", {}).items()}
+            for version, metric, state in saved.get("drift", []):
+                settings = self.cfg.quality.for_key(tenant, agent, metric)
+                self.drift[(tenant, agent, version, metric)] = DriftDetector.from_state(settings, state)
+                self.drift_of.setdefault((tenant, agent), set()).add((version, metric))
+            self.canary.load_agent(tenant, agent, saved.get("canary", {}))
+        return key
+
+    def _provider(self, provider: str, partition: int) -> str:
+        key = self.provider_key.get(provider)
+        if key is not None:
+            return key
+        key = f"{partition}|p|{provider}"
+        saved = self._saved(key)
+        self.provider_key[provider] = key
+        self.loaded[key] = provider
+        self.offsets[key] = {}
+        if saved is not None:
+            self.offsets[key] = {k: int(v) for k, v in saved.get("o", {}).items()}
+            self.providers.load_provider(provider, saved.get("circuits", {}))
+            if saved.get("failed_over"):
+                self.failed_over.add(provider)
+        return key
+
+    def _dump(self, key: str) -> bytes:
+        owner = self.loaded[key]
+        if isinstance(owner, tuple):
+            tenant, agent = owner
+            drift = [
+                [v, m, self.drift[(tenant, agent, v, m)].to_state()]
+                for v, m in sorted(self.drift_of.get(owner, ()))
+            ]
+            body: dict[str, Any] = {
+                "tenant": tenant, "agent": agent, "o": self.offsets[key], "drift": drift,
+                "canary": self.canary.dump_agent(tenant, agent),
+            }  # fmt: skip
+        else:
+            body = {
+                "provider": owner, "o": self.offsets[key], "failed_over": owner in self.failed_over,
+                "circuits": self.providers.dump_provider(owner),
+            }  # fmt: skip
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    def take_changes(self) -> list[tuple[int, str, bytes]]:
+        """(changelog partition, key, value) per state key changed since the last call."""
+        for tenant_agent in self.canary.changed:
+            key = self.agent_key.get(tenant_agent)
+            if key is not None:
+                self.dirty.add(key)
+        self.canary.changed.clear()
+        out = [(int(k.partition("|")[0]), k, self._dump(k)) for k in sorted(self.dirty) if k in self.loaded]
+        self.dirty.clear()
+        self.counts["states_written"] += len(out)
+        return out
+
+    def mark_changed(self, keys: list[str]) -> None:
+        """Give back keys whose changelog write failed: the next ``take_changes`` has them."""
+        self.dirty.update(k for k in keys if k in self.loaded)
+
+    def assigned(self, partitions: set[int]) -> None:
+        self.owned = set(partitions) if self.owned is None else self.owned | partitions
+
+    def revoked(self, partitions: set[int]) -> None:
+        """Forget the state of partitions this worker lost (their next owner loads it from the
+        changelog; unacked records are replayed there)."""
+        if self.owned is not None:
+            self.owned -= partitions
+        for key in [k for k in self.loaded if int(k.partition("|")[0]) in partitions]:
+            owner = self.loaded.pop(key)
+            self.offsets.pop(key, None)
+            self.dirty.discard(key)
+            if isinstance(owner, tuple):
+                self.agent_key.pop(owner, None)
+                for v, m in self.drift_of.pop(owner, set()):
+                    self.drift.pop((*owner, v, m), None)
+                self.canary.drop_agent(*owner)
+            else:
+                self.provider_key.pop(owner, None)
+                self.providers.drop_provider(owner)
+                self.failed_over.discard(owner)
+
+    def load_owned(self) -> None:
+        """Load every saved key of the partitions held (so time alone can move a circuit or a
+        canary whose records have not come since a restart)."""
+        if self.table is None:
+            return
+        for key in list(self.table.keys()):
+            part, kind, rest = str(key).split("|", 2)
+            if key in self.loaded or (self.owned is not None and int(part) not in self.owned):
+                continue
+            if kind == "a":
+                saved = self._saved(key)
+                if saved is not None and "tenant" in saved:
+                    self.counts["states_loaded"] -= 1  # counted again by _agent
+                    self._agent(saved["tenant"], saved["agent"], int(part))
+            elif kind == "p":
+                self._provider(rest, int(part))
+
+    def _seen(self, key: str, source: str, offset: int | None) -> bool:
+        """Was this record already applied to this key's state (a replay after a crash)?"""
+        if offset is None:
+            return False
+        if self.offsets[key].get(source, -1) >= offset:
+            return True
+        self.offsets[key][source] = offset
+        self.dirty.add(key)
+        return False
+
     # --- inputs -------------------------------------------------------------------------
-    def on_events(self, raw: bytes) -> list[Outgoing]:
+    def on_events(self, raw: bytes, partition: int = 0, offset: int | None = None) -> list[Outgoing]:
         """One events-topic record. Rejected events are skipped (the budget worker DLQs them)."""
         try:
             decoded = decode_envelope(raw)
@@ -139,23 +301,41 @@ class HealthEngine:
             self.counts["bad_records"] += 1
             return []
         out: list[Outgoing] = []
+        calls: dict[tuple[str, str, int], Observation] = {}
+        fresh: dict[str, bool] = {}
         for ev in decoded.events:
+            key = self._agent(ev.tenant, ev.agent, partition)
+            if key not in fresh:
+                fresh[key] = not self._seen(key, "events", offset)
+            if not fresh[key]:
+                self.counts["replayed"] += 1
+                continue
             self.counts["events"] += 1
+            self.dirty.add(key)
             if isinstance(ev, SpanEvent):
-                out.extend(self._on_span(ev))
+                out.extend(self._on_span(ev, calls))
             elif isinstance(ev, QualityEvent):
                 out.extend(self._on_quality(ev))
+        if calls:
+            out.extend(self._provider_calls(calls, partition, offset))
         return out
 
-    def on_priced(self, raw: bytes) -> list[Outgoing]:
+    def on_priced(self, raw: bytes, partition: int = 0, offset: int | None = None) -> list[Outgoing]:
         """One priced-topic record: cost per task for canaries."""
         try:
             _, priced = decode_priced(raw)
         except ContractError:
             self.counts["bad_records"] += 1
             return []
+        fresh: dict[str, bool] = {}
         for pe in priced:
             ev = pe.event
+            key = self._agent(ev.tenant, ev.agent, partition)
+            if key not in fresh:
+                fresh[key] = not self._seen(key, "priced", offset)
+            if not fresh[key]:
+                self.counts["replayed"] += 1
+                continue
             self.counts["priced"] += 1
             if isinstance(ev, UsageEvent) and pe.priced and ev.agent_version:
                 self.canary.record_cost(
@@ -163,10 +343,68 @@ class HealthEngine:
                 )
         return []
 
+    def on_observations(self, raw: bytes, partition: int = 0) -> list[Outgoing]:
+        """One providers-topic record (stage two): a source record's calls to one provider."""
+        try:
+            body = json.loads(raw)
+            provider = str(body["provider"])
+            src_part, src_off = (int(x) for x in body["origin"])
+            obs = [(str(m), Observation.from_json(o)) for m, o in body["calls"]]
+        except (ValueError, KeyError, TypeError):
+            self.counts["bad_records"] += 1
+            return []
+        return self._observe(provider, obs, partition, (src_part, src_off))
+
+    def _provider_calls(
+        self, calls: dict[tuple[str, str, int], Observation], partition: int, offset: int | None
+    ) -> list[Outgoing]:
+        by_provider: dict[str, list[tuple[str, Observation]]] = {}
+        for (provider, model, _), obs in calls.items():
+            by_provider.setdefault(provider, []).append((model, obs))
+        out: list[Outgoing] = []
+        for provider, models in by_provider.items():
+            if self.repartition:
+                body = {
+                    "provider": provider,
+                    "origin": [partition, -1 if offset is None else offset],
+                    "calls": [[m, o.to_json()] for m, o in models],
+                }
+                value = json.dumps(body, separators=(",", ":")).encode()
+                out.append(Outgoing("providers", provider.encode(), value))
+            else:
+                out.extend(self._observe(provider, models, 0, None))
+        return out
+
+    def _observe(
+        self,
+        provider: str,
+        obs: list[tuple[str, Observation]],
+        partition: int,
+        origin: tuple[int, int] | None,
+    ) -> list[Outgoing]:
+        key = self._provider(provider, partition)
+        if origin is not None and origin[1] >= 0 and self._seen(key, str(origin[0]), origin[1]):
+            self.counts["replayed"] += 1
+            return []
+        self.counts["observations"] += 1
+        self.dirty.add(key)
+        out: list[Outgoing] = []
+        for model, o in obs:
+            if o.slow_cause is not None:
+                self.slow_cause[(provider, model)] = o.slow_cause
+            t = self.providers.observe(provider, model, o)
+            if t is not None:
+                out.extend(self._on_circuit(t, o.cause))
+        return out
+
     def tick(self) -> list[Outgoing]:
         """Timer: time alone moves circuits (open -> half-open) and canary verdicts."""
+        self.load_owned()
         out: list[Outgoing] = []
         for t in self.providers.tick():
+            key = self.provider_key.get(t.provider)
+            if key is not None:
+                self.dirty.add(key)
             # a latency opening is the timer's verdict: name the latest too-slow call as its cause
             slow = t.new is CircuitState.OPEN and t.reason.startswith("latency objective")
             out.extend(self._on_circuit(t, self.slow_cause.get((t.provider, t.model)) if slow else None))
@@ -179,7 +417,7 @@ class HealthEngine:
         return out
 
     # --- provider health ----------------------------------------------------------------
-    def _on_span(self, ev: SpanEvent) -> list[Outgoing]:
+    def _on_span(self, ev: SpanEvent, calls: dict[tuple[str, str, int], Observation]) -> list[Outgoing]:
         ts = ev.ts.timestamp()
         error = ev.status is SpanStatus.ERROR
         if ev.agent_version:
@@ -188,10 +426,13 @@ class HealthEngine:
             return []
         out = self._slo_alerts(self.slo.on_span(ev))
         slow = self.cfg.providers.latency_objective
-        if slow is not None and not error and ev.duration_ms > slow.threshold_ms:
-            self.slow_cause[(ev.provider, ev.model or "*")] = ev.event_id
-        t = self.providers.record(ev.provider, ev.model or "*", ts, error, ev.duration_ms)
-        return out + self._on_circuit(t, ev.event_id) if t is not None else out
+        within = None if slow is None else ev.duration_ms <= slow.threshold_ms
+        bucket = (ev.provider, ev.model or "*", int(ts))
+        obs = calls.get(bucket)
+        if obs is None:
+            obs = calls[bucket] = Observation(ts)
+        obs.add(ts, error, ev.duration_ms, ev.event_id, within)
+        return out
 
     def observe_objective(self, key: str, value: bytes | None) -> list[Outgoing]:
         """One record of the objectives topic: start, change or stop judging that objective.
@@ -305,6 +546,7 @@ class HealthEngine:
         det = self.drift.get(key)
         if det is None:
             det = self.drift[key] = DriftDetector(self.cfg.quality.for_key(ev.tenant, ev.agent, ev.metric))
+            self.drift_of.setdefault((ev.tenant, ev.agent), set()).add((version, ev.metric))
         finding = det.update(ev.score)
         return self._on_drift(ev, version, det, finding) if finding is not None else []
 

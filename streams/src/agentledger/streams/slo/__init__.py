@@ -5,7 +5,7 @@ unhealthy" rule a provider circuit calls. Pure logic: no Kafka, no Faust, event 
 from .burn import BurnState, BurnVerdict, evaluate_rule
 from .counts import SloCounts, WindowFigures
 from .monitor import SloMonitor, entity_of
-from .slow import slow_reason
+from .slow import slow_reason, slow_reason_counts
 
 __all__ = [
     "BurnState",
@@ -16,4 +16,5 @@ __all__ = [
     "entity_of",
     "evaluate_rule",
     "slow_reason",
+    "slow_reason_counts",
 ]
