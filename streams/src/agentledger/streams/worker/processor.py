@@ -48,6 +48,7 @@ from agentledger.streams.worker.scopes import (
     scope_for,
     selector_matches_event,
 )
+from agentledger.streams.worker.screens import ScreenWatch
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 ZERO = Decimal(0)
@@ -156,6 +157,7 @@ class Processor:
         self.loops = LoopDetector(loops)
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
+        self.screens = ScreenWatch(self.enforcer)
         self.counters: Counter[str] = Counter()
 
     # -- reading state ---------------------------------------------------------------------
@@ -242,6 +244,7 @@ class Processor:
         self._aggregate(events, costs, priced, at, partition, now_s)
         self._budgets(events, costs, at, partition, now_s, out)
         self._loops(events, costs, now_s, out)
+        out.add(self.screens.observe(events, now_s))  # screen verdicts: trace kills, sources to quarantine
         self._unknown_models(now_s, out)
         return out
 
