@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from agentledger.collectors.screen_model import LinearDetector, RulesAndModel
 from agentledger.collectors.screen_policy import Screener, Screening
 from agentledger.collectors.screening import RuleDetector
 
@@ -179,7 +180,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    detector = RuleDetector()
+    detectors = {"rules+linear": RulesAndModel(), "rules": RuleDetector(), "linear": LinearDetector()}
+    detector = detectors["rules+linear"]  # the default, reported under the unprefixed keys
     cases = [c for c in load_cases() if args.split == "all" or c.split == args.split]
     public = [c for c in cases if c.group != "lookalike"]
     groups = {
@@ -191,19 +193,30 @@ def main() -> None:
 
     channel = {"direct": "user", "indirect": "tool", "lookalike": "tool"}  # look-alikes: the harder channel
 
-    res: dict[str, object] = {"split": args.split, "detector": detector.name, "threshold": detector.threshold}
-    print(f"split: {args.split}   detector: {detector.name} (threshold {detector.threshold})")
-    print(f"{'set':30} {'n+':>5} {'n-':>5} {'recall':>8} {'FPR':>7} | {'naive recall':>12} {'naive FPR':>9}")
+    res: dict[str, object] = {
+        "split": args.split, "detector": detector.name, "linear_threshold": detectors["linear"].threshold,
+    }  # fmt: skip
+    print(f"split: {args.split}   default detector: {detector.name}")
+    print(f"{'detector':13} {'set':28} {'n+':>5} {'n-':>5} {'recall':>8} {'FPR':>7}")
+    for label, det in detectors.items():
+        prefix = "" if label == "rules+linear" else f"{label}_"
+        for name, group in groups.items():
+            ours = rates(group, lambda c, d=det: d.screen(c.text, channel[c.group]).flagged)  # type: ignore[misc]
+            key = name.split(" ")[0].replace("-", "")
+            res[f"{prefix}{key}_recall"], res[f"{prefix}{key}_fpr"] = ours["recall"], ours["fpr"]
+            res[f"{prefix}{key}_positives"], res[f"{prefix}{key}_negatives"] = (
+                ours["positives"],
+                ours["negatives"],
+            )
+            print(
+                f"{label:13} {name:28} {ours['positives']:>5} {ours['negatives']:>5} {ours['recall']:>8} {ours['fpr']:>7}"
+            )
     for name, group in groups.items():
-        ours = rates(group, lambda c: detector.screen(c.text, channel[c.group]).flagged)
         anchor = rates(group, lambda c: naive(c.text))
         key = name.split(" ")[0].replace("-", "")
-        res[f"{key}_recall"], res[f"{key}_fpr"] = ours["recall"], ours["fpr"]
-        res[f"{key}_positives"], res[f"{key}_negatives"] = ours["positives"], ours["negatives"]
         res[f"anchor_naive_{key}_recall"], res[f"anchor_naive_{key}_fpr"] = anchor["recall"], anchor["fpr"]
         print(
-            f"{name:30} {ours['positives']:>5} {ours['negatives']:>5} {ours['recall']:>8} {ours['fpr']:>7} | "
-            f"{anchor['recall']:>12} {anchor['fpr']:>9}"
+            f"{'naive anchor':13} {name:28} {anchor['positives']:>5} {anchor['negatives']:>5} {anchor['recall']:>8} {anchor['fpr']:>7}"
         )
 
     texts = [c.text for c in cases]
@@ -212,6 +225,14 @@ def main() -> None:
     screen_med, screen_p99 = cost_us(
         texts, lambda t: detector.screen(t, "tool"), rounds
     )  # the longer rule set
+    rules_med, rules_p99 = cost_us(texts, lambda t: detectors["rules"].screen(t, "tool"), rounds)
+    linear_med, linear_p99 = cost_us(texts, lambda t: detectors["linear"].screen(t, "tool"), rounds)
+    res.update(
+        rules_us_median=rules_med,
+        rules_us_p99=rules_p99,
+        linear_us_median=linear_med,
+        linear_us_p99=linear_p99,
+    )
     naive_med, naive_p99 = cost_us(texts, naive, rounds)
     json_med, json_p99 = cost_us(as_json, json.loads, rounds)
     chars = statistics.median(len(t) for t in texts)
@@ -226,7 +247,9 @@ def main() -> None:
     )  # fmt: skip
     print(f"\ncost per screened message ({len(texts)} messages, median {chars:.0f} chars, {rounds} rounds)")
     print(f"{'figure':34} {'median µs':>10} {'p99 µs':>8}")
-    print(f"{'RuleDetector.screen':34} {screen_med:>10} {screen_p99:>8}")
+    print(f"{'RulesAndModel.screen (default)':34} {screen_med:>10} {screen_p99:>8}")
+    print(f"{'RuleDetector.screen':34} {rules_med:>10} {rules_p99:>8}")
+    print(f"{'LinearDetector.screen':34} {linear_med:>10} {linear_p99:>8}")
     print(f"{'anchor: naive keyword list':34} {naive_med:>10} {naive_p99:>8}")
     print(f"{'anchor: json.loads of the message':34} {json_med:>10} {json_p99:>8}")
     print(f"{'hook check, tool result first seen':34} {hook_first:>10}")

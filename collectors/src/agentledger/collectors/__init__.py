@@ -31,6 +31,7 @@ from .http import HttpTransport
 from .kafka import KafkaTransport
 from .keys import CommandKeys, EnvKeys, FileKeys, KeyPool, fingerprint
 from .propagation import extract, extracted, inject, traceparent
+from .screen_model import LinearDetector, RulesAndModel
 from .screen_policy import InjectionBlocked, Screening
 from .screening import Detector, RuleDetector, Verdict
 from .spans import SpanScope
@@ -53,11 +54,13 @@ __all__ = [
     "InjectionBlocked",
     "KafkaTransport",
     "KeyPool",
+    "LinearDetector",
     "LoopKilled",
     "ManualKill",
     "MemoryTransport",
     "NoOpTransport",
     "RuleDetector",
+    "RulesAndModel",
     "Screening",
     "SpanContext",
     "SpanScope",

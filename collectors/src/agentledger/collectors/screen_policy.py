@@ -28,7 +28,8 @@ from typing import Any
 
 from . import _ids
 from .exceptions import AgentKilled
-from .screening import CHANNELS, Detector, RuleDetector, Verdict
+from .screen_model import RulesAndModel
+from .screening import CHANNELS, Detector, Verdict
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -52,7 +53,7 @@ class Screening:
 
     ``policy``: channel (``user``, ``tool``, ``agent``) -> action (``record``, ``alert``,
     ``block``, ``kill``); channels not named get ``default``. ``detector``: any ``Detector``
-    (default ``RuleDetector()``). ``include_text``: put the first 1,024 characters of a flagged
+    (default ``RulesAndModel()``: the rules, or the packaged linear model). ``include_text``: put the first 1,024 characters of a flagged
     message in its event (off: events carry a SHA-256 of the text, never the text).
     ``record_clean``: an event for clean verdicts too (off: only flagged ones)."""
 
@@ -79,7 +80,7 @@ class Screener:
 
     def __init__(self, settings: Screening) -> None:
         self.settings = settings
-        self.detector: Detector = settings.detector if settings.detector is not None else RuleDetector()
+        self.detector: Detector = settings.detector if settings.detector is not None else RulesAndModel()
         self.screened = 0
         self.flagged = 0
         self.failed = 0

@@ -53,6 +53,7 @@ from agentledger.streams.worker.scopes import (
     selector_matches_event,
     user_of,
 )
+from agentledger.streams.worker.screens import ScreenWatch
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 log = logging.getLogger("agentledger.streams")
@@ -154,6 +155,7 @@ class Processor:
         self.loops = LoopDetector(loops)
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
+        self.screens = ScreenWatch(self.enforcer)
         self.counters: Counter[str] = Counter()
         self.held: set[int] | None = None
         """Scope-deltas partitions this process holds (stage two); None: all (one process
@@ -261,6 +263,8 @@ class Processor:
         for dest, delta in sorted(deltas.items()):
             out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
         self.counters["deltas_out"] += len(deltas)
+        # screen verdicts (stage one: they come with the events): trace kills, sources to quarantine
+        out.add(self.screens.observe(events, now_s))
         self._unknown_models(now_s, out)
         return out
 

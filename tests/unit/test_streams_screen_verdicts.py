@@ -1,0 +1,70 @@
+"""Screen verdicts in the budget worker: a kill verdict kills the trace everywhere (a control
+command), and a source flagged in N distinct traces within the window raises a quarantine alert."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from agentledger.events import Action, ControlCommand, ScopeKind, ScreenEvent, control_key
+from agentledger.streams.worker.processor import MemoryStore, Output, Processor
+from agentledger.wire import encode_envelope
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+_n = 0
+
+
+def verdict(trace: str, *, action: str = "record", flagged: bool = True, source: str | None = "fetch",
+            at: datetime = NOW) -> ScreenEvent:  # fmt: skip
+    global _n
+    _n += 1
+    return ScreenEvent(
+        event_id=f"scr-{_n:08d}", ts=at, tenant="acme", agent="writer", trace_id=trace * 32,
+        span_id="b" * 16, channel="tool", source=source, detector="rules+linear-v1",
+        score=0.93, flagged=flagged, action=action,
+    )  # fmt: skip
+
+
+def run(p: Processor, events: list[ScreenEvent], at: datetime = NOW) -> Output:
+    return p.process(encode_envelope("acme/writer", events), b"acme/writer", 0, 0, at.timestamp())
+
+
+def test_a_kill_verdict_becomes_a_trace_kill_command_on_the_control_topic() -> None:
+    out = run(Processor(MemoryStore()), [verdict("a", action="kill")])
+    assert len(out.control) == 1
+    key, value = out.control[0]
+    cmd = ControlCommand.model_validate_json(value)
+    assert cmd.action is Action.KILL and cmd.scope.kind is ScopeKind.TRACE
+    assert cmd.scope.trace_id == "a" * 32 and cmd.scope.tenant == "acme"
+    assert key.decode() == control_key(cmd.scope.key, Action.KILL)  # the admission lane
+    assert "injection" in cmd.reason and cmd.params.kill_reason == "other"
+    assert cmd.expires_at is not None and cmd.expires_at > NOW
+
+
+def test_record_block_and_unflagged_verdicts_send_no_command() -> None:
+    out = run(
+        Processor(MemoryStore()),
+        [verdict("a", action="block"), verdict("b"), verdict("c", action="kill", flagged=False)],
+    )
+    assert out.control == []
+
+
+def test_a_source_flagged_in_three_traces_raises_one_quarantine_alert() -> None:
+    p = Processor(MemoryStore())
+    first = run(p, [verdict("a"), verdict("a"), verdict("b")])  # two traces so far
+    assert first.alerts == []
+    third = run(p, [verdict("c")])
+    assert len(third.alerts) == 1
+    alert = json.loads(third.alerts[0][1])
+    assert (
+        alert["rule"] == "injection_source" and alert["entity"] == "tool/fetch" and alert["tenant"] == "acme"
+    )
+    assert alert["figures"]["traces"] == 3 and "quarantine" in alert["summary"]
+    assert run(p, [verdict("d")]).alerts == []  # once per window
+
+
+def test_flags_older_than_the_window_do_not_count_and_other_sources_are_apart() -> None:
+    p = Processor(MemoryStore())
+    old = NOW - timedelta(hours=2)
+    run(p, [verdict("a", at=old), verdict("b", at=old)])
+    assert run(p, [verdict("c"), verdict("d", source="search"), verdict("e", source=None)]).alerts == []
