@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from agentledger.events import Action, ControlCommand, ScopeKind, ScreenEvent, control_key
+from agentledger.events import Action, Authority, ControlCommand, Lane, ScopeKind, ScreenEvent, control_key
 from agentledger.streams.worker.processor import MemoryStore, Output, Processor
 from agentledger.wire import encode_envelope
 
@@ -36,7 +36,7 @@ def test_a_kill_verdict_becomes_a_trace_kill_command_on_the_control_topic() -> N
     cmd = ControlCommand.model_validate_json(value)
     assert cmd.action is Action.KILL and cmd.scope.kind is ScopeKind.TRACE
     assert cmd.scope.trace_id == "a" * 32 and cmd.scope.tenant == "acme"
-    assert key.decode() == control_key(cmd.scope.key, Action.KILL)  # the admission lane
+    assert key.decode() == control_key(cmd.scope.key, Lane.ADMISSION, Authority.BUDGET)
     assert "injection" in cmd.reason and cmd.params.kill_reason == "other"
     assert cmd.expires_at is not None and cmd.expires_at > NOW
 
