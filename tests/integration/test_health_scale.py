@@ -138,12 +138,16 @@ class Cluster:
 
     async def members(self) -> int | None:
         """Members of the health group when it is Stable, else None."""
+        from aiokafka.errors import KafkaError
+
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
             (resp,) = await admin.describe_consumer_groups([self.group])
             _, _, state, _, _, members, *_ = resp.groups[0]
             return len(members) if state == "Stable" else None
+        except KafkaError:  # no coordinator yet for a group that does not exist yet
+            return None
         finally:
             await admin.close()
 
