@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -357,3 +358,74 @@ def test_the_waterfall_marks_each_instant_tool_call_on_its_own_row(api: Running,
     assert len(rows) == len(set(rows)) == 6  # each on its own row, so no two labels share one
     costs = re.findall(r'data-unformatted="([\d.]+ · [\d.]+)"', dom.stdout)
     assert len(costs) == 8 and costs[:2] == ["0 · 7.25", "7.25 · 7.25"]  # root, then the LLM call
+
+
+async def _consume_events(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Any]:
+    """Every event on ``topic`` (from the start), until nothing new came for ``idle_s``."""
+    from aiokafka import AIOKafkaConsumer
+
+    from agentledger.wire import decode_envelope
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    events: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                return events
+            for records in batch.values():
+                for record in records:
+                    assert record.value is not None
+                    events.extend(decode_envelope(record.value).events)
+    finally:
+        await consumer.stop()
+
+
+def test_the_demos_tasks_name_their_user_and_the_user_filter_narrows_the_pages(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The demo's own task code records through the client to a real broker; its events are
+    # priced and landed, then the traces page is drawn for all users and for one.
+    import time
+
+    from agentledger.dashboards import pagedata
+    from agentledger.dashboards.pages import plotly_js, render_page
+    from agentledger.demo.config import DemoTiming
+    from agentledger.demo.workload import DemoWorkload
+    from agentledger.pricing import PriceBook
+    from agentledger.topics import CONTROL, EVENTS
+    from agentledger.warehouse.landing import land_priced
+    from agentledger.warehouse.storage import Store
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
+    work = DemoWorkload(
+        kafka_bootstrap, prefix + EVENTS.name, prefix + CONTROL.name, DemoTiming.for_mode(True), say=print
+    )
+    work._t0 = time.monotonic()  # the clock the stories run on (before any of them starts)
+    for _ in range(15):
+        work.task("acme")
+    result = work.finish()
+    assert result.sent > 0 and result.dropped == result.failed == 0
+    events = asyncio.run(_consume_events(kafka_bootstrap, prefix + EVENTS.name))
+    book = PriceBook.load()
+    land_priced(Store(str(tmp_path / "wh")), [book.price_event(e) for e in events], "demo-run")
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plotly.min.js").write_text(plotly_js())
+    reader = WarehouseReader(str(tmp_path / "wh"))
+    listed: dict[str, list[str]] = {}
+    for who in ("", "acme-user-1"):
+        view = pagedata.View(user=who or None)
+        page = pagedata.traces(Sources(reader, "acme", view=view))
+        (site / f"traces-{who or 'all'}.html").write_text(render_page(page, base=site.as_uri()))
+        dom = chromium((site / f"traces-{who or 'all'}.html").as_uri(), tmp_path / f"t{who}", "--dump-dom",
+                       "--allow-file-access-from-files")  # fmt: skip
+        assert dom.returncode == 0 and console_lines(dom.stderr) == []
+        listed[who] = re.findall(r'href="[^"]*trace\?[^"]*trace_id=([0-9a-f]{32})', dom.stdout)
+        users = set(re.findall(r">(acme-user-\d)<", dom.stdout))  # the list's user column
+        assert users == ({"acme-user-1"} if who else {f"acme-user-{i}" for i in range(5)}), users
+    assert 0 < len(listed["acme-user-1"]) < len(listed[""]) == 15  # 3 of the 15 tasks are user 1's
+    assert set(listed["acme-user-1"]) < set(listed[""])
