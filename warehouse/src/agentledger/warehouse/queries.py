@@ -79,13 +79,19 @@ def _filter(
     w.when(model, f"{prefix}model = ?")
     for value, keys in ((user, USER_KEYS), (conversation, CONVERSATION_KEYS)):
         if value is not None:
-            # contains() first: a cheap scan that skips the JSON parse of every other row
-            # (orjson escapes only quotes, backslashes and control characters in a value)
-            cheap = '"' not in value and "\\" not in value and value.isprintable()
-            sub = _Where().when(value if cheap else None, "contains(attributes, ?)")
-            sub.add(f"{_attribute(keys)} = ?", value)
+            sub = _traces_naming(value, keys)
             w.add(f"{prefix}trace_id IN (SELECT trace_id FROM events {sub.sql()})", *sub.params)
     return w
+
+
+def _traces_naming(value: str, keys: Sequence[str], tenant: str | None = None) -> _Where:
+    """Events whose attributes name ``value`` under one of ``keys`` (their traces are the
+    user's or conversation's)."""
+    # contains() first: a cheap scan that skips the JSON parse of every other row
+    # (orjson escapes only quotes, backslashes and control characters in a value)
+    cheap = '"' not in value and "\\" not in value and value.isprintable()
+    sub = _Where().when(tenant, "tenant = ?").when(value if cheap else None, "contains(attributes, ?)")
+    return sub.add(f"{_attribute(keys)} = ?", value)
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -623,10 +629,15 @@ def decisions(
     end: datetime | None = None,
     agent: str | None = None,
     limit: int = 200,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Commands and alerts in one list, newest first: ``kind`` (command/alert), ``what`` (the
     action or the alert's state), scope, reason, the trace of the cause and ``latency_ms``
-    from the cause event (an alert that issued a command shares that command's cause)."""
+    from the cause event (an alert that issued a command shares that command's cause).
+    ``user`` / ``conversation``: the decisions about them, i.e. whose trace (the command's
+    scope or its cause's) belongs to them, or whose command's scope is that user or
+    conversation (an alert follows the command it issued)."""
     w = _window(tenant, start, end, col="c.ts").when(agent, "c.agent = ?")
     w.parts = [p.replace("tenant =", "c.tenant =", 1) if p.startswith("tenant") else p for p in w.parts]
     a = _window(tenant, start, end, col="a.ts")
@@ -634,23 +645,35 @@ def decisions(
     if agent is not None:
         a.add("(contains(a.entity, '/' || ? || '@') OR a.entity LIKE '%/' || ?)", agent, agent)
     cause = "e.event_id = c.cause_event_id AND (c.tenant IS NULL OR e.tenant = c.tenant)"
+    who = _Where()
+    for value, kind, keys in ((user, "user", USER_KEYS), (conversation, "conversation", CONVERSATION_KEYS)):
+        if value is not None:  # its traces (as the other pages' filters), or a scope naming it
+            traces = _traces_naming(value, keys, tenant)
+            who.add(
+                f"(trace_id IN (SELECT trace_id FROM events {traces.sql()}) OR "
+                "(split_part(cmd_scope_key, '/', 1) = ? AND split_part(cmd_scope_key, '/', 3) = ?))",
+                *traces.params,
+                kind,
+                value,
+            )
     return _rows(
         cat,
-        f"""SELECT * FROM (
+        f"""SELECT * EXCLUDE (cmd_scope_key) FROM (
               SELECT c.ts, 'command' AS kind, c.action AS what, c.scope_kind, c.scope_key,
                      c.reason, c.policy_id, c.issued_by, c.command_id AS id,
                      coalesce(c.trace_id, e.trace_id) AS trace_id,
-                     date_diff('millisecond', e.ts, c.ts) AS latency_ms
+                     date_diff('millisecond', e.ts, c.ts) AS latency_ms, c.scope_key AS cmd_scope_key
               FROM commands c LEFT JOIN events e ON {cause} {w.sql()}
               UNION ALL BY NAME
               SELECT a.ts, 'alert' AS kind, a.state AS what, a.rule AS scope_kind,
                      a.entity AS scope_key, a.summary AS reason, a.policy_id, NULL AS issued_by,
                      a.alert_id AS id, coalesce(c.trace_id, e.trace_id) AS trace_id,
-                     date_diff('millisecond', e.ts, a.ts) AS latency_ms
+                     date_diff('millisecond', e.ts, a.ts) AS latency_ms, c.scope_key AS cmd_scope_key
               FROM alerts a LEFT JOIN commands c ON c.command_id = a.command_id
                    LEFT JOIN events e ON {cause} {a.sql()})
+            {who.sql()}
             ORDER BY ts DESC, id LIMIT ?""",
-        [*w.params, *a.params, int(limit)],
+        [*w.params, *a.params, *who.params, int(limit)],
     )
 
 
