@@ -4,6 +4,7 @@ drawn, no console message at all (errors included), screenshots kept in artifact
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -255,19 +256,40 @@ def test_every_page_at_390_px_fits_the_phone_width(
         f'<iframe id="{name}" src="{name}.html" style="width:390px;height:1800px;border:0;display:block"></iframe>'
         for name in PAGES
     )
+    # ... and how many titles and legends a chart's mode bar (its zoom/download buttons) covers
+    # while shown: compared as bounding boxes, inside each chart
     measure = (
-        "<script>setTimeout(function(){document.querySelectorAll('iframe').forEach(function(f){"
-        "var d=f.contentDocument.documentElement;document.body.setAttribute('data-'+f.id,"
-        "d.scrollWidth+'/'+f.contentDocument.querySelectorAll('.main-svg').length);});},3000)</script>"
+        "<script>function hit(a,b){return a.width>0&&a.height>0&&b.width>0&&b.height>0&&"
+        "a.left<b.right&&b.left<a.right&&a.top<b.bottom&&b.top<a.bottom;}"
+        # every frame's charts drawn first (seven copies of plotly.js take seconds on a busy machine)
+        f"var want={json.dumps(PAGES)},t0=Date.now();function drawn(f){{return f.contentDocument&&"
+        "f.contentDocument.querySelectorAll('.main-svg').length>=want[f.id];}"
+        "function go(){var fs=[].slice.call(document.querySelectorAll('iframe'));"
+        "if(!fs.every(drawn)&&Date.now()-t0<30000){setTimeout(go,200);return;}"
+        "fs.forEach(function(f){"
+        "var doc=f.contentDocument,d=doc.documentElement,covered=0,bars=0;"
+        "doc.querySelectorAll('.js-plotly-plot').forEach(function(p){"
+        "p.querySelectorAll('.modebar-container').forEach(function(m){"
+        "if(f.contentWindow.getComputedStyle(m).display==='none')return;bars++;"
+        "var mb=m.querySelector('.modebar')||m;mb.style.opacity='1';var r=mb.getBoundingClientRect();"
+        "p.querySelectorAll('.gtitle,.legend').forEach(function(t){if(hit(r,t.getBoundingClientRect()))covered++;});"
+        "});});"
+        "document.body.setAttribute('data-'+f.id,"
+        "d.scrollWidth+'/'+doc.querySelectorAll('.main-svg').length+'/'+bars+'/'+covered);});}"
+        "setTimeout(go,500);</script>"
     )
     (site / "phone.html").write_text(f'<!doctype html><body style="margin:0">{frames}{measure}</body>')
     flags = ("--allow-file-access-from-files", "--window-size=500,1800")
-    dom = chromium((site / "phone.html").as_uri(), tmp_path / "p", "--dump-dom", *flags)
+    dom = chromium(
+        (site / "phone.html").as_uri(), tmp_path / "p", "--dump-dom", "--virtual-time-budget=40000", *flags
+    )
     assert dom.returncode == 0, dom.stderr[-1000:]
     for name in PAGES:
-        width, drawn = map(int, re.search(rf'data-{name}="(\d+)/(\d+)"', dom.stdout).groups())  # type: ignore[union-attr]
+        found = re.search(rf'data-{name}="(\d+)/(\d+)/(\d+)/(\d+)"', dom.stdout)
+        width, drawn, bars, covered = map(int, found.groups())  # type: ignore[union-attr]
         assert width <= 390, (name, width)  # nothing wider than the phone: no sideways scrolling
         assert drawn >= PAGES[name], name  # the charts were drawn at that width
+        assert covered == 0, (name, bars, covered)  # no mode bar over a title or a legend
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
     for name in PAGES:
