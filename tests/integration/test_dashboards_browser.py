@@ -4,6 +4,7 @@ drawn, no console message at all (errors included), screenshots kept in artifact
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -254,19 +256,40 @@ def test_every_page_at_390_px_fits_the_phone_width(
         f'<iframe id="{name}" src="{name}.html" style="width:390px;height:1800px;border:0;display:block"></iframe>'
         for name in PAGES
     )
+    # ... and how many titles and legends a chart's mode bar (its zoom/download buttons) covers
+    # while shown: compared as bounding boxes, inside each chart
     measure = (
-        "<script>setTimeout(function(){document.querySelectorAll('iframe').forEach(function(f){"
-        "var d=f.contentDocument.documentElement;document.body.setAttribute('data-'+f.id,"
-        "d.scrollWidth+'/'+f.contentDocument.querySelectorAll('.main-svg').length);});},3000)</script>"
+        "<script>function hit(a,b){return a.width>0&&a.height>0&&b.width>0&&b.height>0&&"
+        "a.left<b.right&&b.left<a.right&&a.top<b.bottom&&b.top<a.bottom;}"
+        # every frame's charts drawn first (seven copies of plotly.js take seconds on a busy machine)
+        f"var want={json.dumps(PAGES)},t0=Date.now();function drawn(f){{return f.contentDocument&&"
+        "f.contentDocument.querySelectorAll('.main-svg').length>=want[f.id];}"
+        "function go(){var fs=[].slice.call(document.querySelectorAll('iframe'));"
+        "if(!fs.every(drawn)&&Date.now()-t0<30000){setTimeout(go,200);return;}"
+        "fs.forEach(function(f){"
+        "var doc=f.contentDocument,d=doc.documentElement,covered=0,bars=0;"
+        "doc.querySelectorAll('.js-plotly-plot').forEach(function(p){"
+        "p.querySelectorAll('.modebar-container').forEach(function(m){"
+        "if(f.contentWindow.getComputedStyle(m).display==='none')return;bars++;"
+        "var mb=m.querySelector('.modebar')||m;mb.style.opacity='1';var r=mb.getBoundingClientRect();"
+        "p.querySelectorAll('.gtitle,.legend').forEach(function(t){if(hit(r,t.getBoundingClientRect()))covered++;});"
+        "});});"
+        "document.body.setAttribute('data-'+f.id,"
+        "d.scrollWidth+'/'+doc.querySelectorAll('.main-svg').length+'/'+bars+'/'+covered);});}"
+        "setTimeout(go,500);</script>"
     )
     (site / "phone.html").write_text(f'<!doctype html><body style="margin:0">{frames}{measure}</body>')
     flags = ("--allow-file-access-from-files", "--window-size=500,1800")
-    dom = chromium((site / "phone.html").as_uri(), tmp_path / "p", "--dump-dom", *flags)
+    dom = chromium(
+        (site / "phone.html").as_uri(), tmp_path / "p", "--dump-dom", "--virtual-time-budget=40000", *flags
+    )
     assert dom.returncode == 0, dom.stderr[-1000:]
     for name in PAGES:
-        width, drawn = map(int, re.search(rf'data-{name}="(\d+)/(\d+)"', dom.stdout).groups())  # type: ignore[union-attr]
+        found = re.search(rf'data-{name}="(\d+)/(\d+)/(\d+)/(\d+)"', dom.stdout)
+        width, drawn, bars, covered = map(int, found.groups())  # type: ignore[union-attr]
         assert width <= 390, (name, width)  # nothing wider than the phone: no sideways scrolling
         assert drawn >= PAGES[name], name  # the charts were drawn at that width
+        assert covered == 0, (name, bars, covered)  # no mode bar over a title or a legend
     shots = tmp_path_factory.getbasetemp() / "screenshots"
     shots.mkdir(exist_ok=True)
     for name in PAGES:
@@ -357,3 +380,74 @@ def test_the_waterfall_marks_each_instant_tool_call_on_its_own_row(api: Running,
     assert len(rows) == len(set(rows)) == 6  # each on its own row, so no two labels share one
     costs = re.findall(r'data-unformatted="([\d.]+ · [\d.]+)"', dom.stdout)
     assert len(costs) == 8 and costs[:2] == ["0 · 7.25", "7.25 · 7.25"]  # root, then the LLM call
+
+
+async def _consume_events(bootstrap: str, topic: str, idle_s: float = 3.0) -> list[Any]:
+    """Every event on ``topic`` (from the start), until nothing new came for ``idle_s``."""
+    from aiokafka import AIOKafkaConsumer
+
+    from agentledger.wire import decode_envelope
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    events: list[Any] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=int(idle_s * 1000))
+            if not batch:
+                return events
+            for records in batch.values():
+                for record in records:
+                    assert record.value is not None
+                    events.extend(decode_envelope(record.value).events)
+    finally:
+        await consumer.stop()
+
+
+def test_the_demos_tasks_name_their_user_and_the_user_filter_narrows_the_pages(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    # The demo's own task code records through the client to a real broker; its events are
+    # priced and landed, then the traces page is drawn for all users and for one.
+    import time
+
+    from agentledger.dashboards import pagedata
+    from agentledger.dashboards.pages import plotly_js, render_page
+    from agentledger.demo.config import DemoTiming
+    from agentledger.demo.workload import DemoWorkload
+    from agentledger.pricing import PriceBook
+    from agentledger.topics import CONTROL, EVENTS
+    from agentledger.warehouse.landing import land_priced
+    from agentledger.warehouse.storage import Store
+
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    asyncio.run(create_topics(kafka_bootstrap, prefix=prefix))
+    work = DemoWorkload(
+        kafka_bootstrap, prefix + EVENTS.name, prefix + CONTROL.name, DemoTiming.for_mode(True), say=print
+    )
+    work._t0 = time.monotonic()  # the clock the stories run on (before any of them starts)
+    for _ in range(15):
+        work.task("acme")
+    result = work.finish()
+    assert result.sent > 0 and result.dropped == result.failed == 0
+    events = asyncio.run(_consume_events(kafka_bootstrap, prefix + EVENTS.name))
+    book = PriceBook.load()
+    land_priced(Store(str(tmp_path / "wh")), [book.price_event(e) for e in events], "demo-run")
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "plotly.min.js").write_text(plotly_js())
+    reader = WarehouseReader(str(tmp_path / "wh"))
+    listed: dict[str, list[str]] = {}
+    for who in ("", "acme-user-1"):
+        view = pagedata.View(user=who or None)
+        page = pagedata.traces(Sources(reader, "acme", view=view))
+        (site / f"traces-{who or 'all'}.html").write_text(render_page(page, base=site.as_uri()))
+        dom = chromium((site / f"traces-{who or 'all'}.html").as_uri(), tmp_path / f"t{who}", "--dump-dom",
+                       "--allow-file-access-from-files")  # fmt: skip
+        assert dom.returncode == 0 and console_lines(dom.stderr) == []
+        listed[who] = re.findall(r'href="[^"]*trace\?[^"]*trace_id=([0-9a-f]{32})', dom.stdout)
+        users = set(re.findall(r">(acme-user-\d)<", dom.stdout))  # the list's user column
+        assert users == ({"acme-user-1"} if who else {f"acme-user-{i}" for i in range(5)}), users
+    assert 0 < len(listed["acme-user-1"]) < len(listed[""]) == 15  # 3 of the 15 tasks are user 1's
+    assert set(listed["acme-user-1"]) < set(listed[""])

@@ -648,11 +648,14 @@ def timeline(src: Sources) -> Page:
     def build() -> list[Any]:
         scope = src.scope()
         start, end, agent_name = scope["start"], scope["end"], scope["agent"]
-        rows = src.rows(q.decisions, start=start, end=end, agent=agent_name)
-        if src.view.user or src.view.conversation:
-            src.notes.append(
-                "decisions are per agent, budget or provider: the user and conversation filters do not apply"
-            )
+        rows = src.rows(
+            q.decisions,
+            start=start,
+            end=end,
+            agent=agent_name,
+            user=scope["user"],
+            conversation=scope["conversation"],
+        )
         commands = [r | {"action": r.get("what")} for r in rows if r.get("kind") == "command"]
         alerts = [
             r
@@ -665,7 +668,7 @@ def timeline(src: Sources) -> Page:
             for r in rows
             if r.get("kind") == "alert"
         ]
-        if not rows and start is None and agent_name is None:
+        if not rows and start is None and agent_name is None and not (scope["user"] or scope["conversation"]):
             commands = [
                 {
                     "ts": c.ts.isoformat(),

@@ -41,6 +41,7 @@ form.view label{display:flex;flex-direction:column;color:#455a64}form.view selec
 table{border-collapse:collapse;width:100%;font-size:.85rem}th,td{padding:.25rem .5rem;text-align:left;border-bottom:1px solid #eceff1;white-space:nowrap}
 th a{color:#1d2430}td.n{text-align:right;font-variant-numeric:tabular-nums}tr.bad td{background:#fff3f0}
 td a{color:#1565c0}
+@media (max-width:520px){.js-plotly-plot .modebar-container{display:none!important}}
 """
 
 

@@ -35,6 +35,8 @@ MODELS = {
     "anthropic": {"small": "claude-haiku-4-5", "large": "claude-sonnet-4-5"},
 }
 TASKS_PER_S = 3.0
+USERS_PER_TENANT = 5  # each task is for one of them: the dashboards' user filter has something to show
+TASKS_PER_CONVERSATION = 4  # a user's tasks come in conversations of this many
 PROBE_SHARE = 0.25  # while failed over, this share of calls still tries the preferred provider
 
 
@@ -149,7 +151,11 @@ class DemoWorkload:
     def task(self, tenant: str) -> None:
         planner = self.emitter(tenant, "planner")
         self.result.tasks += 1
-        with planner.span("research-report", kind="workflow") as root:
+        n = self.result.tasks
+        user = f"{tenant}-user-{n % USERS_PER_TENANT}"
+        conversation = f"{user}-conv-{n // (USERS_PER_TENANT * TASKS_PER_CONVERSATION)}"
+        # the root span names who the task is for; nested spans and calls inherit it
+        with planner.span("research-report", kind="workflow", user=user, conversation=conversation) as root:
             trace = root.trace_id
             try:
                 self.guard.check(tenant=tenant, agent="planner", trace_id=trace, wait=False)

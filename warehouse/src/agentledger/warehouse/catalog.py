@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from agentledger.warehouse import schema
+from agentledger.warehouse import rollup, schema
 from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
 _RETRIES = 9
@@ -68,14 +68,31 @@ class Catalog:
 
     def refresh(self) -> None:
         """Make the views match the files present now (nothing to do when none changed)."""
+        events: list[DataFile] = []
         for dataset in DATASETS:
             files = self.store.files(dataset)
+            if dataset == "events":
+                events = files
             paths = tuple(f.path for f in files)
             if self._listing.get(dataset) == paths:
                 continue
             for statement in self._statements(dataset, files):
                 self.con.execute(statement)
             self._listing[dataset] = paths
+        covered = rollup_files(events, self.store.files(rollup.DATASET)) if self.store.local else []
+        paths = (*self._listing["events"], "|", *(f.path for f in covered))
+        if self._listing.get(rollup.DATASET) != paths:
+            self.con.execute(f"CREATE OR REPLACE VIEW {rollup.DATASET} AS {self._minutes(covered)}")
+            self._listing[rollup.DATASET] = paths
+
+    def _minutes(self, covered: list[DataFile]) -> str:
+        """``events_minute``: the rollup files of the dates they cover, the events of the
+        other dates aggregated the same way now."""
+        days = ", ".join(f"DATE '{f.date}'" for f in covered)
+        live = rollup.select("events", f"WHERE date NOT IN ({days})" if covered else "")
+        if not covered:
+            return live
+        return f"SELECT * FROM {self._read(rollup.DATASET, 'rollup', covered)} UNION ALL BY NAME {live}"
 
     def _statements(self, dataset: str, files: list[DataFile]) -> list[str]:
         if not files:
@@ -163,3 +180,17 @@ def split_clean(files: list[DataFile]) -> tuple[list[DataFile], list[DataFile]]:
         alone = len(day_files) == 1 and day_files[0].name.startswith(COMPACTED_PREFIX)
         (clean if alone else dirty).extend(day_files)
     return clean, dirty
+
+
+def rollup_files(events: list[DataFile], rollups: list[DataFile]) -> list[DataFile]:
+    """The rollup files that stand for their date's events: the date is one compacted file
+    and the rollup bears its name (written from exactly that file)."""
+    by_day: dict[str, list[DataFile]] = {}
+    for f in events:
+        by_day.setdefault(f.date, []).append(f)
+    covered = []
+    for r in rollups:
+        files = by_day.get(r.date, [])
+        if len(files) == 1 and files[0].name == r.name and r.name.startswith(COMPACTED_PREFIX):
+            covered.append(r)
+    return covered

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from agentledger.warehouse import rollup
 from agentledger.warehouse.schema import DEDUPE_KEYS
 from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
@@ -47,9 +48,32 @@ def compact_partition(store: Store, dataset: str, files: list[DataFile]) -> Comp
     merged = pa.concat_tables(tables, promote_options="permissive")
     out = first_of_each(merged, DEDUPE_KEYS[dataset])
     digest = hashlib.sha1("\n".join(f.name for f in files).encode()).hexdigest()[:16]
-    path = store.write(dataset, day, f"{COMPACTED_PREFIX}{digest}", out)
+    name = f"{COMPACTED_PREFIX}{digest}"
+    if dataset == "events":  # before the events file: a reader never sees it without its rollup
+        write_rollup(store, day, name, out)
+    path = store.write(dataset, day, name, out)
     store.delete([f.path for f in files if f.path != path])
+    if dataset == "events":
+        _drop_stale_rollups(store, day, name)
     return CompactResult(dataset, day, len(files), merged.num_rows, out.num_rows, path)
+
+
+def write_rollup(store: Store, day: str, name: str, events: pa.Table) -> str:
+    """The minute rollup of one compacted events file (``rollup.DATASET/date=day/name``)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.register("compacted", events)
+        table = con.sql(rollup.select("compacted", with_date=False)).to_arrow_table()
+    finally:
+        con.close()
+    return store.write(rollup.DATASET, day, name, table)
+
+
+def _drop_stale_rollups(store: Store, day: str, keep: str) -> None:
+    store.delete([f.path for f in store.files(rollup.DATASET, day) if f.name != keep])
 
 
 def compact(
@@ -64,4 +88,11 @@ def compact(
         for files in by_day.values():
             if len(files) > 1 or not files[0].name.startswith(COMPACTED_PREFIX):
                 results.append(compact_partition(store, dataset, files))
+            elif dataset == "events" and not _has_rollup(store, files[0]):  # compacted before rollups
+                write_rollup(store, files[0].date, files[0].name, store.read(files[0].path))
+                _drop_stale_rollups(store, files[0].date, files[0].name)
     return results
+
+
+def _has_rollup(store: Store, events_file: DataFile) -> bool:
+    return any(f.name == events_file.name for f in store.files(rollup.DATASET, events_file.date))

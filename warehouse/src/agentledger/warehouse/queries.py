@@ -11,11 +11,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from agentledger.errors import ConfigError
+from agentledger.warehouse import rollup
 
 if TYPE_CHECKING:  # importing the queries (the CLI's help) loads no pyarrow or DuckDB
     from agentledger.warehouse.catalog import Catalog
@@ -79,13 +80,19 @@ def _filter(
     w.when(model, f"{prefix}model = ?")
     for value, keys in ((user, USER_KEYS), (conversation, CONVERSATION_KEYS)):
         if value is not None:
-            # contains() first: a cheap scan that skips the JSON parse of every other row
-            # (orjson escapes only quotes, backslashes and control characters in a value)
-            cheap = '"' not in value and "\\" not in value and value.isprintable()
-            sub = _Where().when(value if cheap else None, "contains(attributes, ?)")
-            sub.add(f"{_attribute(keys)} = ?", value)
+            sub = _traces_naming(value, keys)
             w.add(f"{prefix}trace_id IN (SELECT trace_id FROM events {sub.sql()})", *sub.params)
     return w
+
+
+def _traces_naming(value: str, keys: Sequence[str], tenant: str | None = None) -> _Where:
+    """Events whose attributes name ``value`` under one of ``keys`` (their traces are the
+    user's or conversation's)."""
+    # contains() first: a cheap scan that skips the JSON parse of every other row
+    # (orjson escapes only quotes, backslashes and control characters in a value)
+    cheap = '"' not in value and "\\" not in value and value.isprintable()
+    sub = _Where().when(tenant, "tenant = ?").when(value if cheap else None, "contains(attributes, ?)")
+    return sub.add(f"{_attribute(keys)} = ?", value)
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -110,6 +117,57 @@ def _bucket_sql(unit: str) -> tuple[str, str]:
     if unit in _MICROS:
         return f"epoch_us(ts) // {_MICROS[unit]}", f"to_timestamp(_b * {_MICROS[unit] // 1_000_000})"
     return f"date_trunc('{unit}', date)", "CAST(CAST(_b AS TIMESTAMP) AS TIMESTAMPTZ)"
+
+
+def _minutes(
+    tenant: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+) -> tuple[str, list[Any]] | None:
+    """A table expression over the minute rollup for the window and filters, as a ``FROM``
+    of rollup rows: whole minutes from ``events_minute``, the partial minutes at either end
+    of the window aggregated from the events (so the sums are those of the events between
+    ``start`` and ``end``). None when the window is under two minutes (read the events)."""
+    lo = None if start is None else -(-_epoch_us(start) // rollup.MINUTE_US)  # first whole minute
+    hi = None if end is None else _epoch_us(end) // rollup.MINUTE_US  # first minute not whole
+    if lo is not None and hi is not None and lo >= hi:
+        return None
+    parts: list[str] = []
+    params: list[Any] = []
+    main = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    main.when(lo, "minute >= ?").when(hi, "minute < ?")
+    # the hive date first: files of other dates are not opened
+    main.when(None if start is None else _utc(start).date(), "date >= ?")
+    main.when(None if end is None else _utc(end).date(), "date <= ?")
+    parts.append(f"SELECT * FROM {rollup.DATASET} {main.sql()}")
+    params += main.params
+    edges = []
+    if start is not None and lo is not None and _epoch_us(start) % rollup.MINUTE_US:
+        edges.append((start, _at_minute(lo)))
+    if end is not None and hi is not None and _epoch_us(end) % rollup.MINUTE_US:
+        edges.append((_at_minute(hi), end))
+    for a, b in edges:
+        w = _filter(_window(tenant, a, b), agent, agent_version, model).add("date = ?", _utc(a).date())
+        parts.append(rollup.select("events", w.sql()))
+        params += w.params
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")", params
+
+
+def _utc(t: datetime) -> datetime:
+    """``t`` in UTC (a naive time is taken as UTC, as the catalog's DuckDB takes it)."""
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _epoch_us(t: datetime) -> int:
+    delta = _utc(t) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _at_minute(minute: int) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=minute * rollup.MINUTE_US)
 
 
 def cost_by_agent_day(
@@ -280,6 +338,30 @@ def costs(
     inner = [*cols, *([f"{key} AS _b"] if unit else [])]
     outer = [*cols, *([f"{start_of} AS bucket"] if unit else [])]
     order = ", ".join(["bucket", *cols] if unit else cols) or "cost_usd DESC"
+    minutes = (
+        None
+        if user or conversation or unit == "second"
+        else _minutes(tenant, start, end, agent, agent_version, model)
+    )
+    if minutes is not None:  # the minute rollup: the same sums, from far fewer rows
+        source, params = minutes
+        if unit in _MICROS:
+            key = f"minute // {_MICROS[unit] // rollup.MINUTE_US}"
+            inner = [*cols, f"{key} AS _b"]
+        return _rows(
+            cat,
+            f"""SELECT {"".join(c + ", " for c in outer)}cost_usd, events, calls, input_tokens,
+                   output_tokens, unpriced_calls
+                FROM (SELECT {"".join(c + ", " for c in inner)}sum(cost_usd) AS cost_usd,
+                        coalesce(sum(events), 0)::BIGINT AS events,
+                        coalesce(sum(calls), 0)::BIGINT AS calls,
+                        coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+                        coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+                        coalesce(sum(unpriced_calls), 0)::BIGINT AS unpriced_calls
+                      FROM {source} {"GROUP BY ALL" if inner else ""})
+                ORDER BY {order}""",
+            params,
+        )
     w = _filter(
         _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
     )
@@ -364,6 +446,19 @@ def agents(
     conversation: str | None = None,
 ) -> Rows:
     """Every agent seen: versions, first/last event, events, spend."""
+    minutes = None if user or conversation else _minutes(tenant, start, end, agent, agent_version, model)
+    if minutes is not None:
+        source, params = minutes
+        return _rows(
+            cat,
+            f"""SELECT tenant, agent,
+                   list(DISTINCT agent_version ORDER BY agent_version)
+                       FILTER (WHERE agent_version IS NOT NULL) AS versions,
+                   min(first_ts) AS first_ts, max(last_ts) AS last_ts,
+                   coalesce(sum(events), 0)::BIGINT AS events, sum(cost_usd) AS cost_usd
+                FROM {source} GROUP BY ALL ORDER BY tenant, agent""",
+            params,
+        )
     w = _filter(
         _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
     )
@@ -690,10 +785,15 @@ def decisions(
     end: datetime | None = None,
     agent: str | None = None,
     limit: int = 200,
+    user: str | None = None,
+    conversation: str | None = None,
 ) -> Rows:
     """Commands and alerts in one list, newest first: ``kind`` (command/alert), ``what`` (the
     action or the alert's state), scope, reason, the trace of the cause and ``latency_ms``
-    from the cause event (an alert that issued a command shares that command's cause)."""
+    from the cause event (an alert that issued a command shares that command's cause).
+    ``user`` / ``conversation``: the decisions about them, i.e. whose trace (the command's
+    scope or its cause's) belongs to them, or whose command's scope is that user or
+    conversation (an alert follows the command it issued)."""
     w = _window(tenant, start, end, col="c.ts").when(agent, "c.agent = ?")
     w.parts = [p.replace("tenant =", "c.tenant =", 1) if p.startswith("tenant") else p for p in w.parts]
     a = _window(tenant, start, end, col="a.ts")
@@ -701,23 +801,35 @@ def decisions(
     if agent is not None:
         a.add("(contains(a.entity, '/' || ? || '@') OR a.entity LIKE '%/' || ?)", agent, agent)
     cause = "e.event_id = c.cause_event_id AND (c.tenant IS NULL OR e.tenant = c.tenant)"
+    who = _Where()
+    for value, kind, keys in ((user, "user", USER_KEYS), (conversation, "conversation", CONVERSATION_KEYS)):
+        if value is not None:  # its traces (as the other pages' filters), or a scope naming it
+            traces = _traces_naming(value, keys, tenant)
+            who.add(
+                f"(trace_id IN (SELECT trace_id FROM events {traces.sql()}) OR "
+                "(split_part(cmd_scope_key, '/', 1) = ? AND split_part(cmd_scope_key, '/', 3) = ?))",
+                *traces.params,
+                kind,
+                value,
+            )
     return _rows(
         cat,
-        f"""SELECT * FROM (
+        f"""SELECT * EXCLUDE (cmd_scope_key) FROM (
               SELECT c.ts, 'command' AS kind, c.action AS what, c.scope_kind, c.scope_key,
                      c.reason, c.policy_id, c.issued_by, c.command_id AS id,
                      coalesce(c.trace_id, e.trace_id) AS trace_id,
-                     date_diff('millisecond', e.ts, c.ts) AS latency_ms
+                     date_diff('millisecond', e.ts, c.ts) AS latency_ms, c.scope_key AS cmd_scope_key
               FROM commands c LEFT JOIN events e ON {cause} {w.sql()}
               UNION ALL BY NAME
               SELECT a.ts, 'alert' AS kind, a.state AS what, a.rule AS scope_kind,
                      a.entity AS scope_key, a.summary AS reason, a.policy_id, NULL AS issued_by,
                      a.alert_id AS id, coalesce(c.trace_id, e.trace_id) AS trace_id,
-                     date_diff('millisecond', e.ts, a.ts) AS latency_ms
+                     date_diff('millisecond', e.ts, a.ts) AS latency_ms, c.scope_key AS cmd_scope_key
               FROM alerts a LEFT JOIN commands c ON c.command_id = a.command_id
                    LEFT JOIN events e ON {cause} {a.sql()})
+            {who.sql()}
             ORDER BY ts DESC, id LIMIT ?""",
-        [*w.params, *a.params, int(limit)],
+        [*w.params, *a.params, *who.params, int(limit)],
     )
 
 
