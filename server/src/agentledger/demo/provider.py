@@ -12,7 +12,12 @@ the provider SDKs' own request and response code, with no key and no cost. It se
 - ``GET /v1/models``.
 
 Every answer reports the same usage (``FakeProvider.usage``), so a test knows the cost of a
-call in advance. Requests are kept in ``requests`` (path and JSON body).
+call in advance. Requests are kept in ``requests`` (path and JSON body), and in ``log`` with
+their arrival time (``time.monotonic()``) and the status answered.
+
+Rate limiting, as a provider does it: ``FakeProvider(rate_limit_s=2)`` answers every POST that
+arrives within ``rate_limit_s`` seconds of the first one with ``429`` and ``Retry-After`` (the
+whole seconds left of that window, 2 for the first), and answers normally after it.
 
 Agents that delegate need a tool call: a plain chat completion that offers tools answers the
 conversation's first turn with a call to the tool named by a ``[[call:NAME]]`` marker in its
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import re
 import signal
 import threading
@@ -104,9 +110,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
             return
         path = self.path.split("?")[0].rstrip("/")
+        arrived = time.monotonic()
         with self.server.lock:
             self.server.requests.append((path, body))
-        if path == "/v1/chat/completions":
+            limited = self.server.rate_limited(arrived)
+            self.server.log.append((arrived, path, 429 if limited else 200))
+        if limited is not None:
+            self._json(
+                429,
+                {"error": {"message": "rate limited (fake)", "type": "rate_limit_error"}},
+                {"Retry-After": str(limited), "x-should-retry": "true"},
+            )
+        elif path == "/v1/chat/completions":
             self._openai(body)
         elif path == "/v1/responses":
             self._responses(body)
@@ -202,10 +217,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- wire --------------------------------------------------------------------------
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         raw = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
@@ -271,6 +288,18 @@ class _Server(ThreadingHTTPServer):
     lock: threading.Lock
     requests: list[tuple[str, dict[str, Any]]]
     id_cycle: int | None
+    rate_limit_s: float | None
+    limited_since: float | None
+    log: list[tuple[float, str, int]]
+
+    def rate_limited(self, now: float) -> int | None:
+        """The Retry-After (whole seconds) to answer a request arriving ``now`` with, or None."""
+        if self.rate_limit_s is None:
+            return None
+        if self.limited_since is None:
+            self.limited_since = now
+        left = self.limited_since + self.rate_limit_s - now
+        return max(1, math.ceil(left)) if left > 0 else None
 
     def chat_id(self) -> str:
         if self.id_cycle is None:
@@ -281,14 +310,24 @@ class _Server(ThreadingHTTPServer):
 class FakeProvider:
     """The server, started on a thread (``start``/``stop`` or a ``with`` block)."""
 
-    def __init__(self, port: int = 0, usage: FixedUsage | None = None, id_cycle: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        usage: FixedUsage | None = None,
+        id_cycle: int | None = None,
+        rate_limit_s: float | None = None,
+    ) -> None:
         """``id_cycle``: chat completion ids ``chatcmpl-<n % id_cycle>``, reused as Ollama's are
-        (default: unique ids, as OpenAI's)."""
+        (default: unique ids, as OpenAI's). ``rate_limit_s``: answer 429 + ``Retry-After`` for
+        that many seconds from the first request on."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.usage = usage or FixedUsage()
         self._server.id_cycle = id_cycle
         self._server.lock = threading.Lock()
         self._server.requests = []
+        self._server.rate_limit_s = rate_limit_s
+        self._server.limited_since = None
+        self._server.log = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -306,6 +345,12 @@ class FakeProvider:
     @property
     def usage(self) -> FixedUsage:
         return self._server.usage
+
+    @property
+    def log(self) -> list[tuple[float, str, int]]:
+        """(arrival ``time.monotonic()``, path, status answered) of every POST, in order."""
+        with self._server.lock:
+            return list(self._server.log)
 
     @property
     def requests(self) -> list[tuple[str, dict[str, Any]]]:
