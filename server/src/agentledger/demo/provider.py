@@ -18,6 +18,7 @@ their arrival time (``time.monotonic()``) and the status answered.
 Rate limiting, as a provider does it: ``FakeProvider(rate_limit_s=2)`` answers every POST that
 arrives within ``rate_limit_s`` seconds of the first one with ``429`` and ``Retry-After`` (the
 whole seconds left of that window, 2 for the first), and answers normally after it.
+A slow provider: ``FakeProvider(delay_s=1.5)`` waits that long before each answer.
 
 Agents that delegate need a tool call: a plain chat completion that offers tools answers the
 conversation's first turn with a call to the tool named by a ``[[call:NAME]]`` marker in its
@@ -115,6 +116,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.requests.append((path, body))
             limited = self.server.rate_limited(arrived)
             self.server.log.append((arrived, path, 429 if limited else 200))
+        if self.server.delay_s:
+            time.sleep(self.server.delay_s)
         if limited is not None:
             self._json(
                 429,
@@ -289,6 +292,7 @@ class _Server(ThreadingHTTPServer):
     requests: list[tuple[str, dict[str, Any]]]
     id_cycle: int | None
     rate_limit_s: float | None
+    delay_s: float
     limited_since: float | None
     log: list[tuple[float, str, int]]
 
@@ -316,10 +320,11 @@ class FakeProvider:
         usage: FixedUsage | None = None,
         id_cycle: int | None = None,
         rate_limit_s: float | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         """``id_cycle``: chat completion ids ``chatcmpl-<n % id_cycle>``, reused as Ollama's are
         (default: unique ids, as OpenAI's). ``rate_limit_s``: answer 429 + ``Retry-After`` for
-        that many seconds from the first request on."""
+        that many seconds from the first request on. ``delay_s``: wait before each answer."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.usage = usage or FixedUsage()
         self._server.id_cycle = id_cycle
@@ -327,6 +332,7 @@ class FakeProvider:
         self._server.requests = []
         self._server.rate_limit_s = rate_limit_s
         self._server.limited_since = None
+        self._server.delay_s = delay_s
         self._server.log = []
         self._thread: threading.Thread | None = None
 
