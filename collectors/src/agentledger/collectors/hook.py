@@ -41,7 +41,7 @@ from .naming import (
     track_open_spans,
     usage_event_id,
 )
-from .usage import Usage, usage_from_anthropic, usage_from_openai
+from .usage import Usage, openai_usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -382,10 +382,9 @@ def _usage_of(target: _Target, result: Any) -> tuple[Usage | None, str | None]:
         usage = getattr(result, "usage", None)
         if usage is None:
             return None, getattr(result, "id", None)
-        found = {"usage": usage, "model": getattr(result, "model", None)}
         if target.sdk == "anthropic":
-            return usage_from_anthropic(found), result.id
-        return usage_from_openai(found), result.id
+            return usage_from_anthropic({"usage": usage, "model": getattr(result, "model", None)}), result.id
+        return openai_usage(usage, str(getattr(result, "model", None) or "unknown")), result.id
     except Exception:
         log.exception("agentledger hook could not read usage from a %s response", target.operation)
         return None, None
@@ -692,6 +691,8 @@ def _raw_mode(kwargs: dict[str, Any]) -> str | None:
     ``with_streaming_response`` mark their calls with a header ("true" / "raw" / "stream");
     the SDK then returns the raw response instead of the parsed one."""
     headers = kwargs.get("extra_headers")
+    if headers is None:  # the usual case: no isinstance() against the Mapping ABC
+        return None
     return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
 
 
