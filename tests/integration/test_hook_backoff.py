@@ -114,3 +114,33 @@ def test_threads_on_an_anthropic_key_wait_for_a_429_the_sdk_gave_up_on(configure
     seen = log[0][0]
     assert [status for _, _, status in log] == [429] + [200] * 5
     assert all(at >= seen + WINDOW for at, _, _ in log[1:]), [round(at - seen, 3) for at, _, _ in log]
+
+
+def test_anthropic_beta_messages_stream_is_hooked_and_recorded_once(topics: Any, configured: Any) -> None:
+    """``client.beta.messages.stream()`` (sync and async) goes through the hook: one usage event
+    per call, under the caller's agent, with the provider's usage."""
+    with FakeProvider() as fake:
+        client = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-key")
+        with al.span("ask", kind="agent", agent="beta-sync"):
+            with client.beta.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:
+                sync_id = stream.get_final_message().id
+
+        async def run() -> str:
+            aclient = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-key")
+            async with al.span("ask", kind="agent", agent="beta-async"):
+                async with aclient.beta.messages.stream(
+                    model=CLAUDE, max_tokens=16, messages=MSGS
+                ) as astream:
+                    return (await astream.get_final_message()).id
+
+        async_id = asyncio.run(run())
+        sent = len(fake.requests)
+    assert sent == 2
+    assert al.flush(10)
+    events = usage_events(topics.bootstrap, topics.events, expect=2)
+    got = sorted(
+        (e.agent, e.attributes["gen_ai.response.id"], e.provider, e.input_tokens > 0) for e in events
+    )
+    assert got == sorted(
+        [("beta-sync", sync_id, "anthropic", True), ("beta-async", async_id, "anthropic", True)]
+    )
