@@ -121,17 +121,16 @@ def test_anthropic_beta_messages_stream_is_hooked_and_recorded_once(topics: Any,
     per call, under the caller's agent, with the provider's usage."""
     with FakeProvider() as fake:
         client = anthropic.Anthropic(base_url=fake.url, api_key="sk-ant-key")
-        with al.span("ask", kind="agent", agent="beta-sync"):
-            with client.beta.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:
-                sync_id = stream.get_final_message().id
+        span = al.span("ask", kind="agent", agent="beta-sync")
+        with span, client.beta.messages.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as stream:
+            sync_id = stream.get_final_message().id
 
         async def run() -> str:
             aclient = anthropic.AsyncAnthropic(base_url=fake.url, api_key="sk-ant-key")
-            async with al.span("ask", kind="agent", agent="beta-async"):
-                async with aclient.beta.messages.stream(
-                    model=CLAUDE, max_tokens=16, messages=MSGS
-                ) as astream:
-                    return (await astream.get_final_message()).id
+            aspan, beta = al.span("ask", kind="agent", agent="beta-async"), aclient.beta.messages
+            # the manager is made inside the span (the hook resolves the caller when it is made)
+            async with aspan, beta.stream(model=CLAUDE, max_tokens=16, messages=MSGS) as astream:
+                return (await astream.get_final_message()).id
 
         async_id = asyncio.run(run())
         sent = len(fake.requests)
