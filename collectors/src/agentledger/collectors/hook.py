@@ -604,7 +604,8 @@ def _apply_timeout(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
     """The configured per-call timeout (per-agent override first) as the SDK's ``timeout=``; a
     shorter number the agent gave itself is kept, and so is an ``httpx.Timeout`` it built."""
     em = hook.em()
-    limit = em.call_timeouts.get(caller.agent, em.call_timeout_s) if em.call_timeouts else em.call_timeout_s
+    default, per_agent = getattr(em, "call_timeout_s", None), getattr(em, "call_timeouts", None)
+    limit = per_agent.get(caller.agent, default) if per_agent else default
     if limit is None:
         return
     given = kwargs.get("timeout")
