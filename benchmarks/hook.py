@@ -13,8 +13,11 @@ hook_overhead_us_median and hook_overhead_us_p99 (hooked minus plain, target med
 proxy_overhead_us_median and _p99 (proxy minus plain), and hook_work_us_median / _p99: the
 same comparison with the network replaced by an in-memory httpx transport (the SDK's own
 request and parsing code still runs), where the hook's cost is not buried in socket noise;
+hook_cpu_us_median / _p99: hooked minus plain over the network in this thread's CPU time
+(what the call costs here, without the time other processes held the cores);
 hook_own_us_median / _p99: the hook's wrapper alone around a method that answers at once
-(caller, Guard, usage, one enqueued event), per call in blocks of 100.
+(caller, Guard, usage, one enqueued event), per call in blocks of 100 (wall clock; and
+hook_own_cpu_us_*: the same blocks in thread CPU time).
 """
 
 from __future__ import annotations
@@ -113,21 +116,29 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def interleaved(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> dict[str, list[float]]:
-    """Per-call times in µs; the ways take turns call by call. The hook is on only while a
-    hooked call runs, so every other way runs the untouched SDK."""
+def interleaved(
+    ways: dict[str, Callable[[], Any]], calls: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-call times in µs, wall clock and this thread's CPU time; the ways take turns call
+    by call. The hook is on only while a hooked call runs, so every other way runs the
+    untouched SDK. CPU time leaves out the time other processes had the cores (and the
+    socket waits): on a loaded machine it is the steadier figure of what a call costs here."""
     for _ in range(warmup):
         for fn in ways.values():
             fn()
     out: dict[str, list[float]] = {name: [] for name in ways}
-    clock = time.perf_counter_ns
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     gc.collect()
     for _ in range(calls):
         for name, fn in ways.items():
+            c0 = cpu_clock()
             t0 = clock()
             fn()
-            out[name].append((clock() - t0) / 1000)
-    return out
+            t1 = clock()
+            out[name].append((t1 - t0) / 1000)
+            cpu[name].append((cpu_clock() - c0) / 1000)
+    return out, cpu
 
 
 def serve(what: str, upstream: int) -> None:
@@ -153,20 +164,22 @@ def spawn(what: str, upstream: int = 0) -> tuple[subprocess.Popen[str], int]:
     return child, int(child.stdout.readline())
 
 
-def own_work(response: Any, blocks: int) -> list[float]:
+def own_work(response: Any, blocks: int) -> tuple[list[float], list[float]]:
     """The hook's own work per call, µs: its wrapper around a method that returns ``response``
     at once (no SDK, no network), in blocks of 100 calls (the clock's cost is not counted)."""
     from agentledger.collectors.hook import TARGETS, _wrap
 
     instant = _wrap(TARGETS[0], lambda self, *args, **kwargs: response)
     resource = type("Resource", (), {"_client": None})()
-    out = []
+    out, cpu = [], []
     for _ in range(blocks):
+        c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         for _ in range(100):
             instant(resource, model="gpt-4o", messages=MSGS)
         out.append((time.perf_counter_ns() - t0) / 100_000)
-    return out
+        cpu.append((time.thread_time_ns() - c0) / 100_000)
+    return out, cpu
 
 
 def run(calls: int, warmup: int) -> dict[str, Any]:
@@ -201,14 +214,14 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
             return lambda: client.chat.completions.create(model="gpt-4o", messages=MSGS)
 
         with emitter.span("bench", kind="agent", agent="bench"):
-            net = interleaved(
+            net, net_cpu = interleaved(
                 {"plain": plain(direct), "hooked": hooked(direct), "proxy": plain(via_proxy)}, calls, warmup
             )
-            mem = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
+            mem, _ = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
             recorded = al.hook.installed().recorded  # type: ignore[union-attr]
             assert al.flush(10)
             usage_events = sum(1 for e in emitter.transport.events if e["type"] == "usage")  # type: ignore[attr-defined]
-            own = own_work(direct.chat.completions.parse(model="gpt-4o", messages=MSGS), calls // 10)
+            own, own_cpu = own_work(direct.chat.completions.parse(model="gpt-4o", messages=MSGS), calls // 10)
         al.uninstrument()
     finally:
         for child in (proxy, fake):
@@ -216,7 +229,7 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
     for name, values in net.items():
         figures[f"call_us_median_{name}"] = round(statistics.median(values), 1)
         figures[f"call_us_p99_{name}"] = round(pct(values, 0.99), 1)
-    for label, data in (("hook_overhead", net), ("hook_work", mem)):
+    for label, data in (("hook_overhead", net), ("hook_work", mem), ("hook_cpu", net_cpu)):
         figures[f"{label}_us_median"] = round(
             statistics.median(data["hooked"]) - statistics.median(data["plain"]), 1
         )
@@ -227,6 +240,8 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
     figures["proxy_overhead_us_p99"] = round(pct(net["proxy"], 0.99) - pct(net["plain"], 0.99), 1)
     figures["hook_own_us_median"] = round(statistics.median(own), 2)
     figures["hook_own_us_p99"] = round(pct(own, 0.99), 2)
+    figures["hook_own_cpu_us_median"] = round(statistics.median(own_cpu), 2)
+    figures["hook_own_cpu_us_p99"] = round(pct(own_cpu, 0.99), 2)
     figures["usage_events"] = usage_events
     figures["usage_events_expected"] = recorded
     figures["hooked_calls"] = 2 * (calls + warmup)
@@ -259,8 +274,15 @@ def main() -> int:
             f"target median <= {TARGET_US:g}",
         ),
         ("hook work (no network)", "hook_work_us_median", "hook_work_us_p99", "in-memory transport"),
+        (
+            "hook CPU (thread time)",
+            "hook_cpu_us_median",
+            "hook_cpu_us_p99",
+            "hooked - plain, CPU of the call",
+        ),
         ("proxy overhead (anchor)", "proxy_overhead_us_median", "proxy_overhead_us_p99", "gateway floor"),
         ("hook's own work", "hook_own_us_median", "hook_own_us_p99", "per call, blocks of 100"),
+        ("hook's own work, CPU", "hook_own_cpu_us_median", "hook_own_cpu_us_p99", "same, thread time"),
     ]
     for label, median_key, p99_key, note in rows:
         print(f"{label:28} {figures[median_key]:>10,.1f} {figures[p99_key]:>10,.1f}  {note}")

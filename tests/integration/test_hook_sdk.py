@@ -147,7 +147,7 @@ def test_every_call_is_recorded_once_with_the_providers_usage(
     topics: Any, fake: FakeProvider, configured: Any
 ) -> None:
     hooked = al.instrument(enforce=False)
-    assert len(hooked) == 14  # 12 + anthropic's beta messages.create, sync and async
+    assert len(hooked) == 16  # 12 + anthropic's beta messages.create and .stream, sync and async
     assert al.instrument(enforce=False) == hooked  # idempotent: nothing wrapped twice
     with al.span("plan", kind="agent", agent="planner"):
         planner_ids = sync_calls(fake)

@@ -28,7 +28,7 @@ def test_a_span_started_inside_a_recorded_call_is_marked_and_one_outside_is_not(
     assert naming.track_open_spans(provider)
     tracer = provider.get_tracer("test")
     with tracer.start_as_current_span("agent"):
-        token = naming.recording_call()
+        token = naming.recording_call(naming.Caller("acme", "a", None, None, None, None, None))
         try:
             with tracer.start_as_current_span("ChatCompletion"):
                 pass

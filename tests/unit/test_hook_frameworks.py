@@ -117,3 +117,46 @@ def test_adapters_of_frameworks_not_installed_are_not_loaded() -> None:
     missing = [f for f in frameworks.ADAPTERS if importlib.util.find_spec(f) is None]
     assert missing, "the test venv has every framework installed"
     assert not set(frameworks.install()) & set(missing)
+
+
+_ABSENT = ["langchain_core", "crewai", "smolagents", "haystack", "agent_framework"]
+_PROBE = """
+import importlib.util, io, json, logging, sys
+from agentledger import collectors as al
+from agentledger.collectors import frameworks
+absent = %r
+said = io.StringIO()
+handler = logging.StreamHandler(said)
+logging.getLogger("agentledger").addHandler(handler)
+logging.getLogger("agentledger").setLevel(logging.DEBUG)
+al.configure(tenant="acme", transport=al.MemoryTransport())
+hooked = al.instrument(enforce=False)
+adapters = ["agentledger.collectors.frameworks." + frameworks.ADAPTERS[name] for name in absent]
+print(json.dumps({
+    "absent": [name for name in absent if importlib.util.find_spec(name) is None],
+    "hooked": len(hooked), "installed": frameworks.installed(),
+    "loaded": sorted(m for m in sys.modules if m.split(".")[0] in absent or m in adapters),
+    "said": said.getvalue(),
+}))
+"""
+
+
+def test_instrument_without_a_framework_installed_loads_and_says_nothing_about_it() -> None:
+    """This environment has none of LangChain, CrewAI, smolagents, Haystack or Agent Framework:
+    in a fresh process the one line still hooks the SDKs, imports neither those frameworks nor
+    their adapters, and logs nothing about them."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE % (_ABSENT,)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["absent"] == _ABSENT  # the premise: none of them is installed here
+    assert report["hooked"] > 0
+    assert not set(_ABSENT) & set(report["installed"])
+    assert report["loaded"] == []
+    words = ("langchain", "crewai", "smolagents", "haystack", "agent_framework", "agent framework")
+    assert not any(word in report["said"].lower() for word in words), report["said"]

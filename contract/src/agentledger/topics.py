@@ -92,4 +92,5 @@ NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
     "objectives": (OBJECTIVES,),
     "budgets": (BUDGETS,),
     "guard": (CONTROL,),
+    "rollout": (ROLLOUTS, CONTROL),
 }

@@ -68,6 +68,14 @@ def _label(value: str) -> str:
         return kept
 
 
+def _timeout(value: float | None, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"{what} must be a positive number of seconds, not {value!r}")
+    return float(value)
+
+
 def _cost_ok(value: Decimal | float | None) -> bool:
     try:
         return value is None or (math.isfinite(float(value)) and value >= 0)
@@ -112,6 +120,8 @@ class Emitter:
         exit_timeout: float = 2.0,
         user: str | None = None,
         conversation: str | None = None,
+        call_timeout_s: float | None = None,
+        call_timeouts: Mapping[str, float] | None = None,
     ) -> None:
         settings = get_settings()
         self.tenant = _check_name(tenant or settings.tenant, "tenant")
@@ -129,6 +139,12 @@ class Emitter:
         # the end user / conversation every call of this process is for (Guard scopes), if one
         self.user = _check_name(user, "user") if user else None
         self.conversation = _check_name(conversation, "conversation") if conversation else None
+        # the provider-SDK hook's per-call timeout (seconds), and per-agent overrides
+        self.call_timeout_s = _timeout(call_timeout_s, "call_timeout_s")
+        self.call_timeouts = {
+            _check_name(name, "agent"): _timeout(value, f"call_timeouts[{name!r}]")
+            for name, value in (call_timeouts or {}).items()
+        }
         self._names: set[str] = {self.agent}
         self._labels: set[str] = set()  # provider/model/tool names already checked
         self.bootstrap: str | None = None  # the Kafka cluster events go to (the Guard uses it too)

@@ -27,12 +27,13 @@ from typing import Any
 
 from agentledger.errors import AgentLedgerError
 
-from . import _ids, frameworks, keys, screen_policy
+from . import _backoff, _ids, frameworks, keys, screen_policy
 from . import client as api
 from ._bodytap import BodyTap
 from .exceptions import AgentKilled, Throttled
 from .naming import (
     Caller,
+    current_call,
     end_recording_call,
     from_request,
     recording_call,
@@ -40,7 +41,7 @@ from .naming import (
     track_open_spans,
     usage_event_id,
 )
-from .usage import Usage, usage_from_anthropic, usage_from_openai
+from .usage import Usage, openai_usage, usage_from_anthropic, usage_from_openai
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -110,7 +111,18 @@ TARGETS = (
     # the beta namespace (Pydantic AI's Anthropic model calls client.beta.messages.create)
     _Target(_AN_BETA, "Messages", "create", "anthropic", "messages", False, _BETA_MESSAGES),
     _Target(_AN_BETA, "AsyncMessages", "create", "anthropic", "messages", True, _BETA_MESSAGES),
+    _Target(_AN_BETA, "Messages", "stream", "anthropic", "messages", False, _BETA_MESSAGES),
+    _Target(_AN_BETA, "AsyncMessages", "stream", "anthropic", "messages", True, _BETA_MESSAGES),
 )
+
+# Shared backoff (``_backoff``): the SDK client methods every attempt passes. ``_prepare_request``
+# is overridden by some clients (openai.OpenAI), so it is wrapped where each client class
+# resolves it; ``_sleep_for_retry`` lives on the SDKs' base clients only.
+_BACKOFF_CLIENTS = (
+    ("openai", "OpenAI", False), ("openai", "AsyncOpenAI", True),
+    ("anthropic", "Anthropic", False), ("anthropic", "AsyncAnthropic", True),
+)  # fmt: skip
+_BACKOFF_METHODS = ("_prepare_request", "_sleep_for_retry")
 
 
 # OpenAI-compatible APIs reached through the openai SDK, by host: their usage is recorded
@@ -122,6 +134,7 @@ PROVIDER_HOSTS = {
 }  # fmt: skip
 
 
+_NUMBER = (int, float)
 _PROVIDER_SEEN_MAX = 256  # distinct base URLs remembered by provider_of (then it starts over)
 
 
@@ -296,6 +309,10 @@ class Hook:
                 attributes["gen_ai.conversation.id"] = caller.conversation
             if keys._POOLS and (fp := keys.current_fingerprint.get()) is not None:
                 attributes["agentledger.key_fingerprint"] = fp
+            if caller.attempts > 1:  # the SDK's retries (ours waited; the SDK retried)
+                attributes["agentledger.retries"] = caller.attempts - 1
+            if caller.waited_s:
+                attributes["agentledger.backoff_wait_ms"] = round(caller.waited_s * 1000)
             event = {
                 "event_id": usage_event_id(response_id, caller),
                 "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
@@ -310,6 +327,33 @@ class Hook:
         except Exception:  # telemetry never raises into agent code
             self.failed += 1
             log.exception("agentledger hook could not record usage")
+
+    def record_error(
+        self, caller: Caller, provider: str, model: Any, start: int, exc: BaseException, cause: str
+    ) -> None:
+        """A call that failed (e.g. timed out): an LLM span in error, with the cause."""
+        em = self.em()
+        trace_id, span_id, parent = caller.trace_id, caller.span_id, caller.parent_span_id
+        if trace_id is None:
+            trace_id = "%032x" % (_ids._rng.getrandbits(128) | 1)
+        # the hook's own span for the call, under the caller's span when there is one
+        parent, span_id = (span_id, _ids.span_id()) if span_id is not None else (parent, _ids.span_id())
+        attributes: dict[str, Any] = {"agentledger.error.cause": cause, "error.type": type(exc).__name__}
+        if caller.timeout_s is not None:
+            attributes["agentledger.call_timeout_s"] = caller.timeout_s
+        if caller.attempts:
+            attributes["agentledger.attempts"] = caller.attempts
+        event = {
+            "event_id": _ids.event_id(), "type": "span", "ts": time.time_ns(), "tenant": caller.tenant,
+            "agent": caller.agent, "agent_version": caller.agent_version, "workflow": caller.workflow,
+            "trace_id": trace_id, "span_id": span_id, "parent_span_id": parent,
+            "name": f"chat {model}" if isinstance(model, str) else "chat", "kind": "llm",
+            "start": start, "end": max(start, time.time_ns()), "status": "error",
+            "error_type": type(exc).__name__, "provider": provider, "attributes": attributes,
+        }  # fmt: skip
+        if isinstance(model, str):
+            event["model"] = model[:256]
+        em._worker.put(event)
 
 
 def _build_client(fallback: Fallback, is_async: bool) -> Any:
@@ -340,10 +384,9 @@ def _usage_of(target: _Target, result: Any) -> tuple[Usage | None, str | None]:
         usage = getattr(result, "usage", None)
         if usage is None:
             return None, getattr(result, "id", None)
-        found = {"usage": usage, "model": getattr(result, "model", None)}
         if target.sdk == "anthropic":
-            return usage_from_anthropic(found), result.id
-        return usage_from_openai(found), result.id
+            return usage_from_anthropic({"usage": usage, "model": getattr(result, "model", None)}), result.id
+        return openai_usage(usage, str(getattr(result, "model", None) or "unknown")), result.id
     except Exception:
         log.exception("agentledger hook could not read usage from a %s response", target.operation)
         return None, None
@@ -482,12 +525,16 @@ def _wrap(target: _Target, original: Any) -> Any:
             if screen_policy._ACTIVE is not None:
                 _screen(hook, caller, target, kwargs)
             resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-            token = recording_call()
+            token = recording_call(caller)
+            start = time.time_ns()
             try:
                 if keys._POOLS:
                     result = await _asend_keyed(original, resource, target, provider, args, kwargs)
                 else:
                     result = await original(resource, *args, **kwargs)
+            except Exception as exc:
+                _failed(hook, caller, resource, provider, kwargs, start, exc)
+                raise
             finally:
                 end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
@@ -518,12 +565,16 @@ def _wrap(target: _Target, original: Any) -> Any:
         if screen_policy._ACTIVE is not None:
             _screen(hook, caller, target, kwargs)
         resource, provider, via, hide = _before(hook, caller, target, self, kwargs)
-        token = recording_call()
+        token = recording_call(caller)
+        start = time.time_ns()
         try:
             if keys._POOLS:
                 result = _send_keyed(original, resource, target, provider, args, kwargs)
             else:
                 result = original(resource, *args, **kwargs)
+        except Exception as exc:
+            _failed(hook, caller, resource, provider, kwargs, start, exc)
+            raise
         finally:
             end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
@@ -541,11 +592,52 @@ def _wrap(target: _Target, original: Any) -> Any:
     return wrapper
 
 
+def _failed(
+    hook: Hook,
+    caller: Caller,
+    resource: Any,
+    provider: str,
+    kwargs: dict[str, Any],
+    start: int,
+    exc: BaseException,
+) -> None:
+    """The SDK gave up on a call: a 429 it did not retry still pauses the key for everyone; a
+    timeout is recorded as an LLM span in error, with its cause."""
+    try:
+        if getattr(exc, "status_code", None) == 429:
+            _backoff.saw_response(getattr(resource, "_client", None), getattr(exc, "response", None))
+        elif type(exc).__name__ == "APITimeoutError":  # both SDKs' name for it
+            hook.record_error(caller, provider, kwargs.get("model"), start, exc, "timeout")
+    except Exception:
+        log.exception("agentledger hook could not record a failed call")
+
+
+def _apply_timeout(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+    """The configured per-call timeout (per-agent override first) as the SDK's ``timeout=``; a
+    shorter number the agent gave itself is kept, and so is an ``httpx.Timeout`` it built."""
+    em = hook.em()
+    default, per_agent = getattr(em, "call_timeout_s", None), getattr(em, "call_timeouts", None)
+    limit = per_agent.get(caller.agent, default) if per_agent else default
+    if limit is None:
+        return
+    given = kwargs.get("timeout")
+    if isinstance(given, _NUMBER) and not isinstance(given, bool):
+        if given <= limit:
+            caller.timeout_s = float(given)
+            return
+    elif given is not None and type(given).__name__ not in ("NotGiven", "Omit"):
+        return  # the agent's own timeout object
+    kwargs["timeout"] = limit
+    caller.timeout_s = limit
+
+
 def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
-    """Before the Guard: the end user / conversation the request names, and a rollback's route."""
+    """Before the Guard: the end user / conversation the request names, a rollback's route, and
+    the per-call timeout."""
     try:
         from_request(caller, kwargs)
         hook.route_version(caller, kwargs)
+        _apply_timeout(hook, caller, kwargs)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
 
@@ -685,6 +777,8 @@ def _raw_mode(kwargs: dict[str, Any]) -> str | None:
     ``with_streaming_response`` mark their calls with a header ("true" / "raw" / "stream");
     the SDK then returns the raw response instead of the parsed one."""
     headers = kwargs.get("extra_headers")
+    if headers is None:  # the usual case: no isinstance() against the Mapping ABC
+        return None
     return headers.get(_RAW_HEADER) if isinstance(headers, Mapping) else None
 
 
@@ -763,9 +857,6 @@ async def _awaited(parsed: Any) -> Any:
 def _wrap_manager(target: _Target, original: Any) -> Any:
     """``messages.stream(...)`` returns a manager that sends on ``__enter__`` through its own
     request function: decide now, and observe the raw stream it opens."""
-    attr = (
-        "_AsyncMessageStreamManager__api_request" if target.is_async else "_MessageStreamManager__api_request"
-    )
 
     @functools.wraps(original)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -780,6 +871,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
             _screen(hook, caller, target, kwargs)
         resource, provider, via, _ = _before(hook, caller, target, self, kwargs)
         manager = original(resource, *args, **kwargs)
+        attr = f"_{type(manager).__name__}__api_request"  # (Beta)(Async)MessageStreamManager's
         request = getattr(manager, attr, None)
         if request is None:
             log.warning("agentledger hook cannot observe messages.stream() of this anthropic version")
@@ -787,7 +879,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         if target.is_async:
 
             async def opened() -> Any:
-                token = recording_call()
+                token = recording_call(caller)
                 try:
                     raw = await request
                 finally:
@@ -798,7 +890,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         else:
 
             def open_now() -> Any:
-                token = recording_call()
+                token = recording_call(caller)
                 try:
                     raw = request()
                 finally:
@@ -881,10 +973,35 @@ def instrument(
                 wrapper = _wrap(target, original)
                 setattr(cls, target.method, wrapper)
                 _PATCHED.append((cls, target.method, original, wrapper))
-        hooked = [f"{cls.__module__}.{cls.__name__}.{name}" for cls, name, _, _ in _PATCHED]
+            _patch_backoff()
+        hooked = [
+            f"{cls.__module__}.{cls.__name__}.{name}"
+            for cls, name, _, _ in _PATCHED
+            if name not in _BACKOFF_METHODS
+        ]
     track_open_spans()
     frameworks.install()  # adapters of the installed frameworks (their agents, a clean stop)
     return hooked
+
+
+def _patch_backoff() -> None:
+    """Wrap the client methods the shared backoff needs, where each client class resolves them."""
+    for module, name, is_async in _BACKOFF_CLIENTS:
+        try:
+            client_cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        for method in _BACKOFF_METHODS:
+            owner = next((k for k in client_cls.__mro__ if method in k.__dict__), None)
+            if owner is None or any(c is owner and m == method for c, m, _, _ in _PATCHED):
+                continue
+            original = owner.__dict__[method]
+            if method == "_prepare_request":
+                wrapper = _backoff.wrap_prepare(original, is_async, current_call)
+            else:
+                wrapper = _backoff.wrap_sleep(original, is_async)
+            setattr(owner, method, wrapper)
+            _PATCHED.append((owner, method, original, wrapper))
 
 
 def uninstrument() -> None:
@@ -901,6 +1018,7 @@ def uninstrument() -> None:
                     "agentledger: %s.%s was wrapped again after instrument(); left as is", cls.__name__, name
                 )
         _PATCHED.clear()
+    _backoff.reset()
 
 
 def installed() -> Hook | None:

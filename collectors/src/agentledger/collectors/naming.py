@@ -73,8 +73,8 @@ class Caller:
     """Who an LLM call is made for, right now."""
 
     __slots__ = (
-        "agent", "agent_version", "conversation", "downgraded_from", "in_llm_span", "parent_span_id", "span_id",
-        "tenant", "trace_id", "user", "workflow",
+        "agent", "agent_version", "attempts", "conversation", "downgraded_from", "in_llm_span", "parent_span_id",
+        "span_id", "tenant", "timeout_s", "trace_id", "user", "waited_s", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -100,6 +100,9 @@ class Caller:
         self.conversation = conversation
         self.downgraded_from: str | None = None  # the model asked for, when a downgrade rewrote it
         self.in_llm_span = False  # the call runs inside an OpenTelemetry LLM span (span_id is its id)
+        self.attempts = 0  # requests the SDK sent for the call (its retries included)
+        self.waited_s = 0.0  # time the call's attempts waited on a shared backoff pause
+        self.timeout_s: float | None = None  # the per-call timeout the hook gave the SDK
 
     def __repr__(self) -> str:
         return f"Caller(tenant={self.tenant!r}, agent={self.agent!r}, version={self.agent_version!r})"
@@ -181,17 +184,20 @@ def from_request(caller: Caller, kwargs: Mapping[str, Any]) -> None:
     """Fill the caller's user and conversation from the request: OpenAI's ``user`` (or
     ``safety_identifier``), Anthropic's ``metadata.user_id``, the Responses API's
     ``conversation`` (an id or ``{"id": ...}``). Values a Name cannot hold are skipped."""
+    # (None tested first: an isinstance() against the Mapping ABC costs more than the rest)
     if caller.user is None:
         user = kwargs.get("user") or kwargs.get("safety_identifier")
         if user is None:
             metadata = kwargs.get("metadata")
-            user = metadata.get("user_id") if isinstance(metadata, Mapping) else None
-        caller.user = _name_or_none(user)
+            user = metadata.get("user_id") if metadata is not None and isinstance(metadata, Mapping) else None
+        if user is not None:
+            caller.user = _name_or_none(user)
     if caller.conversation is None:
         conversation = kwargs.get("conversation")
-        if isinstance(conversation, Mapping):
-            conversation = conversation.get("id")
-        caller.conversation = _name_or_none(conversation)
+        if conversation is not None:
+            if isinstance(conversation, Mapping):
+                conversation = conversation.get("id")
+            caller.conversation = _name_or_none(conversation)
 
 
 def _name_or_none(value: Any) -> str | None:
@@ -229,19 +235,23 @@ class _OtelState:
 _OTEL = _OtelState()
 
 
-_RECORDING: ContextVar[bool] = ContextVar("agentledger_hook_recording", default=False)
+_RECORDING: ContextVar[Caller | None] = ContextVar("agentledger_hook_recording", default=None)
 
 
-def recording_call() -> Token[bool]:
-    """Mark the provider call the hook makes now and records (until ``end_recording_call``):
-    spans an instrumentation starts inside it (OpenInference's span of the SDK's request carries
-    no response id to dedupe on) get ``agentledger.hook.recorded``, and the OTLP mapping leaves
-    their usage to the hook's record. Needs the open-span processor on the TracerProvider."""
-    return _RECORDING.set(True)
+def recording_call(caller: Caller) -> Token[Caller | None]:
+    """Mark the provider call the hook makes now for ``caller`` and records (until
+    ``end_recording_call``): spans an instrumentation starts inside it (OpenInference's span of
+    the SDK's request carries no response id to dedupe on) get ``agentledger.hook.recorded``, and
+    the OTLP mapping leaves their usage to the hook's record (needs the open-span processor on
+    the TracerProvider); the SDK's attempts inside it are counted on ``caller``."""
+    return _RECORDING.set(caller)
 
 
-def end_recording_call(token: Token[bool]) -> None:
+def end_recording_call(token: Token[Caller | None]) -> None:
     _RECORDING.reset(token)
+
+
+current_call = _RECORDING.get  # the Caller of the hooked call being sent now, or None
 
 
 def track_open_spans(provider: Any = None) -> bool:
@@ -275,7 +285,9 @@ def _open_spans_processor(open_spans: dict[int, Any]) -> Any:
             ctx = span.get_span_context()
             if ctx is not None:
                 open_spans[ctx.span_id] = span
-            if _RECORDING.get():  # started inside a call the hook records: its usage is the hook's
+            if (
+                _RECORDING.get() is not None
+            ):  # started inside a call the hook records: its usage is the hook's
                 span.set_attribute(HOOKED_CALL, True)
 
         def on_end(self, span: Any) -> None:

@@ -24,6 +24,15 @@ def _get(obj: Any, name: str) -> Any:
         return None
     if isinstance(obj, dict):
         return obj.get(name)
+    # The SDKs' pydantic objects keep their fields in __dict__ and extra fields apart; asking
+    # them with getattr() for a field they lack costs an exception inside pydantic (µs each).
+    fields = getattr(obj, "__dict__", None)
+    if fields is not None:
+        if name in fields:
+            return fields[name]
+        extra = getattr(obj, "__pydantic_extra__", None)
+        if extra is not None:
+            return extra.get(name)
     return getattr(obj, name, None)
 
 
@@ -32,6 +41,8 @@ _NUMBER, _SEQUENCE = (int, float), (list, tuple)
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, one test
+        return value
     return int(value) if isinstance(value, _NUMBER) and not isinstance(value, bool) else 0
 
 
@@ -81,9 +92,14 @@ def usage_from_openai(response: Any, model: str | None = None, provider: str = "
         usage = response  # a bare usage object
     if usage is None:
         return None
-    model = model or _model_of(response) or "unknown"
-    if _get(usage, "prompt_tokens") is not None:  # chat completions: CompletionUsage
-        inp, out = _int(_get(usage, "prompt_tokens")), _int(_get(usage, "completion_tokens"))
+    return openai_usage(usage, model or _model_of(response) or "unknown", provider)
+
+
+def openai_usage(usage: Any, model: str, provider: str = "openai") -> Usage:
+    """From the usage object itself (``CompletionUsage`` or ``ResponseUsage``, or its dict)."""
+    prompt = _get(usage, "prompt_tokens")
+    if prompt is not None:  # chat completions: CompletionUsage
+        inp, out = _int(prompt), _int(_get(usage, "completion_tokens"))
         details = _get(usage, "prompt_tokens_details")
         reasoning = _int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens"))
     else:  # responses API: ResponseUsage

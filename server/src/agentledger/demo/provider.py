@@ -12,7 +12,13 @@ the provider SDKs' own request and response code, with no key and no cost. It se
 - ``GET /v1/models``.
 
 Every answer reports the same usage (``FakeProvider.usage``), so a test knows the cost of a
-call in advance. Requests are kept in ``requests`` (path and JSON body).
+call in advance. Requests are kept in ``requests`` (path and JSON body), and in ``log`` with
+their arrival time (``time.monotonic()``) and the status answered.
+
+Rate limiting, as a provider does it: ``FakeProvider(rate_limit_s=2)`` answers every POST that
+arrives within ``rate_limit_s`` seconds of the first one with ``429`` and ``Retry-After`` (the
+whole seconds left of that window, 2 for the first), and answers normally after it.
+A slow provider: ``FakeProvider(delay_s=1.5)`` waits that long before each answer.
 
 Agents that delegate need a tool call: a plain chat completion that offers tools answers the
 conversation's first turn with a call to the tool named by a ``[[call:NAME]]`` marker in its
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import re
 import signal
 import threading
@@ -109,15 +116,26 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("x-api-key") or (self.headers.get("Authorization") or "").removeprefix(
             "Bearer "
         )
+        arrived = time.monotonic()
         with self.server.lock:
             self.server.requests.append((path, body))
             self.server.keys_seen.append(auth)
             answers = self.server.key_answers.get(auth)
             refuse = answers.popleft() if answers else None
+            limited = None if refuse is not None else self.server.rate_limited(arrived)
+            self.server.log.append((arrived, path, refuse or (429 if limited else 200)))
+        if self.server.delay_s:
+            time.sleep(self.server.delay_s)
         if refuse is not None:
             self._refuse(refuse)
             return
-        if path == "/v1/chat/completions":
+        if limited is not None:
+            self._json(
+                429,
+                {"error": {"message": "rate limited (fake)", "type": "rate_limit_error"}},
+                {"Retry-After": str(limited), "x-should-retry": "true"},
+            )
+        elif path == "/v1/chat/completions":
             self._openai(body)
         elif path == "/v1/responses":
             self._responses(body)
@@ -213,10 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- wire --------------------------------------------------------------------------
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
+    def _json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         raw = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
@@ -298,6 +318,19 @@ class _Server(ThreadingHTTPServer):
     keys_seen: list[str]
     key_answers: dict[str, deque[int]]
     id_cycle: int | None
+    rate_limit_s: float | None
+    delay_s: float
+    limited_since: float | None
+    log: list[tuple[float, str, int]]
+
+    def rate_limited(self, now: float) -> int | None:
+        """The Retry-After (whole seconds) to answer a request arriving ``now`` with, or None."""
+        if self.rate_limit_s is None:
+            return None
+        if self.limited_since is None:
+            self.limited_since = now
+        left = self.limited_since + self.rate_limit_s - now
+        return max(1, math.ceil(left)) if left > 0 else None
 
     def chat_id(self) -> str:
         if self.id_cycle is None:
@@ -314,10 +347,14 @@ class FakeProvider:
         usage: FixedUsage | None = None,
         id_cycle: int | None = None,
         key_answers: Mapping[str, list[int]] | None = None,
+        rate_limit_s: float | None = None,
+        delay_s: float = 0.0,
     ) -> None:
         """``id_cycle``: chat completion ids ``chatcmpl-<n % id_cycle>``, reused as Ollama's are
         (default: unique ids, as OpenAI's). ``key_answers``: API key -> statuses (401, 429)
-        its next requests get, one each, before it is served normally."""
+        its next requests get, one each, before it is served normally. ``rate_limit_s``: answer
+        429 + ``Retry-After`` for that many seconds from the first request on. ``delay_s``: wait
+        before each answer."""
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.usage = usage or FixedUsage()
         self._server.id_cycle = id_cycle
@@ -325,6 +362,10 @@ class FakeProvider:
         self._server.requests = []
         self._server.keys_seen = []
         self._server.key_answers = {k: deque(v) for k, v in (key_answers or {}).items()}
+        self._server.rate_limit_s = rate_limit_s
+        self._server.limited_since = None
+        self._server.delay_s = delay_s
+        self._server.log = []
         self._thread: threading.Thread | None = None
 
     @property
@@ -342,6 +383,12 @@ class FakeProvider:
     @property
     def usage(self) -> FixedUsage:
         return self._server.usage
+
+    @property
+    def log(self) -> list[tuple[float, str, int]]:
+        """(arrival ``time.monotonic()``, path, status answered) of every POST, in order."""
+        with self._server.lock:
+            return list(self._server.log)
 
     @property
     def requests(self) -> list[tuple[str, dict[str, Any]]]:

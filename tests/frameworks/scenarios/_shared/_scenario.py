@@ -2,7 +2,10 @@
 
 The environment names the broker, topic prefix and tenant (``AGENTLEDGER_*``) and points the
 provider SDKs at the fake provider (``OPENAI_BASE_URL``...). ``SCENARIO_OTEL=1`` turns the
-framework's usual OpenTelemetry instrumentation on as well, into the in-process bridge.
+framework's usual OpenTelemetry instrumentation on as well, into the in-process bridge;
+``SCENARIO_OTLP=<API url>`` (+ ``SCENARIO_OTLP_KEY``) exports those spans instead with the
+OpenTelemetry OTLP/HTTP exporter to the API's ``POST /v1/traces``, as a user running a collector-less
+setup does.
 A scenario prints one JSON line (``report``) of what it observed and exits 0.
 """
 
@@ -20,7 +23,8 @@ from agentledger.collectors import frameworks, hook
 
 TENANT = os.environ.get("AGENTLEDGER_TENANT", "acme")
 MODEL = os.environ.get("SCENARIO_MODEL", "gpt-4o")
-OTEL = os.environ.get("SCENARIO_OTEL") == "1"
+OTLP = os.environ.get("SCENARIO_OTLP")
+OTEL = os.environ.get("SCENARIO_OTEL") == "1" or bool(OTLP)
 _provider: Any = None
 
 
@@ -41,7 +45,17 @@ def setup(instrument_otel: Callable[[Any], None] | None = None) -> Any:
         from agentledger.collectors.otel import AgentLedgerSpanProcessor
 
         _provider = TracerProvider()
-        _provider.add_span_processor(AgentLedgerSpanProcessor())
+        if OTLP:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+            exporter = OTLPSpanExporter(
+                endpoint=f"{OTLP}/v1/traces",
+                headers={"Authorization": f"Bearer {os.environ['SCENARIO_OTLP_KEY']}"},
+            )
+            _provider.add_span_processor(BatchSpanProcessor(exporter))
+        else:
+            _provider.add_span_processor(AgentLedgerSpanProcessor())
         trace.set_tracer_provider(_provider)
         if instrument_otel is not None:
             instrument_otel(_provider)

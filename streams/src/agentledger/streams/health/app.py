@@ -74,6 +74,43 @@ async def follow_objectives(
             await asyncio.sleep(5)
 
 
+async def follow_rollouts(
+    engine: HealthEngine, bootstrap: str, prefix: str, client_options: dict[str, Any]
+) -> None:
+    """Read the rollouts topic and the control topic's route commands to their end (a restarted
+    controller goes on at the step it announced), then follow the rollouts topic: a rollout
+    started, paused, promoted or aborted through the API or the CLI reaches the controller
+    within a second. A lost broker is retried."""
+    from agentledger import topics
+    from agentledger.compacted import CompactedReader
+    from agentledger.events import Authority, Lane, parse_control_key
+
+    rollouts, control = prefix + topics.ROLLOUTS.name, prefix + topics.CONTROL.name
+    while True:
+        try:
+            async with CompactedReader(bootstrap, [rollouts, control], client_options) as reader:
+                await reader.assign()
+                routes: list[bytes] = []
+                for r in await reader.read_to_end():
+                    if r.topic == rollouts:
+                        engine.observe_rollout(r.text_key, r.value)
+                    elif r.value is not None:
+                        parsed = parse_control_key(r.text_key)
+                        if parsed is not None and parsed[:2] == (Lane.ROLLOUT, Authority.HEALTH):
+                            routes.append(r.value)
+                for value in routes:  # after every rollout is known
+                    engine.observe_route(value)
+                while True:
+                    for r in await reader.poll():
+                        if r.topic == rollouts:
+                            engine.observe_rollout(r.text_key, r.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep following; the worker must not die here
+            log.warning("rollouts topic: %s; reading it again in 5 s", exc)
+            await asyncio.sleep(5)
+
+
 Ack = Callable[[Any], Awaitable[None]]
 
 
@@ -300,6 +337,10 @@ def build_health_app(
     @app.task  # type: ignore[untyped-decorator]
     async def follow_objectives_topic() -> None:
         await follow_objectives(engine, bootstrap, prefix, client_options, publish)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def follow_rollouts_topic() -> None:
+        await follow_rollouts(engine, bootstrap, prefix, client_options)
 
     app.on_partitions_assigned.connect(on_assigned)
     app.on_partitions_revoked.connect(on_revoked)

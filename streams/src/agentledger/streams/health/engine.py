@@ -48,6 +48,7 @@ from agentledger.events import (
     SpanStatus,
     UsageEvent,
 )
+from agentledger.rollout import RolloutPolicy
 from agentledger.streams.healthconfig import HealthConfig
 from agentledger.streams.objectivetopic import parse_objective
 from agentledger.streams.slo import SloMonitor
@@ -56,6 +57,7 @@ from agentledger.wire import decode_envelope, decode_priced, dump
 from .canary import CanaryJudge, CanaryVerdict
 from .drift import DriftDetector, DriftFinding
 from .providers import CircuitState, CircuitTransition, Observation, ProviderHealthMonitor
+from .rollout import RolloutChange, RolloutController
 
 log = logging.getLogger("agentledger.streams.health")
 
@@ -93,6 +95,7 @@ class HealthEngine:
         self.repartition = repartition
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
+        self.rollouts = RolloutController(clock, cfg.canary.task_idle_s)
         self.slo = SloMonitor(cfg.objectives, clock=clock)
         self.file_objectives = {o.objective_id: o for o in cfg.objectives}
         self.topic_objectives: dict[str, ObjectivePolicy] = {}  # the objectives topic, by key
@@ -341,6 +344,15 @@ class HealthEngine:
                 self.canary.record_cost(
                     ev.tenant, ev.agent, ev.agent_version, ev.trace_id, float(pe.cost_usd), ev.ts.timestamp()
                 )
+                if self.rollouts.runs:
+                    self.rollouts.record_cost(
+                        ev.tenant,
+                        ev.agent,
+                        ev.agent_version,
+                        ev.trace_id,
+                        float(pe.cost_usd),
+                        ev.ts.timestamp(),
+                    )
         return []
 
     def on_observations(self, raw: bytes, partition: int = 0) -> list[Outgoing]:
@@ -413,8 +425,60 @@ class HealthEngine:
         if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
             self.last_canary_eval = now
             for verdict in self.canary.evaluate():
+                if self.rollouts.manages(verdict.tenant, verdict.agent):
+                    continue  # a rollout decides this agent's routing (its controller judges it)
                 out.extend(self._on_verdict(verdict))
+            for change in self.rollouts.evaluate(self._holds):
+                out.extend(self._on_rollout(change))
         return out
+
+    # --- rollouts -----------------------------------------------------------------------
+    def _holds(self, tenant: str, agent: str) -> bool:
+        """Whether this process judges the agent: it holds the agent's partition (one process,
+        or no Faust: every agent). An agent no event has reached here yet is not ours yet."""
+        if self.owned is None:
+            return True
+        key = self.agent_key.get((tenant, agent))
+        return key is not None and int(key.partition("|")[0]) in self.owned
+
+    def observe_rollout(self, key: str, value: bytes | None) -> None:
+        """A record of the compacted rollouts topic (key ``tenant/agent``)."""
+        if value is None:
+            self.rollouts.delete(key)
+            return
+        try:
+            policy = RolloutPolicy.model_validate_json(value)
+        except ValueError:
+            self.counts["bad_records"] += 1
+            log.warning("rollouts topic: record %r is not a valid rollout; ignored", key)
+            return
+        self.rollouts.upsert(policy)
+
+    def observe_route(self, value: bytes) -> None:
+        """A route command read back from the control topic: a restarted controller resumes."""
+        try:
+            cmd = ControlCommand.model_validate_json(value)
+        except ValueError:
+            return
+        if cmd.action is Action.ROUTE and cmd.issued_by == HEALTH_ISSUER:
+            self.rollouts.adopt(cmd)
+
+    def _on_rollout(self, ch: RolloutChange) -> list[Outgoing]:
+        p = ch.policy
+        scope = Scope(kind=ScopeKind.AGENT, tenant=p.tenant, agent=p.agent)
+        params = CommandParams(
+            target_version=p.candidate, baseline_version=p.baseline, weight=ch.weight, rollout_id=p.rollout_id,
+            step=ch.step,
+        )  # fmt: skip
+        cmd = self._command(scope, Action.ROUTE, ch.reason, params)
+        command_id = ControlCommand.model_validate_json(cmd.value).command_id
+        bad = ch.status == "rolled_back"
+        alert = self._alert(
+            "rollout", f"{p.tenant}/{p.agent}@{p.candidate}", p.tenant,
+            AlertState.ALERT if bad else AlertState.OK, Severity.ERROR if bad else Severity.INFO,
+            f"rollout {p.rollout_id} of {p.agent}: {ch.reason}", dict(ch.evidence), command_id,
+        )  # fmt: skip
+        return [cmd, alert]
 
     # --- provider health ----------------------------------------------------------------
     def _on_span(self, ev: SpanEvent, calls: dict[tuple[str, str, int], Observation]) -> list[Outgoing]:
@@ -422,6 +486,8 @@ class HealthEngine:
         error = ev.status is SpanStatus.ERROR
         if ev.agent_version:
             self.canary.record_span(ev.tenant, ev.agent, ev.agent_version, error, ts)
+            if self.rollouts.runs:
+                self.rollouts.record_span(ev.tenant, ev.agent, ev.agent_version, error)
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
         out = self._slo_alerts(self.slo.on_span(ev))
@@ -542,6 +608,8 @@ class HealthEngine:
             self.canary.record_quality(
                 ev.tenant, ev.agent, ev.agent_version, ev.metric, ev.score, ev.ts.timestamp()
             )
+            if self.rollouts.runs:
+                self.rollouts.record_quality(ev.tenant, ev.agent, ev.agent_version, ev.metric, ev.score)
         key = (ev.tenant, ev.agent, version, ev.metric)
         det = self.drift.get(key)
         if det is None:

@@ -71,8 +71,10 @@ def _weight(policy: RolloutPolicy, step: int) -> float:
 
 
 class RolloutController:
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time, task_idle_s: float = 30.0) -> None:
+        """``task_idle_s``: a trace idle this long is a finished task (the canary's setting)."""
         self.clock = clock
+        self.task_idle_s = task_idle_s
         self.runs: dict[str, RolloutRun] = {}  # key tenant/agent
 
     # -- policies and state read back ------------------------------------------------------
@@ -82,7 +84,7 @@ class RolloutController:
         if run is None or run.policy.rollout_id != policy.rollout_id:
             gate = policy.gate
             cfg = CanaryConfig(
-                min_tasks=gate.min_tasks, alpha=gate.alpha, cost_margin=gate.cost_margin,
+                task_idle_s=self.task_idle_s, min_tasks=gate.min_tasks, alpha=gate.alpha, cost_margin=gate.cost_margin,
                 error_margin=gate.error_margin, quality_margin=gate.quality_margin,
             )  # fmt: skip
             now = self.clock()
@@ -149,10 +151,13 @@ class RolloutController:
 
     # -- decisions ------------------------------------------------------------------------------
 
-    def evaluate(self) -> list[RolloutChange]:
+    def evaluate(self, holds: Callable[[str, str], bool] | None = None) -> list[RolloutChange]:
+        """Decide every rollout (or those of agents ``holds`` says this process judges)."""
         now = self.clock()
         out: list[RolloutChange] = []
         for run in self.runs.values():
+            if holds is not None and not holds(run.policy.tenant, run.policy.agent):
+                continue
             change = self._step(run, now)
             if change is not None:
                 run.announced = True
