@@ -95,8 +95,9 @@ def health(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
         h.stop()
 
 
-def _task(agent: str, version: str, cost: Decimal, ts: datetime) -> tuple[PricedEvent, SpanEvent]:
-    trace, span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+def _task(agent: str, version: str, cost: Decimal, ts: datetime, trace: str) -> tuple[PricedEvent, SpanEvent]:
+    span = uuid.uuid4().hex[:16]
+    cost = cost.quantize(Decimal("0.000001"))
     common: dict[str, Any] = {"ts": ts, "tenant": "acme", "agent": agent, "agent_version": version,
                               "trace_id": trace, "span_id": span}  # fmt: skip
     usage = UsageEvent(event_id=f"ro-{uuid.uuid4().hex[:20]}", provider="openai", model="gpt-4o",
@@ -133,11 +134,10 @@ class Traffic:
                 version = self.guard.version(self.agent, "acme", trace) or "v1"
                 assert self.guard.version(self.agent, "acme", trace) in (version, None)  # sticky
                 self.seen.append((trace, version, self.weight()))
-                p, s = _task(
-                    self.agent, version, self.costs[version] * Decimal(self.rnd.uniform(0.8, 1.2)), now
-                )
-                priced.append(p.model_copy(update={"event": p.event.model_copy(update={"trace_id": trace})}))
-                spans.append(s.model_copy(update={"trace_id": trace}))
+                cost = self.costs[version] * Decimal(self.rnd.uniform(0.8, 1.2))
+                p, s = _task(self.agent, version, cost, now, trace)
+                priced.append(p)
+                spans.append(s)
             ts_ms = record_timestamp_ms(int(now.timestamp() * 1000), int(time.time() * 1000))
             await producer.send_and_wait(self.h.prefix + specs.PRICED.name, encode_envelope(key, priced),
                                          key=key.encode(), timestamp_ms=ts_ms)  # fmt: skip
