@@ -36,9 +36,10 @@ DLQ = TopicSpec("agentledger.events.dlq.v1", "original key", PARTITIONS, config=
 POLICIES = TopicSpec("agentledger.policies.v1", "policy id", 1, compacted=True, config=_COMPACT)
 CONTROL = TopicSpec("agentledger.control.v1", "lane.authority:scope key", 1, compacted=True, config=_COMPACT)
 BUDGETS = TopicSpec("agentledger.budgets.v1", "policy_id|scope key", 1, compacted=True, config=_COMPACT)
+TOOLS = TopicSpec("agentledger.tools.v1", "policy:<id> | approval:<id>", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 
-ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS)
+ALL: tuple[TopicSpec, ...] = (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, TOOLS)
 
 
 def with_prefix(spec: TopicSpec, prefix: str) -> TopicSpec:
@@ -59,7 +60,7 @@ NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
     "health": (EVENTS, PRICED, CONTROL, ALERTS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
-    "api": (EVENTS, POLICIES, CONTROL, BUDGETS),
+    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, TOOLS),
     # commands that read one compacted topic: a missing one is a clear line, not a timeout
     "policies": (POLICIES,),
     "budgets": (BUDGETS,),

@@ -18,12 +18,13 @@ from agentledger.api.headers import SecurityHeadersMiddleware
 from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
-from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries
+from agentledger.api.routers import budgets, control, dashboards, health, ingest, policies, queries, tools
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.errors import ConfigError
 from agentledger.events import BudgetStatus, ControlCommand, Policy
 from agentledger.settings import Settings, get_settings
+from agentledger.tools import TOOL_RECORD
 from agentledger.warehouse.reader import WarehouseReader
 
 
@@ -61,13 +62,14 @@ def create_app(
             ControlCommand.model_validate_json,
             id_of=lambda c: c.command_id,  # idempotent retries by command_id
         ),
+        tools=CompactedView(names.tools, broker, client_options, TOOL_RECORD.validate_json),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
     sign_in = DashboardSignIn.open(s.home, a)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        views = (state.policies, state.budgets, state.control)
+        views = (state.policies, state.budgets, state.control, state.tools)
         try:
             await state.publisher.read_record_limit(names.events, s)
             await state.publisher.start()
@@ -99,6 +101,6 @@ def create_app(
     app.state.ledger = state
     app.state.sign_in = sign_in
     errors.install(app)
-    for module in (health, ingest, queries, budgets, policies, control, dashboards):
+    for module in (health, ingest, queries, budgets, policies, control, tools, dashboards):
         app.include_router(module.router)
     return app

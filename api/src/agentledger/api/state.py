@@ -13,6 +13,7 @@ from agentledger.api.kafka import CompactedView, Publisher
 from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
 from agentledger.events import BudgetStatus, ControlCommand, Policy
+from agentledger.tools import Approval, ToolPolicy
 from agentledger.warehouse.reader import WarehouseReader
 
 
@@ -22,6 +23,7 @@ class TopicNames:
     policies: str
     control: str
     budgets: str
+    tools: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -30,6 +32,7 @@ class TopicNames:
             policies=prefix + topics.POLICIES.name,
             control=prefix + topics.CONTROL.name,
             budgets=prefix + topics.BUDGETS.name,
+            tools=prefix + topics.TOOLS.name,
         )
 
 
@@ -43,6 +46,7 @@ class ApiState:
     policies: CompactedView[Policy]
     budgets: CompactedView[BudgetStatus]
     control: CompactedView[ControlCommand]
+    tools: CompactedView[ToolPolicy | Approval]  # tool policies and approvals (docs/adr/0018)
     warehouse: WarehouseReader
     command_ids: IdClaims[ControlCommand] = field(default_factory=IdClaims)
     """``command_id`` claimed before the produce: a racing retry writes nothing."""

@@ -24,13 +24,22 @@ from .client import (
 )
 from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
-from .exceptions import AgentKilled, BudgetKilled, ControlUnavailable, LoopKilled, ManualKill, Throttled
+from .exceptions import (
+    AgentKilled,
+    BudgetKilled,
+    ControlUnavailable,
+    LoopKilled,
+    ManualKill,
+    Throttled,
+    ToolDenied,
+)
 from .guard import Guard, guarded
 from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
 from .kafka import KafkaTransport
 from .propagation import extract, extracted, inject, traceparent
 from .spans import SpanScope
+from .toolcheck import guarded_tool, tool_allowed
 from .transport import MemoryTransport, NoOpTransport
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
@@ -51,6 +60,7 @@ __all__ = [
     "SpanContext",
     "SpanScope",
     "Throttled",
+    "ToolDenied",
     "Usage",
     "attach",
     "configure",
@@ -61,6 +71,7 @@ __all__ = [
     "flush",
     "get_emitter",
     "guarded",
+    "guarded_tool",
     "hash_args",
     "inject",
     "instrument",
@@ -70,6 +81,7 @@ __all__ = [
     "shutdown",
     "span",
     "stats",
+    "tool_allowed",
     "traceparent",
     "uninstrument",
     "usage_from_anthropic",
