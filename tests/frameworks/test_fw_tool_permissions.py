@@ -1,4 +1,4 @@
-"""Tool permissions in a real Pydantic AI run (its own venv, the fake provider, the one line
+"""Tool permissions in a real Pydantic AI run and a real LangChain run (each in its own venv, the fake provider, the one line
 ``al.instrument()``), with the real API and broker: a denied tool is not executed and the run
 ends cleanly; a tool that needs approval runs after a human approves it through the API (from
 another thread, while the agent waits); both decisions land in the warehouse as ``tool_call``
@@ -25,6 +25,7 @@ from agentledger.settings import Settings
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.sink import Sink, SinkConfig
 
+ADAPTER = {"pydantic_ai": "pydantic_ai", "langchain": "langchain_core"}  # the adapter each run installs
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
@@ -47,8 +48,9 @@ def api(pipeline: Pipeline, tmp_path: Path) -> Iterator[tuple[str, dict[str, str
         server.stop()
 
 
-def test_pydantic_ai_denied_tool_does_not_run_and_an_approved_tool_runs_after_the_api_approves(
-    pipeline: Pipeline, api: tuple[str, dict[str, str]]
+@pytest.mark.parametrize("framework", ["pydantic_ai", "langchain"])
+def test_a_denied_tool_does_not_run_and_an_approved_tool_runs_after_the_api_approves(
+    framework: str, pipeline: Pipeline, api: tuple[str, dict[str, str]]
 ) -> None:
     url, keys = api
 
@@ -89,8 +91,8 @@ def test_pydantic_ai_denied_tool_does_not_run_and_an_approved_tool_runs_after_th
     thread.start()
     try:
         done = run_in(
-            "pydantic_ai",
-            SCENARIOS / "pydantic_ai_tools.py",
+            framework,
+            SCENARIOS / f"{framework}_tools.py",
             pipeline.env(AGENTLEDGER_API_URL=url, AGENTLEDGER_API_KEY=keys["acme_ingest"]),
         )
     finally:
@@ -100,7 +102,7 @@ def test_pydantic_ai_denied_tool_does_not_run_and_an_approved_tool_runs_after_th
         f"scenario exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-6000:]}"
     )
     report = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
-    assert report["adapters"] == ["pydantic_ai"], done.stderr[-3000:]
+    assert report["adapters"] == [ADAPTER[framework]], done.stderr[-3000:]
 
     denied = report["denied_run"]
     assert denied["error"] is None, denied  # the run ended cleanly, with an answer
