@@ -322,8 +322,8 @@ class Guard:
         trace: str | None = None,
         approval_timeout_s: float | None = None,
     ) -> str:
-        """``tool`` for async code (the wait for an approval runs in a thread)."""
-        if self.tools.quick_allow(agent):
+        """``tool`` for async code: any wait (the first read, an approval) runs in a thread."""
+        if self._is_ready and self.tools.quick_allow(agent):  # no wait at all: stay on the loop
             return self.tool(tool, args, agent=agent, trace=trace, approval_timeout_s=approval_timeout_s)
         return await asyncio.to_thread(
             self.tool, tool, args, agent=agent, trace=trace, approval_timeout_s=approval_timeout_s
