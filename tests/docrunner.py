@@ -400,6 +400,11 @@ def check_config(doc: dict[str, Any], where: str) -> None:
             yaml.safe_dump(doc, f)
             f.flush()
             load_overrides(f.name)
+    if {"policy_id", "selector", "rules"} <= doc.keys():  # a tool policy (docs/security.md)
+        from agentledger.tools import ToolPolicy
+
+        ToolPolicy.model_validate(doc)
+        return
     known = {
         "policies",
         "loops",

@@ -45,6 +45,7 @@ SCOPE_DELTAS = TopicSpec(
 )
 """The worker's repartition topic: stage one's per-scope deltas, partitioned by scope
 (docs/adr/0011-two-stage-worker.md). Same partition count as the events topic."""
+TOOLS = TopicSpec("agentledger.tools.v1", "policy:<id> | approval:<id>", 1, compacted=True, config=_COMPACT)
 ALERTS = TopicSpec("agentledger.alerts.v1", "alert dedup key", PARTITIONS, config={"retention.ms": _WEEK_MS})
 # The health worker's repartition topic: each events record's LLM calls, aggregated per
 # provider/model and second, keyed by provider so one partition sees every call to it (ADR 0012).
@@ -66,6 +67,7 @@ ALL: tuple[TopicSpec, ...] = (
     ROLLOUTS,
     OBJECTIVES,
     HEALTH_PROVIDERS,
+    TOOLS,
 )
 
 
@@ -86,7 +88,7 @@ NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
     "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS, OBJECTIVES, HEALTH_PROVIDERS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),
-    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS, OBJECTIVES),
+    "api": (EVENTS, POLICIES, CONTROL, BUDGETS, ROLLOUTS, OBJECTIVES, TOOLS),
     # commands that read one compacted topic: a missing one is a clear line, not a timeout
     "policies": (POLICIES,),
     "objectives": (OBJECTIVES,),

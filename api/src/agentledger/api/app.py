@@ -28,6 +28,7 @@ from agentledger.api.routers import (
     policies,
     queries,
     rollouts,
+    tools,
 )
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
@@ -35,6 +36,7 @@ from agentledger.errors import ConfigError
 from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.rollout import RolloutPolicy
 from agentledger.settings import Settings, get_settings
+from agentledger.tools import TOOL_RECORD
 from agentledger.warehouse.reader import WarehouseReader
 
 
@@ -76,13 +78,14 @@ def create_app(
         objectives=CompactedView(
             names.objectives, broker, client_options, ObjectivePolicy.model_validate_json
         ),
+        tools=CompactedView(names.tools, broker, client_options, TOOL_RECORD.validate_json),
         warehouse=warehouse or WarehouseReader(s.warehouse_root),
     )
     sign_in = DashboardSignIn.open(s.home, a)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        views = (state.policies, state.budgets, state.control, state.rollouts, state.objectives)
+        views = (state.policies, state.budgets, state.control, state.rollouts, state.objectives, state.tools)
         try:
             await state.publisher.read_record_limit(names.events, s)
             await state.publisher.start()
@@ -114,6 +117,17 @@ def create_app(
     app.state.ledger = state
     app.state.sign_in = sign_in
     errors.install(app)
-    for module in (health, ingest, queries, budgets, policies, objectives, control, rollouts, dashboards):
+    for module in (
+        health,
+        ingest,
+        queries,
+        budgets,
+        policies,
+        objectives,
+        control,
+        rollouts,
+        tools,
+        dashboards,
+    ):
         app.include_router(module.router)
     return app

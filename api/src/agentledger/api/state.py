@@ -14,6 +14,7 @@ from agentledger.api.keys import KeyStore
 from agentledger.api.ratelimit import EventRateLimiter
 from agentledger.events import BudgetStatus, ControlCommand, ObjectivePolicy, Policy
 from agentledger.rollout import RolloutPolicy
+from agentledger.tools import Approval, ToolPolicy
 from agentledger.warehouse.reader import WarehouseReader
 
 
@@ -25,6 +26,7 @@ class TopicNames:
     budgets: str
     rollouts: str
     objectives: str
+    tools: str
 
     @classmethod
     def with_prefix(cls, prefix: str) -> TopicNames:
@@ -35,6 +37,7 @@ class TopicNames:
             budgets=prefix + topics.BUDGETS.name,
             rollouts=prefix + topics.ROLLOUTS.name,
             objectives=prefix + topics.OBJECTIVES.name,
+            tools=prefix + topics.TOOLS.name,
         )
 
 
@@ -50,6 +53,7 @@ class ApiState:
     control: CompactedView[ControlCommand]
     rollouts: CompactedView[RolloutPolicy]
     objectives: CompactedView[ObjectivePolicy]
+    tools: CompactedView[ToolPolicy | Approval]  # tool policies and approvals (docs/adr/0018)
     warehouse: WarehouseReader
     command_ids: IdClaims[ControlCommand] = field(default_factory=IdClaims)
     """``command_id`` claimed before the produce: a racing retry writes nothing."""

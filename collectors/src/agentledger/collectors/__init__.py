@@ -24,7 +24,15 @@ from .client import (
 )
 from .context import SpanContext, attach, current, detach
 from .emitter import Emitter, hash_args
-from .exceptions import AgentKilled, BudgetKilled, ControlUnavailable, LoopKilled, ManualKill, Throttled
+from .exceptions import (
+    AgentKilled,
+    BudgetKilled,
+    ControlUnavailable,
+    LoopKilled,
+    ManualKill,
+    Throttled,
+    ToolDenied,
+)
 from .guard import Guard, guarded
 from .hook import FailoverUnavailable, Fallback, instrument, uninstrument
 from .http import HttpTransport
@@ -35,6 +43,7 @@ from .screen_model import LinearDetector, RulesAndModel
 from .screen_policy import InjectionBlocked, Screening
 from .screening import Detector, RuleDetector, Verdict
 from .spans import SpanScope
+from .toolcheck import guarded_tool, tool_allowed
 from .transport import MemoryTransport, NoOpTransport
 from .usage import Usage, usage_from_anthropic, usage_from_openai
 
@@ -65,6 +74,7 @@ __all__ = [
     "SpanContext",
     "SpanScope",
     "Throttled",
+    "ToolDenied",
     "Usage",
     "Verdict",
     "attach",
@@ -77,6 +87,7 @@ __all__ = [
     "flush",
     "get_emitter",
     "guarded",
+    "guarded_tool",
     "hash_args",
     "inject",
     "instrument",
@@ -86,6 +97,7 @@ __all__ = [
     "shutdown",
     "span",
     "stats",
+    "tool_allowed",
     "traceparent",
     "uninstrument",
     "usage_from_anthropic",

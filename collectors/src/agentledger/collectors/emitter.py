@@ -344,13 +344,23 @@ class Emitter:
         self._worker.put(event)
         return event_id
 
-    def record_tool_call(self, tool: str, args: Any = None, status: str = "ok") -> str:
-        """One tool invocation. ``args`` are hashed here and never leave the process."""
+    def record_tool_call(
+        self,
+        tool: str,
+        args: Any = None,
+        status: str = "ok",
+        attributes: dict[str, str] | None = None,
+        agent: str | None = None,
+    ) -> str:
+        """One tool invocation. ``args`` are hashed here and never leave the process.
+        ``attributes``: e.g. the tool policy's ``gen_ai.tool.call.decision``; ``agent``
+        overrides the current agent (a framework adapter knows which of its agents calls)."""
         if not tool or len(tool) > 128 or status not in _STATUSES:
             raise ValueError(f"tool must be 1-128 characters and status one of {sorted(_STATUSES)}")
         if tool not in self._labels:
             tool = self._label(tool)
-        trace, span, parent, agent, workflow, version = self._ids()
+        trace, span, parent, current_agent, workflow, version = self._ids()
+        agent = agent or current_agent
         event_id = _ids.event_id()
         event = {
             "event_id": event_id, "type": "tool_call", "ts": _time_ns(), "tenant": self.tenant,
@@ -358,6 +368,8 @@ class Emitter:
             "span_id": span, "parent_span_id": parent, "tool": tool, "args_hash": hash_args(args),
             "status": status,
         }  # fmt: skip
+        if attributes:
+            event["attributes"] = dict(attributes)
         self._worker.put(event)
         return event_id
 

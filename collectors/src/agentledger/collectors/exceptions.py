@@ -39,3 +39,16 @@ class Throttled(AgentLedgerError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.scope_key = scope_key
+
+
+class ToolDenied(AgentLedgerError):
+    """A tool policy denies this tool call (or its approval was denied or timed out): the tool
+    did not run. Not an ``AgentKilled``: the agent may handle it and go on."""
+
+    def __init__(
+        self, message: str, *, tool: str, policy_id: str | None = None, approval_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.policy_id = policy_id
+        self.approval_id = approval_id

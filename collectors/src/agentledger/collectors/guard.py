@@ -31,6 +31,7 @@ from agentledger.settings import get_settings
 from .context import _CURRENT
 from .control import ControlIndex, ControlState, downgrade, failover, matching
 from .exceptions import ControlUnavailable, Throttled
+from .toolcheck import ToolState
 
 log = logging.getLogger("agentledger.collectors")
 _PROBE_EVERY_S = 1.0  # how often a following Guard makes sure the broker still answers
@@ -61,6 +62,7 @@ class Guard:
         bootstrap: str | None = None,
         control_topic: str | None = None,
         *,
+        tools_topic: str | None = None,
         start: bool = True,
         client_options: Mapping[str, Any] | None = None,
         fetch_max_wait_ms: int = 20,
@@ -71,6 +73,9 @@ class Guard:
         settings = get_settings()
         self.bootstrap = bootstrap or _configured_bootstrap() or settings.resolve_bootstrap()
         self.topic = control_topic or topics.name(topics.CONTROL, settings.topic_prefix)
+        # tool policies and approvals (docs/adr/0018): a topic of their own, read by the same reader
+        self.tools_topic = tools_topic or topics.name(topics.TOOLS, settings.topic_prefix)
+        self.tools = ToolState()
         self.client_options = dict(client_options or settings.kafka_client_options())
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fail_open = settings.guard_fail_open if fail_open is None else fail_open
@@ -130,11 +135,15 @@ class Guard:
             self._state.apply(key, command)
             self._index = self._state.index()
 
-    def _apply_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    def _apply_raw(self, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
         with self._lock:
-            for raw_key, raw_value in records:
+            for topic, raw_key, raw_value in records:
                 self.records += 1
                 key = raw_key.decode(errors="replace") if raw_key is not None else None
+                if topic == self.tools_topic:
+                    if not self.tools.apply(key, raw_value):
+                        self.bad_records += 1
+                    continue
                 if raw_value is None:
                     self._state.apply(key, None)
                     continue
@@ -325,6 +334,48 @@ class Guard:
                 self._sticky.popitem(last=False)
             return chosen
 
+    # -- tool permissions (docs/adr/0018) ---------------------------------------------------
+
+    def tool(
+        self,
+        tool: str,
+        args: Any = None,
+        *,
+        agent: str | None = None,
+        trace: str | None = None,
+        approval_timeout_s: float | None = None,
+    ) -> str:
+        """May ``tool`` run now? Returns the decision (``allow``; after an approval, too) or
+        raises ``ToolDenied``. A ``require_approval`` asks the API (``POST /v1/approvals``) and
+        waits for a human's answer on the tools topic, up to the policy's timeout (or
+        ``approval_timeout_s``), then applies the policy's ``on_timeout`` (deny by default).
+        The decision is recorded as a ``tool_call`` event with ``gen_ai.tool.call.decision``.
+        The caller (tenant, agent, version, trace) is resolved as for an LLM call; ``agent``
+        and ``trace`` override it (``trace`` keys the per-trace call counts)."""
+        if not self._is_ready:
+            remaining = self._wait_budget()
+            if remaining > 0:
+                self._ready.wait(remaining)
+            if not self._ready.is_set():
+                self._unready_verdict()
+        return self.tools.check(tool, args, agent=agent, trace=trace, timeout_s=approval_timeout_s)
+
+    async def atool(
+        self,
+        tool: str,
+        args: Any = None,
+        *,
+        agent: str | None = None,
+        trace: str | None = None,
+        approval_timeout_s: float | None = None,
+    ) -> str:
+        """``tool`` for async code: any wait (the first read, an approval) runs in a thread."""
+        if self._is_ready and self.tools.quick_allow(agent):  # no wait at all: stay on the loop
+            return self.tool(tool, args, agent=agent, trace=trace, approval_timeout_s=approval_timeout_s)
+        return await asyncio.to_thread(
+            self.tool, tool, args, agent=agent, trace=trace, approval_timeout_s=approval_timeout_s
+        )
+
     # -- before the first read ----------------------------------------------------------
 
     def _wait_budget(self) -> float:
@@ -434,7 +485,7 @@ class Guard:
 
         reader = CompactedReader(
             self.bootstrap or "",  # set whenever the guard follows the topic (__init__)
-            [self.topic],
+            [self.topic, self.tools_topic],
             self.client_options,
             poll_ms=100,
             max_records=10_000,
@@ -445,7 +496,8 @@ class Guard:
             parts: set[int] = set()
             looked = time.monotonic()
             while not parts and not self._closing:
-                parts = (await reader.partitions())[self.topic]
+                known = await reader.partitions()
+                parts, tool_parts = known[self.topic], known[self.tools_topic]
                 if not parts:  # topic not created yet: say so, keep looking
                     # a topic created a moment ago may not be in every broker's metadata yet
                     if not self._topic_missing and time.monotonic() - looked >= _MISSING_AFTER_S:
@@ -459,7 +511,13 @@ class Guard:
             self._topic_missing = False
             if self._closing or not parts:
                 return
-            await reader.assign({self.topic: parts})
+            if not tool_parts:  # a cluster from before tool permissions: no tool policy applies
+                log.warning(
+                    "agentledger guard: no tools topic %s (`agentledger topics create`): every tool is "
+                    "allowed",
+                    self.tools_topic,
+                )
+            await reader.assign({self.topic: parts, self.tools_topic: tool_parts})
             self._contact()
             probed = time.monotonic()
             while not self._closing:
@@ -468,7 +526,7 @@ class Guard:
                         self._lost = False
                         log.warning("agentledger guard: %s is back; calls are checked again", self.topic)
                     self._set_ready()
-                records = [(r.key, r.value) for r in await reader.poll()]
+                records = [(r.topic, r.key, r.value) for r in await reader.poll()]
                 if records:
                     self._apply_raw(records)
                 else:

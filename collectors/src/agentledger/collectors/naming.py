@@ -354,3 +354,8 @@ def _otel_caller() -> (
         conversation,
         in_llm,
     )
+
+
+def _framework_name(name: str) -> str | None:
+    """An agent name a framework adapter passes, cleaned as the hook cleans one (None: empty)."""
+    return _clean_name(name) or None

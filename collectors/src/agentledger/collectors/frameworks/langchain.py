@@ -11,6 +11,11 @@ a supervisor's ``researcher`` node, even when that node is a subgraph), else
 OpenInference's LangChain spans are never made current, so the hook cannot find the LLM span
 of a call by the OpenTelemetry context: the adapter notes the chat model's run id while it
 generates (``_generate_with_cache``) and asks OpenInference for that run's span.
+
+Tool permissions (docs/security.md): ``install`` also wraps ``_run`` / ``_arun`` of
+``StructuredTool`` (``@tool`` functions) and ``Tool``, so each is checked with the Guard's tool
+policy before it runs. A denied tool does not run; its result (the ``ToolMessage`` the model
+gets) says it was denied, and the agent goes on.
 """
 
 from __future__ import annotations
@@ -85,6 +90,44 @@ def _wrap(original: Any, is_async: bool) -> Any:
     return generate
 
 
+DENIED_PREFIX = "agentledger denied this tool call: "
+_SKIP = frozenset({"config", "run_manager", "callbacks"})
+
+
+def _denied(tool: Any, exc: Exception) -> Any:
+    text = DENIED_PREFIX + str(exc)
+    return (text, None) if getattr(tool, "response_format", None) == "content_and_artifact" else text
+
+
+def _wrap_tool(original: Any, is_async: bool) -> Any:
+    from agentledger.collectors.exceptions import ToolDenied
+    from agentledger.collectors.guard import get_guard
+
+    if is_async:
+
+        @functools.wraps(original)
+        async def arun(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                await get_guard().atool(
+                    self.name, {k: v for k, v in kwargs.items() if k not in _SKIP} or list(args)
+                )
+            except ToolDenied as exc:
+                return _denied(self, exc)
+            return await original(self, *args, **kwargs)
+
+        return arun
+
+    @functools.wraps(original)
+    def run(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            get_guard().tool(self.name, {k: v for k, v in kwargs.items() if k not in _SKIP} or list(args))
+        except ToolDenied as exc:
+            return _denied(self, exc)
+        return original(self, *args, **kwargs)
+
+    return run
+
+
 def install() -> bool:
     import langchain_core.runnables.config  # noqa: F401 - fails here, not per call, if absent
     from langchain_core.language_models.chat_models import BaseChatModel
@@ -94,6 +137,13 @@ def install() -> bool:
             original = BaseChatModel.__dict__[name]
             setattr(BaseChatModel, name, _wrap(original, is_async))
             _PATCHED.append((BaseChatModel, name, original))
+        from langchain_core.tools import StructuredTool, Tool
+
+        for cls in (StructuredTool, Tool):
+            for name, is_async in (("_run", False), ("_arun", True)):
+                original = cls.__dict__[name]
+                setattr(cls, name, _wrap_tool(original, is_async))
+                _PATCHED.append((cls, name, original))
     naming.add_agent_source(current_agent)
     frameworks.add_llm_span_source(llm_span)
     _STATE["installed"] = True

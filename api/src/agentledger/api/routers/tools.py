@@ -1,0 +1,153 @@
+"""Tool permissions: tool policies and approval requests (docs/adr/0018).
+
+Both are records of the compacted tools topic, which every Guard follows: a policy change
+reaches running agents as a control command does; an approval's answer reaches the waiting
+agent the same way (it does not poll the API).
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from agentledger.api.auth import check_tenant, require
+from agentledger.api.errors import ConflictError, responses
+from agentledger.api.kafka import Record
+from agentledger.api.keys import ApiKey, KeyScope
+from agentledger.api.state import ApiState, get_state
+from agentledger.errors import ContractError, NotFoundError
+from agentledger.tools import Approval, ApprovalRequest, ApprovalState, ToolPolicy, record_key
+from agentledger.wire import dump
+
+router = APIRouter(tags=["tools"])
+
+
+def _policies(state: ApiState) -> dict[str, ToolPolicy]:
+    return {v.policy_id: v for v in state.tools.items().values() if isinstance(v, ToolPolicy)}
+
+
+def _approvals(state: ApiState) -> dict[str, Approval]:
+    return {v.approval_id: v for v in state.tools.items().values() if isinstance(v, Approval)}
+
+
+async def _write(state: ApiState, record: ToolPolicy | Approval) -> None:
+    key = record_key(record)
+    await state.publisher.send([Record(state.topics.tools, key, dump(record))])
+    state.tools.put(key, record)
+
+
+@router.get("/v1/tool-policies", response_model=list[ToolPolicy], responses=responses(401, 403))
+async def list_tool_policies(
+    key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
+) -> list[ToolPolicy]:
+    """Every tool policy of the tenants this key sees."""
+    return sorted(
+        (p for p in _policies(state).values() if key.sees(p.selector.tenant)), key=lambda p: p.policy_id
+    )
+
+
+@router.put(
+    "/v1/tool-policies/{policy_id}", response_model=ToolPolicy, responses=responses(401, 403, 415, 422, 503)
+)
+async def put_tool_policy(
+    policy_id: str,
+    policy: ToolPolicy,
+    key: ApiKey = Depends(require(KeyScope.ADMIN)),
+    state: ApiState = Depends(get_state),
+) -> ToolPolicy:
+    """Create or replace a tool policy (idempotent by id); running Guards apply it when it
+    reaches them on the tools topic."""
+    if policy.policy_id != policy_id:
+        raise ContractError(
+            "policy_id in the body differs from the path", [("policy_id", "must match the path")]
+        )
+    check_tenant(key, policy.selector.tenant, "selector.tenant")
+    existing = _policies(state).get(policy_id)
+    if existing is not None:
+        check_tenant(key, existing.selector.tenant, "the existing policy's selector.tenant")
+    await _write(state, policy)
+    return policy
+
+
+@router.delete("/v1/tool-policies/{policy_id}", status_code=204, responses=responses(401, 403, 404, 503))
+async def delete_tool_policy(
+    policy_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
+) -> Response:
+    existing = _policies(state).get(policy_id)
+    if existing is None or not key.sees(existing.selector.tenant):
+        raise NotFoundError(f"no tool policy {policy_id!r}")
+    await state.publisher.send([Record(state.topics.tools, record_key(existing), None)])
+    state.tools.remove(record_key(existing))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/v1/approvals", status_code=201, response_model=Approval, responses=responses(401, 403, 422, 503)
+)
+async def request_approval(
+    body: ApprovalRequest,
+    key: ApiKey = Depends(require(KeyScope.INGEST)),
+    state: ApiState = Depends(get_state),
+) -> Approval:
+    """An agent asks a human whether it may run a tool (its Guard does this when a tool
+    policy says ``require_approval``). The arguments are never sent, only their hash."""
+    check_tenant(key, body.tenant, "tenant")
+    approval = Approval(approval_id=secrets.token_hex(12), request=body, created_at=datetime.now(UTC))
+    await _write(state, approval)
+    return approval
+
+
+@router.get("/v1/approvals", response_model=list[Approval], responses=responses(401, 403))
+async def list_approvals(
+    approval_state: ApprovalState | None = Query(None, alias="state"),
+    key: ApiKey = Depends(require(KeyScope.READ)),
+    state: ApiState = Depends(get_state),
+) -> list[Approval]:
+    """Approval requests (``?state=pending``: those waiting for a human), oldest first."""
+    return sorted(
+        (
+            a
+            for a in _approvals(state).values()
+            if key.sees(a.request.tenant) and (approval_state is None or a.state is approval_state)
+        ),
+        key=lambda a: a.created_at,
+    )
+
+
+async def _answer(approval_id: str, answer: ApprovalState, key: ApiKey, state: ApiState) -> Approval:
+    approval = _approvals(state).get(approval_id)
+    if approval is None or not key.sees(approval.request.tenant):
+        raise NotFoundError(f"no approval {approval_id!r}")
+    if approval.state is answer:  # a retry of the same answer
+        return approval
+    if approval.state is not ApprovalState.PENDING:
+        raise ConflictError(f"approval {approval_id!r} is already {approval.state.value}")
+    decided = approval.model_copy(
+        update={"state": answer, "decided_at": datetime.now(UTC), "decided_by": key.key_id}
+    )
+    await _write(state, decided)
+    return decided
+
+
+@router.post(
+    "/v1/approvals/{approval_id}/approve",
+    response_model=Approval,
+    responses=responses(401, 403, 404, 409, 503),
+)
+async def approve(
+    approval_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
+) -> Approval:
+    """A human lets the waiting tool call run."""
+    return await _answer(approval_id, ApprovalState.APPROVED, key, state)
+
+
+@router.post(
+    "/v1/approvals/{approval_id}/deny", response_model=Approval, responses=responses(401, 403, 404, 409, 503)
+)
+async def deny(
+    approval_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
+) -> Approval:
+    """A human refuses the waiting tool call: the agent gets ``ToolDenied``."""
+    return await _answer(approval_id, ApprovalState.DENIED, key, state)
