@@ -84,10 +84,15 @@ def test_budget_throttles_then_kills_one_agent_only(outcome: dict) -> None:
     assert not _commands(outcome, "kill", "agent/globex/planner")
 
 
-def test_regressed_canary_is_rolled_back(outcome: dict) -> None:
-    rollbacks = _commands(outcome, "rollback", "agent/acme/writer")
-    assert len(rollbacks) == 1
-    assert any(o["story"] == "canary" and "routed to v1" in o["text"] for o in outcome["observations"])
+def test_regressed_version_is_rolled_back_at_its_first_rollout_step(outcome: dict) -> None:
+    routes = _commands(outcome, "route", "agent/acme/writer")
+    assert routes and routes[0]["reason"].startswith("rollout started: 25%")
+    rolled_back = [r for r in routes if r["reason"].startswith("rolled back at step 1:")]
+    assert len(rolled_back) == 1
+    assert "faithfulness" in rolled_back[0]["reason"] or "cost per task" in rolled_back[0]["reason"]
+    assert not _commands(outcome, "rollback", "agent/acme/writer")  # the canary judge stayed out of it
+    said = [o["text"] for o in outcome["observations"] if o["story"] == "canary"]
+    assert any("rolled back at step 1: every task routed to v1" in t for t in said), said
 
 
 def test_provider_fails_over_and_comes_back(outcome: dict) -> None:

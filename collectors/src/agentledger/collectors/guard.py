@@ -313,6 +313,14 @@ class Guard:
                 return self._route(rule.command, rule_tenant, trace_id)
         return None
 
+    def rollout(self, agent: str, tenant: str | None = None) -> ControlCommand | None:
+        """The route command in force for ``agent`` (a rollout's share, step and reason), if any."""
+        now = time.time()
+        for (rule_tenant, rule_agent), rule in self._index.routes.items():
+            if rule_agent == agent and (tenant is None or tenant == rule_tenant) and now < rule.expires:
+                return rule.command
+        return None
+
     def _route(self, cmd: ControlCommand, tenant: str, trace_id: str | None) -> str | None:
         p = cmd.params
         if p.target_version is None or p.baseline_version is None or p.weight is None:

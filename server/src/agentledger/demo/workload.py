@@ -7,7 +7,8 @@ Four stories play out on the clock (see ``DemoTiming``):
    detector kills that trace, the other traces go on;
 2. a budget: globex's writer is alerted at 50 %, throttled at 80 %, killed at 100 % of its
    hourly budget, while globex's planner and researcher go on;
-3. a canary: acme deploys writer v2, whose answers score worse; the canary judge rolls it back
+3. a rollout: acme rolls writer v2 out to 25 % of its tasks (a hash of the trace picks them);
+   its answers score worse, so the health worker's controller rolls it back at that first step
    and ``guard.version("writer")`` routes every task to v1 again;
 4. an outage: openai fails every call; its circuit opens, ``guard.provider("openai")`` returns
    anthropic, a probe trickle keeps testing openai, and traffic returns when it recovers.
@@ -38,6 +39,7 @@ TASKS_PER_S = 3.0
 USERS_PER_TENANT = 5  # each task is for one of them: the dashboards' user filter has something to show
 TASKS_PER_CONVERSATION = 4  # a user's tasks come in conversations of this many
 PROBE_SHARE = 0.25  # while failed over, this share of calls still tries the preferred provider
+ROLLOUT_STEPS = (25.0, 50.0, 100.0)  # acme/writer v2's rollout: share of tasks at each step
 
 
 class ProviderDown(Exception):
@@ -64,6 +66,7 @@ class WorkloadResult:
     dropped: int = 0
     failed: int = 0
     framework: FrameworkResult | None = None
+    v2_tasks: int = 0  # acme/writer tasks that went to the rolled-out version
 
 
 class DemoWorkload:
@@ -140,13 +143,40 @@ class DemoWorkload:
 
     # -- one task (a trace) ------------------------------------------------------------------
 
-    def writer_version(self, tenant: str) -> str:
-        if tenant != "acme" or self.now() < self.timing.canary_at_s:
+    def writer_version(self, tenant: str, trace: str | None) -> str:
+        if tenant != "acme":
             return "v1"
-        routed: str | None = self.guard.version("writer", tenant=tenant)
-        if routed is not None:
-            return routed
-        return "v2" if self.rng.random() < 0.5 else "v1"
+        routed: str | None = self.guard.version("writer", tenant=tenant, trace_id=trace)
+        return routed or "v1"
+
+    def start_rollout(self) -> None:
+        """acme starts rolling writer v2 out (``agentledger rollout start`` does the same)."""
+        import asyncio
+
+        from aiokafka import AIOKafkaProducer
+
+        from agentledger import topics
+        from agentledger.rollout import RolloutGate, RolloutPolicy, RolloutStep
+        from agentledger.wire import dump
+
+        policy = RolloutPolicy(
+            rollout_id=f"writer-v2-{int(time.time())}", tenant="acme", agent="writer", baseline="v1", candidate="v2",
+            steps=[RolloutStep(weight_pct=w, min_tasks=60, min_s=20) for w in ROLLOUT_STEPS],
+            gate=RolloutGate(min_tasks=12),
+        )  # fmt: skip
+        topic = self._control[: -len(topics.CONTROL.name)] + topics.ROLLOUTS.name
+
+        async def send() -> None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
+            )
+            await producer.start()
+            try:
+                await producer.send_and_wait(topic, key=policy.key.encode(), value=dump(policy))
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
 
     def task(self, tenant: str) -> None:
         planner = self.emitter(tenant, "planner")
@@ -181,7 +211,9 @@ class DemoWorkload:
                 self.result.throttled += 1
 
     def write(self, tenant: str, trace: str | None) -> None:
-        version = self.writer_version(tenant)
+        version = self.writer_version(tenant, trace)
+        if version == "v2":
+            self.result.v2_tasks += 1
         writer = self.emitter(tenant, "writer", version)
         with writer.span("write", kind="agent", agent="writer"):
             try:
@@ -255,10 +287,20 @@ class DemoWorkload:
             elif target == "openai" and failed_over:
                 failed_over = False
                 self.observe("failover", "openai circuit closed: traffic is back on openai")
-            routed = self.guard.version("writer", tenant="acme")
-            if routed is not None and not rolled_back:
-                rolled_back = True
-                self.observe("canary", f"acme/writer v2 rolled back: every task routed to {routed}")
+            route = self.guard.rollout("writer", tenant="acme")
+            if route is not None and not rolled_back:
+                weight = route.params.weight or 0.0
+                if weight == 0.0:
+                    rolled_back = True
+                    self.observe(
+                        "canary",
+                        f"acme/writer v2 rolled back at step {(route.params.step or 0) + 1}: every task routed to "
+                        f"{route.params.baseline_version} ({self.result.v2_tasks} tasks saw v2); {route.reason}",
+                    )
+                else:
+                    self.observe(
+                        "canary", f"acme/writer v2 now serves {weight:.0%} of acme's tasks", once=f"w{weight}"
+                    )
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -295,8 +337,14 @@ class DemoWorkload:
             if not canary_said and self.now() >= self.timing.canary_at_s:
                 canary_said = True
                 self.observe(
-                    "canary", "acme deploys writer v2 to half of its tasks (its answers score worse)"
+                    "canary",
+                    f"acme rolls writer v2 out: {' -> '.join(f'{w:g}%' for w in ROLLOUT_STEPS)} of its tasks "
+                    "while no metric is worse (its answers score worse)",
                 )
+                try:
+                    self.start_rollout()
+                except Exception as exc:  # noqa: BLE001 - the other stories go on
+                    self.observe("canary", f"could not start the rollout: {type(exc).__name__}: {exc}")
             time.sleep(0.1)
         self._stop.set()
         for th in [*threads, *([loop_thread] if loop_thread else [])]:
