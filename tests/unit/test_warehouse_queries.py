@@ -252,3 +252,15 @@ def test_latency_percentiles_per_provider_model(cat: Catalog) -> None:
     assert {(r["provider"], r["model"]) for r in rows} == {(s.provider, s.model) for s in _llm_spans()}
     daily = q.latency_percentiles(cat, bucket="day")
     assert sum(r["calls"] for r in daily) == sum(r["calls"] for r in rows)
+
+
+def test_version_tasks_counts_each_trace_once_per_version(cat: Catalog) -> None:
+    truth: dict[tuple[str, str, str | None], set[str]] = defaultdict(set)
+    for e in EVENTS:
+        if e.event.tenant == "acme":
+            truth[(e.event.tenant, e.event.agent, e.event.agent_version)].add(e.event.trace_id)
+    rows = q.version_tasks(cat, tenant="acme")
+    got = {(r["tenant"], r["agent"], r["agent_version"]): r["tasks"] for r in rows}
+    assert got == {k: len(v) for k, v in truth.items()}
+    one = q.version_tasks(cat, tenant="acme", agent="planner")
+    assert {r["agent"] for r in one} == {"planner"}

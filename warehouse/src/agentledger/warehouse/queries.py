@@ -895,6 +895,25 @@ def agent_calls(
     return out
 
 
+def version_tasks(
+    cat: Catalog,
+    tenant: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    agent: str | None = None,
+) -> Rows:
+    """Tasks (traces) per agent and version, with their spend and when they ran: after a rollout,
+    how many tasks saw each version (docs/rollout.md)."""
+    w = _filter(_window(tenant, start, end), agent)
+    return _rows(
+        cat,
+        f"""SELECT tenant, agent, agent_version, count(DISTINCT trace_id) AS tasks, sum(cost_usd) AS cost_usd,
+                   min(ts) AS first_ts, max(ts) AS last_ts
+            FROM events {w.sql()} GROUP BY ALL ORDER BY tenant, agent, agent_version""",
+        w.params,
+    )
+
+
 @dataclass(frozen=True)
 class NamedQuery:
     """A named query as ``agentledger warehouse query`` offers it: the function, one line of
@@ -942,6 +961,7 @@ NAMED: dict[str, NamedQuery] = {
         NamedQuery(agent_calls, "agents calling agents: calls, inclusive cost"),
         NamedQuery(slo_attainment, "objective attainment and error budget left per agent and day"),
         NamedQuery(latency_percentiles, "LLM latency p50/p90/p95/p99 per provider, model and bucket"),
+        NamedQuery(version_tasks, "tasks per agent version (how many saw each), spend, first/last"),
     )
 }
 """Every named query that ``agentledger warehouse query NAME`` runs, by name. Code calls the
