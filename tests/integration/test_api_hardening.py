@@ -563,3 +563,8 @@ def test_readyz_names_kafka_when_it_is_down(own_broker: tuple[Any, str], tmp_pat
         assert httpx.get(api.url + "/healthz", timeout=10).status_code == 200  # the process lives
     finally:
         server.stop()
+
+
+def test_a_post_without_a_body_needs_no_content_type_and_a_route_needing_one_says_so(api: Api) -> None:
+    response = api.call("POST", "/v1/control", "admin")  # no body, no Content-Type
+    assert response.status_code == 422, response.text  # the route wants a body: it says so, not 415

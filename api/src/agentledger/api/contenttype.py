@@ -1,7 +1,9 @@
 """One content-type rule for every API route (``/v1/...``) that takes a body: JSON
 (``application/json``, parameters such as ``charset`` allowed); ``POST /v1/traces`` also
 takes OTLP protobuf. Anything else, or no ``Content-Type`` at all, is 415 before the route
-runs. Dashboard pages under ``/ui`` (browser forms) are not API routes."""
+runs. A request with no body at all (an action such as ``POST .../pause``: no
+``Content-Length`` or ``0``, no ``Transfer-Encoding``) needs no type. Dashboard pages under
+``/ui`` (browser forms) are not API routes."""
 
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ class ContentTypeMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        raw = dict(scope.get("headers", [])).get(b"content-type", b"").decode("latin-1")
+        headers = dict(scope.get("headers", []))
+        if b"transfer-encoding" not in headers and headers.get(b"content-length", b"0").strip() == b"0":
+            await self.app(scope, receive, send)  # no body: nothing to type
+            return
+        raw = headers.get(b"content-type", b"").decode("latin-1")
         media = raw.split(";")[0].strip().lower()
         wanted = accepted_media(path)
         if media not in wanted:
