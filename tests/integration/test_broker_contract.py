@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from agentledger import topics as specs
 from agentledger.events import ControlCommand, Scope, ScopeKind
 from agentledger.samples import sample_events
 from agentledger.wire import decode_envelope, dump, encode_envelope
@@ -115,8 +116,8 @@ def test_topics_create_twice_is_fine(kafka_bootstrap: str, topic_prefix: str) ->
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert first.stdout.count("created") == 7
-    assert second.stdout.count("exists") == 7 and "created" not in second.stdout
+    assert first.stdout.count("created") == len(specs.ALL)
+    assert second.stdout.count("exists") == len(specs.ALL) and "created" not in second.stdout
     assert f"{topic_prefix}agentledger.control.v1" in second.stdout
 
 
