@@ -57,7 +57,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=4000"]  # fmt: skip
-PAGES = {"overview": 3, "agent": 3, "trace": 1, "traces": 0, "agents": 1, "providers": 1, "timeline": 1}
+PAGES = {"overview": 3, "agent": 4, "trace": 1, "traces": 0, "agents": 1, "providers": 2, "timeline": 1}
 
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -48,9 +48,14 @@ def test_objectives_apply_list_delete(topics: Any, tmp_path: Path) -> None:
     )
     listed = _cli(topics, tmp_path, "objectives", "list")
     assert listed.returncode == 0, listed.stderr
-    rows = {line.split()[0]: line for line in listed.stdout.splitlines() if line.strip()}
+    rows = {
+        oid: line
+        for line in listed.stdout.splitlines()
+        for oid in ("planner-p99", "openai-avail")
+        if oid in line
+    }
     assert "tenant=acme agent=planner" in rows["planner-p99"] and "page 14.4x" in rows["planner-p99"]
-    assert "provider=openai" in rows["openai-avail"]
+    assert "provider=openai" in rows["openai-avail"], listed.stdout
     assert _cli(topics, tmp_path, "objectives", "delete", "planner-p99").returncode == 0
     assert sorted(asyncio.run(read_objectives(topics.bootstrap, topics.prefix))) == ["openai-avail"]
     # a bad objective: one line naming the field, nothing written

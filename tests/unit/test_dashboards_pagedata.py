@@ -80,3 +80,61 @@ def test_a_tenants_own_failover_opens_the_circuit_in_its_view_only() -> None:
     assert pagedata._circuits(later, "acme") == {"openai/*": "open"}
     assert pagedata._circuits(later, "globex") == {"openai/*": "closed"}
     assert pagedata._circuits([*later, cmd("resume", "acme", 3)], "acme") == {"openai/*": "closed"}
+
+
+def test_slo_panel_draws_each_agent_objective_from_the_named_query(tmp_path: Path) -> None:
+    from agentledger.events import ObjectivePolicy
+    from agentledger.warehouse import queries as q
+
+    land_demo_warehouse(str(tmp_path))
+    reader = WarehouseReader(str(tmp_path))
+
+    def objective(oid: str, **kw: object) -> ObjectivePolicy:
+        return ObjectivePolicy.model_validate({"objective_id": oid, "target": 0.95, **kw})
+
+    objectives = [
+        objective("planner-latency", kind="latency", threshold_ms=800, selector={"tenant": "acme", "agent": "planner"}),
+        objective("all-avail", kind="availability"),  # every tenant, every agent
+        objective("coder-only", kind="availability", selector={"agent": "coder"}),
+        objective("by-provider", kind="availability", selector={"per": "provider"}),
+        objective("planner-gpt", kind="availability", selector={"agent": "planner", "model": "gpt-4o"}),
+    ]  # fmt: skip
+    src = pagedata.Sources(reader, "acme", objectives=objectives)
+    page = pagedata.agent(src, "planner")
+    fig = page.figures[3]
+    drawn = sorted({t.name.rsplit(" ", 1)[0] for t in fig.data if t.name})
+    assert drawn == ["all-avail", "all-avail budget", "planner-latency", "planner-latency budget"]
+    # the daily attainment drawn is the named query's, in percent
+    truth = reader.rows(q.slo_attainment, 0.95, 800, tenant="acme", agent="planner")
+    line = next(t for t in fig.data if t.name == "planner-latency attainment")
+    assert truth and list(line.y) == [100 * r["attainment"] for r in truth]
+    bars = next(t for t in fig.data if t.name == "planner-latency budget left")
+    assert list(bars.y) == [100 * r["budget_left"] for r in truth]
+    # a note with the whole range's figures; the one selecting by model is named, not drawn
+    calls, good = sum(r["calls"] for r in truth), sum(r["good"] for r in truth)
+    note = next(n for n in page.notes if n.startswith("objective planner-latency"))
+    assert f"{good / calls:.2%} good over {calls} calls" in note
+    assert any("planner-gpt" in n and "not drawn" in n for n in page.notes)
+    # another tenant's view does not see an acme objective; no objective: an empty panel
+    globex = pagedata.agent(pagedata.Sources(reader, "globex", objectives=objectives[:1]), "planner")
+    assert globex.figures[3].data == ()
+    assert "no objective applies" in globex.figures[3].layout.annotations[0].text
+
+
+def test_providers_page_draws_latency_percentiles_per_provider_model(tmp_path: Path) -> None:
+    from agentledger.warehouse import queries as q
+
+    land_demo_warehouse(str(tmp_path))
+    reader = WarehouseReader(str(tmp_path))
+    src = pagedata.Sources(reader, "acme")
+    fig = pagedata.providers(src).figures[1]
+    bucket = pagedata.bucket_of(src)
+    truth = [
+        r for r in reader.rows(q.latency_percentiles, tenant="acme", bucket=bucket) if r["p50_ms"] is not None
+    ]
+    assert truth
+    for col in ("p50", "p95", "p99"):
+        for pm in {f"{r['provider']}/{r['model']}" for r in truth}:
+            trace = next(t for t in fig.data if t.name == f"{pm} {col}")
+            want = [r[f"{col}_ms"] for r in truth if f"{r['provider']}/{r['model']}" == pm]
+            assert list(trace.y) == want

@@ -467,3 +467,66 @@ def agent_chain(edges: Iterable[Row]) -> go.Figure:
         )
     )  # fmt: skip
     return _layout(fig, "Agent chain (link width: inclusive cost of the calls)")
+
+
+_PERCENTILE_DASH = {"p50_ms": "dot", "p95_ms": "solid", "p99_ms": "dash"}
+
+
+def latency_percentiles(rows: Iterable[Row], bucket: str = "hour") -> go.Figure:
+    """LLM latency of the successful calls per provider/model over time: p50 dotted, p95
+    solid, p99 dashed, one colour per provider/model. Rows: provider, model, bucket, p50_ms,
+    p95_ms, p99_ms (the ``latency_percentiles`` named query)."""
+    series: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.get("p50_ms") is not None:
+            series[f"{label(r.get('provider'))}/{label(r.get('model'))}"].append(r)
+    fig = go.Figure()
+    palette = ["#1565c0", "#2e7d32", "#ef6c00", "#6a1b9a", "#c62828", "#00838f", "#5d4037", "#455a64"]
+    for i, name in enumerate(sorted(series)):
+        points = sorted(series[name], key=lambda r: str(r.get("bucket")))
+        x = [x_time(r.get("bucket")) for r in points]
+        for col, dash in _PERCENTILE_DASH.items():
+            fig.add_scatter(
+                name=f"{name} {col.removesuffix('_ms')}",
+                legendgroup=name,
+                x=x,
+                y=[num(r.get(col)) for r in points],
+                mode="lines+markers",
+                line={"dash": dash, "color": palette[i % len(palette)]},
+            )
+    if not series:
+        _empty(fig, "no successful LLM calls in this range")
+    return _layout(fig, f"LLM latency per {bucket}: p50 dotted, p95 solid, p99 dashed", yaxis_title="ms")
+
+
+def slo_attainment(rows: Iterable[Row], message: str = "no objective for this agent") -> go.Figure:
+    """Per objective and UTC day: attainment (lines, %) against its target (flat dotted line)
+    and the share of the day's error budget left (bars, right axis, negative when overspent).
+    Rows: objective, target, day, attainment, budget_left."""
+    series: dict[str, list[Row]] = defaultdict(list)
+    for r in rows:
+        series[label(r.get("objective"))].append(r)
+    fig = go.Figure()
+    for name in sorted(series):
+        points = sorted(series[name], key=lambda r: str(r.get("day")))
+        x = [x_time(r.get("day")) for r in points]
+        fig.add_bar(
+            name=f"{name} budget left", x=x, y=[100 * num(r.get("budget_left")) for r in points], yaxis="y2",
+            opacity=0.35,
+        )  # fmt: skip
+        fig.add_scatter(
+            name=f"{name} attainment", x=x, y=[100 * num(r.get("attainment")) for r in points],
+            mode="lines+markers",
+        )  # fmt: skip
+        fig.add_scatter(
+            name=f"{name} target", x=x, y=[100 * num(points[0].get("target"))] * len(x), mode="lines",
+            line={"dash": "dot", "color": "#c62828"}, showlegend=False,
+        )  # fmt: skip
+    if not series:
+        _empty(fig, message)
+    return _layout(
+        fig,
+        "SLO attainment per day (%, target dotted) and error budget left (bars, %)",
+        yaxis_title="good calls %",
+        yaxis2={"overlaying": "y", "side": "right", "showgrid": False, "title": "budget left %"},
+    )

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -20,7 +21,7 @@ import orjson
 from agentledger.dashboards import figures, forecast
 from agentledger.dashboards.pages import Cell, Control, Page, Table
 from agentledger.errors import AgentLedgerError
-from agentledger.events import Action, BudgetStatus, ControlCommand, ScopeKind
+from agentledger.events import Action, BudgetStatus, ControlCommand, ObjectivePolicy, ScopeKind
 from agentledger.warehouse import queries as q
 from agentledger.warehouse.reader import P, Query, Row, WarehouseReader
 
@@ -109,6 +110,8 @@ class Sources:
     view: View = field(default_factory=View)
     admin: bool = False
     now: datetime | None = None
+    objectives: Sequence[ObjectivePolicy] = ()
+    """The objectives in force (the API's view of the objectives topic), for the SLO panel."""
 
     def scope(self, agent: bool = True) -> Scope:
         """The view's window and filters as named-query arguments (``agent=False`` when the
@@ -332,6 +335,7 @@ def agent(src: Sources, name: str | None = None, metric: str = "faithfulness") -
             figures.cost_and_tokens(series, bucket),
             figures.quality_with_drift(scores, drift),
             figures.versions_table(versions),
+            figures.slo_attainment(slo_rows(src, chosen), "no objective applies to this agent"),
         ]
 
     links: list[tuple[str, str]] = []  # filled by build: the other agents, costliest first
@@ -615,6 +619,53 @@ def _circuits(commands: Sequence[ControlCommand], tenant: str | None = None) -> 
     return out
 
 
+def slo_rows(src: Sources, agent_name: str) -> list[Row]:
+    """Daily attainment and error budget left of each objective kept per agent that selects
+    ``agent_name`` (the ``slo_attainment`` named query), over the view's range; a note per
+    objective with the whole range's figures. An objective that selects by provider, model,
+    version or workflow is named in a note and not drawn (the query counts per agent)."""
+    scope = src.scope(agent=False)
+    out: list[Row] = []
+    for obj in sorted(src.objectives, key=lambda o: o.objective_id):
+        sel = obj.selector
+        if (
+            not obj.enabled
+            or sel.per not in ("agent", "agent_version")
+            or not fnmatchcase(agent_name, sel.agent)
+        ):
+            continue
+        if src.tenant is not None and not fnmatchcase(src.tenant, sel.tenant):
+            continue
+        if any(v != "*" for v in (sel.agent_version, sel.workflow, sel.provider, sel.model)):
+            src.notes.append(
+                f"objective {obj.objective_id}: selects by version, workflow, provider or model; not drawn"
+            )
+            continue
+        days = [
+            {**r, "objective": obj.objective_id, "target": obj.target}
+            for r in src.rows(
+                q.slo_attainment,
+                obj.target,
+                obj.threshold_ms,
+                start=scope["start"],
+                end=scope["end"],
+                agent=agent_name,
+            )
+            if fnmatchcase(str(r.get("tenant")), sel.tenant)
+        ]
+        calls = sum(figures.num(r.get("calls")) for r in days)
+        if calls:
+            good = sum(figures.num(r.get("good")) for r in days)
+            left = 1 - (calls - good) / (calls * (1 - obj.target))
+            bound = f" within {obj.threshold_ms:g} ms" if obj.threshold_ms else " not in error"
+            src.notes.append(
+                f"objective {obj.objective_id} ({obj.target:.4g}{bound}): {good / calls:.2%} good "
+                f"over {calls:.0f} calls in range, {left:.0%} of the error budget left"
+            )
+        out.extend(days)
+    return out
+
+
 def providers(src: Sources) -> Page:
     """Calls per provider/model from the warehouse; error rate and circuit state from the
     latest ``provider.circuit`` alert of each (the health worker's figures), then the live
@@ -636,7 +687,9 @@ def providers(src: Sources) -> Page:
             r.setdefault(
                 "circuit", circuits.get(key) or seen.get("circuit") or circuits.get(f"{r.get('provider')}/*")
             )
-        return [figures.provider_health(rows)]
+        bucket = bucket_of(src)
+        latency = src.rows(q.latency_percentiles, start=scope["start"], end=scope["end"], bucket=bucket)
+        return [figures.provider_health(rows), figures.latency_percentiles(latency, bucket)]
 
     return _page("providers", "Providers", src, build)
 

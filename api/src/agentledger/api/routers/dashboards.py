@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import urlencode
 
@@ -220,7 +221,12 @@ def _sources(key: ApiKey, state: ApiState, view: pagedata.View) -> pagedata.Sour
     budgets = [b for b in state.budgets.items().values() if only is None or _tenant_of(b.scope_key) == only]
     in_force = control_in_force(state).values()  # one per scope, lane and authority; old keys superseded
     commands = [c for c in in_force if only is None or c.scope.tenant in (None, only)]
-    return pagedata.Sources(state.warehouse, only, budgets, commands, view=view, admin=key.tenant is None)
+    objectives = [
+        o for o in state.objectives.items().values() if only is None or fnmatchcase(only, o.selector.tenant)
+    ]
+    return pagedata.Sources(
+        state.warehouse, only, budgets, commands, view=view, admin=key.tenant is None, objectives=objectives
+    )
 
 
 def _tenant_of(scope_key: str) -> str | None:
