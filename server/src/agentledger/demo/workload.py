@@ -149,6 +149,12 @@ class DemoWorkload:
         routed: str | None = self.guard.version("writer", tenant=tenant, trace_id=trace)
         return routed or "v1"
 
+    def _start_rollout_safely(self) -> None:
+        try:
+            self.start_rollout()
+        except Exception as exc:  # noqa: BLE001 - the other stories go on
+            self.observe("canary", f"could not start the rollout: {type(exc).__name__}: {exc}")
+
     def start_rollout(self) -> None:
         """acme starts rolling writer v2 out (``agentledger rollout start`` does the same)."""
         import asyncio
@@ -341,10 +347,8 @@ class DemoWorkload:
                     f"acme rolls writer v2 out: {' -> '.join(f'{w:g}%' for w in ROLLOUT_STEPS)} of its tasks "
                     "while no metric is worse (its answers score worse)",
                 )
-                try:
-                    self.start_rollout()
-                except Exception as exc:  # noqa: BLE001 - the other stories go on
-                    self.observe("canary", f"could not start the rollout: {type(exc).__name__}: {exc}")
+                # in a thread: a producer's start takes a second or two, and the clock goes on
+                threading.Thread(target=self._start_rollout_safely, name="rollout", daemon=True).start()
             time.sleep(0.1)
         self._stop.set()
         for th in [*threads, *([loop_thread] if loop_thread else [])]:
