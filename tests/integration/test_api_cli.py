@@ -102,7 +102,7 @@ def test_report_writes_every_view_into_one_file(kafka_bootstrap: str, tmp_path: 
     done = _cli(env, "report", "--out", str(out), "--tenant", "acme")
     assert done.returncode == 0, done.stderr
     html = out.read_text()
-    assert html.count('class="plotly-graph-div"') == 10 and "<script src=" not in html
+    assert html.count('class="plotly-graph-div"') == 12 and "<script src=" not in html
     assert all(
         f'id="{slug}"' in html
         for slug in ("overview", "agent", "trace", "traces", "agents", "providers", "timeline")
