@@ -39,7 +39,9 @@ def test_kill_verdict_kills_the_trace_and_a_repeat_source_raises_quarantine(topi
         (r.key.decode(), ControlCommand.model_validate_json(r.value))
         for r in consume(topics.bootstrap, topics.control)
     ]
-    assert [k for k, _ in cmds] == [f"trace/acme/{KILLED}"]  # the kill verdict's trace only
+    assert [k for k, _ in cmds] == [
+        f"admission.budget:trace/acme/{KILLED}"
+    ]  # the kill verdict's trace only, admission lane
     kill = cmds[0][1]
     assert kill.action.value == "kill" and kill.scope.trace_id == KILLED
     assert kill.cause_event_id == "scr-0000" and kill.expires_at is not None

@@ -148,7 +148,7 @@ def test_a_tenant_budget_over_agents_on_different_partitions_kills_the_tenant(to
         produce(topics.bootstrap, topics.events, envelopes(first, size=1) + envelopes(second, size=1))
         drain(workers, 10)
         got = commands(topics)
-        kills = [c for c in got.get("tenant/globex", []) if c.action is Action.KILL]
+        kills = [c for c in got.get("admission.budget:tenant/globex", []) if c.action is Action.KILL]
         assert len(kills) == 1, got
         assert kills[0].policy_id == "globex-cap"
         assert not any(k.startswith("agent/globex") for k in got)  # neither agent alone is near its cap
@@ -183,13 +183,16 @@ def test_a_loop_in_a_trace_spanning_partitions_is_killed_after_n_calls(topics, t
         settle(workers, parts)
         produce(topics.bootstrap, topics.events, [call(i) for i in range(4)])  # repeat_calls is 5
         drain(workers, 4)
-        assert f"trace/acme/{trace}" not in commands(topics)
+        assert f"admission.budget:trace/acme/{trace}" not in commands(topics)
         produce(topics.bootstrap, topics.events, [call(4)])
         drain(workers, 5)
         deadline = time.monotonic() + 10
-        while f"trace/acme/{trace}" not in (got := commands(topics)) and time.monotonic() < deadline:
+        while (
+            f"admission.budget:trace/acme/{trace}" not in (got := commands(topics))
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.3)
-        (kill,) = got[f"trace/acme/{trace}"]
+        (kill,) = got[f"admission.budget:trace/acme/{trace}"]
         assert kill.action is Action.KILL and kill.params.kill_reason == "loop"
         assert kill.cause_event_id == "loop-call-0004"
     finally:
