@@ -193,3 +193,31 @@ def test_a_rollout_policy_must_rise_to_everyone() -> None:
             command_id=uuid.uuid4().hex, ts=datetime.now(UTC), scope=Scope(kind=ScopeKind.AGENT, tenant="a", agent="w"),
             action=Action.ROUTE, reason="x", params=CommandParams(target_version="v2"),
         )  # fmt: skip
+
+
+def test_an_outage_that_starts_before_the_first_candidate_task_is_not_blamed_on_the_candidate() -> None:
+    """The demo's case on a slow machine: the baseline serves clean tasks while the Guards
+    have not yet received the first route; then a provider outage hits both versions alike.
+    Judged over different periods the candidate would look worse; over the same period it
+    does not."""
+    clock = Clock()
+    ctl = RolloutController(clock)
+    ctl.upsert(policy(gate={"min_tasks": 12}))
+    ctl.evaluate()  # announces 5 %
+    rnd = random.Random(7)
+    for i in range(300):  # before any candidate task: the baseline alone, no errors
+        trace = f"early-{i}"
+        ctl.record_cost("acme", "writer", "v1", trace, 0.01, clock.t)
+        ctl.record_span("acme", "writer", "v1", error=False)
+        clock.t += 0.05
+    changes = []
+    for i in range(600):  # the outage: every other call fails, whichever the version
+        version = "v2" if i % 4 == 0 else "v1"
+        trace = f"late-{i}"
+        ctl.record_cost("acme", "writer", version, trace, 0.01 * rnd.lognormvariate(0, 0.1), clock.t)
+        ctl.record_span("acme", "writer", version, error=rnd.random() < 0.5)
+        clock.t += 0.5
+        if i % 10 == 0:
+            changes += ctl.evaluate()
+    assert not [c for c in changes if c.status == "rolled_back"], [c.reason for c in changes]
+    assert ctl.runs["acme/writer"].baseline.spans == 450  # the clean early spans did not count

@@ -1,8 +1,9 @@
 """The rollout controller: moves a candidate version through its traffic steps, gated by the
 canary verdict (cost per task, error rate, quality; one-sided tests with margins).
 
-Per rollout it keeps the baseline's and the candidate's facts (``canary.VersionStats``) and,
-at every ``evaluate``:
+Per rollout it keeps the baseline's and the candidate's facts (``canary.VersionStats``), the
+baseline's only from the candidate's first fact on (the two are judged over the same period),
+and, at every ``evaluate``:
 
 * any metric of the candidate significantly worse (the canary judge's rule) → rolled back:
   weight 0, at whatever step;
@@ -57,11 +58,17 @@ class RolloutRun:
     tasks_before_step: int = 0  # ... of which before this step began
     request_id: str | None = None  # the last human request acted on
     announced: bool = False  # the current state is on the control topic
+    live: bool = False  # the candidate has served a task: the baseline's facts count from then
 
     def stats(self, version: str) -> VersionStats | None:
+        """Where a fact of ``version`` goes. The baseline's facts count only while the
+        candidate is live, so both versions are compared over the same period: a provider
+        outage before the Guards received the first route would otherwise weigh on the
+        candidate's samples and not on the baseline's (a rollback for the wrong reason)."""
         if version == self.policy.candidate:
+            self.live = True
             return self.candidate
-        if version == self.policy.baseline:
+        if version == self.policy.baseline and self.live:
             return self.baseline
         return None
 
