@@ -13,8 +13,8 @@ DEMO_ARGS ?=
 
 $(STAMP): pyproject.toml $(DISTS:%=%/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install -q $(DISTS:%=-e ./%) --group dev
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	$(BIN)/uv pip install -q --python $(BIN)/python $(DISTS:%=-e ./%) --group dev
 	@rm -f $(VENV)/.installed-* && touch $@
 
 ## setup: virtualenv, Python deps (server + dev extras), Kafka broker jars from Maven Central,

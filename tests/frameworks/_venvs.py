@@ -48,6 +48,15 @@ def _run(cmd: list[str], what: str) -> None:
         )
 
 
+def _installer(python: Path) -> list[str]:
+    """``uv pip install`` into that venv (uv comes with the dev group: an eighth of pip's CPU
+    for the same set, which matters while other tests run), else pip."""
+    uv = Path(sys.executable).parent / "uv"
+    if uv.is_file():
+        return [str(uv), "pip", "install", "-q", "--python", str(python)]
+    return [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+
+
 def framework_python(name: str, nice: bool = False) -> Path:
     """The python of the framework's venv, created or brought up to date first."""
     requirements = REQUIREMENTS / f"{name}.txt"
@@ -65,8 +74,7 @@ def framework_python(name: str, nice: bool = False) -> Path:
             _run([sys.executable, "-m", "venv", str(venv)], f"creating the {name} venv")
         for old in venv.glob(".installed-*"):
             old.unlink()
-        pip = [*(["nice", "-n", "10"] if nice else []), str(python), "-m", "pip", "install"]
-        pip += ["--disable-pip-version-check", "-q"]
+        pip = [*(["nice", "-n", "10"] if nice else []), *_installer(python)]
         _run([*pip, "-r", str(requirements), *client_install_args(REPO)], f"installing {name}")
         marker.write_text(f"installed in {time.monotonic() - started:.0f}s\n")
         print(f"[{name} venv installed in {time.monotonic() - started:.0f}s]", file=sys.stderr)
