@@ -32,7 +32,7 @@ def test_an_all_tenant_key_sees_and_owns_everything() -> None:
 def test_a_tenant_key_writes_its_own_tenant_only() -> None:
     acme = _key("acme")
     check_writer(acme, "acme")
-    with pytest.raises(ForbiddenError, match="must set selector.tenant"):
+    with pytest.raises(ForbiddenError, match=r"must set selector\.tenant"):
         check_writer(acme, "*")
-    with pytest.raises(ForbiddenError, match="bound to tenant 'acme'; selector.tenant names 'globex'"):
+    with pytest.raises(ForbiddenError, match=r"bound to tenant 'acme'; selector\.tenant names 'globex'"):
         check_writer(acme, "globex")
