@@ -9,14 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from agentledger.api.auth import require
-from agentledger.api.errors import ForbiddenError, responses
-from agentledger.api.kafka import Record
+from agentledger.api.errors import responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.api.tenancy import check_writer, owned, visible
-from agentledger.errors import ContractError, NotFoundError
+from agentledger.api.tenancy import check_writer, delete_owned, get_visible, put_owned, visible
+from agentledger.errors import ContractError
 from agentledger.events import ObjectivePolicy
-from agentledger.wire import dump
 
 router = APIRouter(prefix="/v1/objectives", tags=["policies"])
 
@@ -45,10 +43,7 @@ async def list_objectives(
 async def get_objective(
     objective_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> ObjectivePolicy:
-    objective = state.objectives.get(objective_id)
-    if objective is None or not visible(key, objective.selector.tenant):
-        raise NotFoundError(f"no objective {objective_id!r}")
-    return objective
+    return get_visible(key, state.objectives, objective_id, "objective")
 
 
 @router.put("/{objective_id}", response_model=ObjectivePolicy, responses=responses(401, 403, 415, 422, 503))
@@ -66,12 +61,9 @@ async def put_objective(
         raise ContractError(
             "objective_id in the body differs from the path", [("objective_id", "must match the path")]
         )
-    check_writer(key, objective.selector.tenant)
-    existing = state.objectives.get(objective_id)
-    if existing is not None and not owned(key, existing.selector.tenant):
-        raise ForbiddenError(f"objective {objective_id!r} belongs to another tenant or to every tenant")
-    await state.publisher.send([Record(state.topics.objectives, objective_id, dump(objective))])
-    state.objectives.put(objective_id, objective)
+    await put_owned(
+        key, state.publisher, state.objectives, state.topics.objectives, objective_id, objective, "objective"
+    )
     return objective
 
 
@@ -81,13 +73,7 @@ async def delete_objective(
 ) -> Response:
     """Delete an objective (a tombstone on the compacted topic): the health worker stops judging
     it and resolves its firing alerts. An unknown id is 404; so is a retry after the delete."""
-    existing = state.objectives.get(objective_id)
-    if existing is None or not visible(key, existing.selector.tenant):
-        raise NotFoundError(f"no objective {objective_id!r}")
-    if not owned(key, existing.selector.tenant):
-        raise ForbiddenError(
-            f"objective {objective_id!r} applies to every tenant: an all-tenant admin key deletes it"
-        )
-    await state.publisher.send([Record(state.topics.objectives, objective_id, None)])
-    state.objectives.remove(objective_id)
+    await delete_owned(
+        key, state.publisher, state.objectives, state.topics.objectives, objective_id, "objective"
+    )
     return Response(status_code=204)

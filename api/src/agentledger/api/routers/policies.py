@@ -5,14 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 
 from agentledger.api.auth import require
-from agentledger.api.errors import ForbiddenError, responses
-from agentledger.api.kafka import Record
+from agentledger.api.errors import responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.api.tenancy import check_writer, owned, visible
-from agentledger.errors import ContractError, NotFoundError
+from agentledger.api.tenancy import delete_owned, get_visible, put_owned, visible
+from agentledger.errors import ContractError
 from agentledger.events import Policy
-from agentledger.wire import dump
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -33,10 +31,7 @@ async def list_policies(
 async def get_policy(
     policy_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> Policy:
-    policy: Policy | None = state.policies.get(policy_id)
-    if policy is None or not visible(key, policy.selector.tenant):
-        raise NotFoundError(f"no policy {policy_id!r}")
-    return policy
+    return get_visible(key, state.policies, policy_id, "policy")
 
 
 @router.put("/{policy_id}", response_model=Policy, responses=responses(401, 403, 415, 422, 503))
@@ -54,12 +49,7 @@ async def put_policy(
         raise ContractError(
             "policy_id in the body differs from the path", [("policy_id", "must match the path")]
         )
-    check_writer(key, policy.selector.tenant)
-    existing = state.policies.get(policy_id)
-    if existing is not None and not owned(key, existing.selector.tenant):
-        raise ForbiddenError(f"policy {policy_id!r} belongs to another tenant or to every tenant")
-    await state.publisher.send([Record(state.topics.policies, policy_id, dump(policy))])
-    state.policies.put(policy_id, policy)
+    await put_owned(key, state.publisher, state.policies, state.topics.policies, policy_id, policy, "policy")
     return policy
 
 
@@ -69,13 +59,5 @@ async def delete_policy(
 ) -> Response:
     """Delete a policy (a tombstone on the compacted topic; the worker drops its budget
     state). An unknown id is 404; so is a retry after the delete landed."""
-    existing = state.policies.get(policy_id)
-    if existing is None or not visible(key, existing.selector.tenant):
-        raise NotFoundError(f"no policy {policy_id!r}")
-    if not owned(key, existing.selector.tenant):
-        raise ForbiddenError(
-            f"policy {policy_id!r} applies to every tenant: an all-tenant admin key deletes it"
-        )
-    await state.publisher.send([Record(state.topics.policies, policy_id, None)])
-    state.policies.remove(policy_id)
+    await delete_owned(key, state.publisher, state.policies, state.topics.policies, policy_id, "policy")
     return Response(status_code=204)
