@@ -12,6 +12,7 @@ from agentledger import topics
 from agentledger.compacted import publish, read_latest
 from agentledger.errors import ConfigError
 from agentledger.events import ObjectivePolicy
+from agentledger.streams.healthconfig import read_mapping
 from agentledger.wire import describe, dump
 
 
@@ -25,15 +26,7 @@ def parse_objective(value: bytes) -> ObjectivePolicy | None:
 
 def load_objectives_file(path: str | Path) -> list[ObjectivePolicy]:
     """The ``objectives:`` list of a YAML file (other keys ignored), validated as the worker does."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    if doc is not None and not isinstance(doc, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    raw = (doc or {}).get("objectives") or []
+    raw = (read_mapping(path) or {}).get("objectives") or []
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: objectives must be a list")
     out: list[ObjectivePolicy] = []
