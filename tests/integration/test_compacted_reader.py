@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentledger.compacted import CompactedReader, read_to_end
+from agentledger.compacted import CompactedReader, publish, read_latest, read_to_end
 
 
 async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None]]) -> None:
@@ -61,3 +61,24 @@ def test_after_the_end_the_reader_follows_new_records(topics: Any) -> None:
 
     first, later, caught_up = asyncio.run(scenario())
     assert first == [b"old"] and later == [b"new"] and caught_up
+
+
+def test_publish_writes_values_and_tombstones_in_order_and_read_latest_gives_the_state(topics: Any) -> None:
+    written: list[tuple[str, bytes | None]] = [
+        ("a", b"1"),
+        ("b", b"2"),
+        ("a", b"3"),
+        ("b", None),
+        ("c", b"4"),
+    ]
+    asyncio.run(publish(topics.bootstrap, topics.control, written))
+    asyncio.run(publish(topics.bootstrap, topics.control, [("c", b"not a number")]))
+    got = asyncio.run(read_to_end(topics.bootstrap, [topics.control]))
+    assert [(r.key, r.value) for r in got] == [(k.encode(), v) for k, v in [*written, ("c", b"not a number")]]
+
+    def parse(value: bytes) -> int | None:
+        return int(value) if value.isdigit() else None
+
+    # a value the parser rejects changes nothing: "c" keeps 4, as a worker ignores a bad record
+    state = asyncio.run(read_latest(topics.bootstrap, topics.control, 1, parse))
+    assert state == {"a": 3, "c": 4}

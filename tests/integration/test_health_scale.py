@@ -16,7 +16,6 @@ events topic and read what the workers publish on the control and alerts topics:
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -31,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _health_harness import Tail, health_env, start_health
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
@@ -107,18 +107,10 @@ class Cluster:
         """One more `agentledger health`, as a user runs it (same home, same config)."""
         config = self.tmp / "policy.yaml"
         config.write_text(yaml.safe_dump(CONFIG))
-        env = {
-            **os.environ,
-            "AGENTLEDGER_KAFKA_BOOTSTRAP": self.bootstrap,
-            "AGENTLEDGER_TOPIC_PREFIX": self.prefix,
-            "AGENTLEDGER_HOME": str(self.tmp / "home"),
-        }
+        env = health_env(self.bootstrap, self.prefix, self.tmp / "home")
         self.starts += 1
-        args = [sys.executable, "-m", "agentledger", "health", "--config", str(config), "--from", "earliest"]
-        if self.replication:
-            args += ["--replication", str(self.replication)]
-        with (self.tmp / f"health-{self.starts}.log").open("wb") as out:
-            proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+        extra = ["--replication", str(self.replication)] if self.replication else []
+        proc = start_health(env, config, self.tmp / f"health-{self.starts}.log", *extra)
         self.procs.append(proc)
         return proc
 
@@ -201,38 +193,6 @@ def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop_all()
-
-
-class Tail:
-    """Everything published on a topic since the beginning, polled as we go."""
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
-        self.values: list[bytes] = []
-
-    async def __aenter__(self) -> Tail:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await self.consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def poll(self) -> list[bytes]:
-        for records in (await self.consumer.getmany(timeout_ms=200)).values():
-            self.values.extend(r.value for r in records if r.value is not None)
-        return self.values
-
-    async def drain(self, quiet_s: float = 2.0) -> list[bytes]:
-        """Poll until nothing new arrived for ``quiet_s``."""
-        seen, last = len(self.values), time.monotonic()
-        while time.monotonic() - last < quiet_s:
-            if len(await self.poll()) != seen:
-                seen, last = len(self.values), time.monotonic()
-        return self.values
 
 
 async def until(what: Callable[[], Awaitable[Any]], timeout: float, c: Cluster) -> Any:

@@ -8,9 +8,7 @@ topics: a provider outage gives `failover` then `resume`; a clearly costlier can
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from _health_harness import Tail, health_env, start_health, stop_health
+from aiokafka import AIOKafkaProducer
 
 from agentledger import topics as specs
 from agentledger.events import (
@@ -69,72 +68,13 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
     tmp = tmp_path_factory.mktemp("health")
     config = tmp / "policy.yaml"
     config.write_text(yaml.safe_dump(CONFIG))
-    env = {
-        **os.environ,
-        "AGENTLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "AGENTLEDGER_TOPIC_PREFIX": prefix,
-        "AGENTLEDGER_HOME": str(tmp / "home"),
-    }
+    env = health_env(kafka_bootstrap, prefix, tmp / "home")
     log = tmp / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agentledger",
-                "health",
-                "--config",
-                str(config),
-                "--datadir",
-                str(tmp / "faust"),
-                "--from",
-                "earliest",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = start_health(env, config, log, "--datadir", str(tmp / "faust"))
     try:
         yield Worker(kafka_bootstrap, prefix, proc, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
-class Tail:
-    """Everything published on a topic since the beginning, polled as we go."""
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
-        self.values: list[bytes] = []
-
-    async def __aenter__(self) -> Tail:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await self.consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def poll(self) -> list[bytes]:
-        for records in (await self.consumer.getmany(timeout_ms=200)).values():
-            self.values.extend(r.value for r in records if r.value is not None)
-        return self.values
-
-    async def drain(self, quiet_s: float = 1.5) -> list[bytes]:
-        """Poll until nothing new arrived for ``quiet_s``."""
-        seen, last_change = len(self.values), time.monotonic()
-        while time.monotonic() - last_change < quiet_s:
-            if len(await self.poll()) != seen:
-                seen, last_change = len(self.values), time.monotonic()
-        return self.values
+        stop_health(proc)
 
 
 _seq = 0
@@ -231,14 +171,14 @@ async def test_provider_outage_publishes_failover_then_resume(worker: Worker) ->
                 if cycle == 2:
                     # a running worker notices an outage within seconds (generous bound: shared CI)
                     assert detect_s < 10, detect_s
-            cmds = _commands(await control.drain())
+            cmds = _commands(await control.drain(1.5))
             assert [c.action for c in cmds] == [Action.FAILOVER, Action.RESUME] * 2
             for c in cmds:
                 assert c.scope.key == "provider/openai/*" and c.issued_by == "agentledger-health"
             assert cmds[0].params.fallback_provider == "anthropic"
             circuit = [
                 a
-                for a in (AlertEvent.model_validate_json(v) for v in await alerts.drain())
+                for a in (AlertEvent.model_validate_json(v) for v in await alerts.drain(1.5))
                 if a.rule == "provider.circuit"
             ]
             assert [a.state for a in circuit] == [AlertState.ALERT, AlertState.RESOLVED] * 2
@@ -300,7 +240,7 @@ async def test_worse_canary_is_rolled_back_equal_one_is_promoted(worker: Worker)
         assert float(costly.figures["cost_p"]) < 0.001
         assert steady.figures["verdict"] == "promote" and steady.state is AlertState.WARN
         assert int(steady.figures["tasks_canary"]) == 200
-        rollbacks = [c for c in _commands(await control.drain()) if c.action is Action.ROLLBACK]
+        rollbacks = [c for c in _commands(await control.drain(1.5)) if c.action is Action.ROLLBACK]
         assert [(c.scope.key, c.params.target_version) for c in rollbacks] == [("agent/acme/costly", "v1")]
         assert costly.command_id == rollbacks[0].command_id
 

@@ -63,3 +63,18 @@ def test_objectives_apply_list_delete(topics: Any, tmp_path: Path) -> None:
     bad = _cli(topics, tmp_path, "objectives", "apply", str(file))
     assert bad.returncode != 0 and "objectives[0]" in bad.stderr and "threshold_ms" in bad.stderr, bad.stderr
     assert sorted(asyncio.run(read_objectives(topics.bootstrap, topics.prefix))) == ["openai-avail"]
+
+
+def test_read_objectives_ignores_a_record_that_does_not_validate_as_the_worker_does(topics: Any) -> None:
+    from agentledger import topics as specs
+    from agentledger.compacted import publish
+    from agentledger.events import ObjectivePolicy
+    from agentledger.streams.objectivetopic import put_objectives
+
+    good = ObjectivePolicy.model_validate(
+        {"objective_id": "p99", "kind": "latency", "target": 0.99, "threshold_ms": 5000}
+    )
+    asyncio.run(put_objectives(topics.bootstrap, topics.prefix, [good]))
+    asyncio.run(publish(topics.bootstrap, topics.prefix + specs.OBJECTIVES.name, [("p99", b"{not json")]))
+    on_topic = asyncio.run(read_objectives(topics.bootstrap, topics.prefix))
+    assert list(on_topic) == ["p99"] and on_topic["p99"].threshold_ms == 5000

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from _health_harness import health_env, start_health, stop_health
 from aiokafka import AIOKafkaProducer
 
 from agentledger import topics as specs
@@ -45,8 +45,7 @@ CONFIG = {"canary": {"task_idle_s": 1, "min_tasks": 30, "promote_min_tasks": 150
 class Health:
     def __init__(self, bootstrap: str, prefix: str, tmp: Path) -> None:
         self.bootstrap, self.prefix, self.tmp = bootstrap, prefix, tmp
-        self.env = {**os.environ, "AGENTLEDGER_KAFKA_BOOTSTRAP": bootstrap, "AGENTLEDGER_TOPIC_PREFIX": prefix,
-                    "AGENTLEDGER_HOME": str(tmp / "home")}  # fmt: skip
+        self.env = health_env(bootstrap, prefix, tmp / "home")
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
 
@@ -54,26 +53,13 @@ class Health:
         config = self.tmp / "policy.yaml"
         config.write_text(yaml.safe_dump(CONFIG))
         self.runs += 1
-        with (self.tmp / f"health-{self.runs}.log").open("wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agentledger", "health", "--config", str(config), "--datadir",
-                 str(self.tmp / "faust"), "--from", "earliest"],
-                env=self.env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        log = self.tmp / f"health-{self.runs}.log"
+        self.proc = start_health(self.env, config, log, "--datadir", str(self.tmp / "faust"))
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc is None:
-            return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
+        if self.proc is not None:
+            stop_health(self.proc, kill)
+            self.proc = None
 
     def cli(self, *args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "agentledger", "rollout", *args], env=self.env,
@@ -120,9 +106,8 @@ class Traffic:
         self.commands: list[ControlCommand] = []
 
     def weight(self) -> float:
-        routes = self.guard._index.routes
-        rule = routes.get(("acme", self.agent))
-        return rule.command.params.weight or 0.0 if rule else 0.0
+        cmd = self.guard.rollout(self.agent, "acme")
+        return cmd.params.weight or 0.0 if cmd else 0.0
 
     async def run(self, producer: AIOKafkaProducer, until: Any, timeout: float) -> None:
         key = f"acme/{self.agent}"
@@ -146,13 +131,6 @@ class Traffic:
                                          key=key.encode(), timestamp_ms=ts_ms)  # fmt: skip
             await asyncio.sleep(0.25)
 
-    def routes(self) -> list[ControlCommand]:
-        return [
-            rule.command
-            for (t, a), rule in self.guard._index.routes.items()
-            if (t, a) == ("acme", self.agent)
-        ]
-
 
 async def _drive(
     h: Health, guard: Guard, agent: str, costs: dict[str, Decimal], done: Any, timeout: float
@@ -174,8 +152,8 @@ def _guard(h: Health) -> Guard:
 
 
 def _route(guard: Guard, agent: str) -> ControlCommand | None:
-    rule = guard._index.routes.get(("acme", agent))
-    return rule.command if rule else None
+    cmd: ControlCommand | None = guard.rollout(agent, "acme")
+    return cmd
 
 
 def test_a_good_version_goes_to_everyone_step_by_step(health: Health) -> None:

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -27,6 +24,7 @@ from typing import Any
 
 import httpx
 import yaml
+from _health_harness import Tail, health_env, start_health, stop_health
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from agentledger import topics as specs
@@ -146,17 +144,6 @@ async def _alerts(bootstrap: str, topic: str, want: int, timeout: float) -> list
     return out
 
 
-def _start_health(
-    config: Path, env: dict[str, str], tmp_path: Path, log: Path, *extra: str
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "agentledger", "health", "--config", str(config),
-             "--datadir", str(tmp_path / "faust"), "--from", "earliest", *extra],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-
 async def _until(cond: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
@@ -220,16 +207,11 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
     alerts_doc, objective = _alerts_doc(hook), OBJECTIVE
     config = tmp_path / "policy.yaml"
     config.write_text(yaml.safe_dump({"policies": [], "objectives": [objective], "alerts": alerts_doc}))
-    env = {
-        **os.environ,
-        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
-        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
-        "AGENTLEDGER_HOME": str(tmp_path / "home"),
-    }
+    env = health_env(topics.bootstrap, topics.prefix, tmp_path / "home")
     start = time.time() - (BASE_S + SLOW_S + AFTER_S) - 60
     await _publish(topics.bootstrap, topics.prefix + specs.EVENTS.name, start)
     log = tmp_path / "health.log"
-    proc = _start_health(config, env, tmp_path, log)
+    proc = start_health(env, config, log, "--datadir", str(tmp_path / "faust"))
     disp = AlertDispatcher(
         parse_health_config({"alerts": alerts_doc}).alerts,
         topics.bootstrap,
@@ -245,8 +227,7 @@ async def test_latency_step_pages_through_the_webhook_once_and_resolves_stable_a
     finally:
         stop.set()
         await task
-        proc.terminate()
-        proc.wait(20)
+        stop_health(proc)
         hook.server.shutdown()
     _check_page_and_resolve(alerts, hook, start, log)
 
@@ -262,14 +243,11 @@ async def test_an_objective_put_through_the_api_while_health_runs_is_judged_and_
     config = tmp_path / "policy.yaml"
     config.write_text(yaml.safe_dump({"policies": [], "alerts": alerts_doc}))  # no objectives
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
-        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
-        "AGENTLEDGER_HOME": str(home),
-    }
+    env = health_env(topics.bootstrap, topics.prefix, home)
     log = tmp_path / "health.log"
-    proc = _start_health(config, env, tmp_path, log, "--loglevel", "info", "--progress", "0")
+    proc = start_health(
+        env, config, log, "--datadir", str(tmp_path / "faust"), "--loglevel", "info", "--progress", "0"
+    )
     keys = standard_keys(tmp_path / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=topics.bootstrap, topic_prefix=topics.prefix, home=home),
@@ -305,34 +283,9 @@ async def test_an_objective_put_through_the_api_while_health_runs_is_judged_and_
     finally:
         stop.set()
         await task
-        proc.terminate()
-        proc.wait(20)
+        stop_health(proc)
         hook.server.shutdown()
     _check_page_and_resolve(alerts, hook, start, log)
-
-
-class Tail:
-    """Everything on a topic since the beginning, polled as we go."""
-
-    def __init__(self, bootstrap: str, topic: str, partitions: int) -> None:
-        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
-        self.values: list[bytes] = []
-
-    async def __aenter__(self) -> Tail:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
-        await self.consumer.start()
-        tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
-
-    async def poll(self) -> list[bytes]:
-        for records in (await self.consumer.getmany(timeout_ms=200)).values():
-            self.values.extend(r.value for r in records if r.value is not None)
-        return self.values
 
 
 async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: Any, tmp_path: Path) -> None:
@@ -342,13 +295,8 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
         "probe_volume": 3, "latency_objective": {"threshold_ms": 1000, "target": 0.9},
     }  # fmt: skip
     config.write_text(yaml.safe_dump({"providers": providers}))
-    env = {
-        **os.environ,
-        "AGENTLEDGER_KAFKA_BOOTSTRAP": topics.bootstrap,
-        "AGENTLEDGER_TOPIC_PREFIX": topics.prefix,
-        "AGENTLEDGER_HOME": str(tmp_path / "home"),
-    }
-    proc = _start_health(config, env, tmp_path, tmp_path / "health.log")
+    env = health_env(topics.bootstrap, topics.prefix, tmp_path / "home")
+    proc = start_health(env, config, tmp_path / "health.log", "--datadir", str(tmp_path / "faust"))
     producer = AIOKafkaProducer(bootstrap_servers=topics.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     n = 0
@@ -412,8 +360,7 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
             cmds = [ControlCommand.model_validate_json(v) for v in control.values]
     finally:
         await producer.stop()
-        proc.terminate()
-        proc.wait(20)
+        stop_health(proc)
     assert [c.action for c in cmds][:2] == [Action.FAILOVER, Action.RESUME]
     failover = cmds[0]
     assert failover.scope.key == "provider/openai/*" and failover.params.fallback_provider == "anthropic"

@@ -107,3 +107,26 @@ def test_faust_credentials_follow_the_kafka_settings() -> None:
     )
     assert isinstance(sasl, faust.SASLCredentials) and sasl.username == "u" and sasl.ssl_context is None
     assert isinstance(faust_credentials(Settings(kafka_security_protocol="SSL")), faust.SSLCredentials)
+
+
+@pytest.mark.parametrize("text", ["- a list\n", "objectives: [\n"])
+def test_the_health_config_and_the_objectives_file_refuse_the_same_bad_file(
+    text: str, tmp_path: Path
+) -> None:
+    from agentledger.streams.objectivetopic import load_objectives_file
+
+    bad = tmp_path / "policy.yaml"
+    bad.write_text(text)
+    messages = []
+    for load in (load_health_config, load_objectives_file):
+        with pytest.raises(ConfigError) as err:
+            load(bad)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1] and str(bad) in messages[0]
+    missing = tmp_path / "missing.yaml"
+    for load in (load_health_config, load_objectives_file):
+        with pytest.raises(ConfigError, match="cannot read"):
+            load(missing)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_objectives_file(empty) == [] and load_health_config(empty).objectives == []

@@ -9,18 +9,23 @@ records. aiokafka is imported only when a reader starts, so the client stays lig
     async with CompactedReader(bootstrap, [topic], client_options) as reader:
         await reader.assign()                  # every partition, from the beginning
         state = await reader.read_to_end()     # or: poll() / caught_up() in a loop, to follow
+
+The one-off forms: ``read_to_end`` (the records), ``read_latest`` (the state, parsed), and
+``publish`` (write values and tombstones, each acknowledged by every in-sync replica).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("agentledger.compacted")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,3 +166,51 @@ async def read_to_end(
     async with CompactedReader(bootstrap, topics, client_options) as reader:
         await reader.assign(partitions)
         return await reader.read_to_end(timeout_s)
+
+
+def latest(records: Iterable[CompactedRecord], parse: Callable[[bytes], T | None]) -> dict[str, T]:
+    """The state the records leave: the latest value per key, a tombstone removing its key.
+    A value ``parse`` rejects (returns None) changes nothing, as the workers ignore it."""
+    out: dict[str, T] = {}
+    for r in records:
+        if r.value is None:
+            out.pop(r.text_key, None)
+            continue
+        parsed = parse(r.value)
+        if parsed is not None:
+            out[r.text_key] = parsed
+    return out
+
+
+async def read_latest(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    parse: Callable[[bytes], T | None],
+    client_options: Mapping[str, Any] | None = None,
+) -> dict[str, T]:
+    """A compacted topic's current state (``latest`` over its records up to its end now),
+    reading its ``partitions`` partitions (the contract's count)."""
+    records = await read_to_end(bootstrap, [topic], client_options, partitions={topic: range(partitions)})
+    return latest(records, parse)
+
+
+async def publish(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[str, bytes | None]],
+    client_options: Mapping[str, Any] | None = None,
+) -> None:
+    """Write (key, value) records to a compacted topic, in order (value None: a tombstone);
+    returns once the broker acknowledged every one (acks=all, idempotent)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **(client_options or {})
+    )
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(topic, key=key.encode(), value=value)
+    finally:
+        await producer.stop()

@@ -22,45 +22,37 @@ def register(app: typer.Typer) -> None:
     app.add_typer(rollout_app, name="rollout")
 
 
-async def _publish(bootstrap: str, topic: str, key: str, value: bytes | None, client: dict[str, Any]) -> None:
-    from aiokafka import AIOKafkaProducer
+def _parse_rollout(value: bytes) -> Any:
+    from agentledger.rollout import RolloutPolicy
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client)
-    await producer.start()
     try:
-        await producer.send_and_wait(topic, key=key.encode(), value=value)
-    finally:
-        await producer.stop()
+        return RolloutPolicy.model_validate_json(value)
+    except ValueError:
+        return None  # not a rollout: the health worker ignores it too
 
 
 async def _read(bootstrap: str, prefix: str, client: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(rollouts by tenant/agent, route commands by control key)."""
     from agentledger import topics
-    from agentledger.compacted import read_to_end
+    from agentledger.compacted import latest, read_to_end
     from agentledger.events import Action, ControlCommand
-    from agentledger.rollout import RolloutPolicy
 
     rollouts_topic, control_topic = prefix + topics.ROLLOUTS.name, prefix + topics.CONTROL.name
     records = await read_to_end(
         bootstrap, [rollouts_topic, control_topic], client,
         partitions={rollouts_topic: range(topics.ROLLOUTS.partitions), control_topic: range(topics.CONTROL.partitions)},
     )  # fmt: skip
-    rollouts: dict[str, Any] = {}
+    rollouts: dict[str, Any] = latest((r for r in records if r.topic == rollouts_topic), _parse_rollout)
     routes: dict[str, Any] = {}
     for r in records:
-        into = rollouts if r.topic == rollouts_topic else routes
-        if r.value is None:
-            into.pop(r.text_key, None)
+        if r.topic != control_topic or r.value is None:
             continue
         try:
-            if into is rollouts:
-                rollouts[r.text_key] = RolloutPolicy.model_validate_json(r.value)
-            else:
-                cmd = ControlCommand.model_validate_json(r.value)
-                if cmd.action is Action.ROUTE:
-                    routes[f"{cmd.scope.tenant}/{cmd.scope.agent}"] = cmd
+            cmd = ControlCommand.model_validate_json(r.value)
         except ValueError:
             continue
+        if cmd.action is Action.ROUTE:
+            routes[f"{cmd.scope.tenant}/{cmd.scope.agent}"] = cmd
     return rollouts, routes
 
 
@@ -86,6 +78,7 @@ def start(
     The health worker steps it up while no metric is worse, and rolls it back at any step
     when one is."""
     from agentledger import topics
+    from agentledger.compacted import publish
     from agentledger.rollout import RolloutPolicy, RolloutStep
     from agentledger.wire import dump
 
@@ -100,8 +93,8 @@ def start(
         raise typer.BadParameter(str(exc).splitlines()[-1] if str(exc) else repr(exc)) from None
     s = settings()
     asyncio.run(
-        _publish(checked_bootstrap("rollout", s), s.topic_prefix + topics.ROLLOUTS.name, policy.key, dump(policy),
-                 s.kafka_client_options())
+        publish(checked_bootstrap("rollout", s), s.topic_prefix + topics.ROLLOUTS.name, [(policy.key, dump(policy))],
+                s.kafka_client_options())
     )  # fmt: skip
     console.print(
         f"rollout {policy.rollout_id}: {target} {baseline} -> {candidate}, steps "
@@ -134,6 +127,7 @@ def status() -> None:
 
 def _request(target: str, request: str) -> None:
     from agentledger import topics
+    from agentledger.compacted import publish
     from agentledger.rollout import RolloutRequest
     from agentledger.wire import dump
 
@@ -150,11 +144,10 @@ def _request(target: str, request: str) -> None:
                 "requested_by": f"cli:{getpass.getuser()}"[:128]}
     )  # fmt: skip
     asyncio.run(
-        _publish(
+        publish(
             bootstrap,
             s.topic_prefix + topics.ROLLOUTS.name,
-            policy.key,
-            dump(policy),
+            [(policy.key, dump(policy))],
             s.kafka_client_options(),
         )
     )

@@ -159,9 +159,8 @@ class DemoWorkload:
         """acme starts rolling writer v2 out (``agentledger rollout start`` does the same)."""
         import asyncio
 
-        from aiokafka import AIOKafkaProducer
-
         from agentledger import topics
+        from agentledger.compacted import publish
         from agentledger.rollout import RolloutGate, RolloutPolicy, RolloutStep
         from agentledger.wire import dump
 
@@ -171,18 +170,7 @@ class DemoWorkload:
             gate=RolloutGate(min_tasks=12),
         )  # fmt: skip
         topic = self._control[: -len(topics.CONTROL.name)] + topics.ROLLOUTS.name
-
-        async def send() -> None:
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self._bootstrap, acks="all", enable_idempotence=True
-            )
-            await producer.start()
-            try:
-                await producer.send_and_wait(topic, key=policy.key.encode(), value=dump(policy))
-            finally:
-                await producer.stop()
-
-        asyncio.run(send())
+        asyncio.run(publish(self._bootstrap, topic, [(policy.key, dump(policy))]))
 
     def task(self, tenant: str) -> None:
         planner = self.emitter(tenant, "planner")

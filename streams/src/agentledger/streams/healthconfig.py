@@ -251,6 +251,12 @@ def load_health_config(path: str | Path | None, sections: tuple[str, ...] = _OUR
     """Read the YAML policy file (``None``: defaults, no channels)."""
     if path is None:
         return HealthConfig()
+    return parse_health_config(read_mapping(path), sections)
+
+
+def read_mapping(path: str | Path) -> dict[str, Any] | None:
+    """The YAML policy file's top-level mapping (None: the file is empty); ``ConfigError``
+    when it cannot be read or parsed, or is not a mapping."""
     import yaml
 
     try:
@@ -259,4 +265,4 @@ def load_health_config(path: str | Path | None, sections: tuple[str, ...] = _OUR
         raise ConfigError(f"cannot read {path}: {exc}") from None
     if doc is not None and not isinstance(doc, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return parse_health_config(doc, sections)
+    return doc

@@ -9,10 +9,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentledger import topics
-from agentledger.compacted import read_to_end
+from agentledger.compacted import publish, read_latest
 from agentledger.errors import ConfigError
 from agentledger.events import ObjectivePolicy
-from agentledger.wire import describe
+from agentledger.streams.healthconfig import read_mapping
+from agentledger.wire import describe, dump
 
 
 def parse_objective(value: bytes) -> ObjectivePolicy | None:
@@ -25,15 +26,7 @@ def parse_objective(value: bytes) -> ObjectivePolicy | None:
 
 def load_objectives_file(path: str | Path) -> list[ObjectivePolicy]:
     """The ``objectives:`` list of a YAML file (other keys ignored), validated as the worker does."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    if doc is not None and not isinstance(doc, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    raw = (doc or {}).get("objectives") or []
+    raw = (read_mapping(path) or {}).get("objectives") or []
     if not isinstance(raw, list):
         raise ConfigError(f"{path}: objectives must be a list")
     out: list[ObjectivePolicy] = []
@@ -52,42 +45,18 @@ async def put_objectives(
     bootstrap: str, prefix: str, objectives: list[ObjectivePolicy], **client: Any
 ) -> None:
     """Publish (create or replace) objectives; waits until the broker acknowledged every one."""
-    from aiokafka import AIOKafkaProducer
-
-    from agentledger.wire import dump
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client)
-    await producer.start()
-    try:
-        topic = prefix + topics.OBJECTIVES.name
-        for o in objectives:
-            await producer.send_and_wait(topic, key=o.objective_id.encode(), value=dump(o))
-    finally:
-        await producer.stop()
+    records = [(o.objective_id, dump(o)) for o in objectives]
+    await publish(bootstrap, prefix + topics.OBJECTIVES.name, records, client)
 
 
 async def delete_objective(bootstrap: str, prefix: str, objective_id: str, **client: Any) -> None:
     """Write a tombstone: the health worker stops judging the objective."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **client)
-    await producer.start()
-    try:
-        await producer.send_and_wait(prefix + topics.OBJECTIVES.name, key=objective_id.encode(), value=None)
-    finally:
-        await producer.stop()
+    await publish(bootstrap, prefix + topics.OBJECTIVES.name, [(objective_id, None)], client)
 
 
 async def read_objectives(bootstrap: str, prefix: str, **client: Any) -> dict[str, ObjectivePolicy]:
-    """The current objectives on the topic (latest value per key, tombstones removed)."""
-    topic = prefix + topics.OBJECTIVES.name
-    out: dict[str, ObjectivePolicy] = {}
-    for r in await read_to_end(
-        bootstrap, [topic], client, partitions={topic: range(topics.OBJECTIVES.partitions)}
-    ):
-        obj = parse_objective(r.value) if r.value is not None else None
-        if obj is None:
-            out.pop(r.text_key, None)
-        else:
-            out[r.text_key] = obj
-    return out
+    """The current objectives on the topic (latest value per key, tombstones removed; a record
+    that does not validate changes nothing, as in the health worker)."""
+    return await read_latest(
+        bootstrap, prefix + topics.OBJECTIVES.name, topics.OBJECTIVES.partitions, parse_objective, client
+    )

@@ -8,38 +8,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from agentledger.api.auth import check_tenant, require
-from agentledger.api.errors import ForbiddenError, responses
-from agentledger.api.kafka import Record
+from agentledger.api.auth import require
+from agentledger.api.errors import responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.errors import ContractError, NotFoundError
+from agentledger.api.tenancy import check_writer, delete_owned, get_visible, put_owned, visible
+from agentledger.errors import ContractError
 from agentledger.events import ObjectivePolicy
-from agentledger.wire import dump
 
 router = APIRouter(prefix="/v1/objectives", tags=["policies"])
-
-
-def _tenant_of(objective: ObjectivePolicy) -> str | None:
-    """The tenant an objective belongs to; ``*`` (every tenant) belongs to no single tenant."""
-    return None if objective.selector.tenant == "*" else objective.selector.tenant
-
-
-def _visible(key: ApiKey, objective: ObjectivePolicy) -> bool:
-    """A tenant key sees its tenant's objectives and the global ones (they count its calls too)."""
-    return key.tenant is None or _tenant_of(objective) in (key.tenant, None)
-
-
-def _owned(key: ApiKey, objective: ObjectivePolicy) -> bool:
-    """Whether ``key`` may change or delete ``objective`` (a global one needs an all-tenant key)."""
-    return key.tenant is None or _tenant_of(objective) == key.tenant
-
-
-def _check_writer(key: ApiKey, objective: ObjectivePolicy) -> None:
-    if key.tenant is not None:
-        if objective.selector.tenant == "*":
-            raise ForbiddenError(f"a key bound to {key.tenant!r} must set selector.tenant to it")
-        check_tenant(key, objective.selector.tenant, "selector.tenant")
 
 
 @router.post("/check", response_model=ObjectivePolicy, responses=responses(401, 403, 415, 422))
@@ -48,7 +25,7 @@ async def check_objective(
 ) -> ObjectivePolicy:
     """The objective as the health worker will read it (defaults filled in), or 422 saying why
     not. Writes nothing. A key bound to a tenant must set ``selector.tenant`` to it."""
-    _check_writer(key, objective)
+    check_writer(key, objective.selector.tenant)
     return objective
 
 
@@ -58,7 +35,7 @@ async def list_objectives(
 ) -> list[ObjectivePolicy]:
     """Every objective on the topic this key may see: a tenant key sees its tenant's and the
     global ones (``selector.tenant`` ``*``)."""
-    found = (o for o in state.objectives.items().values() if _visible(key, o))
+    found = (o for o in state.objectives.items().values() if visible(key, o.selector.tenant))
     return sorted(found, key=lambda o: o.objective_id)
 
 
@@ -66,10 +43,7 @@ async def list_objectives(
 async def get_objective(
     objective_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> ObjectivePolicy:
-    objective = state.objectives.get(objective_id)
-    if objective is None or not _visible(key, objective):
-        raise NotFoundError(f"no objective {objective_id!r}")
-    return objective
+    return get_visible(key, state.objectives, objective_id, "objective")
 
 
 @router.put("/{objective_id}", response_model=ObjectivePolicy, responses=responses(401, 403, 415, 422, 503))
@@ -87,12 +61,9 @@ async def put_objective(
         raise ContractError(
             "objective_id in the body differs from the path", [("objective_id", "must match the path")]
         )
-    _check_writer(key, objective)
-    existing = state.objectives.get(objective_id)
-    if existing is not None and not _owned(key, existing):
-        raise ForbiddenError(f"objective {objective_id!r} belongs to another tenant or to every tenant")
-    await state.publisher.send([Record(state.topics.objectives, objective_id, dump(objective))])
-    state.objectives.put(objective_id, objective)
+    await put_owned(
+        key, state.publisher, state.objectives, state.topics.objectives, objective_id, objective, "objective"
+    )
     return objective
 
 
@@ -102,13 +73,7 @@ async def delete_objective(
 ) -> Response:
     """Delete an objective (a tombstone on the compacted topic): the health worker stops judging
     it and resolves its firing alerts. An unknown id is 404; so is a retry after the delete."""
-    existing = state.objectives.get(objective_id)
-    if existing is None or not _visible(key, existing):
-        raise NotFoundError(f"no objective {objective_id!r}")
-    if not _owned(key, existing):
-        raise ForbiddenError(
-            f"objective {objective_id!r} applies to every tenant: an all-tenant admin key deletes it"
-        )
-    await state.publisher.send([Record(state.topics.objectives, objective_id, None)])
-    state.objectives.remove(objective_id)
+    await delete_owned(
+        key, state.publisher, state.objectives, state.topics.objectives, objective_id, "objective"
+    )
     return Response(status_code=204)

@@ -4,31 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from agentledger.api.auth import check_tenant, require
-from agentledger.api.errors import ForbiddenError, responses
-from agentledger.api.kafka import Record
+from agentledger.api.auth import require
+from agentledger.api.errors import responses
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
-from agentledger.errors import ContractError, NotFoundError
+from agentledger.api.tenancy import delete_owned, get_visible, put_owned, visible
+from agentledger.errors import ContractError
 from agentledger.events import Policy
-from agentledger.wire import dump
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
-
-
-def _tenant_of(policy: Policy) -> str | None:
-    """The tenant a policy belongs to; ``*`` (every tenant) belongs to no single tenant."""
-    return None if policy.selector.tenant == "*" else policy.selector.tenant
-
-
-def _visible(key: ApiKey, policy: Policy) -> bool:
-    """A tenant key sees its tenant's policies and the global ones (they apply to it too)."""
-    return key.tenant is None or _tenant_of(policy) in (key.tenant, None)
-
-
-def _owned(key: ApiKey, policy: Policy) -> bool:
-    """Whether ``key`` may change or delete ``policy`` (a global one needs an all-tenant key)."""
-    return key.tenant is None or _tenant_of(policy) == key.tenant
 
 
 @router.get("", response_model=list[Policy], responses=responses(401, 403))
@@ -37,17 +21,17 @@ async def list_policies(
 ) -> list[Policy]:
     """Every policy this key may see: a tenant key sees its tenant's policies and the global
     ones (``selector.tenant`` ``*``) that apply to it."""
-    return sorted((p for p in state.policies.items().values() if _visible(key, p)), key=lambda p: p.policy_id)
+    return sorted(
+        (p for p in state.policies.items().values() if visible(key, p.selector.tenant)),
+        key=lambda p: p.policy_id,
+    )
 
 
 @router.get("/{policy_id}", response_model=Policy, responses=responses(401, 403, 404))
 async def get_policy(
     policy_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> Policy:
-    policy: Policy | None = state.policies.get(policy_id)
-    if policy is None or not _visible(key, policy):
-        raise NotFoundError(f"no policy {policy_id!r}")
-    return policy
+    return get_visible(key, state.policies, policy_id, "policy")
 
 
 @router.put("/{policy_id}", response_model=Policy, responses=responses(401, 403, 415, 422, 503))
@@ -65,15 +49,7 @@ async def put_policy(
         raise ContractError(
             "policy_id in the body differs from the path", [("policy_id", "must match the path")]
         )
-    if key.tenant is not None:
-        if policy.selector.tenant == "*":
-            raise ForbiddenError(f"a key bound to {key.tenant!r} must set selector.tenant to it")
-        check_tenant(key, policy.selector.tenant, "selector.tenant")
-    existing = state.policies.get(policy_id)
-    if existing is not None and not _owned(key, existing):
-        raise ForbiddenError(f"policy {policy_id!r} belongs to another tenant or to every tenant")
-    await state.publisher.send([Record(state.topics.policies, policy_id, dump(policy))])
-    state.policies.put(policy_id, policy)
+    await put_owned(key, state.publisher, state.policies, state.topics.policies, policy_id, policy, "policy")
     return policy
 
 
@@ -83,13 +59,5 @@ async def delete_policy(
 ) -> Response:
     """Delete a policy (a tombstone on the compacted topic; the worker drops its budget
     state). An unknown id is 404; so is a retry after the delete landed."""
-    existing = state.policies.get(policy_id)
-    if existing is None or not _visible(key, existing):
-        raise NotFoundError(f"no policy {policy_id!r}")
-    if not _owned(key, existing):
-        raise ForbiddenError(
-            f"policy {policy_id!r} applies to every tenant: an all-tenant admin key deletes it"
-        )
-    await state.publisher.send([Record(state.topics.policies, policy_id, None)])
-    state.policies.remove(policy_id)
+    await delete_owned(key, state.publisher, state.policies, state.topics.policies, policy_id, "policy")
     return Response(status_code=204)

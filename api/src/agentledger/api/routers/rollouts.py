@@ -68,7 +68,7 @@ def _view(state: ApiState, policy: RolloutPolicy) -> RolloutView:
 
 def _get(state: ApiState, key: ApiKey, tenant: str, agent: str) -> RolloutPolicy:
     policy = state.rollouts.get(f"{tenant}/{agent}")
-    if policy is None or (key.tenant is not None and key.tenant != tenant):
+    if policy is None or not key.sees(tenant):
         raise NotFoundError(f"no rollout for {tenant}/{agent}")
     return policy
 
@@ -78,11 +78,7 @@ async def list_rollouts(
     key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> list[RolloutView]:
     """Every rollout this key may see, with its current step."""
-    return [
-        _view(state, p)
-        for _, p in sorted(state.rollouts.items().items())
-        if key.tenant is None or p.tenant == key.tenant
-    ]
+    return [_view(state, p) for _, p in sorted(state.rollouts.items().items()) if key.sees(p.tenant)]
 
 
 @router.get("/{tenant}/{agent}", response_model=RolloutView, responses=responses(401, 403, 404))
