@@ -35,7 +35,7 @@ demo: setup
 
 ## test: lint, type check, then every test but the fault suite (integration tests on a real broker)
 test: setup lint typecheck
-	$(BIN)/python -m pytest -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not faults" -n 2 --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
