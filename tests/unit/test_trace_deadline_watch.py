@@ -153,3 +153,11 @@ def test_policy_model_deadline_and_timeout_fields() -> None:
         Policy.model_validate({"policy_id": "x", "limit": "5"})
     with pytest.raises(ValueError, match="call_timeout_s` alone"):
         Policy.model_validate({"policy_id": "x", "deadline_s": 5, "selector": {"model": "gpt-4o"}})
+
+
+def test_rows_keep_an_events_time_to_the_microsecond_and_a_late_one_counts_at_arrival() -> None:
+    on_time = usage("a" * 32, "usage-001", T0 + 0.75)
+    late = usage("b" * 32, "usage-002", T0 - 3600)
+    rows = deadline_rows([on_time, late], [int(T0 + 0.75), int(T0 + 2)])
+    assert rows[("acme", "a" * 32)][0][3:5] == [T0 + 0.75, T0 + 0.75]  # not the second it counts in
+    assert rows[("acme", "b" * 32)][0][3:5] == [T0 + 2, T0 + 2]  # counted at its arrival

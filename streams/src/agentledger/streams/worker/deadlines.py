@@ -56,21 +56,20 @@ def deadline_rows(events: Sequence[AnyEvent], at: Sequence[int]) -> dict[tuple[s
     span counts from its start."""
     out: dict[tuple[str, str], dict[Fields, list[Any]]] = {}
     for ev, sec in zip(events, at, strict=True):
-        t0 = float(sec)
-        if isinstance(ev, SpanEvent):
-            start = ev.start.timestamp()
-            if start < t0 and t0 - start < 86400:  # a span started before it was sent
-                t0 = start
+        ts = ev.ts.timestamp()
+        on_time = int(ts) == sec
+        t = ts if on_time else float(sec)  # its own time, to the µs, unless counted at arrival
+        t0 = min(t, ev.start.timestamp()) if isinstance(ev, SpanEvent) and on_time else t  # a span: its start
         rows = out.setdefault((ev.tenant, ev.trace_id), {})
         f = (ev.agent, ev.agent_version, ev.workflow)
         row = rows.get(f)
         ended = isinstance(ev, SpanEvent) and ev.parent_span_id is None
         if row is None:
-            rows[f] = [*f, t0, float(sec), ev.event_id, ended]
+            rows[f] = [*f, t0, t, ev.event_id, ended]
             continue
         if t0 < row[3]:
             row[3], row[5] = t0, ev.event_id
-        row[4] = max(row[4], float(sec))
+        row[4] = max(row[4], t)
         row[6] = row[6] or ended
     return {k: list(v.values()) for k, v in out.items()}
 
