@@ -161,3 +161,17 @@ def test_rows_keep_an_events_time_to_the_microsecond_and_a_late_one_counts_at_ar
     rows = deadline_rows([on_time, late], [int(T0 + 0.75), int(T0 + 2)])
     assert rows[("acme", "a" * 32)][0][3:5] == [T0 + 0.75, T0 + 0.75]  # not the second it counts in
     assert rows[("acme", "b" * 32)][0][3:5] == [T0 + 2, T0 + 2]  # counted at its arrival
+
+
+def test_a_forgotten_killed_trace_leaves_its_kill_in_force_and_no_wish_behind() -> None:
+    proc = Processor(MemoryStore(), PriceBook.load())
+    p = policy("short", 2)
+    proc.observe_policy(p.policy_id, p.model_dump_json().encode())
+    ev = usage("a" * 32, "usage-001", T0)
+    proc.process(encode_envelope(ev.key, [ev]), ev.key.encode(), 0, None, T0)
+    key = f"admission.budget:trace/acme/{'a' * 32}"
+    assert [k.decode() for k, _ in proc.tick(T0 + 3).control] == [key]
+    assert proc.enforcer.merged(key) is not None
+    out = proc.tick(T0 + 2 + 60 + 1)  # idle past deadline + margin: forgotten
+    assert out.control == [] and len(proc.deadlines) == 0  # no resume: the kill runs until it expires
+    assert proc.enforcer.merged(key) is None

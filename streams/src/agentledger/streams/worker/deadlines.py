@@ -119,6 +119,8 @@ class DeadlineWatch:
         self._gen = 0
         self._traces: OrderedDict[tuple[str, str], _Trace] = OrderedDict()
         self.forgotten = 0  # traces dropped for the memory bound (not for idleness)
+        self.released: list[tuple[str, str]] = []
+        """Killed traces forgotten since the last ``take_released`` (the caller drops its wish)."""
 
     def __len__(self) -> int:
         return len(self._traces)
@@ -153,8 +155,10 @@ class DeadlineWatch:
             first = min(rows, key=lambda r: float(r[3]))
             tr = self._traces[key] = _Trace(tenant, trace_id, float(first[3]), float(first[4]), str(first[5]))
             if len(self._traces) > self.max_traces:
-                self._traces.popitem(last=False)
+                old_key, old = self._traces.popitem(last=False)
                 self.forgotten += 1
+                if old.killed:
+                    self.released.append(old_key)
         else:
             self._traces.move_to_end(key)
         for agent, version, workflow, first_s, last_s, event_id, ended in rows:
@@ -177,6 +181,8 @@ class DeadlineWatch:
             d = self._deadline(tr)
             if d is None or now_s - tr.last_s > d[0] + self.margin_s:
                 del self._traces[key]
+                if tr.killed:
+                    self.released.append(key)
                 continue
             if tr.killed or now_s - tr.first_s <= d[0]:
                 continue
@@ -189,4 +195,8 @@ class DeadlineWatch:
                     tr.tenant, tr.trace_id, agent, d[1], d[0], tr.first_s, now_s, tr.cause_event_id
                 )
             )
+        return out
+
+    def take_released(self) -> list[tuple[str, str]]:
+        out, self.released = self.released, []
         return out

@@ -552,6 +552,8 @@ class Processor:
     def _deadline_kills(self, now_s: float, out: Output) -> None:
         """The timer: kill (trace scope) every open trace past its deadline, with an alert."""
         due = self.deadlines.due(now_s, None if self.held is None else self.holds)
+        for tenant, trace_id in self.deadlines.take_released():  # the kill stays until it expires
+            self.enforcer.forget(ScopeRef(ScopeKind.TRACE, tenant=tenant, trace_id=trace_id), "deadline")
         if not due:
             return
         now = datetime.fromtimestamp(now_s, UTC)
