@@ -115,6 +115,10 @@ ToolName = Annotated[str, Field(min_length=1, max_length=128), BeforeValidator(c
 Version = Annotated[str, Field(max_length=64), BeforeValidator(clean_name)]
 
 
+def _any(value: object) -> bool:
+    return value == "*"
+
+
 def _unset(value: object) -> bool:
     return value is None
 
@@ -668,6 +672,17 @@ class Selector(_Model):
     user: str = Field(default="*", description="End user (`user.id` / `enduser.id` attribute).")
     conversation: str = Field(default="*", description="Conversation (`gen_ai.conversation.id` attribute).")
     per: ScopeKind = ScopeKind.AGENT
+    # Left out of the JSON at their default: readers from before them forbid unknown keys.
+    provider: str = Field(
+        default="*",
+        exclude_if=_any,
+        description="Provider (fnmatch); only for a policy that sets `call_timeout_s` alone.",
+    )
+    model: str = Field(
+        default="*",
+        exclude_if=_any,
+        description="Model (fnmatch); only for a policy that sets `call_timeout_s` alone.",
+    )
 
 
 class Threshold(_Model):
@@ -694,19 +709,64 @@ class Threshold(_Model):
 
 
 class Policy(_Model):
-    """A budget: the compacted policies topic holds the latest version by ``policy_id``."""
+    """A budget, a trace deadline, a per-call timeout, or any of them together: the compacted
+    policies topic holds the latest version by ``policy_id``."""
 
     v: Literal[1] = 1
     policy_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-.]+$")
     description: str = ""
     selector: Selector = Field(default_factory=Selector)
-    window: Window
-    limit: Decimal = Field(gt=0)
+    window: Window = Field(
+        default=Window.CALENDAR_MONTH, description="A budget's window (needed with `limit`)."
+    )
+    limit: Decimal | None = Field(default=None, gt=0, description="A budget's limit; none: no budget.")
+    # Left out of the JSON when unset: readers from before them forbid unknown keys.
+    deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 86400,
+        exclude_if=_unset,
+        description="Wall-clock deadline of each trace the selector matches, from its first event: "
+        "the worker kills the trace scope once a trace is still open past it.",
+    )
+    call_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        exclude_if=_unset,
+        description="Per-call timeout of hooked LLM calls of the matching agents (overrides "
+        "`configure(call_timeout_s=)`; the shortest of several matching policies wins).",
+    )
     unit: LimitUnit = LimitUnit.USD
     thresholds: list[Threshold] = Field(default_factory=list, max_length=8)
     hard_action: Literal["kill", "throttle", "alert"] = "kill"
     hard_rate_per_s: float | None = Field(default=None, gt=0)
     enabled: bool = True
+
+    @property
+    def budget_limit(self) -> Decimal:
+        """The limit of a budget policy (``is_budget``)."""
+        if self.limit is None:
+            raise ValueError(f"policy {self.policy_id} has no budget")
+        return self.limit
+
+    @property
+    def is_budget(self) -> bool:
+        return self.limit is not None
+
+    @model_validator(mode="after")
+    def _what_it_sets(self) -> Policy:
+        if self.limit is None and self.deadline_s is None and self.call_timeout_s is None:
+            raise ValueError("a policy needs a budget (`limit`, `window`), `deadline_s` or `call_timeout_s`")
+        if self.limit is not None and "window" not in self.model_fields_set:
+            raise ValueError("a budget (`limit`) needs a `window`")
+        if self.limit is None and (self.thresholds or self.hard_action != "kill"):
+            raise ValueError("thresholds and hard_action belong to a budget (`limit`)")
+        if (self.selector.provider != "*" or self.selector.model != "*") and (
+            self.limit is not None or self.deadline_s is not None
+        ):
+            raise ValueError("selector.provider and selector.model apply to `call_timeout_s` alone")
+        return self
 
     @model_validator(mode="after")
     def _thresholds_sorted(self) -> Policy:

@@ -31,6 +31,7 @@ from agentledger.settings import get_settings
 from .context import _CURRENT
 from .control import ControlIndex, ControlState, downgrade, failover, matching
 from .exceptions import ControlUnavailable, Throttled
+from .timeouts import CallTimeouts
 from .toolcheck import ToolState
 
 log = logging.getLogger("agentledger.collectors")
@@ -63,6 +64,7 @@ class Guard:
         control_topic: str | None = None,
         *,
         tools_topic: str | None = None,
+        policies_topic: str | None = None,
         start: bool = True,
         client_options: Mapping[str, Any] | None = None,
         fetch_max_wait_ms: int = 20,
@@ -76,6 +78,9 @@ class Guard:
         # tool policies and approvals (docs/adr/0018): a topic of their own, read by the same reader
         self.tools_topic = tools_topic or topics.name(topics.TOOLS, settings.topic_prefix)
         self.tools = ToolState()
+        # per-call timeouts set by policies (docs/adr/0019): the policies topic, same reader
+        self.policies_topic = policies_topic or topics.name(topics.POLICIES, settings.topic_prefix)
+        self.timeouts = CallTimeouts()
         self.client_options = dict(client_options or settings.kafka_client_options())
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fail_open = settings.guard_fail_open if fail_open is None else fail_open
@@ -142,6 +147,10 @@ class Guard:
                 key = raw_key.decode(errors="replace") if raw_key is not None else None
                 if topic == self.tools_topic:
                     if not self.tools.apply(key, raw_value):
+                        self.bad_records += 1
+                    continue
+                if topic == self.policies_topic:
+                    if not self.timeouts.apply(key, raw_value):
                         self.bad_records += 1
                     continue
                 if raw_value is None:
@@ -386,6 +395,19 @@ class Guard:
 
     # -- before the first read ----------------------------------------------------------
 
+    def call_timeout(
+        self,
+        tenant: str,
+        agent: str,
+        agent_version: str | None = None,
+        workflow: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> float | None:
+        """The per-call timeout a policy sets for this call (the shortest matching), or None:
+        then the ``configure(call_timeout_s=)`` value applies."""
+        return self.timeouts.for_call(tenant, agent, agent_version, workflow, provider, model)
+
     def _wait_budget(self) -> float:
         if self._thread is None or self._topic_missing:
             return 0.0
@@ -493,7 +515,7 @@ class Guard:
 
         reader = CompactedReader(
             self.bootstrap or "",  # set whenever the guard follows the topic (__init__)
-            [self.topic, self.tools_topic],
+            [self.topic, self.tools_topic, self.policies_topic],
             self.client_options,
             poll_ms=100,
             max_records=10_000,
@@ -506,6 +528,7 @@ class Guard:
             while not parts and not self._closing:
                 known = await reader.partitions()
                 parts, tool_parts = known[self.topic], known[self.tools_topic]
+                policy_parts = known[self.policies_topic]
                 if not parts:  # topic not created yet: say so, keep looking
                     # a topic created a moment ago may not be in every broker's metadata yet
                     if not self._topic_missing and time.monotonic() - looked >= _MISSING_AFTER_S:
@@ -525,7 +548,9 @@ class Guard:
                     "allowed",
                     self.tools_topic,
                 )
-            await reader.assign({self.topic: parts, self.tools_topic: tool_parts})
+            await reader.assign(
+                {self.topic: parts, self.tools_topic: tool_parts, self.policies_topic: policy_parts}
+            )
             self._contact()
             probed = time.monotonic()
             while not self._closing:

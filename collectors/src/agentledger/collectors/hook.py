@@ -519,7 +519,7 @@ def _wrap(target: _Target, original: Any) -> Any:
             caller = hook.caller() if hook is not None else None
             if hook is None or caller is None:
                 return await original(self, *args, **kwargs)
-            _prepare(hook, caller, kwargs)
+            _prepare(hook, caller, kwargs, self, target)
             if hook.guard is not None:
                 await _acheck(hook, caller)
             if screen_policy._ACTIVE is not None:
@@ -559,7 +559,7 @@ def _wrap(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _prepare(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs, self, target)
         if hook.guard is not None:
             _check(hook, caller)
         if screen_policy._ACTIVE is not None:
@@ -612,12 +612,32 @@ def _failed(
         log.exception("agentledger hook could not record a failed call")
 
 
-def _apply_timeout(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
-    """The configured per-call timeout (per-agent override first) as the SDK's ``timeout=``; a
-    shorter number the agent gave itself is kept, and so is an ``httpx.Timeout`` it built."""
+def _policy_timeout(
+    hook: Hook, caller: Caller, kwargs: dict[str, Any], resource: Any, target: _Target
+) -> float | None:
+    """The per-call timeout a policy sets for this call (through the Guard, which follows the
+    policies topic; docs/adr/0019), or None."""
+    timeouts = getattr(hook.guard, "timeouts", None)
+    if timeouts is None or not len(timeouts):
+        return None
+    model = kwargs.get("model")
+    t = timeouts.for_call(
+        caller.tenant, caller.agent, caller.agent_version, caller.workflow,
+        hook.provider_of(resource, target), model if isinstance(model, str) else None,
+    )  # fmt: skip
+    return float(t) if t is not None else None
+
+
+def _apply_timeout(
+    hook: Hook, caller: Caller, kwargs: dict[str, Any], resource: Any, target: _Target
+) -> None:
+    """The per-call timeout as the SDK's ``timeout=``: a policy's first (the control plane),
+    else the configured one (per-agent override first); a shorter number the agent gave itself
+    is kept, and so is an ``httpx.Timeout`` it built."""
     em = hook.em()
     default, per_agent = getattr(em, "call_timeout_s", None), getattr(em, "call_timeouts", None)
     limit = per_agent.get(caller.agent, default) if per_agent else default
+    limit = _policy_timeout(hook, caller, kwargs, resource, target) or limit
     if limit is None:
         return
     given = kwargs.get("timeout")
@@ -631,13 +651,13 @@ def _apply_timeout(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
     caller.timeout_s = limit
 
 
-def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any]) -> None:
+def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any], resource: Any, target: _Target) -> None:
     """Before the Guard: the end user / conversation the request names, a rollback's route, and
     the per-call timeout."""
     try:
         from_request(caller, kwargs)
         hook.route_version(caller, kwargs)
-        _apply_timeout(hook, caller, kwargs)
+        _apply_timeout(hook, caller, kwargs, resource, target)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")
 
@@ -864,7 +884,7 @@ def _wrap_manager(target: _Target, original: Any) -> Any:
         caller = hook.caller() if hook is not None else None
         if hook is None or caller is None:
             return original(self, *args, **kwargs)
-        _prepare(hook, caller, kwargs)
+        _prepare(hook, caller, kwargs, self, target)
         if hook.guard is not None:
             _check(hook, caller)  # a sync method even on the async client: the manager is built now
         if screen_policy._ACTIVE is not None:

@@ -8,8 +8,11 @@ from pathlib import Path
 import typer
 
 from agentledger.cli._common import checked_bootstrap, console, settings
+from agentledger.events import Policy
 
-policies_app = typer.Typer(help="Budgets: apply, list and delete policies.", no_args_is_help=True)
+policies_app = typer.Typer(
+    help="Budgets, trace deadlines, call timeouts: apply, list and delete policies.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,11 +33,19 @@ def apply(
         put_policies(checked_bootstrap("policies", s), s.topic_prefix, policies, **s.kafka_client_options())
     )
     for p in policies:
-        console.print(
-            f"applied  {p.policy_id:<24} {p.selector.per.value:<13} {p.limit} {p.unit.value} / {p.window.value}"
-        )
+        console.print(f"applied  {p.policy_id:<24} {_what(p)}")
     if not policies:
         console.print("no policies in the file")
+
+
+def _what(p: Policy) -> str:
+    """What a policy sets: its budget, trace deadline, call timeout."""
+    parts = [f"{p.selector.per.value:<13} {p.limit} {p.unit.value} / {p.window.value}"] if p.is_budget else []
+    if p.deadline_s is not None:
+        parts.append(f"trace deadline {p.deadline_s:g} s")
+    if p.call_timeout_s is not None:
+        parts.append(f"call timeout {p.call_timeout_s:g} s")
+    return "; ".join(parts)
 
 
 @policies_app.command("list")
@@ -54,9 +65,13 @@ def list_() -> None:
         what = " ".join(f"{k}={v}" for k, v in (("tenant", sel.tenant), ("agent", sel.agent),
                         ("version", sel.agent_version), ("workflow", sel.workflow)) if v not in (None, "*"))  # fmt: skip
         soft = ", ".join(f"{t.at:g}: {t.action}" for t in p.thresholds) or "-"
-        rows.append([pid, sel.per.value, what or "*", p.limit, p.unit.value, p.window.value, soft,
-                     str(p.hard_action), "yes" if p.enabled else "no"])  # fmt: skip
-    print_table(["policy", "per", "selector", "limit", "unit", "window", "soft", "hard", "enabled"], rows)
+        timing = " ".join(f"{k}={v:g}s" for k, v in (("deadline", p.deadline_s), ("call_timeout", p.call_timeout_s))
+                          if v is not None)  # fmt: skip
+        rows.append([pid, sel.per.value, what or "*", p.limit if p.is_budget else "-", p.unit.value, p.window.value,
+                     soft, str(p.hard_action), timing or "-", "yes" if p.enabled else "no"])  # fmt: skip
+    print_table(
+        ["policy", "per", "selector", "limit", "unit", "window", "soft", "hard", "timing", "enabled"], rows
+    )
 
 
 @policies_app.command("delete")

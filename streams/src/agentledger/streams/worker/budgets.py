@@ -67,24 +67,24 @@ def level_of(p: Policy, spend: Decimal) -> int:
     """0 = under every threshold, i = the i-th soft threshold crossed, len+1 = hard limit."""
     if not p.enabled:
         return 0
-    if spend >= p.limit:
+    if spend >= p.budget_limit:
         return len(p.thresholds) + 1
     level = 0
     for i, th in enumerate(p.thresholds, start=1):
-        if spend >= p.limit * Decimal(str(th.at)):
+        if spend >= p.budget_limit * Decimal(str(th.at)):
             level = i
     return level
 
 
 def boundary(p: Policy, level: int) -> Decimal:
     if level > len(p.thresholds):
-        return p.limit
-    return p.limit * Decimal(str(p.thresholds[level - 1].at))
+        return p.budget_limit
+    return p.budget_limit * Decimal(str(p.thresholds[level - 1].at))
 
 
 def desire_of(p: Policy, level: int, ref: ScopeRef, spend: Decimal, cause: str | None) -> Desire | None:
     hard = level > len(p.thresholds)
-    what = f"{p.unit.value} {spend} of {p.limit} ({p.window.value}) on {ref.key}"
+    what = f"{p.unit.value} {spend} of {p.budget_limit} ({p.window.value}) on {ref.key}"
     if hard and p.hard_action == "kill":
         return Desire(Action.KILL, f"budget {p.policy_id}: {what}", p.policy_id, kill_reason="budget",
                       cause_event_id=cause)  # fmt: skip
@@ -105,7 +105,7 @@ def downgrade_of(p: Policy, level: int, ref: ScopeRef, spend: Decimal, cause: st
     if not crossed:
         return None
     th = crossed[-1]
-    what = f"{p.unit.value} {spend} of {p.limit} ({p.window.value}) on {ref.key}"
+    what = f"{p.unit.value} {spend} of {p.budget_limit} ({p.window.value}) on {ref.key}"
     return Desire(
         Action.DOWNGRADE, f"budget {p.policy_id} soft limit {th.at:g}: {what}; calls go to {th.model}",
         p.policy_id, cause_event_id=cause, model=th.model,
@@ -212,7 +212,7 @@ class BudgetEngine:
             window_start=start,
             window_end=end,
             spend=pr.spend,
-            limit=p.limit,
+            limit=p.budget_limit,
             unit=p.unit,
             state=state_of(p, pr.level),
             updated_at=datetime.fromtimestamp(now_s, UTC),
@@ -234,15 +234,17 @@ class BudgetEngine:
                 if hard
                 else Severity.WARNING
             )
-            pct = (pr.spend / p.limit * 100).quantize(Decimal("0.1"))
-            summary = f"budget {p.policy_id}: {key} at {pct}% of {p.limit} {p.unit.value} ({p.window.value})"
+            pct = (pr.spend / p.budget_limit * 100).quantize(Decimal("0.1"))
+            summary = (
+                f"budget {p.policy_id}: {key} at {pct}% of {p.budget_limit} {p.unit.value} ({p.window.value})"
+            )
         figures: dict[str, str | int | float | bool] = {
             "spend": str(pr.spend),
             "level": pr.level,
             "previous": old,
         }
         if p is not None:
-            figures.update(limit=str(p.limit), unit=p.unit.value, window=p.window.value)
+            figures.update(limit=str(p.budget_limit), unit=p.unit.value, window=p.window.value)
         return AlertEvent(
             alert_id=new_id(),
             dedup_key=f"budget:{pr.policy_id}:{key}"[:255],
@@ -260,7 +262,7 @@ class BudgetEngine:
 
 
 def _sig(pr: Pair, p: Policy) -> tuple[Decimal, int, Decimal]:
-    return (pr.spend, pr.level, p.limit)
+    return (pr.spend, pr.level, p.budget_limit)
 
 
 def _cause(p: Policy, level: int, spend: Decimal, contributions: Sequence[tuple[str, Decimal]]) -> str | None:

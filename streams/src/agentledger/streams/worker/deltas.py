@@ -17,7 +17,8 @@ The value (orjson)::
     {"o": [events partition, offset] | null,
      "r": {scope key: [[[second, cost, tokens, calls, unpriced], ...], {span: [parent, cost]} | null]},
      "b": [[policy id, scope ref fields, [[event id, amount], ...]], ...],
-     "l": {trace key: [loop features, ...]}}
+     "l": {trace key: [loop features, ...]},
+     "d": {trace key: [deadline rows, ...]}}   (worker.deadlines; only with deadline policies)
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Delta:
     rollups: dict[str, tuple[dict[int, list[Any]], dict[str, list[Any]] | None]] = field(default_factory=dict)
     budgets: list[list[Any]] = field(default_factory=list)
     loops: dict[str, list[list[Any]]] = field(default_factory=dict)
+    deadlines: dict[str, list[list[Any]]] = field(default_factory=dict)
 
     def add(self, key: str, sec: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         entry = self.rollups.get(key)
@@ -103,6 +105,8 @@ class Delta:
             doc["b"] = self.budgets
         if self.loops:
             doc["l"] = self.loops
+        if self.deadlines:
+            doc["d"] = self.deadlines
         return orjson.dumps(doc)
 
 

@@ -84,6 +84,17 @@ class Enforcer:
         self._desires.setdefault(key, {})[source] = desire
         self._refs[key] = ref
 
+    def forget(self, ref: ScopeRef, source: str, lane: Lane = Lane.ADMISSION) -> None:
+        """Drop a source's wish without deciding anything: the command it caused stays in force
+        until it expires (a trace deadline's kill, once the trace is forgotten)."""
+        key = control_key(ref.key, lane, Authority.BUDGET)
+        wishes = self._desires.get(key)
+        if wishes is not None:
+            wishes.pop(source, None)
+            if not wishes:
+                del self._desires[key]
+                self._refs.pop(key, None)
+
     def merged(self, key: str) -> Desire | None:
         wishes = self._desires.get(key)
         if not wishes:

@@ -39,6 +39,7 @@ from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.worker import deltas as deltas_mod
 from agentledger.streams.worker.budgets import BudgetEngine, Emitted
+from agentledger.streams.worker.deadlines import DeadlineWatch, deadline_rows
 from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, Dedupe
 from agentledger.streams.worker.deltas import Delta, partition_for
 from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
@@ -156,6 +157,8 @@ class Processor:
         self.enforcer = Enforcer()
         self.engine = BudgetEngine(self.spend_of, self.enforcer)
         self.screens = ScreenWatch(self.enforcer)
+        self.policies: dict[str, Policy] = {}  # every policy (the engine keeps the budgets)
+        self.deadlines = DeadlineWatch()
         self.counters: Counter[str] = Counter()
         self.held: set[int] | None = None
         """Scope-deltas partitions this process holds (stage two); None: all (one process
@@ -259,6 +262,7 @@ class Processor:
         self._aggregate(events, costs, priced, at, deltas)
         self._budgets(events, costs, at, deltas)
         self._loop_features(events, costs, deltas)
+        self._deadline_rows(events, at, deltas)
         origin = (partition, offset) if offset is not None else None
         for dest, delta in sorted(deltas.items()):
             out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
@@ -314,6 +318,7 @@ class Processor:
         for trace_key, feats in doc.get("l", {}).items():
             if trace_key in fresh:
                 self._loops(feats, now_s, out)
+        self._observe_deadlines(doc.get("d"), fresh)
 
     def evict_idle_traces(self, now_s: float) -> int:
         """Drop trace rollups with no event in the last 24 h (traces are short-lived; without
@@ -333,6 +338,7 @@ class Processor:
         out = Output()
         out.add(self.engine.tick(now_s, None if self.held is None else self.holds))
         out.budgets += self.budget_tombstones(now_s)
+        self._deadline_kills(now_s, out)
         return out
 
     # -- steps -------------------------------------------------------------------------------------
@@ -526,6 +532,50 @@ class Processor:
             )
             out.add(em)
 
+    # -- trace deadlines (worker.deadlines; docs/adr/0019) ----------------------------------
+
+    def _deadline_rows(self, events: list[AnyEvent], at: list[int], deltas: dict[int, Delta]) -> None:
+        """Stage one: what the deadline watch needs of each trace, to the trace's partition."""
+        if not self.deadlines.policies:
+            return
+        for (tenant, trace), rows in deadline_rows(events, at).items():
+            k = f"trace/{tenant}/{trace}"
+            self._delta(deltas, k).deadlines[k] = rows
+
+    def _observe_deadlines(self, doc: dict[str, list[list[Any]]] | None, fresh: set[str]) -> None:
+        """Stage two: a delta's deadline rows (a replayed one was dropped with its rollup)."""
+        for trace_key, rows in (doc or {}).items():
+            if trace_key in fresh:
+                _, tenant, trace_id = trace_key.split("/", 2)
+                self.deadlines.observe(tenant, trace_id, rows)
+
+    def _deadline_kills(self, now_s: float, out: Output) -> None:
+        """The timer: kill (trace scope) every open trace past its deadline, with an alert."""
+        due = self.deadlines.due(now_s, None if self.held is None else self.holds)
+        for tenant, trace_id in self.deadlines.take_released():  # the kill stays until it expires
+            self.enforcer.forget(ScopeRef(ScopeKind.TRACE, tenant=tenant, trace_id=trace_id), "deadline")
+        if not due:
+            return
+        now = datetime.fromtimestamp(now_s, UTC)
+        ttl = timedelta(seconds=self.loops.settings.kill_ttl_s)
+        for v in due:
+            self.counters["deadlines"] += 1
+            ref = ScopeRef(ScopeKind.TRACE, tenant=v.tenant, trace_id=v.trace_id)
+            desire = Desire(Action.KILL, v.reason, v.policy_id, kill_reason="other",
+                            cause_event_id=v.cause_event_id, expires_at=now + ttl)  # fmt: skip
+            cmd = self.enforcer.want(ref, "deadline", desire, now)
+            em = Emitted(commands=[cmd] if cmd else [])
+            em.alerts.append(
+                AlertEvent(
+                    alert_id=new_id(), dedup_key=f"deadline:{ref.key}"[:255], ts=now, rule="trace_deadline",
+                    entity=ref.key, tenant=v.tenant, state=AlertState.ALERT, severity=Severity.ERROR,
+                    summary=f"trace {v.trace_id} of {v.agent} killed: {v.reason}"[:1024], policy_id=v.policy_id,
+                    figures={"agent": v.agent, "deadline_s": v.deadline_s, "cause_event_id": v.cause_event_id},
+                    command_id=cmd.command_id if cmd else None,
+                )
+            )  # fmt: skip
+            out.add(em)
+
     def _unknown_models(self, now_s: float, out: Output) -> None:
         for provider, model in self.book.take_new_unknown():
             alert = AlertEvent(
@@ -582,6 +632,7 @@ class Processor:
         return adopted
 
     def observe_policy(self, key: str, value: bytes | None) -> None:
+        self._observe_any_policy(key, value)
         if value is None:
             self.engine.delete(key)
             self._tombstones.update(self.budget_keys.get(key, {}))
@@ -591,7 +642,21 @@ class Processor:
         except ValueError:
             self.counters["bad_policies"] += 1
             return
-        self.engine.upsert(p)
+        if p.is_budget:
+            self.engine.upsert(p)
+        else:  # a deadline or call timeout alone: no budget (any it had is lifted)
+            self.engine.delete(p.policy_id)
+
+    def _observe_any_policy(self, key: str, value: bytes | None) -> None:
+        """Every policy, budgets or not, for the deadline watch."""
+        if value is None:
+            self.policies.pop(key, None)
+        else:
+            try:
+                self.policies[key] = Policy.model_validate_json(value)
+            except ValueError:
+                return
+        self.deadlines.set_policies(self.policies.values())
 
     # -- budgets topic read-back: a deleted policy leaves no live budget behind --------------
 
