@@ -26,11 +26,38 @@ from importlib import resources
 from .screening import Detector, RuleDetector, Verdict, normalise
 
 MAGIC = b"ALSM"
-VERSION = 1
+VERSION = 2
 HASH_BITS = 20
 _WORD = re.compile(r"\w+")
 _LINE_MAX = 600  # a longer line is cut into pieces of about this many characters
 _CACHE_MAX = 65536  # words whose summed feature weights are remembered
+DATA_CHANNELS = frozenset(("tool",))  # channels whose text is data, not someone's request
+
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+# Verbs that open a task given to an assistant ("explain ...", "write ...", "translate ...").
+# In a tool result (an e-mail, a web page) a sentence opening with one is a cue: data describes,
+# it does not ask the model reading it for work. A general list, not taken from the test data.
+TASK_VERBS = _wordset(
+    "add analyse analyze answer append apply assess augment break calculate categorise categorize "
+    "change check classify combine compare compile compose compute convert create decode define "
+    "describe design detail determine develop devise discuss draft edit elaborate encode enhance "
+    "estimate evaluate explain express extract find forecast format forget generate give group "
+    "identify ignore illustrate include insert integrate interpret introduce invent list make "
+    "mention modify name outline paraphrase plan predict prepare present produce propose provide "
+    "rate recommend reformat rephrase replace reply respond restate return reverse review rewrite "
+    "say schedule scramble share show simplify solve sort spell state suggest summarise summarize "
+    "tell transform translate turn update use write"
+)
+QUESTION_WORDS = _wordset(
+    "what how who whom whose why when where which can could would will is are do does did"
+)
+_LEADS = _wordset("please now also kindly then and additionally next finally first lastly")
+# Where a sentence starts inside a segment: its first two words (a lead word like "please" skipped).
+_SENTENCE = re.compile(r"(?:^|[.!?|:;]\s+)(\w+)(?:\s+(\w+))?")
 
 
 def _h(feature: str) -> int:
@@ -47,8 +74,42 @@ def word_features(word: str) -> list[int]:
     return out
 
 
+def data_word_feature(word: str) -> int:
+    """A word's second weight, used only on data channels (tool results)."""
+    return _h("T:w:" + word)
+
+
 def pair_feature(a: str, b: str) -> int:
     return _h(f"p:{a} {b}")
+
+
+def data_pair_feature(a: str, b: str) -> int:
+    return _h(f"T:p:{a} {b}")
+
+
+DATA_BIAS = _h("T:bias")
+
+
+def cue_features(segment: str) -> list[int]:
+    """Data-channel cues of one segment: a sentence opening with a task verb, a question, or
+    the segment's first word (an injected line is a sentence of its own)."""
+    out = [DATA_BIAS]
+    kinds: set[str] = set()
+    for i, m in enumerate(_SENTENCE.finditer(segment)):
+        first, second = m.group(1), m.group(2)
+        if first in _LEADS and second:
+            first = second
+        at = "0" if i == 0 and m.start() == 0 else "n"
+        if first in TASK_VERBS:
+            kinds.add("task" + at)
+        elif first in QUESTION_WORDS:
+            kinds.add("ask" + at)
+        if i == 0 and m.start() == 0:
+            out.append(_h("T:f:" + first))
+    if segment.endswith("?"):
+        kinds.add("qmark")
+    out.extend(_h("T:cue:" + k) for k in sorted(kinds))
+    return out
 
 
 def segments(text: str) -> list[str]:
@@ -68,17 +129,39 @@ def segments(text: str) -> list[str]:
     return out
 
 
-def features(segment: str) -> list[int]:
-    """Every bucket of one normalised segment (training uses this; scoring sums per word)."""
+def features(segment: str, channel: str = "user") -> tuple[list[int], list[int]]:
+    """Every bucket of one normalised segment (training uses this; scoring sums per word):
+    the text's buckets, whose sum is divided by ``length_scale``, and the data-channel cues,
+    which count once whatever the length."""
     words = _WORD.findall(segment)
+    data = channel in DATA_CHANNELS
     out: list[int] = []
     for w in words:
         out.extend(word_features(w))
+        if data:
+            out.append(data_word_feature(w))
     out.extend(pair_feature(a, b) for a, b in itertools.pairwise(words))
-    return out
+    if data:
+        out.extend(data_pair_feature(a, b) for a, b in itertools.pairwise(words))
+    return out, (cue_features(segment) if data else [])
 
 
-def encode_model(buckets: list[int], weights: list[float], bias: float, threshold: float) -> bytes:
+def length_scale(words: int) -> float:
+    """What a segment's summed text weights are divided by: a long line of ordinary prose adds
+    up many small weights, and without it would outscore a short injected sentence."""
+    return math.sqrt(max(1, words))
+
+
+_HEAD = "<4sHHIffff"
+
+
+def encode_model(
+    buckets: list[int],
+    weights: list[float],
+    bias: float,
+    threshold: float,
+    data_threshold: float | None = None,
+) -> bytes:
     """The ``screen_model.bin`` bytes for a trained model (used by the training script)."""
     scale = max((abs(w) for w in weights), default=1.0) / 32767 or 1.0
     order = sorted(range(len(buckets)), key=buckets.__getitem__)
@@ -87,15 +170,18 @@ def encode_model(buckets: list[int], weights: list[float], bias: float, threshol
     if sys.byteorder == "big":
         ids.byteswap()
         q.byteswap()
-    head = struct.pack("<4sHHIfff", MAGIC, VERSION, HASH_BITS, len(ids), bias, threshold, scale)
+    data_t = threshold if data_threshold is None else data_threshold
+    head = struct.pack(_HEAD, MAGIC, VERSION, HASH_BITS, len(ids), bias, threshold, data_t, scale)
     return head + ids.tobytes() + q.tobytes()
 
 
-def decode_model(raw: bytes) -> tuple[dict[int, float], float, float]:
-    """(bucket → weight, bias, threshold) from ``screen_model.bin`` bytes."""
-    size = struct.calcsize("<4sHHIfff")
-    magic, version, bits, n, bias, threshold, scale = struct.unpack_from("<4sHHIfff", raw)
-    if magic != MAGIC or version != VERSION or bits != HASH_BITS:
+def decode_model(raw: bytes) -> tuple[dict[int, float], float, float, float]:
+    """(bucket → weight, bias, threshold, data-channel threshold) from ``screen_model.bin`` bytes."""
+    size = struct.calcsize(_HEAD)
+    if len(raw) < size:
+        raise ValueError("not a screen model this version can read")
+    magic, version, bits, n, bias, threshold, data_t, scale = struct.unpack_from(_HEAD, raw)
+    if magic != MAGIC or version != VERSION or bits != HASH_BITS or len(raw) != size + 6 * n:
         raise ValueError("not a screen model this version can read")
     ids = array("I")
     ids.frombytes(raw[size : size + 4 * n])
@@ -104,51 +190,68 @@ def decode_model(raw: bytes) -> tuple[dict[int, float], float, float]:
     if sys.byteorder == "big":
         ids.byteswap()
         q.byteswap()
-    return {b: v * scale for b, v in zip(ids, q, strict=True)}, bias, threshold
+    return {b: v * scale for b, v in zip(ids, q, strict=True)}, bias, threshold, data_t
 
 
 class LinearDetector:
     """Scores a message by its most injection-like line (see the module docstring).
 
-    ``threshold`` defaults to the one the training script chose on the dev split.
+    ``threshold`` (user and agent messages) and ``data_threshold`` (tool results) default to
+    the ones the training script chose on the dev split; ``threshold`` alone sets both.
     """
 
-    name = "linear-v1"
+    name = "linear-v2"
 
-    def __init__(self, threshold: float | None = None, model: bytes | None = None) -> None:
+    def __init__(
+        self, threshold: float | None = None, model: bytes | None = None, data_threshold: float | None = None
+    ) -> None:
         if model is None:
             model = resources.files(__package__).joinpath("screen_model.bin").read_bytes()
-        self._weights, self._bias, trained = decode_model(model)
+        self._weights, self._bias, trained, trained_data = decode_model(model)
         self.threshold = trained if threshold is None else threshold
-        if not 0 < self.threshold <= 1:
+        if data_threshold is None:
+            data_threshold = trained_data if threshold is None else threshold
+        self.data_threshold = data_threshold
+        if not (0 < self.threshold <= 1 and 0 < self.data_threshold <= 1):
             raise ValueError("threshold must be in (0, 1]")
-        self._word_sum: dict[str, float] = {}
+        self._word_sum: dict[str, tuple[float, float]] = {}
 
-    def _word(self, word: str) -> float:
+    def _word(self, word: str) -> tuple[float, float]:
         s = self._word_sum.get(word)
         if s is None:
             get = self._weights.get
-            s = sum(get(b, 0.0) for b in word_features(word))
+            shared = sum(get(b, 0.0) for b in word_features(word))
+            s = (shared, shared + get(data_word_feature(word), 0.0))
             if len(self._word_sum) >= _CACHE_MAX:
                 self._word_sum.clear()
             self._word_sum[word] = s
         return s
 
-    def segment_score(self, segment: str) -> float:
+    def segment_score(self, segment: str, channel: str = "user") -> float:
         words = _WORD.findall(segment)
         if not words:
             return 0.0
         get = self._weights.get
-        z = self._bias + sum(self._word(w) for w in words)
-        z += sum(get(pair_feature(a, b), 0.0) for a, b in itertools.pairwise(words))
+        if channel in DATA_CHANNELS:
+            z = sum(self._word(w)[1] for w in words)
+            z += sum(
+                get(pair_feature(a, b), 0.0) + get(data_pair_feature(a, b), 0.0)
+                for a, b in itertools.pairwise(words)
+            )
+            z = z / length_scale(len(words)) + sum(get(b, 0.0) for b in cue_features(segment))
+        else:
+            z = sum(self._word(w)[0] for w in words)
+            z += sum(get(pair_feature(a, b), 0.0) for a, b in itertools.pairwise(words))
+            z /= length_scale(len(words))
+        z += self._bias
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def score(self, text: str) -> float:
-        return max((self.segment_score(s) for s in segments(text)), default=0.0)
+    def score(self, text: str, channel: str = "user") -> float:
+        return max((self.segment_score(s, channel) for s in segments(text)), default=0.0)
 
     def screen(self, text: str, channel: str = "user") -> Verdict:
-        score = round(self.score(text), 4)
-        flagged = score >= self.threshold
+        score = round(self.score(text, channel), 4)
+        flagged = score >= (self.data_threshold if channel in DATA_CHANNELS else self.threshold)
         return Verdict(score, flagged, self.name, ("linear",) if flagged else ())
 
 
@@ -156,7 +259,7 @@ class RulesAndModel:
     """The rules and the linear model together: flagged when either flags, the score the
     higher of the two, the reasons of both."""
 
-    name = "rules+linear-v1"
+    name = "rules+linear-v2"
 
     def __init__(self, rules: Detector | None = None, model: LinearDetector | None = None) -> None:
         self.rules: Detector = rules if rules is not None else RuleDetector()
