@@ -100,7 +100,7 @@ def test_a_plain_question_from_the_user_is_not_flagged() -> None:
 def test_each_channel_has_its_own_threshold() -> None:
     det = LinearDetector()
     assert det.threshold != det.data_threshold  # both chosen on dev by the training script
-    s = det.score(TASKS[0], "tool")
+    s = det.screen(TASKS[0], "tool").score
     assert LinearDetector(data_threshold=min(1.0, s + 0.01)).screen(TASKS[0], "tool").flagged is False
     assert LinearDetector(data_threshold=s).screen(TASKS[0], "tool").flagged is True
     assert LinearDetector(threshold=0.9).data_threshold == 0.9  # threshold alone sets both

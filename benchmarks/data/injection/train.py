@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -40,8 +42,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
 OUT = ROOT / "collectors" / "src" / "agentledger" / "collectors" / "screen_model.bin"
 FOLDS = 5
+REPEATS = 3  # the cross-validation is repeated with other folds: 150 out-of-fold dev e-mails, not 50
 L2 = 1e-4
 STEPS = 400
+_FIT = {"l2": L2}
 KEEP = 1e-3  # weights smaller than this are dropped from the file
 
 
@@ -67,22 +71,29 @@ def _one_row(text: str, channel: str) -> Row:
     return _row(" ".join(segments(text)), channel)
 
 
-def _dev_units() -> tuple[list[tuple[str, int, int]], list[tuple[str, int]], list[tuple[str, int, str]]]:
+def _dev_units(
+    repeat: int = 0,
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]], list[tuple[str, int, str]]]:
     """(text, label, fold) message rows; (e-mail, fold); (attack, fold, kind), dev split only.
 
     Attacks are folded by kind (BIPIA's category), so out-of-fold figures measure kinds the
     model has not seen: the test split's attacks are all of kinds the dev split lacks."""
     bench = _bench()
+    rng = random.Random(repeat)  # each repeat of the cross-validation folds differently
     rows = [
-        (c.text, c.label, i % FOLDS)
+        (c.text, c.label, (i + repeat) % FOLDS)
         for i, c in enumerate(c for c in bench._deepset() + bench._lookalikes() if c.split == "dev")
     ]
     emails = [
         (json.loads(x)["context"], i % FOLDS)
         for i, x in enumerate((HERE / "bipia" / "email" / "train.jsonl").read_text().splitlines())
     ]
+    rng.shuffle(emails)
+    emails = [(e, i % FOLDS) for i, (e, _) in enumerate(emails)]
     by_kind = json.loads((HERE / "bipia" / "text_attack_train.json").read_text())
-    attacks = [(a, k % FOLDS, kind) for k, (kind, items) in enumerate(by_kind.items()) for a in items]
+    kinds = list(by_kind)
+    rng.shuffle(kinds)
+    attacks = [(a, kinds.index(kind) % FOLDS, kind) for kind, items in by_kind.items() for a in items]
     return rows, emails, attacks
 
 
@@ -117,7 +128,7 @@ def _fit(feats: list[Row], labels: list[int], groups: list[str]) -> tuple[np.nda
         z = b + np.bincount(rows, weights=w[idx] * values, minlength=n)
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
         r = (p - y) * sw
-        g_w = np.bincount(idx, weights=r[rows] * values, minlength=dim) + L2 * w
+        g_w = np.bincount(idx, weights=r[rows] * values, minlength=dim) + _FIT["l2"] * w
         g_b = float(r.sum())
         m_w = b1 * m_w + (1 - b1) * g_w
         v_w = b2 * v_w + (1 - b2) * g_w * g_w
@@ -185,13 +196,15 @@ def main() -> None:
         "--fpr", type=float, default=0.03, help="dev out-of-fold FPR (user channel) the threshold allows"
     )
     ap.add_argument("--tool-fpr", type=float, default=0.03, help="the same for the tool channel")
+    ap.add_argument("--l2", type=float, default=L2, help="L2 penalty of the logistic regression")
     args = ap.parse_args()
-    rows, emails, attacks = _dev_units()
+    _FIT["l2"] = args.l2
     rules = RuleDetector()
 
     # Out-of-fold scores of dev messages: (score, label, group, rules flagged, kind).
     oof: list[tuple[float, int, str, bool, str]] = []
-    for fold in range(FOLDS):
+    for fold, repeat in itertools.product(range(FOLDS), range(REPEATS)):
+        rows, emails, attacks = _dev_units(repeat)
         w, b = _fit(*_training_rows(rows, emails, attacks, fold))
         for text, label, f in rows:
             if f == fold:
@@ -211,7 +224,7 @@ def main() -> None:
                     (_score(w, b, text, "tool"), 1, "indirect", rules.screen(text, "tool").flagged, kind)
                 )
                 k += 1
-        print(f"fold {fold}: done", flush=True)
+        print(f"fold {fold} (repeat {repeat}): done", flush=True)
 
     user_t = _threshold([(s, r) for s, y, g, r, _ in oof if y == 0 and g == "direct"], args.fpr)
     tool_t = _threshold([(s, r) for s, y, g, r, _ in oof if y == 0 and g == "indirect"], args.tool_fpr)
@@ -236,7 +249,7 @@ def main() -> None:
             f"  dev OOF indirect {kind:28} rules|model recall {sum(x[0] >= tool_t or x[3] for x in sel) / len(sel):.2f}"
         )
 
-    w, b = _fit(*_training_rows(rows, emails, attacks, None))
+    w, b = _fit(*_training_rows(*_dev_units(), None))
     keep = np.flatnonzero(np.abs(w) >= KEEP)
     raw = encode_model(
         [int(i) for i in keep], [float(w[i]) for i in keep], float(b), float(user_t), float(tool_t)

@@ -31,6 +31,7 @@ HASH_BITS = 20
 _WORD = re.compile(r"\w+")
 _LINE_MAX = 600  # a longer line is cut into pieces of about this many characters
 _CACHE_MAX = 65536  # words whose summed feature weights are remembered
+LENGTH_POWER = 0.5  # a segment's text weights are summed, then divided by (words ** this)
 DATA_CHANNELS = frozenset(("tool",))  # channels whose text is data, not someone's request
 
 
@@ -40,17 +41,18 @@ def _wordset(words: str) -> frozenset[str]:
 
 # Verbs that open a task given to an assistant ("explain ...", "write ...", "translate ...").
 # In a tool result (an e-mail, a web page) a sentence opening with one is a cue: data describes,
-# it does not ask the model reading it for work. A general list, not taken from the test data.
+# it does not ask the model reading it for work. A general list, not taken from the test data;
+# verbs that e-mails and pages aim at their human reader ("check", "find out", "make the most
+# of", "share", "use") are left out: on dev e-mails they were the false positives.
 TASK_VERBS = _wordset(
-    "add analyse analyze answer append apply assess augment break calculate categorise categorize "
-    "change check classify combine compare compile compose compute convert create decode define "
-    "describe design detail determine develop devise discuss draft edit elaborate encode enhance "
-    "estimate evaluate explain express extract find forecast format forget generate give group "
-    "identify ignore illustrate include insert integrate interpret introduce invent list make "
-    "mention modify name outline paraphrase plan predict prepare present produce propose provide "
-    "rate recommend reformat rephrase replace reply respond restate return reverse review rewrite "
-    "say schedule scramble share show simplify solve sort spell state suggest summarise summarize "
-    "tell transform translate turn update use write"
+    "add analyse analyze answer append assess augment break calculate categorise categorize "
+    "classify combine compare compile compose compute convert create decode define describe "
+    "design detail determine develop devise discuss draft edit elaborate encode enhance "
+    "estimate evaluate explain express extract forecast format forget generate identify "
+    "ignore illustrate include insert integrate interpret introduce invent list mention "
+    "modify outline paraphrase predict prepare present produce propose provide recommend "
+    "reformat rephrase replace respond restate reverse review rewrite say schedule scramble "
+    "simplify solve spell suggest summarise summarize tell transform translate write"
 )
 QUESTION_WORDS = _wordset(
     "what how who whom whose why when where which can could would will is are do does did"
@@ -74,17 +76,8 @@ def word_features(word: str) -> list[int]:
     return out
 
 
-def data_word_feature(word: str) -> int:
-    """A word's second weight, used only on data channels (tool results)."""
-    return _h("T:w:" + word)
-
-
 def pair_feature(a: str, b: str) -> int:
     return _h(f"p:{a} {b}")
-
-
-def data_pair_feature(a: str, b: str) -> int:
-    return _h(f"T:p:{a} {b}")
 
 
 DATA_BIAS = _h("T:bias")
@@ -134,22 +127,17 @@ def features(segment: str, channel: str = "user") -> tuple[list[int], list[int]]
     the text's buckets, whose sum is divided by ``length_scale``, and the data-channel cues,
     which count once whatever the length."""
     words = _WORD.findall(segment)
-    data = channel in DATA_CHANNELS
     out: list[int] = []
     for w in words:
         out.extend(word_features(w))
-        if data:
-            out.append(data_word_feature(w))
     out.extend(pair_feature(a, b) for a, b in itertools.pairwise(words))
-    if data:
-        out.extend(data_pair_feature(a, b) for a, b in itertools.pairwise(words))
-    return out, (cue_features(segment) if data else [])
+    return out, (cue_features(segment) if channel in DATA_CHANNELS else [])
 
 
 def length_scale(words: int) -> float:
     """What a segment's summed text weights are divided by: a long line of ordinary prose adds
     up many small weights, and without it would outscore a short injected sentence."""
-    return math.sqrt(max(1, words))
+    return float(max(1, words)) ** LENGTH_POWER
 
 
 _HEAD = "<4sHHIffff"
@@ -214,14 +202,13 @@ class LinearDetector:
         self.data_threshold = data_threshold
         if not (0 < self.threshold <= 1 and 0 < self.data_threshold <= 1):
             raise ValueError("threshold must be in (0, 1]")
-        self._word_sum: dict[str, tuple[float, float]] = {}
+        self._word_sum: dict[str, float] = {}
 
-    def _word(self, word: str) -> tuple[float, float]:
+    def _word(self, word: str) -> float:
         s = self._word_sum.get(word)
         if s is None:
             get = self._weights.get
-            shared = sum(get(b, 0.0) for b in word_features(word))
-            s = (shared, shared + get(data_word_feature(word), 0.0))
+            s = sum(get(b, 0.0) for b in word_features(word))
             if len(self._word_sum) >= _CACHE_MAX:
                 self._word_sum.clear()
             self._word_sum[word] = s
@@ -232,18 +219,11 @@ class LinearDetector:
         if not words:
             return 0.0
         get = self._weights.get
+        z = sum(self._word(w) for w in words)
+        z += sum(get(pair_feature(a, b), 0.0) for a, b in itertools.pairwise(words))
+        z = self._bias + z / length_scale(len(words))
         if channel in DATA_CHANNELS:
-            z = sum(self._word(w)[1] for w in words)
-            z += sum(
-                get(pair_feature(a, b), 0.0) + get(data_pair_feature(a, b), 0.0)
-                for a, b in itertools.pairwise(words)
-            )
-            z = z / length_scale(len(words)) + sum(get(b, 0.0) for b in cue_features(segment))
-        else:
-            z = sum(self._word(w)[0] for w in words)
-            z += sum(get(pair_feature(a, b), 0.0) for a, b in itertools.pairwise(words))
-            z /= length_scale(len(words))
-        z += self._bias
+            z += sum(get(b, 0.0) for b in cue_features(segment))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     def score(self, text: str, channel: str = "user") -> float:
