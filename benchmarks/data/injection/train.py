@@ -1,19 +1,22 @@
 """Train the packaged linear injection model on the DEV split only and write its weights.
 
-    .venv/bin/python benchmarks/data/injection/train.py [--out PATH] [--fpr 0.03]
+    .venv/bin/python benchmarks/data/injection/train.py [--out PATH] [--fpr 0.03] [--tool-fpr 0.03]
 
 Training rows (dev split of benchmarks/injection.py, never the test split): each deepset and
-look-alike message as one row; each BIPIA dev e-mail line as a benign row and each BIPIA dev
-attack string as an injection row (in a tool result the attack is one line among the e-mail's
-lines, and the model scores a message by its worst line). Classes are weighted to equal
-total weight. Logistic regression with L2, full-batch Adam, in numpy (a development-time
-dependency only: the client scores in pure Python).
+look-alike message as one user-channel row; each BIPIA dev e-mail line as a benign tool-channel
+row and each BIPIA dev attack string as an injection tool-channel row (in a tool result the
+attack is one line among the e-mail's lines, and the model scores a message by its worst line;
+tool rows carry the data-channel cue features). Each (channel, class) group carries a quarter
+of the total weight. Logistic regression with L2, full-batch Adam, in numpy (a
+development-time dependency only: the client scores in pure Python).
 
-The threshold: 5-fold cross-validation on the dev split (folds by message; BIPIA e-mails and
-attack strings are split into folds and each fold's injected e-mails are built from its own
-e-mails and attacks only), out-of-fold scores, then the lowest threshold at which the rules
-OR the model flag at most ``--fpr`` of the dev benign messages. The final model is trained on
-the whole dev split. Writes collectors/src/agentledger/collectors/screen_model.bin.
+The thresholds: 5-fold cross-validation on the dev split, repeated 3 times with other folds
+(folds by message; BIPIA e-mails split into folds, BIPIA attacks folded by kind so held-out
+attacks are of kinds the fold never saw, as the test split's are; each fold's injected e-mails
+are built from its own e-mails and attacks only), out-of-fold scores, then per channel the
+lowest threshold at which the rules OR the model flag at most ``--fpr`` (user) or
+``--tool-fpr`` (tool) of that channel's dev benign messages. The final model is trained on the
+whole dev split. Writes collectors/src/agentledger/collectors/screen_model.bin.
 """
 
 from __future__ import annotations

@@ -2,14 +2,22 @@
 
 Logistic regression over hashed features of each line of a message: words, word pairs and the
 character 4-grams of each word (so misspellings, other inflections and encodings share
-weights). A message's score is the highest of its lines' scores: an attack inserted into a
-long e-mail is one line among many, and a whole-message average would hide it.
+weights), their sum divided by the square root of the line's word count (so long prose does
+not add up to an alarm). A message's score is the highest of its lines' scores: an attack
+inserted into a long e-mail is one line among many, and a whole-message average would hide it.
 
-The weights (``screen_model.bin``, about 0.2 MB) are trained on the benchmark's dev split
-only by ``benchmarks/data/injection/train.py``, which also picks the threshold by
+On a data channel (``tool``: tool results, retrieved documents) a line also gets cue features,
+counted once whatever its length: a sentence opening with a task verb or a question word, a
+question mark at its end, its first word. Text that is data describes; a line in it that asks
+the model for work is the typical indirect injection, while the same line from a user is an
+ordinary request. The ``user`` and ``agent`` channels use neither the cues nor the data
+threshold.
+
+The weights (``screen_model.bin``, about 0.1 MB) are trained on the benchmark's dev split
+only by ``benchmarks/data/injection/train.py``, which also picks both thresholds by
 cross-validation on that split. File layout (little-endian): magic ``ALSM``, version (u16),
-hash bits (u16), feature count n (u32), bias and threshold (f32, f32), weight scale (f32),
-then n bucket ids (u32, ascending) and n weights (i16, times the scale).
+hash bits (u16), feature count n (u32), bias, threshold, data-channel threshold, weight scale
+(f32 each), then n bucket ids (u32, ascending) and n weights (i16, times the scale).
 """
 
 from __future__ import annotations
