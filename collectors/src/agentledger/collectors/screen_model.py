@@ -39,7 +39,6 @@ HASH_BITS = 20
 _WORD = re.compile(r"\w+")
 _LINE_MAX = 600  # a longer line is cut into pieces of about this many characters
 _CACHE_MAX = 65536  # words whose summed feature weights are remembered
-LENGTH_POWER = 0.5  # a segment's text weights are summed, then divided by (words ** this)
 DATA_CHANNELS = frozenset(("tool",))  # channels whose text is data, not someone's request
 
 
@@ -145,7 +144,7 @@ def features(segment: str, channel: str = "user") -> tuple[list[int], list[int]]
 def length_scale(words: int) -> float:
     """What a segment's summed text weights are divided by: a long line of ordinary prose adds
     up many small weights, and without it would outscore a short injected sentence."""
-    return float(max(1, words)) ** LENGTH_POWER
+    return math.sqrt(max(1, words))
 
 
 _HEAD = "<4sHHIffff"
