@@ -66,7 +66,7 @@ def test_scoring_by_word_sums_equals_scoring_by_features(channel: str) -> None:
         n = len(re.findall(r"\w+", seg))
         z = (
             bias
-            + sum(weights.get(b, 0.0) for b in text) / length_scale(n)
+            + sum(weights.get(b, 0.0) for b in text) / length_scale(n, channel)
             + sum(weights.get(b, 0.0) for b in cues)
         )
         assert det.segment_score(seg, channel) == pytest.approx(1 / (1 + math.exp(-z)), abs=1e-9)

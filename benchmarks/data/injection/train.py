@@ -66,7 +66,7 @@ Row = tuple[list[int], list[float]]  # buckets and their values
 
 def _row(segment: str, channel: str) -> Row:
     text, fixed = features(segment, channel)
-    v = 1.0 / length_scale(len(_WORD.findall(segment)))
+    v = 1.0 / length_scale(len(_WORD.findall(segment)), channel)
     return text + fixed, [v] * len(text) + [1.0] * len(fixed)
 
 
@@ -79,7 +79,9 @@ def _dev_units(
 ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]], list[tuple[str, int, str]]]:
     """(text, label, fold) message rows; (e-mail, fold); (attack, fold, kind), dev split only.
 
-    Attacks are folded by kind (BIPIA's category), so out-of-fold figures measure kinds the
+    BIPIA's own train and test e-mail files share 12 e-mails (11 word for word, one inside a
+    test e-mail that adds a subject line): those are left out of training (the test file is
+    read for that comparison only), so the test split's benign e-mails are all new to the model. Attacks are folded by kind (BIPIA's category), so out-of-fold figures measure kinds the
     model has not seen: the test split's attacks are all of kinds the dev split lacks."""
     bench = _bench()
     rng = random.Random(repeat)  # each repeat of the cross-validation folds differently
@@ -87,10 +89,8 @@ def _dev_units(
         (c.text, c.label, (i + repeat) % FOLDS)
         for i, c in enumerate(c for c in bench._deepset() + bench._lookalikes() if c.split == "dev")
     ]
-    emails = [
-        (json.loads(x)["context"], i % FOLDS)
-        for i, x in enumerate((HERE / "bipia" / "email" / "train.jsonl").read_text().splitlines())
-    ]
+    test_emails = _emails("test")
+    emails = [(e, i % FOLDS) for i, e in enumerate(_emails("train")) if not any(e in t for t in test_emails)]
     rng.shuffle(emails)
     emails = [(e, i % FOLDS) for i, (e, _) in enumerate(emails)]
     by_kind = json.loads((HERE / "bipia" / "text_attack_train.json").read_text())
@@ -98,6 +98,13 @@ def _dev_units(
     rng.shuffle(kinds)
     attacks = [(a, kinds.index(kind) % FOLDS, kind) for kind, items in by_kind.items() for a in items]
     return rows, emails, attacks
+
+
+def _emails(name: str) -> list[str]:
+    return [
+        json.loads(x)["context"]
+        for x in (HERE / "bipia" / "email" / f"{name}.jsonl").read_text().splitlines()
+    ]
 
 
 def _inject(email: str, attack: str, where: int) -> str:

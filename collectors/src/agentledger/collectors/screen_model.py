@@ -65,8 +65,10 @@ QUESTION_WORDS = _wordset(
     "what how who whom whose why when where which can could would will is are do does did"
 )
 _LEADS = _wordset("please now also kindly then and additionally next finally first lastly")
-# Where a sentence starts inside a segment: its first two words (a lead word like "please" skipped).
-_SENTENCE = re.compile(r"(?:^|[.!?|:;]\s+)(\w+)(?:\s+(\w+))?")
+# A segment's sentences (with their end mark, if any): a question is a question word at the
+# start and a question mark at the end ("what's on board" as a heading is not one).
+_SENTENCE = re.compile(r"[^.!?|:;]+[.!?|:;]*")
+_FIRST = re.compile(r"\w+")
 
 
 def _h(feature: str) -> int:
@@ -96,18 +98,21 @@ def cue_features(segment: str) -> list[int]:
     out = [DATA_BIAS]
     kinds: set[str] = set()
     for i, m in enumerate(_SENTENCE.finditer(segment)):
-        first, second = m.group(1), m.group(2)
-        if first in _LEADS and second:
-            first = second
-        at = "0" if i == 0 and m.start() == 0 else "n"
+        words = _FIRST.findall(m.group(), 0, 60)[:2]
+        if not words:
+            continue
+        first = words[1] if words[0] in _LEADS and len(words) > 1 else words[0]
+        at = "0" if i == 0 else "n"
         if first in TASK_VERBS:
             kinds.add("task" + at)
-        elif first in QUESTION_WORDS:
+        elif first in QUESTION_WORDS and m.group().rstrip().endswith("?"):
             kinds.add("ask" + at)
-        if i == 0 and m.start() == 0:
+        if i == 0:
             out.append(_h("T:f:" + first))
     if segment.endswith("?"):
         kinds.add("qmark")
+    n = segment.count(" ") + 1
+    kinds.add(next(f"len{b}" for b in (8, 16, 32, 64, 0) if n <= b or b == 0))
     out.extend(_h("T:cue:" + k) for k in sorted(kinds))
     return out
 
@@ -141,10 +146,13 @@ def features(segment: str, channel: str = "user") -> tuple[list[int], list[int]]
     return out, (cue_features(segment) if channel in DATA_CHANNELS else [])
 
 
-def length_scale(words: int) -> float:
+def length_scale(words: int, channel: str = "user") -> float:
     """What a segment's summed text weights are divided by: a long line of ordinary prose adds
-    up many small weights, and without it would outscore a short injected sentence."""
-    return math.sqrt(max(1, words))
+    up many small weights, and without it would outscore a short injected sentence. On a data
+    channel the word count itself (a mean: e-mails and pages are long prose, and the weights
+    learnt from users' messages, where injections run longer than questions, must not read
+    length as a cue); elsewhere its square root."""
+    return float(max(1, words)) if channel in DATA_CHANNELS else math.sqrt(max(1, words))
 
 
 _HEAD = "<4sHHIffff"
@@ -228,7 +236,7 @@ class LinearDetector:
         get = self._weights.get
         z = sum(self._word(w) for w in words)
         z += sum(get(pair_feature(a, b), 0.0) for a, b in itertools.pairwise(words))
-        z = self._bias + z / length_scale(len(words))
+        z = self._bias + z / length_scale(len(words), channel)
         if channel in DATA_CHANNELS:
             z += sum(get(b, 0.0) for b in cue_features(segment))
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
