@@ -2,15 +2,16 @@
 
 Logistic regression over hashed features of each line of a message: words, word pairs and the
 character 4-grams of each word (so misspellings, other inflections and encodings share
-weights), their sum divided by the square root of the line's word count (so long prose does
-not add up to an alarm). A message's score is the highest of its lines' scores: an attack
-inserted into a long e-mail is one line among many, and a whole-message average would hide it.
+weights), their sum divided by the square root of the line's word count, or on a data
+channel by the word count itself (so long prose does not add up to an alarm). A message's
+score is the highest of its lines' scores: an attack inserted into a long e-mail is one line
+among many, and a whole-message average would hide it.
 
 On a data channel (``tool``: tool results, retrieved documents) a line also gets cue features,
-counted once whatever its length: a sentence opening with a task verb or a question word, a
-question mark at its end, its first word. Text that is data describes; a line in it that asks
-the model for work is the typical indirect injection, while the same line from a user is an
-ordinary request. The ``user`` and ``agent`` channels use neither the cues nor the data
+counted once whatever its length: a sentence opening with a task verb, a question (question
+word first, question mark last), a question mark at the line's end, its first word, its
+length bucket. Text that is data describes; a line in it that asks the model for work is the
+typical indirect injection, while the same line from a user is an ordinary request. The ``user`` and ``agent`` channels use neither the cues nor the data
 threshold.
 
 The weights (``screen_model.bin``, about 0.1 MB) are trained on the benchmark's dev split
