@@ -5,8 +5,9 @@ Data (vendored and pinned, benchmarks/data/injection/SOURCES.md): deepset/prompt
 tool output, MIT), and the project's own look-alikes (benign typo notes, role-play requests,
 encoded text; and encoded / hidden injections), reported apart because we wrote them.
 
-The rules were written against the dev split; the table reports the test split unless
-``--split dev``. Anchors in the same run: a naive keyword list (recall / FPR / cost), and the
+The rules were written and the model trained against the dev split only (the model's two
+thresholds, user/agent and tool, chosen there by cross-validation); the table reports the test
+split unless ``--split dev``. Anchors in the same run: a naive keyword list (recall / FPR / cost), and the
 cost of ``json.loads`` of the same message as a chat message. Usage:
     .venv/bin/python benchmarks/injection.py [--quick] [--split test|dev|all] [--json PATH]
 """
@@ -193,10 +194,16 @@ def main() -> None:
 
     channel = {"direct": "user", "indirect": "tool", "lookalike": "tool"}  # look-alikes: the harder channel
 
+    linear = detectors["linear"]
+    assert isinstance(linear, LinearDetector)
     res: dict[str, object] = {
-        "split": args.split, "detector": detector.name, "linear_threshold": detectors["linear"].threshold,
+        "split": args.split, "detector": detector.name,
+        "linear_threshold": linear.threshold, "linear_data_threshold": linear.data_threshold,
     }  # fmt: skip
-    print(f"split: {args.split}   default detector: {detector.name}")
+    print(
+        f"split: {args.split}   default detector: {detector.name}   model thresholds (chosen on dev): "
+        f"user/agent {linear.threshold:.3f}, tool {linear.data_threshold:.3f}"
+    )
     print(f"{'detector':13} {'set':28} {'n+':>5} {'n-':>5} {'recall':>8} {'FPR':>7}")
     for label, det in detectors.items():
         prefix = "" if label == "rules+linear" else f"{label}_"

@@ -36,7 +36,7 @@ def test_injection_benchmark_quick_writes_its_keys(tmp_path: Path) -> None:
     # the naive keyword anchor is measured on the same cases
     assert 0 <= res["anchor_naive_public_recall"] <= 1
     assert res["public_positives"] == res["direct_positives"] + res["indirect_positives"]
-    assert res["detector"] == "rules+linear-v1"
+    assert res["detector"] == "rules+linear-v2"
     assert (
         "RuleDetector.screen" in proc.stdout
         and "LinearDetector.screen" in proc.stdout
