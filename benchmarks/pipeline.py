@@ -4,6 +4,8 @@ and the overshoot of a runaway agent against a hard budget.
 
 * decode: the same envelopes decoded in this process through the pydantic contract alone
   (``decode_envelope_pydantic``) and through ``decode_envelope`` (msgspec fast path), per event;
+  and the worker's own code on them, both stages in memory (``Processor.process``, CPU µs per
+  event: ``core_us_per_event``; the rest of a worker's CPU per event is Faust's and Kafka's);
 * throughput: N events (mixed span/usage/tool/quality, envelopes of 200, 16 agents) are
   produced first; the anchor is a plain aiokafka consumer (``getmany`` + orjson + a sum per
   agent) of the same topic in the same run, and a second one that validates each event with
@@ -236,6 +238,28 @@ def decode_cost_us(records: list[tuple[bytes, bytes]]) -> dict[str, float]:
     return out
 
 
+def core_cost_us(records: list[tuple[bytes, bytes]], policies: list[Policy]) -> float:
+    """CPU microseconds per event of the worker's own code, both stages in memory
+    (``Processor.process``: decode, dedupe, price, priced bytes, deltas, rollups, budgets, loop
+    detection; no Faust, no Kafka), best of 3 on fresh processors. What is left of the worker's
+    CPU per event is Faust's and the Kafka client's."""
+    from agentledger.streams.worker.processor import MemoryStore, Processor
+    from agentledger.wire import dump
+
+    n = sum(len(orjson.loads(v)["events"]) for _, v in records)
+    best = float("inf")
+    for _ in range(3):
+        proc = Processor(MemoryStore())
+        for pol in policies:
+            proc.observe_policy(pol.policy_id, dump(pol))
+        now = time.time()
+        t0 = time.process_time()
+        for offset, (key, value) in enumerate(records):
+            proc.process(value, key, 0, offset, now)
+        best = min(best, time.process_time() - t0)
+    return round(best / n * 1e6, 2)
+
+
 def keys_on_partitions(tenant: str, count: int, partitions: int) -> list[str]:
     """``count`` agent names of ``tenant`` whose keys the producer sends to distinct partitions
     (aiokafka's default partitioner: murmur2 of the key, as the ``Emitter`` uses)."""
@@ -364,6 +388,7 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
     ]  # fmt: skip
     records = make_envelopes(n)
     decode_us = decode_cost_us(records[: max(1, len(records) // 10)])
+    core_us = core_cost_us(records[: max(1, len(records) // 10)], policies)
 
     anchor_prefix = f"bench{uuid.uuid4().hex[:6]}."
     asyncio.run(create_topics(bootstrap, prefix=anchor_prefix))
@@ -417,6 +442,7 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
         "events": n,
         "decode_us_per_event_pydantic": decode_us["pydantic"],
         "decode_us_per_event_fast": decode_us["fast"],
+        "core_us_per_event": core_us,
         "worker_events_per_s": one["events_per_s"],
         **{f"worker_events_per_s_{k}w": v["events_per_s"] for k, v in by_count.items()},
         "events_per_worker_cpu_s": one["events_per_worker_cpu_s"],
@@ -475,6 +501,8 @@ def main() -> None:
     rows = [
         ("decode us/event", res["decode_us_per_event_fast"], res["decode_us_per_event_pydantic"],
          round(res["decode_us_per_event_fast"] / res["decode_us_per_event_pydantic"], 3)),
+        ("core us/event", res["core_us_per_event"], res["decode_us_per_event_pydantic"],
+         round(res["core_us_per_event"] / res["decode_us_per_event_pydantic"], 3)),
         ("worker events/s", res["worker_events_per_s"], res["raw_consume_events_per_s"], res["ratio_worker_vs_raw"]),
         ("  vs validating", res["worker_events_per_s"], res["validated_consume_events_per_s"],
          res["ratio_worker_vs_validated"]),

@@ -37,6 +37,7 @@ def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
         assert res[key] > 0, key
     assert res["worker_events_per_s"] == res["worker_events_per_s_1w"] and res["workers"] == 2
     assert res["decode_us_per_event_fast"] > 0 and res["decode_us_per_event_pydantic"] > 0
+    assert res["core_us_per_event"] > 0 and "core us/event" in proc.stdout
     # the tenant budget spread over partitions: every trial is either measured or counted missed
     assert res["enforce_tenant_trials"] + res["enforce_tenant_trials_missed"] == 10
     if res["enforce_tenant_trials"]:
