@@ -13,8 +13,8 @@ record in, its effects out) and ``runtime.WorkerRuntime`` (flush, ack, refetch, 
   highest origin offset applied per events partition, so a replayed delta is dropped. Changed
   keys are written to the changelog every ``state_flush_s`` (each once), and only then are the
   records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
-  flushing the producer. After a crash stage-two totals are exact; stage one's in-memory
-  dedupe can let a duplicate across the crash count twice (docs/adr/0011, 0005);
+  flushing the producer. After a crash stage-two totals are exact; stage one's dedupe is
+  memory warmed from the events topic when it gains a partition (worker.dedupe; ADR 0011);
 * a follower task reads the compacted policies, control and budgets topics from the beginning
   (no consumer group) and keeps reading: policies, the current command per scope, and which
   live budgets exist (a deleted policy's are tombstoned);
@@ -39,7 +39,7 @@ from agentledger.compacted import CompactedReader
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, DEFAULT_WARM_RECORDS, warm_from_topic
 from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
 from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor
 from agentledger.streams.worker.runtime import WorkerRuntime
@@ -63,6 +63,9 @@ class WorkerConfig:
     prices_path: Path | None = None
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
+    # records read back per events partition new to this process, before the group's committed
+    # offset, so duplicates across a crash or a rebalance are still caught (worker.dedupe)
+    dedupe_warm_records: int = DEFAULT_WARM_RECORDS
     # no record the worker writes is larger: priced envelopes are split below it, an event too
     # large alone goes to the DLQ (uncounted), a dead letter's raw bytes are cut to fit. Keep
     # it under the broker's max.message.bytes of the priced and DLQ topics
@@ -265,17 +268,37 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
 
         return process
 
+    events_held: set[int] = set()
+
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
         held = {tp.partition for tp in assigned if tp.topic == deltas_name}
         proc.held = held
-        await stage_one.on_assigned({tp.partition for tp in assigned if tp.topic == events_name})
+        events_now = {tp.partition for tp in assigned if tp.topic == events_name}
+        await stage_one.on_assigned(events_now)
+        # events partitions new to us: remember the ids their last owner had seen (dedupe)
+        await warm_dedupe({p: stage_one.tracker.expected[p] for p in events_now - events_held
+                           if p in stage_one.tracker.expected})  # fmt: skip
+        events_held.clear()
+        events_held.update(events_now)
         await runtime.on_assigned(held)
         # budgets of scopes that moved here: take back the commands left for them, so a kill
         # whose scope sends nothing more still lifts when its window rolls over
         proc.adopt_commands(time.time())
 
+    async def warm_dedupe(starts: dict[int, int]) -> None:
+        if not starts or cfg.dedupe_warm_records <= 0:
+            return
+        try:
+            n = await warm_from_topic(proc.dedupe, cfg.bootstrap, events_name, starts, cfg.dedupe_warm_records,
+                                      cfg.client_options)  # fmt: skip
+        except transient as exc:  # the broker away: duplicates across the move may count twice
+            log.warning("could not read back the events before %s for dedupe: %r", starts, exc)
+            return
+        proc.counters["dedupe_warmed"] += n
+
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == deltas_name}
+        events_held.difference_update(tp.partition for tp in revoked if tp.topic == events_name)
         proc.held = (proc.held or set()) - lost
         stage_one.on_revoked({tp.partition for tp in revoked if tp.topic == events_name})
         runtime.on_revoked(lost)
