@@ -295,6 +295,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             log.warning("could not read back the events before %s for dedupe: %r", starts, exc)
             return
         proc.counters["dedupe_warmed"] += n
+        log.info("dedupe: remembered %d event ids read back before %s", n, starts)
 
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == deltas_name}
@@ -378,8 +379,11 @@ async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, 
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, **cfg.client_options)
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic, ours included
-        parts = consumer.partitions_for_topic(topic) or set()
+        # consumer.topics() fetches the metadata into a throwaway copy (the consumer's own
+        # stays empty, and so did this answer: every assignment lost its start offsets and with
+        # them the refetch of a batch Faust dropped before the first record, ADR 0006)
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic) or set()
         firsts = await consumer.beginning_offsets([TopicPartition(topic, p) for p in parts])
     finally:
         await consumer.stop()
