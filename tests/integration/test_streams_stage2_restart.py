@@ -1,11 +1,15 @@
 """A budget worker SIGKILLed and restarted (real broker, worker subprocesses): its loop detector
-picks a trace up where it was and kills the loop at the same call N, and an event sent again
-after the crash (its first copy committed before it) is counted once (docs/adr/0011, addendum)."""
+picks a trace up where it was and kills the loop at the same call N, an event sent again after
+the crash (its first copy committed before it) is counted once, and a screened trace kill is
+not replaced by that trace's budget evaluated after the restart (docs/adr/0011, addendum)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentledger import topics as topic_specs
-from agentledger.events import ControlCommand, ToolCallEvent, UsageEvent
+from agentledger.events import ControlCommand, ScreenEvent, ToolCallEvent, UsageEvent
 
 LOOPS = """
 policies: []
@@ -131,3 +135,66 @@ def test_a_duplicate_whose_copies_straddle_a_crash_is_counted_once(topics, tmp_p
     priced = [r for r in consume(topics.bootstrap, topics.prefix + topic_specs.PRICED.name)]
     ids = [e["event"]["event_id"] for r in priced for e in __import__("orjson").loads(r.value)["events"]]
     assert sorted(ids) == ["usage-0001", "usage-0002", "usage-0003"]  # the warehouse gets it once too
+
+
+TRACE_BUDGET = """
+policies:
+  - policy_id: per-trace
+    selector: {per: trace}
+    window: calendar_day
+    limit: 20
+    thresholds:
+      - {at: 0.25, action: throttle, rate_per_s: 1}
+    hard_action: kill
+"""
+SCREENED = "5" * 32
+
+
+def test_a_screened_kill_holds_when_the_traces_budget_throttles_after_a_restart(
+    topics, tmp_path: Path
+) -> None:
+    policies = tmp_path / "policies.yaml"
+    policies.write_text(TRACE_BUDGET)
+    env = dict(
+        os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=topics.bootstrap, AGENTLEDGER_TOPIC_PREFIX=topics.prefix
+    )
+    subprocess.run([sys.executable, "-m", "agentledger", "policies", "apply", str(policies)], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    key = f"admission.budget:trace/acme/{SCREENED}"
+    t0 = datetime.now(UTC) - timedelta(seconds=10)
+    verdict = ScreenEvent(event_id="screen-0001", ts=t0, tenant="acme", agent="writer", trace_id=SCREENED,
+                          span_id="b" * 16, channel="tool", source="fetch", detector="rules+linear-v1",
+                          score=0.93, flagged=True, action="kill")  # fmt: skip
+    spend = [
+        UsageEvent(
+            event_id=f"usage-{i:04d}",
+            ts=t0 + timedelta(seconds=1),
+            tenant="acme",
+            agent="writer",
+            trace_id=SCREENED,
+            span_id=f"{i + 1:016x}",
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=1_000_000,
+            output_tokens=0,
+        )
+        for i in range(3)
+    ]  # $7.50 of the trace's $20: past its 25 % throttle
+    worker = start_worker(topics, tmp_path)
+    try:
+        produce(topics.bootstrap, topics.events, envelopes([verdict]))
+        worker.wait_events(1)
+        wait_committed(topics)
+        worker.kill(signal.SIGKILL)
+        worker = start_worker(topics, tmp_path)
+        produce(topics.bootstrap, topics.events, envelopes(spend, size=1))
+        wait_drained(worker, 3)
+        day = worker.rollup(f"trace/acme/{SCREENED}")["calendar_day"]
+    finally:
+        worker.kill()
+    assert Decimal(day["cost_usd"]) == Decimal("7.5")  # the budget was evaluated on that spend
+    cmds = [ControlCommand.model_validate_json(r.value) for r in consume(topics.bootstrap, topics.control)
+            if r.key.decode() == key]  # fmt: skip
+    assert [(c.action.value, c.params.kill_reason, c.cause_event_id) for c in cmds] == [
+        ("kill", "other", "screen-0001")  # the throttle never replaced it
+    ]
