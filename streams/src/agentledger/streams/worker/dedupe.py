@@ -99,8 +99,8 @@ async def read_before(
     (fewer where retention or the partition's start cuts them), partition by partition in order."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    if records <= 0 or not starts:
-        return []
+    if records <= 0 or not any(start > 0 for start in starts.values()):
+        return []  # nothing before any of them (a first start): no consumer to open
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **(options or {})
     )
@@ -114,6 +114,8 @@ async def read_before(
         for tp in tps:
             if max(firsts.get(tp, 0), starts[tp.partition] - records) < starts[tp.partition]:
                 left[tp] = starts[tp.partition]
+        if not left:
+            return []
         consumer.assign(list(left))  # only the partitions with something to read
         for tp in left:
             consumer.seek(tp, max(firsts.get(tp, 0), starts[tp.partition] - records))
