@@ -198,3 +198,30 @@ def test_a_screened_kill_holds_when_the_traces_budget_throttles_after_a_restart(
     assert [(c.action.value, c.params.kill_reason, c.cause_event_id) for c in cmds] == [
         ("kill", "other", "screen-0001")  # the throttle never replaced it
     ]
+
+
+def test_start_offsets_name_every_partition_with_where_the_group_resumes(topics) -> None:  # type: ignore[no-untyped-def]
+    """What a worker reads at each assignment (the dedupe read-back and the refetch of records
+    Faust drops start from it); it used to come back empty."""
+    from agentledger.streams.worker.app import WorkerConfig, start_offsets
+
+    records = [(b"acme/writer", b"x"), (b"acme/writer", b"y"), (b"acme/writer", b"z")]
+    produce(topics.bootstrap, topics.events, records)
+    part = next(r.partition for r in consume(topics.bootstrap, topics.events, until=3))
+    group = topics.prefix + "someone"
+
+    async def commit() -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=topics.bootstrap, group_id=group, enable_auto_commit=False)
+        await c.start()
+        try:
+            tp = TopicPartition(topics.events, part)
+            c.assign([tp])
+            await c.commit({tp: 2})
+        finally:
+            await c.stop()
+
+    asyncio.run(commit())
+    cfg = WorkerConfig(bootstrap=topics.bootstrap, prefix=topics.prefix)
+    got = asyncio.run(start_offsets(cfg, group, topics.events))
+    want = dict.fromkeys(range(topic_specs.EVENTS.partitions), 0) | {part: 2}
+    assert got == want
