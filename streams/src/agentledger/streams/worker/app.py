@@ -13,8 +13,8 @@ record in, its effects out) and ``runtime.WorkerRuntime`` (flush, ack, refetch, 
   highest origin offset applied per events partition, so a replayed delta is dropped. Changed
   keys are written to the changelog every ``state_flush_s`` (each once), and only then are the
   records behind them acked; Faust commits acked offsets every ``commit_interval_s`` after
-  flushing the producer. After a crash stage-two totals are exact; stage one's in-memory
-  dedupe can let a duplicate across the crash count twice (docs/adr/0011, 0005);
+  flushing the producer. After a crash stage-two totals are exact; stage one's dedupe is
+  memory warmed from the events topic when it gains a partition (worker.dedupe; ADR 0011);
 * a follower task reads the compacted policies, control and budgets topics from the beginning
   (no consumer group) and keeps reading: policies, the current command per scope, and which
   live budgets exist (a deleted policy's are tombstoned);
@@ -27,6 +27,7 @@ record in, its effects out) and ``runtime.WorkerRuntime`` (flush, ack, refetch, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +40,7 @@ from agentledger.compacted import CompactedReader
 from agentledger.events import Window
 from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE
+from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, DEFAULT_WARM_RECORDS, warm_from_topic
 from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
 from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor
 from agentledger.streams.worker.runtime import WorkerRuntime
@@ -63,6 +64,9 @@ class WorkerConfig:
     prices_path: Path | None = None
     loops: LoopSettings = field(default_factory=LoopSettings)
     dedupe_size: int = DEFAULT_DEDUPE_SIZE
+    # records read back per events partition new to this process, before the group's committed
+    # offset, so duplicates across a crash or a rebalance are still caught (worker.dedupe)
+    dedupe_warm_records: int = DEFAULT_WARM_RECORDS
     # no record the worker writes is larger: priced envelopes are split below it, an event too
     # large alone goes to the DLQ (uncounted), a dead letter's raw bytes are cut to fit. Keep
     # it under the broker's max.message.bytes of the priced and DLQ topics
@@ -253,7 +257,19 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     )
     proc.held = set()  # stage two holds nothing until the first assignment
 
-    def agent_of(rt: WorkerRuntime) -> Callable[[Any], Awaitable[None]]:
+    events_held: set[int] = set()
+    warming: dict[int, asyncio.Future[None]] = {}
+    """Events partitions new to us whose dedupe read-back runs: their records wait for it."""
+
+    async def warmed(partition: int) -> None:
+        task = warming.pop(partition, None)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def agent_of(
+        rt: WorkerRuntime, before: Callable[[int], Awaitable[None]] | None = None
+    ) -> Callable[[Any], Awaitable[None]]:
         async def process(stream: Any) -> None:
             # never block here waiting for `ready`: an agent parked at start-up left partitions
             # stalled after a restart (crash test); run_worker preloads policies and commands
@@ -261,21 +277,54 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             async with rt.attached(manual.ack):
                 async for event in manual.events():
                     msg = event.message
+                    if before is not None and warming:
+                        await before(msg.partition)
                     await rt.on_record(event, event.key, event.value, msg.partition, msg.offset)
 
         return process
 
     async def on_assigned(sender: Any, assigned: Any, **_: Any) -> None:
+        # inside Faust's rebalance callback, which must end within the session timeout: the two
+        # stages read their start offsets at once, and the dedupe read-back runs in a task
         held = {tp.partition for tp in assigned if tp.topic == deltas_name}
         proc.held = held
-        await stage_one.on_assigned({tp.partition for tp in assigned if tp.topic == events_name})
-        await runtime.on_assigned(held)
+        events_now = {tp.partition for tp in assigned if tp.topic == events_name}
+        await asyncio.gather(stage_one.on_assigned(events_now), runtime.on_assigned(held))
+        # events partitions new to us: remember the ids their last owner had seen (dedupe)
+        starts = {
+            p: stage_one.tracker.expected[p]
+            for p in events_now - events_held
+            if p in stage_one.tracker.expected
+        }
+        if starts and cfg.dedupe_warm_records > 0:
+            task = asyncio.ensure_future(warm_dedupe(starts))
+            warming.update(dict.fromkeys(starts, task))
+        events_held.clear()
+        events_held.update(events_now)
         # budgets of scopes that moved here: take back the commands left for them, so a kill
         # whose scope sends nothing more still lifts when its window rolls over
         proc.adopt_commands(time.time())
 
+    async def warm_dedupe(starts: dict[int, int]) -> None:
+        try:
+            # bounded: the partitions' records wait for it
+            n = await asyncio.wait_for(warm_from_topic(proc.dedupe, cfg.bootstrap, events_name, starts,
+                                                       cfg.dedupe_warm_records, cfg.client_options), 30)  # fmt: skip
+        except transient as exc:  # the broker away: duplicates across the move may count twice
+            log.warning("could not read back the events before %s for dedupe: %r", starts, exc)
+            return
+        except Exception:  # a safety net: the records waiting for it must go on
+            log.exception("dedupe read-back before %s failed", starts)
+            return
+        proc.counters["dedupe_warmed"] += n
+        log.info("dedupe: remembered %d event ids read back before %s", n, starts)
+
     async def on_revoked(sender: Any, revoked: Any, **_: Any) -> None:
         lost = {tp.partition for tp in revoked if tp.topic == deltas_name}
+        for tp in revoked:
+            if tp.topic == events_name:
+                events_held.discard(tp.partition)
+                warming.pop(tp.partition, None)
         proc.held = (proc.held or set()) - lost
         stage_one.on_revoked({tp.partition for tp in revoked if tp.topic == events_name})
         runtime.on_revoked(lost)
@@ -325,7 +374,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         )
 
     # registered without decorator syntax: faust is untyped (strict mypy)
-    app.agent(events_topic, concurrency=1, name="stage_one")(agent_of(stage_one))
+    app.agent(events_topic, concurrency=1, name="stage_one")(agent_of(stage_one, warmed))
     app.agent(deltas_topic, concurrency=1, name="stage_two")(agent_of(runtime))
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)
@@ -357,9 +406,13 @@ async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, 
     consumer = AIOKafkaConsumer(bootstrap_servers=cfg.bootstrap, group_id=None, **cfg.client_options)
     await consumer.start()
     try:
-        await consumer.topics()  # metadata of every topic, ours included
-        parts = consumer.partitions_for_topic(topic) or set()
-        firsts = await consumer.beginning_offsets([TopicPartition(topic, p) for p in parts])
+        # consumer.topics() fetches the metadata into a throwaway copy (the consumer's own
+        # stays empty, and so did this answer: every assignment lost its start offsets and with
+        # them the refetch of a batch Faust dropped before the first record, ADR 0006)
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(topic, p) for p in cluster.partitions_for_topic(topic) or ()]
+        consumer.assign(tps)  # so the client has their leaders: no wait for metadata
+        firsts = await consumer.beginning_offsets(tps)
     finally:
         await consumer.stop()
     # a committed offset below the first one (retention deleted it) resumes at the first

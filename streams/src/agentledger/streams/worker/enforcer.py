@@ -114,6 +114,8 @@ class Enforcer:
         else:
             wishes[source] = desire
             self._refs[key] = ref
+        for gone in [s for s, d in wishes.items() if d.expires_at is not None and d.expires_at <= now]:
+            del wishes[gone]  # an expired kill (loop, screen) is no wish: it must not come back
         if not wishes:
             del self._desires[key]
         if lane == "downgrade":

@@ -1,18 +1,30 @@
-"""Runaway-loop detection per trace (event time; in memory, rebuilt from live traffic)."""
+"""Runaway-loop detection per trace (event time).
+
+In the worker the state of a trace lives *inside its trace rollup* (``Rollup.loop``, stage
+two), so it is written to the changelog in the same record as the trace's totals and its
+applied-origin mark: after a crash or a rebalance the state is restored with the mark, the
+deltas after it come again and are applied once, and a loop is killed at the same call N it
+would have been without the crash (docs/adr/0011, addendum). It is bounded with the trace
+rollup: dropped when the trace has been idle for a day (``Processor.evict_idle_traces``).
+``LoopDetector.observe`` without a state keeps its own in-memory map (unit tests, one-off use).
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from agentledger.events import QualityEvent, SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.wire import AnyEvent
 
 MAX_TRACES = 100_000
-"""Traces watched at once; the least recently active is forgotten first."""
+"""Traces watched at once by a detector that keeps its own state (least recently active first
+forgotten); in the worker the rollups table holds the state and evicts idle traces."""
+MAX_ARGS = 1_000
+"""Distinct (tool, arguments) remembered per trace; past it, those with no recent call go first."""
 
 
 TOOL, LLM, PROGRESS = "t", "u", "p"
@@ -36,13 +48,53 @@ def loop_features(ev: AnyEvent, cost: Decimal = Decimal(0)) -> list[Any] | None:
 
 
 @dataclass(slots=True)
-class _TraceState:
+class TraceLoopState:
+    """What the detector remembers of one trace; ``dump``/``load`` give the JSON-able form the
+    trace rollup carries to the changelog."""
+
     tool_times: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     llm: deque[tuple[float, int]] = field(default_factory=deque)
     llm_tokens: int = 0  # running sum over ``llm`` (kept, not recomputed: hot path)
     spend_since_progress: Decimal = Decimal(0)
     calls_since_progress: int = 0
     killed: bool = False
+
+    def dump(self) -> list[Any]:
+        return [
+            [[tool, args, list(times)] for (tool, args), times in self.tool_times.items()],
+            [[t, n] for t, n in self.llm],
+            str(self.spend_since_progress),
+            self.calls_since_progress,
+            self.killed,
+        ]
+
+    @classmethod
+    def load(cls, doc: list[Any]) -> TraceLoopState:
+        tools, llm, spend, calls, killed = doc
+        st = cls(
+            tool_times={(tool, args): deque(times) for tool, args, times in tools},
+            llm=deque((float(t), int(n)) for t, n in llm),
+            spend_since_progress=Decimal(spend),
+            calls_since_progress=int(calls),
+            killed=bool(killed),
+        )
+        st.llm_tokens = sum(n for _, n in st.llm)
+        return st
+
+    def trim(self) -> None:
+        """Keep ``MAX_ARGS`` distinct calls: those without a call in their window go first."""
+        if len(self.tool_times) <= MAX_ARGS:
+            return
+        for k in [k for k, times in self.tool_times.items() if not times]:
+            del self.tool_times[k]
+            if len(self.tool_times) <= MAX_ARGS:
+                return
+        while len(self.tool_times) > MAX_ARGS:  # all active: the oldest first seen goes
+            del self.tool_times[next(iter(self.tool_times))]
+
+
+class HasLoopState(Protocol):
+    loop: TraceLoopState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +111,21 @@ class LoopDetector:
 
     def __init__(self, settings: LoopSettings | None = None) -> None:
         self.settings = settings or LoopSettings()
-        self._traces: OrderedDict[tuple[str, str], _TraceState] = OrderedDict()
+        self._traces: OrderedDict[tuple[str, str], TraceLoopState] = OrderedDict()
 
-    def _state(self, tenant: str, trace_id: str) -> _TraceState:
+    @staticmethod
+    def state_in(holder: HasLoopState) -> TraceLoopState:
+        """The loop state a trace rollup carries (created on first use)."""
+        st = holder.loop
+        if st is None:
+            st = holder.loop = TraceLoopState()
+        return st
+
+    def _state(self, tenant: str, trace_id: str) -> TraceLoopState:
         key = (tenant, trace_id)
         st = self._traces.get(key)
         if st is None:
-            st = self._traces[key] = _TraceState()
+            st = self._traces[key] = TraceLoopState()
             if len(self._traces) > MAX_TRACES:
                 self._traces.popitem(last=False)
         else:
@@ -78,13 +138,16 @@ class LoopDetector:
         f = loop_features(ev, cost)
         return None if f is None else self.observe_features(f)
 
-    def observe_features(self, f: list[Any]) -> LoopVerdict | None:
-        """One event's ``loop_features`` (stage two gets them from the scope-deltas topic)."""
+    def observe_features(self, f: list[Any], state: TraceLoopState | None = None) -> LoopVerdict | None:
+        """One event's ``loop_features`` (stage two gets them from the scope-deltas topic).
+        ``state``: the trace's state (the worker keeps it in the trace rollup); None: ours."""
         s = self.settings
         if not s.enabled:
             return None
         code, t, tenant, trace_id, agent, event_id, a, b, c = f
-        st = self._state(tenant, trace_id)
+        if code not in (TOOL, LLM, PROGRESS):
+            return None
+        st = self._state(tenant, trace_id) if state is None else state
         if st.killed:
             return None
         reason: str | None = None
@@ -93,7 +156,10 @@ class LoopDetector:
             if times is None:
                 times = st.tool_times[(a, b)] = deque()
                 self._progress(st)  # a call with new arguments is new output
-            times.append(t)
+                times.append(t)
+                st.trim()
+            else:
+                times.append(t)
             while times and times[0] <= t - s.repeat_window_s:
                 times.popleft()
             if len(times) >= s.repeat_calls:
@@ -130,7 +196,7 @@ class LoopDetector:
         return LoopVerdict(tenant, trace_id, agent, reason, event_id)
 
     @staticmethod
-    def _progress(st: _TraceState) -> None:
+    def _progress(st: TraceLoopState) -> None:
         st.spend_since_progress = Decimal(0)
         st.calls_since_progress = 0
 

@@ -54,7 +54,7 @@ from agentledger.streams.worker.scopes import (
     selector_matches_event,
     user_of,
 )
-from agentledger.streams.worker.screens import ScreenWatch
+from agentledger.streams.worker.screens import SCREEN, ScreenWatch, adopt_trace_kill, screen_features
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 log = logging.getLogger("agentledger.streams")
@@ -267,11 +267,16 @@ class Processor:
         self._budgets(events, costs, at, deltas)
         self._loop_features(events, costs, deltas)
         self._deadline_rows(events, at, deltas)
+        for ev in events:  # screened kills: decided by the trace's owner in stage two (screens)
+            sf = screen_features(ev)
+            if sf is not None:
+                k = f"trace/{ev.tenant}/{ev.trace_id}"
+                self._delta(deltas, k).loops.setdefault(k, []).append(sf)
         origin = (partition, offset) if offset is not None else None
         for dest, delta in sorted(deltas.items()):
             out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
         self.counters["deltas_out"] += len(deltas)
-        # screen verdicts (stage one: they come with the events): trace kills, sources to quarantine
+        # screen verdicts: sources to quarantine (the kills went to stage two above)
         out.add(self.screens.observe(events, now_s))
         self._unknown_models(now_s, out)
         return out
@@ -320,8 +325,8 @@ class Processor:
             amounts = [(e, Decimal(a)) for e, a in contrib] if counted in fresh else []
             out.add(self.engine.evaluate(self.engine.pair(policy_id, ref), now_s, amounts))
         for trace_key, feats in doc.get("l", {}).items():
-            if trace_key in fresh:
-                self._loops(feats, now_s, out)
+            if trace_key in fresh:  # the loop state rides in the trace rollup (worker.loops)
+                self._loops(feats, now_s, out, self.store.get(trace_key))
         self._observe_deadlines(doc.get("d"), fresh)
 
     def evict_idle_traces(self, now_s: float) -> int:
@@ -523,11 +528,15 @@ class Processor:
                     into = by_trace[(ev.tenant, ev.trace_id)] = self._delta(deltas, k).loops.setdefault(k, [])
                 into.append(f)
 
-    def _loops(self, feats: list[list[Any]], now_s: float, out: Output) -> None:
+    def _loops(self, feats: list[list[Any]], now_s: float, out: Output, trace: Rollup | None = None) -> None:
         now = datetime.fromtimestamp(now_s, UTC)
         ttl = timedelta(seconds=self.loops.settings.kill_ttl_s)
+        state = self.loops.state_in(trace) if trace is not None else None
         for f in feats:
-            verdict = self.loops.observe_features(f)
+            if f[0] == SCREEN:
+                out.add(self.screens.kill(f, now_s))
+                continue
+            verdict = self.loops.observe_features(f, state)
             if verdict is None:
                 continue
             self.counters["loops"] += 1
@@ -627,6 +636,9 @@ class Processor:
         now = datetime.fromtimestamp(now_s, UTC)
         adopted = 0
         for cmd in list(self.enforcer.current.values()):
+            if adopt_trace_kill(self.enforcer, cmd, now):  # a screen or loop kill (screens)
+                adopted += 1
+                continue
             if cmd.issued_by != ISSUER or cmd.policy_id is None or not cmd.active(now):
                 continue
             if cmd.action not in (Action.KILL, Action.THROTTLE, Action.DOWNGRADE):

@@ -10,6 +10,8 @@ key (``agent/acme/planner`` ...) holds:
   never under);
 * ``calendar_day`` and ``calendar_month`` (UTC) of the event time;
 * for traces: each span's parent and direct cost (inclusive subtree cost is computed on read);
+* for traces: the loop detector's state of the trace (``loop``: worker.loops), so that it
+  survives a restart with the totals and the mark below;
 * ``applied``: per events partition, the highest origin offset whose delta is in these totals
   (stage two drops a delta at or below it: worker.deltas). Kept in the same value as the
   totals, so one changelog record holds both.
@@ -28,6 +30,7 @@ from typing import Any
 import orjson
 
 from agentledger.events import Window
+from agentledger.streams.worker.loops import TraceLoopState
 
 ZERO = Decimal(0)
 # grain (bucket seconds) and span (window seconds) of the rolling windows
@@ -109,6 +112,7 @@ class Rollup:
     spans: dict[str, tuple[str | None, Decimal]] = field(default_factory=dict)
     touched_s: int = 0  # wall-clock second of the last write (idle traces are evicted)
     applied: dict[int, int] = field(default_factory=dict)  # events partition -> last origin offset
+    loop: TraceLoopState | None = None  # a trace's loop-detector state (worker.loops)
 
     def add(self, ts_s: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         """Add one (pre-aggregated) amount at event time ``ts_s`` to every window."""
@@ -184,6 +188,8 @@ class Rollup:
             doc["t"] = self.touched_s
         if self.applied:
             doc["w"] = [[p, o] for p, o in self.applied.items()]
+        if self.loop is not None:
+            doc["l"] = self.loop.dump()
         return orjson.dumps(doc)
 
     @classmethod
@@ -197,4 +203,7 @@ class Rollup:
             r.spans[s] = (p, Decimal(c))
         r.touched_s = int(doc.get("t", 0))
         r.applied = {int(p): int(o) for p, o in doc.get("w", [])}
+        loop = doc.get("l")
+        if loop is not None:
+            r.loop = TraceLoopState.load(loop)
         return r

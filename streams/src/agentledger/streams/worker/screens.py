@@ -3,11 +3,18 @@ source whose outputs are flagged in many distinct traces raises a quarantine ale
 
 The client's ``kill`` action stops the trace in the process that screened it; the command on
 the control topic stops the same trace in every other process (its other agents, its
-workers). It goes through the enforcer's admission lane like a loop kill, as source
-``screen``, and expires after ``kill_ttl_s``. A source (a tool or another agent, per tenant and
-channel) flagged in ``quarantine_traces`` distinct traces within ``window_s`` raises one alert
-(rule ``injection_source``) on the alerts topic; it may raise again once a full window has
-passed. Nothing here quarantines by itself: what to do with a poisoned tool is a human's call.
+workers). The kill is decided in **stage two**, by the process that owns the trace (ADR 0011,
+addendum): stage one sends the verdict's ``screen_features`` with the trace's deltas, and the
+owner's enforcer merges it into the trace's admission lane as source ``screen``, beside that
+trace's budgets and the loop detector. One authority for the key, so a per-trace budget
+re-evaluated there (a throttle, or its lift) never replaces the screened kill. After a restart
+or a partition move the owner re-adopts the screen and loop kills it finds on the control
+topic (``adopt_trace_kill``). The kill expires after ``kill_ttl_s``.
+
+A source (a tool or another agent, per tenant and channel) flagged in ``quarantine_traces``
+distinct traces within ``window_s`` raises one alert (rule ``injection_source``) on the alerts
+topic (stage one, memory); it may raise again once a full window has passed. Nothing here
+quarantines by itself: what to do with a poisoned tool is a human's call.
 """
 
 from __future__ import annotations
@@ -15,14 +22,51 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from agentledger.events import Action, AlertEvent, AlertState, ScopeKind, ScreenEvent, Severity
+from agentledger.events import (
+    Action,
+    AlertEvent,
+    AlertState,
+    ControlCommand,
+    ScopeKind,
+    ScreenEvent,
+    Severity,
+)
 from agentledger.streams.worker.budgets import Emitted
-from agentledger.streams.worker.enforcer import Desire, Enforcer, new_id
+from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.worker.scopes import ScopeRef
 from agentledger.wire import AnyEvent
 
 MAX_SOURCES = 10_000  # sources tracked at once (least recently flagged dropped first)
+SCREEN = "s"
+"""Code of a screen kill among a trace's loop features on the scope-deltas topic."""
+
+
+def screen_features(ev: AnyEvent) -> list[Any] | None:
+    """A kill verdict, compact, for the trace's owner (stage two): laid out like
+    ``loops.loop_features``, ``[code, ts, tenant, trace, agent, event id, reason, None, None]``."""
+    if not (isinstance(ev, ScreenEvent) and ev.flagged and ev.action == "kill" and ev.trace_id):
+        return None
+    what = f"{ev.channel} {ev.source}" if ev.source else ev.channel
+    reason = f"injection screened in {what} ({ev.detector}, score {ev.score:.2f})"[:512]
+    return [SCREEN, ev.ts.timestamp(), ev.tenant, ev.trace_id, ev.agent, ev.event_id, reason, None, None]
+
+
+def adopt_trace_kill(enforcer: Enforcer, cmd: ControlCommand, now: datetime) -> bool:
+    """After a restart or a partition move: take back a screen or loop kill of ours on a trace
+    (the wish behind it is not in any policy, so nothing else would), so that a budget of the
+    same trace evaluated here merges with it instead of replacing it. True if adopted."""
+    if cmd.issued_by != ISSUER or cmd.policy_id is not None or cmd.action is not Action.KILL:
+        return False
+    if cmd.scope.kind is not ScopeKind.TRACE or not cmd.active(now):
+        return False
+    kill_reason = cmd.params.kill_reason
+    source = "loop" if kill_reason == "loop" else "screen"
+    desire = Desire(Action.KILL, cmd.reason, kill_reason=kill_reason, cause_event_id=cmd.cause_event_id,
+                    expires_at=cmd.expires_at)  # fmt: skip
+    enforcer.adopt(ScopeRef.from_scope(cmd.scope), source, desire)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,29 +85,27 @@ class ScreenWatch:
         self._alerted: dict[tuple[str, str, str], float] = {}
 
     def observe(self, events: list[AnyEvent], now_s: float) -> Emitted:
+        """Stage one: count flagged sources (quarantine alerts). Kills are stage two's (``kill``)."""
         em = Emitted()
         for ev in events:
-            if isinstance(ev, ScreenEvent) and ev.flagged:
-                if ev.action == "kill" and ev.trace_id:
-                    self._kill(ev, now_s, em)
-                if ev.source and ev.trace_id:
-                    self._count(ev, em)
+            if isinstance(ev, ScreenEvent) and ev.flagged and ev.source and ev.trace_id:
+                self._count(ev, em)
         return em
 
-    def _kill(self, ev: ScreenEvent, now_s: float, em: Emitted) -> None:
+    def kill(self, f: list[Any], now_s: float) -> Emitted:
+        """Stage two, in the process owning the trace: one ``screen_features`` record."""
+        _, _, tenant, trace_id, _, event_id, reason, _, _ = f
         now = datetime.fromtimestamp(now_s, UTC)
-        ref = ScopeRef(ScopeKind.TRACE, tenant=ev.tenant, trace_id=ev.trace_id)
-        what = f"{ev.channel} {ev.source}" if ev.source else ev.channel
+        ref = ScopeRef(ScopeKind.TRACE, tenant=tenant, trace_id=trace_id)
         desire = Desire(
             Action.KILL,
-            f"injection screened in {what} ({ev.detector}, score {ev.score:.2f})"[:512],
+            reason,
             kill_reason="other",
-            cause_event_id=ev.event_id,
+            cause_event_id=event_id,
             expires_at=now + timedelta(seconds=self.settings.kill_ttl_s),
         )
         cmd = self.enforcer.want(ref, "screen", desire, now)
-        if cmd is not None:
-            em.commands.append(cmd)
+        return Emitted(commands=[cmd] if cmd is not None else [])
 
     def _count(self, ev: ScreenEvent, em: Emitted) -> None:
         assert ev.source is not None and ev.trace_id is not None
