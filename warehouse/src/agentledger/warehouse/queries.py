@@ -865,20 +865,25 @@ def agent_calls(
     Edges come from the trace summaries (``trace_edges``); a trace whose tree is not whole on
     one summarised date (a date not summarised yet, a span whose parent is on another date)
     is rebuilt from its events."""
-    source, params = _parts(tenant, start, end)
-    w = _people(_Where(), tenant, user, conversation)
-    chosen = f"SELECT tenant, trace_id FROM {source} {w.sql()} GROUP BY tenant, trace_id"
-    params = [*params, *w.params]
-    if max_traces is not None:
-        chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
-        params.append(int(max_traces))
-    edges_of = f"SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES}"
+    t = _Where().when(tenant, "tenant = ?")
+    if start is None and end is None and user is None and conversation is None and max_traces is None:
+        chosen, params = f"SELECT DISTINCT tenant, trace_id FROM {tracesum.DATASET} {t.sql()}", t.params
+    else:
+        source, params = _parts(tenant, start, end)
+        w = _people(_Where(), tenant, user, conversation)
+        chosen = f"SELECT tenant, trace_id FROM {source} {w.sql()} GROUP BY tenant, trace_id"
+        params = [*params, *w.params]
+        if max_traces is not None:
+            chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
+            params.append(int(max_traces))
     # traces to rebuild: some part not summarised, an orphaned span, or edges on several dates
-    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised
-        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned
+    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {t.sql().replace("WHERE", "AND")}
+        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {t.sql().replace("WHERE", "AND")}
         UNION SELECT tenant, trace_id FROM {tracesum.DATASET}
-              SEMI JOIN ({edges_of}) e USING (tenant, trace_id)
+              SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES} {t.sql()}) e
+              USING (tenant, trace_id)
               GROUP BY tenant, trace_id HAVING count(DISTINCT date) > 1"""
+    rebuild_params = [*t.params, *t.params, *t.params]
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
 
     def add(caller: Any, callee: Any, calls: int, cost: Decimal, traces: int) -> None:
@@ -892,27 +897,36 @@ def agent_calls(
 
     stored = _rows(
         cat,
-        f"""WITH chosen AS ({chosen}), rebuild AS ({rebuild})
+        f"""WITH rebuild AS ({rebuild})
             SELECT caller, callee, sum(calls)::BIGINT AS calls, sum(cost_usd) AS cost_usd,
                    count(DISTINCT (tenant, trace_id)) AS traces
-            FROM {tracesum.EDGES} SEMI JOIN chosen USING (tenant, trace_id)
+            FROM {tracesum.EDGES} SEMI JOIN ({chosen}) c USING (tenant, trace_id)
             ANTI JOIN rebuild USING (tenant, trace_id)
             WHERE caller IS NOT NULL OR callee IS NOT NULL OR calls > 0
             GROUP BY caller, callee""",
-        params,
+        [*rebuild_params, *params],
     )
     for r in stored:
         add(r["caller"], r["callee"], int(r["calls"]), Decimal(r["cost_usd"] or 0), int(r["traces"]))
-    spans = _rows(
-        cat,
-        f"""WITH chosen AS ({chosen}), rebuild AS ({rebuild}),
-            ids AS (SELECT * FROM chosen SEMI JOIN rebuild USING (tenant, trace_id))
-            {tracesum.spans_select("(SELECT * FROM events SEMI JOIN ids USING (tenant, trace_id))")}""",
-        params,
-    )
-    for r in tracesum.edge_rows(spans):
-        if r["caller"] is not None or r["callee"] is not None or r["calls"]:
-            add(r["caller"], r["callee"], r["calls"], r["cost_usd"], 1)
+    pairs = {
+        (r["tenant"], r["trace_id"])
+        for r in _rows(
+            cat,
+            f"SELECT DISTINCT tenant, trace_id FROM ({rebuild}) r SEMI JOIN ({chosen}) c USING (tenant, trace_id)",
+            [*rebuild_params, *params],
+        )
+    }
+    ids = sorted({str(trace_id) for _, trace_id in pairs})
+    if ids:  # rebuilt from their events, on the dates their parts name only
+        e = _Where().when(tenant, "tenant = ?").add("trace_id IN (SELECT unnest(?::VARCHAR[]))", ids)
+        e.add(
+            f"date IN (SELECT DISTINCT date FROM {tracesum.DATASET} "
+            "WHERE trace_id IN (SELECT unnest(?::VARCHAR[])))",
+            ids,
+        )
+        for r in tracesum.edge_rows(_rows(cat, tracesum.spans_select("events", e.sql()), e.params)):
+            if (r["tenant"], r["trace_id"]) in pairs and (r["caller"] is not None or r["callee"] is not None):
+                add(r["caller"], r["callee"], r["calls"], r["cost_usd"], 1)
     out = [e for e in found.values() if agent is None or agent in (e["caller"], e["callee"])]
     out.sort(key=lambda e: (-e["cost_usd"], str(e["caller"]), str(e["callee"])))
     return out
