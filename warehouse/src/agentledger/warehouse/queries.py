@@ -133,20 +133,22 @@ def _parts(
     return sql, [*inside.params, *raw.params]
 
 
-_TRACE = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
-    sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+_RANK = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors,
+    min(start) AS start, max("end") AS "end" """
+"""What the traces list filters and sorts on, for every trace of the view."""
+_ROOT_AGENT = "coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent"
+_DESCRIBE = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
     (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
     sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
     sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
     sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
     sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
-    sum(errors)::BIGINT AS errors, list(DISTINCT agent ORDER BY agent) AS agents,
-    list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL) AS models,
-    coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent,
+    list(DISTINCT agent ORDER BY agent) AS agents,
+    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
     coalesce(min(agent_version) FILTER (WHERE has_root), min(agent_version)) AS root_version,
-    min(root_workflow) AS root_workflow,
-    min(start) AS start, max("end") AS "end", min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
-"""A trace's figures from its parts."""
+    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
+"""The rest of a listed trace's figures, for the page's traces only (aggregating them for every
+trace would cost more than the ranking)."""
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -256,11 +258,14 @@ def top_traces(
     w = _people(_Where(), tenant, user, conversation)
     return _rows(
         cat,
-        f"""SELECT trace_id, any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
+        f"""WITH top AS (SELECT trace_id, sum(cost_usd) AS cost_usd FROM {source} {w.sql()}
+                    GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?)
+            SELECT trace_id, any_value(p.tenant) AS tenant, any_value(top.cost_usd) AS cost_usd,
                    sum(events)::BIGINT AS events, list(DISTINCT agent ORDER BY agent) AS agents,
                    min(first_ts) AS first_ts, max(last_ts) AS last_ts
-            FROM {source} {w.sql()} GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?""",
-        [*params, *w.params, int(limit)],
+            FROM top JOIN (SELECT * FROM {source} {w.sql()}) p USING (trace_id)
+            GROUP BY trace_id ORDER BY cost_usd DESC, trace_id""",
+        [*params, *w.params, int(limit), *params, *w.params],
     )
 
 
@@ -723,22 +728,30 @@ def traces(
         raise ConfigError(f"status must be one of {', '.join(TRACE_STATUSES)}, not {status!r}")
     source, params = _parts(tenant, start, end, agent, agent_version, model)
     w = _people(_Where(), tenant, user, conversation)
+    p, pp = f"(SELECT * FROM {source} {w.sql()})", [*params, *w.params]
     k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
     where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
     people = _Where().when(tenant, "tenant = ?")
     if search:
-        term = search.strip()
-        people.add("(list_contains(users, ?) OR list_contains(conversations, ?))", term, term)
+        term = search.strip().lower()
+        people.add(
+            "(list_contains(users, ?) OR list_contains(conversations, ?))", search.strip(), search.strip()
+        )
         where.add(
-            "(contains(lower(trace_id), ?) OR contains(lower(array_to_string(agents, ' ')), ?)"
+            f"(contains(lower(trace_id), ?) OR trace_id IN (SELECT trace_id FROM {p} WHERE contains(lower(agent), ?))"
             f" OR status = ? OR coalesce(kill_reason, '') = ?"
             f" OR trace_id IN (SELECT trace_id FROM {tracesum.DATASET} {people.sql()}))",
-            *([term.lower()] * 4),
+            term,
+            *pp,
+            term,
+            term,
+            term,
             *people.params,
         )
+    rank_root, describe_root = (", " + _ROOT_AGENT, "") if sort == "agent" else ("", ", " + _ROOT_AGENT)
     return _rows(
         cat,
-        f"""WITH t AS (SELECT trace_id, {_TRACE} FROM {source} {w.sql()} GROUP BY trace_id),
+        f"""WITH t AS (SELECT trace_id, {_RANK}{rank_root} FROM {p} GROUP BY trace_id),
             k AS (
               SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
                      any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
@@ -750,15 +763,20 @@ def traces(
                      coalesce(k.commands, []) AS commands, k.kill_reason
               FROM t LEFT JOIN k USING (trace_id)),
             page AS (SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?),
+            d AS (
+              SELECT trace_id, {_DESCRIBE}{describe_root}
+              FROM {p} WHERE trace_id IN (SELECT trace_id FROM page) GROUP BY trace_id),
             -- users and conversations of the whole trace (every part), for the listed traces
             u AS (
               SELECT trace_id, list_sort(list_distinct(flatten(list(users)))) AS users,
                      list_sort(list_distinct(flatten(list(conversations)))) AS conversations
               FROM {tracesum.DATASET} WHERE trace_id IN (SELECT trace_id FROM page)
               {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id)
-            SELECT page.*, coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
-            FROM page LEFT JOIN u USING (trace_id) ORDER BY {TRACE_SORTS[sort]}, trace_id""",
-        [*params, *w.params, *k.params, *where.params, int(limit), *([tenant] if tenant is not None else [])],
+            SELECT page.*, d.* EXCLUDE (trace_id),
+                   coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
+            FROM page LEFT JOIN d USING (trace_id) LEFT JOIN u USING (trace_id)
+            ORDER BY {TRACE_SORTS[sort]}, trace_id""",
+        [*pp, *k.params, *where.params, int(limit), *pp, *([tenant] if tenant is not None else [])],
     )
 
 
