@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 
-from agentledger.warehouse import rollup, schema
+from agentledger.warehouse import rollup, schema, tracesum
 from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
 _RETRIES = 9
@@ -79,11 +79,35 @@ class Catalog:
             for statement in self._statements(dataset, files):
                 self.con.execute(statement)
             self._listing[dataset] = paths
-        covered = rollup_files(events, self.store.files(rollup.DATASET)) if self.store.local else []
-        paths = (*self._listing["events"], "|", *(f.path for f in covered))
-        if self._listing.get(rollup.DATASET) != paths:
-            self.con.execute(f"CREATE OR REPLACE VIEW {rollup.DATASET} AS {self._minutes(covered)}")
-            self._listing[rollup.DATASET] = paths
+        for derived, view in (
+            (rollup.DATASET, self._minutes),
+            (tracesum.DATASET, self._trace_parts),
+            (tracesum.EDGES, self._trace_edges),
+        ):
+            covered = rollup_files(events, self.store.files(derived)) if self.store.local else []
+            paths = (*self._listing["events"], "|", *(f.path for f in covered))
+            if self._listing.get(derived) != paths:
+                self.con.execute(f"CREATE OR REPLACE VIEW {derived} AS {view(covered)}")
+                self._listing[derived] = paths
+
+    def _trace_parts(self, covered: list[DataFile]) -> str:
+        """``trace_parts``: the summary files of the dates they cover (``summarised`` true),
+        the events of the other dates summarised the same way now."""
+        days = ", ".join(f"DATE '{f.date}'" for f in covered)
+        live = tracesum.select("events", f"WHERE date NOT IN ({days})" if covered else "")
+        if not covered:
+            return live
+        files = self._read(tracesum.DATASET, "summary", covered)
+        return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
+
+    def _trace_edges(self, covered: list[DataFile]) -> str:
+        """``trace_edges``: the agent edges of the covered dates' traces (the chain builds the
+        other traces' edges from their events)."""
+        if covered:
+            return f"SELECT * FROM {self._read(tracesum.EDGES, 'summary', covered)}"
+        empty = tracesum.edge_schema().append(pa.field("date", pa.date32())).empty_table()
+        self.con.register("_empty_trace_edges", empty)
+        return "SELECT * FROM _empty_trace_edges"
 
     def _minutes(self, covered: list[DataFile]) -> str:
         """``events_minute``: the rollup files of the dates they cover, the events of the

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from agentledger.warehouse import rollup
+from agentledger.warehouse import rollup, tracesum
 from agentledger.warehouse.schema import DEDUPE_KEYS
 from agentledger.warehouse.storage import COMPACTED_PREFIX, DATASETS, DataFile, Store
 
@@ -49,12 +49,12 @@ def compact_partition(store: Store, dataset: str, files: list[DataFile]) -> Comp
     out = first_of_each(merged, DEDUPE_KEYS[dataset])
     digest = hashlib.sha1("\n".join(f.name for f in files).encode()).hexdigest()[:16]
     name = f"{COMPACTED_PREFIX}{digest}"
-    if dataset == "events":  # before the events file: a reader never sees it without its rollup
-        write_rollup(store, day, name, out)
+    if dataset == "events":  # before the events file: a reader never sees it without them
+        write_summaries(store, day, name, out)
     path = store.write(dataset, day, name, out)
     store.delete([f.path for f in files if f.path != path])
     if dataset == "events":
-        _drop_stale_rollups(store, day, name)
+        _drop_stale_summaries(store, day, name)
     return CompactResult(dataset, day, len(files), merged.num_rows, out.num_rows, path)
 
 
@@ -72,8 +72,21 @@ def write_rollup(store: Store, day: str, name: str, events: pa.Table) -> str:
     return store.write(rollup.DATASET, day, name, table)
 
 
-def _drop_stale_rollups(store: Store, day: str, keep: str) -> None:
-    store.delete([f.path for f in store.files(rollup.DATASET, day) if f.name != keep])
+def write_summaries(store: Store, day: str, name: str, events: pa.Table) -> None:
+    """The minute rollup and the trace summaries (parts, edges) of one compacted events file."""
+    write_rollup(store, day, name, events)
+    parts, edges = tracesum.summarise(events)
+    store.write(tracesum.DATASET, day, name, parts)
+    store.write(tracesum.EDGES, day, name, edges)
+
+
+SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES)
+"""What compaction writes beside each compacted events file, named like it."""
+
+
+def _drop_stale_summaries(store: Store, day: str, keep: str) -> None:
+    for dataset in SUMMARIES:
+        store.delete([f.path for f in store.files(dataset, day) if f.name != keep])
 
 
 def compact(
@@ -88,11 +101,14 @@ def compact(
         for files in by_day.values():
             if len(files) > 1 or not files[0].name.startswith(COMPACTED_PREFIX):
                 results.append(compact_partition(store, dataset, files))
-            elif dataset == "events" and not _has_rollup(store, files[0]):  # compacted before rollups
-                write_rollup(store, files[0].date, files[0].name, store.read(files[0].path))
-                _drop_stale_rollups(store, files[0].date, files[0].name)
+            elif dataset == "events" and not _has_summaries(store, files[0]):  # compacted before them
+                write_summaries(store, files[0].date, files[0].name, store.read(files[0].path))
+                _drop_stale_summaries(store, files[0].date, files[0].name)
     return results
 
 
-def _has_rollup(store: Store, events_file: DataFile) -> bool:
-    return any(f.name == events_file.name for f in store.files(rollup.DATASET, events_file.date))
+def _has_summaries(store: Store, events_file: DataFile) -> bool:
+    return all(
+        any(f.name == events_file.name for f in store.files(dataset, events_file.date))
+        for dataset in SUMMARIES
+    )

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from agentledger.errors import ConfigError
-from agentledger.warehouse import rollup
+from agentledger.warehouse import rollup, tracesum
 
 if TYPE_CHECKING:  # importing the queries (the CLI's help) loads no pyarrow or DuckDB
     from agentledger.warehouse.catalog import Catalog
@@ -51,16 +51,9 @@ def _window(tenant: str | None, start: datetime | None, end: datetime | None, co
     return where
 
 
-USER_KEYS = ("user.id", "enduser.id")
-"""Event attributes naming the end user (OpenTelemetry's ``user.id``, its older ``enduser.id``)."""
-CONVERSATION_KEYS = ("gen_ai.conversation.id", "session.id")
-"""Event attributes naming the conversation (OpenTelemetry GenAI's, or a session id)."""
-
-
-def _attribute(keys: Sequence[str], prefix: str = "") -> str:
-    """The first of ``keys`` present in an event's attributes (a JSON string column)."""
-    parts = ", ".join(f"json_extract_string({prefix}attributes, '$.\"{k}\"')" for k in keys)
-    return f"coalesce({parts})"
+USER_KEYS = tracesum.USER_KEYS
+CONVERSATION_KEYS = tracesum.CONVERSATION_KEYS
+_attribute = tracesum.attribute
 
 
 def _filter(
@@ -93,6 +86,69 @@ def _traces_naming(value: str, keys: Sequence[str], tenant: str | None = None) -
     cheap = '"' not in value and "\\" not in value and value.isprintable()
     sub = _Where().when(tenant, "tenant = ?").when(value if cheap else None, "contains(attributes, ?)")
     return sub.add(f"{_attribute(keys)} = ?", value)
+
+
+def _people(w: _Where, tenant: str | None, user: str | None, conversation: str | None) -> _Where:
+    """Keep whole traces whose events name ``user`` / ``conversation`` (from the trace parts)."""
+    for value, column in ((user, "users"), (conversation, "conversations")):
+        if value is not None:
+            sub = _Where().when(tenant, "tenant = ?").add(f"list_contains({column}, ?)", value)
+            w.add(f"trace_id IN (SELECT trace_id FROM {tracesum.DATASET} {sub.sql()})", *sub.params)
+    return w
+
+
+def _parts(
+    tenant: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+) -> tuple[str, list[Any]]:
+    """A table expression of trace parts (``tracesum``) holding exactly the events between
+    ``start`` and ``end`` that pass the filters: parts wholly inside the window as stored;
+    the traces with a part across ``start`` or ``end`` (on those two dates only) summarised
+    from their events in the window."""
+    base = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    if start is None and end is None:
+        return f"(SELECT * FROM {tracesum.DATASET} {base.sql()})", base.params
+    bounds = [_utc(t).date() for t in (start, end) if t is not None]
+    marks = ", ".join("?" for _ in bounds)
+    across = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    across.add(f"date IN ({marks})", *bounds)
+    edges = [(t, "first_ts < ? AND last_ts >= ?") for t in (start, end) if t is not None]
+    across.add("(" + " OR ".join(c for _, c in edges) + ")", *[v for t, _ in edges for v in (t, t)])
+    straddling = f"SELECT trace_id FROM {tracesum.DATASET} {across.sql()}"
+    inside = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    inside.when(None if start is None else _utc(start).date(), "date >= ?")
+    inside.when(None if end is None else _utc(end).date(), "date <= ?")
+    inside.when(start, "first_ts >= ?").when(end, "last_ts < ?")
+    inside.add(f"NOT (date IN ({marks}) AND trace_id IN ({straddling}))", *bounds, *across.params)
+    raw = _filter(_window(tenant, start, end), agent, agent_version, model).add(f"date IN ({marks})", *bounds)
+    raw.add(f"trace_id IN ({straddling})", *across.params)
+    sql = (
+        f"(SELECT * FROM {tracesum.DATASET} {inside.sql()} UNION ALL BY NAME "
+        f"{tracesum.select('events', raw.sql())})"
+    )
+    return sql, [*inside.params, *raw.params]
+
+
+_RANK = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors,
+    min(start) AS start, max("end") AS "end" """
+"""What the traces list filters and sorts on, for every trace of the view."""
+_ROOT_AGENT = "coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent"
+_DESCRIBE = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+    (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
+    sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+    sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
+    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
+    list(DISTINCT agent ORDER BY agent) AS agents,
+    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
+    coalesce(min(agent_version) FILTER (WHERE has_root), min(agent_version)) AS root_version,
+    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
+"""The rest of a listed trace's figures, for the page's traces only (aggregating them for every
+trace would cost more than the ranking)."""
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -196,24 +252,20 @@ def top_traces(
     user: str | None = None,
     conversation: str | None = None,
 ) -> Rows:
-    """The most expensive traces (inclusive cost: every event of every agent in the trace).
-
-    Ranks on cost alone first, then describes only the winners (listing agents for every
-    trace would cost more than the ranking)."""
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    )
+    """The most expensive traces (inclusive cost: every event of every agent in the trace),
+    from the trace summaries."""
+    source, params = _parts(tenant, start, end, agent, agent_version, model)
+    w = _people(_Where(), tenant, user, conversation)
     return _rows(
         cat,
-        f"""WITH top AS (
-              SELECT trace_id, sum(cost_usd) AS cost_usd FROM events {w.sql()}
-              GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?)
-            SELECT trace_id, any_value(e.tenant) AS tenant, any_value(top.cost_usd) AS cost_usd,
-                   count(*) AS events, list(DISTINCT e.agent ORDER BY e.agent) AS agents,
-                   min(e.ts) AS first_ts, max(e.ts) AS last_ts
-            FROM top JOIN (SELECT * FROM events {w.sql()}) e USING (trace_id)
+        f"""WITH top AS (SELECT trace_id, sum(cost_usd) AS cost_usd FROM {source} {w.sql()}
+                    GROUP BY trace_id ORDER BY cost_usd DESC, trace_id LIMIT ?)
+            SELECT trace_id, any_value(p.tenant) AS tenant, any_value(top.cost_usd) AS cost_usd,
+                   sum(events)::BIGINT AS events, list(DISTINCT agent ORDER BY agent) AS agents,
+                   min(first_ts) AS first_ts, max(last_ts) AS last_ts
+            FROM top JOIN (SELECT * FROM {source} {w.sql()}) p USING (trace_id)
             GROUP BY trace_id ORDER BY cost_usd DESC, trace_id""",
-        [*w.params, int(limit), *w.params],
+        [*params, *w.params, int(limit), *params, *w.params],
     )
 
 
@@ -227,19 +279,19 @@ def cost_per_successful_task(
     """Per agent version: tasks (traces), successful ones (no span in error), their whole cost
     (failed tasks included: that is what a success really costs) divided by the successes;
     ``agent``: that agent's versions only."""
-    w = _filter(_window(tenant, start, end), agent)
+    source, params = _parts(tenant, start, end, agent)
     return _rows(
         cat,
         f"""WITH task AS (
               SELECT tenant, agent, agent_version, trace_id, sum(cost_usd) AS cost_usd,
-                     bool_or(type = 'span' AND status = 'error') AS failed
-              FROM events {w.sql()} GROUP BY ALL)
+                     sum(errors) > 0 AS failed
+              FROM {source} GROUP BY ALL)
             SELECT tenant, agent, agent_version, count(*) AS tasks,
                    count(*) FILTER (WHERE NOT failed) AS successful, sum(cost_usd) AS cost_usd,
                    CAST(sum(cost_usd) / nullif(count(*) FILTER (WHERE NOT failed), 0)
                        AS DECIMAL(38, 12)) AS cost_per_success_usd
             FROM task GROUP BY ALL ORDER BY tenant, agent, agent_version""",
-        w.params,
+        params,
     )
 
 
@@ -380,10 +432,18 @@ def costs(
     )
 
 
+def _one_trace(trace_id: str, tenant: str | None) -> _Where:
+    """The events of one trace, reading only the dates its summary names (each date's file
+    is opened only when the trace has events there)."""
+    where = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    days = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    return where.add(f"date IN (SELECT DISTINCT date FROM {tracesum.DATASET} {days.sql()})", *days.params)
+
+
 def trace_tree(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
     """Every span of a trace with its direct cost (events of that span) and inclusive cost
     (its own plus all descendants'), parents before children."""
-    w = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    w = _one_trace(trace_id, tenant)
     rows = _rows(
         cat,
         f"""SELECT span_id, any_value(parent_span_id) AS parent_span_id,
@@ -399,39 +459,7 @@ def trace_tree(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
     return _tree(rows)
 
 
-def _tree(rows: Rows) -> Rows:
-    """Order spans parents-first with ``depth`` and ``inclusive_cost_usd``.
-
-    Iterative and cycle-proof: telemetry is input, and a span that names itself (or a
-    descendant) as parent must not hang or crash the API. Such a span becomes a root.
-    """
-    by_id = {r["span_id"]: r for r in rows if r["span_id"] is not None}
-    children: dict[str, list[str]] = {}
-    roots: list[str] = []
-    for sid, r in by_id.items():
-        parent = r["parent_span_id"]
-        if parent in by_id and parent != sid:
-            children.setdefault(parent, []).append(sid)
-        else:
-            roots.append(sid)
-    order: list[tuple[str, int, str | None]] = []  # (span, depth, parent in the tree)
-    seen: set[str] = set()
-    for start in [*roots, *by_id]:  # then whatever only a cycle reaches
-        stack = [(start, 0, None)] if start not in seen else []
-        while stack:
-            sid, depth, parent = stack.pop()
-            if sid in seen:
-                continue
-            seen.add(sid)
-            order.append((sid, depth, parent))
-            stack.extend((c, depth + 1, sid) for c in reversed(children.get(sid, [])))
-    for sid, _, _ in order:
-        by_id[sid]["inclusive_cost_usd"] = Decimal(by_id[sid]["direct_cost_usd"])
-    for sid, depth, parent in reversed(order):  # children before their parents
-        by_id[sid]["depth"] = depth
-        if parent is not None:
-            by_id[parent]["inclusive_cost_usd"] += by_id[sid]["inclusive_cost_usd"]
-    return [by_id[sid] for sid, _, _ in order]
+_tree = tracesum.tree
 
 
 def agents(
@@ -698,33 +726,32 @@ def traces(
         raise ConfigError(f"sort must be one of {', '.join(TRACE_SORTS)}, not {sort!r}")
     if status is not None and status not in TRACE_STATUSES:
         raise ConfigError(f"status must be one of {', '.join(TRACE_STATUSES)}, not {status!r}")
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    )
+    source, params = _parts(tenant, start, end, agent, agent_version, model)
+    w = _people(_Where(), tenant, user, conversation)
+    p, pp = f"(SELECT * FROM {source} {w.sql()})", [*params, *w.params]
     k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
     where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
     people = _Where().when(tenant, "tenant = ?")
     if search:
-        term = search.strip()
-        people.add("contains(attributes, ?)", term)
-        people.add(f"({_attribute(USER_KEYS)} = ? OR {_attribute(CONVERSATION_KEYS)} = ?)", term, term)
+        term = search.strip().lower()
+        people.add(
+            "(list_contains(users, ?) OR list_contains(conversations, ?))", search.strip(), search.strip()
+        )
         where.add(
-            "(contains(lower(trace_id), ?) OR contains(lower(array_to_string(agents, ' ')), ?)"
-            f" OR status = ? OR coalesce(kill_reason, '') = ? OR trace_id IN (SELECT trace_id FROM events {people.sql()}))",
-            *([term.lower()] * 4),
+            f"(contains(lower(trace_id), ?) OR trace_id IN (SELECT trace_id FROM {p} WHERE contains(lower(agent), ?))"
+            f" OR status = ? OR coalesce(kill_reason, '') = ?"
+            f" OR trace_id IN (SELECT trace_id FROM {tracesum.DATASET} {people.sql()}))",
+            term,
+            *pp,
+            term,
+            term,
+            term,
             *people.params,
         )
+    rank_root, describe_root = (", " + _ROOT_AGENT, "") if sort == "agent" else ("", ", " + _ROOT_AGENT)
     return _rows(
         cat,
-        f"""WITH t AS (
-              SELECT trace_id, any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd,
-                     count(*) AS events, count(*) FILTER (WHERE type = 'usage') AS calls,
-                     (coalesce(sum(input_tokens), 0) + coalesce(sum(output_tokens), 0))::BIGINT AS tokens,
-                     count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
-                     list(DISTINCT agent ORDER BY agent) AS agents,
-                     arg_min(agent, CASE WHEN parent_span_id IS NULL THEN 0 ELSE 1 END) AS root_agent,
-                     min(coalesce(start, ts)) AS start, max(coalesce("end", ts)) AS "end"
-              FROM events {w.sql()} GROUP BY trace_id),
+        f"""WITH t AS (SELECT trace_id, {_RANK}{rank_root} FROM {p} GROUP BY trace_id),
             k AS (
               SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
                      any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
@@ -736,24 +763,27 @@ def traces(
                      coalesce(k.commands, []) AS commands, k.kill_reason
               FROM t LEFT JOIN k USING (trace_id)),
             page AS (SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?),
-            -- users and conversations of the listed traces only: parsing every event's
-            -- attributes would cost more than the whole list
+            d AS (
+              SELECT trace_id, {_DESCRIBE}{describe_root}
+              FROM {p} WHERE trace_id IN (SELECT trace_id FROM page) GROUP BY trace_id),
+            -- users and conversations of the whole trace (every part), for the listed traces
             u AS (
-              SELECT trace_id, list(DISTINCT {_attribute(USER_KEYS)}) FILTER (WHERE {_attribute(USER_KEYS)} IS NOT NULL) AS users,
-                     list(DISTINCT {_attribute(CONVERSATION_KEYS)})
-                         FILTER (WHERE {_attribute(CONVERSATION_KEYS)} IS NOT NULL) AS conversations
-              FROM events WHERE attributes IS NOT NULL AND trace_id IN (SELECT trace_id FROM page)
+              SELECT trace_id, list_sort(list_distinct(flatten(list(users)))) AS users,
+                     list_sort(list_distinct(flatten(list(conversations)))) AS conversations
+              FROM {tracesum.DATASET} WHERE trace_id IN (SELECT trace_id FROM page)
               {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id)
-            SELECT page.*, coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
-            FROM page LEFT JOIN u USING (trace_id) ORDER BY {TRACE_SORTS[sort]}, trace_id""",
-        [*w.params, *k.params, *where.params, int(limit), *([tenant] if tenant is not None else [])],
+            SELECT page.*, d.* EXCLUDE (trace_id),
+                   coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
+            FROM page LEFT JOIN d USING (trace_id) LEFT JOIN u USING (trace_id)
+            ORDER BY {TRACE_SORTS[sort]}, trace_id""",
+        [*pp, *k.params, *where.params, int(limit), *pp, *([tenant] if tenant is not None else [])],
     )
 
 
 def trace_spans(cat: Catalog, trace_id: str, tenant: str | None = None) -> Rows:
     """``trace_tree`` with what a trace page shows per span: provider and model, calls,
     tokens (cached reads, cache writes and reasoning apart), latency, error type, tool."""
-    w = _Where().add("trace_id = ?", trace_id).when(tenant, "tenant = ?")
+    w = _one_trace(trace_id, tenant)
     rows = _rows(
         cat,
         f"""SELECT span_id, any_value(parent_span_id) AS parent_span_id,
@@ -839,59 +869,84 @@ def agent_calls(
     start: datetime | None = None,
     end: datetime | None = None,
     agent: str | None = None,
-    max_traces: int = 5000,
+    max_traces: int | None = None,
     user: str | None = None,
     conversation: str | None = None,
 ) -> Rows:
     """Agents calling agents, from the span tree: one row per (caller, callee) with ``calls``
     (spans of the callee whose parent span is the caller's), ``traces``, and ``cost_usd``, the
-    inclusive cost of those calls (all that ran under them). Over the ``max_traces`` newest
-    traces of the window; with ``agent``, the edges that touch it. The whole trees are read
-    (a filter on events would cut them), so no version or model filter here; ``user`` and
-    ``conversation`` keep whole traces."""
-    w = _filter(_window(tenant, start, end), user=user, conversation=conversation)
+    inclusive cost of those calls (all that ran under them). Over the traces with an event in
+    the window (``max_traces``: only that many, the newest); with ``agent``, the edges that
+    touch it. The whole trees are read (a filter on events would cut them), so no version or
+    model filter here; ``user`` and ``conversation`` keep whole traces.
+
+    Edges come from the trace summaries (``trace_edges``); a trace whose tree is not whole on
+    one summarised date (a date not summarised yet, a span whose parent is on another date)
+    is rebuilt from its events."""
     t = _Where().when(tenant, "tenant = ?")
-    t.add(
-        f"trace_id IN (SELECT trace_id FROM events {w.sql()} GROUP BY trace_id ORDER BY max(ts) DESC LIMIT ?)"
-    )
-    t.params.extend([*w.params, int(max_traces)])
-    spans = _rows(
+    if start is None and end is None and user is None and conversation is None and max_traces is None:
+        chosen, params = f"SELECT DISTINCT tenant, trace_id FROM {tracesum.DATASET} {t.sql()}", t.params
+    else:
+        source, params = _parts(tenant, start, end)
+        w = _people(_Where(), tenant, user, conversation)
+        chosen = f"SELECT tenant, trace_id FROM {source} {w.sql()} GROUP BY tenant, trace_id"
+        params = [*params, *w.params]
+        if max_traces is not None:
+            chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
+            params.append(int(max_traces))
+    # traces to rebuild: some part not summarised, an orphaned span, or edges on several dates
+    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {t.sql().replace("WHERE", "AND")}
+        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {t.sql().replace("WHERE", "AND")}
+        UNION SELECT tenant, trace_id FROM {tracesum.DATASET}
+              SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES} {t.sql()}) e
+              USING (tenant, trace_id)
+              GROUP BY tenant, trace_id HAVING count(DISTINCT date) > 1"""
+    rebuild_params = [*t.params, *t.params, *t.params]
+    found: dict[tuple[Any, Any], dict[str, Any]] = {}
+
+    def add(caller: Any, callee: Any, calls: int, cost: Decimal, traces: int) -> None:
+        e = found.setdefault(
+            (caller, callee),
+            {"caller": caller, "callee": callee, "calls": 0, "cost_usd": Decimal(0), "traces": 0},
+        )
+        e["calls"] += calls
+        e["cost_usd"] += cost
+        e["traces"] += traces
+
+    stored = _rows(
         cat,
-        f"""SELECT trace_id, span_id, any_value(parent_span_id) AS parent_span_id,
-               any_value(agent) AS agent, sum(cost_usd) AS direct_cost_usd
-            FROM events {t.sql()} GROUP BY trace_id, span_id ORDER BY trace_id, span_id""",
-        t.params,
+        f"""WITH rebuild AS ({rebuild})
+            SELECT caller, callee, sum(calls)::BIGINT AS calls, sum(cost_usd) AS cost_usd,
+                   count(DISTINCT (tenant, trace_id)) AS traces
+            FROM {tracesum.EDGES} SEMI JOIN ({chosen}) c USING (tenant, trace_id)
+            ANTI JOIN rebuild USING (tenant, trace_id)
+            WHERE caller IS NOT NULL OR callee IS NOT NULL OR calls > 0
+            GROUP BY caller, callee""",
+        [*rebuild_params, *params],
     )
-    per_trace: dict[str, Rows] = {}
-    for r in spans:
-        per_trace.setdefault(r.pop("trace_id"), []).append(r)
-    edges: dict[tuple[str, str], dict[str, Any]] = {}
-    for trace_id, rows in per_trace.items():
-        tree = _tree(rows)
-        by_id = {r["span_id"]: r for r in tree}
-        for r in tree:
-            parent = by_id.get(r["parent_span_id"]) if r["depth"] else None
-            if parent is None or parent["agent"] == r["agent"]:
-                continue
-            e = edges.setdefault(
-                (parent["agent"], r["agent"]),
-                {
-                    "caller": parent["agent"],
-                    "callee": r["agent"],
-                    "calls": 0,
-                    "cost_usd": Decimal(0),
-                    "ids": set(),
-                },
-            )
-            e["calls"] += 1
-            e["cost_usd"] += r["inclusive_cost_usd"]
-            e["ids"].add(trace_id)
-    out = [
-        {**{k: v for k, v in e.items() if k != "ids"}, "traces": len(e["ids"])}
-        for e in edges.values()
-        if agent is None or agent in (e["caller"], e["callee"])
-    ]
-    out.sort(key=lambda e: (-e["cost_usd"], e["caller"], e["callee"]))
+    for r in stored:
+        add(r["caller"], r["callee"], int(r["calls"]), Decimal(r["cost_usd"] or 0), int(r["traces"]))
+    pairs = {
+        (r["tenant"], r["trace_id"])
+        for r in _rows(
+            cat,
+            f"SELECT DISTINCT tenant, trace_id FROM ({rebuild}) r SEMI JOIN ({chosen}) c USING (tenant, trace_id)",
+            [*rebuild_params, *params],
+        )
+    }
+    ids = sorted({str(trace_id) for _, trace_id in pairs})
+    if ids:  # rebuilt from their events, on the dates their parts name only
+        e = _Where().when(tenant, "tenant = ?").add("trace_id IN (SELECT unnest(?::VARCHAR[]))", ids)
+        e.add(
+            f"date IN (SELECT DISTINCT date FROM {tracesum.DATASET} "
+            "WHERE trace_id IN (SELECT unnest(?::VARCHAR[])))",
+            ids,
+        )
+        for r in tracesum.edge_rows(_rows(cat, tracesum.spans_select("events", e.sql()), e.params)):
+            if (r["tenant"], r["trace_id"]) in pairs and (r["caller"] is not None or r["callee"] is not None):
+                add(r["caller"], r["callee"], r["calls"], r["cost_usd"], 1)
+    out = [e for e in found.values() if agent is None or agent in (e["caller"], e["callee"])]
+    out.sort(key=lambda e: (-e["cost_usd"], str(e["caller"]), str(e["callee"])))
     return out
 
 
@@ -904,13 +959,13 @@ def version_tasks(
 ) -> Rows:
     """Tasks (traces) per agent and version, with their spend and when they ran: after a rollout,
     how many tasks saw each version (docs/rollout.md)."""
-    w = _filter(_window(tenant, start, end), agent)
+    source, params = _parts(tenant, start, end, agent)
     return _rows(
         cat,
         f"""SELECT tenant, agent, agent_version, count(DISTINCT trace_id) AS tasks, sum(cost_usd) AS cost_usd,
-                   min(ts) AS first_ts, max(ts) AS last_ts
-            FROM events {w.sql()} GROUP BY ALL ORDER BY tenant, agent, agent_version""",
-        w.params,
+                   min(first_ts) AS first_ts, max(last_ts) AS last_ts
+            FROM {source} GROUP BY ALL ORDER BY tenant, agent, agent_version""",
+        params,
     )
 
 

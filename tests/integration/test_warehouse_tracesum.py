@@ -1,0 +1,218 @@
+"""The trace summaries written at compaction give the figures of the raw events: the traces
+list (every sort, filter and window shape), the top traces, tasks per version, cost per
+successful task and the agent chain. With one date summarised and another holding newer,
+uncompacted files, traces across midnight (a parent on one date, its child on the next; an
+edge seen on both dates) and a replayed file (duplicates)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from dashboard_data import LOOP_START, LOOP_TRACE, LOOP_USER, land_agent_chain, land_loop_trace
+
+from agentledger.api.testing import land_demo_warehouse
+from agentledger.events import PricedEvent, SpanEvent, SpanKind, UsageEvent
+from agentledger.warehouse import queries, tracesum
+from agentledger.warehouse.catalog import Catalog, rollup_files
+from agentledger.warehouse.compact import SUMMARIES, compact
+from agentledger.warehouse.landing import land_priced
+from agentledger.warehouse.storage import Store
+from agentledger.warehouse.synthetic import T0, priced_events
+
+MIDNIGHT = T0 + timedelta(hours=2)  # T0 is 22:00 UTC
+CROSS = "d" * 31 + "1"  # parent span after midnight, its child (another agent) before
+TWICE = "d" * 31 + "2"  # the same edge seen on both dates (one span's events on each side)
+WINDOWS: dict[str, tuple[datetime | None, datetime | None]] = {
+    "all": (None, None),
+    "inside": (T0 + timedelta(hours=3), T0 + timedelta(hours=30)),
+    "through the loop trace": (LOOP_START + timedelta(seconds=4, milliseconds=500), None),
+    "to mid loop": (None, LOOP_START + timedelta(seconds=5)),
+    "across midnight": (MIDNIGHT - timedelta(seconds=30), MIDNIGHT + timedelta(seconds=30)),
+    "from midnight": (MIDNIGHT, LOOP_START + timedelta(hours=1)),
+}
+
+
+def _event(
+    cls: Any, n: int, trace: str, sid: str, parent: str | None, agent: str, at: datetime, **kw: Any
+) -> Any:
+    common = {"tenant": "acme", "agent": agent, "agent_version": "v1", "trace_id": trace}
+    return cls(
+        event_id=f"midnight-{trace[-1]}-{n}", ts=at, span_id=sid, parent_span_id=parent, **common, **kw
+    )
+
+
+def land_midnight_traces(root: str) -> None:
+    def span(n: int, trace: str, sid: str, parent: str | None, agent: str, at: datetime) -> PricedEvent:
+        e = _event(SpanEvent, n, trace, sid, parent, agent, at, name=agent, kind=SpanKind.AGENT,
+                   start=at - timedelta(seconds=5), end=at)  # fmt: skip
+        return PricedEvent(event=e, cost_usd=Decimal(0), priced=True, price_source="test")
+
+    def usage(
+        n: int, trace: str, sid: str, parent: str | None, agent: str, at: datetime, cost: str
+    ) -> PricedEvent:
+        e = _event(UsageEvent, n, trace, sid, parent, agent, at, provider="openai", model="gpt-4o",
+                   input_tokens=10, output_tokens=5, reasoning_tokens=2)  # fmt: skip
+        return PricedEvent(event=e, cost_usd=Decimal(cost), priced=True, price_source="test")
+
+    before, after = MIDNIGHT - timedelta(seconds=2), MIDNIGHT + timedelta(seconds=2)
+    events = [
+        span(0, CROSS, "e" * 15 + "1", None, "planner", after),
+        usage(1, CROSS, "e" * 15 + "1", None, "planner", after, "0.25"),
+        span(2, CROSS, "e" * 15 + "2", "e" * 15 + "1", "coder", before),
+        usage(3, CROSS, "e" * 15 + "2", "e" * 15 + "1", "coder", before, "1.5"),
+        usage(4, TWICE, "f" * 15 + "1", None, "planner", before, "0.5"),
+        span(5, TWICE, "f" * 15 + "2", "f" * 15 + "1", "critic", before),
+        span(6, TWICE, "f" * 15 + "1", None, "planner", after),
+        usage(7, TWICE, "f" * 15 + "2", "f" * 15 + "1", "critic", after, "2"),
+    ]
+    land_priced(Store(root), events, "midnight-events")
+    land_priced(Store(root), events[:3], "midnight-replayed")  # at-least-once: a repeat
+
+
+@pytest.fixture(scope="module")
+def catalogs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Catalog, Catalog]:
+    """(with trace summaries, the same events without them)."""
+    base = tmp_path_factory.mktemp("tracesum")
+    root = base / "wh"
+    land_demo_warehouse(str(root), n_traces=300)
+    land_loop_trace(str(root))
+    land_agent_chain(str(root))
+    land_midnight_traces(str(root))
+    store = Store(str(root))
+    compact(store)
+    # newer files on one date after its compaction: that date is read from the events
+    land_priced(store, priced_events(40, seed=9, t0=T0 + timedelta(hours=26), hours=3), "late-arrivals")
+    covered = rollup_files(store.files("events"), store.files(tracesum.DATASET))
+    days = {f.date for f in store.files("events")}
+    assert 0 < len(covered) < len(days)  # some dates from their summary, some from events
+    bare = base / "bare"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns(*SUMMARIES))
+    return Catalog(str(root)), Catalog(str(bare))
+
+
+def _same(fn: Any, cats: tuple[Catalog, Catalog], **kwargs: Any) -> list[dict[str, Any]]:
+    summarised, raw = (fn(c, **kwargs) for c in cats)
+    assert summarised == raw, kwargs
+    return list(summarised)
+
+
+def _raw_traces(cat: Catalog, start: datetime | None, end: datetime | None, **filters: Any) -> dict[str, Any]:
+    """Per trace, straight from the deduplicated events: what the list must show."""
+    rows = cat.query("SELECT * FROM events")
+    people: dict[str, set[str]] = {}
+    for r in rows:
+        if r["attributes"] and LOOP_USER in r["attributes"]:
+            people.setdefault(LOOP_USER, set()).add(r["trace_id"])
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if (start and r["ts"] < start) or (end and r["ts"] >= end):
+            continue
+        if any(r[k] != v for k, v in filters.items() if k != "user"):
+            continue
+        if "user" in filters and r["trace_id"] not in people.get(filters["user"], set()):
+            continue
+        t = out.setdefault(r["trace_id"], {"cost_usd": Decimal(0), "events": 0, "calls": 0, "tokens": 0,
+                                           "errors": 0, "agents": set(), "start": None, "end": None})  # fmt: skip
+        t["cost_usd"] += r["cost_usd"] or 0
+        t["events"] += 1
+        t["calls"] += r["type"] == "usage"
+        t["tokens"] += (r["input_tokens"] or 0) + (r["output_tokens"] or 0)
+        t["errors"] += r["type"] == "span" and r["status"] == "error"
+        t["agents"].add(r["agent"])
+        first, last = r["start"] or r["ts"], r["end"] or r["ts"]
+        t["start"] = first if t["start"] is None else min(t["start"], first)
+        t["end"] = last if t["end"] is None else max(t["end"], last)
+    return out
+
+
+FILTERS: list[dict[str, Any]] = [{}, {"agent": "planner"}, {"model": "gpt-4o"}, {"agent_version": "v2"},
+                                 {"tenant": "acme"}, {"user": LOOP_USER}]  # fmt: skip
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_trace_figures_from_the_summaries_equal_those_from_the_events(
+    catalogs: tuple[Catalog, Catalog], window: str
+) -> None:
+    start, end = WINDOWS[window]
+    for filters in FILTERS[::2] if window != "all" else FILTERS:
+        listed = _same(queries.traces, catalogs, start=start, end=end, limit=100_000, **filters)
+        truth = _raw_traces(catalogs[1], start, end, **filters)
+        assert {r["trace_id"] for r in listed} == set(truth), (window, filters)
+        for r in listed:
+            t = truth[r["trace_id"]]
+            got = {k: r[k] for k in ("cost_usd", "events", "calls", "tokens", "errors", "start", "end")}
+            assert got == {k: t[k] for k in got}, (window, filters, r["trace_id"])
+            assert set(r["agents"]) == t["agents"]
+    _same(queries.cost_per_successful_task, catalogs, start=start, end=end)
+    _same(queries.version_tasks, catalogs, start=start, end=end, agent="coder")
+    _same(queries.agent_calls, catalogs, start=start, end=end)
+
+
+@pytest.mark.parametrize("window", ["all", "through the loop trace"])
+def test_sorts_searches_and_top_traces_from_the_summaries_equal_those_from_the_events(
+    catalogs: tuple[Catalog, Catalog], window: str
+) -> None:
+    start, end = WINDOWS[window]
+    for sort in queries.TRACE_SORTS:
+        _same(queries.traces, catalogs, start=start, end=end, sort=sort, limit=25)
+    for filters in FILTERS[1::2]:
+        _same(queries.top_traces, catalogs, start=start, end=end, limit=15, **filters)
+    for search in ("killed", LOOP_USER, "c" * 8):
+        assert _same(queries.traces, catalogs, start=start, end=end, search=search, limit=50)
+    _same(queries.agent_calls, catalogs, start=start, end=end, agent="coder", max_traces=3)
+
+
+def test_a_trace_across_midnight_counts_each_edge_once_with_its_whole_cost(
+    catalogs: tuple[Catalog, Catalog],
+) -> None:
+    summarised, raw = catalogs
+    edges = {(e["caller"], e["callee"]): e for e in queries.agent_calls(summarised)}
+    assert edges == {(e["caller"], e["callee"]): e for e in queries.agent_calls(raw)}
+    # the chain traces (planner->coder twice, coder->critic once) plus the two midnight traces
+    assert (edges["planner", "coder"]["calls"], edges["planner", "coder"]["traces"]) == (3, 3)
+    assert edges["planner", "coder"]["cost_usd"] == Decimal("2.5") + Decimal("3") + Decimal("1.5")
+    assert (edges["planner", "critic"]["calls"], edges["planner", "critic"]["cost_usd"]) == (1, Decimal("2"))
+    rows = {r["trace_id"]: r for r in queries.traces(summarised, limit=100_000)}
+    assert rows[CROSS]["cost_usd"] == Decimal("1.75") and rows[CROSS]["events"] == 4  # the replay dropped
+    assert rows[CROSS]["root_agent"] == "planner" and rows[TWICE]["reasoning_tokens"] == 4
+
+
+def test_one_trace_reads_only_its_dates_and_matches_the_events(catalogs: tuple[Catalog, Catalog]) -> None:
+    for trace_id in (LOOP_TRACE, CROSS, TWICE):
+        spans = _same(queries.trace_spans, catalogs, trace_id=trace_id)
+        assert spans and sum(s["direct_cost_usd"] for s in spans) == next(
+            r["cost_usd"] for r in queries.traces(catalogs[0], search=trace_id[-8:], limit=5)
+            if r["trace_id"] == trace_id
+        )  # fmt: skip
+    plan = catalogs[0].query(
+        f"EXPLAIN ANALYZE SELECT count(*) FROM events {queries._one_trace(LOOP_TRACE, None).sql()}",
+        [LOOP_TRACE, LOOP_TRACE],
+    )
+    text = "\n".join(str(v) for r in plan for v in r.values())
+    # the loop trace's date is one compacted file of the five dates: the others are not read
+    assert "Total Files Read: 1" in text or "Total Files Read: 2" in text, text
+
+
+def test_the_summaries_are_what_the_queries_read(catalogs: tuple[Catalog, Catalog], tmp_path: Path) -> None:
+    # Proof they are used: a copy whose trace parts say a trace cost more answers so (the
+    # midnight trace: both its dates are summarised).
+    root = Path(catalogs[0].store.root)
+    copy = tmp_path / "wh"
+    shutil.copytree(root, copy)
+    for f in Store(str(copy)).files(tracesum.DATASET):
+        table = pq.read_table(f.path)
+        rows = table.to_pylist()
+        for r in rows:
+            if r["trace_id"] == CROSS:
+                r["cost_usd"] *= 2
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    altered = {r["trace_id"]: r for r in queries.traces(Catalog(str(copy)), limit=100_000)}
+    truth = {r["trace_id"]: r for r in queries.traces(catalogs[1], limit=100_000)}
+    assert altered[CROSS]["cost_usd"] == 2 * truth[CROSS]["cost_usd"]
