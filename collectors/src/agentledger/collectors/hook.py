@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -678,6 +678,40 @@ def _keyed_kwargs(target: _Target, key: str, kwargs: dict[str, Any]) -> dict[str
     return {**kwargs, "extra_headers": headers}
 
 
+def _key_attempts(
+    target: _Target, provider: str, kwargs: dict[str, Any]
+) -> Generator[dict[str, Any], BaseException, None]:
+    """The attempts of one call with the provider's pool key (docs/security.md, "Provider
+    keys"): yields each attempt's kwargs; the caller sends back the 401 or 429 an attempt
+    raised and gets the next key's kwargs; it stops when no key is left (the last error is
+    then the agent's). A provider without a pool keeps the client's own key: one attempt.
+    One loop for the sync and the async caller (``_send_keyed``, ``_asend_keyed``)."""
+    pool = keys.pool_for(provider)
+    picked = pool.current() if pool is not None else None
+    if pool is None or picked is None:
+        keys.current_fingerprint.set(None)
+        yield kwargs
+        return
+    while picked is not None:
+        key, fp = picked
+        keys.current_fingerprint.set(fp)
+        exc = yield _keyed_kwargs(target, key, kwargs)
+        pool.failed(fp, getattr(exc, "status_code", 0), keys.retry_after_s(exc))
+        picked = pool.current()
+
+
+def _next_attempt(
+    attempts: Generator[dict[str, Any], BaseException, None], exc: BaseException
+) -> dict[str, Any] | None:
+    """The kwargs to retry with after ``exc``, or None: the error is the agent's."""
+    if getattr(exc, "status_code", None) not in (401, 429):
+        return None
+    try:
+        return attempts.send(exc)
+    except StopIteration:  # no key left (or no pool: its one attempt is spent)
+        return None
+
+
 def _send_keyed(
     original: Any,
     resource: Any,
@@ -686,27 +720,16 @@ def _send_keyed(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """The call with the provider's pool key (docs/security.md, "Provider keys"): a 401 or 429
-    moves it to the next key; when none is left the last error is the agent's. A provider
-    without a pool keeps the client's own key."""
-    pool = keys.pool_for(provider)
-    picked = pool.current() if pool is not None else None
-    if pool is None or picked is None:
-        keys.current_fingerprint.set(None)
-        return original(resource, *args, **kwargs)
+    attempts = _key_attempts(target, provider, kwargs)
+    attempt = next(attempts)
     while True:
-        key, fp = picked
-        keys.current_fingerprint.set(fp)
         try:
-            return original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+            return original(resource, *args, **attempt)
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if status not in (401, 429):
+            retry = _next_attempt(attempts, exc)
+            if retry is None:
                 raise
-            pool.failed(fp, status, keys.retry_after_s(exc))
-            picked = pool.current()
-            if picked is None:
-                raise
+            attempt = retry
 
 
 async def _asend_keyed(
@@ -717,24 +740,16 @@ async def _asend_keyed(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    pool = keys.pool_for(provider)
-    picked = pool.current() if pool is not None else None
-    if pool is None or picked is None:
-        keys.current_fingerprint.set(None)
-        return await original(resource, *args, **kwargs)
+    attempts = _key_attempts(target, provider, kwargs)
+    attempt = next(attempts)
     while True:
-        key, fp = picked
-        keys.current_fingerprint.set(fp)
         try:
-            return await original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+            return await original(resource, *args, **attempt)
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if status not in (401, 429):
+            retry = _next_attempt(attempts, exc)
+            if retry is None:
                 raise
-            pool.failed(fp, status, keys.retry_after_s(exc))
-            picked = pool.current()
-            if picked is None:
-                raise
+            attempt = retry
 
 
 def _check(hook: Hook, caller: Caller) -> None:
