@@ -167,7 +167,6 @@ def build_work(emitter: Any, response: Any, nblocks: int) -> list[float]:
     """What the sender thread spends building one usage event from a response (the hook hands
     it over unbuilt), µs per event in blocks of 100, thread CPU time: as the sender does it, in
     a batch."""
-    from agentledger.collectors.hook import TARGETS
     from agentledger.collectors.naming import resolve
 
     hook = al.hook.installed()
@@ -177,7 +176,9 @@ def build_work(emitter: Any, response: Any, nblocks: int) -> list[float]:
     for _ in range(nblocks):
         c0 = time.thread_time_ns()
         for _ in range(100):
-            hook._response_event(caller, TARGETS[0], response, "openai", None, None, ts)
+            hook._response_event(
+                caller, "openai", response.usage, response.id, response.model, "openai", None, None, ts
+            )
         out.append((time.thread_time_ns() - c0) / 100_000)
     return out
 

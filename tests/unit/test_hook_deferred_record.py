@@ -5,7 +5,9 @@ by one that answers at once."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -98,3 +100,27 @@ def test_the_sender_builds_deferred_events_in_order_and_survives_a_broken_builde
         assert "could not build a recorded event" in caplog.text
     finally:
         sender.shutdown(1)
+
+
+def test_the_queue_keeps_the_usage_not_the_response() -> None:
+    """In an outage the sender's queue holds up to max_queue records: each must not keep the
+    whole response (its content) alive, only what the usage event is built from."""
+    em = al.configure(tenant="acme", agent="planner", transport=MemoryTransport())
+    held: list[Any] = []
+    em._worker.put = held.append  # type: ignore[method-assign]  # keep what is enqueued, unsent
+    try:
+        al.instrument(enforce=False)
+        response = _Response([])
+        ref = weakref.ref(response)
+        wrapped = hook._wrap(hook.TARGETS[0], lambda self, *args, **kwargs: ref())
+        wrapped(type("Resource", (), {"_client": None})(), model="gpt-4o", messages=[])
+        del response
+        gc.collect()
+        [record] = held
+        assert ref() is None  # what the queue holds does not keep the response alive
+        event = record()  # what the sender does when it takes it
+        assert (event["input_tokens"], event["output_tokens"]) == (120, 30)
+        assert event["attributes"]["gen_ai.response.id"] == "chatcmpl-deferredrecord000000001"
+    finally:
+        al.uninstrument()
+        al.shutdown(1)

@@ -288,8 +288,19 @@ class Hook:
     def record_response(
         self, caller: Caller, target: _Target, result: Any, provider: str, via: str | None
     ) -> None:
-        """Record a call from its response object: read and normalised off the agent's thread."""
-        self._defer(self._response_event, caller, target, result, provider, via)
+        """Record a call from its response: its usage object, id and model are handed over (not
+        the response: its content can be large, and in an outage the sender's queue holds up to
+        ``max_queue`` of them) and normalised off the agent's thread."""
+        try:
+            usage = getattr(result, "usage", None)
+            if usage is None:
+                return
+            response_id, model = getattr(result, "id", None), getattr(result, "model", None)
+        except Exception:  # telemetry never raises into agent code
+            self.failed += 1
+            log.exception("agentledger hook could not read usage from a %s response", target.operation)
+            return
+        self._defer(self._response_event, caller, target.sdk, usage, response_id, model, provider, via)
 
     def _defer(self, build: Callable[..., dict[str, Any] | None], *args: Any) -> None:
         """Hand the sender thread what the event is built from; the event is built there, when
@@ -307,14 +318,26 @@ class Hook:
     def _response_event(
         self,
         caller: Caller,
-        target: _Target,
-        result: Any,
+        sdk: str,
+        raw_usage: Any,
+        response_id: str | None,
+        model: Any,
         provider: str,
         via: str | None,
         fp: str | None,
         ts: int,
     ) -> dict[str, Any] | None:
-        usage, response_id = _usage_of(target, result)
+        # Handing the normaliser a dict, not the SDK object, spares it a dozen lookups of
+        # attributes the object does not have (each an exception inside pydantic: ~10 µs a call).
+        try:
+            if sdk == "anthropic":
+                usage = usage_from_anthropic({"usage": raw_usage, "model": model})
+            else:
+                usage = openai_usage(raw_usage, str(model or "unknown"))
+        except Exception:  # telemetry never raises (the sender logs what its builders raise, too)
+            self.failed += 1
+            log.exception("agentledger hook could not read usage from a %s response", sdk)
+            return None
         return self._usage_event(caller, usage, response_id, provider, via, fp, ts)
 
     def _usage_event(
@@ -415,21 +438,6 @@ def _build_client(fallback: Fallback, is_async: bool) -> Any:
 
 
 # -- usage from responses and streams --------------------------------------------------
-
-
-def _usage_of(target: _Target, result: Any) -> tuple[Usage | None, str | None]:
-    # Handing the normaliser a dict, not the SDK object, spares it a dozen lookups of
-    # attributes the object does not have (each an exception inside pydantic: ~10 µs a call).
-    try:
-        usage = getattr(result, "usage", None)
-        if usage is None:
-            return None, getattr(result, "id", None)
-        if target.sdk == "anthropic":
-            return usage_from_anthropic({"usage": usage, "model": getattr(result, "model", None)}), result.id
-        return openai_usage(usage, str(getattr(result, "model", None) or "unknown")), result.id
-    except Exception:
-        log.exception("agentledger hook could not read usage from a %s response", target.operation)
-        return None, None
 
 
 class _Tally:
