@@ -2,22 +2,28 @@
 
     .venv/bin/python benchmarks/hook.py [--quick] [--json PATH]
 
-One run, the real openai SDK against the local fake provider (HTTP on
-127.0.0.1), three ways, interleaved call by call so that drift hits all three alike:
-plain (no hook), hooked (caller resolved, Guard checked with commands for other agents in
-force, usage read and recorded), and plain through a pass-through HTTP proxy on 127.0.0.1
-(the anchor: the least a gateway adds, one more local hop and nothing else).
+One run, the real openai SDK against the local fake provider (HTTP on 127.0.0.1, its own
+process), three ways: plain (no hook), hooked (caller resolved, Guard checked with commands
+for other agents in force, usage recorded), and plain through a pass-through HTTP proxy on
+127.0.0.1 (the anchor: the least a gateway adds, one more local hop and nothing else).
 
-Figures (JSON keys): call_us_median / call_us_p99 per way (plain, hooked, proxy),
-hook_overhead_us_median and hook_overhead_us_p99 (hooked minus plain, target median <= 50),
-proxy_overhead_us_median and _p99 (proxy minus plain), and hook_work_us_median / _p99: the
-same comparison with the network replaced by an in-memory httpx transport (the SDK's own
-request and parsing code still runs), where the hook's cost is not buried in socket noise;
-hook_cpu_us_median / _p99: hooked minus plain over the network in this thread's CPU time
-(what the call costs here, without the time other processes held the cores);
-hook_own_us_median / _p99: the hook's wrapper alone around a method that answers at once
-(caller, Guard, usage, one enqueued event), per call in blocks of 100 (wall clock; and
-hook_own_cpu_us_*: the same blocks in thread CPU time).
+The ways run in alternating blocks of ``BLOCK`` calls (plain, hooked, proxy, then proxy,
+hooked, plain, ...), so that a machine whose load moves from second to second hits all three
+alike; a figure is the median over rounds of one round's difference of block means. Both in
+wall-clock time and in this thread's CPU time (``time.thread_time_ns``: what the call costs
+here, without the time other processes held the cores).
+
+Figures (JSON keys): call_us_median / call_us_p99 per way (per call); hook_overhead_us_median
+(hooked - plain, wall, median of per-round differences; target <= 50) and hook_overhead_us_p99
+(p99 hooked call - p99 plain call: noise at this size); hook_cpu_us_median / _p99 (the same
+in thread CPU time, median and p99 of the per-round differences); proxy_overhead_us_median /
+_p99 (proxy - plain, wall: the anchor) and hook_proxy_ratio; hook_work_us_median / _p99 and
+hook_work_cpu_us_median / _p99 (the same comparison with the network replaced by an in-memory httpx
+transport: the SDK's own request and parsing code still runs); hook_own_us_median / _p99 and
+hook_own_cpu_us_* (the hook's wrapper alone around a method that answers at once, blocks of 100
+calls: its cost with warm CPU caches); sender_build_cpu_us_median (the sender thread's CPU
+per usage event, blocks of 100: the events are built there, off the agent's thread); load_avg_start /
+load_avg_end (1-minute load average) and cpus.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import gc
 import http.client
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -55,6 +62,7 @@ from agentledger.events import Action, CommandParams, ControlCommand, Scope, Sco
 
 MSGS: Any = [{"role": "user", "content": "What is 2 + 2?"}]
 TARGET_US = 50.0
+BLOCK = 10  # calls per block; a round is one block of each way
 
 
 class _Proxy(BaseHTTPRequestHandler):
@@ -116,29 +124,63 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def interleaved(
-    ways: dict[str, Callable[[], Any]], calls: int, warmup: int
-) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
-    """Per-call times in µs, wall clock and this thread's CPU time; the ways take turns call
-    by call. The hook is on only while a hooked call runs, so every other way runs the
-    untouched SDK. CPU time leaves out the time other processes had the cores (and the
-    socket waits): on a loaded machine it is the steadier figure of what a call costs here."""
+class Ways:
+    """Per-call and per-round times of ways that run in alternating blocks, in µs."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.calls: dict[str, list[float]] = {name: [] for name in names}
+        self.rounds: dict[str, list[float]] = {name: [] for name in names}  # block mean, wall
+        self.rounds_cpu: dict[str, list[float]] = {name: [] for name in names}  # block mean, CPU
+
+    def diff(self, way: str, base: str, cpu: bool = False) -> list[float]:
+        """Per round: the mean of ``way``'s block minus the mean of ``base``'s."""
+        rounds = self.rounds_cpu if cpu else self.rounds
+        return [a - b for a, b in zip(rounds[way], rounds[base], strict=True)]
+
+
+def blocks(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> Ways:
+    """``calls`` calls of each way, in blocks of ``BLOCK``; each round runs one block of every
+    way, in an order that reverses from round to round (so no way always follows another).
+    The hook is on only while a hooked call runs, so every other way runs the untouched SDK."""
     for _ in range(warmup):
         for fn in ways.values():
             fn()
-    out: dict[str, list[float]] = {name: [] for name in ways}
-    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    out = Ways(list(ways))
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    order = list(ways.items())
     gc.collect()
-    for _ in range(calls):
-        for name, fn in ways.items():
+    for n in range(max(1, calls // BLOCK)):
+        for name, fn in order if n % 2 == 0 else order[::-1]:
+            per_call = out.calls[name]
             c0 = cpu_clock()
-            t0 = clock()
-            fn()
-            t1 = clock()
-            out[name].append((t1 - t0) / 1000)
-            cpu[name].append((cpu_clock() - c0) / 1000)
-    return out, cpu
+            b0 = clock()
+            for _ in range(BLOCK):
+                t0 = clock()
+                fn()
+                per_call.append((clock() - t0) / 1000)
+            out.rounds[name].append((clock() - b0) / 1000 / BLOCK)
+            out.rounds_cpu[name].append((cpu_clock() - c0) / 1000 / BLOCK)
+    return out
+
+
+def build_work(emitter: Any, response: Any, nblocks: int) -> list[float]:
+    """What the sender thread spends building one usage event from a response (the hook hands
+    it over unbuilt), µs per event in blocks of 100, thread CPU time: as the sender does it, in
+    a batch."""
+    from agentledger.collectors.naming import resolve
+
+    hook = al.hook.installed()
+    assert hook is not None
+    caller, ts = resolve(emitter), time.time_ns()
+    out = []
+    for _ in range(nblocks):
+        c0 = time.thread_time_ns()
+        for _ in range(100):
+            hook._response_event(
+                caller, "openai", response.usage, response.id, response.model, "openai", None, None, ts
+            )
+        out.append((time.thread_time_ns() - c0) / 100_000)
+    return out
 
 
 def serve(what: str, upstream: int) -> None:
@@ -164,7 +206,7 @@ def spawn(what: str, upstream: int = 0) -> tuple[subprocess.Popen[str], int]:
     return child, int(child.stdout.readline())
 
 
-def own_work(response: Any, blocks: int) -> tuple[list[float], list[float]]:
+def own_work(response: Any, nblocks: int) -> tuple[list[float], list[float]]:
     """The hook's own work per call, µs: its wrapper around a method that returns ``response``
     at once (no SDK, no network), in blocks of 100 calls (the clock's cost is not counted)."""
     from agentledger.collectors.hook import TARGETS, _wrap
@@ -172,7 +214,7 @@ def own_work(response: Any, blocks: int) -> tuple[list[float], list[float]]:
     instant = _wrap(TARGETS[0], lambda self, *args, **kwargs: response)
     resource = type("Resource", (), {"_client": None})()
     out, cpu = [], []
-    for _ in range(blocks):
+    for _ in range(nblocks):
         c0 = time.thread_time_ns()
         t0 = time.perf_counter_ns()
         for _ in range(100):
@@ -185,7 +227,12 @@ def own_work(response: Any, blocks: int) -> tuple[list[float], list[float]]:
 def run(calls: int, warmup: int) -> dict[str, Any]:
     emitter = al.configure(tenant="acme", agent="bench", transport=MemoryTransport())
     guard = guard_with_other_commands()
-    figures: dict[str, Any] = {"calls": calls}
+    figures: dict[str, Any] = {
+        "calls": calls,
+        "block": BLOCK,
+        "cpus": os.cpu_count(),
+        "load_avg_start": round(os.getloadavg()[0], 2),
+    }
     # Servers in their own processes, as a provider and a gateway are: in this one they would
     # take the GIL from the calls being timed.
     fake, fake_port = spawn("fake")
@@ -214,37 +261,52 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
             return lambda: client.chat.completions.create(model="gpt-4o", messages=MSGS)
 
         with emitter.span("bench", kind="agent", agent="bench"):
-            net, net_cpu = interleaved(
+            net = blocks(
                 {"plain": plain(direct), "hooked": hooked(direct), "proxy": plain(via_proxy)}, calls, warmup
             )
-            mem, _ = interleaved({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
+            mem = blocks({"plain": plain(in_memory), "hooked": hooked(in_memory)}, calls, warmup)
+            assert al.flush(10)  # the usage events are built on the sender's thread: count after
             recorded = al.hook.installed().recorded  # type: ignore[union-attr]
-            assert al.flush(10)
             usage_events = sum(1 for e in emitter.transport.events if e["type"] == "usage")  # type: ignore[attr-defined]
-            own, own_cpu = own_work(direct.chat.completions.parse(model="gpt-4o", messages=MSGS), calls // 10)
+            response = direct.chat.completions.parse(model="gpt-4o", messages=MSGS)
+            own, own_cpu = own_work(response, calls // 10)
+            build = build_work(emitter, response, calls // 10)
         al.uninstrument()
     finally:
         for child in (proxy, fake):
             child.communicate(timeout=10)  # closes its stdin: it exits
-    for name, values in net.items():
+    figures["load_avg_end"] = round(os.getloadavg()[0], 2)
+    for name, values in net.calls.items():
         figures[f"call_us_median_{name}"] = round(statistics.median(values), 1)
         figures[f"call_us_p99_{name}"] = round(pct(values, 0.99), 1)
-    for label, data in (("hook_overhead", net), ("hook_work", mem), ("hook_cpu", net_cpu)):
-        figures[f"{label}_us_median"] = round(
-            statistics.median(data["hooked"]) - statistics.median(data["plain"]), 1
-        )
-        figures[f"{label}_us_p99"] = round(pct(data["hooked"], 0.99) - pct(data["plain"], 0.99), 1)
-    figures["proxy_overhead_us_median"] = round(
-        statistics.median(net["proxy"]) - statistics.median(net["plain"]), 1
+    hook_wall, hook_cpu, proxy_wall = (
+        net.diff("hooked", "plain"),
+        net.diff("hooked", "plain", cpu=True),
+        net.diff("proxy", "plain"),
     )
-    figures["proxy_overhead_us_p99"] = round(pct(net["proxy"], 0.99) - pct(net["plain"], 0.99), 1)
+    figures["hook_overhead_us_median"] = round(statistics.median(hook_wall), 1)
+    figures["hook_overhead_us_p99"] = round(pct(net.calls["hooked"], 0.99) - pct(net.calls["plain"], 0.99), 1)
+    figures["hook_cpu_us_median"] = round(statistics.median(hook_cpu), 1)
+    figures["hook_cpu_us_p99"] = round(pct(hook_cpu, 0.99), 1)
+    figures["proxy_overhead_us_median"] = round(statistics.median(proxy_wall), 1)
+    figures["proxy_overhead_us_p99"] = round(pct(net.calls["proxy"], 0.99) - pct(net.calls["plain"], 0.99), 1)
+    anchor = figures["proxy_overhead_us_median"]
+    figures["hook_proxy_ratio"] = (
+        round(figures["hook_overhead_us_median"] / anchor, 3) if anchor > 0 else None
+    )
+    work, work_cpu = mem.diff("hooked", "plain"), mem.diff("hooked", "plain", cpu=True)
+    figures["hook_work_us_median"] = round(statistics.median(work), 1)
+    figures["hook_work_us_p99"] = round(pct(work, 0.99), 1)
+    figures["hook_work_cpu_us_median"] = round(statistics.median(work_cpu), 1)
+    figures["hook_work_cpu_us_p99"] = round(pct(work_cpu, 0.99), 1)
     figures["hook_own_us_median"] = round(statistics.median(own), 2)
     figures["hook_own_us_p99"] = round(pct(own, 0.99), 2)
     figures["hook_own_cpu_us_median"] = round(statistics.median(own_cpu), 2)
     figures["hook_own_cpu_us_p99"] = round(pct(own_cpu, 0.99), 2)
+    figures["sender_build_cpu_us_median"] = round(statistics.median(build), 2)
     figures["usage_events"] = usage_events
     figures["usage_events_expected"] = recorded
-    figures["hooked_calls"] = 2 * (calls + warmup)
+    figures["hooked_calls"] = 2 * (BLOCK * max(1, calls // BLOCK) + warmup)
     al.shutdown(5)
     return figures
 
@@ -262,33 +324,29 @@ def main() -> int:
         return 0
     calls, warmup = (200, 20) if args.quick else (3000, 200)
     figures = run(calls, warmup)
-    print(f"{'figure':28} {'median µs':>10} {'p99 µs':>10}  note")
+    print(
+        f"{'figure':30} {'median µs':>10} {'p99 µs':>10}  note "
+        f"(load {figures['load_avg_start']:.1f} -> {figures['load_avg_end']:.1f} on {figures['cpus']} CPUs)"
+    )
     rows = [
         ("call, plain", "call_us_median_plain", "call_us_p99_plain", "openai SDK -> local server"),
         ("call, hooked", "call_us_median_hooked", "call_us_p99_hooked", "same call, al.instrument()"),
         ("call, via proxy", "call_us_median_proxy", "call_us_p99_proxy", "same call, one local hop"),
-        (
-            "hook overhead",
-            "hook_overhead_us_median",
-            "hook_overhead_us_p99",
-            f"target median <= {TARGET_US:g}",
-        ),
-        ("hook work (no network)", "hook_work_us_median", "hook_work_us_p99", "in-memory transport"),
-        (
-            "hook CPU (thread time)",
-            "hook_cpu_us_median",
-            "hook_cpu_us_p99",
-            "hooked - plain, CPU of the call",
-        ),
+        ("hook overhead", "hook_overhead_us_median", "hook_overhead_us_p99", f"per-round diff, target <= {TARGET_US:g}"),
+        ("hook overhead, thread CPU", "hook_cpu_us_median", "hook_cpu_us_p99", "per-round diff of CPU time"),
         ("proxy overhead (anchor)", "proxy_overhead_us_median", "proxy_overhead_us_p99", "gateway floor"),
-        ("hook's own work", "hook_own_us_median", "hook_own_us_p99", "per call, blocks of 100"),
+        ("hook work (no network)", "hook_work_us_median", "hook_work_us_p99", "in-memory transport"),
+        ("hook work, thread CPU", "hook_work_cpu_us_median", "hook_work_cpu_us_p99", "same, CPU time"),
+        ("hook's own work (warm)", "hook_own_us_median", "hook_own_us_p99", "wrapper alone, blocks of 100"),
         ("hook's own work, CPU", "hook_own_cpu_us_median", "hook_own_cpu_us_p99", "same, thread time"),
-    ]
+    ]  # fmt: skip
     for label, median_key, p99_key, note in rows:
-        print(f"{label:28} {figures[median_key]:>10,.1f} {figures[p99_key]:>10,.1f}  {note}")
-    anchor = figures["proxy_overhead_us_median"]
-    if anchor > 0:
-        print(f"hook / proxy overhead (median): {figures['hook_overhead_us_median'] / anchor:.3f}")
+        print(f"{label:30} {figures[median_key]:>10,.1f} {figures[p99_key]:>10,.1f}  {note}")
+    if figures["hook_proxy_ratio"] is not None:
+        print(f"hook / proxy overhead (median): {figures['hook_proxy_ratio']:.3f}")
+    print(
+        f"usage event built on the sender's thread: {figures['sender_build_cpu_us_median']:.1f} µs CPU each"
+    )
     print(f"usage events recorded: {figures['usage_events']} for {figures['hooked_calls']} hooked calls")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

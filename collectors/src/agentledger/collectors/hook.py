@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,13 +190,6 @@ class Hook:
         caller.agent_version = target
         kwargs.update(self.versions.get(target, {}))
 
-    def check_kwargs(self, caller: Caller) -> dict[str, Any]:
-        return {
-            "tenant": caller.tenant, "agent": caller.agent, "workflow": caller.workflow,
-            "trace_id": caller.trace_id, "agent_version": caller.agent_version, "wait": self.wait,
-            "user": caller.user, "conversation": caller.conversation,
-        }  # fmt: skip
-
     def provider_of(self, resource: Any, target: _Target) -> str:
         """The provider a call goes to: named by its host (``providers``), else by the SDK.
 
@@ -288,10 +281,79 @@ class Hook:
     def record(
         self, caller: Caller, usage: Usage | None, response_id: str | None, provider: str, via: str | None
     ) -> None:
-        if usage is None:
-            return
+        """Record a call whose usage is known (a stream's, at its end)."""
+        if usage is not None:
+            self._defer(self._usage_event, caller, usage, response_id, provider, via)
+
+    def record_response(
+        self, caller: Caller, target: _Target, result: Any, provider: str, via: str | None
+    ) -> None:
+        """Record a call from its response: its usage object, id and model are handed over (not
+        the response: its content can be large, and in an outage the sender's queue holds up to
+        ``max_queue`` of them) and normalised off the agent's thread."""
         try:
-            em = self.em()
+            usage = getattr(result, "usage", None)
+            if usage is None:
+                return
+            response_id, model = getattr(result, "id", None), getattr(result, "model", None)
+        except Exception:  # telemetry never raises into agent code
+            self.failed += 1
+            log.exception("agentledger hook could not read usage from a %s response", target.operation)
+            return
+        self._defer(self._response_event, caller, target.sdk, usage, response_id, model, provider, via)
+
+    def _defer(self, build: Callable[..., dict[str, Any] | None], *args: Any) -> None:
+        """Hand the sender thread what the event is built from; the event is built there, when
+        the sender takes it (``BatchSender._take``), not on the agent's thread. Only what can
+        change after the call is read now: the time and the context's key fingerprint. Inside a
+        real call the event's building costs several times what it costs in a tight loop (its
+        code and data are out of the CPU caches by then): docs/hook.md, "Cost"."""
+        try:
+            fp = keys.current_fingerprint.get() if keys._POOLS else None
+            self.em()._worker.put(functools.partial(build, *args, fp, time.time_ns()))
+        except Exception:  # telemetry never raises into agent code
+            self.failed += 1
+            log.exception("agentledger hook could not record usage")
+
+    def _response_event(
+        self,
+        caller: Caller,
+        sdk: str,
+        raw_usage: Any,
+        response_id: str | None,
+        model: Any,
+        provider: str,
+        via: str | None,
+        fp: str | None,
+        ts: int,
+    ) -> dict[str, Any] | None:
+        # Handing the normaliser a dict, not the SDK object, spares it a dozen lookups of
+        # attributes the object does not have (each an exception inside pydantic: ~10 µs a call).
+        try:
+            if sdk == "anthropic":
+                usage = usage_from_anthropic({"usage": raw_usage, "model": model})
+            else:
+                usage = openai_usage(raw_usage, str(model or "unknown"))
+        except Exception:  # telemetry never raises (the sender logs what its builders raise, too)
+            self.failed += 1
+            log.exception("agentledger hook could not read usage from a %s response", sdk)
+            return None
+        return self._usage_event(caller, usage, response_id, provider, via, fp, ts)
+
+    def _usage_event(
+        self,
+        caller: Caller,
+        usage: Usage | None,
+        response_id: str | None,
+        provider: str,
+        via: str | None,
+        fp: str | None,
+        ts: int,
+    ) -> dict[str, Any] | None:
+        """The usage event (on the sender's thread); None when the response carried no usage."""
+        if usage is None:
+            return None
+        try:
             trace_id, span_id = caller.trace_id, caller.span_id
             if trace_id is None or span_id is None:
                 both = "%048x" % (_ids._rng.getrandbits(192) | 1 << 64 | 1)
@@ -307,7 +369,7 @@ class Hook:
                 attributes["user.id"] = caller.user
             if caller.conversation is not None:
                 attributes["gen_ai.conversation.id"] = caller.conversation
-            if keys._POOLS and (fp := keys.current_fingerprint.get()) is not None:
+            if fp is not None:
                 attributes["agentledger.key_fingerprint"] = fp
             if caller.attempts > 1:  # the SDK's retries (ours waited; the SDK retried)
                 attributes["agentledger.retries"] = caller.attempts - 1
@@ -315,18 +377,19 @@ class Hook:
                 attributes["agentledger.backoff_wait_ms"] = round(caller.waited_s * 1000)
             event = {
                 "event_id": usage_event_id(response_id, caller),
-                "type": "usage", "ts": time.time_ns(), "tenant": caller.tenant, "agent": caller.agent,
+                "type": "usage", "ts": ts, "tenant": caller.tenant, "agent": caller.agent,
                 "agent_version": caller.agent_version, "workflow": caller.workflow, "trace_id": trace_id,
                 "span_id": span_id, "parent_span_id": caller.parent_span_id, "provider": provider,
                 "model": usage.model, "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
                 "cache_read_tokens": usage.cache_read_tokens, "cache_write_tokens": usage.cache_write_tokens,
                 "reasoning_tokens": usage.reasoning_tokens, "attributes": attributes,
             }  # fmt: skip
-            em._worker.put(event)
-            self.recorded += 1
-        except Exception:  # telemetry never raises into agent code
+        except Exception:  # telemetry never raises (the sender logs what its builders raise, too)
             self.failed += 1
             log.exception("agentledger hook could not record usage")
+            return None
+        self.recorded += 1
+        return event
 
     def record_error(
         self, caller: Caller, provider: str, model: Any, start: int, exc: BaseException, cause: str
@@ -375,21 +438,6 @@ def _build_client(fallback: Fallback, is_async: bool) -> Any:
 
 
 # -- usage from responses and streams --------------------------------------------------
-
-
-def _usage_of(target: _Target, result: Any) -> tuple[Usage | None, str | None]:
-    # Handing the normaliser a dict, not the SDK object, spares it a dozen lookups of
-    # attributes the object does not have (each an exception inside pydantic: ~10 µs a call).
-    try:
-        usage = getattr(result, "usage", None)
-        if usage is None:
-            return None, getattr(result, "id", None)
-        if target.sdk == "anthropic":
-            return usage_from_anthropic({"usage": usage, "model": getattr(result, "model", None)}), result.id
-        return openai_usage(usage, str(getattr(result, "model", None) or "unknown")), result.id
-    except Exception:
-        log.exception("agentledger hook could not read usage from a %s response", target.operation)
-        return None, None
 
 
 class _Tally:
@@ -669,18 +717,25 @@ def _before(
     ``FailoverUnavailable``; anything else going wrong leaves the call as it was."""
     frameworks.mark_hooked_call()  # the framework's span of this call: its usage is ours
     provider = hook.provider_of(resource, target)
-    try:
-        hook.downgrade(caller, kwargs)
-    except Exception:
-        log.exception("agentledger hook could not apply a downgrade; the call keeps its model")
-    try:
-        routed, goal = hook.reroute(resource, target, provider, kwargs)
-    except FailoverUnavailable:
-        raise
-    except Exception:
-        log.exception("agentledger hook could not route a call; it goes to %s unchanged", provider)
-        routed, goal = resource, provider
-    hide = _want_stream_usage(hook, target, kwargs)
+    routed, goal = resource, provider
+    guard = hook.guard
+    if guard is not None:
+        # The Guard's index says which kinds of command are in force: with no downgrade and
+        # no failover (the usual case) their lookups are skipped, not made to answer "none".
+        index = getattr(guard, "_index", None)
+        if index is None or index.downgrades:
+            try:
+                hook.downgrade(caller, kwargs)
+            except Exception:
+                log.exception("agentledger hook could not apply a downgrade; the call keeps its model")
+        if index is None or index.failovers:
+            try:
+                routed, goal = hook.reroute(resource, target, provider, kwargs)
+            except FailoverUnavailable:
+                raise
+            except Exception:
+                log.exception("agentledger hook could not route a call; it goes to %s unchanged", provider)
+    hide = _want_stream_usage(hook, target, kwargs) if kwargs.get("stream") else False
     return routed, goal, (provider if goal != provider else None), hide
 
 
@@ -698,6 +753,40 @@ def _keyed_kwargs(target: _Target, key: str, kwargs: dict[str, Any]) -> dict[str
     return {**kwargs, "extra_headers": headers}
 
 
+def _key_attempts(
+    target: _Target, provider: str, kwargs: dict[str, Any]
+) -> Generator[dict[str, Any], BaseException, None]:
+    """The attempts of one call with the provider's pool key (docs/security.md, "Provider
+    keys"): yields each attempt's kwargs; the caller sends back the 401 or 429 an attempt
+    raised and gets the next key's kwargs; it stops when no key is left (the last error is
+    then the agent's). A provider without a pool keeps the client's own key: one attempt.
+    One loop for the sync and the async caller (``_send_keyed``, ``_asend_keyed``)."""
+    pool = keys.pool_for(provider)
+    picked = pool.current() if pool is not None else None
+    if pool is None or picked is None:
+        keys.current_fingerprint.set(None)
+        yield kwargs
+        return
+    while picked is not None:
+        key, fp = picked
+        keys.current_fingerprint.set(fp)
+        exc = yield _keyed_kwargs(target, key, kwargs)
+        pool.failed(fp, getattr(exc, "status_code", 0), keys.retry_after_s(exc))
+        picked = pool.current()
+
+
+def _next_attempt(
+    attempts: Generator[dict[str, Any], BaseException, None], exc: BaseException
+) -> dict[str, Any] | None:
+    """The kwargs to retry with after ``exc``, or None: the error is the agent's."""
+    if getattr(exc, "status_code", None) not in (401, 429):
+        return None
+    try:
+        return attempts.send(exc)
+    except StopIteration:  # no key left (or no pool: its one attempt is spent)
+        return None
+
+
 def _send_keyed(
     original: Any,
     resource: Any,
@@ -706,27 +795,16 @@ def _send_keyed(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    """The call with the provider's pool key (docs/security.md, "Provider keys"): a 401 or 429
-    moves it to the next key; when none is left the last error is the agent's. A provider
-    without a pool keeps the client's own key."""
-    pool = keys.pool_for(provider)
-    picked = pool.current() if pool is not None else None
-    if pool is None or picked is None:
-        keys.current_fingerprint.set(None)
-        return original(resource, *args, **kwargs)
+    attempts = _key_attempts(target, provider, kwargs)
+    attempt = next(attempts)
     while True:
-        key, fp = picked
-        keys.current_fingerprint.set(fp)
         try:
-            return original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+            return original(resource, *args, **attempt)
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if status not in (401, 429):
+            retry = _next_attempt(attempts, exc)
+            if retry is None:
                 raise
-            pool.failed(fp, status, keys.retry_after_s(exc))
-            picked = pool.current()
-            if picked is None:
-                raise
+            attempt = retry
 
 
 async def _asend_keyed(
@@ -737,29 +815,24 @@ async def _asend_keyed(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
-    pool = keys.pool_for(provider)
-    picked = pool.current() if pool is not None else None
-    if pool is None or picked is None:
-        keys.current_fingerprint.set(None)
-        return await original(resource, *args, **kwargs)
+    attempts = _key_attempts(target, provider, kwargs)
+    attempt = next(attempts)
     while True:
-        key, fp = picked
-        keys.current_fingerprint.set(fp)
         try:
-            return await original(resource, *args, **_keyed_kwargs(target, key, kwargs))
+            return await original(resource, *args, **attempt)
         except Exception as exc:
-            status = getattr(exc, "status_code", None)
-            if status not in (401, 429):
+            retry = _next_attempt(attempts, exc)
+            if retry is None:
                 raise
-            pool.failed(fp, status, keys.retry_after_s(exc))
-            picked = pool.current()
-            if picked is None:
-                raise
+            attempt = retry
 
 
 def _check(hook: Hook, caller: Caller) -> None:
     try:
-        hook.guard.check(**hook.check_kwargs(caller))
+        c = caller  # positional: no keyword dict built per call
+        hook.guard.check(
+            c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
+        )
     except (AgentKilled, Throttled):
         raise
     except Exception:  # a Guard fault is not a decision
@@ -768,7 +841,10 @@ def _check(hook: Hook, caller: Caller) -> None:
 
 async def _acheck(hook: Hook, caller: Caller) -> None:
     try:
-        await hook.guard.acheck(**hook.check_kwargs(caller))
+        c = caller  # positional: no keyword dict built per call
+        await hook.guard.acheck(
+            c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
+        )
     except (AgentKilled, Throttled):
         raise
     except Exception:
@@ -787,8 +863,7 @@ def _after(
 ) -> Any:
     if streamed:
         return _watch_stream(hook, caller, target, result, provider, via, hide)
-    usage, response_id = _usage_of(target, result)
-    hook.record(caller, usage, response_id, provider, via)
+    hook.record_response(caller, target, result, provider, via)
     return result
 
 

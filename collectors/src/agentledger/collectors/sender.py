@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable
 
 from agentledger.events import record_key
 
@@ -28,6 +29,11 @@ _SENDERS: weakref.WeakSet[BatchSender] = weakref.WeakSet()
 
 # Fields recorded as UNIX nanoseconds on the hot path, formatted here, off it.
 _TIME_FIELDS = ("ts", "start", "end")
+
+# An event to build here, off the hot path: what the provider hook enqueues (the usage read
+# from the response and the event's dict cost an agent thread several times more inside a real
+# call than here, in a batch). None: nothing to send after all (a response without usage).
+Deferred = Callable[[], "EventDict | None"]
 
 
 def _finalize(event: EventDict) -> None:
@@ -56,7 +62,7 @@ class BatchSender:
         self.batch_size = batch_size
         self.linger = linger_ms / 1000.0
         self.name = name
-        self.queue: deque[EventDict] = deque(maxlen=max_queue)
+        self.queue: deque[EventDict | Deferred] = deque(maxlen=max_queue)
         self.sent = 0
         self.dropped = 0
         self.failed = 0
@@ -71,8 +77,9 @@ class BatchSender:
 
     # -- hot path ----------------------------------------------------------------------
 
-    def put(self, event: EventDict) -> None:
-        """Enqueue one event; never blocks. A full deque drops its oldest event.
+    def put(self, event: EventDict | Deferred) -> None:
+        """Enqueue one event (or a ``Deferred`` that builds it); never blocks. A full deque
+        drops its oldest event.
 
         The drop is counted before the append; two threads racing exactly at the full mark can
         let the deque drop one event uncounted (no lock on the hot path is worth that).
@@ -156,6 +163,11 @@ class BatchSender:
             except IndexError:
                 break
             limit -= 1
+            if not isinstance(event, dict):
+                built = self._build(event)
+                if built is None:
+                    continue
+                event = built
             ts = event["ts"]
             ms = ts // 1_000_000 if type(ts) is int else 0
             _finalize(event)
@@ -168,6 +180,14 @@ class BatchSender:
             if ms > batch.newest_ms:
                 batch.newest_ms = ms
         self._pending = out
+
+    def _build(self, deferred: Deferred) -> EventDict | None:
+        try:
+            return deferred()
+        except Exception:  # a builder's bug loses its event, never the worker
+            self.failed += 1
+            log.exception("agentledger could not build a recorded event")
+            return None
 
     async def _run(self) -> None:
         backoff = 0.1

@@ -98,10 +98,10 @@ def report(**observed: Any) -> None:
     """Flush everything (hook events, bridge spans) and print the JSON report."""
     if _provider is not None:
         _provider.force_flush()
+    observed["flushed"] = al.flush(30)  # first: the hook's events are built when sent
     installed = hook.installed()
     observed["hook"] = {"recorded": installed.recorded, "failed": installed.failed} if installed else None
     observed["adapters"] = frameworks.installed()
-    observed["flushed"] = al.flush(30)
     print(json.dumps(observed), flush=True)
 
 
