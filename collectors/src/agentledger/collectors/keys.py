@@ -18,10 +18,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from agentledger.errors import AgentLedgerError
+from agentledger.events import ControlCommand
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -208,14 +210,17 @@ class KeyPool:
                 )
         log.warning("agentledger keys: key %s answered %d; moving to the next key", fp, status)
 
-    def rotate(self) -> None:
-        """Read every source again now and forget refusals and cool-downs."""
+    def rotate(self, away_from: str | None = None) -> None:
+        """Read every source again now and forget refusals and cool-downs; ``away_from`` (a
+        fingerprint) is refused from now on, while the source still lists it."""
         for source in self.sources:
             source.refresh()
         with self._lock:
             self._refused.clear()
             self._cooling.clear()
             self._seen = ()
+            if away_from is not None:
+                self._refused.add(away_from)
 
 
 _POOLS: dict[str, KeyPool] = {}
@@ -240,6 +245,45 @@ def rotate(provider: str | None = None) -> None:
     for name, pool in _POOLS.items():
         if provider is None or name == provider:
             pool.rotate()
+
+
+_OBEYED: set[str] = set()  # command ids of rotate commands already obeyed by this process
+
+
+def obey(command: ControlCommand, tenant: str | None, live: bool) -> str | None:
+    """A ``rotate`` command read from the control topic (docs/security.md, "Rotating a key").
+
+    Each command is obeyed once per process (the Guard reads the compacted topic again after
+    a reconnect). A command naming a fingerprint moves the pool off that key: also in a process
+    that starts later, while the command is in force and the source still lists the key. One
+    naming none moves off the key in use, in processes running when it is published (``live``:
+    read after the Guard caught up); a process that starts later has not used a key yet.
+    Returns the fingerprint moved off, or None when the command does not apply here."""
+    scope = command.scope
+    if command.command_id in _OBEYED or scope.provider is None:
+        return None
+    if scope.tenant is not None and tenant is not None and scope.tenant != tenant:
+        return None
+    _OBEYED.add(command.command_id)
+    if not command.active(datetime.now(UTC)):
+        return None
+    pool = pool_for(scope.provider)
+    if pool is None:
+        return None
+    away = command.params.fingerprint
+    if away is None:
+        if not live:
+            return None
+        picked = pool.current()
+        away = picked[1] if picked is not None else None
+    pool.rotate(away)
+    log.warning(
+        "agentledger keys: rotate command %s for %s: moving off key %s",
+        command.command_id,
+        scope.provider,
+        away or "(none in use)",
+    )
+    return away
 
 
 def retry_after_s(exc: BaseException) -> float | None:

@@ -33,6 +33,7 @@ COMMANDS: list[str] = [
     "agentledger.cli.sql",
     "agentledger.cli.warehouse",
     "agentledger.cli.api",
+    "agentledger.cli.keys",
     "agentledger.cli.report",
     "agentledger.cli.ui",
     "agentledger.cli.health",
