@@ -174,6 +174,7 @@ class KeyPool:
         self._refused: set[str] = set()
         self._seen: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        self.provider: str | None = None  # set by ``set_keys``: the provider it serves
 
     def keys(self) -> list[str]:
         for source in self.sources:
@@ -209,6 +210,8 @@ class KeyPool:
                     retry_after_s if retry_after_s is not None else self.cooldown_s
                 )
         log.warning("agentledger keys: key %s answered %d; moving to the next key", fp, status)
+        if self.provider is not None:
+            _record_refusal(self.provider, fp, status)
 
     def rotate(self, away_from: str | None = None) -> None:
         """Read every source again now and forget refusals and cool-downs; ``away_from`` (a
@@ -234,6 +237,37 @@ def set_keys(pools: Mapping[str, KeyPool] | None) -> None:
             if not isinstance(pool, KeyPool):
                 raise ValueError(f"keys[{name!r}] must be a KeyPool, not {type(pool).__name__}")
     _POOLS = dict(pools or {})
+    for name, pool in _POOLS.items():
+        pool.provider = name
+
+
+def _record_refusal(provider: str, fp: str, status: int) -> None:
+    """The refused attempt as an LLM span in error, with the key's fingerprint, so the health
+    worker counts errors per key (the call itself went on with the next key: its own usage
+    event says so). Telemetry: never raises."""
+    try:
+        from . import _ids
+        from . import client as api
+        from .naming import current_call
+
+        em, caller = api._emitter, current_call()
+        if em is None or caller is None:
+            return
+        now = time.time_ns()
+        trace_id = caller.trace_id or "%032x" % (_ids._rng.getrandbits(128) | 1)
+        cause = "key_refused" if status == 401 else "key_rate_limited"
+        event = {
+            "event_id": _ids.event_id(), "type": "span", "ts": now, "tenant": caller.tenant,
+            "agent": caller.agent, "agent_version": caller.agent_version, "workflow": caller.workflow,
+            "trace_id": trace_id, "span_id": _ids.span_id(), "parent_span_id": caller.span_id or caller.parent_span_id,
+            "name": f"{provider} key {status}", "kind": "llm", "start": now, "end": now, "status": "error",
+            "error_type": f"http_{status}", "provider": provider,
+            "attributes": {"agentledger.key_fingerprint": fp, "agentledger.error.cause": cause,
+                           "http.response.status_code": status},
+        }  # fmt: skip
+        em._worker.put(event)
+    except Exception:
+        log.exception("agentledger keys: could not record the refusal of key %s", fp)
 
 
 def pool_for(provider: str) -> KeyPool | None:
