@@ -1,4 +1,4 @@
-"""Tool permissions in a real Pydantic AI run and a real LangChain run (each in its own venv, the fake provider, the one line
+"""Tool permissions in real Pydantic AI, LangChain, smolagents and CrewAI runs (each in its own venv, the fake provider, the one line
 ``al.instrument()``), with the real API and broker: a denied tool is not executed and the run
 ends cleanly; a tool that needs approval runs after a human approves it through the API (from
 another thread, while the agent waits); both decisions land in the warehouse as ``tool_call``
@@ -25,7 +25,12 @@ from agentledger.settings import Settings
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.sink import Sink, SinkConfig
 
-ADAPTER = {"pydantic_ai": "pydantic_ai", "langchain": "langchain_core"}  # the adapter each run installs
+ADAPTER = {
+    "pydantic_ai": "pydantic_ai",
+    "langchain": "langchain_core",
+    "smolagents": "smolagents",
+    "crewai": "crewai",
+}  # the adapter each run installs
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
@@ -48,7 +53,7 @@ def api(pipeline: Pipeline, tmp_path: Path) -> Iterator[tuple[str, dict[str, str
         server.stop()
 
 
-@pytest.mark.parametrize("framework", ["pydantic_ai", "langchain"])
+@pytest.mark.parametrize("framework", ["pydantic_ai", "langchain", "smolagents", "crewai"])
 def test_a_denied_tool_does_not_run_and_an_approved_tool_runs_after_the_api_approves(
     framework: str, pipeline: Pipeline, api: tuple[str, dict[str, str]]
 ) -> None:
@@ -107,7 +112,9 @@ def test_a_denied_tool_does_not_run_and_an_approved_tool_runs_after_the_api_appr
     denied = report["denied_run"]
     assert denied["error"] is None, denied  # the run ended cleanly, with an answer
     assert denied["ran"] == [] and denied["output"]  # shell_exec never ran
-    assert any("denied" in r and "shell_exec" in r for r in denied["tool_returns"]), denied
+    assert any(("denied" in r or "blocked" in r) and "shell_exec" in r for r in denied["tool_returns"]), (
+        denied
+    )
 
     ok = report["approved_run"]
     assert ok["error"] is None and ok["ran"] == ["send_email"], ok

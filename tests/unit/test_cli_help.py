@@ -48,7 +48,17 @@ def test_help_groups_commands_by_what_people_do() -> None:
     assert list(panels) == ["Options", "Start", "Run", "Operate", "Analyse", "Dev"]
     assert set(panels["Start"]) == {"demo", "kafka", "topics"}
     assert set(panels["Run"]) == {"worker", "health", "sink", "alerts", "api"}
-    assert set(panels["Operate"]) == {"policies", "objectives", "budgets", "rollout", "guard", "keys", "ui"}
+    assert set(panels["Operate"]) == {
+        "policies",
+        "objectives",
+        "budgets",
+        "rollout",
+        "guard",
+        "keys",
+        "tools",
+        "approvals",
+        "ui",
+    }
     assert set(panels["Analyse"]) == {"sql", "warehouse", "report"}
     assert set(panels["Dev"]) == {"smoke", "schema"}
 

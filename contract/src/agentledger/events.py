@@ -460,6 +460,7 @@ class Action(StrEnum):
     ROLLBACK = "rollback"
     DOWNGRADE = "downgrade"
     ROUTE = "route"
+    ROTATE = "rotate"
 
 
 class Lane(StrEnum):
@@ -471,6 +472,7 @@ class Lane(StrEnum):
     DOWNGRADE = "downgrade"  # downgrade: which model a call is sent to (independent of rollback)
     PROVIDER = "provider"  # failover, resume: which provider a call is sent to
     ROLLOUT = "rollout"  # route: a rollout's share of tasks to a new version (a rollback wins)
+    KEYS = "keys"  # rotate: move a provider's key pool off a key (docs/security.md)
 
 
 class Authority(StrEnum):
@@ -494,6 +496,7 @@ _LANE_OF_ACTION: dict[str, Lane] = {
     "downgrade": Lane.DOWNGRADE,
     "failover": Lane.PROVIDER,
     "route": Lane.ROLLOUT,
+    "rotate": Lane.KEYS,
 }
 _LANES = {lane.value: lane for lane in Lane}
 _AUTHORITIES = {a.value: a for a in Authority}
@@ -579,6 +582,13 @@ class CommandParams(_Model):
     step: int | None = Field(
         default=None, ge=0, exclude_if=_unset, description="Route: the rollout step (0 = the first)."
     )
+    fingerprint: str | None = Field(
+        default=None,
+        pattern=r"^k-[0-9a-f]{12}$",
+        exclude_if=_unset,
+        description="Rotate: the key to move off, by fingerprint (`k-` + 12 hex digits; never the "
+        "key itself); default: the key each process is using.",
+    )
 
 
 class ControlCommand(_Model):
@@ -614,6 +624,8 @@ class ControlCommand(_Model):
             raise ValueError("a rollback needs params.target_version")
         if self.action is Action.DOWNGRADE and self.params.model is None:
             raise ValueError("a downgrade needs params.model")
+        if self.action is Action.ROTATE and self.scope.kind is not ScopeKind.PROVIDER:
+            raise ValueError("a rotate needs a provider scope")
         if self.lane is not None and lane_of(self.action, self.scope.kind, self.lane) is not self.lane:
             raise ValueError(
                 f"a {self.action.value} belongs to the {lane_of(self.action, self.scope.kind).value} lane"

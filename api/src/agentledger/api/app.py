@@ -30,6 +30,7 @@ from agentledger.api.routers import (
     rollouts,
     tools,
 )
+from agentledger.api.routers import keys as provider_keys
 from agentledger.api.sessions import DashboardSignIn
 from agentledger.api.state import ApiState, TopicNames
 from agentledger.errors import ConfigError
@@ -127,6 +128,7 @@ def create_app(
         control,
         rollouts,
         tools,
+        provider_keys,
         dashboards,
     ):
         app.include_router(module.router)

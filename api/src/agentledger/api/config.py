@@ -31,6 +31,12 @@ class ApiSettings(BaseSettings):
         "default: generated once into <home>/ui_session.secret.",
     )
     session_ttl_s: int = Field(default=8 * 3600, ge=60, description="Dashboard sign-in lifetime.")
+    approvals_keep_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="A decided approval stays on the tools topic this long (for Guards that read it "
+        "late), then is deleted (a tombstone); a pending one is deleted this long after its timeout.",
+    )
     cookie_secure: bool = Field(
         default=False, description="Mark dashboard cookies Secure (always done for https requests)."
     )

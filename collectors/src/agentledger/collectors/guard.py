@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from agentledger import topics
-from agentledger.events import ControlCommand
+from agentledger.events import Action, ControlCommand
 from agentledger.rollout import pick
 from agentledger.settings import get_settings
 
@@ -139,8 +139,21 @@ class Guard:
         with self._lock:
             self._state.apply(key, command)
             self._index = self._state.index()
+        if command is not None and command.action is Action.ROTATE:
+            self._rotate([command])
+
+    def _rotate(self, commands: list[ControlCommand]) -> None:
+        """Key rotations (docs/security.md): the pool moves off a key; never raises."""
+        from . import keys
+
+        for command in commands:
+            try:
+                keys.obey(command, _configured_tenant(), live=self._is_ready)
+            except Exception:  # a key pool fault is not the Guard's
+                log.exception("agentledger guard could not apply rotate command %s", command.command_id)
 
     def _apply_raw(self, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        rotations: list[ControlCommand] = []
         with self._lock:
             for topic, raw_key, raw_value in records:
                 self.records += 1
@@ -163,7 +176,11 @@ class Guard:
                     log.warning("ignoring an invalid control record (key %r): %s", key, exc)
                     continue
                 self._state.apply(key, command)
+                if command.action is Action.ROTATE:
+                    rotations.append(command)
             self._index = self._state.index()
+        if rotations:
+            self._rotate(rotations)
 
     def _expire(self) -> None:
         if time.time() >= self._index.next_expiry:

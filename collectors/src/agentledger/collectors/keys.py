@@ -18,10 +18,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 from agentledger.errors import AgentLedgerError
+from agentledger.events import ControlCommand
 
 log = logging.getLogger("agentledger.collectors")
 
@@ -172,6 +174,7 @@ class KeyPool:
         self._refused: set[str] = set()
         self._seen: tuple[str, ...] = ()
         self._lock = threading.Lock()
+        self.provider: str | None = None  # set by ``set_keys``: the provider it serves
 
     def keys(self) -> list[str]:
         for source in self.sources:
@@ -207,15 +210,20 @@ class KeyPool:
                     retry_after_s if retry_after_s is not None else self.cooldown_s
                 )
         log.warning("agentledger keys: key %s answered %d; moving to the next key", fp, status)
+        if self.provider is not None:
+            _record_refusal(self.provider, fp, status)
 
-    def rotate(self) -> None:
-        """Read every source again now and forget refusals and cool-downs."""
+    def rotate(self, away_from: str | None = None) -> None:
+        """Read every source again now and forget refusals and cool-downs; ``away_from`` (a
+        fingerprint) is refused from now on, while the source still lists it."""
         for source in self.sources:
             source.refresh()
         with self._lock:
             self._refused.clear()
             self._cooling.clear()
             self._seen = ()
+            if away_from is not None:
+                self._refused.add(away_from)
 
 
 _POOLS: dict[str, KeyPool] = {}
@@ -229,6 +237,37 @@ def set_keys(pools: Mapping[str, KeyPool] | None) -> None:
             if not isinstance(pool, KeyPool):
                 raise ValueError(f"keys[{name!r}] must be a KeyPool, not {type(pool).__name__}")
     _POOLS = dict(pools or {})
+    for name, pool in _POOLS.items():
+        pool.provider = name
+
+
+def _record_refusal(provider: str, fp: str, status: int) -> None:
+    """The refused attempt as an LLM span in error, with the key's fingerprint, so the health
+    worker counts errors per key (the call itself went on with the next key: its own usage
+    event says so). Telemetry: never raises."""
+    try:
+        from . import _ids
+        from . import client as api
+        from .naming import current_call
+
+        em, caller = api._emitter, current_call()
+        if em is None or caller is None:
+            return
+        now = time.time_ns()
+        trace_id = caller.trace_id or "%032x" % (_ids._rng.getrandbits(128) | 1)
+        cause = "key_refused" if status == 401 else "key_rate_limited"
+        event = {
+            "event_id": _ids.event_id(), "type": "span", "ts": now, "tenant": caller.tenant,
+            "agent": caller.agent, "agent_version": caller.agent_version, "workflow": caller.workflow,
+            "trace_id": trace_id, "span_id": _ids.span_id(), "parent_span_id": caller.span_id or caller.parent_span_id,
+            "name": f"{provider} key {status}", "kind": "llm", "start": now, "end": now, "status": "error",
+            "error_type": f"http_{status}", "provider": provider,
+            "attributes": {"agentledger.key_fingerprint": fp, "agentledger.error.cause": cause,
+                           "http.response.status_code": status},
+        }  # fmt: skip
+        em._worker.put(event)
+    except Exception:
+        log.exception("agentledger keys: could not record the refusal of key %s", fp)
 
 
 def pool_for(provider: str) -> KeyPool | None:
@@ -240,6 +279,45 @@ def rotate(provider: str | None = None) -> None:
     for name, pool in _POOLS.items():
         if provider is None or name == provider:
             pool.rotate()
+
+
+_OBEYED: set[str] = set()  # command ids of rotate commands already obeyed by this process
+
+
+def obey(command: ControlCommand, tenant: str | None, live: bool) -> str | None:
+    """A ``rotate`` command read from the control topic (docs/security.md, "Rotating a key").
+
+    Each command is obeyed once per process (the Guard reads the compacted topic again after
+    a reconnect). A command naming a fingerprint moves the pool off that key: also in a process
+    that starts later, while the command is in force and the source still lists the key. One
+    naming none moves off the key in use, in processes running when it is published (``live``:
+    read after the Guard caught up); a process that starts later has not used a key yet.
+    Returns the fingerprint moved off, or None when the command does not apply here."""
+    scope = command.scope
+    if command.command_id in _OBEYED or scope.provider is None:
+        return None
+    if scope.tenant is not None and tenant is not None and scope.tenant != tenant:
+        return None
+    _OBEYED.add(command.command_id)
+    if not command.active(datetime.now(UTC)):
+        return None
+    pool = pool_for(scope.provider)
+    if pool is None:
+        return None
+    away = command.params.fingerprint
+    if away is None:
+        if not live:
+            return None
+        picked = pool.current()
+        away = picked[1] if picked is not None else None
+    pool.rotate(away)
+    log.warning(
+        "agentledger keys: rotate command %s for %s: moving off key %s",
+        command.command_id,
+        scope.provider,
+        away or "(none in use)",
+    )
+    return away
 
 
 def retry_after_s(exc: BaseException) -> float | None:

@@ -33,6 +33,8 @@ COMMANDS: list[str] = [
     "agentledger.cli.sql",
     "agentledger.cli.warehouse",
     "agentledger.cli.api",
+    "agentledger.cli.keys",
+    "agentledger.cli.tools",
     "agentledger.cli.report",
     "agentledger.cli.ui",
     "agentledger.cli.health",
@@ -48,7 +50,7 @@ COMMANDS: list[str] = [
 PANELS: dict[str, tuple[str, ...]] = {
     "Start": ("demo", "kafka", "topics"),
     "Run": ("worker", "health", "sink", "alerts", "api"),
-    "Operate": ("policies", "objectives", "budgets", "rollout", "guard", "keys", "ui"),
+    "Operate": ("policies", "objectives", "budgets", "rollout", "guard", "keys", "tools", "approvals", "ui"),
     "Analyse": ("sql", "warehouse", "report"),
     "Dev": ("smoke", "schema"),
 }

@@ -120,8 +120,20 @@ class LatencyObjectiveConfig(_Cfg):
     target: float = Field(default=0.95, gt=0, lt=1)
 
 
+class KeyAlertsConfig(_Cfg):
+    """A provider key whose calls fail (401, 429, other errors) raises ``provider.key``: at
+    least ``min_errors`` errors and an error rate of at least ``error_rate`` in the last
+    ``window_s`` seconds; resolved once the window holds fewer errors than that, or a rate under
+    half of it (docs/security.md)."""
+
+    window_s: float = Field(default=60.0, gt=0)
+    min_errors: int = Field(default=5, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+
+
 class ProvidersConfig(_Cfg):
     fallbacks: dict[str, str] = Field(default_factory=dict)
+    keys: KeyAlertsConfig = Field(default_factory=KeyAlertsConfig)
     window_s: float = Field(default=30.0, gt=0)
     min_volume: int = Field(default=20, ge=1)
     error_rate: float = Field(default=0.5, gt=0, le=1)

@@ -2,13 +2,16 @@
 
 Both are records of the compacted tools topic, which every Guard follows: a policy change
 reaches running agents as a control command does; an approval's answer reaches the waiting
-agent the same way (it does not poll the API).
+agent the same way (it does not poll the API). An approval decided more than
+``approvals_keep_s`` ago, or left pending that long past its policy's timeout, is deleted from
+the topic (a tombstone) whenever approvals are requested, listed or answered, so the topic does
+not grow with every request ever made.
 """
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Depends, Query, Response
 
@@ -32,6 +35,27 @@ def _approvals(state: ApiState) -> dict[str, Approval]:
     return {v.approval_id: v for v in state.tools.items().values() if isinstance(v, Approval)}
 
 
+async def _sweep(state: ApiState) -> None:
+    """Tombstones for approvals nobody waits for any more (decided, or pending past timeout)."""
+    now = datetime.now(UTC)
+    keep = timedelta(seconds=state.settings.approvals_keep_s)
+    policies = _policies(state)
+    done = []
+    for approval in _approvals(state).values():
+        if approval.state is not ApprovalState.PENDING:
+            over = approval.decided_at is not None and approval.decided_at + keep <= now
+        else:
+            policy = policies.get(approval.request.policy_id or "")
+            timeout = timedelta(seconds=policy.approval_timeout_s if policy is not None else 86_400.0)
+            over = approval.created_at + timeout + keep <= now
+        if over:
+            done.append(record_key(approval))
+    if done:
+        await state.publisher.send([Record(state.topics.tools, key, None) for key in done])
+        for key in done:
+            state.tools.remove(key)
+
+
 async def _write(state: ApiState, record: ToolPolicy | Approval) -> None:
     key = record_key(record)
     await state.publisher.send([Record(state.topics.tools, key, dump(record))])
@@ -46,6 +70,17 @@ async def list_tool_policies(
     return sorted(
         (p for p in _policies(state).values() if key.sees(p.selector.tenant)), key=lambda p: p.policy_id
     )
+
+
+@router.get("/v1/tool-policies/{policy_id}", response_model=ToolPolicy, responses=responses(401, 403, 404))
+async def get_tool_policy(
+    policy_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
+) -> ToolPolicy:
+    """One tool policy."""
+    policy = _policies(state).get(policy_id)
+    if policy is None or not key.sees(policy.selector.tenant):
+        raise NotFoundError(f"no tool policy {policy_id!r}")
+    return policy
 
 
 @router.put(
@@ -94,6 +129,7 @@ async def request_approval(
     """An agent asks a human whether it may run a tool (its Guard does this when a tool
     policy says ``require_approval``). The arguments are never sent, only their hash."""
     check_tenant(key, body.tenant, "tenant")
+    await _sweep(state)
     approval = Approval(approval_id=secrets.token_hex(12), request=body, created_at=datetime.now(UTC))
     await _write(state, approval)
     return approval
@@ -106,6 +142,7 @@ async def list_approvals(
     state: ApiState = Depends(get_state),
 ) -> list[Approval]:
     """Approval requests (``?state=pending``: those waiting for a human), oldest first."""
+    await _sweep(state)
     return sorted(
         (
             a
@@ -117,6 +154,7 @@ async def list_approvals(
 
 
 async def _answer(approval_id: str, answer: ApprovalState, key: ApiKey, state: ApiState) -> Approval:
+    await _sweep(state)
     approval = _approvals(state).get(approval_id)
     if approval is None or not key.sees(approval.request.tenant):
         raise NotFoundError(f"no approval {approval_id!r}")

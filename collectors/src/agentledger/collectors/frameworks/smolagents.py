@@ -7,6 +7,12 @@ own and its manager's are the manager's. smolagents wraps a model error in
 ``AgentGenerationError``; when the error is the hook's ``AgentKilled`` the adapter raises
 the ``AgentKilled`` itself, so ``agent.run(...)`` stops with it. A managed agent that is
 killed fails its manager's tool call (the manager sees the error and goes on).
+
+Tool permissions (docs/security.md): ``Tool.__call__`` (a ``@tool`` function, a ``Tool``
+subclass, in a ToolCallingAgent or a CodeAgent's code) is checked with the Guard's tool policy
+first. A denied tool does not run; its result is a text saying agentledger denied it, and why,
+so the model sees it and the run goes on. ``final_answer`` is not checked (a run must be able
+to end).
 """
 
 from __future__ import annotations
@@ -63,13 +69,40 @@ def _wrap(original: Callable[..., Generator[Any]]) -> Callable[..., Iterator[Any
     return _run_stream
 
 
+DENIED_PREFIX = "agentledger denied this tool call: "
+
+
+def _wrap_tool(original: Callable[..., Any]) -> Callable[..., Any]:
+    from agentledger.collectors.exceptions import ToolDenied
+    from agentledger.collectors.guard import get_guard
+
+    @functools.wraps(original)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        name = str(getattr(self, "name", "") or type(self).__name__)
+        if name != "final_answer":
+            try:
+                get_guard().tool(
+                    name, {k: v for k, v in kwargs.items() if k != "sanitize_inputs_outputs"} or list(args)
+                )
+            except ToolDenied as exc:
+                return DENIED_PREFIX + str(exc)
+        return original(self, *args, **kwargs)
+
+    call.__agentledger_hook__ = True  # type: ignore[attr-defined]
+    return call
+
+
 def install() -> bool:
     from smolagents.agents import MultiStepAgent
+    from smolagents.tools import Tool
 
     if not _PATCHED:
         original = MultiStepAgent.__dict__["_run_stream"]
         MultiStepAgent._run_stream = _wrap(original)  # type: ignore[method-assign]
         _PATCHED.append((MultiStepAgent, "_run_stream", original))
+        original_call = Tool.__dict__["__call__"]
+        Tool.__call__ = _wrap_tool(original_call)  # type: ignore[method-assign]
+        _PATCHED.append((Tool, "__call__", original_call))
     naming.add_agent_source(current_agent)
     return True
 

@@ -56,6 +56,7 @@ from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
 from .drift import DriftDetector, DriftFinding
+from .keyalerts import FINGERPRINT, KEY_CAUSES, KeyErrorMonitor, KeyTransition
 from .providers import CircuitState, CircuitTransition, Observation, ProviderHealthMonitor
 from .rollout import RolloutChange, RolloutController
 
@@ -94,6 +95,7 @@ class HealthEngine:
         self.table = table
         self.repartition = repartition
         self.providers = ProviderHealthMonitor(cfg.providers, clock)
+        self.keys = KeyErrorMonitor(cfg.providers.keys, clock)
         self.canary = CanaryJudge(cfg.canary, clock)
         self.rollouts = RolloutController(clock, cfg.canary.task_idle_s)
         self.slo = SloMonitor(cfg.objectives, clock=clock)
@@ -207,6 +209,7 @@ class HealthEngine:
         if saved is not None:
             self.offsets[key] = {k: int(v) for k, v in saved.get("o", {}).items()}
             self.providers.load_provider(provider, saved.get("circuits", {}))
+            self.keys.load_provider(provider, saved.get("keys", {}))
             if saved.get("failed_over"):
                 self.failed_over.add(provider)
         return key
@@ -226,7 +229,7 @@ class HealthEngine:
         else:
             body = {
                 "provider": owner, "o": self.offsets[key], "failed_over": owner in self.failed_over,
-                "circuits": self.providers.dump_provider(owner),
+                "circuits": self.providers.dump_provider(owner), "keys": self.keys.dump_provider(owner),
             }  # fmt: skip
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -266,6 +269,7 @@ class HealthEngine:
             else:
                 self.provider_key.pop(owner, None)
                 self.providers.drop_provider(owner)
+                self.keys.drop_provider(owner)
                 self.failed_over.discard(owner)
 
     def load_owned(self) -> None:
@@ -305,6 +309,7 @@ class HealthEngine:
             return []
         out: list[Outgoing] = []
         calls: dict[tuple[str, str, int], Observation] = {}
+        keycalls: dict[str, dict[str, list[float]]] = {}  # provider -> fingerprint -> [calls, errors, ts]
         fresh: dict[str, bool] = {}
         for ev in decoded.events:
             key = self._agent(ev.tenant, ev.agent, partition)
@@ -316,11 +321,13 @@ class HealthEngine:
             self.counts["events"] += 1
             self.dirty.add(key)
             if isinstance(ev, SpanEvent):
-                out.extend(self._on_span(ev, calls))
+                out.extend(self._on_span(ev, calls, keycalls))
             elif isinstance(ev, QualityEvent):
                 out.extend(self._on_quality(ev))
-        if calls:
-            out.extend(self._provider_calls(calls, partition, offset))
+            elif isinstance(ev, UsageEvent) and isinstance(fp := ev.attributes.get(FINGERPRINT), str):
+                _count_key(keycalls, ev.provider, fp, ev.ts.timestamp(), False)
+        if calls or keycalls:
+            out.extend(self._provider_calls(calls, partition, offset, keycalls))
         return out
 
     def on_priced(self, raw: bytes, partition: int = 0, offset: int | None = None) -> list[Outgoing]:
@@ -362,29 +369,38 @@ class HealthEngine:
             provider = str(body["provider"])
             src_part, src_off = (int(x) for x in body["origin"])
             obs = [(str(m), Observation.from_json(o)) for m, o in body["calls"]]
-        except (ValueError, KeyError, TypeError):
+            keys = {str(fp): [float(x) for x in v[:3]] for fp, v in body.get("keys", {}).items()}
+        except (ValueError, KeyError, TypeError, AttributeError):
             self.counts["bad_records"] += 1
             return []
-        return self._observe(provider, obs, partition, (src_part, src_off))
+        return self._observe(provider, obs, partition, (src_part, src_off), keys)
 
     def _provider_calls(
-        self, calls: dict[tuple[str, str, int], Observation], partition: int, offset: int | None
+        self,
+        calls: dict[tuple[str, str, int], Observation],
+        partition: int,
+        offset: int | None,
+        keycalls: dict[str, dict[str, list[float]]] | None = None,
     ) -> list[Outgoing]:
-        by_provider: dict[str, list[tuple[str, Observation]]] = {}
+        keycalls = keycalls or {}
+        by_provider: dict[str, list[tuple[str, Observation]]] = {p: [] for p in keycalls}
         for (provider, model, _), obs in calls.items():
             by_provider.setdefault(provider, []).append((model, obs))
         out: list[Outgoing] = []
         for provider, models in by_provider.items():
+            keys = keycalls.get(provider, {})
             if self.repartition:
-                body = {
+                body: dict[str, Any] = {
                     "provider": provider,
                     "origin": [partition, -1 if offset is None else offset],
                     "calls": [[m, o.to_json()] for m, o in models],
                 }
+                if keys:
+                    body["keys"] = keys
                 value = json.dumps(body, separators=(",", ":")).encode()
                 out.append(Outgoing("providers", provider.encode(), value))
             else:
-                out.extend(self._observe(provider, models, 0, None))
+                out.extend(self._observe(provider, models, 0, None, keys))
         return out
 
     def _observe(
@@ -393,6 +409,7 @@ class HealthEngine:
         obs: list[tuple[str, Observation]],
         partition: int,
         origin: tuple[int, int] | None,
+        keys: dict[str, list[float]] | None = None,
     ) -> list[Outgoing]:
         key = self._provider(provider, partition)
         if origin is not None and origin[1] >= 0 and self._seen(key, str(origin[0]), origin[1]):
@@ -407,6 +424,10 @@ class HealthEngine:
             t = self.providers.observe(provider, model, o)
             if t is not None:
                 out.extend(self._on_circuit(t, o.cause))
+        for fp, (n, errors, ts) in (keys or {}).items():
+            kt = self.keys.observe(provider, fp, ts, int(n), int(errors))
+            if kt is not None:
+                out.append(self._on_key(kt))
         return out
 
     def tick(self) -> list[Outgoing]:
@@ -421,6 +442,11 @@ class HealthEngine:
             slow = t.new is CircuitState.OPEN and t.reason.startswith("latency objective")
             out.extend(self._on_circuit(t, self.slow_cause.get((t.provider, t.model)) if slow else None))
         out.extend(self._slo_alerts(self.slo.tick()))
+        for kt in self.keys.tick():
+            key = self.provider_key.get(kt.provider)
+            if key is not None:
+                self.dirty.add(key)
+            out.append(self._on_key(kt))
         now = self.clock()
         if now - self.last_canary_eval >= self.cfg.canary.eval_interval_s:
             self.last_canary_eval = now
@@ -481,9 +507,19 @@ class HealthEngine:
         return [cmd, alert]
 
     # --- provider health ----------------------------------------------------------------
-    def _on_span(self, ev: SpanEvent, calls: dict[tuple[str, str, int], Observation]) -> list[Outgoing]:
+    def _on_span(
+        self,
+        ev: SpanEvent,
+        calls: dict[tuple[str, str, int], Observation],
+        keycalls: dict[str, dict[str, list[float]]] | None = None,
+    ) -> list[Outgoing]:
         ts = ev.ts.timestamp()
         error = ev.status is SpanStatus.ERROR
+        fp = ev.attributes.get(FINGERPRINT)
+        if keycalls is not None and isinstance(fp, str) and ev.provider:
+            _count_key(keycalls, ev.provider, fp, ts, error)
+            if ev.attributes.get("agentledger.error.cause") in KEY_CAUSES:
+                return []  # one key refused, the call went on with the next: not the provider's nor the agent's failure
         if ev.agent_version:
             self.canary.record_span(ev.tenant, ev.agent, ev.agent_version, error, ts)
             if self.rollouts.runs:
@@ -600,6 +636,29 @@ class HealthEngine:
                 )
             )
         return out
+
+    def _on_key(self, t: KeyTransition) -> Outgoing:
+        """A key's errors spiked (or settled): one alert naming provider and fingerprint."""
+        figures: dict[str, Any] = {
+            "provider": t.provider,
+            "fingerprint": t.fingerprint,
+            "calls": t.calls,
+            "errors": t.errors,
+            "error_rate": round(t.error_rate, 4),
+            "window_s": self.cfg.providers.keys.window_s,
+        }
+        entity = f"{t.provider}/{t.fingerprint}"
+        if t.alerting:
+            summary = (
+                f"{t.provider} key {t.fingerprint}: {t.errors} of {t.calls} calls failed in the last "
+                f"{self.cfg.providers.keys.window_s:g}s; check or rotate it "
+                f"(`agentledger keys rotate --provider {t.provider} --fingerprint {t.fingerprint}`)"
+            )
+            return self._alert(
+                "provider.key", entity, None, AlertState.ALERT, Severity.ERROR, summary, figures
+            )
+        summary = f"{t.provider} key {t.fingerprint}: errors back under the line ({t.errors} of {t.calls})"
+        return self._alert("provider.key", entity, None, AlertState.RESOLVED, Severity.INFO, summary, figures)
 
     # --- quality drift ------------------------------------------------------------------
     def _on_quality(self, ev: QualityEvent) -> list[Outgoing]:
@@ -722,3 +781,12 @@ class HealthEngine:
         return [
             self._alert("canary.verdict", entity, v.tenant, AlertState.OK, Severity.INFO, summary, figures)
         ]
+
+
+def _count_key(
+    keycalls: dict[str, dict[str, list[float]]], provider: str, fp: str, ts: float, error: bool
+) -> None:
+    row = keycalls.setdefault(provider, {}).setdefault(fp, [0.0, 0.0, ts])
+    row[0] += 1
+    row[1] += 1 if error else 0
+    row[2] = max(row[2], ts)
