@@ -32,7 +32,7 @@ def rotate(
     from datetime import UTC, datetime
 
     from agentledger import topics
-    from agentledger.cli.rollout import _publish
+    from agentledger.compacted import publish
     from agentledger.errors import ConfigError
     from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
     from agentledger.wire import dump
@@ -52,11 +52,10 @@ def rotate(
         raise ConfigError(f"keys rotate: invalid {bad}") from None
     s = settings()
     asyncio.run(
-        _publish(
+        publish(
             checked_bootstrap("guard", s),  # the control topic
             topics.name(topics.CONTROL, s.topic_prefix),
-            command.key,
-            dump(command),
+            [(command.key, dump(command))],
             s.kafka_client_options(),
         )
     )
