@@ -51,7 +51,7 @@ from agentledger.events import (
 from agentledger.rollout import RolloutPolicy
 from agentledger.streams.healthconfig import HealthConfig
 from agentledger.streams.objectivetopic import parse_objective
-from agentledger.streams.slo import SloMonitor
+from agentledger.streams.slo import SloMonitor, SloTallies
 from agentledger.wire import decode_envelope, decode_priced, dump
 
 from .canary import CanaryJudge, CanaryVerdict
@@ -310,6 +310,7 @@ class HealthEngine:
         out: list[Outgoing] = []
         calls: dict[tuple[str, str, int], Observation] = {}
         keycalls: dict[str, dict[str, list[float]]] = {}  # provider -> fingerprint -> [calls, errors, ts]
+        slo: SloTallies = {}  # provider objectives' counts for stage two (repartition only)
         fresh: dict[str, bool] = {}
         for ev in decoded.events:
             key = self._agent(ev.tenant, ev.agent, partition)
@@ -321,13 +322,13 @@ class HealthEngine:
             self.counts["events"] += 1
             self.dirty.add(key)
             if isinstance(ev, SpanEvent):
-                out.extend(self._on_span(ev, calls, keycalls))
+                out.extend(self._on_span(ev, calls, keycalls, slo))
             elif isinstance(ev, QualityEvent):
                 out.extend(self._on_quality(ev))
             elif isinstance(ev, UsageEvent) and isinstance(fp := ev.attributes.get(FINGERPRINT), str):
                 _count_key(keycalls, ev.provider, fp, ev.ts.timestamp(), False)
         if calls or keycalls:
-            out.extend(self._provider_calls(calls, partition, offset, keycalls))
+            out.extend(self._provider_calls(calls, partition, offset, keycalls, slo))
         return out
 
     def on_priced(self, raw: bytes, partition: int = 0, offset: int | None = None) -> list[Outgoing]:
@@ -370,10 +371,11 @@ class HealthEngine:
             src_part, src_off = (int(x) for x in body["origin"])
             obs = [(str(m), Observation.from_json(o)) for m, o in body["calls"]]
             keys = {str(fp): [float(x) for x in v[:3]] for fp, v in body.get("keys", {}).items()}
+            slo = [(str(o), str(e), float(ts), int(g), int(b)) for o, e, ts, g, b in body.get("slo", [])]
         except (ValueError, KeyError, TypeError, AttributeError):
             self.counts["bad_records"] += 1
             return []
-        return self._observe(provider, obs, partition, (src_part, src_off), keys)
+        return self._observe(provider, obs, partition, (src_part, src_off), keys, slo)
 
     def _provider_calls(
         self,
@@ -381,8 +383,10 @@ class HealthEngine:
         partition: int,
         offset: int | None,
         keycalls: dict[str, dict[str, list[float]]] | None = None,
+        slo: SloTallies | None = None,
     ) -> list[Outgoing]:
         keycalls = keycalls or {}
+        slo = slo or {}
         by_provider: dict[str, list[tuple[str, Observation]]] = {p: [] for p in keycalls}
         for (provider, model, _), obs in calls.items():
             by_provider.setdefault(provider, []).append((model, obs))
@@ -397,6 +401,8 @@ class HealthEngine:
                 }
                 if keys:
                     body["keys"] = keys
+                if tallies := slo.get(provider):
+                    body["slo"] = [[o, e, c[0], int(c[1]), int(c[2])] for (o, e, _), c in tallies.items()]
                 value = json.dumps(body, separators=(",", ":")).encode()
                 out.append(Outgoing("providers", provider.encode(), value))
             else:
@@ -410,6 +416,7 @@ class HealthEngine:
         partition: int,
         origin: tuple[int, int] | None,
         keys: dict[str, list[float]] | None = None,
+        slo: list[tuple[str, str, float, int, int]] | None = None,
     ) -> list[Outgoing]:
         key = self._provider(provider, partition)
         if origin is not None and origin[1] >= 0 and self._seen(key, str(origin[0]), origin[1]):
@@ -428,6 +435,8 @@ class HealthEngine:
             kt = self.keys.observe(provider, fp, ts, int(n), int(errors))
             if kt is not None:
                 out.append(self._on_key(kt))
+        for objective_id, entity, ts, good, bad in slo or ():
+            out.extend(self._slo_alerts(self.slo.on_counts(objective_id, entity, ts, good, bad)))
         return out
 
     def tick(self) -> list[Outgoing]:
@@ -512,6 +521,7 @@ class HealthEngine:
         ev: SpanEvent,
         calls: dict[tuple[str, str, int], Observation],
         keycalls: dict[str, dict[str, list[float]]] | None = None,
+        slo: SloTallies | None = None,
     ) -> list[Outgoing]:
         ts = ev.ts.timestamp()
         error = ev.status is SpanStatus.ERROR
@@ -526,7 +536,8 @@ class HealthEngine:
                 self.rollouts.record_span(ev.tenant, ev.agent, ev.agent_version, error)
         if ev.kind is not SpanKind.LLM or not ev.provider:
             return []
-        out = self._slo_alerts(self.slo.on_span(ev))
+        # with repartition, provider objectives are judged in stage two, where all calls meet
+        out = self._slo_alerts(self.slo.on_span(ev, slo if self.repartition and slo is not None else None))
         slow = self.cfg.providers.latency_objective
         within = None if slow is None else ev.duration_ms <= slow.threshold_ms
         bucket = (ev.provider, ev.model or "*", int(ts))

@@ -4,7 +4,7 @@ unhealthy" rule a provider circuit calls. Pure logic: no Kafka, no Faust, event 
 
 from .burn import BurnState, BurnVerdict, evaluate_rule
 from .counts import SloCounts, WindowFigures
-from .monitor import SloMonitor, entity_of
+from .monitor import SloMonitor, SloTallies, entity_of
 from .slow import slow_reason, slow_reason_counts
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "BurnVerdict",
     "SloCounts",
     "SloMonitor",
+    "SloTallies",
     "WindowFigures",
     "entity_of",
     "evaluate_rule",

@@ -37,6 +37,10 @@ RULE = "slo.burn_rate"
 MAX_SKEW_S = 60.0
 PRUNE_EVERY_S = 60.0  # a span stamped further in the future than this does not move event time
 
+# Stage one's counts of provider objectives, per provider (the providers-topic key):
+# (objective_id, entity, second) -> [latest ts in that second, good, bad]
+SloTallies = dict[str, dict[tuple[str, str, int], list[float]]]
+
 
 def matches(obj: ObjectivePolicy, ev: SpanEvent) -> bool:
     s = obj.selector
@@ -137,7 +141,12 @@ class SloMonitor:
         self._objectives_changed()
         return out
 
-    def on_span(self, ev: SpanEvent) -> list[AlertEvent]:
+    def on_span(self, ev: SpanEvent, deferred: SloTallies | None = None) -> list[AlertEvent]:
+        """Count one span for every objective it matches and judge the entities it moved.
+
+        ``deferred`` (stage one of the two-stage health worker): objectives kept ``per:
+        provider`` or ``model`` are counted into it instead of judged here, to be added
+        where every partition's calls to that provider meet (``on_counts``)."""
         if not self.objectives or ev.kind is not SpanKind.LLM or not ev.provider:
             return []
         ts = ev.ts.timestamp()
@@ -147,22 +156,61 @@ class SloMonitor:
             good = classify(obj, ev)
             if good is None:
                 continue
-            key = (obj.objective_id, entity_of(obj, ev))
-            t = self.tracked.get(key)
-            if t is None:
-                tenant = ev.tenant if obj.selector.per.startswith("agent") else None
-                if tenant is None and "*" not in obj.selector.tenant:
-                    tenant = obj.selector.tenant
-                t = self.tracked[key] = _Tracked(
-                    SloCounts(self.bucket_s), tenant, min(ts, wall + MAX_SKEW_S), wall
+            entity = entity_of(obj, ev)
+            if deferred is not None and obj.selector.per in ("provider", "model"):
+                cell = deferred.setdefault(ev.provider, {}).setdefault(
+                    (obj.objective_id, entity, int(ts // 1)), [ts, 0, 0]
                 )
-            t.counts.add(ts, good)
-            if t.event_now < ts <= wall + MAX_SKEW_S:
-                t.event_now, t.wall_at = ts, wall
-            now = t.event_now
-            if ts >= now - self.longest and now - t.last_eval >= self.eval_every_s:
-                out.extend(self._evaluate(obj, key, t, now))
+                cell[0] = max(cell[0], ts)
+                cell[1 if good else 2] += 1
+                continue
+            tenant = ev.tenant if obj.selector.per.startswith("agent") else None
+            out.extend(self._count(obj, entity, tenant, ts, good, 1, wall))
         return out
+
+    def on_counts(self, objective_id: str, entity: str, ts: float, good: int, bad: int) -> list[AlertEvent]:
+        """Add calls counted elsewhere (stage one's ``deferred`` tallies) for one objective and
+        entity at event time ``ts``, then judge the entity as ``on_span`` does. Counts of an
+        objective not judged here (deleted or disabled meanwhile) are dropped."""
+        obj = self.objectives.get(objective_id)
+        if obj is None or good < 0 or bad < 0 or good + bad == 0:
+            return []
+        wall = self.clock()
+        out = self._count(obj, entity, None, ts, True, good, wall, evaluate=bad == 0)
+        if bad:
+            out.extend(self._count(obj, entity, None, ts, False, bad, wall))
+        return out
+
+    def _count(
+        self,
+        obj: ObjectivePolicy,
+        entity: str,
+        tenant: str | None,
+        ts: float,
+        good: bool,
+        n: int,
+        wall: float,
+        evaluate: bool = True,
+    ) -> list[AlertEvent]:
+        """Add ``n`` good or bad calls at ``ts`` to an entity, move its event time and judge it
+        when due (at most every ``eval_every_s``)."""
+        if n <= 0:
+            return []
+        key = (obj.objective_id, entity)
+        t = self.tracked.get(key)
+        if t is None:
+            if tenant is None and "*" not in obj.selector.tenant:
+                tenant = obj.selector.tenant
+            t = self.tracked[key] = _Tracked(
+                SloCounts(self.bucket_s), tenant, min(ts, wall + MAX_SKEW_S), wall
+            )
+        t.counts.add(ts, good, n)
+        if t.event_now < ts <= wall + MAX_SKEW_S:
+            t.event_now, t.wall_at = ts, wall
+        now = t.event_now
+        if evaluate and ts >= now - self.longest and now - t.last_eval >= self.eval_every_s:
+            return self._evaluate(obj, key, t, now)
+        return []
 
     def _matching(self, ev: SpanEvent) -> list[ObjectivePolicy]:
         """The objectives counting ``ev`` (remembered per distinct set of names)."""
