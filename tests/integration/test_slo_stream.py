@@ -369,3 +369,131 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
     circuit = [AlertEvent.model_validate_json(v) for v in alerts.values]
     opened = [a for a in circuit if a.rule == "provider.circuit" and a.state is AlertState.ALERT]
     assert opened and opened[0].figures["errors"] == 0 and opened[0].command_id == failover.command_id
+
+
+# --- a provider objective judged by two health processes ----------------------------------
+
+AGENTS4 = ("a0", "a1", "a3", "a4")  # one per partition of the events topic (checked below)
+PROVIDER_OBJECTIVE = {
+    "objective_id": "openai-latency",
+    "kind": "latency",
+    "target": TARGET,
+    "threshold_ms": THRESHOLD_MS,
+    "selector": {"provider": "openai", "per": "provider"},
+    "alerts": [{"name": "page", "burn_rate": 14.4, "long_window_s": 3600, "short_window_s": 300}],
+}
+
+
+async def _events_partitions_per_member(bootstrap: str, group: str, topic: str) -> list[list[int]] | None:
+    """The events partitions each member of the health group holds, once the group is Stable."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (resp,) = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, members, *_ = resp.groups[0]
+        if state != "Stable":
+            return None
+        held = []
+        for member in members:
+            assignment = ConsumerProtocolMemberAssignment.decode(member[-1])
+            held.append(sorted(p for t, parts in assignment.assignment if t == topic for p in parts))
+        return held
+    except KafkaError:
+        return None
+    finally:
+        await admin.close()
+
+
+async def _publish_spread(bootstrap: str, topic: str, start: float) -> None:
+    """Every agent's calls slow for SLOW_S after BASE_S, in time order, 25 calls a record per
+    agent, the four agents' records interleaved (the partitions move on together)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        t, end, n = start, start + BASE_S + SLOW_S + AFTER_S, 0
+        batches: dict[str, list[SpanEvent]] = {a: [] for a in AGENTS4}
+        while t < end:
+            slow = start + BASE_S <= t < start + BASE_S + SLOW_S
+            latency = 3000.0 if slow else 200.0
+            for agent in AGENTS4:
+                n += 1
+                ts = datetime.fromtimestamp(t, UTC)
+                batches[agent].append(
+                    SpanEvent(
+                        event_id=f"slo-{uuid.uuid4().hex[:20]}",
+                        ts=ts,
+                        tenant="acme",
+                        agent=agent,
+                        agent_version="v1",
+                        trace_id=uuid.uuid4().hex,
+                        span_id=f"{n:016x}",
+                        name="chat gpt-4o",
+                        kind=SpanKind.LLM,
+                        start=ts - timedelta(milliseconds=latency),
+                        end=ts,
+                        status=SpanStatus.OK,
+                        provider="openai",
+                        model="gpt-4o",
+                    )
+                )
+            t += EVERY_S * 2
+            if len(batches[AGENTS4[0]]) >= 25 or t >= end:
+                for agent in AGENTS4:
+                    key = f"acme/{agent}"
+                    await producer.send(topic, encode_envelope(key, batches[agent]), key=key.encode())
+                    batches[agent] = []
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def test_two_health_processes_page_once_for_a_provider_whose_calls_span_both(
+    topics: Any, tmp_path: Path
+) -> None:
+    """A provider objective whose calls come from agents on all four events partitions, two
+    `agentledger health` processes each holding some of them: stage one counts, stage two adds,
+    so the page fires once and resolves once (judged per process, each would page on its own)."""
+    from aiokafka.partitioner import DefaultPartitioner
+
+    every = list(range(specs.EVENTS.partitions))
+    assert sorted(DefaultPartitioner()(f"acme/{a}".encode(), every, every) for a in AGENTS4) == every
+    config = tmp_path / "policy.yaml"
+    config.write_text(yaml.safe_dump({"policies": [], "objectives": [PROVIDER_OBJECTIVE]}))
+    env = health_env(topics.bootstrap, topics.prefix, tmp_path / "home")
+    logs = [tmp_path / f"health-{i}.log" for i in range(2)]
+    procs = [
+        start_health(env, config, log, "--datadir", str(tmp_path / f"faust-{i}"))
+        for i, log in enumerate(logs)
+    ]
+
+    def tails() -> str:
+        return "\n".join(log.read_text(errors="replace")[-3000:] for log in logs)
+
+    try:
+        deadline, group = time.monotonic() + 120, f"{topics.prefix}agentledger-health"
+        events = topics.prefix + specs.EVENTS.name
+        while (held := await _events_partitions_per_member(topics.bootstrap, group, events)) is None or len(
+            held
+        ) != 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), tails()
+            await asyncio.sleep(0.5)
+        # both processes read some of the four agents (each of them would page on its own)
+        assert all(held) and sorted(p for h in held for p in h) == every, held
+        start = time.time() - (BASE_S + SLOW_S + AFTER_S) - 60
+        await _publish_spread(topics.bootstrap, events, start)
+        alerts = await _alerts(topics.bootstrap, topics.prefix + specs.ALERTS.name, 2, timeout=120)
+    finally:
+        for p in procs:
+            stop_health(p)
+    slo = [a for a in alerts if a.rule == "slo.burn_rate"]
+    assert [(a.entity, a.state) for a in slo] == [
+        ("openai-latency:openai:page", AlertState.ALERT),
+        ("openai-latency:openai:page", AlertState.RESOLVED),
+    ], tails()
+    step = start + BASE_S
+    predicted = step + 3600 * 14.4 * (1 - TARGET)
+    assert abs(slo[0].ts.timestamp() - predicted) <= 60 + 10 + 2 * EVERY_S, slo[0].ts.timestamp() - step
