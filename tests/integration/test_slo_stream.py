@@ -494,6 +494,10 @@ async def test_two_health_processes_page_once_for_a_provider_whose_calls_span_bo
         ("openai-latency:openai:page", AlertState.ALERT),
         ("openai-latency:openai:page", AlertState.RESOLVED),
     ], tails()
-    step = start + BASE_S
+    # Not before the workbook's time, and within the slow spell. Not exactly on time: the hours of
+    # history are read in one go, and one process's partitions may be read minutes of event time
+    # behind the other's, so stage two's windows miss their latest calls for a while (docs/slo.md).
+    step, recovery = start + BASE_S, start + BASE_S + SLOW_S
     predicted = step + 3600 * 14.4 * (1 - TARGET)
-    assert abs(slo[0].ts.timestamp() - predicted) <= 60 + 10 + 2 * EVERY_S, slo[0].ts.timestamp() - step
+    fired = slo[0].ts.timestamp()
+    assert predicted - (60 + 10 + 2 * EVERY_S) <= fired < recovery, (fired - step, predicted - step)
