@@ -51,18 +51,22 @@ class Clock:
 
 
 def calls(
-    a0_share: float, phases: list[tuple[float, bool]], slow_parts: frozenset[int] = frozenset({0, 1})
+    a0_share: float,
+    phases: list[tuple[float, bool]],
+    slow_parts: frozenset[int] = frozenset({0, 1}),
+    per_s: int = 10,
 ) -> Iterator[tuple[int, SpanEvent]]:
-    """(partition, span): ten calls a second; agent "a0" (``a0_share`` of them) lives on
+    """(partition, span): ``per_s`` calls a second; agent "a0" (``a0_share`` of them) lives on
     partition 0, "a1" on partition 1. In a slow phase the calls of ``slow_parts`` take 3 s."""
     t = T0
-    a0_calls = round(a0_share * 10)
+    a0_calls = round(a0_share * per_s)
     for seconds, slow in phases:
         end = t + seconds
         while t < end:
-            for i in range(10):
+            for i in range(per_s):
                 part = 0 if i < a0_calls else 1
-                yield part, span(t + i / 10, 3000.0 if slow and part in slow_parts else 200.0, f"a{part}")
+                lat = 3000.0 if slow and part in slow_parts else 200.0
+                yield part, span(t + i / per_s, lat, f"a{part}")
             t += 1.0
 
 
@@ -112,9 +116,9 @@ def _one_process(
 
 def test_partitions_counted_apart_add_up_to_the_single_process_verdict() -> None:
     # every call of the provider slow for an hour: one page, one resolve, as in one process
-    phases = [(7 * 3600.0, False), (3600.0, True), (3 * 3600.0, False)]
-    single, mon1 = _one_process(calls(0.5, phases), Clock())
-    split, mon2 = _two_stage(calls(0.5, phases), Clock())
+    phases = [(2 * 3600.0, False), (3600.0, True), (2 * 3600.0, False)]
+    single, mon1 = _one_process(calls(0.5, phases, per_s=2), Clock())
+    split, mon2 = _two_stage(calls(0.5, phases, per_s=2), Clock())
     assert [_key(a) for a in single if a.figures["alert_rule"] == "page"] == [
         ("slo.burn_rate|openai-latency:openai/gpt-4o:page", AlertState.ALERT),
         ("slo.burn_rate|openai-latency:openai/gpt-4o:page", AlertState.RESOLVED),
@@ -151,7 +155,7 @@ def test_one_slow_partition_does_not_page_for_a_provider_that_meets_its_objectiv
 
 def _engine_run(repartition: bool) -> tuple[list[Outgoing], list[Outgoing], HealthEngine]:
     """(stage-one outputs, stage-two outputs, stage two); one engine for both without
-    repartition. One record per partition per 10 s of calls."""
+    repartition. One record per partition per 20 s of calls."""
     clock = Clock()
     cfg = parse_health_config({"objectives": [provider_objective("provider").model_dump(mode="json")]})
     stage1 = [HealthEngine(cfg, clock, repartition=repartition) for _ in range(2)]
@@ -160,10 +164,10 @@ def _engine_run(repartition: bool) -> tuple[list[Outgoing], list[Outgoing], Heal
     second: list[Outgoing] = []
     batches: list[list[SpanEvent]] = [[], []]
     offsets = [0, 0]
-    for part, ev in calls(0.5, [(3 * 3600.0, False), (3600.0, True)]):
+    for part, ev in calls(0.5, [(2 * 3600.0, False), (3600.0, True)], per_s=2):
         clock.t = ev.ts.timestamp()
         batches[part].append(ev)
-        if len(batches[part]) < 50:
+        if len(batches[part]) < 20:
             continue
         eng = stage1[part] if repartition else stage1[0]
         out = eng.on_events(encode_envelope(f"acme/a{part}", batches[part]), part, offsets[part])
