@@ -13,7 +13,8 @@ topics (keyed tenant/agent): drift and canary state is per agent, under the tabl
 ``<partition>|a|<tenant>/<agent>``. Each LLM span is folded into one ``Observation`` per
 provider/model and second of the record; stage two reads them back from the providers topic
 (keyed by provider, so every partition's calls meet) and keeps each provider's circuits under
-``<partition>|p|<provider>``. The state of a key holds the last source offset applied (events,
+``<partition>|p|<provider>``. Objectives kept per provider or model ride along: stage one only
+counts them (the record's ``slo`` field), stage two adds the counts and judges. The state of a key holds the last source offset applied (events,
 priced) or the last origin offset per source partition (observations): a record replayed after
 a crash is skipped for keys whose saved state already has it. ``take_changes`` hands the changed
 keys to the caller, who writes them to the changelog before acking the records behind them.
