@@ -86,7 +86,9 @@ def _wrap_tool(original: Callable[..., Any]) -> Callable[..., Any]:
                 )
             except ToolDenied as exc:
                 return DENIED_PREFIX + str(exc)
-        return original(self, *args, **kwargs)
+        # bound through the descriptor: when another instrumentation (OpenInference) wrapped
+        # Tool.__call__ first, its wrapper must see the tool as its instance, not as an argument
+        return original.__get__(self, type(self))(*args, **kwargs)
 
     call.__agentledger_hook__ = True  # type: ignore[attr-defined]
     return call
