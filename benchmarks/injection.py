@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Callable
@@ -46,11 +47,50 @@ class Case:
     split: str  # "dev" | "test"
 
 
+NEAR_DUPLICATE = 0.8  # word-set Jaccard at which two deepset messages are one document
+_WORDS = re.compile(r"\w+")
+
+
+def near_duplicate_groups(texts: list[str], at: float = NEAR_DUPLICATE) -> list[int]:
+    """For each text, the index of its group: texts whose lower-cased word sets overlap by at
+    least ``at`` (Jaccard), joined transitively ("Has Russia attacked Ukraine?" and "Has
+    Russia attacked Ukraine? Why?" are one group)."""
+    words = [frozenset(_WORDS.findall(t.lower())) for t in texts]
+    parent = list(range(len(texts)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    order = sorted(range(len(texts)), key=lambda i: len(words[i]))
+    lo = 0
+    for k, i in enumerate(order):
+        a = words[i]
+        while len(words[order[lo]]) < at * len(a):  # smaller sets cannot reach ``at``
+            lo += 1
+        for j in order[lo:k]:
+            b = words[j]
+            inter = len(a & b)
+            if inter >= at * (len(a) + len(b) - inter):
+                parent[root(i)] = root(j)
+    return [root(i) for i in range(len(texts))]
+
+
 def _deepset() -> list[Case]:
+    """deepset rows, split by the SHA-256 of a group's first text in sorted order (3/5 dev):
+    near-duplicates (``near_duplicate_groups``) land on the same side."""
+    rows = [
+        json.loads(line) for line in (DATA / "deepset" / "prompt_injections.jsonl").read_text().splitlines()
+    ]
+    group = near_duplicate_groups([r["text"] for r in rows])
+    key: dict[int, str] = {}
+    for g, r in zip(group, rows, strict=True):
+        key[g] = min(key.get(g, r["text"]), r["text"])
     out = []
-    for line in (DATA / "deepset" / "prompt_injections.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        h = int(hashlib.sha256(row["text"].encode()).hexdigest()[:8], 16)
+    for g, row in zip(group, rows, strict=True):
+        h = int(hashlib.sha256(key[g].encode()).hexdigest()[:8], 16)
         out.append(Case(row["text"], int(row["label"]), "direct", "dev" if h % 5 < 3 else "test"))
     return out
 
