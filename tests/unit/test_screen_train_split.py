@@ -1,5 +1,6 @@
 """The model's training script reads the benchmark's dev split only, and its cross-validation
-holds out whole attack kinds (the test split's BIPIA attacks are all of kinds dev lacks)."""
+holds out whole attack kinds (the test split's BIPIA attacks are all of kinds dev lacks);
+deepset's near-duplicates fall on one side of the split and in one fold."""
 
 from __future__ import annotations
 
