@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ import yaml
 from _health_harness import Tail, health_env, start_health, stop_health
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from slo_spans import llm_span
 
 from agentledger import topics as specs
 from agentledger.events import AlertEvent, AlertState, SpanEvent
 from agentledger.wire import encode_envelope
-from slo_spans import llm_span
 
 TARGET, THRESHOLD_MS, EVERY_S = 0.99, 1000.0, 2.0
 BASE_S, SLOW_S, AFTER_S = 2 * 3600.0, 40 * 60.0, 40 * 60.0
@@ -55,13 +56,32 @@ async def _publish(bootstrap: str, topic: str, spans: list[SpanEvent]) -> None:
     await producer.start()
     try:
         for i in range(0, len(spans), 200):
-            await producer.send(topic, encode_envelope("acme/planner", spans[i : i + 200]), key=b"acme/planner")
+            await producer.send(
+                topic, encode_envelope("acme/planner", spans[i : i + 200]), key=b"acme/planner"
+            )
         await producer.flush()
     finally:
         await producer.stop()
 
 
-async def _committed_to_end(bootstrap: str, group: str, topic: str, timeout: float, log: Path) -> None:
+async def _one_stable_member(bootstrap: str, group: str) -> bool:
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (resp,) = await admin.describe_consumer_groups([group])
+        _, _, state, _, _, members, *_ = resp.groups[0]
+        return state == "Stable" and len(members) == 1
+    except KafkaError:
+        return False
+    finally:
+        await admin.close()
+
+
+async def _committed_to_end(
+    bootstrap: str, group: str, topic: str, timeout: float, logs: Callable[[], str]
+) -> None:
     """Until the group's committed offsets reach the end of ``topic``: every record processed,
     its state written to the changelog, acked and committed."""
     deadline = time.monotonic() + timeout
@@ -79,13 +99,15 @@ async def _committed_to_end(bootstrap: str, group: str, topic: str, timeout: flo
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
         await consumer.start()
         try:
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(specs.EVENTS.partitions)])
+            ends = await consumer.end_offsets(
+                [TopicPartition(topic, p) for p in range(specs.EVENTS.partitions)]
+            )
         finally:
             await consumer.stop()
         if all(done.get(tp.partition, 0) >= end for tp, end in ends.items()):
             return
         await asyncio.sleep(0.5)
-    raise AssertionError(f"events never committed\n{log.read_text(errors='replace')[-3000:]}")
+    raise AssertionError(f"events never committed\n{logs()}")
 
 
 def _slo(values: list[bytes]) -> list[AlertEvent]:
@@ -112,18 +134,28 @@ async def test_a_killed_and_restarted_health_worker_resolves_its_page_once_with_
     first = start_health(env, config, logs[0], "--datadir", str(tmp_path / "faust-1"))
     second = None
     try:
-        async with Tail(topics.bootstrap, topics.prefix + specs.ALERTS.name, specs.ALERTS.partitions) as alerts:
+        async with Tail(
+            topics.bootstrap, topics.prefix + specs.ALERTS.name, specs.ALERTS.partitions
+        ) as alerts:
             await _publish(topics.bootstrap, events, before)
             deadline = time.monotonic() + 120
             while not _slo(await alerts.poll()):
                 assert time.monotonic() < deadline and first.poll() is None, tails()
             (page,) = _slo(await alerts.drain(1.0))
             assert (page.entity, page.state) == (ENTITY, AlertState.ALERT)
-            await _committed_to_end(topics.bootstrap, group, events, 60, logs[0])
+            await _committed_to_end(topics.bootstrap, group, events, 60, tails)
             await asyncio.sleep(1.5)  # the state of the timer's last evaluations is written too
             stop_health(first, kill=True)
             assert first.returncode == -signal.SIGKILL
             second = start_health(env, config, logs[1], "--datadir", str(tmp_path / "faust-2"))
+            # the new worker alone in the group (the killed one's session expired): the rest of
+            # the stream comes after the restart, not during a rebalance
+            deadline = time.monotonic() + 120
+            while not (
+                "health ready:" in logs[1].read_text() and await _one_stable_member(topics.bootstrap, group)
+            ):
+                assert time.monotonic() < deadline and second.poll() is None, tails()
+                await asyncio.sleep(0.5)
             await _publish(topics.bootstrap, events, spans[len(before) :])
             deadline = time.monotonic() + 150
             while not any(a.state is AlertState.RESOLVED for a in _slo(await alerts.poll())):
@@ -136,7 +168,10 @@ async def test_a_killed_and_restarted_health_worker_resolves_its_page_once_with_
         stop_health(first, kill=True)
         if second is not None:
             stop_health(second)
-    assert [(a.entity, a.state) for a in found] == [(ENTITY, AlertState.ALERT), (ENTITY, AlertState.RESOLVED)], (
+    assert [(a.entity, a.state) for a in found] == [
+        (ENTITY, AlertState.ALERT),
+        (ENTITY, AlertState.RESOLVED),
+    ], (
         [(a.state.value, a.ts, a.figures) for a in found],
         tails(),
     )
@@ -148,12 +183,25 @@ async def test_a_killed_and_restarted_health_worker_resolves_its_page_once_with_
     assert abs(resolve.ts.timestamp() - (under + 300)) <= 60 + 10 + EVERY_S, resolve.ts.timestamp() - recovery
     # the resolve matches the page fired before the kill
     assert resolve.figures["fired_alert_id"] == page.alert_id
-    # the 28-day figures count every call since the start, not only those after the restart
-    upto = [s for s in spans if s.ts <= resolve.ts]
-    good = sum(1 for s in upto if s.duration_ms <= THRESHOLD_MS)
-    slack = 2 / len(upto)  # the last call or two may be in flight when the timer judges
-    assert abs(float(resolve.figures["attainment"]) - good / len(upto)) <= slack, (resolve.figures, good, len(upto))
-    budget_left = 1 - (1 - good / len(upto)) / (1 - TARGET)
-    assert abs(float(resolve.figures["budget_left"]) - budget_left) <= slack / (1 - TARGET)
+
+    # The 28-day figures count every call since the start, not only those after the restart:
+    # those of every call up to a moment in the last minute before the resolve (the timer may
+    # judge ahead of the calls read; after recovery the attainment only rises).
+    def figures_upto(ts: float) -> tuple[float, float]:
+        upto = [s for s in spans if s.ts.timestamp() <= ts]
+        share = sum(1 for s in upto if s.duration_ms <= THRESHOLD_MS) / len(upto)
+        return share, 1 - (1 - share) / (1 - TARGET)
+
+    low, high = figures_upto(resolve.ts.timestamp() - 60), figures_upto(resolve.ts.timestamp())
+    assert low[0] - 1e-6 <= float(resolve.figures["attainment"]) <= high[0] + 1e-6, (
+        resolve.figures,
+        low,
+        high,
+    )
+    assert low[1] - 1e-4 <= float(resolve.figures["budget_left"]) <= high[1] + 1e-4, (
+        resolve.figures,
+        low,
+        high,
+    )
     # and the budget kept burning from the figure reported before the kill
     assert float(resolve.figures["budget_left"]) < float(page.figures["budget_left"])

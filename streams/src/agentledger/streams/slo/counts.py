@@ -122,8 +122,8 @@ class SloCounts:
     def to_state(self) -> dict[str, Any]:
         """Compact, exact and JSON-able: per resolution a flat list of ``index step, good, bad``
         over the buckets in order (a bucket step is mostly 1, bad counts mostly 0), ~10 bytes a
-        bucket. A 28-day objective holds at most 673 hourly buckets and its longest rule
-        window's minute buckets (361 for the 6 h ticket rule): about 12 KB."""
+        bucket. A 28-day objective holds about 674 hourly buckets and its longest rule
+        window's minute buckets (362 for the 6 h ticket rule): under 10 KB."""
         return {"b": self.bucket_s, "f": _flat(self.fine), "h": _flat(self.hourly)}
 
     @classmethod
