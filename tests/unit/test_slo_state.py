@@ -50,12 +50,14 @@ class Table(dict[str, Any]):
             self[key] = value
 
 
-def stepped(start: float, phases: list[tuple[float, float]], every_s: float = 2.0) -> Iterator[SpanEvent]:
+def stepped(
+    start: float, phases: list[tuple[float, float]], every_s: float = 2.0, version: str | None = "v1"
+) -> Iterator[SpanEvent]:
     t = start
     for seconds, latency in phases:
         end = t + seconds
         while t < end:
-            yield llm_span(t, latency)
+            yield llm_span(t, latency, agent_version=version)
             t += every_s
 
 
@@ -251,3 +253,37 @@ def test_a_provider_objective_is_saved_by_stage_two_and_dropped_on_revoke() -> N
     ]
     whole = restarted.slo.attainment("lat", "openai")
     assert whole is not None and whole.total == len(spans)
+
+
+def test_verdicts_of_the_timer_and_a_live_change_are_saved_so_a_restart_repeats_neither() -> None:
+    obj = objective(alerts=[PAGE])
+    clock, table = Clock(), Table()
+    eng = _engine(table, clock, obj)
+    # no agent version: no canary state of the agent's to be written with it
+    out, _ = _run(eng, clock, [s for s in stepped(T0, PHASES, version=None) if s.ts.timestamp() < CUT], 0)
+    (fired,) = _slo_alerts(out)
+    table.write(eng.take_changes())
+    # the agent goes silent: the timer alone resolves the page, and that is written
+    clock.t += 3600
+    assert _slo_alerts(eng.tick()) == []  # clear from now on: resolved after a short window
+    clock.t += 300
+    (resolve,) = _slo_alerts(eng.tick())
+    assert resolve.state is AlertState.RESOLVED and resolve.figures["fired_alert_id"] == fired.alert_id
+    table.write(eng.take_changes())
+    (entity,) = json.loads(table["2|a|acme/planner"])["slo"]
+    assert entity["r"]["page"][0] is False
+    restarted = _engine(table, clock, obj)
+    restarted.load_owned()
+    assert _slo_alerts(restarted.tick()) == []  # nothing left to resolve
+    # an objective changed live forgets its counts, in the saved state too
+    out, _ = _run(restarted, clock, list(stepped(clock.t, [(1800.0, 3000.0)], version=None)), 500)
+    (again,) = _slo_alerts(out)
+    looser = obj.model_copy(update={"threshold_ms": 5000.0})
+    (gone,) = _slo_alerts(restarted.observe_objective("lat", looser.model_dump_json().encode()))
+    assert (gone.state, gone.figures["fired_alert_id"]) == (AlertState.RESOLVED, again.alert_id)
+    restarted.tick()
+    table.write(restarted.take_changes())
+    assert "slo" not in json.loads(table["2|a|acme/planner"])
+    third = _engine(table, clock, looser)
+    third.load_owned()
+    assert _slo_alerts(third.tick()) == []
