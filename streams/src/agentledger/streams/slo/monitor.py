@@ -448,8 +448,8 @@ class SloMonitor:
         """Forget an owner's entities, without alerts (its next holder loads them)."""
         for key in list(self.by_owner.get(owner, ())):
             self._untrack(key)
-            for name in [k[2] for k in self.states if k[:2] == key]:
-                del self.states[(*key, name)]
+            for rule in self.objectives[key[0]].alerts:
+                self.states.pop((*key, rule.name), None)
         self.changed.discard(owner)
 
     def _stale_resolve(
