@@ -15,9 +15,7 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,13 @@ import httpx
 import yaml
 from _health_harness import Tail, health_env, start_health, stop_health
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from slo_spans import llm_span
 
 from agentledger import topics as specs
 from agentledger.api.app import create_app
 from agentledger.api.config import ApiSettings
 from agentledger.api.testing import ApiServer, standard_keys
-from agentledger.events import Action, AlertEvent, AlertState, ControlCommand, SpanEvent, SpanKind, SpanStatus
+from agentledger.events import Action, AlertEvent, AlertState, ControlCommand, SpanEvent
 from agentledger.settings import Settings
 from agentledger.streams.alerts.delivery import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from agentledger.streams.alerts.dispatch import AlertDispatcher
@@ -82,22 +81,15 @@ class Webhook:
 
 def _spans(start: float) -> Iterator[tuple[str, SpanEvent]]:
     rng = random.Random(3)
-    t, end, n = start, start + BASE_S + SLOW_S + AFTER_S, 0
+    t, end = start, start + BASE_S + SLOW_S + AFTER_S
     while t < end:
         for agent in ("planner", "steady"):
-            n += 1
             if agent == "planner":
                 slow = start + BASE_S <= t < start + BASE_S + SLOW_S
                 latency = 3000.0 if slow else 200.0
             else:
                 latency = 1500.0 if rng.random() < 0.01 else 1000.0 * rng.lognormvariate(-1.6, 0.35)
-            ts = datetime.fromtimestamp(t, UTC)
-            yield agent, SpanEvent(
-                event_id=f"slo-{uuid.uuid4().hex[:20]}", ts=ts, tenant="acme", agent=agent,
-                agent_version="v1", trace_id=uuid.uuid4().hex, span_id=f"{n:016x}", name="chat gpt-4o",
-                kind=SpanKind.LLM, start=ts - timedelta(milliseconds=latency), end=ts,
-                status=SpanStatus.OK, provider="openai", model="gpt-4o",
-            )  # fmt: skip
+            yield agent, llm_span(t, latency, agent=agent)
         t += EVERY_S
 
 
@@ -299,32 +291,13 @@ async def test_slow_but_successful_provider_fails_over_and_comes_back(topics: An
     proc = start_health(env, config, tmp_path / "health.log", "--datadir", str(tmp_path / "faust"))
     producer = AIOKafkaProducer(bootstrap_servers=topics.bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
-    n = 0
     slow_ids: set[str] = set()
 
     async def calls(latency_ms: float) -> None:
-        nonlocal n
-        now = datetime.now(UTC)
+        now = time.time()
         batch: list[SpanEvent] = []
         for _ in range(5):
-            n += 1
-            batch.append(
-                SpanEvent(
-                    event_id=f"fo-{uuid.uuid4().hex[:20]}",
-                    ts=now,
-                    tenant="acme",
-                    agent="planner",
-                    trace_id=uuid.uuid4().hex,
-                    span_id=f"{n:016x}",
-                    name="chat gpt-4o",
-                    kind=SpanKind.LLM,
-                    start=now - timedelta(milliseconds=latency_ms),
-                    end=now,
-                    status=SpanStatus.OK,
-                    provider="openai",
-                    model="gpt-4o",
-                )
-            )
+            batch.append(llm_span(now, latency_ms, agent_version=None))
         if latency_ms > 1000:
             slow_ids.update(e.event_id for e in batch)
         await producer.send_and_wait(
@@ -414,32 +387,13 @@ async def _publish_spread(bootstrap: str, topic: str, start: float) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        t, end, n = start, start + BASE_S + SLOW_S + AFTER_S, 0
+        t, end = start, start + BASE_S + SLOW_S + AFTER_S
         batches: dict[str, list[SpanEvent]] = {a: [] for a in AGENTS4}
         while t < end:
             slow = start + BASE_S <= t < start + BASE_S + SLOW_S
             latency = 3000.0 if slow else 200.0
             for agent in AGENTS4:
-                n += 1
-                ts = datetime.fromtimestamp(t, UTC)
-                batches[agent].append(
-                    SpanEvent(
-                        event_id=f"slo-{uuid.uuid4().hex[:20]}",
-                        ts=ts,
-                        tenant="acme",
-                        agent=agent,
-                        agent_version="v1",
-                        trace_id=uuid.uuid4().hex,
-                        span_id=f"{n:016x}",
-                        name="chat gpt-4o",
-                        kind=SpanKind.LLM,
-                        start=ts - timedelta(milliseconds=latency),
-                        end=ts,
-                        status=SpanStatus.OK,
-                        provider="openai",
-                        model="gpt-4o",
-                    )
-                )
+                batches[agent].append(llm_span(t, latency, agent=agent))
             t += EVERY_S * 2
             if len(batches[AGENTS4[0]]) >= 25 or t >= end:
                 for agent in AGENTS4:

@@ -6,32 +6,24 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
+from slo_spans import llm_span
 
-from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent, SpanKind, SpanStatus
+from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent
 from agentledger.streams.health.providers import CircuitState, ProviderHealthMonitor
 from agentledger.streams.healthconfig import parse_health_config
 from agentledger.streams.slo import SloCounts, SloMonitor, slow_reason
 
 T0 = 1_800_000_000.0
-_n = 0
 
 
 def span(
     ts: float, latency_ms: float, ok: bool = True, agent: str = "planner", model: str = "gpt-4o"
 ) -> SpanEvent:
-    global _n
-    _n += 1
-    end = datetime.fromtimestamp(ts, UTC)
-    return SpanEvent(
-        event_id=f"ev-{_n:012d}", ts=end, tenant="acme", agent=agent, agent_version="v1",
-        trace_id=f"{_n:032x}", span_id=f"{_n:016x}", name="chat", kind=SpanKind.LLM,
-        start=end - timedelta(milliseconds=latency_ms), end=end,
-        status=SpanStatus.OK if ok else SpanStatus.ERROR, provider="openai", model=model,
-    )  # fmt: skip
+    return llm_span(ts, latency_ms, ok=ok, agent=agent, model=model)
 
 
 def latency_objective(target: float = 0.99, threshold_ms: float = 1000.0, **kw: object) -> ObjectivePolicy:

@@ -6,28 +6,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
-from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent, SpanKind, SpanStatus
+from slo_spans import llm_span
+
+from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent
 from agentledger.streams.health.engine import HealthEngine, Outgoing
 from agentledger.streams.healthconfig import parse_health_config
 from agentledger.streams.slo import SloMonitor, SloTallies
 from agentledger.wire import encode_envelope
 
 T0 = 1_800_000_000.0
-_n = 0
 
 
 def span(ts: float, latency_ms: float, agent: str, ok: bool = True) -> SpanEvent:
-    global _n
-    _n += 1
-    end = datetime.fromtimestamp(ts, UTC)
-    return SpanEvent(
-        event_id=f"ev-{_n:012d}", ts=end, tenant="acme", agent=agent, agent_version="v1",
-        trace_id=f"{_n:032x}", span_id=f"{_n:016x}", name="chat", kind=SpanKind.LLM,
-        start=end - timedelta(milliseconds=latency_ms), end=end,
-        status=SpanStatus.OK if ok else SpanStatus.ERROR, provider="openai", model="gpt-4o",
-    )  # fmt: skip
+    return llm_span(ts, latency_ms, ok=ok, agent=agent)
 
 
 def provider_objective(per: str = "model") -> ObjectivePolicy:

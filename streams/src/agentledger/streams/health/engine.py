@@ -14,7 +14,9 @@ topics (keyed tenant/agent): drift and canary state is per agent, under the tabl
 provider/model and second of the record; stage two reads them back from the providers topic
 (keyed by provider, so every partition's calls meet) and keeps each provider's circuits under
 ``<partition>|p|<provider>``. Objectives kept per provider or model ride along: stage one only
-counts them (the record's ``slo`` field), stage two adds the counts and judges. The state of a key holds the last source offset applied (events,
+counts them (the record's ``slo`` field), stage two adds the counts and judges. SLO windows and
+burn state are saved with the key that owns them: the agent's for objectives kept per agent or
+agent version, the provider's for those kept per provider or model (field ``slo``). The state of a key holds the last source offset applied (events,
 priced) or the last origin offset per source partition (observations): a record replayed after
 a crash is skipped for keys whose saved state already has it. ``take_changes`` hands the changed
 keys to the caller, who writes them to the changelog before acking the records behind them.
@@ -196,6 +198,7 @@ class HealthEngine:
                 self.drift[(tenant, agent, version, metric)] = DriftDetector.from_state(settings, state)
                 self.drift_of.setdefault((tenant, agent), set()).add((version, metric))
             self.canary.load_agent(tenant, agent, saved.get("canary", {}))
+            self.slo.load_owner((tenant, agent), saved.get("slo", []))
         return key
 
     def _provider(self, provider: str, partition: int) -> str:
@@ -213,6 +216,7 @@ class HealthEngine:
             self.keys.load_provider(provider, saved.get("keys", {}))
             if saved.get("failed_over"):
                 self.failed_over.add(provider)
+            self.slo.load_owner(provider, saved.get("slo", []))
         return key
 
     def _dump(self, key: str) -> bytes:
@@ -227,11 +231,15 @@ class HealthEngine:
                 "tenant": tenant, "agent": agent, "o": self.offsets[key], "drift": drift,
                 "canary": self.canary.dump_agent(tenant, agent),
             }  # fmt: skip
+            if slo := self.slo.dump_owner(owner):
+                body["slo"] = slo
         else:
             body = {
                 "provider": owner, "o": self.offsets[key], "failed_over": owner in self.failed_over,
                 "circuits": self.providers.dump_provider(owner), "keys": self.keys.dump_provider(owner),
             }  # fmt: skip
+            if slo := self.slo.dump_owner(owner):
+                body["slo"] = slo
         return json.dumps(body, separators=(",", ":")).encode()
 
     def take_changes(self) -> list[tuple[int, str, bytes]]:
@@ -241,10 +249,20 @@ class HealthEngine:
             if key is not None:
                 self.dirty.add(key)
         self.canary.changed.clear()
+        self._slo_changed()
         out = [(int(k.partition("|")[0]), k, self._dump(k)) for k in sorted(self.dirty) if k in self.loaded]
         self.dirty.clear()
         self.counts["states_written"] += len(out)
         return out
+
+    def _slo_changed(self) -> None:
+        """The keys of the owners whose SLO state moved without a record (the timer's verdicts,
+        pruning, an objective changed) are to be written."""
+        for owner in self.slo.changed:
+            key = self.agent_key.get(owner) if isinstance(owner, tuple) else self.provider_key.get(owner)
+            if key is not None:
+                self.dirty.add(key)
+        self.slo.changed.clear()
 
     def mark_changed(self, keys: list[str]) -> None:
         """Give back keys whose changelog write failed: the next ``take_changes`` has them."""
@@ -262,6 +280,7 @@ class HealthEngine:
             owner = self.loaded.pop(key)
             self.offsets.pop(key, None)
             self.dirty.discard(key)
+            self.slo.drop_owner(owner)
             if isinstance(owner, tuple):
                 self.agent_key.pop(owner, None)
                 for v, m in self.drift_of.pop(owner, set()):
@@ -437,7 +456,7 @@ class HealthEngine:
             if kt is not None:
                 out.append(self._on_key(kt))
         for objective_id, entity, ts, good, bad in slo or ():
-            out.extend(self._slo_alerts(self.slo.on_counts(objective_id, entity, ts, good, bad)))
+            out.extend(self._slo_alerts(self.slo.on_counts(objective_id, entity, ts, good, bad, provider)))
         return out
 
     def tick(self) -> list[Outgoing]:
@@ -452,6 +471,7 @@ class HealthEngine:
             slow = t.new is CircuitState.OPEN and t.reason.startswith("latency objective")
             out.extend(self._on_circuit(t, self.slow_cause.get((t.provider, t.model)) if slow else None))
         out.extend(self._slo_alerts(self.slo.tick()))
+        self._slo_changed()
         for kt in self.keys.tick():
             key = self.provider_key.get(kt.provider)
             if key is not None:

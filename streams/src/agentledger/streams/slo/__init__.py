@@ -4,12 +4,13 @@ unhealthy" rule a provider circuit calls. Pure logic: no Kafka, no Faust, event 
 
 from .burn import BurnState, BurnVerdict, evaluate_rule
 from .counts import SloCounts, WindowFigures
-from .monitor import SloMonitor, SloTallies, entity_of
+from .monitor import Owner, SloMonitor, SloTallies, entity_of
 from .slow import slow_reason, slow_reason_counts
 
 __all__ = [
     "BurnState",
     "BurnVerdict",
+    "Owner",
     "SloCounts",
     "SloMonitor",
     "SloTallies",

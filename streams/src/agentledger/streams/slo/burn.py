@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from agentledger.events import BurnRateRule
 
@@ -28,6 +29,20 @@ class BurnState:
     firing: bool = False
     fired_at: float | None = None
     clear_since: float | None = None  # event time the condition last became false while firing
+    alert_id: str | None = None  # the id of the fire, named by its resolve
+
+    def to_state(self) -> list[Any]:
+        return [self.firing, self.fired_at, self.clear_since, self.alert_id]
+
+    @classmethod
+    def from_state(cls, s: list[Any]) -> BurnState:
+        firing, fired_at, clear_since, alert_id = s
+        return cls(
+            bool(firing),
+            None if fired_at is None else float(fired_at),
+            None if clear_since is None else float(clear_since),
+            None if alert_id is None else str(alert_id),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ of them, not 40,320).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 HOUR_S = 3600
 
@@ -118,6 +119,17 @@ class SloCounts:
             run[:] = [first, last, run[2] + g_in - g_out, run[3] + t_in - t_out]
         return WindowFigures(run[2], run[3], target)
 
+    def to_state(self) -> dict[str, Any]:
+        """Compact, exact and JSON-able: per resolution a flat list of ``index step, good, bad``
+        over the buckets in order (a bucket step is mostly 1, bad counts mostly 0), ~10 bytes a
+        bucket. A 28-day objective holds about 674 hourly buckets and its longest rule
+        window's minute buckets (362 for the 6 h ticket rule): under 10 KB."""
+        return {"b": self.bucket_s, "f": _flat(self.fine), "h": _flat(self.hourly)}
+
+    @classmethod
+    def from_state(cls, d: dict[str, Any]) -> SloCounts:
+        return cls(int(d["b"]), _unflat(d["f"]), _unflat(d["h"]))
+
     def prune(self, now: float, fine_keep_s: float, hourly_keep_s: float) -> None:
         """Forget buckets no window can reach any more."""
         for buckets, size, keep in (
@@ -130,3 +142,25 @@ class SloCounts:
             # a running sum reaching a forgotten bucket could no longer subtract it: start over
             for k in [k for k, run in self._sums.items() if k[0] == size and run[0] < oldest]:
                 del self._sums[k]
+
+
+def _flat(buckets: dict[int, list[int]]) -> list[int]:
+    out: list[int] = []
+    prev = 0
+    for idx in sorted(buckets):
+        good, total = buckets[idx]
+        out += (idx - prev, good, total - good)
+        prev = idx
+    return out
+
+
+def _unflat(flat: list[Any]) -> dict[int, list[int]]:
+    if len(flat) % 3:
+        raise ValueError("saved buckets are not (step, good, bad) triples")
+    out: dict[int, list[int]] = {}
+    idx = 0
+    for i in range(0, len(flat), 3):
+        idx += int(flat[i])
+        good, bad = int(flat[i + 1]), int(flat[i + 2])
+        out[idx] = [good, good + bad]
+    return out
