@@ -1,5 +1,6 @@
-"""Tool permissions in real Pydantic AI, LangChain, smolagents and CrewAI runs (each in its own venv, the fake provider, the one line
-``al.instrument()``), with the real API and broker: a denied tool is not executed and the run
+"""Tool permissions in real Pydantic AI, LangChain, smolagents, CrewAI, Microsoft Agent Framework
+and Haystack runs (each in its own venv, the fake provider, the one line ``al.instrument()``),
+with the real API and broker: a denied tool is not executed and the run
 ends cleanly; a tool that needs approval runs after a human approves it through the API (from
 another thread, while the agent waits); both decisions land in the warehouse as ``tool_call``
 events with ``gen_ai.tool.call.decision``."""
@@ -30,6 +31,8 @@ ADAPTER = {
     "langchain": "langchain_core",
     "smolagents": "smolagents",
     "crewai": "crewai",
+    "agent_framework": "agent_framework",
+    "haystack": "haystack",
 }  # the adapter each run installs
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -53,7 +56,7 @@ def api(pipeline: Pipeline, tmp_path: Path) -> Iterator[tuple[str, dict[str, str
         server.stop()
 
 
-@pytest.mark.parametrize("framework", ["pydantic_ai", "langchain", "smolagents", "crewai"])
+@pytest.mark.parametrize("framework", list(ADAPTER))
 def test_a_denied_tool_does_not_run_and_an_approved_tool_runs_after_the_api_approves(
     framework: str, pipeline: Pipeline, api: tuple[str, dict[str, str]]
 ) -> None:

@@ -114,6 +114,16 @@ def test_a_policy_change_reaches_a_running_guard_and_each_decision_is_an_event(s
     # another tenant's key neither sees nor changes acme's policy
     assert stack.call("GET", "/v1/tool-policies", role="globex_read").json() == []
     assert stack.call("PUT", "/v1/tool-policies/no-shell", body, role="globex_admin").status_code == 403
+    assert stack.call("GET", "/v1/tool-policies/no-shell", role="globex_read").status_code == 404
+    assert stack.call("DELETE", "/v1/tool-policies/no-shell", role="globex_admin").status_code == 404
+    assert [r["tool"] for r in stack.call("GET", "/v1/tool-policies/no-shell").json()["rules"]] == [
+        "shell_*",
+        "search",
+    ]
+    # a tool policy names one tenant: '*' (every tenant, for budget policies) is refused
+    every = policy("everyone", [{"tool": "*", "decision": "deny"}]) | {"selector": {"tenant": "*"}}
+    refused = stack.call("PUT", "/v1/tool-policies/everyone", every, role="admin")
+    assert refused.status_code == 422 and "one tenant" in refused.text, refused.text
     assert stack.call("DELETE", "/v1/tool-policies/no-shell").status_code == 204
     eventually(lambda: not denied(guard, "shell_exec"))
 

@@ -32,6 +32,7 @@ POLICY = {
     ],
     "approval_timeout_s": 600,
 }
+KEEP_S = 30  # room for the CLI runs between an answer and its "already approved" check
 QUICK = {  # an approval nobody answers: the agent's Guard gave up after 1 s
     "policy_id": "acme-quick",
     "selector": {"tenant": "acme", "agent": "support", "agent_version": "v2"},
@@ -64,7 +65,7 @@ def test_tools_and_approvals_through_the_cli(topics: Any, tmp_path: Path) -> Non
     tokens = standard_keys(tmp_path / "keys.sqlite")
     app = create_app(
         Settings(kafka_bootstrap=topics.bootstrap, topic_prefix=topics.prefix, home=tmp_path),
-        ApiSettings(keys_path=tmp_path / "keys.sqlite", approvals_keep_s=8),
+        ApiSettings(keys_path=tmp_path / "keys.sqlite", approvals_keep_s=KEEP_S),
     )
     with ApiServer(app) as url:
         env = dict(
@@ -103,11 +104,13 @@ def test_tools_and_approvals_through_the_cli(topics: Any, tmp_path: Path) -> Non
         assert first in pending and second in pending
         assert f"approved  {first} (send_email)" in cli("approvals", "approve", first)
         assert f"denied  {second} (send_email)" in cli("approvals", "deny", second)
+        decided = time.monotonic()  # both answers are in (each CLI run takes seconds under load)
         h = {"authorization": f"Bearer {tokens['acme_read']}"}
         states = {a["approval_id"]: a["state"] for a in httpx.get(url + "/v1/approvals", headers=h).json()}
         assert (states[first], states[second]) == ("approved", "denied")  # kept a while for late readers
         assert "already approved" in cli("approvals", "deny", first, ok=False)
-        time.sleep(9)  # past approvals_keep_s for the decided; past timeout + keep for the third
+        # past approvals_keep_s for the decided; past timeout + keep for the third (asked earlier)
+        time.sleep(max(0.0, decided + KEEP_S + 1 - time.monotonic()))
         listed = cli("approvals", "list")
         assert first not in listed and second not in listed and third not in listed
         assert "no approval" in cli("approvals", "approve", third, ok=False)

@@ -20,53 +20,32 @@ os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 sys.path.append(str(Path(__file__).parent / "_shared"))
 import _scenario as sc
 from crewai import LLM, Agent, Crew, Task
+from crewai.hooks.tool_hooks import register_after_tool_call_hook, unregister_after_tool_call_hook
 from crewai.tools import tool
 
-RAN: list[str] = []
-RETURNS: list[str] = []
 
-
-@tool("shell_exec")
-def shell_exec(command: str) -> str:
-    """Run a shell command."""
-    RAN.append("shell_exec")
-    return "done"
-
-
-@tool("send_email")
-def send_email(to: str) -> str:
-    """Send an email."""
-    RAN.append("send_email")
-    return "sent"
-
-
-def run(prompt: str) -> dict[str, object]:
-    from crewai.hooks.tool_hooks import register_after_tool_call_hook, unregister_after_tool_call_hook
+def run(prompt: str) -> tuple[str, list[str]]:
+    returns: list[str] = []
 
     def seen(ctx: object) -> None:
-        RETURNS.append(str(getattr(ctx, "tool_result", "")))
+        returns.append(str(getattr(ctx, "tool_result", "")))
 
     llm = LLM(model=sc.MODEL, base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"])
     clerk = Agent(role="clerk", goal="Do the task.", backstory=sc.prompt("clerk"), llm=llm,
-                  tools=[shell_exec, send_email], verbose=False, max_iter=3)  # fmt: skip
+                  tools=[tool("shell_exec")(sc.shell_exec), tool("send_email")(sc.send_email)],
+                  verbose=False, max_iter=3)  # fmt: skip
     task = Task(description=prompt, expected_output="A short answer.", agent=clerk)
-    RETURNS.clear()
     register_after_tool_call_hook(seen)
     try:
         output = Crew(agents=[clerk], tasks=[task], verbose=False).kickoff()
-    except Exception as exc:  # noqa: BLE001 - reported: the test says what surfaced
-        return {"error": sc.error(exc)}
     finally:
         unregister_after_tool_call_hook(seen)
-    return {"error": None, "output": str(output), "tool_returns": list(RETURNS), "ran": list(RAN)}
+    return str(output), returns
 
 
 def main() -> None:
     sc.setup()
-    observed: dict[str, object] = {"denied_run": run("Clean up. [[call:shell_exec]]")}
-    RAN.clear()
-    observed["approved_run"] = run("Tell Bob. [[call:send_email]]")
-    sc.report(**observed)
+    sc.tool_runs(run)
 
 
 if __name__ == "__main__":

@@ -20,45 +20,22 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
-RAN: list[str] = []
-
-
-@tool
-def shell_exec(command: str) -> str:
-    """Run a shell command."""
-    RAN.append("shell_exec")
-    return "done"
-
-
-@tool
-def send_email(to: str) -> str:
-    """Send an email."""
-    RAN.append("send_email")
-    return "sent"
-
-
-def run(agent: object, prompt: str) -> dict[str, object]:
-    try:
-        out = agent.invoke({"messages": [("user", prompt)]})  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 - reported: the test says what surfaced
-        return {"error": sc.error(exc)}
-    messages = out["messages"]
-    returns = [str(m.content) for m in messages if isinstance(m, ToolMessage)]
-    return {"error": None, "output": str(messages[-1].content), "tool_returns": returns, "ran": list(RAN)}
-
 
 def main() -> None:
     sc.setup()
     clerk = create_agent(
         ChatOpenAI(model=sc.MODEL),
-        tools=[shell_exec, send_email],
+        tools=[tool(sc.shell_exec), tool(sc.send_email)],
         system_prompt=sc.prompt("clerk"),
         name="clerk",
     )
-    observed: dict[str, object] = {"denied_run": run(clerk, "Clean up. [[call:shell_exec]]")}
-    RAN.clear()
-    observed["approved_run"] = run(clerk, "Tell Bob. [[call:send_email]]")
-    sc.report(**observed)
+
+    def run(prompt: str) -> tuple[str, list[str]]:
+        messages = clerk.invoke({"messages": [("user", prompt)]})["messages"]
+        returns = [str(m.content) for m in messages if isinstance(m, ToolMessage)]
+        return str(messages[-1].content), returns
+
+    sc.tool_runs(run)
 
 
 if __name__ == "__main__":

@@ -11,19 +11,16 @@ says which tools ran and what the model was told.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 sys.path.append(str(Path(__file__).parent / "_shared"))
-import os
-
 import _scenario as sc
 from pydantic_ai import Agent
 from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
-
-RAN: list[str] = []
 
 
 def build() -> Agent[None, str]:
@@ -32,43 +29,26 @@ def build() -> Agent[None, str]:
         provider=OpenAIProvider(base_url=os.environ["OPENAI_BASE_URL"], api_key=os.environ["OPENAI_API_KEY"]),
     )
     clerk = Agent(model, name="clerk", instructions=sc.prompt("clerk"))
-
-    @clerk.tool_plain
-    def shell_exec(command: str) -> str:
-        """Run a shell command."""
-        RAN.append("shell_exec")
-        return "done"
-
-    @clerk.tool_plain
-    def send_email(to: str) -> str:
-        """Send an email."""
-        RAN.append("send_email")
-        return "sent"
-
+    clerk.tool_plain(sc.shell_exec)
+    clerk.tool_plain(sc.send_email)
     return clerk
-
-
-def run(clerk: Agent[None, str], prompt: str) -> dict[str, object]:
-    try:
-        result = clerk.run_sync(prompt)
-    except Exception as exc:  # noqa: BLE001 - reported: the test says what surfaced
-        return {"error": sc.error(exc)}
-    returns = [
-        str(part.content)
-        for message in result.all_messages()
-        for part in getattr(message, "parts", [])
-        if isinstance(part, ToolReturnPart)
-    ]
-    return {"error": None, "output": result.output, "tool_returns": returns, "ran": list(RAN)}
 
 
 def main() -> None:
     sc.setup()
     clerk = build()
-    observed: dict[str, object] = {"denied_run": run(clerk, "Clean up. [[call:shell_exec]]")}
-    RAN.clear()
-    observed["approved_run"] = run(clerk, "Tell Bob. [[call:send_email]]")
-    sc.report(**observed)
+
+    def run(prompt: str) -> tuple[str, list[str]]:
+        result = clerk.run_sync(prompt)
+        returns = [
+            str(part.content)
+            for message in result.all_messages()
+            for part in getattr(message, "parts", [])
+            if isinstance(part, ToolReturnPart)
+        ]
+        return result.output, returns
+
+    sc.tool_runs(run)
 
 
 if __name__ == "__main__":

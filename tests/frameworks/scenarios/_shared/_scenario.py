@@ -7,6 +7,10 @@ framework's usual OpenTelemetry instrumentation on as well, into the in-process 
 OpenTelemetry OTLP/HTTP exporter to the API's ``POST /v1/traces``, as a user running a collector-less
 setup does.
 A scenario prints one JSON line (``report``) of what it observed and exits 0.
+
+The tool-permission scenarios (``<framework>_tools.py``) share their ``clerk``'s two tools and
+their two runs (``tool_runs``): the test's tool policy denies ``shell_exec`` and asks a human
+for ``send_email``; each tool notes in ``RAN`` that it ran (its side effect).
 """
 
 from __future__ import annotations
@@ -103,6 +107,49 @@ def report(**observed: Any) -> None:
     observed["hook"] = {"recorded": installed.recorded, "failed": installed.failed} if installed else None
     observed["adapters"] = frameworks.installed()
     print(json.dumps(observed), flush=True)
+
+
+# -- tool permissions ---------------------------------------------------------------------
+
+DENIED_PROMPT = "Clean up. [[call:shell_exec]]"  # the fake provider calls the tool it names
+APPROVED_PROMPT = "Tell Bob. [[call:send_email]]"
+RAN: list[str] = []  # the tools that ran, in order
+
+
+def shell_exec(command: str) -> str:
+    """Run a shell command.
+
+    Args:
+        command: The command line.
+    """
+    RAN.append("shell_exec")
+    return "done"
+
+
+def send_email(to: str) -> str:
+    """Send an email.
+
+    Args:
+        to: Who gets it.
+    """
+    RAN.append("send_email")
+    return "sent"
+
+
+def tool_runs(run: Callable[[str], tuple[str, list[str]]]) -> None:
+    """Run the clerk on the denied prompt, then on the one needing approval, and report each:
+    ``run(prompt)`` returns the run's output and the tool results the model was given; an
+    exception is reported as what surfaced. Call after ``setup()``."""
+    observed: dict[str, Any] = {}
+    for label, text in (("denied_run", DENIED_PROMPT), ("approved_run", APPROVED_PROMPT)):
+        RAN.clear()
+        try:
+            output, returns = run(text)
+        except Exception as exc:  # noqa: BLE001 - reported: the test says what surfaced
+            observed[label] = {"error": error(exc), "ran": list(RAN)}
+            continue
+        observed[label] = {"error": None, "output": output, "tool_returns": returns, "ran": list(RAN)}
+    report(**observed)
 
 
 def fail(message: str) -> None:

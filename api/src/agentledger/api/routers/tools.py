@@ -6,6 +6,9 @@ agent the same way (it does not poll the API). An approval decided more than
 ``approvals_keep_s`` ago, or left pending that long past its policy's timeout, is deleted from
 the topic (a tombstone) whenever approvals are requested, listed or answered, so the topic does
 not grow with every request ever made.
+
+Who may read, write and delete a tool policy is the rule every selector record follows
+(``agentledger.api.tenancy``, as for budget policies and objectives).
 """
 
 from __future__ import annotations
@@ -17,14 +20,38 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from agentledger.api.auth import check_tenant, require
 from agentledger.api.errors import ConflictError, responses
-from agentledger.api.kafka import Record
+from agentledger.api.kafka import CompactedView, Record
 from agentledger.api.keys import ApiKey, KeyScope
 from agentledger.api.state import ApiState, get_state
+from agentledger.api.tenancy import EVERY_TENANT, delete_owned, get_visible, put_owned, visible
 from agentledger.errors import ContractError, NotFoundError
 from agentledger.tools import Approval, ApprovalRequest, ApprovalState, ToolPolicy, record_key
 from agentledger.wire import dump
 
 router = APIRouter(tags=["tools"])
+NOUN = "tool policy"
+
+
+class _PolicyView:
+    """The tool policies of the tools topic's view by policy id (the topic keys them
+    ``policy:<id>``, beside the approvals): what the tenancy rules read and write."""
+
+    def __init__(self, view: CompactedView[ToolPolicy | Approval]) -> None:
+        self._view = view
+
+    def get(self, key: str) -> ToolPolicy | None:
+        record = self._view.get(_topic_key(key))
+        return record if isinstance(record, ToolPolicy) else None
+
+    def put(self, key: str, value: ToolPolicy) -> None:
+        self._view.put(_topic_key(key), value)
+
+    def remove(self, key: str) -> None:
+        self._view.remove(_topic_key(key))
+
+
+def _topic_key(policy_id: str) -> str:
+    return f"policy:{policy_id}"
 
 
 def _policies(state: ApiState) -> dict[str, ToolPolicy]:
@@ -68,7 +95,7 @@ async def list_tool_policies(
 ) -> list[ToolPolicy]:
     """Every tool policy of the tenants this key sees."""
     return sorted(
-        (p for p in _policies(state).values() if key.sees(p.selector.tenant)), key=lambda p: p.policy_id
+        (p for p in _policies(state).values() if visible(key, p.selector.tenant)), key=lambda p: p.policy_id
     )
 
 
@@ -77,10 +104,7 @@ async def get_tool_policy(
     policy_id: str, key: ApiKey = Depends(require(KeyScope.READ)), state: ApiState = Depends(get_state)
 ) -> ToolPolicy:
     """One tool policy."""
-    policy = _policies(state).get(policy_id)
-    if policy is None or not key.sees(policy.selector.tenant):
-        raise NotFoundError(f"no tool policy {policy_id!r}")
-    return policy
+    return get_visible(key, _PolicyView(state.tools), policy_id, NOUN)
 
 
 @router.put(
@@ -98,11 +122,21 @@ async def put_tool_policy(
         raise ContractError(
             "policy_id in the body differs from the path", [("policy_id", "must match the path")]
         )
-    check_tenant(key, policy.selector.tenant, "selector.tenant")
-    existing = _policies(state).get(policy_id)
-    if existing is not None:
-        check_tenant(key, existing.selector.tenant, "the existing policy's selector.tenant")
-    await _write(state, policy)
+    if policy.selector.tenant == EVERY_TENANT:  # the tenancy rules would show it to every tenant
+        raise ContractError(
+            "a tool policy applies to one tenant; selector.tenant cannot be '*'",
+            [("selector.tenant", "name one tenant")],
+        )
+    await put_owned(
+        key,
+        state.publisher,
+        _PolicyView(state.tools),
+        state.topics.tools,
+        policy_id,
+        policy,
+        NOUN,
+        topic_key=_topic_key(policy_id),
+    )
     return policy
 
 
@@ -110,11 +144,15 @@ async def put_tool_policy(
 async def delete_tool_policy(
     policy_id: str, key: ApiKey = Depends(require(KeyScope.ADMIN)), state: ApiState = Depends(get_state)
 ) -> Response:
-    existing = _policies(state).get(policy_id)
-    if existing is None or not key.sees(existing.selector.tenant):
-        raise NotFoundError(f"no tool policy {policy_id!r}")
-    await state.publisher.send([Record(state.topics.tools, record_key(existing), None)])
-    state.tools.remove(record_key(existing))
+    await delete_owned(
+        key,
+        state.publisher,
+        _PolicyView(state.tools),
+        state.topics.tools,
+        policy_id,
+        NOUN,
+        topic_key=_topic_key(policy_id),
+    )
     return Response(status_code=204)
 
 

@@ -11,6 +11,13 @@ The framework's OpenAI clients wrap any error of the SDK call in their ``ChatCli
 the adapter unwraps the hook's decisions, so a kill reaches the caller of ``agent.run`` (or of
 the stream's iteration, or of ``workflow.run``) as ``AgentKilled`` itself (likewise
 ``Throttled`` and ``FailoverUnavailable``).
+
+Tool permissions (docs/security.md): ``install`` also wraps ``FunctionTool.invoke``, the one
+door every function tool goes through (with or without function middleware, after the
+framework's own ``approval_mode``), so each call is checked with the Guard's tool policy
+before the function runs. A denied tool does not run; its result (the ``function_result`` the
+model gets) says agentledger denied it and why, and the run goes on. A declaration-only tool
+is left to the framework (it never runs here).
 """
 
 from __future__ import annotations
@@ -80,8 +87,54 @@ def install() -> bool:
 
     SCOPE.patch(_agents.RawAgent, "run", run)
     SCOPE.patch(_types.ResponseStream, "__anext__", anext)
+    _guard_tools()
     SCOPE.install()
     return True
+
+
+DENIED_PREFIX = "agentledger denied this tool call: "
+
+
+def _arguments(arguments: Any, context: Any, kwargs: dict[str, Any]) -> Any:
+    """The call's arguments as a plain mapping (for the approval request's hash and the event)."""
+    if arguments is None and context is not None:
+        arguments = getattr(context, "arguments", None)
+    if arguments is None:
+        arguments = kwargs
+    dump = getattr(arguments, "model_dump", None)
+    return dump() if callable(dump) else dict(arguments) if isinstance(arguments, dict) else arguments
+
+
+def _guard_tools() -> None:
+    from agent_framework import _tools
+    from agent_framework._types import Content
+
+    original = _tools.FunctionTool.__dict__["invoke"]
+    if getattr(original, "__agentledger_hook__", False):
+        return
+
+    @functools.wraps(original)
+    async def invoke(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from agentledger.collectors.exceptions import ToolDenied
+        from agentledger.collectors.guard import get_guard
+
+        if not getattr(self, "declaration_only", False):
+            called = {k: v for k, v in kwargs.items() if k not in _INVOKE_OPTIONS}
+            try:
+                await get_guard().atool(
+                    str(self.name), _arguments(kwargs.get("arguments"), kwargs.get("context"), called)
+                )
+            except ToolDenied as exc:
+                text = DENIED_PREFIX + str(exc)
+                raw = kwargs.get("skip_parsing") or self.result_parser is _tools.SKIP_PARSING
+                return text if raw else [Content.from_text(text)]
+        return await original(self, *args, **kwargs)
+
+    invoke.__agentledger_hook__ = True  # type: ignore[attr-defined]
+    SCOPE.patch(_tools.FunctionTool, "invoke", invoke)
+
+
+_INVOKE_OPTIONS = frozenset({"arguments", "context", "tool_call_id", "skip_parsing"})
 
 
 def _reraise_stop(exc: Exception) -> None:

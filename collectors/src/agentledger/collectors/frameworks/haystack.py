@@ -16,11 +16,20 @@ tracing on, so over OpenTelemetry alone its calls are not priced; with the hook 
 priced exactly from the provider's response. A kill inside a pipeline reaches the caller of
 ``Pipeline.run`` as Haystack's ``PipelineRuntimeError`` (it names the component) whose
 ``__cause__`` is the ``AgentKilled``; an ``Agent`` run on its own raises ``AgentKilled``.
+
+Tool permissions (docs/security.md): ``install`` also wraps ``Tool.invoke`` and
+``Tool.invoke_async`` (every tool an ``Agent`` calls: function tools, ``ComponentTool``,
+``PipelineTool``...), so each call is checked with the Guard's tool policy before it runs. A
+denied tool does not run: it fails as a Haystack tool fails, with a ``ToolInvocationError``
+saying agentledger denied it and why (its ``__cause__`` is the ``ToolDenied``). The ``Agent``
+gives that text to the model as an error tool result and goes on; with
+``raise_on_tool_invocation_failure=True`` the run stops with it, as on any failed tool.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,8 +63,44 @@ def install() -> bool:
                 var.reset(token)
 
     SCOPE.patch(proxy, "trace", trace)
+    _guard_tools()
     SCOPE.install()
     return True
+
+
+DENIED_PREFIX = "agentledger denied this tool call: "
+
+
+def _guard_tools() -> None:
+    from haystack.tools import Tool
+    from haystack.tools.errors import ToolInvocationError
+
+    from agentledger.collectors.exceptions import ToolDenied
+    from agentledger.collectors.guard import get_guard
+
+    original_invoke = Tool.__dict__["invoke"]
+    original_async = Tool.__dict__["invoke_async"]
+
+    @functools.wraps(original_invoke)
+    def invoke(self: Any, **kwargs: Any) -> Any:
+        try:
+            get_guard().tool(str(self.name), kwargs)
+        except ToolDenied as exc:
+            raise ToolInvocationError(DENIED_PREFIX + str(exc), tool_name=self.name) from exc
+        return original_invoke(self, **kwargs)
+
+    @functools.wraps(original_async)
+    async def invoke_async(self: Any, **kwargs: Any) -> Any:
+        if getattr(self, "async_function", None) is None:  # Haystack runs invoke (checked) in a thread
+            return await original_async(self, **kwargs)
+        try:
+            await get_guard().atool(str(self.name), kwargs)
+        except ToolDenied as exc:
+            raise ToolInvocationError(DENIED_PREFIX + str(exc), tool_name=self.name) from exc
+        return await original_async(self, **kwargs)
+
+    SCOPE.patch(Tool, "invoke", invoke)
+    SCOPE.patch(Tool, "invoke_async", invoke_async)
 
 
 def uninstall() -> None:
