@@ -239,7 +239,7 @@ def warehouse_rows(event_json: bytes) -> Any:
         try:
             for value, _ in buf.add_many([(env, 7)], 0) if batch else [(env, 7)]:
                 buf.add_priced(value, 0, 7)
-        except ValueError as exc:  # the sink refuses it either way (an integer beyond 64 bits)
+        except ValueError as exc:  # the sink refuses it either way (an integer beyond a double's range)
             out.append(type(exc))
             continue
         out.append(buf.to_table().to_pylist())
