@@ -1,8 +1,9 @@
 """The worker's core, free of Faust: one record (an envelope) in, everything it causes out.
 
 ``process`` decodes in bulk, validates per event (bad ones to the DLQ with raw bytes, reason
-and source offset), dedupes by (``tenant``, ``event_id``), prices, splits the priced events
-into records the broker can take (an event too large for any record goes to the DLQ and is
+and source offset), dedupes by (``tenant``, ``event_id``), prices (each priced event carries
+the event's bytes as sent where they say what the contract's serialisation would:
+``wire.Decoded.raws``), splits the priced events into records the broker can take (an event too large for any record goes to the DLQ and is
 not counted), aggregates per scope inside the envelope at each event's counting time
 (``eventtime``) and touches each rollup key once, evaluates the budgets the envelope touched
 and the loop detector. ``worker.runtime`` runs it inside a Faust agent; tests and the benchmark can
