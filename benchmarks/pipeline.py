@@ -67,24 +67,27 @@ def _hex(i: int, n: int) -> str:
 
 
 def make_envelopes(n: int, size: int = 200, agents: int = 16) -> list[tuple[bytes, bytes]]:
-    """Valid envelopes built as dicts (fast), distinct event ids, the newest event time = now."""
+    """Valid envelopes built as dicts (fast), distinct event ids, the newest event time = now.
+    Events are spelled as the collectors send them (``model_dump(mode="json", exclude_none=True)``:
+    every field but the null ones, defaults included), so the worker may forward them as sent."""
     now = datetime.now(UTC)
     ts = now.isoformat().replace("+00:00", "Z")
     out = []
     per_key: dict[int, list[dict[str, Any]]] = {}
     for i in range(n):
         a = i % agents
-        common = {"event_id": f"b-{i:09d}", "ts": ts, "tenant": "bench-load", "agent": f"agent-{a}",
+        common = {"v": 1, "event_id": f"b-{i:09d}", "ts": ts, "tenant": "bench-load", "agent": f"agent-{a}",
                   "agent_version": "v1", "workflow": "load", "trace_id": _hex(i // (20 * agents), 32),
-                  "span_id": _hex(i, 16), "parent_span_id": _hex(i // (20 * agents) + 1, 16)}  # fmt: skip
+                  "span_id": _hex(i, 16), "parent_span_id": _hex(i // (20 * agents) + 1, 16), "attributes": {}}  # fmt: skip
         k = i % 10
         if k < 4:
-            ev = {**common, "type": "usage", **CALL, "cache_read_tokens": 2000}
+            ev = {**common, "type": "usage", **CALL, "cache_read_tokens": 2000, "cache_write_tokens": 0,
+                  "reasoning_tokens": 0}  # fmt: skip
         elif k < 7:
             ev = {**common, "type": "span", "name": "chat", "kind": "llm", "start": ts, "end": ts,
-                  "provider": "openai", "model": "gpt-4o"}  # fmt: skip
+                  "status": "ok", "provider": "openai", "model": "gpt-4o"}  # fmt: skip
         elif k < 9:
-            ev = {**common, "type": "tool_call", "tool": "search", "args_hash": _hex(i, 16)}
+            ev = {**common, "type": "tool_call", "tool": "search", "args_hash": _hex(i, 16), "status": "ok"}
         else:
             ev = {**common, "type": "quality", "metric": "faithfulness", "score": 0.9}
         batch = per_key.setdefault(a, [])

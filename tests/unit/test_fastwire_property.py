@@ -17,9 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentledger.errors import ContractError
-from agentledger.events import MAX_ATTRIBUTES
-from agentledger.fastwire import decode_fast
-from agentledger.wire import Decoded, decode_envelope, decode_envelope_pydantic
+from agentledger.events import EVENT_ADAPTER, MAX_ATTRIBUTES
+from agentledger.fastwire import decode_fast, decode_fast_raw
+from agentledger.warehouse.rows import EventBuffer
+from agentledger.wire import Decoded, decode_envelope, decode_envelope_pydantic, dump
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -225,14 +226,55 @@ def outcome(decode: Any, raw: bytes) -> Any:
     )
 
 
+def warehouse_rows(event_json: bytes) -> Any:
+    """What the sink stores of one event priced with a fixed price, read by both of its
+    paths (Arrow's JSON reader for batches, orjson per record)."""
+    env = (
+        b'{"v":1,"key":"acme/planner","events":[{"event":' + event_json + b',"cost_usd":"0.5","priced":true,'
+        b'"price_source":"book","received_ts":"2026-03-01T12:00:01Z"}]}'
+    )
+    out: list[Any] = []
+    for batch in (True, False):
+        buf = EventBuffer()
+        try:
+            for value, _ in buf.add_many([(env, 7)], 0) if batch else [(env, 7)]:
+                buf.add_priced(value, 0, 7)
+        except ValueError as exc:  # the sink refuses it either way (an integer beyond a double's range)
+            out.append(type(exc))
+            continue
+        out.append(buf.to_table().to_pylist())
+    return out
+
+
+def assert_raws_say_the_same(raw: bytes, fast: Any) -> None:
+    """``decode_fast_raw``: the same verdict and events as ``decode_fast``; each event's bytes it
+    hands on (to be forwarded in the priced envelope) are that event's own bytes, and every
+    reader of the priced topic reads them as it reads the contract's serialisation: the
+    health worker through the models, the warehouse sink through Arrow and orjson."""
+    got = decode_fast_raw(raw)
+    if fast is None:
+        assert got is None
+        return
+    assert got is not None and got[0] == fast[0] and got[1] == fast[1]
+    assert len(got[2]) == len(got[1])
+    for ev, sent in zip(got[1], got[2], strict=True):
+        if sent is None:
+            continue
+        assert sent in raw
+        assert EVENT_ADAPTER.validate_json(sent) == ev
+        assert warehouse_rows(sent) == warehouse_rows(dump(ev))
+
+
 def assert_same(raw: bytes) -> None:
     want = outcome(decode_envelope_pydantic, raw)
     assert outcome(decode_envelope, raw) == want
+    assert outcome(lambda b: decode_envelope(b, keep_raw=True), raw) == want
     fast = decode_fast(raw)
     if fast is not None:  # the fast path accepted: the contract accepted every event, equal ones
         assert want[0] != "error" and want[3] == [], want
         assert fast[0] == want[0] and fast[1] == want[2]
         assert [e.model_dump_json() for e in fast[1]] == [m[2] for m in want[1]]
+    assert_raws_say_the_same(raw, fast)
 
 
 @SETTINGS
@@ -313,4 +355,26 @@ def test_the_fast_path_takes_valid_ascii_events(evs: list[dict[str, Any]]) -> No
     raw = envelope_bytes(evs)
     assert decode_envelope_pydantic(raw).rejected == []
     assert decode_fast(raw) is not None
+    assert_same(raw)
+
+
+def test_a_clients_events_are_forwarded_as_sent_and_omitted_defaults_are_not() -> None:
+    """What the collectors send (every field but the null ones, times in UTC) is handed on as
+    the bytes sent; an event that leaves out a default the warehouse stores as a value, or
+    gives a time in another offset, is not (its reader would see a null or another offset)."""
+    usage = {"type": "usage", **GOOD, **GOOD_BY_TYPE["usage"], "v": 1, "attributes": {"user.id": "u1"},
+             "cache_read_tokens": 0, "cache_write_tokens": 0, "reasoning_tokens": 0}  # fmt: skip
+    span = {"type": "span", **GOOD, **GOOD_BY_TYPE["span"], "status": "ok", "span_id": "00f067aa0ba902b8"}
+    tool = {"type": "tool_call", **GOOD, **GOOD_BY_TYPE["tool_call"], "status": "error"}
+    no_status = {k: v for k, v in tool.items() if k != "status"}
+    no_cache = {k: v for k, v in usage.items() if k != "cache_write_tokens"}
+    offset = {**span, "end": "2026-03-01T14:00:00+02:00"}
+    evs = [usage, span, tool, no_status, no_cache, offset]
+    raw = envelope_bytes(evs)
+    got = decode_fast_raw(raw)
+    assert got is not None
+    sent = [json.dumps(e).encode() for e in evs]
+    assert got[2] == [sent[0], sent[1], sent[2], None, None, None]
+    assert [e.status for e in got[1][2:4]] == ["error", "ok"]
+    assert got[1][4].cache_write_tokens == 0  # type: ignore[union-attr]
     assert_same(raw)

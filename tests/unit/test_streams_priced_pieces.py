@@ -5,6 +5,7 @@ the bytes after the cost once per (priced, source, time flag) within a record: i
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -59,3 +60,26 @@ def test_each_priced_event_carries_its_own_cost_source_and_time_flag() -> None:
     }
     assert got["call-0001"][2] not in ("unknown", "n/a")
     assert p.counters["unpriced"] == 2 and p.counters["late"] == 2 and p.counters["clock_skew"] == 1
+
+
+def test_the_priced_envelope_carries_each_event_as_the_client_sent_it_unless_a_default_was_left_out() -> None:
+    """An event whose every stored field is present is forwarded as its own bytes (here in
+    reversed field order, with spaces): the worker does not serialise it again. One that
+    leaves out a default (``cache_read_tokens``, a span's ``status``) is written with the
+    default filled in, as the warehouse must store it. Both read back as the events sent."""
+    whole = dict(reversed(list(call("call-0001").items())))
+    short_call = {k: v for k, v in call("call-0002").items() if k != "cache_read_tokens"}
+    span = SpanEvent(event_id="span-0001", ts=NOW, tenant="acme", agent="planner", trace_id="a" * 32,
+                     span_id="c" * 16, name="chat", kind="llm", start=NOW, end=NOW).model_dump(mode="json")  # fmt: skip
+    short_span = {k: v for k, v in span.items() if k != "status"}
+    sent = [json.dumps(e).encode() for e in (whole, short_call, short_span)]
+    raw = b'{"v": 1, "key": "acme/planner", "events": [' + b", ".join(sent) + b"]}"
+    out = Processor(MemoryStore()).process(raw, b"acme/planner", 0, 1, NOW.timestamp())
+    (_, value), *more = out.priced
+    assert more == []
+    assert b'{"event":' + sent[0] + b',"cost_usd":' in value
+    assert sent[1] not in value and sent[2] not in value
+    events = [pe.event for pe in decode_priced(value)[1]]
+    assert [e.model_dump(mode="json") for e in events] == [call("call-0001"), call("call-0002"), span]
+    short = [item["event"] for item in json.loads(value)["events"][1:]]  # as the sink reads them
+    assert short[0]["cache_read_tokens"] == 0 and short[1]["status"] == "unset"

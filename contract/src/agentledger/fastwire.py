@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel
 
 from agentledger.events import (
@@ -86,7 +86,9 @@ class _Span(_Base, tag="span"):
     kind: SpanKind
     start: Time
     end: Time
-    status: SpanStatus = SpanStatus.UNSET
+    # defaults the warehouse stores as values are UNSET when omitted (``_decode`` fills them
+    # and then does not forward the event's bytes: their reader would see a null)
+    status: SpanStatus | UnsetType = UNSET
     error_type: Annotated[str, Meta(max_length=256)] | None = None
     provider: ProviderName | None = None
     model: ModelName | None = None
@@ -97,9 +99,9 @@ class _Usage(_Base, tag="usage"):
     model: Annotated[ModelName, Meta(min_length=1)]
     input_tokens: TokenCount
     output_tokens: TokenCount
-    cache_read_tokens: TokenCount = 0
-    cache_write_tokens: TokenCount = 0
-    reasoning_tokens: TokenCount = 0
+    cache_read_tokens: TokenCount | UnsetType = UNSET
+    cache_write_tokens: TokenCount | UnsetType = UNSET
+    reasoning_tokens: TokenCount | UnsetType = UNSET
     # A JSON number's Decimal depends on how it is read (float first, or its digits): left to
     # the contract, which the envelope then goes to whenever the field is set.
     reported_cost_usd: None = None
@@ -116,7 +118,7 @@ class _Quality(_Base, tag="quality"):
 class _ToolCall(_Base, tag="tool_call"):
     tool: ToolName
     args_hash: Annotated[str, Meta(min_length=16, max_length=64)]
-    status: SpanStatus = SpanStatus.OK
+    status: SpanStatus | UnsetType = UNSET
 
 
 class _Envelope(msgspec.Struct):
@@ -125,6 +127,12 @@ class _Envelope(msgspec.Struct):
     events: list[_Span | _Usage | _Quality | _ToolCall]
     v: Literal[1] = 1
     key: str | None = None
+
+
+class _RawEnvelope(msgspec.Struct):
+    """Each event's JSON bytes as sent (decoded only after ``_Envelope`` accepted them all)."""
+
+    events: list[msgspec.Raw]
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -165,6 +173,7 @@ _USAGE = _builder(UsageEvent, _Usage, "usage")
 _QUALITY = _builder(QualityEvent, _Quality, "quality")
 _TOOL = _builder(ToolCallEvent, _ToolCall, "tool_call")
 _DECODER = msgspec.json.Decoder(_Envelope)
+_RAW_DECODER = msgspec.json.Decoder(_RawEnvelope)
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
 """What ``wire`` decodes; a ``screen`` event has no Struct here: its envelope goes to the contract."""
 
@@ -178,6 +187,21 @@ def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
     """The key and events of an envelope whose every event the contract accepts, built as the
     contract's models; ``None`` when msgspec, a pattern or a model validator refuses anything
     (then the pydantic contract decides, event by event, and words the reasons)."""
+    got = _decode(raw, False)
+    return None if got is None else (got[0], got[1])
+
+
+def decode_fast_raw(raw: bytes) -> tuple[str | None, list[AnyEvent], list[bytes | None]] | None:
+    """``decode_fast``, with each event's JSON bytes as the client sent them when they say
+    exactly what the contract's own serialisation of the event would (docs/adr/0013,
+    addendum): every field the warehouse stores as a value present (no omitted default) and
+    every time already in UTC. Otherwise that event's entry is ``None`` (serialise the model).
+    Field order, whitespace and escapes may differ from the contract's bytes; every reader of
+    the priced topic parses JSON by field name."""
+    return _decode(raw, True)
+
+
+def _decode(raw: bytes, keep_raw: bool) -> tuple[str | None, list[AnyEvent], list[bytes | None]] | None:
     for m in _LONG_FRACTION.finditer(raw):
         at = m.start()
         if at >= 6 and raw[at - 3] == raw[at - 6] == 58 and raw[at - 5 : at].replace(b":", b"").isdigit():
@@ -189,7 +213,7 @@ def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
         return None
     evs = env.events
     if not evs:
-        return env.key, []
+        return env.key, [], []
     span_ids = [s.span_id for s in evs]
     if (
         not _EVENT_ID.fullmatch("".join([s.event_id for s in evs]))
@@ -209,26 +233,37 @@ def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
     append = out.append
     names: set[Any] = set()
     hashes: list[str] = []
+    # positions of events whose bytes are not forwarded as sent (an omitted default, a time
+    # not in UTC): their reader would see something other than the contract's serialisation
+    redo: list[int] = []
     try:
-        for s in evs:
+        for i, s in enumerate(evs):
             if s.ts.tzinfo is not UTC:
                 s.ts = s.ts.astimezone(UTC)
+                redo.append(i)
             if s.attributes:
                 names.update(s.attributes)
             if type(s) is _Usage:
-                if (
-                    s.cache_read_tokens + s.cache_write_tokens > s.input_tokens
-                    or s.reasoning_tokens > s.output_tokens
-                ):
+                cr, cw, rt = s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens
+                if cr is UNSET or cw is UNSET or rt is UNSET:
+                    s.cache_read_tokens = cr = 0 if cr is UNSET else cr
+                    s.cache_write_tokens = cw = 0 if cw is UNSET else cw
+                    s.reasoning_tokens = rt = 0 if rt is UNSET else rt
+                    redo.append(i)
+                if cr + cw > s.input_tokens or rt > s.output_tokens:
                     return None
                 names.add(s.provider)
                 names.add(s.model)
                 append(_USAGE(s))
             elif type(s) is _Span:
-                if s.start.tzinfo is not UTC:
-                    s.start = s.start.astimezone(UTC)
-                if s.end.tzinfo is not UTC:
-                    s.end = s.end.astimezone(UTC)
+                if s.start.tzinfo is not UTC or s.end.tzinfo is not UTC or s.status is UNSET:
+                    redo.append(i)
+                    if s.start.tzinfo is not UTC:
+                        s.start = s.start.astimezone(UTC)
+                    if s.end.tzinfo is not UTC:
+                        s.end = s.end.astimezone(UTC)
+                    if s.status is UNSET:
+                        s.status = SpanStatus.UNSET
                 if s.end < s.start:
                     return None
                 names.add(s.provider)
@@ -237,6 +272,9 @@ def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
             elif type(s) is _ToolCall:
                 names.add(s.tool)
                 hashes.append(s.args_hash)
+                if s.status is UNSET:
+                    s.status = SpanStatus.OK
+                    redo.append(i)
                 append(_TOOL(s))
             else:
                 append(_QUALITY(s))
@@ -244,4 +282,9 @@ def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
         return None
     if not _names_ok(names, _PRINTABLE) or not _HEX.fullmatch("".join(hashes)):
         return None
-    return env.key, out
+    if not keep_raw:
+        return env.key, out, []
+    raws: list[bytes | None] = [bytes(r) for r in _RAW_DECODER.decode(raw).events]
+    for i in redo:
+        raws[i] = None
+    return env.key, out, raws

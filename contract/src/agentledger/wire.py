@@ -28,7 +28,7 @@ from agentledger.events import (
     UsageEvent,
     record_key,
 )
-from agentledger.fastwire import decode_fast
+from agentledger.fastwire import decode_fast, decode_fast_raw
 
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
 _EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
@@ -73,6 +73,9 @@ class Decoded:
     key: str | None
     events: list[AnyEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    raws: list[bytes | None] | None = None
+    """With ``keep_raw``, on the fast path: each event's JSON bytes as sent, where they say
+    what the contract's serialisation would (``fastwire.decode_fast_raw``), else ``None``."""
 
 
 def _load(raw: bytes) -> dict[str, Any]:
@@ -90,7 +93,7 @@ def _load(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def decode_envelope(raw: bytes) -> Decoded:
+def decode_envelope(raw: bytes, *, keep_raw: bool = False) -> Decoded:
     """Decode an envelope, validating each event on its own.
 
     Raises ``ContractError`` when the record is not an envelope at all (the whole record goes
@@ -98,7 +101,13 @@ def decode_envelope(raw: bytes) -> Decoded:
 
     An envelope whose every event is valid is decoded by msgspec in C (``agentledger.fastwire``);
     any other goes through the pydantic contract, which decides and words each reason.
+    ``keep_raw``: also each event's bytes as sent (``Decoded.raws``; fast path only).
     """
+    if keep_raw:
+        got = decode_fast_raw(raw)
+        if got is not None:
+            return Decoded(key=got[0], events=got[1], raws=got[2])
+        return decode_envelope_pydantic(raw)
     fast = decode_fast(raw)
     if fast is not None:
         return Decoded(key=fast[0], events=fast[1])

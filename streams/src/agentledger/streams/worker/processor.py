@@ -1,8 +1,9 @@
 """The worker's core, free of Faust: one record (an envelope) in, everything it causes out.
 
 ``process`` decodes in bulk, validates per event (bad ones to the DLQ with raw bytes, reason
-and source offset), dedupes by (``tenant``, ``event_id``), prices, splits the priced events
-into records the broker can take (an event too large for any record goes to the DLQ and is
+and source offset), dedupes by (``tenant``, ``event_id``), prices (each priced event carries
+the event's bytes as sent where they say what the contract's serialisation would:
+``wire.Decoded.raws``), splits the priced events into records the broker can take (an event too large for any record goes to the DLQ and is
 not counted), aggregates per scope inside the envelope at each event's counting time
 (``eventtime``) and touches each rollup key once, evaluates the budgets the envelope touched
 and the loop detector. ``worker.runtime`` runs it inside a Faust agent; tests and the benchmark can
@@ -32,6 +33,7 @@ from agentledger.events import (
     LimitUnit,
     Policy,
     ScopeKind,
+    ScreenEvent,
     Severity,
     UsageEvent,
 )
@@ -240,7 +242,7 @@ class Processor:
         out = Output()
         self.counters["records"] += 1
         try:
-            decoded = decode_envelope(raw)
+            decoded = decode_envelope(raw, keep_raw=True)
         except ContractError as exc:
             out.dlq.append(self.dead_letter(key, raw, f"not an envelope: {exc}", partition, offset, None))
             return out
@@ -250,8 +252,13 @@ class Processor:
         first = self.dedupe.first_time
         skip = {r.index for r in decoded.rejected}
         positions = (i for i in range(len(decoded.events) + len(skip)) if i not in skip)
+        # each event's bytes as the client sent them, forwarded in the priced envelope when they
+        # say what the contract's serialisation would (wire.Decoded.raws; docs/adr/0013)
+        bodies = decoded.raws if decoded.raws is not None else [None] * len(decoded.events)
         fresh = [
-            (i, e) for i, e in zip(positions, decoded.events, strict=True) if first(e.tenant, e.event_id)
+            (i, e, b)
+            for i, e, b in zip(positions, decoded.events, bodies, strict=True)
+            if first(e.tenant, e.event_id)
         ]
         self.counters["duplicates"] += len(decoded.events) - len(fresh)
         if not fresh:
@@ -265,13 +272,7 @@ class Processor:
         deltas: dict[int, Delta] = {}
         self._aggregate(events, costs, priced, at, deltas)
         self._budgets(events, costs, at, deltas)
-        self._loop_features(events, costs, deltas)
         self._deadline_rows(events, at, deltas)
-        for ev in events:  # screened kills: decided by the trace's owner in stage two (screens)
-            sf = screen_features(ev)
-            if sf is not None:
-                k = f"trace/{ev.tenant}/{ev.trace_id}"
-                self._delta(deltas, k).loops.setdefault(k, []).append(sf)
         origin = (partition, offset) if offset is not None else None
         for dest, delta in sorted(deltas.items()):
             out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
@@ -353,7 +354,7 @@ class Processor:
     # -- steps -------------------------------------------------------------------------------------
 
     def _price(
-        self, events: list[tuple[int, AnyEvent]], env_key: str, key: bytes | None, partition: int,
+        self, events: list[tuple[int, AnyEvent, bytes | None]], env_key: str, key: bytes | None, partition: int,
         offset: int | None, now_s: float, out: Output,
     ) -> tuple[list[AnyEvent], list[Decimal], list[bool], list[int]]:  # fmt: skip
         """Price, and write the priced records: (events published, their costs, priced flags,
@@ -374,8 +375,8 @@ class Processor:
         limit = self.max_record_bytes
         head = envelope_head(env_key)
         room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - len(ENVELOPE_TAIL)
-        for index, ev in events:
-            body = ev.__pydantic_serializer__.to_json(ev)
+        for index, ev, sent in events:
+            body = sent if sent is not None else ev.__pydantic_serializer__.to_json(ev)
             if isinstance(ev, UsageEvent):
                 cost, priced, source = price(ev)
                 dec = _dec(cost)
@@ -432,14 +433,35 @@ class Processor:
         self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], at: list[int],
         deltas: dict[int, Delta],
     ) -> None:  # fmt: skip
-        # group by everything that picks a scope, per second counted at, then fan out to scopes once
+        """One pass over the events: rollup rows grouped by everything that picks a scope (per
+        second counted at, fanned out to the scopes once per group), each trace's span costs,
+        and what the trace's owner needs for loop detection and screened kills (``loops``,
+        ``screens``: the loop features in event order, then the screen verdicts), each trace
+        key built once."""
         Group = tuple[
             str, str, str | None, str | None, str, str | None, str | None, str | None, str | None, int
         ]
         groups: dict[Group, Totals] = {}
         spans: dict[tuple[str, str], dict[str, tuple[str | None, Decimal]]] = {}
+        feats: dict[tuple[str, str], list[list[Any]]] = {}
+        screened: dict[tuple[str, str], list[list[Any]]] = {}
+        loops_on = self.loops.settings.enabled
         for ev, cost, priced, sec in zip(events, costs, flags, at, strict=True):
-            tspans = spans.setdefault((ev.tenant, ev.trace_id), {})
+            trace_of = (ev.tenant, ev.trace_id)
+            tspans = spans.get(trace_of)
+            if tspans is None:
+                tspans = spans[trace_of] = {}
+            if loops_on:
+                f = loop_features(ev, cost)
+                if f is not None:
+                    tf = feats.get(trace_of)
+                    if tf is None:
+                        tf = feats[trace_of] = []
+                    tf.append(f)
+            if isinstance(ev, ScreenEvent):  # decided by the trace's owner in stage two (screens)
+                sf = screen_features(ev)
+                if sf is not None:
+                    screened.setdefault(trace_of, []).append(sf)
             old = tspans.get(ev.span_id)
             parent = ev.parent_span_id or (old[0] if old else None)
             if not isinstance(ev, UsageEvent):
@@ -466,11 +488,16 @@ class Processor:
                 keys.append(f"conversation/{tenant}/{conv}")
             for k in keys:
                 self._delta(deltas, k).add(k, sec, t.cost, t.tokens, t.calls, t.unpriced)
-        for (tenant, trace), tspans in spans.items():
-            k = f"trace/{tenant}/{trace}"
+        trace_keys: dict[tuple[str, str], str] = {}
+        for trace_of, tspans in spans.items():
+            k = trace_keys[trace_of] = f"trace/{trace_of[0]}/{trace_of[1]}"
             into = self._delta(deltas, k).spans(k)
             for span_id, (parent, cost) in tspans.items():
                 into[span_id] = [parent, cost]
+        for group in (feats, screened):
+            for trace_of, fs in group.items():
+                k = trace_keys[trace_of]
+                self._delta(deltas, k).loops.setdefault(k, []).extend(fs)
 
     def _budgets(
         self, events: list[AnyEvent], costs: list[Decimal], at: list[int], deltas: dict[int, Delta]
@@ -513,20 +540,6 @@ class Processor:
                 self._delta(deltas, ref.key).budgets.append(
                     [p.policy_id, deltas_mod.ref_fields(ref), contrib]
                 )
-
-    def _loop_features(self, events: list[AnyEvent], costs: list[Decimal], deltas: dict[int, Delta]) -> None:
-        """What the loop detector needs of each event, to the partition of its trace."""
-        if not self.loops.settings.enabled:
-            return
-        by_trace: dict[tuple[str, str], list[list[Any]]] = {}
-        for ev, cost in zip(events, costs, strict=True):
-            f = loop_features(ev, cost)
-            if f is not None:
-                into = by_trace.get((ev.tenant, ev.trace_id))
-                if into is None:
-                    k = f"trace/{ev.tenant}/{ev.trace_id}"
-                    into = by_trace[(ev.tenant, ev.trace_id)] = self._delta(deltas, k).loops.setdefault(k, [])
-                into.append(f)
 
     def _loops(self, feats: list[list[Any]], now_s: float, out: Output, trace: Rollup | None = None) -> None:
         now = datetime.fromtimestamp(now_s, UTC)
