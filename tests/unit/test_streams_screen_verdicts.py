@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from agentledger.events import Action, Authority, ControlCommand, Lane, ScopeKind, ScreenEvent, control_key
 from agentledger.streams.worker.processor import MemoryStore, Output, Processor
+from agentledger.streams.worker.rollups import Rollup
 from agentledger.wire import encode_envelope
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -68,3 +69,52 @@ def test_flags_older_than_the_window_do_not_count_and_other_sources_are_apart() 
     old = NOW - timedelta(hours=2)
     run(p, [verdict("a", at=old), verdict("b", at=old)])
     assert run(p, [verdict("c"), verdict("d", source="search"), verdict("e", source=None)]).alerts == []
+
+
+def stage_one(
+    p: Processor, agent: str, events: list[ScreenEvent], partition: int, offset: int
+) -> list[bytes]:
+    events = [ev.model_copy(update={"agent": agent}) for ev in events]
+    out = p.stage_one(encode_envelope(f"acme/{agent}", events), f"acme/{agent}".encode(), partition, offset,
+                      NOW.timestamp())  # fmt: skip
+    assert out.alerts == []  # stage one never decides a quarantine
+    return [value for _, _, value in out.deltas]
+
+
+def stage_two(owner: Processor, records: list[bytes]) -> list[dict[str, object]]:
+    alerts = []
+    for value in records:
+        alerts += [json.loads(a) for _, a in owner.stage_two(value, NOW.timestamp()).alerts]
+    return alerts
+
+
+def test_a_source_flagged_by_agents_on_different_partitions_is_counted_by_its_owner() -> None:
+    """Two workers' stage one each see the tool flagged in fewer traces than the threshold; the
+    owner of the source's key sees all three and raises the alert once (before: none)."""
+    first, second, owner = Processor(MemoryStore()), Processor(MemoryStore()), Processor(MemoryStore())
+    records = stage_one(first, "writer", [verdict("a"), verdict("b")], partition=0, offset=7)
+    records += stage_one(second, "reader", [verdict("c")], partition=1, offset=3)
+    alerts = stage_two(owner, records)
+    assert [(a["rule"], a["entity"], a["figures"]["traces"]) for a in alerts] == [  # type: ignore[index]
+        ("injection_source", "tool/fetch", 3)
+    ]
+
+
+def test_a_replayed_record_is_not_counted_twice_and_the_count_survives_a_restart() -> None:
+    p = Processor(MemoryStore())
+    once = stage_one(p, "writer", [verdict("a"), verdict("b")], partition=0, offset=7)
+    owner = Processor(MemoryStore())
+    assert stage_two(owner, once) == []
+    # restart: a new owner reads the source's value back from the changelog's bytes
+    restored = MemoryStore()
+    for key in owner.store.all_keys():
+        r = owner.store.get(key)
+        assert r is not None
+        restored.put(key, Rollup.loads(r.dumps()))
+    again = Processor(restored)
+    replay = stage_one(
+        Processor(MemoryStore()), "writer", [verdict("e"), verdict("f")], partition=0, offset=7
+    )
+    assert stage_two(again, replay) == []  # same origin offset: dropped, not two more traces
+    third = stage_one(p, "writer", [verdict("9")], partition=0, offset=8)
+    assert [a["figures"]["traces"] for a in stage_two(again, third)] == [3]  # type: ignore[index]

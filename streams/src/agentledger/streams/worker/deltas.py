@@ -18,7 +18,8 @@ The value (orjson)::
      "r": {scope key: [[[second, cost, tokens, calls, unpriced], ...], {span: [parent, cost]} | null]},
      "b": [[policy id, scope ref fields, [[event id, amount], ...]], ...],
      "l": {trace key: [loop features, ...]},
-     "d": {trace key: [deadline rows, ...]}}   (worker.deadlines; only with deadline policies)
+     "d": {trace key: [deadline rows, ...]},   (worker.deadlines; only with deadline policies)
+     "q": {source key: [tenant, channel, source, [[ts, trace, event id], ...]]}}   (worker.screens)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Delta:
     budgets: list[list[Any]] = field(default_factory=list)
     loops: dict[str, list[list[Any]]] = field(default_factory=dict)
     deadlines: dict[str, list[list[Any]]] = field(default_factory=dict)
+    flags: dict[str, list[Any]] = field(default_factory=dict)
 
     def add(self, key: str, sec: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         entry = self.rollups.get(key)
@@ -82,6 +84,16 @@ class Delta:
             row[1] += tokens
             row[2] += calls
             row[3] += unpriced
+
+    def flag(self, key: str, head: tuple[str, str, str], row: list[Any]) -> None:
+        """A flagged screen verdict of the source ``key`` (an empty rollup entry carries the
+        replay mark for it)."""
+        if key not in self.rollups:
+            self.rollups[key] = ({}, None)
+        entry = self.flags.get(key)
+        if entry is None:
+            entry = self.flags[key] = [*head, []]
+        entry[3].append(row)
 
     def spans(self, key: str) -> dict[str, list[Any]]:
         entry = self.rollups.get(key)
@@ -107,6 +119,8 @@ class Delta:
             doc["l"] = self.loops
         if self.deadlines:
             doc["d"] = self.deadlines
+        if self.flags:
+            doc["q"] = self.flags
         return orjson.dumps(doc)
 
 

@@ -47,7 +47,7 @@ from agentledger.streams.worker.deltas import Delta, partition_for
 from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.worker.eventtime import ArrivalRule
 from agentledger.streams.worker.loops import LoopDetector, loop_features
-from agentledger.streams.worker.rollups import Rollup, Totals
+from agentledger.streams.worker.rollups import Rollup, SourceFlags, Totals
 from agentledger.streams.worker.scopes import (
     ScopeRef,
     conversation_of,
@@ -56,7 +56,13 @@ from agentledger.streams.worker.scopes import (
     selector_matches_event,
     user_of,
 )
-from agentledger.streams.worker.screens import SCREEN, ScreenWatch, adopt_trace_kill, screen_features
+from agentledger.streams.worker.screens import (
+    SCREEN,
+    ScreenWatch,
+    adopt_trace_kill,
+    screen_features,
+    source_flag,
+)
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 log = logging.getLogger("agentledger.streams")
@@ -277,8 +283,6 @@ class Processor:
         for dest, delta in sorted(deltas.items()):
             out.deltas.append((dest, str(dest).encode(), delta.dumps(origin)))
         self.counters["deltas_out"] += len(deltas)
-        # screen verdicts: sources to quarantine (the kills went to stage two above)
-        out.add(self.screens.observe(events, now_s))
         self._unknown_models(now_s, out)
         return out
 
@@ -328,14 +332,21 @@ class Processor:
         for trace_key, feats in doc.get("l", {}).items():
             if trace_key in fresh:  # the loop state rides in the trace rollup (worker.loops)
                 self._loops(feats, now_s, out, self.store.get(trace_key))
+        for source_key, (tenant, channel, source, rows) in doc.get("q", {}).items():
+            r = self.store.get(source_key)
+            if source_key in fresh and r is not None:  # the flags ride in the source's value
+                if r.flags is None:
+                    r.flags = SourceFlags()
+                out.add(self.screens.flagged([tenant, channel, source], rows, r.flags))
         self._observe_deadlines(doc.get("d"), fresh)
 
     def evict_idle_traces(self, now_s: float) -> int:
-        """Drop trace rollups with no event in the last 24 h (traces are short-lived; without
-        this a long-running worker grows with every trace it has seen). Run inside the agent."""
+        """Drop trace rollups (and screened sources' flags) with no event in the last 24 h
+        (traces are short-lived; without this a long-running worker grows with every trace it
+        has seen; a source's flags count over an hour). Run inside the agent."""
         dropped = 0
         for key in self.store.all_keys():
-            if not key.startswith("trace/"):
+            if not key.startswith(("trace/", "source/")):
                 continue
             r = self.store.get(key)
             if r is not None and now_s - r.touched_s > TRACE_IDLE_S:
@@ -462,6 +473,9 @@ class Processor:
                 sf = screen_features(ev)
                 if sf is not None:
                     screened.setdefault(trace_of, []).append(sf)
+                qf = source_flag(ev)
+                if qf is not None:  # counted by the source's owner (quarantine alerts)
+                    self._delta(deltas, qf[0]).flag(*qf)
             old = tspans.get(ev.span_id)
             parent = ev.parent_span_id or (old[0] if old else None)
             if not isinstance(ev, UsageEvent):

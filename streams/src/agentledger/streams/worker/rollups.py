@@ -12,6 +12,8 @@ key (``agent/acme/planner`` ...) holds:
 * for traces: each span's parent and direct cost (inclusive subtree cost is computed on read);
 * for traces: the loop detector's state of the trace (``loop``: worker.loops), so that it
   survives a restart with the totals and the mark below;
+* for screened sources (``source/<tenant>/<channel>/<source>``, no totals): the traces their
+  flagged outputs came from (``flags``: worker.screens), likewise;
 * ``applied``: per events partition, the highest origin offset whose delta is in these totals
   (stage two drops a delta at or below it: worker.deltas). Kept in the same value as the
   totals, so one changelog record holds both.
@@ -105,6 +107,15 @@ class Totals:
 
 
 @dataclass(slots=True)
+class SourceFlags:
+    """A screened source's state (worker.screens): (event time s, trace id) of its flagged
+    verdicts within the window, oldest first, and when it last raised its quarantine alert."""
+
+    alerted: float | None = None
+    seen: list[tuple[float, str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class Rollup:
     """Buckets of one scope: ``grains[name][bucket] -> Totals`` and, for traces, the span tree."""
 
@@ -113,6 +124,7 @@ class Rollup:
     touched_s: int = 0  # wall-clock second of the last write (idle traces are evicted)
     applied: dict[int, int] = field(default_factory=dict)  # events partition -> last origin offset
     loop: TraceLoopState | None = None  # a trace's loop-detector state (worker.loops)
+    flags: SourceFlags | None = None  # a screened source's flagged traces (worker.screens)
 
     def add(self, ts_s: int, cost: Decimal, tokens: int, calls: int, unpriced: int) -> None:
         """Add one (pre-aggregated) amount at event time ``ts_s`` to every window."""
@@ -190,6 +202,8 @@ class Rollup:
             doc["w"] = [[p, o] for p, o in self.applied.items()]
         if self.loop is not None:
             doc["l"] = self.loop.dump()
+        if self.flags is not None:
+            doc["q"] = [self.flags.alerted, self.flags.seen]
         return orjson.dumps(doc)
 
     @classmethod
@@ -206,4 +220,7 @@ class Rollup:
         loop = doc.get("l")
         if loop is not None:
             r.loop = TraceLoopState.load(loop)
+        flags = doc.get("q")
+        if flags is not None:
+            r.flags = SourceFlags(flags[0], [(float(t), str(tr)) for t, tr in flags[1]])
         return r

@@ -13,13 +13,18 @@ topic (``adopt_trace_kill``). The kill expires after ``kill_ttl_s``.
 
 A source (a tool or another agent, per tenant and channel) flagged in ``quarantine_traces``
 distinct traces within ``window_s`` raises one alert (rule ``injection_source``) on the alerts
-topic (stage one, memory); it may raise again once a full window has passed. Nothing here
-quarantines by itself: what to do with a poisoned tool is a human's call.
+topic; it may raise again once a full window has passed. Its verdicts come from every agent
+that used it, on any events partition, so the count is kept in **stage two** too: stage one
+sends each flagged verdict (``source_flag``) to the scope key
+``source/<tenant>/<channel>/<source>``, whose owner keeps the flagged traces in that key's
+table value (``Rollup.flags``), replay-checked and saved with the changelog like a trace's
+loop state. Nothing here quarantines by itself: what to do with a poisoned tool is a human's
+call.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,10 +40,10 @@ from agentledger.events import (
 )
 from agentledger.streams.worker.budgets import Emitted
 from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
+from agentledger.streams.worker.rollups import SourceFlags
 from agentledger.streams.worker.scopes import ScopeRef
 from agentledger.wire import AnyEvent
 
-MAX_SOURCES = 10_000  # sources tracked at once (least recently flagged dropped first)
 SCREEN = "s"
 """Code of a screen kill among a trace's loop features on the scope-deltas topic."""
 
@@ -51,6 +56,15 @@ def screen_features(ev: AnyEvent) -> list[Any] | None:
     what = f"{ev.channel} {ev.source}" if ev.source else ev.channel
     reason = f"injection screened in {what} ({ev.detector}, score {ev.score:.2f})"[:512]
     return [SCREEN, ev.ts.timestamp(), ev.tenant, ev.trace_id, ev.agent, ev.event_id, reason, None, None]
+
+
+def source_flag(ev: ScreenEvent) -> tuple[str, tuple[str, str, str], list[Any]] | None:
+    """A flagged verdict naming its source, for the source's owner (stage two): (scope key,
+    (tenant, channel, source), [ts, trace id, event id])."""
+    if not (ev.flagged and ev.source and ev.trace_id):
+        return None
+    key = f"source/{ev.tenant}/{ev.channel}/{ev.source}"
+    return key, (ev.tenant, ev.channel, ev.source), [ev.ts.timestamp(), ev.trace_id, ev.event_id]
 
 
 def adopt_trace_kill(enforcer: Enforcer, cmd: ControlCommand, now: datetime) -> bool:
@@ -80,17 +94,6 @@ class ScreenWatch:
     def __init__(self, enforcer: Enforcer, settings: ScreenSettings | None = None) -> None:
         self.enforcer = enforcer
         self.settings = settings or ScreenSettings()
-        # (tenant, channel, source) -> (event time s, trace id) of its flagged verdicts
-        self._seen: dict[tuple[str, str, str], deque[tuple[float, str]]] = {}
-        self._alerted: dict[tuple[str, str, str], float] = {}
-
-    def observe(self, events: list[AnyEvent], now_s: float) -> Emitted:
-        """Stage one: count flagged sources (quarantine alerts). Kills are stage two's (``kill``)."""
-        em = Emitted()
-        for ev in events:
-            if isinstance(ev, ScreenEvent) and ev.flagged and ev.source and ev.trace_id:
-                self._count(ev, em)
-        return em
 
     def kill(self, f: list[Any], now_s: float) -> Emitted:
         """Stage two, in the process owning the trace: one ``screen_features`` record."""
@@ -107,45 +110,40 @@ class ScreenWatch:
         cmd = self.enforcer.want(ref, "screen", desire, now)
         return Emitted(commands=[cmd] if cmd is not None else [])
 
-    def _count(self, ev: ScreenEvent, em: Emitted) -> None:
-        assert ev.source is not None and ev.trace_id is not None
-        key = (ev.tenant, ev.channel, ev.source)
-        at = ev.ts.timestamp()
-        seen = self._seen.pop(key, None) or deque()
-        self._seen[key] = seen  # re-inserted: the dict's order is least recently flagged first
-        seen.append((at, ev.trace_id))
-        while seen and seen[0][0] < at - self.settings.window_s:
-            seen.popleft()
-        if len(self._seen) > MAX_SOURCES:
-            del self._seen[next(iter(self._seen))]
-        traces = {t for _, t in seen}
-        last = self._alerted.get(key)
-        if len(traces) < self.settings.quarantine_traces or (
-            last is not None and at - last < self.settings.window_s
-        ):
-            return
-        self._alerted[key] = at
-        if len(self._alerted) > MAX_SOURCES:
-            del self._alerted[next(iter(self._alerted))]
-        tenant, channel, source = key
-        em.alerts.append(
-            AlertEvent(
-                alert_id=new_id(),
-                dedup_key=f"screen-source:{tenant}:{channel}:{source}"[:255],
-                ts=ev.ts,
-                rule="injection_source",
-                entity=f"{channel}/{source}"[:512],
-                tenant=tenant,
-                state=AlertState.ALERT,
-                severity=Severity.ERROR,
-                summary=(
-                    f"quarantine {channel} {source}: its outputs were flagged as injections in "
-                    f"{len(traces)} traces within {self.settings.window_s:.0f} s"
-                )[:1024],
-                figures={
-                    "traces": len(traces),
-                    "window_s": self.settings.window_s,
-                    "last_event_id": ev.event_id,
-                },
-            )
+    def flagged(self, head: list[Any], rows: list[list[Any]], state: SourceFlags) -> Emitted:
+        """Stage two, in the process owning the source: its flagged verdicts of one record
+        (``[ts, trace id, event id]`` each) counted into its ``state``; one alert when they span
+        ``quarantine_traces`` distinct traces within the window, at most once per window."""
+        em = Emitted()
+        window = self.settings.window_s
+        for at, trace_id, event_id in rows:
+            bisect.insort(state.seen, (float(at), str(trace_id)))  # partitions arrive in any order
+            newest = state.seen[-1][0]
+            while state.seen and state.seen[0][0] < newest - window:
+                state.seen.pop(0)
+            traces = {t for _, t in state.seen}
+            if len(traces) < self.settings.quarantine_traces or (
+                state.alerted is not None and at - state.alerted < window
+            ):
+                continue
+            state.alerted = float(at)
+            em.alerts.append(self._alert(head, len(traces), float(at), str(event_id)))
+        return em
+
+    def _alert(self, head: list[Any], traces: int, at: float, event_id: str) -> AlertEvent:
+        tenant, channel, source = (str(h) for h in head)
+        return AlertEvent(
+            alert_id=new_id(),
+            dedup_key=f"screen-source:{tenant}:{channel}:{source}"[:255],
+            ts=datetime.fromtimestamp(at, UTC),
+            rule="injection_source",
+            entity=f"{channel}/{source}"[:512],
+            tenant=tenant,
+            state=AlertState.ALERT,
+            severity=Severity.ERROR,
+            summary=(
+                f"quarantine {channel} {source}: its outputs were flagged as injections in "
+                f"{traces} traces within {self.settings.window_s:.0f} s"
+            )[:1024],
+            figures={"traces": traces, "window_s": self.settings.window_s, "last_event_id": event_id},
         )
