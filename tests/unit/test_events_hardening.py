@@ -82,6 +82,9 @@ def test_attribute_values_and_counts_are_capped() -> None:
         UsageEvent.model_validate({**USAGE, "attributes": {f"k{i}": i for i in range(33)}})
     with pytest.raises(ValidationError, match="control or format"):
         UsageEvent.model_validate({**USAGE, "attributes": {"bad\u200bkey": 1}})
+    assert UsageEvent.model_validate({**USAGE, "attributes": {"k": 2**63 - 1}}).attributes["k"] == 2**63 - 1
+    with pytest.raises(ValidationError, match="64-bit"):  # the sink could not read it back
+        UsageEvent.model_validate({**USAGE, "attributes": {"k": 2**63}})
 
 
 @pytest.mark.parametrize("count", [True, False, "12", 12.5, None])
@@ -142,7 +145,7 @@ def test_client_cleans_provider_data_and_shortens_long_attributes(
     transport = MemoryTransport()
     em = Emitter(tenant="acme", agent="planner", transport=transport)
     caplog.set_level(logging.WARNING, "agentledger.collectors")
-    em.record_usage("openai", "gpt-4o\u200b\n", 10, 1, attributes={"note": "y" * 10_000})
+    em.record_usage("openai", "gpt-4o\u200b\n", 10, 1, attributes={"note": "y" * 10_000, "big": 2**70})
     em.record_tool_call("web\u202esearch")
     assert em.flush(5)
     em.shutdown(1)
@@ -150,6 +153,7 @@ def test_client_cleans_provider_data_and_shortens_long_attributes(
     assert usage["model"] == "gpt-4o" and tool["tool"] == "websearch"
     note = usage["attributes"]["note"]
     assert len(note) == MAX_ATTRIBUTE_VALUE_CHARS and note.endswith("…")
+    assert usage["attributes"]["big"] == str(2**70)  # beyond int64: kept as its string
     for event in (usage, tool):  # what the client sends, the contract accepts
         (UsageEvent if event["type"] == "usage" else ToolCallEvent).model_validate(event)
     assert sum(r.levelname == "WARNING" for r in caplog.records) == 1  # once, not per event

@@ -314,7 +314,7 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
         text(ASCII_NAME + "/", 1, 128),
         st.one_of(
             text(ASCII_NAME, 0, 4096),
-            st.integers(-(2**63), 2**63),
+            st.integers(-(2**63), 2**63 - 1),  # OpenTelemetry's int64
             st.floats(allow_nan=False, allow_infinity=False),
             st.booleans(),
         ),

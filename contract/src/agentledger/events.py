@@ -56,6 +56,8 @@ def _span_id(value: str) -> str:
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_KEY_CHARS = 128
 MAX_ATTRIBUTE_VALUE_CHARS = 4096
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+"""The range of an integer attribute (OpenTelemetry's int64; the warehouse reads them as JSON)."""
 # Control (Cc: newline, tab, NUL...), format (Cf: zero-width, bidi overrides, BOM), line and
 # paragraph separators, surrogates: invisible or reordering in a name shown on a dashboard,
 # a key or a log line, so names with them are refused rather than silently kept.
@@ -80,6 +82,11 @@ def clean_name(value: object) -> object:
 
 
 def _attribute_value(value: object) -> object:
+    if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(
+            "attribute integers are 64-bit, as in OpenTelemetry "
+            f"({INT64_MIN} to {INT64_MAX}); send a larger number as a string"
+        )
     if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
         raise ValueError(
             f"attribute values are at most {MAX_ATTRIBUTE_VALUE_CHARS} characters (got {len(value)}); "
@@ -177,7 +184,8 @@ class BaseEvent(_Model):
         max_length=MAX_ATTRIBUTES,
         description=(
             f"Small map of extra attributes (at most {MAX_ATTRIBUTES}; keys up to "
-            f"{MAX_ATTRIBUTE_KEY_CHARS} characters, string values up to {MAX_ATTRIBUTE_VALUE_CHARS}). "
+            f"{MAX_ATTRIBUTE_KEY_CHARS} characters, string values up to {MAX_ATTRIBUTE_VALUE_CHARS}, "
+            "integers 64-bit). "
             "Never message content."
         ),
     )

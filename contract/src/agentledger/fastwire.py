@@ -25,6 +25,8 @@ from msgspec import UNSET, Meta, UnsetType
 from pydantic import BaseModel
 
 from agentledger.events import (
+    INT64_MAX,
+    INT64_MIN,
     MAX_ATTRIBUTE_KEY_CHARS,
     MAX_ATTRIBUTE_VALUE_CHARS,
     MAX_ATTRIBUTES,
@@ -47,6 +49,7 @@ ModelName = Annotated[str, Meta(max_length=128)]
 ToolName = Annotated[str, Meta(min_length=1, max_length=128)]
 AttributeKey = Annotated[str, Meta(min_length=1, max_length=MAX_ATTRIBUTE_KEY_CHARS)]
 AttributeText = Annotated[str, Meta(max_length=MAX_ATTRIBUTE_VALUE_CHARS)]
+AttributeInt = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX)]
 TraceId = Annotated[str, Meta(min_length=32, max_length=32)]
 SpanId = Annotated[str, Meta(min_length=16, max_length=16)]
 Time = Annotated[datetime, Meta(tz=True)]
@@ -77,7 +80,7 @@ class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field=
     span_id: SpanId
     parent_span_id: SpanId | None = None
     attributes: Annotated[
-        dict[AttributeKey, AttributeText | int | FiniteFloat | bool], Meta(max_length=MAX_ATTRIBUTES)
+        dict[AttributeKey, AttributeText | AttributeInt | FiniteFloat | bool], Meta(max_length=MAX_ATTRIBUTES)
     ] = {}
 
 

@@ -17,7 +17,14 @@ from decimal import Decimal
 from typing import Any
 
 from agentledger import topics
-from agentledger.events import MAX_ATTRIBUTE_VALUE_CHARS, MAX_ATTRIBUTES, BaseEvent, clean_name
+from agentledger.events import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ATTRIBUTE_VALUE_CHARS,
+    MAX_ATTRIBUTES,
+    BaseEvent,
+    clean_name,
+)
 from agentledger.settings import get_settings
 
 from . import _exit, _ids
@@ -209,7 +216,8 @@ class Emitter:
     @staticmethod
     def _check_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
         """Keys are code (a bad one raises ``ValueError``); a string value longer than the
-        contract's cap is data: it is shortened (ending in "…") and the event kept."""
+        contract's cap is data: it is shortened (ending in "…") and the event kept; so is an
+        integer beyond 64 bits (OpenTelemetry's int64): it is sent as its string."""
         if len(attributes) > MAX_ATTRIBUTES:
             raise ValueError(f"at most {MAX_ATTRIBUTES} attributes")
         out: dict[str, Any] = {}
@@ -222,6 +230,9 @@ class Emitter:
                 raise ValueError(f"attribute key {key!r} {exc}") from None
             if not isinstance(value, str | int | float | bool):
                 raise ValueError(f"attribute {key!r} must be str, int, float or bool")
+            if type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+                _warn_data(f"attribute {key!r} is beyond a 64-bit integer: sent as a string")
+                value = str(value)
             if isinstance(value, str) and len(value) > MAX_ATTRIBUTE_VALUE_CHARS:
                 _warn_data(
                     f"shortened attribute {key!r} from {len(value)} to {MAX_ATTRIBUTE_VALUE_CHARS} "
