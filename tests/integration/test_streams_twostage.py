@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from _streams_harness import Worker, envelopes, generate, produce, start_worker
+from _streams_harness import Worker, consume, envelopes, generate, produce, start_worker
 from aiokafka.partitioner import DefaultPartitioner
 from test_streams_budgets import apply, calls, commands
 
 from agentledger import topics as topic_specs
-from agentledger.events import Action, ToolCallEvent
+from agentledger.events import Action, AlertEvent, ScreenEvent, ToolCallEvent
 from agentledger.streams.worker.deltas import partition_for
 from agentledger.wire import encode_envelope
 
@@ -195,6 +195,49 @@ def test_a_loop_in_a_trace_spanning_partitions_is_killed_after_n_calls(topics, t
         (kill,) = got[f"admission.budget:trace/acme/{trace}"]
         assert kill.action is Action.KILL and kill.params.kill_reason == "loop"
         assert kill.cause_event_id == "loop-call-0004"
+    finally:
+        for w in workers:
+            w.kill()
+
+
+def test_a_tool_flagged_by_agents_on_different_partitions_raises_one_quarantine_alert(
+    topics, tmp_path: Path
+) -> None:
+    """Three traces' tool results flagged as injections, from two agents whose records sit on
+    different events partitions (which two processes usually split): the source key's owner
+    sees all three. Before, each process counted the verdicts of its own partitions in stage
+    one, and neither reached 3 (this test failed on that code)."""
+    parts = topic_specs.EVENTS.partitions
+    a = "planner"
+    b = next(
+        x
+        for x in ("coder", "critic", "writer")
+        if partition_of(f"acme/{x}", parts) != partition_of(f"acme/{a}", parts)
+    )
+    t0 = datetime.now(UTC) - timedelta(seconds=5)
+
+    def verdict(i: int, agent: str) -> tuple[bytes | None, bytes | None]:
+        ev = ScreenEvent(event_id=f"scr-{i:04d}", ts=t0 + timedelta(seconds=i), tenant="acme", agent=agent,
+                         trace_id=f"{i + 1:032x}", span_id=f"{i + 1:016x}", channel="tool", source="fetch",
+                         detector="rules+linear-v2", score=0.9, flagged=True, action="record")  # fmt: skip
+        return (f"acme/{agent}".encode(), encode_envelope(f"acme/{agent}", [ev]))
+
+    workers = start_workers(topics, tmp_path, 2)
+    try:
+        settle(workers, parts)
+        produce(topics.bootstrap, topics.events, [verdict(0, a), verdict(1, b), verdict(2, a)])
+        drain(workers, 3)
+        deadline = time.monotonic() + 10
+        while not (
+            alerts := [
+                AlertEvent.model_validate_json(r.value) for r in consume(topics.bootstrap, topics.alerts)
+            ]
+        ):
+            assert time.monotonic() < deadline, "no quarantine alert"
+            time.sleep(0.3)
+        assert [(x.rule, x.entity, x.figures["traces"]) for x in alerts] == [
+            ("injection_source", "tool/fetch", 3)
+        ]
     finally:
         for w in workers:
             w.kill()
