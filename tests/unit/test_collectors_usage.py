@@ -93,3 +93,39 @@ def test_no_usage_is_none_and_record_goes_through_the_emitter() -> None:
     (event,) = mem.events
     assert (event["input_tokens"], event["cache_read_tokens"]) == (912, 900)
     em.shutdown(1)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"prompt_tokens": 2006, "completion_tokens": 300, "total_tokens": 2306,
+         "prompt_tokens_details": {"cached_tokens": 1920, "audio_tokens": 0},
+         "completion_tokens_details": {"reasoning_tokens": 128, "audio_tokens": 0}},
+        {"prompt_tokens": 50, "completion_tokens": 7, "total_tokens": 57},
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+         "prompt_tokens_details": {"cached_tokens": 30, "cache_write_tokens": 9}},  # more than the prompt
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+         "completion_tokens_details": {"reasoning_tokens": 8}},  # more than the output
+        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "cost": 0.1,  # an extra field
+         "prompt_tokens_details": {"cached_tokens": None}},
+    ],
+)  # fmt: skip
+def test_openai_chat_usage_object_read_without_per_field_calls(
+    raw: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat ``CompletionUsage`` is read from its fields in one function (the hook builds one
+    per call on the sender's thread): the same counts as from its dict, with no ``_get`` call
+    per field when the object holds plain fields only."""
+    from openai.types import CompletionUsage
+
+    from agentledger.collectors import usage as usage_module
+
+    obj = CompletionUsage.model_validate(raw)
+    expected = usage_module.openai_usage(dict(raw), "gpt-4o")
+    assert usage_module.openai_usage(obj, "gpt-4o") == expected
+    calls = []
+    real_get = usage_module._get
+    monkeypatch.setattr(usage_module, "_get", lambda o, n: calls.append(n) or real_get(o, n))
+    assert usage_module.openai_usage(obj, "gpt-4o") == expected
+    plain_fields = "cost" not in raw
+    assert (calls == []) is plain_fields, calls

@@ -310,7 +310,8 @@ class Hook:
         code and data are out of the CPU caches by then): docs/hook.md, "Cost"."""
         try:
             fp = keys.current_fingerprint.get() if keys._POOLS else None
-            self.em()._worker.put(functools.partial(build, *args, fp, time.time_ns()))
+            em = self.emitter or api._emitter or api.get_emitter()  # em(), without its call
+            em._worker.put(functools.partial(build, *args, fp, time.time_ns()))
         except Exception:  # telemetry never raises into agent code
             self.failed += 1
             log.exception("agentledger hook could not record usage")
@@ -586,8 +587,11 @@ def _wrap(target: _Target, original: Any) -> Any:
             finally:
                 end_recording_call(token)
             streamed = bool(kwargs.get("stream"))
-            mode = _raw_mode(kwargs)
+            mode = None if kwargs.get("extra_headers") is None else _raw_mode(kwargs)
             if mode is None:
+                if not streamed:  # _after's usual case, without its call
+                    hook.record_response(caller, target, result, provider, via)
+                    return result
                 return _after(hook, caller, target, result, provider, via, hide, streamed)
             if mode == "stream" and streamed:
                 return _tap_body(hook, caller, target, result, provider, via, hide)
@@ -626,8 +630,11 @@ def _wrap(target: _Target, original: Any) -> Any:
         finally:
             end_recording_call(token)
         streamed = bool(kwargs.get("stream"))
-        mode = _raw_mode(kwargs)
+        mode = None if kwargs.get("extra_headers") is None else _raw_mode(kwargs)
         if mode is None:
+            if not streamed:  # _after's usual case, without its call
+                hook.record_response(caller, target, result, provider, via)
+                return result
             return _after(hook, caller, target, result, provider, via, hide, streamed)
         if mode == "stream" and streamed:
             return _tap_body(hook, caller, target, result, provider, via, hide)
@@ -682,10 +689,12 @@ def _apply_timeout(
     """The per-call timeout as the SDK's ``timeout=``: a policy's first (the control plane),
     else the configured one (per-agent override first); a shorter number the agent gave itself
     is kept, and so is an ``httpx.Timeout`` it built."""
-    em = hook.em()
+    em = hook.emitter or api._emitter or api.get_emitter()  # hook.em(), without its call
     default, per_agent = getattr(em, "call_timeout_s", None), getattr(em, "call_timeouts", None)
     limit = per_agent.get(caller.agent, default) if per_agent else default
-    limit = _policy_timeout(hook, caller, kwargs, resource, target) or limit
+    timeouts = getattr(hook.guard, "timeouts", None)
+    if timeouts is not None and len(timeouts):  # a timeout policy in force (else no lookup)
+        limit = _policy_timeout(hook, caller, kwargs, resource, target) or limit
     if limit is None:
         return
     given = kwargs.get("timeout")
@@ -704,7 +713,13 @@ def _prepare(hook: Hook, caller: Caller, kwargs: dict[str, Any], resource: Any, 
     the per-call timeout."""
     try:
         from_request(caller, kwargs)
-        hook.route_version(caller, kwargs)
+        guard = hook.guard
+        if guard is not None:
+            # The Guard's index says whether a rollback or a rollout is in force at all (the
+            # usual case: none); then the version lookup is skipped, as _before skips others.
+            index = getattr(guard, "_index", None)
+            if index is None or index.rollbacks or index.routes:
+                hook.route_version(caller, kwargs)
         _apply_timeout(hook, caller, kwargs, resource, target)
     except Exception:
         log.exception("agentledger hook could not route a rollback; the call goes on unchanged")

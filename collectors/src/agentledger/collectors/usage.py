@@ -95,8 +95,52 @@ def usage_from_openai(response: Any, model: str | None = None, provider: str = "
     return openai_usage(usage, model or _model_of(response) or "unknown", provider)
 
 
+def _fields(obj: Any) -> dict[str, Any] | None:
+    """A pydantic object's fields when ``_get`` would read every name from them alone: its
+    ``__dict__``, with an empty extra-fields dict (a name absent from both reads as None)."""
+    fields = getattr(obj, "__dict__", None)
+    extra = getattr(obj, "__pydantic_extra__", None)
+    return fields if fields is not None and type(extra) is dict and not extra else None
+
+
+def _chat_fast(usage: Any, model: str, provider: str) -> Usage | None:
+    """The usual case in one function: a chat ``CompletionUsage`` (an SDK pydantic object)
+    whose counts are plain ints, read from its fields with no per-field calls. The provider
+    hook's usage events are built on the sender's thread, which holds the GIL meanwhile.
+    None: anything else, for the general path (same result where both apply)."""
+    fields = _fields(usage)
+    if fields is None:
+        return None
+    inp, out = fields.get("prompt_tokens"), fields.get("completion_tokens")
+    if type(inp) is not int or type(out) is not int:
+        return None
+    read = write = reasoning = 0
+    details = fields.get("prompt_tokens_details")
+    if details is not None:
+        d = _fields(details)
+        if d is None:
+            return None
+        read, write = d.get("cached_tokens") or 0, d.get("cache_write_tokens") or 0
+        if type(read) is not int or type(write) is not int:
+            return None
+    completion = fields.get("completion_tokens_details")
+    if completion is not None:
+        d = _fields(completion)
+        if d is None:
+            return None
+        reasoning = d.get("reasoning_tokens") or 0
+        if type(reasoning) is not int:
+            return None
+    read = min(read, inp)
+    return Usage(provider, model, inp, out, read, min(write, inp - read), min(reasoning, out))
+
+
 def openai_usage(usage: Any, model: str, provider: str = "openai") -> Usage:
     """From the usage object itself (``CompletionUsage`` or ``ResponseUsage``, or its dict)."""
+    if type(usage) is not dict:
+        fast = _chat_fast(usage, model, provider)
+        if fast is not None:
+            return fast
     prompt = _get(usage, "prompt_tokens")
     if prompt is not None:  # chat completions: CompletionUsage
         inp, out = _int(prompt), _int(_get(usage, "completion_tokens"))
