@@ -226,6 +226,65 @@ def _at_minute(minute: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=minute * rollup.MINUTE_US)
 
 
+def _rolled(
+    tenant: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    unit: str | None,
+    agent: str | None = None,
+    agent_version: str | None = None,
+    model: str | None = None,
+    user: str | None = None,
+    conversation: str | None = None,
+) -> tuple[str, list[Any], str]:
+    """(a ``FROM`` of rollup rows holding exactly the events of the window and filters, its
+    parameters, the SQL of the ``unit`` bucket key over those rows; ``NULL`` for no unit).
+    The minute rollup where it can (``_minutes``); else the same rows aggregated from the
+    events now (a user or conversation filter, a window under two minutes, ``second``)."""
+    minutes = (
+        None
+        if user or conversation or unit == "second"
+        else _minutes(tenant, start, end, agent, agent_version, model)
+    )
+    if unit is None:
+        key = "NULL"
+    elif unit in _MICROS and unit != "second":
+        key = f"minute // {_MICROS[unit] // rollup.MINUTE_US}"
+    else:
+        key = _bucket_sql(unit)[0] if unit != "second" else "_second"
+    if minutes is not None:
+        return minutes[0], minutes[1], key
+    w = _filter(
+        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
+    )
+    extra = f"epoch_us(ts) // {_MICROS['second']} AS _second" if unit == "second" else ""
+    return f"({rollup.select('events', w.sql(), extra=extra)})", w.params, key
+
+
+def _sketch_quantiles(rows: str, names: Sequence[str], quantiles: dict[str, float]) -> str:
+    """Per group of ``names`` in ``rows`` (a CTE with those columns and ``h``, latency
+    sketches), each of ``quantiles`` (column name -> p) at the nearest rank (as
+    ``quantile_disc``: the first bucket whose cumulative count reaches ``n * p``), read back
+    as its bucket's value (within ``rollup.SKETCH_ERROR`` of the exact latency)."""
+    g = ", ".join(names)
+    picks = ", ".join(
+        f"{rollup.sketch_value(f'min(k) FILTER (WHERE cum >= n * {p})')} AS {name}"
+        for name, p in quantiles.items()
+    )
+    return f"""SELECT {g}, {picks} FROM (
+          SELECT {g}, k, sum(c) OVER (PARTITION BY {g} ORDER BY k) AS cum,
+                 sum(c) OVER (PARTITION BY {g}) AS n
+          FROM (SELECT {g}, k, sum(c) AS c
+                FROM (SELECT {g}, unnest(map_keys(h)) AS k, unnest(map_values(h)) AS c
+                      FROM {rows} WHERE h IS NOT NULL)
+                GROUP BY ALL))
+        GROUP BY ALL"""
+
+
+def _same(names: Sequence[str], a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{n} IS NOT DISTINCT FROM {b}.{n}" for n in names)
+
+
 def cost_by_agent_day(
     cat: Catalog, tenant: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> Rows:
@@ -514,18 +573,19 @@ def quality_series(
     conversation: str | None = None,
 ) -> Rows:
     """Mean score of one metric for one agent per time bucket and agent version (of the
-    traces of ``user`` / ``conversation`` when given)."""
-    key, start_of = _bucket_sql(_bucket(bucket) or "hour")
-    w = _window(tenant, start, end).add("type = 'quality'").add("agent = ?", agent).add("metric = ?", metric)
-    _filter(w, user=user, conversation=conversation)
+    traces of ``user`` / ``conversation`` when given), from the minute rollup's score sums,
+    counts and minimum (the mean is their quotient: equal to ``avg`` up to float rounding)."""
+    unit = _bucket(bucket) or "hour"
+    _, start_of = _bucket_sql(unit)
+    source, params, key = _rolled(tenant, start, end, unit, agent, user=user, conversation=conversation)
     return _rows(
         cat,
         f"""SELECT {start_of} AS bucket, agent_version, score, min_score, n
-            FROM (SELECT {key} AS _b, agent_version, avg(score) AS score,
-                    min(score) AS min_score, count(*) AS n
-                  FROM events {w.sql()} GROUP BY ALL)
+            FROM (SELECT {key} AS _b, agent_version, sum(score_sum) / sum(scores) AS score,
+                    min(score_min) AS min_score, sum(scores)::BIGINT AS n
+                  FROM {source} WHERE metric = ? AND agent = ? GROUP BY ALL HAVING sum(scores) > 0)
             ORDER BY bucket, agent_version""",
-        w.params,
+        [*params, metric, agent],
     )
 
 
@@ -603,29 +663,29 @@ def provider_health(
     user: str | None = None,
     conversation: str | None = None,
 ) -> Rows:
-    """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95."""
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    ).add("provider IS NOT NULL")
+    """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95
+    (of every span with a provider, nearest rank, from the minute rollup's latency sketches:
+    within ``rollup.SKETCH_ERROR`` of the exact latency at that rank)."""
+    source, params, _ = _rolled(tenant, start, end, None, agent, agent_version, model, user, conversation)
+    names = ("provider", "model")
+    quantiles = _sketch_quantiles("r", names, {"p50_ms": 0.5, "p95_ms": 0.95})
     return _rows(
         cat,
-        f"""SELECT provider, model,
-               count(*) FILTER (WHERE type = 'usage') AS calls, sum(cost_usd) AS cost_usd,
-               count(*) FILTER (WHERE type = 'span') AS spans,
-               count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
-               count(*) FILTER (WHERE type = 'span' AND status = 'error')
-                   / nullif(count(*) FILTER (WHERE type = 'span'), 0) AS error_rate,
-               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.5)
-                   FILTER (WHERE type = 'span') AS p50_ms,
-               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.95)
-                   FILTER (WHERE type = 'span') AS p95_ms
-            FROM events {w.sql()} GROUP BY ALL ORDER BY provider, model""",
-        w.params,
+        f"""WITH r AS (SELECT provider, model, calls, cost_usd, spans, span_errors, span_ms AS h
+                       FROM {source} WHERE provider IS NOT NULL),
+                 t AS (SELECT provider, model, sum(calls)::BIGINT AS calls, sum(cost_usd) AS cost_usd,
+                              sum(spans)::BIGINT AS spans, sum(span_errors)::BIGINT AS errors
+                       FROM r GROUP BY ALL),
+                 q AS ({quantiles})
+            SELECT t.provider, t.model, calls, cost_usd, spans, errors,
+                   errors / nullif(spans, 0) AS error_rate, p50_ms, p95_ms
+            FROM t LEFT JOIN q ON {_same(names, "t", "q")} ORDER BY t.provider, t.model""",
+        params,
     )
 
 
-_LLM_CALL = "type = 'span' AND kind = 'llm' AND provider IS NOT NULL"
-_LATENCY_MS = 'epoch_ms("end") - epoch_ms(start)'
+_LLM_CALL = rollup.LLM_CALL
+_LATENCY_MS = rollup.LATENCY_MS
 
 
 def slo_attainment(
@@ -670,24 +730,29 @@ def latency_percentiles(
     bucket: str | None = "day",
 ) -> Rows:
     """Per provider, model (and ``bucket``, None for the whole range): LLM calls, errors and
-    the latency of the successful ones at p50, p90, p95 and p99 (nearest rank), and max."""
-    w = _window(tenant, start, end).add(_LLM_CALL)
+    the latency of the successful ones at p50, p90, p95 and p99 (nearest rank, from the
+    minute rollup's latency sketches: within ``rollup.SKETCH_ERROR`` of the exact latency at
+    that rank, and never above the max), and max (exact)."""
     unit = _bucket(bucket)
-    key, label = _bucket_sql(unit) if unit else ("NULL", "NULL")
-    ok = "status IS DISTINCT FROM 'error'"
-    quantiles = ", ".join(
-        f"quantile_disc({_LATENCY_MS}, {p}) FILTER (WHERE {ok}) AS p{int(p * 100)}_ms"
-        for p in (0.5, 0.9, 0.95, 0.99)
-    )
+    label = _bucket_sql(unit)[1] if unit else "NULL"
+    source, params, key = _rolled(tenant, start, end, unit)
+    names = ("provider", "model", "_b")
+    ps = {f"p{int(p * 100)}_ms": p for p in (0.5, 0.9, 0.95, 0.99)}
+    quantiles = _sketch_quantiles("r", names, ps)
+    capped = ", ".join(f"least({name}, max_ms) AS {name}" for name in ps)
     return _rows(
         cat,
-        f"""SELECT provider, model, {label} AS bucket, calls, errors, p50_ms, p90_ms, p95_ms, p99_ms, max_ms
-            FROM (SELECT provider, model, {key} AS _b, count(*) AS calls,
-                         count(*) FILTER (WHERE NOT ({ok})) AS errors, {quantiles},
-                         max({_LATENCY_MS}) FILTER (WHERE {ok}) AS max_ms
-                  FROM events {w.sql()} GROUP BY ALL)
+        f"""WITH r AS (SELECT provider, model, {key} AS _b, llm_calls, llm_errors, llm_ok_ms AS h,
+                              llm_ok_max_ms
+                       FROM {source} WHERE provider IS NOT NULL),
+                 t AS (SELECT provider, model, _b, sum(llm_calls)::BIGINT AS calls,
+                              sum(llm_errors)::BIGINT AS errors, max(llm_ok_max_ms) AS max_ms
+                       FROM r GROUP BY ALL HAVING sum(llm_calls) > 0),
+                 q AS ({quantiles})
+            SELECT provider, model, {label} AS bucket, calls, errors, {capped}, max_ms
+            FROM (SELECT t.*, q.* EXCLUDE (provider, model, _b) FROM t LEFT JOIN q ON {_same(names, "t", "q")})
             ORDER BY provider, model, bucket""",
-        w.params,
+        params,
     )
 
 
