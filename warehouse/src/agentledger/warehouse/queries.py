@@ -944,7 +944,7 @@ def agent_calls(
     t = _Where().when(tenant, "tenant = ?")
     if start is None and end is None and user is None and conversation is None and max_traces is None:
         # every trace: each edge row and each trace to rebuild is one (no join with the list)
-        chosen, params = "", []
+        chosen, params = "", list[Any]()
     else:
         f = Filters(tenant, start, end, user=user, conversation=conversation)
         source, params = _parts(f)
