@@ -74,7 +74,8 @@ def _short_window(cat: Catalog) -> tuple[datetime, datetime]:
 
 
 def _where(start: datetime | None, end: datetime | None, user: str | None = None) -> tuple[str, list[Any]]:
-    parts, params = ["TRUE"], []
+    parts: list[str] = ["TRUE"]
+    params: list[Any] = []
     if start is not None:
         parts.append("ts >= ?")
         params.append(start)
@@ -180,7 +181,13 @@ def test_provider_health_within_the_sketch_error(
 def test_quality_series_from_the_rollup(catalogs: tuple[Catalog, Catalog], window: str, bucket: str) -> None:
     rolled, bare = catalogs
     start, end = _short_window(rolled) if window == "short" else WINDOWS[window]
-    args = {"agent": "planner", "metric": "faithfulness", "bucket": bucket, "start": start, "end": end}
+    args: dict[str, Any] = {
+        "agent": "planner",
+        "metric": "faithfulness",
+        "bucket": bucket,
+        "start": start,
+        "end": end,
+    }
     got = queries.quality_series(rolled, **args)
     from_events = queries.quality_series(bare, **args)
     assert [{**g, "score": None} for g in got] == [{**g, "score": None} for g in from_events]
