@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/pages.py [--events N] [--root DIR] [--repeat R] [--json PATH]
 
-Builds a warehouse of N events (10 million by default) from the seeded synthetic generator
-(``agentledger.warehouse.synthetic``: trace trees with spans, usage, tool calls, quality
+Builds a warehouse of N events (10 million by default) from the seeded, vectorised synthetic
+generator (``agentledger.warehouse.synthetic.tables``: trace trees with spans, usage, tool calls, quality
 scores, each trace tagged with a user and a conversation), compacts it (one file per date,
 the steady state), then builds every dashboard page (``agentledger.dashboards.pagedata``)
 R times over the whole run and over one agent, and reports the median page time, the

@@ -1,11 +1,13 @@
-"""The minute rollup of events: spend, calls and tokens per minute and dimension.
+"""The minute rollup of events: spend, calls, tokens, errors, scores and latency sketches per
+minute and dimension.
 
 ``compact`` writes one rollup file per compacted date partition of ``events``, named like
-that compacted file (``events_minute/date=D/compacted-<digest>.parquet``). ``Catalog`` reads
+that compacted file (``events_minute_v2/date=D/compacted-<digest>.parquet``). ``Catalog`` reads
 a date from its rollup only while the date's events are exactly that one compacted file;
 every other date (new files since, no rollup yet) is aggregated from the events at query
 time with the same SQL, so an answer from the rollup equals one from the raw events
-(docs/adr/0017-minute-rollups.md).
+(docs/adr/0017-minute-rollups.md); percentiles from the sketches are within ``SKETCH_ERROR``
+(docs/adr/0027-latency-sketches.md).
 """
 
 from __future__ import annotations
