@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/pages.py [--events N] [--root DIR] [--repeat R] [--json PATH]
 
-Builds a warehouse of N events (10 million by default) from the seeded synthetic generator
-(``agentledger.warehouse.synthetic``: trace trees with spans, usage, tool calls, quality
+Builds a warehouse of N events (10 million by default) from the seeded, vectorised synthetic
+generator (``agentledger.warehouse.synthetic.tables``: trace trees with spans, usage, tool calls, quality
 scores, each trace tagged with a user and a conversation), compacts it (one file per date,
 the steady state), then builds every dashboard page (``agentledger.dashboards.pagedata``)
 R times over the whole run and over one agent, and reports the median page time, the
@@ -28,11 +28,10 @@ from agentledger.warehouse import synthetic
 from agentledger.warehouse.catalog import Catalog
 from agentledger.warehouse.compact import compact
 from agentledger.warehouse.reader import P, Query, Row, WarehouseReader
-from agentledger.warehouse.rows import _convert
 from agentledger.warehouse.storage import Store, split_by_day
 
 EVENTS_PER_TRACE = 7.0  # the generator's mean (1-3 LLM calls of 2 events, tool, root, score)
-CHUNK_TRACES = 20_000
+CHUNK_TRACES = 200_000
 
 
 class TimedReader(WarehouseReader):
@@ -53,36 +52,21 @@ class TimedReader(WarehouseReader):
             self.spent += ms
 
 
-def build(root: str, n_events: int) -> dict[str, float]:
-    """Write about ``n_events`` synthetic events to ``root`` (sink layout), then compact."""
+def build(root: str, n_events: int, then_compact: bool = True) -> dict[str, float]:
+    """Write about ``n_events`` synthetic events to ``root`` (sink layout: files per chunk and
+    UTC date), then compact them with the product's ``compact`` (rollups, trace summaries)."""
     store = Store(root)
     n_traces = max(1, int(n_events / EVENTS_PER_TRACE))
     t0 = time.perf_counter()
-    written, chunk, part = 0, [], 0
-    users = [f"user-{i:04d}" for i in range(500)]
-
-    def flush() -> None:
-        nonlocal written, part
-        table = _convert(chunk, 0, part)
+    written = 0
+    for part, table in enumerate(synthetic.tables(n_traces, seed=3, hours=24.0 * 10, chunk=CHUNK_TRACES)):
         for day, rows in split_by_day(table):
             store.write("events", day, f"bench-{part:06d}", rows)
         written += table.num_rows
-        part += 1
-        chunk.clear()
-
-    for i, trace in enumerate(synthetic.traces(n_traces, seed=3, hours=24.0 * 10)):
-        tags = {"user.id": users[i % len(users)], "gen_ai.conversation.id": f"conv-{i // 4:07d}"}
-        for p in trace:
-            item = p.model_dump(mode="json")
-            item["event"]["attributes"] = tags
-            chunk.append(item)
-        if i % CHUNK_TRACES == CHUNK_TRACES - 1:
-            flush()
-    if chunk:
-        flush()
     generated = time.perf_counter() - t0
     t = time.perf_counter()
-    compact(store)
+    if then_compact:
+        compact(store)
     return {"events": written, "build_s": generated, "compact_s": time.perf_counter() - t}
 
 

@@ -56,22 +56,44 @@ CONVERSATION_KEYS = tracesum.CONVERSATION_KEYS
 _attribute = tracesum.attribute
 
 
-def _filter(
-    w: _Where,
-    agent: str | None = None,
-    agent_version: str | None = None,
-    model: str | None = None,
-    prefix: str = "",
-    user: str | None = None,
-    conversation: str | None = None,
-) -> _Where:
-    """The dashboards' filters (each None: no filter). ``model`` keeps the rows of that model
-    only, so a trace's cost under it is what that model cost. ``user`` and ``conversation``
-    keep whole traces: those where any event names them in its attributes (an SDK usually
-    tags the root span only, not each usage event)."""
-    w.when(agent, f"{prefix}agent = ?").when(agent_version, f"{prefix}agent_version = ?")
-    w.when(model, f"{prefix}model = ?")
-    for value, keys in ((user, USER_KEYS), (conversation, CONVERSATION_KEYS)):
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The dashboards' view of the events, each None for no filter: ``tenant``, the window
+    (``start`` inclusive, ``end`` exclusive, on event time), ``agent``, ``agent_version``,
+    ``model`` (keeps the rows of that model only, so a trace's cost under it is what that
+    model cost), ``user`` and ``conversation`` (keep whole traces: those where any event
+    names them in its attributes; an SDK usually tags the root span only)."""
+
+    tenant: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    agent: str | None = None
+    agent_version: str | None = None
+    model: str | None = None
+    user: str | None = None
+    conversation: str | None = None
+
+    @property
+    def people(self) -> bool:
+        """Whether a user or conversation filter applies (not in the rollup's columns)."""
+        return self.user is not None or self.conversation is not None
+
+    def window(self, col: str = "ts") -> _Where:
+        """The tenant and the time range as conditions on the events."""
+        return _window(self.tenant, self.start, self.end, col)
+
+    def tenant_only(self) -> _Where:
+        return _Where().when(self.tenant, "tenant = ?")
+
+
+def _filter(w: _Where, f: Filters, prefix: str = "", people: bool = True) -> _Where:
+    """``f``'s agent, version and model filters on ``w`` (and with ``people`` its user and
+    conversation filters, as the traces whose events name them)."""
+    w.when(f.agent, f"{prefix}agent = ?").when(f.agent_version, f"{prefix}agent_version = ?")
+    w.when(f.model, f"{prefix}model = ?")
+    if not people:
+        return w
+    for value, keys in ((f.user, USER_KEYS), (f.conversation, CONVERSATION_KEYS)):
         if value is not None:
             sub = _traces_naming(value, keys)
             w.add(f"{prefix}trace_id IN (SELECT trace_id FROM events {sub.sql()})", *sub.params)
@@ -88,43 +110,37 @@ def _traces_naming(value: str, keys: Sequence[str], tenant: str | None = None) -
     return sub.add(f"{_attribute(keys)} = ?", value)
 
 
-def _people(w: _Where, tenant: str | None, user: str | None, conversation: str | None) -> _Where:
-    """Keep whole traces whose events name ``user`` / ``conversation`` (from the trace parts)."""
-    for value, column in ((user, "users"), (conversation, "conversations")):
+def _people(w: _Where, f: Filters) -> _Where:
+    """Keep whole traces whose events name ``f.user`` / ``f.conversation`` (from the trace parts)."""
+    for value, column in ((f.user, "users"), (f.conversation, "conversations")):
         if value is not None:
-            sub = _Where().when(tenant, "tenant = ?").add(f"list_contains({column}, ?)", value)
+            sub = f.tenant_only().add(f"list_contains({column}, ?)", value)
             w.add(f"trace_id IN (SELECT trace_id FROM {tracesum.DATASET} {sub.sql()})", *sub.params)
     return w
 
 
-def _parts(
-    tenant: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    agent: str | None = None,
-    agent_version: str | None = None,
-    model: str | None = None,
-) -> tuple[str, list[Any]]:
+def _parts(f: Filters) -> tuple[str, list[Any]]:
     """A table expression of trace parts (``tracesum``) holding exactly the events between
     ``start`` and ``end`` that pass the filters: parts wholly inside the window as stored;
     the traces with a part across ``start`` or ``end`` (on those two dates only) summarised
-    from their events in the window."""
-    base = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    from their events in the window (``f``'s user and conversation are not applied: ``_people``)."""
+    start, end = f.start, f.end
+    base = _filter(f.tenant_only(), f, people=False)
     if start is None and end is None:
         return f"(SELECT * FROM {tracesum.DATASET} {base.sql()})", base.params
     bounds = [_utc(t).date() for t in (start, end) if t is not None]
     marks = ", ".join("?" for _ in bounds)
-    across = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    across = _filter(f.tenant_only(), f, people=False)
     across.add(f"date IN ({marks})", *bounds)
     edges = [(t, "first_ts < ? AND last_ts >= ?") for t in (start, end) if t is not None]
     across.add("(" + " OR ".join(c for _, c in edges) + ")", *[v for t, _ in edges for v in (t, t)])
     straddling = f"SELECT trace_id FROM {tracesum.DATASET} {across.sql()}"
-    inside = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    inside = _filter(f.tenant_only(), f, people=False)
     inside.when(None if start is None else _utc(start).date(), "date >= ?")
     inside.when(None if end is None else _utc(end).date(), "date <= ?")
     inside.when(start, "first_ts >= ?").when(end, "last_ts < ?")
     inside.add(f"NOT (date IN ({marks}) AND trace_id IN ({straddling}))", *bounds, *across.params)
-    raw = _filter(_window(tenant, start, end), agent, agent_version, model).add(f"date IN ({marks})", *bounds)
+    raw = _filter(f.window(), f, people=False).add(f"date IN ({marks})", *bounds)
     raw.add(f"trace_id IN ({straddling})", *across.params)
     sql = (
         f"(SELECT * FROM {tracesum.DATASET} {inside.sql()} UNION ALL BY NAME "
@@ -175,25 +191,20 @@ def _bucket_sql(unit: str) -> tuple[str, str]:
     return f"date_trunc('{unit}', date)", "CAST(CAST(_b AS TIMESTAMP) AS TIMESTAMPTZ)"
 
 
-def _minutes(
-    tenant: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    agent: str | None = None,
-    agent_version: str | None = None,
-    model: str | None = None,
-) -> tuple[str, list[Any]] | None:
+def _minutes(f: Filters) -> tuple[str, list[Any]] | None:
     """A table expression over the minute rollup for the window and filters, as a ``FROM``
     of rollup rows: whole minutes from ``events_minute``, the partial minutes at either end
     of the window aggregated from the events (so the sums are those of the events between
-    ``start`` and ``end``). None when the window is under two minutes (read the events)."""
+    ``start`` and ``end``). None when the window is under two minutes (read the events).
+    ``f``'s user and conversation are not applied (the rollup has no attributes)."""
+    start, end = f.start, f.end
     lo = None if start is None else -(-_epoch_us(start) // rollup.MINUTE_US)  # first whole minute
     hi = None if end is None else _epoch_us(end) // rollup.MINUTE_US  # first minute not whole
     if lo is not None and hi is not None and lo >= hi:
         return None
     parts: list[str] = []
     params: list[Any] = []
-    main = _filter(_Where().when(tenant, "tenant = ?"), agent, agent_version, model)
+    main = _filter(f.tenant_only(), f, people=False)
     main.when(lo, "minute >= ?").when(hi, "minute < ?")
     # the hive date first: files of other dates are not opened
     main.when(None if start is None else _utc(start).date(), "date >= ?")
@@ -206,7 +217,7 @@ def _minutes(
     if end is not None and hi is not None and _epoch_us(end) % rollup.MINUTE_US:
         edges.append((_at_minute(hi), end))
     for a, b in edges:
-        w = _filter(_window(tenant, a, b), agent, agent_version, model).add("date = ?", _utc(a).date())
+        w = _filter(_window(f.tenant, a, b), f, people=False).add("date = ?", _utc(a).date())
         parts.append(rollup.select("events", w.sql()))
         params += w.params
     return "(" + " UNION ALL BY NAME ".join(parts) + ")", params
@@ -224,6 +235,49 @@ def _epoch_us(t: datetime) -> int:
 
 def _at_minute(minute: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=minute * rollup.MINUTE_US)
+
+
+def _rolled(f: Filters, unit: str | None) -> tuple[str, list[Any], str]:
+    """(a ``FROM`` of rollup rows holding exactly the events of the window and filters, its
+    parameters, the SQL of the ``unit`` bucket key over those rows; ``NULL`` for no unit).
+    The minute rollup where it can (``_minutes``); else the same rows aggregated from the
+    events now (a user or conversation filter, a window under two minutes, ``second``)."""
+    minutes = None if f.people or unit == "second" else _minutes(f)
+    if unit is None:
+        key = "NULL"
+    elif unit in _MICROS and unit != "second":
+        key = f"minute // {_MICROS[unit] // rollup.MINUTE_US}"
+    else:
+        key = _bucket_sql(unit)[0] if unit != "second" else "_second"
+    if minutes is not None:
+        return minutes[0], minutes[1], key
+    w = _filter(f.window(), f)
+    extra = f"epoch_us(ts) // {_MICROS['second']} AS _second" if unit == "second" else ""
+    return f"({rollup.select('events', w.sql(), extra=extra)})", w.params, key
+
+
+def _sketch_quantiles(rows: str, names: Sequence[str], quantiles: dict[str, float]) -> str:
+    """Per group of ``names`` in ``rows`` (a CTE with those columns and ``h``, latency
+    sketches), each of ``quantiles`` (column name -> p) at the nearest rank (as
+    ``quantile_disc``: the first bucket whose cumulative count reaches ``n * p``), read back
+    as its bucket's value (within ``rollup.SKETCH_ERROR`` of the exact latency)."""
+    g = ", ".join(names)
+    picks = ", ".join(
+        f"{rollup.sketch_value(f'min(k) FILTER (WHERE cum >= n * {p})')} AS {name}"
+        for name, p in quantiles.items()
+    )
+    return f"""SELECT {g}, {picks} FROM (
+          SELECT {g}, k, sum(c) OVER (PARTITION BY {g} ORDER BY k) AS cum,
+                 sum(c) OVER (PARTITION BY {g}) AS n
+          FROM (SELECT {g}, k, sum(c) AS c
+                FROM (SELECT {g}, unnest(map_keys(h)) AS k, unnest(map_values(h)) AS c
+                      FROM {rows} WHERE h IS NOT NULL)
+                GROUP BY ALL))
+        GROUP BY ALL"""
+
+
+def _same(names: Sequence[str], a: str, b: str) -> str:
+    return " AND ".join(f"{a}.{n} IS NOT DISTINCT FROM {b}.{n}" for n in names)
 
 
 def cost_by_agent_day(
@@ -254,8 +308,9 @@ def top_traces(
 ) -> Rows:
     """The most expensive traces (inclusive cost: every event of every agent in the trace),
     from the trace summaries."""
-    source, params = _parts(tenant, start, end, agent, agent_version, model)
-    w = _people(_Where(), tenant, user, conversation)
+    f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
+    source, params = _parts(f)
+    w = _people(_Where(), f)
     return _rows(
         cat,
         f"""WITH top AS (SELECT trace_id, sum(cost_usd) AS cost_usd FROM {source} {w.sql()}
@@ -279,7 +334,7 @@ def cost_per_successful_task(
     """Per agent version: tasks (traces), successful ones (no span in error), their whole cost
     (failed tasks included: that is what a success really costs) divided by the successes;
     ``agent``: that agent's versions only."""
-    source, params = _parts(tenant, start, end, agent)
+    source, params = _parts(Filters(tenant, start, end, agent))
     return _rows(
         cat,
         f"""WITH task AS (
@@ -390,11 +445,8 @@ def costs(
     inner = [*cols, *([f"{key} AS _b"] if unit else [])]
     outer = [*cols, *([f"{start_of} AS bucket"] if unit else [])]
     order = ", ".join(["bucket", *cols] if unit else cols) or "cost_usd DESC"
-    minutes = (
-        None
-        if user or conversation or unit == "second"
-        else _minutes(tenant, start, end, agent, agent_version, model)
-    )
+    f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
+    minutes = None if f.people or unit == "second" else _minutes(f)
     if minutes is not None:  # the minute rollup: the same sums, from far fewer rows
         source, params = minutes
         if unit in _MICROS:
@@ -414,9 +466,7 @@ def costs(
                 ORDER BY {order}""",
             params,
         )
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    )
+    w = _filter(f.window(), f)
     return _rows(
         cat,
         f"""SELECT {"".join(c + ", " for c in outer)}cost_usd, events, calls, input_tokens,
@@ -474,7 +524,8 @@ def agents(
     conversation: str | None = None,
 ) -> Rows:
     """Every agent seen: versions, first/last event, events, spend."""
-    minutes = None if user or conversation else _minutes(tenant, start, end, agent, agent_version, model)
+    f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
+    minutes = None if f.people else _minutes(f)
     if minutes is not None:
         source, params = minutes
         return _rows(
@@ -487,9 +538,7 @@ def agents(
                 FROM {source} GROUP BY ALL ORDER BY tenant, agent""",
             params,
         )
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    )
+    w = _filter(f.window(), f)
     return _rows(
         cat,
         f"""SELECT tenant, agent,
@@ -514,18 +563,20 @@ def quality_series(
     conversation: str | None = None,
 ) -> Rows:
     """Mean score of one metric for one agent per time bucket and agent version (of the
-    traces of ``user`` / ``conversation`` when given)."""
-    key, start_of = _bucket_sql(_bucket(bucket) or "hour")
-    w = _window(tenant, start, end).add("type = 'quality'").add("agent = ?", agent).add("metric = ?", metric)
-    _filter(w, user=user, conversation=conversation)
+    traces of ``user`` / ``conversation`` when given), from the minute rollup's score sums,
+    counts and minimum (the mean is their quotient: equal to ``avg`` up to float rounding)."""
+    unit = _bucket(bucket) or "hour"
+    _, start_of = _bucket_sql(unit)
+    f = Filters(tenant, start, end, agent, user=user, conversation=conversation)
+    source, params, key = _rolled(f, unit)
     return _rows(
         cat,
         f"""SELECT {start_of} AS bucket, agent_version, score, min_score, n
-            FROM (SELECT {key} AS _b, agent_version, avg(score) AS score,
-                    min(score) AS min_score, count(*) AS n
-                  FROM events {w.sql()} GROUP BY ALL)
+            FROM (SELECT {key} AS _b, agent_version, sum(score_sum) / sum(scores) AS score,
+                    min(score_min) AS min_score, sum(scores)::BIGINT AS n
+                  FROM {source} WHERE metric = ? AND agent = ? GROUP BY ALL HAVING sum(scores) > 0)
             ORDER BY bucket, agent_version""",
-        w.params,
+        [*params, metric, agent],
     )
 
 
@@ -603,29 +654,30 @@ def provider_health(
     user: str | None = None,
     conversation: str | None = None,
 ) -> Rows:
-    """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95."""
-    w = _filter(
-        _window(tenant, start, end), agent, agent_version, model, user=user, conversation=conversation
-    ).add("provider IS NOT NULL")
+    """Per provider and model: calls, spend, LLM spans, errors, error rate, latency p50/p95
+    (of every span with a provider, nearest rank, from the minute rollup's latency sketches:
+    within ``rollup.SKETCH_ERROR`` of the exact latency at that rank)."""
+    f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
+    source, params, _ = _rolled(f, None)
+    names = ("provider", "model")
+    quantiles = _sketch_quantiles("r", names, {"p50_ms": 0.5, "p95_ms": 0.95})
     return _rows(
         cat,
-        f"""SELECT provider, model,
-               count(*) FILTER (WHERE type = 'usage') AS calls, sum(cost_usd) AS cost_usd,
-               count(*) FILTER (WHERE type = 'span') AS spans,
-               count(*) FILTER (WHERE type = 'span' AND status = 'error') AS errors,
-               count(*) FILTER (WHERE type = 'span' AND status = 'error')
-                   / nullif(count(*) FILTER (WHERE type = 'span'), 0) AS error_rate,
-               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.5)
-                   FILTER (WHERE type = 'span') AS p50_ms,
-               quantile_cont(epoch_ms("end") - epoch_ms(start), 0.95)
-                   FILTER (WHERE type = 'span') AS p95_ms
-            FROM events {w.sql()} GROUP BY ALL ORDER BY provider, model""",
-        w.params,
+        f"""WITH r AS (SELECT provider, model, calls, cost_usd, spans, span_errors, span_ms AS h
+                       FROM {source} WHERE provider IS NOT NULL),
+                 t AS (SELECT provider, model, sum(calls)::BIGINT AS calls, sum(cost_usd) AS cost_usd,
+                              sum(spans)::BIGINT AS spans, sum(span_errors)::BIGINT AS errors
+                       FROM r GROUP BY ALL),
+                 q AS ({quantiles})
+            SELECT t.provider, t.model, calls, cost_usd, spans, errors,
+                   errors / nullif(spans, 0) AS error_rate, p50_ms, p95_ms
+            FROM t LEFT JOIN q ON {_same(names, "t", "q")} ORDER BY t.provider, t.model""",
+        params,
     )
 
 
-_LLM_CALL = "type = 'span' AND kind = 'llm' AND provider IS NOT NULL"
-_LATENCY_MS = 'epoch_ms("end") - epoch_ms(start)'
+_LLM_CALL = rollup.LLM_CALL
+_LATENCY_MS = rollup.LATENCY_MS
 
 
 def slo_attainment(
@@ -643,7 +695,7 @@ def slo_attainment(
     error budget (``1 - target`` of its calls) not spent; negative when overspent."""
     if not 0 < target < 1:
         raise ConfigError(f"target must be between 0 and 1 (exclusive), not {target!r}")
-    w = _filter(_window(tenant, start, end), agent).add(_LLM_CALL)
+    w = _filter(_window(tenant, start, end), Filters(agent=agent)).add(_LLM_CALL)
     if threshold_ms is None:
         counted, good, params = "TRUE", "status IS DISTINCT FROM 'error'", [1 - target, *w.params]
     else:
@@ -670,24 +722,29 @@ def latency_percentiles(
     bucket: str | None = "day",
 ) -> Rows:
     """Per provider, model (and ``bucket``, None for the whole range): LLM calls, errors and
-    the latency of the successful ones at p50, p90, p95 and p99 (nearest rank), and max."""
-    w = _window(tenant, start, end).add(_LLM_CALL)
+    the latency of the successful ones at p50, p90, p95 and p99 (nearest rank, from the
+    minute rollup's latency sketches: within ``rollup.SKETCH_ERROR`` of the exact latency at
+    that rank, and never above the max), and max (exact)."""
     unit = _bucket(bucket)
-    key, label = _bucket_sql(unit) if unit else ("NULL", "NULL")
-    ok = "status IS DISTINCT FROM 'error'"
-    quantiles = ", ".join(
-        f"quantile_disc({_LATENCY_MS}, {p}) FILTER (WHERE {ok}) AS p{int(p * 100)}_ms"
-        for p in (0.5, 0.9, 0.95, 0.99)
-    )
+    label = _bucket_sql(unit)[1] if unit else "NULL"
+    source, params, key = _rolled(Filters(tenant, start, end), unit)
+    names = ("provider", "model", "_b")
+    ps = {f"p{int(p * 100)}_ms": p for p in (0.5, 0.9, 0.95, 0.99)}
+    quantiles = _sketch_quantiles("r", names, ps)
+    capped = ", ".join(f"least({name}, max_ms) AS {name}" for name in ps)
     return _rows(
         cat,
-        f"""SELECT provider, model, {label} AS bucket, calls, errors, p50_ms, p90_ms, p95_ms, p99_ms, max_ms
-            FROM (SELECT provider, model, {key} AS _b, count(*) AS calls,
-                         count(*) FILTER (WHERE NOT ({ok})) AS errors, {quantiles},
-                         max({_LATENCY_MS}) FILTER (WHERE {ok}) AS max_ms
-                  FROM events {w.sql()} GROUP BY ALL)
+        f"""WITH r AS (SELECT provider, model, {key} AS _b, llm_calls, llm_errors, llm_ok_ms AS h,
+                              llm_ok_max_ms
+                       FROM {source} WHERE provider IS NOT NULL),
+                 t AS (SELECT provider, model, _b, sum(llm_calls)::BIGINT AS calls,
+                              sum(llm_errors)::BIGINT AS errors, max(llm_ok_max_ms) AS max_ms
+                       FROM r GROUP BY ALL HAVING sum(llm_calls) > 0),
+                 q AS ({quantiles})
+            SELECT provider, model, {label} AS bucket, calls, errors, {capped}, max_ms
+            FROM (SELECT t.*, q.* EXCLUDE (provider, model, _b) FROM t LEFT JOIN q ON {_same(names, "t", "q")})
             ORDER BY provider, model, bucket""",
-        w.params,
+        params,
     )
 
 
@@ -726,8 +783,9 @@ def traces(
         raise ConfigError(f"sort must be one of {', '.join(TRACE_SORTS)}, not {sort!r}")
     if status is not None and status not in TRACE_STATUSES:
         raise ConfigError(f"status must be one of {', '.join(TRACE_STATUSES)}, not {status!r}")
-    source, params = _parts(tenant, start, end, agent, agent_version, model)
-    w = _people(_Where(), tenant, user, conversation)
+    f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
+    source, params = _parts(f)
+    w = _people(_Where(), f)
     p, pp = f"(SELECT * FROM {source} {w.sql()})", [*params, *w.params]
     k = _Where().add("trace_id IS NOT NULL").when(tenant, "tenant = ?")
     where = _Where().when(status, "status = ?").when(min_cost_usd, "cost_usd >= ?")
@@ -885,10 +943,12 @@ def agent_calls(
     is rebuilt from its events."""
     t = _Where().when(tenant, "tenant = ?")
     if start is None and end is None and user is None and conversation is None and max_traces is None:
-        chosen, params = f"SELECT DISTINCT tenant, trace_id FROM {tracesum.DATASET} {t.sql()}", t.params
+        # every trace: each edge row and each trace to rebuild is one (no join with the list)
+        chosen, params = "", list[Any]()
     else:
-        source, params = _parts(tenant, start, end)
-        w = _people(_Where(), tenant, user, conversation)
+        f = Filters(tenant, start, end, user=user, conversation=conversation)
+        source, params = _parts(f)
+        w = _people(_Where(), f)
         chosen = f"SELECT tenant, trace_id FROM {source} {w.sql()} GROUP BY tenant, trace_id"
         params = [*params, *w.params]
         if max_traces is not None:
@@ -902,6 +962,7 @@ def agent_calls(
               USING (tenant, trace_id)
               GROUP BY tenant, trace_id HAVING count(DISTINCT date) > 1"""
     rebuild_params = [*t.params, *t.params, *t.params]
+    semi = f"SEMI JOIN ({chosen}) c USING (tenant, trace_id)" if chosen else ""
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
 
     def add(caller: Any, callee: Any, calls: int, cost: Decimal, traces: int) -> None:
@@ -918,11 +979,11 @@ def agent_calls(
         f"""WITH rebuild AS ({rebuild})
             SELECT caller, callee, sum(calls)::BIGINT AS calls, sum(cost_usd) AS cost_usd,
                    count(DISTINCT (tenant, trace_id)) AS traces
-            FROM {tracesum.EDGES} SEMI JOIN ({chosen}) c USING (tenant, trace_id)
+            FROM {tracesum.EDGES} {semi}
             ANTI JOIN rebuild USING (tenant, trace_id)
-            WHERE caller IS NOT NULL OR callee IS NOT NULL OR calls > 0
+            WHERE (caller IS NOT NULL OR callee IS NOT NULL OR calls > 0) {t.sql().replace("WHERE", "AND")}
             GROUP BY caller, callee""",
-        [*rebuild_params, *params],
+        [*rebuild_params, *params, *t.params],
     )
     for r in stored:
         add(r["caller"], r["callee"], int(r["calls"]), Decimal(r["cost_usd"] or 0), int(r["traces"]))
@@ -930,7 +991,7 @@ def agent_calls(
         (r["tenant"], r["trace_id"])
         for r in _rows(
             cat,
-            f"SELECT DISTINCT tenant, trace_id FROM ({rebuild}) r SEMI JOIN ({chosen}) c USING (tenant, trace_id)",
+            f"SELECT DISTINCT tenant, trace_id FROM ({rebuild}) r {semi}",
             [*rebuild_params, *params],
         )
     }
@@ -959,7 +1020,7 @@ def version_tasks(
 ) -> Rows:
     """Tasks (traces) per agent and version, with their spend and when they ran: after a rollout,
     how many tasks saw each version (docs/rollout.md)."""
-    source, params = _parts(tenant, start, end, agent)
+    source, params = _parts(Filters(tenant, start, end, agent))
     return _rows(
         cat,
         f"""SELECT tenant, agent, agent_version, count(DISTINCT trace_id) AS tasks, sum(cost_usd) AS cost_usd,
