@@ -1,6 +1,7 @@
 """Screen verdicts on a real broker: the budget worker turns a client's `kill` verdict into a
 trace kill on the control topic (so the trace stops in every process), and a tool whose
-outputs are flagged in three distinct traces into one quarantine alert on the alerts topic."""
+outputs are flagged in three distinct traces into one quarantine alert on the alerts topic and
+a deny policy for that tool on the tools topic."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 from _streams_harness import consume, envelopes, produce, start_worker
 
 from agentledger.events import AlertEvent, ControlCommand, ScreenEvent
+from agentledger.tools import ToolDecision, ToolPolicy, decide
+from agentledger.topics import TOOLS
 from agentledger.wire import AnyEvent
 
 KILLED, OTHERS = "c" * 31 + "1", ["d" * 31 + str(i) for i in range(3)]
@@ -48,3 +51,10 @@ def test_kill_verdict_kills_the_trace_and_a_repeat_source_raises_quarantine(topi
     alerts = [AlertEvent.model_validate_json(r.value) for r in consume(topics.bootstrap, topics.alerts)]
     assert [(a.rule, a.entity) for a in alerts] == [("injection_source", "tool/fetch")]
     assert alerts[0].figures["traces"] == 3
+    # and quarantined: the tools topic, which every Guard and the tools API read, denies it
+    ((key, policy),) = [
+        (r.key.decode(), ToolPolicy.model_validate_json(r.value))
+        for r in consume(topics.bootstrap, topics.prefix + TOOLS.name)
+    ]
+    assert key == f"policy:{alerts[0].figures['tool_policy_id']}" == f"policy:{policy.policy_id}"
+    assert decide([policy], "acme", "writer", None, "fetch").decision is ToolDecision.DENY

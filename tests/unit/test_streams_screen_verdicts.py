@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from agentledger.events import Action, Authority, ControlCommand, Lane, ScopeKind, ScreenEvent, control_key
 from agentledger.streams.worker.processor import MemoryStore, Output, Processor
 from agentledger.streams.worker.rollups import Rollup
+from agentledger.streams.worker.screens import quarantine_policy
+from agentledger.tools import ToolDecision, ToolPolicy, decide
 from agentledger.wire import encode_envelope
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -61,7 +63,24 @@ def test_a_source_flagged_in_three_traces_raises_one_quarantine_alert() -> None:
         alert["rule"] == "injection_source" and alert["entity"] == "tool/fetch" and alert["tenant"] == "acme"
     )
     assert alert["figures"]["traces"] == 3 and "quarantine" in alert["summary"]
+    # the tool is quarantined: a deny policy for the tenant on the tools topic, named in the alert
+    ((key, value),) = third.tools
+    policy = ToolPolicy.model_validate_json(value)
+    assert key.decode() == f"policy:{policy.policy_id}" == f"policy:{alert['figures']['tool_policy_id']}"
+    assert policy.selector.tenant == "acme" and policy.selector.agent is None
+    assert decide([policy], "acme", "writer", None, "fetch").decision is ToolDecision.DENY
+    assert decide([policy], "acme", "writer", None, "fetch_all").decision is ToolDecision.ALLOW
+    assert decide([policy], "globex", "writer", None, "fetch").decision is ToolDecision.ALLOW
+    assert f"agentledger tools delete {policy.policy_id}" in alert["summary"]
     assert run(p, [verdict("d")]).alerts == []  # once per window
+
+
+def test_a_quarantined_tool_name_is_matched_literally_and_an_agent_source_is_alert_only() -> None:
+    odd = quarantine_policy("acme", "tool", "web[search]*")
+    assert odd is not None
+    assert decide([odd], "acme", "a", None, "web[search]*").decision is ToolDecision.DENY
+    assert decide([odd], "acme", "a", None, "webs").decision is ToolDecision.ALLOW
+    assert quarantine_policy("acme", "agent", "researcher") is None
 
 
 def test_flags_older_than_the_window_do_not_count_and_other_sources_are_apart() -> None:

@@ -85,7 +85,7 @@ def name(spec: TopicSpec, prefix: str = "") -> str:
 # What each long-running service reads or writes: checked at its start (admin.require_topics),
 # because a missing topic stalls it and a compacted topic created as delete-policy loses state.
 NEEDED_BY: dict[str, tuple[TopicSpec, ...]] = {
-    "worker": (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, SCOPE_DELTAS),
+    "worker": (EVENTS, PRICED, DLQ, POLICIES, CONTROL, BUDGETS, ALERTS, SCOPE_DELTAS, TOOLS),
     "health": (EVENTS, PRICED, CONTROL, ALERTS, ROLLOUTS, OBJECTIVES, HEALTH_PROVIDERS),
     "sink": (PRICED, CONTROL, ALERTS, DLQ),
     "alerts": (ALERTS,),

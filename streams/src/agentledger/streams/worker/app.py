@@ -205,6 +205,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             ("control", topics.CONTROL),
             ("alerts", topics.ALERTS),
             ("budgets", topics.BUDGETS),
+            ("tools", topics.TOOLS),
             ("deltas", topics.SCOPE_DELTAS),
         )
     }

@@ -27,6 +27,7 @@ from agentledger.events import (
 from agentledger.streams.worker.enforcer import Desire, Enforcer, new_id
 from agentledger.streams.worker.rollups import Totals, window_bounds
 from agentledger.streams.worker.scopes import ScopeRef
+from agentledger.tools import ToolPolicy
 
 STATUS_MIN_INTERVAL_S = 1.0
 """A ``BudgetStatus`` is published at most once a second per key (level changes at once)."""
@@ -52,11 +53,13 @@ class Emitted:
     commands: list[ControlCommand] = field(default_factory=list)
     alerts: list[AlertEvent] = field(default_factory=list)
     statuses: list[BudgetStatus] = field(default_factory=list)
+    tool_policies: list[ToolPolicy] = field(default_factory=list)  # quarantines (worker.screens)
 
     def extend(self, other: Emitted) -> None:
         self.commands += other.commands
         self.alerts += other.alerts
         self.statuses += other.statuses
+        self.tool_policies += other.tool_policies
 
 
 def spend_in_unit(p: Policy, t: Totals) -> Decimal:

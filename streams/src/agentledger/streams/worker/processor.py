@@ -63,6 +63,7 @@ from agentledger.streams.worker.screens import (
     screen_features,
     source_flag,
 )
+from agentledger.tools import record_key
 from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
 
 log = logging.getLogger("agentledger.streams")
@@ -124,6 +125,8 @@ class Output:
     control: list[Record] = field(default_factory=list)
     alerts: list[Record] = field(default_factory=list)
     budgets: list[Tombstoned] = field(default_factory=list)
+    tools: list[Record] = field(default_factory=list)
+    """Tool policies for the tools topic: a quarantined source's deny (worker.screens)."""
     deltas: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     """Stage one's scope-deltas records: (destination partition, key, value)."""
 
@@ -131,6 +134,7 @@ class Output:
         self.control += [(c.key.encode(), dump(c)) for c in em.commands]
         self.alerts += [(a.dedup_key.encode(), dump(a)) for a in em.alerts]
         self.budgets += [(f"{s.policy_id}|{s.scope_key}".encode(), dump(s)) for s in em.statuses]
+        self.tools += [(record_key(p).encode(), dump(p)) for p in em.tool_policies]
 
 
 def _dec(cost: Decimal) -> bytes:

@@ -181,6 +181,8 @@ class WorkerRuntime:
             await send("alerts", k, v)
         for k, row in out.budgets:  # a None value is a tombstone
             await send("budgets", k, row)
+        for k, v in out.tools:
+            await send("tools", k, v)
 
     # -- state flush and acks --------------------------------------------------------------------
 

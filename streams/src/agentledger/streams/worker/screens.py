@@ -25,6 +25,8 @@ call.
 from __future__ import annotations
 
 import bisect
+import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -42,6 +44,7 @@ from agentledger.streams.worker.budgets import Emitted
 from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.worker.rollups import SourceFlags
 from agentledger.streams.worker.scopes import ScopeRef
+from agentledger.tools import ToolDecision, ToolPolicy, ToolRule, ToolSelector
 from agentledger.wire import AnyEvent
 
 SCREEN = "s"
@@ -67,6 +70,24 @@ def source_flag(ev: ScreenEvent) -> tuple[str, tuple[str, str, str], list[Any]] 
     return key, (ev.tenant, ev.channel, ev.source), [ev.ts.timestamp(), ev.trace_id, ev.event_id]
 
 
+def quarantine_policy(tenant: str, channel: str, source: str) -> ToolPolicy | None:
+    """The tool policy that quarantines a tool for its tenant: deny, on the tools topic, where
+    every Guard of the tenant reads it within the enforcement bound, until a human deletes it.
+    None for a source that is not a tool (another agent's messages: alert only)."""
+    if channel != "tool":
+        return None
+    pattern = "".join(f"[{c}]" if c in "*?[" else c for c in source)  # fnmatch: this tool only
+    if len(pattern) > 128:
+        return None
+    digest = hashlib.sha256(f"{tenant}\x00{source}".encode()).hexdigest()[:12]
+    readable = re.sub(r"[^A-Za-z0-9._-]", "-", source)[:80]
+    return ToolPolicy(
+        policy_id=f"quarantine.{readable}.{digest}",
+        selector=ToolSelector(tenant=tenant),
+        rules=[ToolRule(tool=pattern, decision=ToolDecision.DENY)],
+    )
+
+
 def adopt_trace_kill(enforcer: Enforcer, cmd: ControlCommand, now: datetime) -> bool:
     """After a restart or a partition move: take back a screen or loop kill of ours on a trace
     (the wish behind it is not in any policy, so nothing else would), so that a budget of the
@@ -88,6 +109,8 @@ class ScreenSettings:
     kill_ttl_s: float = 3600.0
     quarantine_traces: int = 3
     window_s: float = 3600.0
+    quarantine_tools: bool = True
+    """A quarantined tool is also denied to its tenant (``quarantine_policy``)."""
 
 
 class ScreenWatch:
@@ -127,11 +150,26 @@ class ScreenWatch:
             ):
                 continue
             state.alerted = float(at)
-            em.alerts.append(self._alert(head, len(traces), float(at), str(event_id)))
+            policy = quarantine_policy(*(str(h) for h in head)) if self.settings.quarantine_tools else None
+            if policy is not None:
+                em.tool_policies.append(policy)
+            em.alerts.append(self._alert(head, len(traces), float(at), str(event_id), policy))
         return em
 
-    def _alert(self, head: list[Any], traces: int, at: float, event_id: str) -> AlertEvent:
+    def _alert(
+        self, head: list[Any], traces: int, at: float, event_id: str, policy: ToolPolicy | None
+    ) -> AlertEvent:
         tenant, channel, source = (str(h) for h in head)
+        figures: dict[str, str | int | float | bool] = {
+            "traces": traces, "window_s": self.settings.window_s, "last_event_id": event_id,
+        }  # fmt: skip
+        done = "a human decides what to do with it"
+        if policy is not None:
+            figures["tool_policy_id"] = policy.policy_id
+            done = (
+                f"tool policy {policy.policy_id} now denies it to tenant {tenant}; lift with "
+                f"`agentledger tools delete {policy.policy_id}`"
+            )
         return AlertEvent(
             alert_id=new_id(),
             dedup_key=f"screen-source:{tenant}:{channel}:{source}"[:255],
@@ -143,7 +181,7 @@ class ScreenWatch:
             severity=Severity.ERROR,
             summary=(
                 f"quarantine {channel} {source}: its outputs were flagged as injections in "
-                f"{traces} traces within {self.settings.window_s:.0f} s"
+                f"{traces} traces within {self.settings.window_s:.0f} s; {done}"
             )[:1024],
-            figures={"traces": traces, "window_s": self.settings.window_s, "last_event_id": event_id},
+            figures=figures,
         )
