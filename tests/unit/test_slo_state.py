@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from slo_spans import llm_span
+from test_health_state import Clock, Table
 
 from agentledger.events import AlertEvent, AlertState, ObjectivePolicy, SpanEvent
 from agentledger.streams.health.engine import HealthEngine, Outgoing
@@ -32,22 +33,6 @@ def objective(per: str = "agent", **kw: Any) -> ObjectivePolicy:
         **kw,
     }
     return ObjectivePolicy.model_validate(doc)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Table(dict[str, Any]):
-    """The Faust table's store as the engine sees it."""
-
-    def write(self, changes: list[tuple[int, str, bytes]]) -> None:
-        for _part, key, value in changes:
-            self[key] = value
 
 
 def stepped(
