@@ -62,6 +62,8 @@ CALL = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10_000, "output
 CALL_USD = Decimal("0.035")  # gpt-4o: 10k in at $2.50/M + 1k out at $10/M
 RUNAWAY_LIMIT = Decimal("1.00")
 EXTRA_WORKER_ARGS: list[str] = os.environ.get("BENCH_WORKER_ARGS", "").split()
+TRIAL_EMITTER: dict[str, Any] = {}
+"""Options of the trials' Emitter (``--client-linger-ms``); empty: the collectors' defaults."""
 
 
 def _hex(i: int, n: int) -> str:
@@ -337,7 +339,13 @@ def enforce_trials(
     """Per-agent budget: one call of a fresh agent crosses it."""
     from agentledger.collectors.emitter import Emitter
 
-    em = Emitter(tenant="bench-enforce", agent="a0", bootstrap=bootstrap, topic=prefix + specs.EVENTS.name)
+    em = Emitter(
+        tenant="bench-enforce",
+        agent="a0",
+        bootstrap=bootstrap,
+        topic=prefix + specs.EVENTS.name,
+        **TRIAL_EMITTER,
+    )
     out = []
     for i in range(trials):
         agent = f"a{i + 1}"
@@ -367,7 +375,9 @@ def enforce_tenant_trials(
     for i in range(trials):
         tenant = f"bench-tenant-{i}"
         first, second = keys_on_partitions(tenant, 2, specs.EVENTS.partitions)
-        em = Emitter(tenant=tenant, agent=first, bootstrap=bootstrap, topic=prefix + specs.EVENTS.name)
+        em = Emitter(
+            tenant=tenant, agent=first, bootstrap=bootstrap, topic=prefix + specs.EVENTS.name, **TRIAL_EMITTER
+        )
         em.record_usage(**CALL)
         em.flush(5)
         time.sleep(0.2)
@@ -589,6 +599,7 @@ def run(quick: bool, bootstrap: str, workers: int = 2, trials: int | None = None
         "enforce_tenant_trials_missed": tenant_missed,
         "enforce_tenant_p50_ms": round(statistics.median(tenant_lat), 1) if tenant_lat else None,
         "enforce_tenant_p99_ms": p99(tenant_lat),
+        "enforce_client_linger_ms": TRIAL_EMITTER.get("linger_ms", "default"),
         "enforce_hops_ms": hops,
         "enforce_tenant_hops_ms": tenant_hops,
         "runaway_rate_per_s": runaway_rate,
@@ -609,7 +620,11 @@ def main() -> None:
                     "for enforcement (default 2; 1 runs one set)")  # fmt: skip
     ap.add_argument("--trials", type=int, help="agent-budget enforcement trials (default 40 quick, 220 full; "
                     "tenant trials: a quarter, at least 10, when quick)")  # fmt: skip
+    ap.add_argument("--client-linger-ms", type=float, help="the trials' Emitter linger (default: the "
+                    "collectors' 20 ms); to see what the client's batching adds to enforcement")  # fmt: skip
     args = ap.parse_args()
+    if args.client_linger_ms is not None:
+        TRIAL_EMITTER["linger_ms"] = args.client_linger_ms
     local = None
     bootstrap = os.environ.get("AGENTLEDGER_KAFKA_BOOTSTRAP")
     if not bootstrap:
