@@ -22,12 +22,14 @@ and the overshoot of a runaway agent against a hard budget.
   (a fresh agent per trial). Per-tenant budget: two calls from two agents whose keys sit on
   different partitions (a fresh tenant per trial), the second crosses it; with a single-stage
   worker and N > 1 the tenant's spend is split between workers and the kill may never come:
-  such trials are counted as missed (3 s each), not hidden;
+  such trials are counted as missed (3 s each), not hidden. Each trial is then split into
+  its hops by the record timestamps of the topics it crossed (``HOPS``, ``hop_breakdown``:
+  read after the trials, nothing in the worker changes);
 * overshoot: process B runs an agent calling at a fixed rate, checking its own Guard before
   each call; overshoot = calls (and USD) recorded after the breaching call.
 
 The machine is a shared 2-core box (other work runs in parallel): figures are noisy.
-Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--json PATH]
+Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--trials N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ CALL = {"provider": "openai", "model": "gpt-4o", "input_tokens": 10_000, "output
 CALL_USD = Decimal("0.035")  # gpt-4o: 10k in at $2.50/M + 1k out at $10/M
 RUNAWAY_LIMIT = Decimal("1.00")
 EXTRA_WORKER_ARGS: list[str] = os.environ.get("BENCH_WORKER_ARGS", "").split()
+TRIAL_EMITTER: dict[str, Any] = {}
+"""Options of the trials' Emitter (``--client-linger-ms``); empty: the collectors' defaults."""
 
 
 def _hex(i: int, n: int) -> str:
@@ -325,11 +329,23 @@ def guard_process(bootstrap: str, prefix: str, conn: Any, runaway_rate: float) -
     guard.close()
 
 
-def enforce_trials(bootstrap: str, prefix: str, trials: int, conn: Any) -> list[float]:
+Mark = tuple[str, str, str, float, float]
+"""A trial: (budget scope key, tenant, agent of the crossing call, client send time, Guard time)."""
+
+
+def enforce_trials(
+    bootstrap: str, prefix: str, trials: int, conn: Any, marks: list[Mark] | None = None
+) -> list[float]:
     """Per-agent budget: one call of a fresh agent crosses it."""
     from agentledger.collectors.emitter import Emitter
 
-    em = Emitter(tenant="bench-enforce", agent="a0", bootstrap=bootstrap, topic=prefix + specs.EVENTS.name)
+    em = Emitter(
+        tenant="bench-enforce",
+        agent="a0",
+        bootstrap=bootstrap,
+        topic=prefix + specs.EVENTS.name,
+        **TRIAL_EMITTER,
+    )
     out = []
     for i in range(trials):
         agent = f"a{i + 1}"
@@ -341,11 +357,15 @@ def enforce_trials(bootstrap: str, prefix: str, trials: int, conn: Any) -> list[
         stamp = conn.recv()
         if stamp is not None:
             out.append((stamp - t0) * 1000)
+            if marks is not None:
+                marks.append((f"agent/bench-enforce/{agent}", "bench-enforce", agent, t0, stamp))
     em.shutdown(5)
     return out
 
 
-def enforce_tenant_trials(bootstrap: str, prefix: str, trials: int, conn: Any) -> tuple[list[float], int]:
+def enforce_tenant_trials(
+    bootstrap: str, prefix: str, trials: int, conn: Any, marks: list[Mark] | None = None
+) -> tuple[list[float], int]:
     """Per-tenant budget ($0.05) spread over partitions: a fresh tenant per trial, one call
     ($0.035) from an agent on one partition, 200 ms later one from an agent on another, which
     crosses the budget. Returns the latencies and whether the two agents' partitions differ."""
@@ -355,7 +375,9 @@ def enforce_tenant_trials(bootstrap: str, prefix: str, trials: int, conn: Any) -
     for i in range(trials):
         tenant = f"bench-tenant-{i}"
         first, second = keys_on_partitions(tenant, 2, specs.EVENTS.partitions)
-        em = Emitter(tenant=tenant, agent=first, bootstrap=bootstrap, topic=prefix + specs.EVENTS.name)
+        em = Emitter(
+            tenant=tenant, agent=first, bootstrap=bootstrap, topic=prefix + specs.EVENTS.name, **TRIAL_EMITTER
+        )
         em.record_usage(**CALL)
         em.flush(5)
         time.sleep(0.2)
@@ -368,7 +390,107 @@ def enforce_tenant_trials(bootstrap: str, prefix: str, trials: int, conn: Any) -
         em.shutdown(5)
         if stamp is not None:
             out.append((stamp - t0) * 1000)
+            if marks is not None:
+                marks.append((f"tenant/{tenant}", tenant, second, t0, stamp))
     return out, trials - len(out)
+
+
+HOPS = ("client", "stage_one", "stage_two", "guard")
+"""Where an enforcement's time goes, from record timestamps (one clock, one machine):
+``client`` the call to the events record's append on the broker (the Emitter's batching and
+its produce request: the benchmark's events topic stamps records with ``LogAppendTime``, which
+the worker never reads), ``stage_one`` to the send of the scope-deltas record carrying the
+budget's scope (its CreateTime: the worker's fetch, Faust's delivery, stage one),
+``stage_two`` to the send of the command on the control topic (the deltas record's produce
+request, the fetch, stage two), ``guard`` to the Guard raising (the command's produce request,
+the Guard's fetch, its table)."""
+
+
+async def stamp_on_append(bootstrap: str, topic: str) -> None:
+    """Have the broker stamp ``topic``'s records with their append time (the client hop's end)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cfg = {"cleanup.policy": "delete", **specs.EVENTS.config, "message.timestamp.type": "LogAppendTime"}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=cfg)])
+    finally:
+        await admin.close()
+
+
+async def _read_all(bootstrap: str, topic: str) -> list[Any]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await c.start()
+    try:
+        meta = await c._client.fetch_all_metadata()
+        parts = [TopicPartition(topic, p) for p in meta.partitions_for_topic(topic) or ()]
+        c.assign(parts)
+        await c.seek_to_beginning(*parts)
+        ends = await c.end_offsets(parts)
+        out: list[Any] = []
+        while [tp for tp in parts if await c.position(tp) < ends[tp]]:
+            for recs in (await c.getmany(timeout_ms=500)).values():
+                out.extend(recs)
+        return out
+    finally:
+        await c.stop()
+
+
+async def hop_breakdown(bootstrap: str, prefix: str, marks: list[Mark]) -> list[dict[str, float]]:
+    """Each trial's time per hop (ms), matched through the topics: the crossing call's events
+    record, the scope-deltas record of that origin holding the budget's scope, the first
+    command on that scope. Reads only: nothing in the worker changes."""
+    events = await _read_all(bootstrap, prefix + specs.EVENTS.name)
+    deltas = await _read_all(bootstrap, prefix + specs.SCOPE_DELTAS.name)
+    control = await _read_all(bootstrap, prefix + specs.CONTROL.name)
+    usage_at: dict[tuple[str, str], tuple[int, int, int]] = {}
+    for r in events:
+        try:
+            evs = orjson.loads(r.value).get("events", [])
+        except orjson.JSONDecodeError:
+            continue
+        for ev in evs:
+            if ev.get("type") == "usage":
+                usage_at.setdefault((ev.get("tenant"), ev.get("agent")), (r.partition, r.offset, r.timestamp))
+    delta_at: dict[tuple[int, int, str], int] = {}
+    for r in deltas:
+        doc = orjson.loads(r.value)
+        if doc.get("o"):
+            for k in doc["r"]:
+                delta_at.setdefault((doc["o"][0], doc["o"][1], k), r.timestamp)
+    command_at: dict[str, int] = {}
+    for r in control:
+        if r.key is not None and r.value is not None:
+            command_at.setdefault(r.key.decode().rpartition(":")[2], r.timestamp)
+    out = []
+    for scope, tenant, agent, t0, stamp in marks:
+        ev = usage_at.get((tenant, agent))
+        cmd = command_at.get(scope)
+        if ev is None or cmd is None or (ev[0], ev[1], scope) not in delta_at:
+            continue
+        t_ev, t_delta = ev[2] / 1000, delta_at[(ev[0], ev[1], scope)] / 1000
+        t_cmd = cmd / 1000
+        stamps = [t0, t_ev, t_delta, t_cmd, stamp]
+        out.append({h: round((stamps[i + 1] - stamps[i]) * 1000, 1) for i, h in enumerate(HOPS)})
+    return out
+
+
+def hop_summary(hops: list[dict[str, float]]) -> dict[str, Any]:
+    """Per hop p50 / p99 / max, and which hop the slowest trials lost their time in."""
+    out: dict[str, Any] = {}
+    for h in HOPS:
+        v = sorted(x[h] for x in hops)
+        if v:
+            out[h] = {"p50": round(statistics.median(v), 1), "p99": p99(v), "max": v[-1]}
+    slow = sorted(hops, key=lambda x: -sum(x.values()))[: max(1, len(hops) // 20)]
+    out["slowest"] = slow
+    out["matched"] = len(hops)
+    out["trials"] = hops
+    return out
 
 
 def p99(lat: list[float]) -> float | None:
@@ -376,10 +498,10 @@ def p99(lat: list[float]) -> float | None:
     return round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None
 
 
-def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
+def run(quick: bool, bootstrap: str, workers: int = 2, trials: int | None = None) -> dict[str, Any]:
     n = 60_000 if quick else 400_000
-    trials = 40 if quick else 220
-    tenant_trials = 10 if quick else 60
+    trials = trials or (40 if quick else 220)
+    tenant_trials = max(10, trials // 4) if quick else 60
     home = Path(tempfile.mkdtemp(prefix="al-bench-"))
     policies = [
         Policy(policy_id="enforce", selector={"tenant": "bench-enforce", "per": "agent"},  # type: ignore[arg-type]
@@ -414,6 +536,7 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
                 p.wait(20)
             prefix = f"bench{uuid.uuid4().hex[:6]}."
             asyncio.run(create_topics(bootstrap, prefix=prefix))
+            asyncio.run(stamp_on_append(bootstrap, prefix + specs.EVENTS.name))
             asyncio.run(put_policies(bootstrap, prefix, policies))
             ports = [free_port() for _ in range(count)]
             procs = [
@@ -426,8 +549,12 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
         guard = ctx.Process(target=guard_process, args=(bootstrap, prefix, child, runaway_rate), daemon=True)
         guard.start()
         assert parent.recv() == "ready"
-        lat = enforce_trials(bootstrap, prefix, trials, parent)
-        tenant_lat, tenant_missed = enforce_tenant_trials(bootstrap, prefix, tenant_trials, parent)
+        marks: list[Mark] = []
+        tenant_marks: list[Mark] = []
+        lat = enforce_trials(bootstrap, prefix, trials, parent, marks)
+        tenant_lat, tenant_missed = enforce_tenant_trials(
+            bootstrap, prefix, tenant_trials, parent, tenant_marks
+        )
         parent.send(("runaway",))
         calls = parent.recv()
         parent.send(None)
@@ -437,6 +564,8 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
             p.wait(20)
         if guard is not None:
             guard.join(10)
+    hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, marks)))
+    tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks)))
     crossing = int((RUNAWAY_LIMIT / CALL_USD).to_integral_value(rounding="ROUND_CEILING"))
     over_calls = max(0, calls - crossing)
     lat.sort()
@@ -470,6 +599,9 @@ def run(quick: bool, bootstrap: str, workers: int = 2) -> dict[str, Any]:
         "enforce_tenant_trials_missed": tenant_missed,
         "enforce_tenant_p50_ms": round(statistics.median(tenant_lat), 1) if tenant_lat else None,
         "enforce_tenant_p99_ms": p99(tenant_lat),
+        "enforce_client_linger_ms": TRIAL_EMITTER.get("linger_ms", "default"),
+        "enforce_hops_ms": hops,
+        "enforce_tenant_hops_ms": tenant_hops,
         "runaway_rate_per_s": runaway_rate,
         "runaway_calls": calls,
         "overshoot_calls": over_calls,
@@ -486,7 +618,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--workers", type=int, default=2, help="worker processes for the second throughput run and "
                     "for enforcement (default 2; 1 runs one set)")  # fmt: skip
+    ap.add_argument("--trials", type=int, help="agent-budget enforcement trials (default 40 quick, 220 full; "
+                    "tenant trials: a quarter, at least 10, when quick)")  # fmt: skip
+    ap.add_argument("--client-linger-ms", type=float, help="the trials' Emitter linger (default: the "
+                    "collectors' 20 ms); to see what the client's batching adds to enforcement")  # fmt: skip
     args = ap.parse_args()
+    if args.client_linger_ms is not None:
+        TRIAL_EMITTER["linger_ms"] = args.client_linger_ms
     local = None
     bootstrap = os.environ.get("AGENTLEDGER_KAFKA_BOOTSTRAP")
     if not bootstrap:
@@ -495,7 +633,7 @@ def main() -> None:
         local = LocalKafka(Path(tempfile.mkdtemp(prefix="al-bench-kafka-")))
         bootstrap = local.up(nodes=1, timeout=120).bootstrap
     try:
-        res = run(args.quick, bootstrap, max(1, args.workers))
+        res = run(args.quick, bootstrap, max(1, args.workers), args.trials)
     finally:
         if local is not None:
             local.down()
@@ -525,6 +663,11 @@ def main() -> None:
     print(f"overshoot USD {res['overshoot_usd']}; {res['enforce_trials']} agent trials, "
           f"{res['enforce_tenant_trials']} tenant trials ({res['enforce_tenant_trials_missed']} missed) "
           f"on {res['enforce_workers']} workers; {res['machine']}; load average {res['loadavg_1m_at_end']}")  # fmt: skip
+    for name, key in (("agent", "enforce_hops_ms"), ("tenant", "enforce_tenant_hops_ms")):
+        h = res[key]
+        print(f"{name} hops ms (p50 / p99 / max): "
+              + "; ".join(f"{k} {h[k]['p50']} / {h[k]['p99']} / {h[k]['max']}" for k in HOPS if k in h))  # fmt: skip
+        print(f"  {h.get('matched', 0)} trials matched; slowest: {h['slowest']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 
