@@ -22,7 +22,9 @@ hook_work_cpu_us_median / _p99 (the same comparison with the network replaced by
 transport: the SDK's own request and parsing code still runs); hook_own_us_median / _p99 and
 hook_own_cpu_us_* (the hook's wrapper alone around a method that answers at once, blocks of 100
 calls: its cost with warm CPU caches); sender_build_cpu_us_median (the sender thread's CPU
-per usage event, blocks of 100: the events are built there, off the agent's thread); load_avg_start /
+per usage event, blocks of 100: the events are built there, off the agent's thread);
+minflt_per_call_<way> and minflt_per_call_work_<way> (minor page faults per call on the timing
+thread, ``getrusage(RUSAGE_THREAD)``, over the network and in memory); load_avg_start /
 load_avg_end (1-minute load average) and cpus.
 """
 
@@ -33,6 +35,7 @@ import gc
 import http.client
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -131,6 +134,7 @@ class Ways:
         self.calls: dict[str, list[float]] = {name: [] for name in names}
         self.rounds: dict[str, list[float]] = {name: [] for name in names}  # block mean, wall
         self.rounds_cpu: dict[str, list[float]] = {name: [] for name in names}  # block mean, CPU
+        self.faults: dict[str, int] = dict.fromkeys(names, 0)  # minor page faults, this thread
 
     def diff(self, way: str, base: str, cpu: bool = False) -> list[float]:
         """Per round: the mean of ``way``'s block minus the mean of ``base``'s."""
@@ -147,11 +151,13 @@ def blocks(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> Ways:
             fn()
     out = Ways(list(ways))
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+    usage, me = resource.getrusage, resource.RUSAGE_THREAD
     order = list(ways.items())
     gc.collect()
     for n in range(max(1, calls // BLOCK)):
         for name, fn in order if n % 2 == 0 else order[::-1]:
             per_call = out.calls[name]
+            f0 = usage(me).ru_minflt
             c0 = cpu_clock()
             b0 = clock()
             for _ in range(BLOCK):
@@ -160,6 +166,7 @@ def blocks(ways: dict[str, Callable[[], Any]], calls: int, warmup: int) -> Ways:
                 per_call.append((clock() - t0) / 1000)
             out.rounds[name].append((clock() - b0) / 1000 / BLOCK)
             out.rounds_cpu[name].append((cpu_clock() - c0) / 1000 / BLOCK)
+            out.faults[name] += usage(me).ru_minflt - f0
     return out
 
 
@@ -294,6 +301,9 @@ def run(calls: int, warmup: int) -> dict[str, Any]:
     figures["hook_proxy_ratio"] = (
         round(figures["hook_overhead_us_median"] / anchor, 3) if anchor > 0 else None
     )
+    for prefix, ways in (("minflt_per_call", net), ("minflt_per_call_work", mem)):
+        for name, faults in ways.faults.items():
+            figures[f"{prefix}_{name}"] = round(faults / len(ways.calls[name]), 3)
     work, work_cpu = mem.diff("hooked", "plain"), mem.diff("hooked", "plain", cpu=True)
     figures["hook_work_us_median"] = round(statistics.median(work), 1)
     figures["hook_work_us_p99"] = round(pct(work, 0.99), 1)
@@ -346,6 +356,12 @@ def main() -> int:
         print(f"hook / proxy overhead (median): {figures['hook_proxy_ratio']:.3f}")
     print(
         f"usage event built on the sender's thread: {figures['sender_build_cpu_us_median']:.1f} µs CPU each"
+    )
+    print(
+        "minor page faults per call, this thread: "
+        + ", ".join(
+            f"{k[len('minflt_per_call_') :]} {v:.3f}" for k, v in figures.items() if k.startswith("minflt_")
+        )
     )
     print(f"usage events recorded: {figures['usage_events']} for {figures['hooked_calls']} hooked calls")
     if args.json:

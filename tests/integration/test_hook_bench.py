@@ -40,3 +40,8 @@ def test_quick_benchmark_writes_every_figure(tmp_path: Path) -> None:
     assert figures["usage_events"] == figures["usage_events_expected"] == figures["hooked_calls"] == 440
     assert "hook overhead" in proc.stdout and "proxy overhead (anchor)" in proc.stdout
     assert 0 < figures["hook_own_us_median"] <= figures["hook_own_us_p99"]
+    # Minor page faults per call on the timing thread, per way, over the network and in memory.
+    for prefix in ("minflt_per_call", "minflt_per_call_work"):
+        for way in ("plain", "hooked") + (("proxy",) if prefix == "minflt_per_call" else ()):
+            assert figures[f"{prefix}_{way}"] >= 0, (prefix, way)
+    assert "minor page faults per call" in proc.stdout
