@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from agentledger.warehouse import rollup, tracesum
 from agentledger.warehouse.schema import DEDUPE_KEYS
@@ -72,15 +73,34 @@ def write_rollup(store: Store, day: str, name: str, events: pa.Table) -> str:
     return store.write(rollup.DATASET, day, name, table)
 
 
-def write_summaries(store: Store, day: str, name: str, events: pa.Table) -> None:
-    """The minute rollup and the trace summaries (parts, edges) of one compacted events file."""
-    write_rollup(store, day, name, events)
-    parts, edges = tracesum.summarise(events)
-    store.write(tracesum.DATASET, day, name, parts)
-    store.write(tracesum.EDGES, day, name, edges)
+def write_summaries(store: Store, day: str, name: str, events: pa.Table, only: tuple[str, ...] = ()) -> None:
+    """The minute rollup and the trace summaries (parts, edges, totals) of one compacted
+    events file; ``only``: just those of ``SUMMARIES`` (the ones a file compacted before
+    they existed lacks)."""
+    wanted = only or SUMMARIES
+    if rollup.DATASET in wanted:
+        write_rollup(store, day, name, events)
+    if not set(wanted) & {tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS}:
+        return
+    parts, edges, totals = tracesum.summarise(
+        events, _traces_elsewhere(store, day), with_edges=tracesum.EDGES in wanted
+    )
+    for dataset, table in ((tracesum.DATASET, parts), (tracesum.EDGES, edges), (tracesum.TOTALS, totals)):
+        if dataset in wanted:
+            store.write(dataset, day, name, table)
 
 
-SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES)
+def _traces_elsewhere(store: Store, day: str) -> pa.Table | None:
+    """The trace ids of the other dates' ``trace_totals`` files. Of two dates sharing a trace,
+    the one written later sees the other and flags the trace ``shared`` (the query merges a
+    shared trace from its parts); a date not summarised is read from its events anyway."""
+    files = [f for f in store.files(tracesum.TOTALS) if f.date != day]
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f.path, columns=["trace_id"], filesystem=store.fs) for f in files])
+
+
+SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS)
 """What compaction writes beside each compacted events file, named like it."""
 
 
@@ -101,14 +121,18 @@ def compact(
         for files in by_day.values():
             if len(files) > 1 or not files[0].name.startswith(COMPACTED_PREFIX):
                 results.append(compact_partition(store, dataset, files))
-            elif dataset == "events" and not _has_summaries(store, files[0]):  # compacted before them
-                write_summaries(store, files[0].date, files[0].name, store.read(files[0].path))
+            elif dataset == "events" and (
+                missing := _missing_summaries(store, files[0])
+            ):  # compacted before them
+                write_summaries(store, files[0].date, files[0].name, store.read(files[0].path), missing)
                 _drop_stale_summaries(store, files[0].date, files[0].name)
     return results
 
 
-def _has_summaries(store: Store, events_file: DataFile) -> bool:
-    return all(
-        any(f.name == events_file.name for f in store.files(dataset, events_file.date))
+def _missing_summaries(store: Store, events_file: DataFile) -> tuple[str, ...]:
+    """The summaries ``events_file`` has no file of (named like it)."""
+    return tuple(
+        dataset
         for dataset in SUMMARIES
+        if not any(f.name == events_file.name for f in store.files(dataset, events_file.date))
     )
