@@ -88,12 +88,35 @@ def write_summaries(store: Store, day: str, name: str, events: pa.Table, only: t
     for dataset, table in ((tracesum.DATASET, parts), (tracesum.EDGES, edges), (tracesum.TOTALS, totals)):
         if dataset in wanted:
             store.write(dataset, day, name, table)
+    if tracesum.TOTALS in wanted:
+        _flag_shared_elsewhere(store, day, totals)
+
+
+def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
+    """Set ``shared`` on the other dates' ``trace_totals`` rows of the traces ``totals`` (of
+    ``day``) also has: every row of a trace on several dates says so, and the queries read
+    the others as whole traces without a join (each file rewritten atomically)."""
+    import pyarrow.compute as pc
+
+    ids = totals["trace_id"]
+    for f in store.files(tracesum.TOTALS):
+        if f.date == day:
+            continue
+        table = pq.read_table(f.path, filesystem=store.fs)
+        hit = pc.and_(pc.is_in(table["trace_id"], value_set=ids), pc.invert(table["shared"]))
+        if pc.any(hit).as_py():
+            shared = pc.or_(table["shared"], hit)
+            store.write(
+                tracesum.TOTALS,
+                f.date,
+                f.name,
+                table.set_column(table.schema.get_field_index("shared"), "shared", shared),
+            )
 
 
 def _traces_elsewhere(store: Store, day: str) -> pa.Table | None:
-    """The trace ids of the other dates' ``trace_totals`` files. Of two dates sharing a trace,
-    the one written later sees the other and flags the trace ``shared`` (the query merges a
-    shared trace from its parts); a date not summarised is read from its events anyway."""
+    """The trace ids of the other dates' ``trace_totals`` files (this date's rows of those
+    traces are ``shared``: the queries merge a trace's rows)."""
     files = [f for f in store.files(tracesum.TOTALS) if f.date != day]
     if not files:
         return None

@@ -163,18 +163,22 @@ def _whole(f: Filters) -> tuple[str, list[Any]] | None:
     rows then needs no group-by of 3 M parts (docs/adr/0020-trace-summaries.md)."""
     if f.start is not None or f.end is not None or f.agent or f.agent_version or f.model:
         return None
-    multi = (
-        f"SELECT trace_id FROM {tracesum.TOTALS} WHERE (shared OR NOT summarised) AND trace_id IS NOT NULL"
-    )
+    # a trace with a row on a date not summarised: its stored rows are not flagged shared
+    live = f"SELECT trace_id FROM {tracesum.TOTALS} WHERE NOT summarised AND trace_id IS NOT NULL"
     hidden = "rooted_agent, first_agent, rooted_version, first_version"
     fast = f.tenant_only().add("summarised AND NOT shared AND trace_id IS NOT NULL")
-    merged = f.tenant_only().add(f"(trace_id IS NULL OR trace_id IN ({multi}))")
+    merged = f.tenant_only().add("(shared OR NOT summarised OR trace_id IS NULL)")
+    stored = f.tenant_only().add("summarised AND NOT shared")
     sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}), {tracesum.ROOTS}
-        FROM {tracesum.TOTALS} {fast.sql()} AND trace_id NOT IN ({multi})
+        FROM {tracesum.TOTALS} {fast.sql()} AND trace_id NOT IN ({live})
         UNION ALL BY NAME
         SELECT * EXCLUDE ({hidden}), {tracesum.ROOTS} FROM (
-          SELECT trace_id, {tracesum.MERGE} FROM {tracesum.TOTALS} {merged.sql()} GROUP BY trace_id))"""
-    return sql, [*fast.params, *merged.params]
+          SELECT trace_id, {tracesum.MERGE} FROM (
+            SELECT * FROM {tracesum.TOTALS} {merged.sql()}
+            UNION ALL BY NAME
+            SELECT * FROM {tracesum.TOTALS} SEMI JOIN ({live}) l USING (trace_id) {stored.sql()})
+          GROUP BY trace_id))"""
+    return sql, [*fast.params, *merged.params, *stored.params]
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
