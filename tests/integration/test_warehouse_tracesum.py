@@ -206,13 +206,70 @@ def test_the_summaries_are_what_the_queries_read(catalogs: tuple[Catalog, Catalo
     root = Path(catalogs[0].store.root)
     copy = tmp_path / "wh"
     shutil.copytree(root, copy)
-    for f in Store(str(copy)).files(tracesum.DATASET):
-        table = pq.read_table(f.path)
-        rows = table.to_pylist()
-        for r in rows:
-            if r["trace_id"] == CROSS:
-                r["cost_usd"] *= 2
-        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    for dataset in (tracesum.DATASET, tracesum.TOTALS):
+        for f in Store(str(copy)).files(dataset):
+            table = pq.read_table(f.path)
+            rows = table.to_pylist()
+            for r in rows:
+                if r["trace_id"] == CROSS:
+                    r["cost_usd"] *= 2
+            pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
     altered = {r["trace_id"]: r for r in queries.traces(Catalog(str(copy)), limit=100_000)}
     truth = {r["trace_id"]: r for r in queries.traces(catalogs[1], limit=100_000)}
     assert altered[CROSS]["cost_usd"] == 2 * truth[CROSS]["cost_usd"]
+    window = {"start": LOOP_START - timedelta(days=9), "end": LOOP_START + timedelta(days=1)}
+    in_window = {r["trace_id"]: r for r in queries.traces(Catalog(str(copy)), limit=100_000, **window)}
+    assert in_window[CROSS]["cost_usd"] == 2 * truth[CROSS]["cost_usd"]  # windows read the parts
+
+
+def test_the_whole_run_list_reads_one_stored_row_per_trace(
+    catalogs: tuple[Catalog, Catalog], tmp_path: Path
+) -> None:
+    # A trace on one compacted date: its trace_totals row is read as the whole trace (its
+    # parts are not grouped again), so a copy whose row says more answers so.
+    copy = tmp_path / "wh"
+    shutil.copytree(Path(catalogs[0].store.root), copy)
+    store = Store(str(copy))
+    f = rollup_files(store.files("events"), store.files(tracesum.TOTALS))[0]
+    table = pq.read_table(f.path)
+    rows = table.to_pylist()
+    shared = {
+        r["trace_id"]
+        for g in store.files(tracesum.TOTALS)
+        for r in pq.read_table(g.path).to_pylist()
+        if r["shared"]
+    }
+    trace_id = next(r["trace_id"] for r in rows if r["trace_id"] not in shared)
+    for r in rows:
+        if r["trace_id"] == trace_id:
+            r["cost_usd"] *= 3
+            r["events"] += 1000
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    truth = next(r for r in queries.top_traces(catalogs[1], limit=100_000) if r["trace_id"] == trace_id)
+    got = next(r for r in queries.top_traces(Catalog(str(copy)), limit=100_000) if r["trace_id"] == trace_id)
+    assert (got["cost_usd"], got["events"]) == (3 * truth["cost_usd"], truth["events"] + 1000)
+    listed = next(r for r in queries.traces(Catalog(str(copy)), limit=100_000) if r["trace_id"] == trace_id)
+    assert (listed["cost_usd"], listed["events"]) == (got["cost_usd"], got["events"])
+
+
+def test_a_trace_on_two_dates_compacted_later_date_first_is_merged(tmp_path: Path) -> None:
+    # The date written last flags the trace shared in both dates' rows: here the later date first.
+    root = tmp_path / "wh"
+    land_midnight_traces(str(root))
+    store = Store(str(root))
+    days = sorted({f.date for f in store.files("events")})
+    assert len(days) == 2
+    for day in reversed(days):
+        compact(store, day=day)
+    shared = {
+        (f.date, r["trace_id"]): r["shared"]
+        for f in store.files(tracesum.TOTALS)
+        for r in pq.read_table(f.path).to_pylist()
+    }
+    assert shared == {(d, t): True for d in days for t in (CROSS, TWICE)}
+    summarised = {r["trace_id"]: r for r in queries.traces(Catalog(str(root)), limit=10)}
+    truth = _raw_traces(Catalog(str(root)), None, None)
+    assert {t: (r["cost_usd"], r["events"], r["start"], r["end"]) for t, r in summarised.items()} == {
+        t: (v["cost_usd"], v["events"], v["start"], v["end"]) for t, v in truth.items()
+    }
+    assert summarised[CROSS]["cost_usd"] == Decimal("1.75") and summarised[CROSS]["root_agent"] == "planner"

@@ -83,6 +83,7 @@ class Catalog:
             (rollup.DATASET, self._minutes),
             (tracesum.DATASET, self._trace_parts),
             (tracesum.EDGES, self._trace_edges),
+            (tracesum.TOTALS, self._trace_totals),
         ):
             covered = rollup_files(events, self.store.files(derived)) if self.store.local else []
             paths = (*self._listing["events"], "|", *(f.path for f in covered))
@@ -98,6 +99,17 @@ class Catalog:
         if not covered:
             return live
         files = self._read(tracesum.DATASET, "summary", covered)
+        return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
+
+    def _trace_totals(self, covered: list[DataFile]) -> str:
+        """``trace_totals``: one row per trace and covered date (``summarised`` true), and
+        for the traces with a part on a date not covered, their id only (``summarised``
+        false: the queries merge those traces from ``trace_parts``)."""
+        live = tracesum.totals_select(tracesum.DATASET, "WHERE NOT summarised")
+        live = f"SELECT *, FALSE AS summarised, NULL::DATE AS date FROM ({live})"
+        if not covered:
+            return live
+        files = self._read(tracesum.TOTALS, "summary", covered)
         return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
 
     def _trace_edges(self, covered: list[DataFile]) -> str:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from agentledger.warehouse import rollup, tracesum
 from agentledger.warehouse.schema import DEDUPE_KEYS
@@ -72,15 +73,57 @@ def write_rollup(store: Store, day: str, name: str, events: pa.Table) -> str:
     return store.write(rollup.DATASET, day, name, table)
 
 
-def write_summaries(store: Store, day: str, name: str, events: pa.Table) -> None:
-    """The minute rollup and the trace summaries (parts, edges) of one compacted events file."""
-    write_rollup(store, day, name, events)
-    parts, edges = tracesum.summarise(events)
-    store.write(tracesum.DATASET, day, name, parts)
-    store.write(tracesum.EDGES, day, name, edges)
+def write_summaries(store: Store, day: str, name: str, events: pa.Table, only: tuple[str, ...] = ()) -> None:
+    """The minute rollup and the trace summaries (parts, edges, totals) of one compacted
+    events file; ``only``: just those of ``SUMMARIES`` (the ones a file compacted before
+    they existed lacks)."""
+    wanted = only or SUMMARIES
+    if rollup.DATASET in wanted:
+        write_rollup(store, day, name, events)
+    if not set(wanted) & {tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS}:
+        return
+    parts, edges, totals = tracesum.summarise(
+        events, _traces_elsewhere(store, day), with_edges=tracesum.EDGES in wanted
+    )
+    for dataset, table in ((tracesum.DATASET, parts), (tracesum.EDGES, edges), (tracesum.TOTALS, totals)):
+        if dataset in wanted:
+            store.write(dataset, day, name, table)
+    if tracesum.TOTALS in wanted:
+        _flag_shared_elsewhere(store, day, totals)
 
 
-SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES)
+def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
+    """Set ``shared`` on the other dates' ``trace_totals`` rows of the traces ``totals`` (of
+    ``day``) also has: every row of a trace on several dates says so, and the queries read
+    the others as whole traces without a join (each file rewritten atomically)."""
+    import pyarrow.compute as pc
+
+    ids = totals["trace_id"]
+    for f in store.files(tracesum.TOTALS):
+        if f.date == day:
+            continue
+        table = pq.read_table(f.path, filesystem=store.fs)
+        hit = pc.and_(pc.is_in(table["trace_id"], value_set=ids), pc.invert(table["shared"]))
+        if pc.any(hit).as_py():
+            shared = pc.or_(table["shared"], hit)
+            store.write(
+                tracesum.TOTALS,
+                f.date,
+                f.name,
+                table.set_column(table.schema.get_field_index("shared"), "shared", shared),
+            )
+
+
+def _traces_elsewhere(store: Store, day: str) -> pa.Table | None:
+    """The trace ids of the other dates' ``trace_totals`` files (this date's rows of those
+    traces are ``shared``: the queries merge a trace's rows)."""
+    files = [f for f in store.files(tracesum.TOTALS) if f.date != day]
+    if not files:
+        return None
+    return pa.concat_tables([pq.read_table(f.path, columns=["trace_id"], filesystem=store.fs) for f in files])
+
+
+SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS)
 """What compaction writes beside each compacted events file, named like it."""
 
 
@@ -101,14 +144,18 @@ def compact(
         for files in by_day.values():
             if len(files) > 1 or not files[0].name.startswith(COMPACTED_PREFIX):
                 results.append(compact_partition(store, dataset, files))
-            elif dataset == "events" and not _has_summaries(store, files[0]):  # compacted before them
-                write_summaries(store, files[0].date, files[0].name, store.read(files[0].path))
+            elif dataset == "events" and (
+                missing := _missing_summaries(store, files[0])
+            ):  # compacted before them
+                write_summaries(store, files[0].date, files[0].name, store.read(files[0].path), missing)
                 _drop_stale_summaries(store, files[0].date, files[0].name)
     return results
 
 
-def _has_summaries(store: Store, events_file: DataFile) -> bool:
-    return all(
-        any(f.name == events_file.name for f in store.files(dataset, events_file.date))
+def _missing_summaries(store: Store, events_file: DataFile) -> tuple[str, ...]:
+    """The summaries ``events_file`` has no file of (named like it)."""
+    return tuple(
+        dataset
         for dataset in SUMMARIES
+        if not any(f.name == events_file.name for f in store.files(dataset, events_file.date))
     )

@@ -149,22 +149,36 @@ def _parts(f: Filters) -> tuple[str, list[Any]]:
     return sql, [*inside.params, *raw.params]
 
 
-_RANK = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors,
-    min(start) AS start, max("end") AS "end" """
-"""What the traces list filters and sorts on, for every trace of the view."""
-_ROOT_AGENT = "coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent"
-_DESCRIBE = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
-    (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
-    sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
-    sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
-    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
-    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
-    list(DISTINCT agent ORDER BY agent) AS agents,
-    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
-    coalesce(min(agent_version) FILTER (WHERE has_root), min(agent_version)) AS root_version,
-    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
-"""The rest of a listed trace's figures, for the page's traces only (aggregating them for every
-trace would cost more than the ranking)."""
+_RANK = tracesum.RANK
+_ROOT_AGENT = tracesum.ROOT_AGENT
+_DESCRIBE = tracesum.DESCRIBE
+
+
+def _whole(f: Filters) -> tuple[str, list[Any]] | None:
+    """A table expression of whole traces (one row each: ``tracesum.TOTAL``'s columns with
+    ``root_agent`` and ``root_version``) for a view of whole traces (no window, no agent,
+    version or model filter; ``tenant`` kept), else None. A trace's ``trace_totals`` row as
+    stored where it is the whole trace; the rows of a trace on several dates, under two
+    tenants, on a date not summarised (or without a trace id) merged. Ranking 1.4 M stored
+    rows then needs no group-by of 3 M parts (docs/adr/0020-trace-summaries.md)."""
+    if f.start is not None or f.end is not None or f.agent or f.agent_version or f.model:
+        return None
+    # a trace with a row on a date not summarised: its stored rows are not flagged shared
+    live = f"SELECT trace_id FROM {tracesum.TOTALS} WHERE NOT summarised AND trace_id IS NOT NULL"
+    hidden = "rooted_agent, first_agent, rooted_version, first_version"
+    fast = f.tenant_only().add("summarised AND NOT shared AND trace_id IS NOT NULL")
+    merged = f.tenant_only().add("(shared OR NOT summarised OR trace_id IS NULL)")
+    stored = f.tenant_only().add("summarised AND NOT shared")
+    sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}), {tracesum.ROOTS}
+        FROM {tracesum.TOTALS} {fast.sql()} AND trace_id NOT IN ({live})
+        UNION ALL BY NAME
+        SELECT * EXCLUDE ({hidden}), {tracesum.ROOTS} FROM (
+          SELECT trace_id, {tracesum.MERGE} FROM (
+            SELECT * FROM {tracesum.TOTALS} {merged.sql()}
+            UNION ALL BY NAME
+            SELECT * FROM {tracesum.TOTALS} SEMI JOIN ({live}) l USING (trace_id) {stored.sql()})
+          GROUP BY trace_id))"""
+    return sql, [*fast.params, *merged.params, *stored.params]
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -309,8 +323,16 @@ def top_traces(
     """The most expensive traces (inclusive cost: every event of every agent in the trace),
     from the trace summaries."""
     f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
-    source, params = _parts(f)
     w = _people(_Where(), f)
+    whole = _whole(f)
+    if whole is not None:  # one row per trace already
+        return _rows(
+            cat,
+            f"""SELECT trace_id, tenant, cost_usd, events, agents, first_ts, last_ts
+                FROM {whole[0]} {w.sql()} ORDER BY cost_usd DESC, trace_id LIMIT ?""",
+            [*whole[1], *w.params, int(limit)],
+        )
+    source, params = _parts(f)
     return _rows(
         cat,
         f"""WITH top AS (SELECT trace_id, sum(cost_usd) AS cost_usd FROM {source} {w.sql()}
@@ -807,9 +829,31 @@ def traces(
             *people.params,
         )
     rank_root, describe_root = (", " + _ROOT_AGENT, "") if sort == "agent" else ("", ", " + _ROOT_AGENT)
+    rank, rank_params = f"SELECT trace_id, {_RANK}{rank_root} FROM {p} GROUP BY trace_id", pp
+    describe = f"""SELECT trace_id, {_DESCRIBE}{describe_root}
+              FROM {p} WHERE trace_id IN (SELECT trace_id FROM page) GROUP BY trace_id"""
+    describe_params = pp
+    # users and conversations of the whole trace (every part), for the listed traces
+    named = f"""SELECT trace_id, {tracesum.PEOPLE}
+              FROM {tracesum.DATASET} WHERE trace_id IN (SELECT trace_id FROM page)
+              {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id"""
+    named_params = [tenant] if tenant is not None else []
+    whole = _whole(f)
+    if whole is not None:  # one stored row per trace: no group-by of the parts
+        root = ", root_agent" if sort == "agent" else ""
+        rank = f'SELECT trace_id, tenant, cost_usd, errors, start, "end"{root} FROM {whole[0]} {w.sql()}'
+        rank_params = [*whole[1], *w.params]
+        columns = "events, calls, tokens, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
+        columns += ", reasoning_tokens, agents, models, root_version, root_workflow, first_ts, last_ts"
+        columns += "" if sort == "agent" else ", root_agent"
+        describe = f"""SELECT trace_id, {columns}, users, conversations FROM {whole[0]}
+              WHERE trace_id IN (SELECT trace_id FROM page)"""
+        describe_params = whole[1]
+        named, named_params = "SELECT trace_id, users, conversations FROM d", []
+    exclude = "trace_id" if whole is None else "trace_id, users, conversations"
     return _rows(
         cat,
-        f"""WITH t AS (SELECT trace_id, {_RANK}{rank_root} FROM {p} GROUP BY trace_id),
+        f"""WITH t AS ({rank}),
             k AS (
               SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
                      any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
@@ -821,20 +865,13 @@ def traces(
                      coalesce(k.commands, []) AS commands, k.kill_reason
               FROM t LEFT JOIN k USING (trace_id)),
             page AS (SELECT * FROM r {where.sql()} ORDER BY {TRACE_SORTS[sort]}, trace_id LIMIT ?),
-            d AS (
-              SELECT trace_id, {_DESCRIBE}{describe_root}
-              FROM {p} WHERE trace_id IN (SELECT trace_id FROM page) GROUP BY trace_id),
-            -- users and conversations of the whole trace (every part), for the listed traces
-            u AS (
-              SELECT trace_id, list_sort(list_distinct(flatten(list(users)))) AS users,
-                     list_sort(list_distinct(flatten(list(conversations)))) AS conversations
-              FROM {tracesum.DATASET} WHERE trace_id IN (SELECT trace_id FROM page)
-              {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id)
-            SELECT page.*, d.* EXCLUDE (trace_id),
+            d AS ({describe}),
+            u AS ({named})
+            SELECT page.*, d.* EXCLUDE ({exclude}),
                    coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
             FROM page LEFT JOIN d USING (trace_id) LEFT JOIN u USING (trace_id)
             ORDER BY {TRACE_SORTS[sort]}, trace_id""",
-        [*pp, *k.params, *where.params, int(limit), *pp, *([tenant] if tenant is not None else [])],
+        [*rank_params, *k.params, *where.params, int(limit), *describe_params, *named_params],
     )
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 DATASET = "trace_parts"
 EDGES = "trace_edges"
+TOTALS = "trace_totals"
 KEYS = ("tenant", "trace_id", "agent", "agent_version", "model")
 USER_KEYS = ("user.id", "enduser.id")
 """Event attributes naming the end user (OpenTelemetry's ``user.id``, its older ``enduser.id``)."""
@@ -59,6 +60,62 @@ AGGREGATES = f"""sum(cost_usd) AS cost_usd, count(*) AS events,
     list(DISTINCT {_CONVERSATION})
         FILTER (WHERE attributes IS NOT NULL AND {_CONVERSATION} IS NOT NULL) AS conversations"""
 """Per trace part: what the named queries re-aggregate (sums, counts, min, max, set unions)."""
+
+
+RANK = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors,
+    min(start) AS start, max("end") AS "end" """
+"""What the traces list filters and sorts on, per trace (over its parts)."""
+ROOT_AGENT = "coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent"
+DESCRIBE = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+    (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
+    sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+    sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
+    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
+    list(DISTINCT agent ORDER BY agent) AS agents,
+    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
+    coalesce(min(agent_version) FILTER (WHERE has_root), min(agent_version)) AS root_version,
+    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
+"""The rest of a listed trace's figures (over its parts)."""
+PEOPLE = """list_sort(list_distinct(flatten(list(users)))) AS users,
+    list_sort(list_distinct(flatten(list(conversations)))) AS conversations"""
+"""The users and conversations a trace's parts name."""
+_SUMS = """sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors, min(start) AS start,
+    max("end") AS "end" """
+TOTAL = f"""{_SUMS}, sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+    (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
+    sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
+    sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
+    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
+    list(DISTINCT agent ORDER BY agent) AS agents,
+    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
+    min(agent) FILTER (WHERE has_root) AS rooted_agent, min(agent) AS first_agent,
+    min(agent_version) FILTER (WHERE has_root) AS rooted_version, min(agent_version) AS first_version,
+    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts, {PEOPLE}"""
+"""A trace's row in ``trace_totals`` (per tenant and date), over its parts of that date."""
+MERGE = f"""any_value(tenant) AS tenant, {_SUMS}, sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+    sum(tokens)::BIGINT AS tokens, sum(input_tokens)::BIGINT AS input_tokens,
+    sum(output_tokens)::BIGINT AS output_tokens, sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
+    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
+    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
+    list_sort(list_distinct(flatten(list(agents)))) AS agents,
+    list_sort(list_distinct(flatten(list(models)))) AS models,
+    min(rooted_agent) AS rooted_agent, min(first_agent) AS first_agent,
+    min(rooted_version) AS rooted_version, min(first_version) AS first_version,
+    min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts, {PEOPLE}"""
+"""The ``TOTAL`` rows of one trace (several dates or tenants) merged: the whole trace."""
+ROOTS = """coalesce(rooted_agent, first_agent) AS root_agent,
+    coalesce(rooted_version, first_version) AS root_version"""
+"""The root agent and version of a ``TOTAL`` or ``MERGE`` row (as ``ROOT_AGENT`` over parts)."""
+
+
+def totals_select(parts: str, where: str = "") -> str:
+    """Per tenant and trace of ``parts`` (trace part rows), its ``TOTAL`` row and ``shared``:
+    the trace id has rows under another tenant too (a date's file is then not the whole
+    trace; ``compact`` also sets it when another date has the trace)."""
+    return f"""SELECT *, count(*) OVER (PARTITION BY trace_id) > 1 AS shared
+        FROM (SELECT tenant, trace_id, {TOTAL} FROM {parts} {where} GROUP BY tenant, trace_id)"""
 
 
 def select(source: str, where: str = "", with_date: bool = True, summarised: bool = False) -> str:
@@ -179,8 +236,11 @@ def edge_schema() -> Any:
     )
 
 
-def summarise(events: Any) -> tuple[Any, Any]:
-    """(trace parts, trace edges) of an Arrow table of events (one compacted file)."""
+def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tuple[Any, Any, Any]:
+    """(trace parts, trace edges, trace totals) of an Arrow table of events (one compacted
+    file); ``elsewhere``: the ``trace_id`` column of the other dates' totals files (a trace
+    there is ``shared``: its totals here are not the whole trace); without ``with_edges``
+    the edges are not computed (an empty table)."""
     import duckdb
     import pyarrow as pa
 
@@ -189,7 +249,20 @@ def summarise(events: Any) -> tuple[Any, Any]:
         con.execute("SET TimeZone = 'UTC'")
         con.register("compacted", events)
         parts = con.sql(select("compacted", with_date=False)).to_arrow_table()
-        spans = con.sql(EDGE_SPANS.format(spans=spans_select("compacted"))).to_arrow_table().to_pylist()
+        con.register("parts", parts)
+        totals = con.sql(totals_select("parts")).to_arrow_table()
+        if elsewhere is not None and len(elsewhere):
+            con.register("totals", totals)
+            con.register("elsewhere", elsewhere)
+            totals = con.sql(
+                """SELECT * REPLACE (shared OR trace_id IN (SELECT trace_id FROM elsewhere) AS shared)
+                FROM totals"""
+            ).to_arrow_table()
+        spans = (
+            []
+            if not with_edges
+            else con.sql(EDGE_SPANS.format(spans=spans_select("compacted"))).to_arrow_table().to_pylist()
+        )
     finally:
         con.close()
-    return parts, pa.Table.from_pylist(edge_rows(spans), schema=edge_schema())
+    return parts, pa.Table.from_pylist(edge_rows(spans), schema=edge_schema()), totals
