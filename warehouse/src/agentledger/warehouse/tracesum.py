@@ -62,34 +62,28 @@ AGGREGATES = f"""sum(cost_usd) AS cost_usd, count(*) AS events,
 """Per trace part: what the named queries re-aggregate (sums, counts, min, max, set unions)."""
 
 
-RANK = """any_value(tenant) AS tenant, sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors,
-    min(start) AS start, max("end") AS "end" """
+_SUMS = """sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors, min(start) AS start,
+    max("end") AS "end" """
+RANK = f"any_value(tenant) AS tenant, {_SUMS}"
 """What the traces list filters and sorts on, per trace (over its parts)."""
 ROOT_AGENT = "coalesce(min(agent) FILTER (WHERE has_root), min(agent)) AS root_agent"
-DESCRIBE = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
+_FIGURES = """sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
     (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
     sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
     sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
     sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
     sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
     list(DISTINCT agent ORDER BY agent) AS agents,
-    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
+    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models"""
+"""A trace's counts, tokens, agents and models, summed over its parts."""
+DESCRIBE = f"""{_FIGURES},
     coalesce(min(agent_version) FILTER (WHERE has_root), min(agent_version)) AS root_version,
     min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts"""
 """The rest of a listed trace's figures (over its parts)."""
 PEOPLE = """list_sort(list_distinct(flatten(list(users)))) AS users,
     list_sort(list_distinct(flatten(list(conversations)))) AS conversations"""
 """The users and conversations a trace's parts name."""
-_SUMS = """sum(cost_usd) AS cost_usd, sum(errors)::BIGINT AS errors, min(start) AS start,
-    max("end") AS "end" """
-TOTAL = f"""{_SUMS}, sum(events)::BIGINT AS events, sum(calls)::BIGINT AS calls,
-    (sum(input_tokens) + sum(output_tokens))::BIGINT AS tokens,
-    sum(input_tokens)::BIGINT AS input_tokens, sum(output_tokens)::BIGINT AS output_tokens,
-    sum(cache_read_tokens)::BIGINT AS cache_read_tokens,
-    sum(cache_write_tokens)::BIGINT AS cache_write_tokens,
-    sum(reasoning_tokens)::BIGINT AS reasoning_tokens,
-    list(DISTINCT agent ORDER BY agent) AS agents,
-    coalesce(list(DISTINCT model ORDER BY model) FILTER (WHERE model IS NOT NULL), []) AS models,
+TOTAL = f"""{_SUMS}, {_FIGURES},
     min(agent) FILTER (WHERE has_root) AS rooted_agent, min(agent) AS first_agent,
     min(agent_version) FILTER (WHERE has_root) AS rooted_version, min(agent_version) AS first_version,
     min(root_workflow) AS root_workflow, min(first_ts) AS first_ts, max(last_ts) AS last_ts, {PEOPLE}"""
