@@ -10,11 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from agentledger.localkafka import DEFAULT_PORT, port_free
+from agentledger.errors import LauncherError, PortTaken
+from agentledger.localkafka import DEFAULT_PORT, LocalKafka, free_ports, port_free, wait_ready
 
 CLI = [sys.executable, "-m", "agentledger"]
 
@@ -139,3 +141,23 @@ def test_up_fresh_deletes_the_data_and_a_changed_port_is_refused(tmp_path: Path)
         assert "agentledger.events.v1" not in asyncio.run(_topics(fresh.stdout.strip().splitlines()[-1]))
     finally:
         _cli(tmp_path, "kafka", "down")
+
+
+def test_a_port_taken_while_the_broker_starts_is_never_mistaken_for_ours(
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI once saw `kafka up --fresh` print 127.0.0.1:9092 and return another test's broker:
+    the port was free when checked, another cluster bound it while our JVM started, our broker
+    died on the bind and the readiness probe was answered by the other cluster."""
+    taken = int(kafka_bootstrap.rsplit(":", 1)[1])
+    with pytest.raises(LauncherError, match="not ours"):
+        wait_ready(kafka_bootstrap, 1, 3, cluster_id="AAAAAAAAAAAAAAAAAAAAAA")
+    wait_ready(kafka_bootstrap, 1, 30)  # without an expected id any cluster answers
+
+    import agentledger.localkafka as localkafka
+
+    monkeypatch.setattr(localkafka, "port_free", lambda port, host="127.0.0.1": True)  # the race
+    local = LocalKafka(tmp_path / "kafka")
+    with pytest.raises(PortTaken, match="Address already in use"):
+        local.up(nodes=1, ports=[taken, free_ports(1)[0]], timeout=60)
+    assert local.status() == (None, []) or not local.status()[1]

@@ -38,3 +38,7 @@ class NotFoundError(TerminalError):
 
 class LauncherError(TerminalError):
     """The local Kafka launcher could not do what was asked (the message says why)."""
+
+
+class PortTaken(LauncherError):
+    """Another process bound a port the launcher had found free (a race, not a user error)."""

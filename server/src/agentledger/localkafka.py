@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from agentledger.errors import LauncherError
+from agentledger.errors import LauncherError, PortTaken
 from agentledger.settings import pid_alive
 
 KAFKA_VERSION = "4.1.1"
@@ -280,7 +280,10 @@ class LocalKafka:
         state = ClusterState(self.version, node_list, time.time(), 0.0)
         self._save(state)
         try:
-            wait_ready(state.bootstrap, len(node_list), timeout, self._check_alive(state))
+            wait_ready(
+                state.bootstrap, len(node_list), timeout, self._check_alive(state),
+                cluster_id=self._formatted_id(node_list[0]),
+            )  # fmt: skip
         except LauncherError:
             self.down()
             raise
@@ -303,6 +306,14 @@ class LocalKafka:
                 "--port/--nodes to restart it, or add --fresh to delete its data and start over"
             )
         return old
+
+    def _formatted_id(self, node: Node) -> str | None:
+        """The cluster id in the node's formatted storage: what our broker answers with."""
+        meta = self.home / f"node-{node.node_id}" / "data" / "meta.properties"
+        for line in meta.read_text().splitlines() if meta.exists() else []:
+            if line.startswith("cluster.id="):
+                return line.split("=", 1)[1].strip()
+        return None
 
     def _cluster_id(self, lib: Path) -> str:
         # Kafka cluster ids are base64url of 16 random bytes (22 chars); make one ourselves
@@ -382,9 +393,12 @@ class LocalKafka:
         def check() -> None:
             for node in state.nodes:
                 if node.pid and not pid_alive(node.pid):
-                    raise LauncherError(
-                        f"broker node {node.node_id} exited during start-up. Last log lines:\n"
-                        + tail(self.log_path(node.node_id))
+                    log = tail(self.log_path(node.node_id), 2000)
+                    bind = [line for line in log.splitlines() if "failed to bind" in line]
+                    error = PortTaken if bind else LauncherError
+                    last = "\n".join(bind[:1] + log.splitlines()[-25:])
+                    raise error(
+                        f"broker node {node.node_id} exited during start-up. Last log lines:\n" + last
                     )
 
         return check
@@ -489,17 +503,27 @@ def wait_port(port: int, timeout: float) -> None:
     raise LauncherError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f}s")
 
 
-def wait_ready(bootstrap: str, brokers: int, timeout: float, check=lambda: None) -> None:  # type: ignore[no-untyped-def]
-    """Block until a metadata request answers with ``brokers`` brokers."""
+def wait_ready(  # type: ignore[no-untyped-def]
+    bootstrap: str, brokers: int, timeout: float, check=lambda: None, *, cluster_id: str | None = None
+) -> None:
+    """Block until a metadata request answers with ``brokers`` brokers.
+
+    With ``cluster_id``, only that cluster counts: another cluster that grabbed the port
+    between our check and our broker's bind (the broker then exits) is not taken for ours.
+    """
 
     from aiokafka import AIOKafkaClient  # type: ignore[attr-defined]
+    from aiokafka.protocol.metadata import MetadataRequest
 
     async def probe() -> int:
         client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
         try:
             await client.bootstrap()
-            meta = await client.fetch_all_metadata()
-            return len(meta.brokers())
+            meta = await client.send(client.get_random_node(), MetadataRequest([]))
+            answered = getattr(meta, "cluster_id", None)
+            if cluster_id is not None and answered != cluster_id:
+                raise LauncherError(f"{bootstrap} answers as cluster {answered}, not ours ({cluster_id})")
+            return len(meta.brokers)
         finally:
             await client.close()
 

@@ -34,6 +34,7 @@ def up(
     """Start the local cluster (or reuse the running one) and print the bootstrap address.
 
     After `kafka down`, `up` restarts the same cluster with its data on the same ports."""
+    from agentledger.errors import PortTaken
     from agentledger.localkafka import DEFAULT_PORT, LocalKafka, choose_ports
 
     s = settings()
@@ -60,7 +61,15 @@ def up(
     console.print(
         f"Kafka {s.kafka_version} ({nodes} node{'s' if nodes > 1 else ''}) under {local.home}: {what} ..."
     )
-    state = local.up(nodes=nodes, base_port=port, ports=ports, timeout=timeout, fresh=fresh)
+    for attempt in range(3):
+        try:
+            state = local.up(nodes=nodes, base_port=port, ports=ports, timeout=timeout, fresh=fresh)
+            break
+        except PortTaken:
+            if ports is None or attempt == 2:
+                raise  # the user's --port or the kept cluster's ports: theirs to free
+            ports = choose_ports(nodes, None)  # another process took them after our check
+            console.print(f"a port was taken while the broker started: retrying on {ports[0]}")
     console.print(f"ready in {state.startup_s:.1f}s at {state.bootstrap}")
     typer.echo(state.bootstrap)
 
