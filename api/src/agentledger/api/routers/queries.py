@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -39,24 +40,40 @@ class Bucket(StrEnum):
     MONTH = "month"
 
 
+@dataclass(frozen=True)
+class Window:
+    """A route's time range and the tenant its key may see: the keywords every named query takes."""
+
+    start: datetime | None
+    end: datetime | None
+    tenant: str | None
+
+    def kw(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "tenant": self.tenant}
+
+
+def window(
+    start: datetime | None = Query(default=None, description="From this time (inclusive, event time)."),
+    end: datetime | None = Query(default=None, description="Up to this time (exclusive)."),
+    tenant: str | None = _TENANT,
+    key: ApiKey = Depends(require(KeyScope.READ)),
+) -> Window:
+    return Window(start, end, tenant_for(key, tenant))
+
+
 @router.get("/costs", response_model=Rows, responses=_ERR)
 async def costs(
     group_by: list[GroupBy] = Query(default=[GroupBy.AGENT]),
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
     bucket: Bucket | None = Query(default=None, description="Add a time bucket column."),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Cost (exact decimal strings), tokens and counts, grouped."""
     rows: Rows = await state.warehouse.arows(
         q.costs,
         group_by=[g.value for g in group_by],
-        start=start,
-        end=end,
         bucket=bucket.value if bucket else None,
-        tenant=tenant_for(key, tenant),
+        **w.kw(),
     )
     return rows
 
@@ -78,16 +95,11 @@ async def trace(
 @router.get("/top-traces", response_model=Rows, responses=_ERR)
 async def top_traces(
     limit: int = Query(default=20, ge=1, le=500),
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """The costliest traces by inclusive cost."""
-    rows: Rows = await state.warehouse.arows(
-        q.top_traces, limit=limit, start=start, end=end, tenant=tenant_for(key, tenant)
-    )
+    rows: Rows = await state.warehouse.arows(q.top_traces, limit=limit, **w.kw())
     return rows
 
 
@@ -107,10 +119,7 @@ async def quality(
     agent: str = Query(min_length=1, max_length=128),
     metric: str = Query(min_length=1, max_length=64),
     bucket: Bucket = Query(default=Bucket.HOUR),
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Mean score of one metric for one agent per time bucket and agent version."""
@@ -119,51 +128,38 @@ async def quality(
         agent=agent,
         metric=metric,
         bucket=bucket.value,
-        start=start,
-        end=end,
-        tenant=tenant_for(key, tenant),
+        **w.kw(),
     )
     return rows
 
 
 @router.get("/alerts", response_model=Rows, responses=_ERR)
 async def alerts(
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Alert transitions (warehouse history)."""
-    rows: Rows = await state.warehouse.arows(q.alerts, start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.alerts, **w.kw())
     return rows
 
 
 @router.get("/commands", response_model=Rows, responses=_ERR)
 async def commands(
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Control commands issued (warehouse history, with who issued them)."""
-    rows: Rows = await state.warehouse.arows(q.commands, start=start, end=end, tenant=tenant_for(key, tenant))
+    rows: Rows = await state.warehouse.arows(q.commands, **w.kw())
     return rows
 
 
 @router.get("/providers", response_model=Rows, responses=_ERR)
 async def providers(
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Per provider and model: calls, spend, errors, error rate, latency p50/p95."""
-    rows: Rows = await state.warehouse.arows(
-        q.provider_health, start=start, end=end, tenant=tenant_for(key, tenant)
-    )
+    rows: Rows = await state.warehouse.arows(q.provider_health, **w.kw())
     return rows
 
 
@@ -174,10 +170,7 @@ async def slo_attainment(
         default=None, gt=0, description="Latency objective bound; without it, availability."
     ),
     agent: str | None = Query(default=None),
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """Per agent and UTC day: LLM calls, good ones, attainment and error budget left."""
@@ -186,9 +179,7 @@ async def slo_attainment(
         target=target,
         threshold_ms=threshold_ms,
         agent=agent,
-        start=start,
-        end=end,
-        tenant=tenant_for(key, tenant),
+        **w.kw(),
     )
     return rows
 
@@ -196,18 +187,13 @@ async def slo_attainment(
 @router.get("/providers/latency", response_model=Rows, responses=_ERR)
 async def latency_percentiles(
     bucket: Bucket | None = Query(default=Bucket.DAY, description="Time bucket; omit for one row per model."),
-    start: datetime | None = Query(default=None),
-    end: datetime | None = Query(default=None),
-    tenant: str | None = _TENANT,
-    key: ApiKey = Depends(require(KeyScope.READ)),
+    w: Window = Depends(window),
     state: ApiState = Depends(get_state),
 ) -> Rows:
     """LLM latency p50/p90/p95/p99 and max per provider, model and bucket."""
     rows: Rows = await state.warehouse.arows(
         q.latency_percentiles,
         bucket=bucket.value if bucket else None,
-        start=start,
-        end=end,
-        tenant=tenant_for(key, tenant),
+        **w.kw(),
     )
     return rows
