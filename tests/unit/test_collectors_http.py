@@ -89,10 +89,12 @@ def test_unreachable_api_gives_up_after_retries() -> None:
 
 def test_events_the_api_rejects_are_counted_failed(api: tuple[Api, str]) -> None:
     state, url = api
+    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k", backoff_s=0.01), linger_ms=2000)
+    em.record_usage("openai", "gpt-4o", 10, 1)  # sent at once (the first after idle)
+    assert em.flush(10)
     state.reject = [{"index": 0, "reason": "input_tokens: too large"}]
-    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k", backoff_s=0.01), linger_ms=1)
-    em.record_usage("openai", "gpt-4o", 10, 1)
+    em.record_usage("openai", "gpt-4o", 10, 1)  # these two within the linger: one batch
     em.record_usage("openai", "gpt-4o", 10, 1)
     assert em.flush(10)
-    assert (em.stats()["sent"], em.stats()["failed"]) == (1, 1) and len(state.auth) == 1
+    assert (em.stats()["sent"], em.stats()["failed"]) == (2, 1) and len(state.auth) == 2
     em.shutdown(1)
