@@ -166,12 +166,14 @@ async def raw_consume(bootstrap: str, topic: str, n: int, validate: str = "") ->
         await c.stop()
 
 
-def start_worker(bootstrap: str, prefix: str, home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_worker(
+    bootstrap: str, prefix: str, home: Path, port: int, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=bootstrap, AGENTLEDGER_TOPIC_PREFIX=prefix,
                AGENTLEDGER_HOME=str(home))  # fmt: skip
     cmd = [sys.executable, "-m", "agentledger", "worker", "--datadir", str(home / "faust"), "--web-port", str(port),
-           "--session-timeout", "6", *EXTRA_WORKER_ARGS]  # fmt: skip
+           "--session-timeout", "6", *extra, *EXTRA_WORKER_ARGS]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=(home / "worker.log").open("wb"), stderr=subprocess.STDOUT)
 
 
@@ -537,6 +539,8 @@ def run(
     fast_rate, fast_cpu = asyncio.run(raw_consume(bootstrap, topic, n, validate="fast"))
 
     by_count: dict[str, dict[str, float]] = {}
+    # on a cluster (min ISR 2) the workers' changelogs are replicated as the topics are
+    extra = ("--replication", str(min(3, nodes))) if isinstance(nodes, int) and nodes > 1 else ()
     procs: list[subprocess.Popen[bytes]] = []
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
@@ -553,7 +557,8 @@ def run(
             asyncio.run(put_policies(bootstrap, prefix, policies))
             ports = [free_port() for _ in range(count)]
             procs = [
-                start_worker(bootstrap, prefix, home / f"{count}w-{i}", port) for i, port in enumerate(ports)
+                start_worker(bootstrap, prefix, home / f"{count}w-{i}", port, extra)
+                for i, port in enumerate(ports)
             ]
             wait_ready(ports, timeout=120)
             asyncio.run(produce(bootstrap, prefix + specs.EVENTS.name, records))
