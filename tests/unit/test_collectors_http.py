@@ -53,7 +53,9 @@ def api() -> Iterator[tuple[Api, str]]:
 
 def test_posts_contract_events_with_the_key_and_retries_5xx(api: tuple[Api, str]) -> None:
     state, url = api
-    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k-123", backoff_s=0.01), linger_ms=2000)
+    em = Emitter(
+        tenant="acme", agent="a", transport=HttpTransport(url, "k-123", backoff_s=0.01), linger_ms=2000
+    )
     em.record_usage("openai", "gpt-4o", 1, 1)  # sent at once (the first after idle)
     assert em.flush(10)
     state.statuses = [503, 503]
