@@ -27,7 +27,10 @@ def test_pipeline_benchmark_quick(kafka_bootstrap: str, tmp_path: Path) -> None:
     # validating through the contract is slower than a bare JSON parse of the same records
     assert 0 < res["validated_consume_events_per_s"] < res["raw_consume_events_per_s"]
     assert res["enforce_trials"] >= 20 and res["enforce_trials_missed"] == 0
-    assert 0 < res["enforce_p50_ms"] <= res["enforce_p99_ms"] < 10_000
+    assert 0 < res["enforce_p50_ms"] <= res["enforce_p95_ms"] <= res["enforce_p99_ms"] < 10_000
+    assert res["nodes"] == "external" and res["enforce_target_p99_ms"] == 100
+    client = res["enforce_hops_ms"]["client"]
+    assert 0 <= client["p50"] <= client["p95"] <= client["p99"] <= client["max"]
     assert 0 <= res["overshoot_calls"] < res["runaway_calls"]
     assert "worker events/s" in proc.stdout
     # both worker counts ran and processed every event, and their CPU was measured

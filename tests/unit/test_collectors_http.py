@@ -53,14 +53,18 @@ def api() -> Iterator[tuple[Api, str]]:
 
 def test_posts_contract_events_with_the_key_and_retries_5xx(api: tuple[Api, str]) -> None:
     state, url = api
+    em = Emitter(
+        tenant="acme", agent="a", transport=HttpTransport(url, "k-123", backoff_s=0.01), linger_ms=2000
+    )
+    em.record_usage("openai", "gpt-4o", 1, 1)  # sent at once (the first after idle)
+    assert em.flush(10)
     state.statuses = [503, 503]
-    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k-123", backoff_s=0.01), linger_ms=1)
-    with em.span("s"):
+    with em.span("s"):  # these two within the linger: one batch
         em.record_usage("openai", "gpt-4o", 10, 1)
     assert em.flush(10)
-    assert em.stats() == {"sent": 2, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
-    assert state.auth == ["Bearer k-123"] * 3
-    (body,) = state.bodies
+    assert em.stats() == {"sent": 3, "dropped": 0, "failed": 0, "queued": 0, "rejected": 0}
+    assert state.auth == ["Bearer k-123"] * 4
+    (_, body) = state.bodies
     assert [wire.parse_event(e).type for e in body["events"]] == ["usage", "span"]
     em.shutdown(1)
 
@@ -89,10 +93,12 @@ def test_unreachable_api_gives_up_after_retries() -> None:
 
 def test_events_the_api_rejects_are_counted_failed(api: tuple[Api, str]) -> None:
     state, url = api
+    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k", backoff_s=0.01), linger_ms=2000)
+    em.record_usage("openai", "gpt-4o", 10, 1)  # sent at once (the first after idle)
+    assert em.flush(10)
     state.reject = [{"index": 0, "reason": "input_tokens: too large"}]
-    em = Emitter(tenant="acme", agent="a", transport=HttpTransport(url, "k", backoff_s=0.01), linger_ms=1)
-    em.record_usage("openai", "gpt-4o", 10, 1)
+    em.record_usage("openai", "gpt-4o", 10, 1)  # these two within the linger: one batch
     em.record_usage("openai", "gpt-4o", 10, 1)
     assert em.flush(10)
-    assert (em.stats()["sent"], em.stats()["failed"]) == (1, 1) and len(state.auth) == 1
+    assert (em.stats()["sent"], em.stats()["failed"]) == (2, 1) and len(state.auth) == 2
     em.shutdown(1)

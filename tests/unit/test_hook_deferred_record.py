@@ -44,7 +44,8 @@ def test_the_usage_is_read_and_the_event_built_on_the_senders_thread() -> None:
         wrapped = hook._wrap(hook.TARGETS[0], lambda self, *args, **kwargs: response)
         resource = type("Resource", (), {"_client": None})()
         assert wrapped(resource, model="gpt-4o", messages=[]) is response
-        assert seen == []  # nothing read on the agent's thread
+        # nothing read on the agent's thread (the sender may already have read it on its own)
+        assert all(name.endswith("-worker") for name in seen), seen
         installed = hook.installed()
         assert installed is not None
         assert al.flush(10)

@@ -1,8 +1,12 @@
 """The sending side: a bounded deque drained by one daemon thread running an asyncio loop.
 
 Modelled on OpenTelemetry's BatchProcessor: recording only appends to the deque; when it is
-full the oldest event is dropped and counted (one warning, not a flood). The thread wakes every
-``linger`` (or at once on ``flush``), cuts batches per key and hands them to the transport.
+full the oldest event is dropped and counted (one warning, not a flood). While the deque holds
+events the thread wakes every ``linger`` (or at once on ``flush``), cuts batches per key and
+hands them to the transport. Once it is empty the thread sleeps without a timeout (an idle
+client costs no CPU); the first event recorded after that wakes it (one wake-up per idle
+period, none per event while busy) and goes out at once if the last send was a ``linger`` ago
+or more, else a ``linger`` after that send (ADR 0024).
 A batch the transport cannot take yet (``NotReady``) is kept and retried with backoff while the
 deque keeps absorbing new events, so what was buffered is never lost to a short outage.
 """
@@ -82,12 +86,26 @@ class BatchSender:
         drops its oldest event.
 
         The drop is counted before the append; two threads racing exactly at the full mark can
-        let the deque drop one event uncounted (no lock on the hot path is worth that).
+        let the deque drop one event uncounted (no lock on the hot path is worth that). Waking
+        the sending thread costs only the first event after an idle period (``_idle``).
         """
         queue = self.queue
         if len(queue) == self.max_queue:
             self._drop()
         queue.append(event)
+        if self._idle:
+            self._wake_from_idle()
+
+    def _wake_from_idle(self) -> None:
+        # ``_idle`` is set by the sending thread before it looks at the deque a last time and
+        # sleeps without a timeout: an event appended before that look is seen by it, one appended
+        # after it sees ``_idle`` here (two threads may both wake it; a spare wake only ends
+        # one linger early).
+        self._idle = False
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except Exception:  # noqa: BLE001 - a closed loop (after shutdown): never raise into agent code
+            pass
 
     def _drop(self) -> None:
         with self._drop_lock:  # only the (rare) drop path pays for exact counts across threads
@@ -127,6 +145,8 @@ class BatchSender:
     def _start(self) -> None:
         self._loop = asyncio.new_event_loop()
         self._wake = asyncio.Event()
+        self._idle = False  # True while the thread waits for put() to wake it
+        self._sent_at = -1e9  # time.monotonic() of the last send
         self._task: asyncio.Task[None] | None = None
         self._thread = threading.Thread(target=self._main, name=f"{self.name}-worker", daemon=True)
         self._thread.start()
@@ -210,11 +230,30 @@ class BatchSender:
                 except Exception as exc:  # noqa: BLE001 - never let a transport bug kill the worker
                     self._failed(sum(len(b.events) for b in self._pending), repr(exc))
                     self._pending = []
+                self._sent_at = time.monotonic()
                 if len(self.queue) >= self.batch_size:
                     continue
             if self._stopping and not self.queue:
                 return
-            await self._sleep(self.linger)
+            if self.queue:
+                await self._sleep(self.linger)
+                continue
+            # nothing to send: sleep until an event (or flush, close) wakes it
+            await self._idle_wait()
+            # at once if the last send was a linger ago or more (ADR 0024: not Kafka's linger
+            # counted from the first event); else at most one send per linger, as while busy
+            wait = self.linger - (time.monotonic() - self._sent_at)
+            if wait > 0 and not self._stopping:
+                await self._sleep(wait)
+
+    async def _idle_wait(self) -> None:
+        self._idle = True
+        if self.queue or self._stopping:  # put() appended before it could see the flag
+            self._idle = False
+            return
+        await self._wake.wait()
+        self._wake.clear()
+        self._idle = False
 
     async def _sleep(self, seconds: float) -> None:
         if self._wake.is_set():
