@@ -166,6 +166,12 @@ class Hook:
         # (id(base_url), sdk, client class) -> (base_url, provider); a new Hook (instrument()) starts empty
         self._provider_seen: dict[tuple[int, str, type], tuple[Any, str]] = {}
         self._lock = threading.Lock()
+        from .guard import Guard
+
+        # The Guard's "nothing applies" for the last caller checked: (index, caller key), from
+        # Guard.unaffected; only a Guard's (a guard object of another type is always asked).
+        self.stamps = isinstance(guard, Guard)
+        self.clear: tuple[Any, tuple[Any, ...]] | None = None
 
     def em(self) -> Any:
         return self.emitter or api._emitter or api.get_emitter()
@@ -844,10 +850,20 @@ async def _asend_keyed(
 
 def _check(hook: Hook, caller: Caller) -> None:
     try:
-        c = caller  # positional: no keyword dict built per call
-        hook.guard.check(
+        c, guard, clear = caller, hook.guard, hook.clear
+        key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
+        # The same caller as the last call, under the same index, nothing applying: the Guard's
+        # answer cannot have changed (Guard.unaffected), so it is not asked again.
+        if clear is not None and clear[0] is guard._index and clear[1] == key and guard._is_ready:
+            return
+        guard.check(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
         )
+        if hook.stamps:
+            stamp = guard.unaffected(
+                c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
+            )
+            hook.clear = (stamp, key) if stamp is not None else None
     except (AgentKilled, Throttled):
         raise
     except Exception:  # a Guard fault is not a decision
@@ -856,10 +872,18 @@ def _check(hook: Hook, caller: Caller) -> None:
 
 async def _acheck(hook: Hook, caller: Caller) -> None:
     try:
-        c = caller  # positional: no keyword dict built per call
-        await hook.guard.acheck(
+        c, guard, clear = caller, hook.guard, hook.clear
+        key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
+        if clear is not None and clear[0] is guard._index and clear[1] == key and guard._is_ready:
+            return  # as in _check
+        await guard.acheck(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
         )
+        if hook.stamps:
+            stamp = guard.unaffected(
+                c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
+            )
+            hook.clear = (stamp, key) if stamp is not None else None
     except (AgentKilled, Throttled):
         raise
     except Exception:
