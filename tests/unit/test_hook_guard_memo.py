@@ -62,8 +62,7 @@ def test_a_kill_applied_after_a_cleared_call_stops_the_next_call(call: Callable[
     assert installed is not None
     with al.span("run", kind="agent", agent="planner"):
         assert call() == ["m-planner"]
-        stamp = installed.clear
-        assert stamp is not None  # the planner cleared under this index
+        assert list(installed.clear.values()) == [guard._index]  # the planner, cleared under it
         assert call() == ["m-planner", "m-planner"]  # without asking the Guard again
         with pytest.raises(AgentKilled):
             call("coder")  # the memo is the planner's: the coder is still stopped
@@ -117,3 +116,21 @@ def test_a_guard_of_another_type_is_asked_on_every_call(call: Callable[..., list
         call()
         call()
     assert asked == ["planner", "planner"]
+
+
+def test_callers_taking_turns_each_keep_their_own_answer(call: Callable[..., list[str]]) -> None:
+    guard = Guard(start=False)
+    al.instrument(guard=guard)
+    installed = hook.installed()
+    assert installed is not None
+    with al.span("run", kind="agent", agent="planner"):
+        for _ in range(3):
+            call()
+            call("writer")
+        assert len(installed.clear) == 2  # both remembered, neither pushing the other out
+        kill = command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="writer")
+        guard.apply(kill, kill.key)
+        assert call()[-1] == "m-planner"
+        with pytest.raises(AgentKilled):
+            call("writer")
+        assert call()[-1] == "m-planner"

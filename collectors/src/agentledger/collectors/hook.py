@@ -168,10 +168,12 @@ class Hook:
         self._lock = threading.Lock()
         from .guard import Guard
 
-        # The Guard's "nothing applies" for the last caller checked: (index, caller key), from
-        # Guard.unaffected; only a Guard's (a guard object of another type is always asked).
+        # The Guard's "nothing applies" per caller key: the index it was true of (from
+        # Guard.unaffected); only a Guard's (a guard object of another type is always asked).
+        # One entry per caller, not one slot: threads or tasks of different callers taking turns
+        # would otherwise each miss, and a miss costs the check twice.
         self.stamps = isinstance(guard, Guard)
-        self.clear: tuple[Any, tuple[Any, ...]] | None = None
+        self.clear: dict[tuple[Any, ...], Any] = {}
 
     def em(self) -> Any:
         return self.emitter or api._emitter or api.get_emitter()
@@ -848,13 +850,27 @@ async def _asend_keyed(
             attempt = retry
 
 
+_CLEAR_MAX = 1024  # caller keys remembered (one per agent and trace): then it starts over
+
+
+def _remember(hook: Hook, key: tuple[Any, ...], stamp: Any) -> None:
+    clear = hook.clear
+    if stamp is None:
+        clear.pop(key, None)
+        return
+    if len(clear) >= _CLEAR_MAX:
+        clear.clear()
+    clear[key] = stamp
+
+
 def _check(hook: Hook, caller: Caller) -> None:
     try:
-        c, guard, clear = caller, hook.guard, hook.clear
+        c, guard = caller, hook.guard
         key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
-        # The same caller as the last call, under the same index, nothing applying: the Guard's
-        # answer cannot have changed (Guard.unaffected), so it is not asked again.
-        if clear is not None and clear[0] is guard._index and clear[1] == key and guard._is_ready:
+        # A caller cleared under the index still in force, the Guard still ready: its answer
+        # cannot have changed (Guard.unaffected), so it is not asked again.
+        stamp = hook.clear.get(key)  # (None for a guard of another type: never remembered)
+        if stamp is not None and stamp is guard._index and guard._is_ready:
             return
         guard.check(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
@@ -863,7 +879,7 @@ def _check(hook: Hook, caller: Caller) -> None:
             stamp = guard.unaffected(
                 c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
             )
-            hook.clear = (stamp, key) if stamp is not None else None
+            _remember(hook, key, stamp)
     except (AgentKilled, Throttled):
         raise
     except Exception:  # a Guard fault is not a decision
@@ -872,9 +888,10 @@ def _check(hook: Hook, caller: Caller) -> None:
 
 async def _acheck(hook: Hook, caller: Caller) -> None:
     try:
-        c, guard, clear = caller, hook.guard, hook.clear
+        c, guard = caller, hook.guard
         key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
-        if clear is not None and clear[0] is guard._index and clear[1] == key and guard._is_ready:
+        stamp = hook.clear.get(key)
+        if stamp is not None and stamp is guard._index and guard._is_ready:
             return  # as in _check
         await guard.acheck(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
@@ -883,7 +900,7 @@ async def _acheck(hook: Hook, caller: Caller) -> None:
             stamp = guard.unaffected(
                 c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
             )
-            hook.clear = (stamp, key) if stamp is not None else None
+            _remember(hook, key, stamp)
     except (AgentKilled, Throttled):
         raise
     except Exception:
