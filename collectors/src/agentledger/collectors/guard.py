@@ -263,6 +263,32 @@ class Guard:
         if delay > 0:
             time.sleep(delay)
 
+    def unaffected(
+        self,
+        tenant: str,
+        agent: str,
+        workflow: str | None,
+        trace_id: str | None,
+        agent_version: str | None,
+        user: str | None = None,
+        conversation: str | None = None,
+    ) -> ControlIndex | None:
+        """The index in force when the Guard is ready and that index holds no kill and no
+        throttle for this caller, else None. ``check`` then returns at once for the same caller
+        for as long as the same index is in force (it is immutable; a command or an expiry swaps
+        in a new one) and the Guard stays ready: the hook keeps the stamp and skips the check
+        while ``guard._index is stamp`` (one identity test, not a rule lookup per call)."""
+        index = self._index
+        if not self._is_ready:
+            return None
+        for table in (index.kills, index.throttles):
+            rules = table.get(tenant) if table else None
+            if rules is not None and matching(
+                rules, agent, workflow, trace_id, agent_version, user, conversation
+            ):
+                return None
+        return index
+
     async def acheck(
         self,
         tenant: str,

@@ -166,6 +166,14 @@ class Hook:
         # (id(base_url), sdk, client class) -> (base_url, provider); a new Hook (instrument()) starts empty
         self._provider_seen: dict[tuple[int, str, type], tuple[Any, str]] = {}
         self._lock = threading.Lock()
+        from .guard import Guard
+
+        # The Guard's "nothing applies" per caller key: the index it was true of (from
+        # Guard.unaffected); only a Guard's (a guard object of another type is always asked).
+        # One entry per caller, not one slot: threads or tasks of different callers taking turns
+        # would otherwise each miss, and a miss costs the check twice.
+        self.stamps = isinstance(guard, Guard)
+        self.clear: dict[tuple[Any, ...], Any] = {}
 
     def em(self) -> Any:
         return self.emitter or api._emitter or api.get_emitter()
@@ -842,12 +850,36 @@ async def _asend_keyed(
             attempt = retry
 
 
+_CLEAR_MAX = 1024  # caller keys remembered (one per agent and trace): then it starts over
+
+
+def _remember(hook: Hook, key: tuple[Any, ...], stamp: Any) -> None:
+    clear = hook.clear
+    if stamp is None:
+        clear.pop(key, None)
+        return
+    if len(clear) >= _CLEAR_MAX:
+        clear.clear()
+    clear[key] = stamp
+
+
 def _check(hook: Hook, caller: Caller) -> None:
     try:
-        c = caller  # positional: no keyword dict built per call
-        hook.guard.check(
+        c, guard = caller, hook.guard
+        key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
+        # A caller cleared under the index still in force, the Guard still ready: its answer
+        # cannot have changed (Guard.unaffected), so it is not asked again.
+        stamp = hook.clear.get(key)  # (None for a guard of another type: never remembered)
+        if stamp is not None and stamp is guard._index and guard._is_ready:
+            return
+        guard.check(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
         )
+        if hook.stamps:
+            stamp = guard.unaffected(
+                c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
+            )
+            _remember(hook, key, stamp)
     except (AgentKilled, Throttled):
         raise
     except Exception:  # a Guard fault is not a decision
@@ -856,10 +888,19 @@ def _check(hook: Hook, caller: Caller) -> None:
 
 async def _acheck(hook: Hook, caller: Caller) -> None:
     try:
-        c = caller  # positional: no keyword dict built per call
-        await hook.guard.acheck(
+        c, guard = caller, hook.guard
+        key = (c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation)
+        stamp = hook.clear.get(key)
+        if stamp is not None and stamp is guard._index and guard._is_ready:
+            return  # as in _check
+        await guard.acheck(  # positional: no keyword dict built per call
             c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, hook.wait, c.user, c.conversation
         )
+        if hook.stamps:
+            stamp = guard.unaffected(
+                c.tenant, c.agent, c.workflow, c.trace_id, c.agent_version, c.user, c.conversation
+            )
+            _remember(hook, key, stamp)
     except (AgentKilled, Throttled):
         raise
     except Exception:
