@@ -28,9 +28,26 @@ from agentledger.events import (
     UsageEvent,
     record_key,
 )
-from agentledger.fastwire import decode_fast, decode_fast_raw
+from agentledger.fastwire import (
+    FastEvent,
+    QualityStruct,
+    SpanStruct,
+    ToolCallStruct,
+    UsageStruct,
+    decode_fast,
+    decode_fast_raw,
+    decode_fast_structs,
+)
 
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
+StageEvent = AnyEvent | FastEvent
+"""An event as the worker's stage one reads it: the contract's model, or the fast path's Struct
+(same field names and values; ``decode_envelope_structs``). Select on the pairs below, never on
+a model class alone."""
+USAGE = (UsageEvent, UsageStruct)
+SPAN = (SpanEvent, SpanStruct)
+TOOL_CALL = (ToolCallEvent, ToolCallStruct)
+QUALITY = (QualityEvent, QualityStruct)
 _EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
 _PRICED_LIST: TypeAdapter[list[PricedEvent]] = TypeAdapter(list[PricedEvent])
 
@@ -112,6 +129,27 @@ def decode_envelope(raw: bytes, *, keep_raw: bool = False) -> Decoded:
     if fast is not None:
         return Decoded(key=fast[0], events=fast[1])
     return decode_envelope_pydantic(raw)
+
+
+@dataclass(slots=True)
+class DecodedStructs:
+    """``Decoded``, with the fast path's events kept as Structs (no model built per event)."""
+
+    key: str | None
+    events: list[StageEvent]
+    rejected: list[Rejected]
+    raws: list[bytes | None] | None
+
+
+def decode_envelope_structs(raw: bytes) -> DecodedStructs:
+    """``decode_envelope(raw, keep_raw=True)`` for the worker's stage one: the same verdicts
+    and reasons, and the same events, but those of an envelope the fast path accepts are its
+    Structs (``fastwire.decode_fast_structs``); any other envelope is the contract's models."""
+    got = decode_fast_structs(raw)
+    if got is not None:
+        return DecodedStructs(got[0], list(got[1]), [], got[2])
+    d = decode_envelope_pydantic(raw)
+    return DecodedStructs(d.key, list(d.events), d.rejected, None)
 
 
 def decode_envelope_pydantic(raw: bytes) -> Decoded:

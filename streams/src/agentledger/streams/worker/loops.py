@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from agentledger.events import QualityEvent, SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
+from agentledger.events import SpanKind, SpanStatus
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.wire import AnyEvent
+from agentledger.wire import QUALITY, SPAN, TOOL_CALL, USAGE, AnyEvent, StageEvent
 
 MAX_TRACES = 100_000
 """Traces watched at once by a detector that keeps its own state (least recently active first
@@ -30,19 +30,19 @@ MAX_ARGS = 1_000
 TOOL, LLM, PROGRESS = "t", "u", "p"
 
 
-def loop_features(ev: AnyEvent, cost: Decimal = Decimal(0)) -> list[Any] | None:
+def loop_features(ev: StageEvent, cost: Decimal = Decimal(0)) -> list[Any] | None:
     """What the detector needs of one event, compact enough to ride on the scope-deltas topic
     to the trace's partition: ``[code, ts, tenant, trace, agent, event id, a, b, c]`` with
     a tool call's (tool, args hash) or a usage's (tokens, cost) in a/b/c. None for events the
     detector draws nothing from (spans other than finished agent turns)."""
-    if isinstance(ev, SpanEvent) and ev.kind is not SpanKind.AGENT:
+    if isinstance(ev, SPAN) and ev.kind is not SpanKind.AGENT:
         return None
     head = [ev.ts.timestamp(), ev.tenant, ev.trace_id, ev.agent, ev.event_id]
-    if isinstance(ev, ToolCallEvent):
+    if isinstance(ev, TOOL_CALL):
         return [TOOL, *head, ev.tool, ev.args_hash, None]
-    if isinstance(ev, UsageEvent):
+    if isinstance(ev, USAGE):
         return [LLM, *head, None, ev.input_tokens + ev.output_tokens, str(cost)]
-    if isinstance(ev, QualityEvent) or (isinstance(ev, SpanEvent) and ev.status is SpanStatus.OK):
+    if isinstance(ev, QUALITY) or (isinstance(ev, SPAN) and ev.status is SpanStatus.OK):
         return [PROGRESS, *head, None, None, None]
     return None
 
