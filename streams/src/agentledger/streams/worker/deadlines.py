@@ -22,7 +22,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from agentledger.events import Policy
-from agentledger.wire import SPAN, StageEvent
+from agentledger.wire import StageEvent, is_span
 
 MAX_TRACES = 100_000
 """Open traces watched at once; the least recently active is forgotten first."""
@@ -59,11 +59,14 @@ def deadline_rows(events: Sequence[StageEvent], at: Sequence[int]) -> dict[tuple
         ts = ev.ts.timestamp()
         on_time = int(ts) == sec
         t = ts if on_time else float(sec)  # its own time, to the µs, unless counted at arrival
-        t0 = min(t, ev.start.timestamp()) if isinstance(ev, SPAN) and on_time else t  # a span: its start
+        if is_span(ev):  # a span counts from its start, and a root span ends its trace
+            t0 = min(t, ev.start.timestamp()) if on_time else t
+            ended = ev.parent_span_id is None
+        else:
+            t0, ended = t, False
         rows = out.setdefault((ev.tenant, ev.trace_id), {})
         f = (ev.agent, ev.agent_version, ev.workflow)
         row = rows.get(f)
-        ended = isinstance(ev, SPAN) and ev.parent_span_id is None
         if row is None:
             rows[f] = [*f, t0, t, ev.event_id, ended]
             continue

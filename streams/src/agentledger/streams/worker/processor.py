@@ -67,11 +67,11 @@ from agentledger.streams.worker.screens import (
 from agentledger.tools import record_key
 from agentledger.wire import (
     ENVELOPE_TAIL,
-    USAGE,
     StageEvent,
     decode_envelope_structs,
     dump,
     envelope_head,
+    is_usage,
     join_envelope,
 )
 
@@ -407,7 +407,7 @@ class Processor:
         room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - len(ENVELOPE_TAIL)
         for index, ev, sent in events:
             body = sent if sent is not None else _event_json(ev)
-            if isinstance(ev, USAGE):
+            if is_usage(ev):
                 cost, priced, source = price(ev)
                 dec = _dec(cost)
             else:
@@ -488,7 +488,7 @@ class Processor:
                     if tf is None:
                         tf = feats[trace_of] = []
                     tf.append(f)
-            if isinstance(ev, ScreenEvent):  # decided by the trace's owner in stage two (screens)
+            if type(ev) is ScreenEvent:  # decided by the trace's owner in stage two (screens)
                 sf = screen_features(ev)
                 if sf is not None:
                     screened.setdefault(trace_of, []).append(sf)
@@ -497,7 +497,7 @@ class Processor:
                     self._delta(deltas, qf[0]).flag(*qf)
             old = tspans.get(ev.span_id)
             parent = ev.parent_span_id or (old[0] if old else None)
-            if not isinstance(ev, USAGE):
+            if not is_usage(ev):
                 if old is None or (parent and not old[0]):
                     tspans[ev.span_id] = (parent, old[1] if old else ZERO)
                 continue
@@ -546,7 +546,7 @@ class Processor:
             matches: dict[tuple[str, str, str | None, str | None, str | None, str | None], bool] = {}
             who = p.selector.user != "*" or p.selector.conversation != "*"
             for ev, cost, sec in zip(events, costs, at, strict=True):
-                if not isinstance(ev, USAGE):
+                if not is_usage(ev):
                     continue
                 # for a coarse selector matching the event's fields is matching its scope;
                 # memoised per envelope: most events of an envelope share these fields
