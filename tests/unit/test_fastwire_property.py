@@ -18,9 +18,15 @@ from hypothesis import strategies as st
 
 from agentledger.errors import ContractError
 from agentledger.events import EVENT_ADAPTER, MAX_ATTRIBUTES
-from agentledger.fastwire import decode_fast, decode_fast_raw
+from agentledger.fastwire import FastEvent, decode_fast, decode_fast_raw, decode_fast_structs, model_of
 from agentledger.warehouse.rows import EventBuffer
-from agentledger.wire import Decoded, decode_envelope, decode_envelope_pydantic, dump
+from agentledger.wire import (
+    Decoded,
+    decode_envelope,
+    decode_envelope_pydantic,
+    decode_envelope_structs,
+    dump,
+)
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -265,16 +271,48 @@ def assert_raws_say_the_same(raw: bytes, fast: Any) -> None:
         assert warehouse_rows(sent) == warehouse_rows(dump(ev))
 
 
+def struct_fields(s: FastEvent) -> dict[str, Any]:
+    return {f: getattr(s, f) for f in s.__struct_fields__}
+
+
+def assert_structs_say_the_same(raw: bytes, fast: Any) -> None:
+    """``decode_fast_structs`` (the worker's stage one reads these, no model built per event):
+    the same verdict, bytes and events as ``decode_fast_raw``; each Struct's every field holds
+    the model's value, of the same type (enums as enum members, times in UTC), and its model
+    (``model_of``) is the contract's."""
+    got = decode_fast_structs(raw)
+    if fast is None:
+        assert got is None
+        return
+    full = decode_fast_raw(raw)
+    assert got is not None and full is not None
+    assert got[0] == full[0] and got[2] == full[2] and len(got[1]) == len(full[1])
+    for s, ev in zip(got[1], full[1], strict=True):
+        assert model_of(s) == ev
+        for name, value in struct_fields(s).items():
+            want = getattr(ev, name)
+            assert value == want and type(value) is type(want), (name, value, want)
+
+
+def decoded_as_models(raw: bytes) -> Decoded:
+    """``decode_envelope_structs`` with its Structs turned into models (to compare outcomes)."""
+    d = decode_envelope_structs(raw)
+    return Decoded(d.key, [e if not hasattr(e, "__struct_fields__") else model_of(e) for e in d.events],  # type: ignore[arg-type]
+                   d.rejected)  # fmt: skip
+
+
 def assert_same(raw: bytes) -> None:
     want = outcome(decode_envelope_pydantic, raw)
     assert outcome(decode_envelope, raw) == want
     assert outcome(lambda b: decode_envelope(b, keep_raw=True), raw) == want
+    assert outcome(decoded_as_models, raw) == want
     fast = decode_fast(raw)
     if fast is not None:  # the fast path accepted: the contract accepted every event, equal ones
         assert want[0] != "error" and want[3] == [], want
         assert fast[0] == want[0] and fast[1] == want[2]
         assert [e.model_dump_json() for e in fast[1]] == [m[2] for m in want[1]]
     assert_raws_say_the_same(raw, fast)
+    assert_structs_say_the_same(raw, fast)
 
 
 @SETTINGS

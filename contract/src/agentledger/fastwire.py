@@ -55,6 +55,8 @@ SpanId = Annotated[str, Meta(min_length=16, max_length=16)]
 Time = Annotated[datetime, Meta(tz=True)]
 TokenCount = Annotated[int, Meta(ge=0, le=100_000_000)]
 FiniteFloat = Annotated[float, Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+OMITTED = -1
+"""A token count's default in ``UsageStruct`` (msgspec does not check defaults against ``ge=0``)."""
 
 _NAME = re.compile(r"[!-.0-~][ -.0-~]*")
 """``events.Name`` for printable-ASCII input (nothing to normalise): no ``/``, no leading space."""
@@ -84,7 +86,7 @@ class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field=
     ] = {}
 
 
-class _Span(_Base, tag="span"):
+class SpanStruct(_Base, tag="span"):
     name: Annotated[str, Meta(min_length=1, max_length=256)]
     kind: SpanKind
     start: Time
@@ -97,20 +99,22 @@ class _Span(_Base, tag="span"):
     model: ModelName | None = None
 
 
-class _Usage(_Base, tag="usage"):
+class UsageStruct(_Base, tag="usage"):
     provider: Annotated[ProviderName, Meta(min_length=1)]
     model: Annotated[ModelName, Meta(min_length=1)]
     input_tokens: TokenCount
     output_tokens: TokenCount
-    cache_read_tokens: TokenCount | UnsetType = UNSET
-    cache_write_tokens: TokenCount | UnsetType = UNSET
-    reasoning_tokens: TokenCount | UnsetType = UNSET
+    # -1 when omitted (a sent value is >= 0): ``_decode`` fills in the contract's 0, as for
+    # ``status`` above; a plain int, so stage one prices the Struct itself (``pricing``)
+    cache_read_tokens: TokenCount = OMITTED
+    cache_write_tokens: TokenCount = OMITTED
+    reasoning_tokens: TokenCount = OMITTED
     # A JSON number's Decimal depends on how it is read (float first, or its digits): left to
     # the contract, which the envelope then goes to whenever the field is set.
     reported_cost_usd: None = None
 
 
-class _Quality(_Base, tag="quality"):
+class QualityStruct(_Base, tag="quality"):
     metric: Annotated[str, Meta(min_length=1, max_length=64)]
     score: FiniteFloat
     evaluator: Annotated[str, Meta(max_length=64)] | None = None
@@ -118,7 +122,7 @@ class _Quality(_Base, tag="quality"):
     comment: Annotated[str, Meta(max_length=1024)] | None = None
 
 
-class _ToolCall(_Base, tag="tool_call"):
+class ToolCallStruct(_Base, tag="tool_call"):
     tool: ToolName
     args_hash: Annotated[str, Meta(min_length=16, max_length=64)]
     status: SpanStatus | UnsetType = UNSET
@@ -127,7 +131,7 @@ class _ToolCall(_Base, tag="tool_call"):
 class _Envelope(msgspec.Struct):
     """What ``wire.decode_envelope`` reads of an envelope (other fields are ignored there too)."""
 
-    events: list[_Span | _Usage | _Quality | _ToolCall]
+    events: list[SpanStruct | UsageStruct | QualityStruct | ToolCallStruct]
     v: Literal[1] = 1
     key: str | None = None
 
@@ -171,10 +175,10 @@ def _builder(model: type[M], struct: type[msgspec.Struct], tag: str) -> Callable
     return build
 
 
-_SPAN = _builder(SpanEvent, _Span, "span")
-_USAGE = _builder(UsageEvent, _Usage, "usage")
-_QUALITY = _builder(QualityEvent, _Quality, "quality")
-_TOOL = _builder(ToolCallEvent, _ToolCall, "tool_call")
+_SPAN = _builder(SpanEvent, SpanStruct, "span")
+_USAGE = _builder(UsageEvent, UsageStruct, "usage")
+_QUALITY = _builder(QualityEvent, QualityStruct, "quality")
+_TOOL = _builder(ToolCallEvent, ToolCallStruct, "tool_call")
 _DECODER = msgspec.json.Decoder(_Envelope)
 _RAW_DECODER = msgspec.json.Decoder(_RawEnvelope)
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
@@ -186,11 +190,26 @@ def _names_ok(names: set[Any], pattern: re.Pattern[str]) -> bool:
     return all(pattern.fullmatch(n) for n in names)
 
 
+FastEvent = SpanStruct | UsageStruct | QualityStruct | ToolCallStruct
+"""An event accepted by the fast path, kept as its Struct (``decode_fast_structs``)."""
+_MODEL_OF: dict[type[Any], Callable[[Any], AnyEvent]] = {
+    SpanStruct: _SPAN,
+    UsageStruct: _USAGE,
+    QualityStruct: _QUALITY,
+    ToolCallStruct: _TOOL,
+}
+
+
+def model_of(s: FastEvent) -> AnyEvent:
+    """The contract's model of an accepted Struct (equal to what ``decode_fast`` returns)."""
+    return _MODEL_OF[type(s)](s)
+
+
 def decode_fast(raw: bytes) -> tuple[str | None, list[AnyEvent]] | None:
     """The key and events of an envelope whose every event the contract accepts, built as the
     contract's models; ``None`` when msgspec, a pattern or a model validator refuses anything
     (then the pydantic contract decides, event by event, and words the reasons)."""
-    got = _decode(raw, False)
+    got = _decode(raw, False, False)
     return None if got is None else (got[0], got[1])
 
 
@@ -201,10 +220,21 @@ def decode_fast_raw(raw: bytes) -> tuple[str | None, list[AnyEvent], list[bytes 
     every time already in UTC. Otherwise that event's entry is ``None`` (serialise the model).
     Field order, whitespace and escapes may differ from the contract's bytes; every reader of
     the priced topic parses JSON by field name."""
-    return _decode(raw, True)
+    return _decode(raw, True, False)
 
 
-def _decode(raw: bytes, keep_raw: bool) -> tuple[str | None, list[AnyEvent], list[bytes | None]] | None:
+def decode_fast_structs(raw: bytes) -> tuple[str | None, list[FastEvent], list[bytes | None]] | None:
+    """``decode_fast_raw`` without building a model per event: the accepted events as their
+    Structs, with the contract's values (defaults filled in, times in UTC) under the model's
+    field names, so a reader of those fields cannot tell them apart (the worker's stage one;
+    ``model_of`` builds the model of one). Accepts and rejects exactly what ``decode_fast``
+    does (``tests/unit/test_fastwire_property.py``)."""
+    return _decode(raw, True, True)
+
+
+def _decode(
+    raw: bytes, keep_raw: bool, structs: bool
+) -> tuple[str | None, list[Any], list[bytes | None]] | None:
     for m in _LONG_FRACTION.finditer(raw):
         at = m.start()
         if at >= 6 and raw[at - 3] == raw[at - 6] == 58 and raw[at - 5 : at].replace(b":", b"").isdigit():
@@ -232,7 +262,7 @@ def _decode(raw: bytes, keep_raw: bool) -> tuple[str | None, list[AnyEvent], lis
         return None
     if not _HEX.fullmatch("".join(parents)) or _ZERO_SPAN in parents:
         return None
-    out: list[AnyEvent] = []
+    out: list[Any] = []  # models, or with ``structs`` the Structs themselves
     append = out.append
     names: set[Any] = set()
     hashes: list[str] = []
@@ -246,19 +276,19 @@ def _decode(raw: bytes, keep_raw: bool) -> tuple[str | None, list[AnyEvent], lis
                 redo.append(i)
             if s.attributes:
                 names.update(s.attributes)
-            if type(s) is _Usage:
+            if type(s) is UsageStruct:
                 cr, cw, rt = s.cache_read_tokens, s.cache_write_tokens, s.reasoning_tokens
-                if cr is UNSET or cw is UNSET or rt is UNSET:
-                    s.cache_read_tokens = cr = 0 if cr is UNSET else cr
-                    s.cache_write_tokens = cw = 0 if cw is UNSET else cw
-                    s.reasoning_tokens = rt = 0 if rt is UNSET else rt
+                if cr < 0 or cw < 0 or rt < 0:
+                    s.cache_read_tokens = cr = max(cr, 0)
+                    s.cache_write_tokens = cw = max(cw, 0)
+                    s.reasoning_tokens = rt = max(rt, 0)
                     redo.append(i)
                 if cr + cw > s.input_tokens or rt > s.output_tokens:
                     return None
                 names.add(s.provider)
                 names.add(s.model)
-                append(_USAGE(s))
-            elif type(s) is _Span:
+                append(s if structs else _USAGE(s))
+            elif type(s) is SpanStruct:
                 if s.start.tzinfo is not UTC or s.end.tzinfo is not UTC or s.status is UNSET:
                     redo.append(i)
                     if s.start.tzinfo is not UTC:
@@ -271,16 +301,16 @@ def _decode(raw: bytes, keep_raw: bool) -> tuple[str | None, list[AnyEvent], lis
                     return None
                 names.add(s.provider)
                 names.add(s.model)
-                append(_SPAN(s))
-            elif type(s) is _ToolCall:
+                append(s if structs else _SPAN(s))
+            elif type(s) is ToolCallStruct:
                 names.add(s.tool)
                 hashes.append(s.args_hash)
                 if s.status is UNSET:
                     s.status = SpanStatus.OK
                     redo.append(i)
-                append(_TOOL(s))
+                append(s if structs else _TOOL(s))
             else:
-                append(_QUALITY(s))
+                append(s if structs else _QUALITY(s))
     except (ValueError, OverflowError):  # a time that has no UTC equivalent: the contract says
         return None
     if not _names_ok(names, _PRINTABLE) or not _HEX.fullmatch("".join(hashes)):

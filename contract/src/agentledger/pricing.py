@@ -44,6 +44,7 @@ from typing import Any
 
 from agentledger.errors import ConfigError
 from agentledger.events import PricedEvent, UsageEvent
+from agentledger.fastwire import UsageStruct
 from agentledger.wire import AnyEvent
 
 QUANTUM = Decimal("1e-12")
@@ -99,7 +100,7 @@ class Rates:
     request_usd: Decimal | None = None
     source: str = ""
 
-    def cost(self, u: UsageEvent) -> Decimal:
+    def cost(self, u: UsageEvent | UsageStruct) -> Decimal:
         """Exact cost of one call (not yet rounded)."""
         n_in = u.input_tokens
         uncached = n_in
@@ -318,8 +319,9 @@ class PriceBook:
 
     # -- the hot path ---------------------------------------------------------------------
 
-    def price(self, usage: UsageEvent) -> tuple[Decimal, bool, str]:
-        """``(cost_usd, priced, price_source)`` of one usage event; unknown model -> (0, False, ...)."""
+    def price(self, usage: UsageEvent | UsageStruct) -> tuple[Decimal, bool, str]:
+        """``(cost_usd, priced, price_source)`` of one usage event (the model, or the fast
+        path's Struct: the worker's stage one); unknown model -> (0, False, ...)."""
         rates = self.rates_for(usage.provider, usage.model, usage.ts, usage.tenant)
         if rates is None:
             key = (usage.provider, usage.model)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import from_json, to_json
@@ -28,9 +28,47 @@ from agentledger.events import (
     UsageEvent,
     record_key,
 )
-from agentledger.fastwire import decode_fast, decode_fast_raw
+from agentledger.fastwire import (
+    FastEvent,
+    QualityStruct,
+    SpanStruct,
+    ToolCallStruct,
+    UsageStruct,
+    decode_fast,
+    decode_fast_raw,
+    decode_fast_structs,
+)
 
 AnyEvent = SpanEvent | UsageEvent | QualityEvent | ToolCallEvent | ScreenEvent
+StageEvent = AnyEvent | FastEvent
+"""An event as the worker's stage one reads it: the contract's model, or the fast path's Struct
+(same field names and values; ``decode_envelope_structs``). Select with ``is_usage`` and the like
+below, never on a model class alone."""
+
+
+# Exact-type tests, not ``isinstance``: a pydantic model class's ``isinstance`` runs Python
+# code (its metaclass's ``__instancecheck__``, ~0.5 µs), several times per event in stage one;
+# no class derives from the event classes.
+def is_usage(ev: object) -> TypeGuard[UsageEvent | UsageStruct]:
+    t = type(ev)
+    return t is UsageStruct or t is UsageEvent
+
+
+def is_span(ev: object) -> TypeGuard[SpanEvent | SpanStruct]:
+    t = type(ev)
+    return t is SpanStruct or t is SpanEvent
+
+
+def is_tool_call(ev: object) -> TypeGuard[ToolCallEvent | ToolCallStruct]:
+    t = type(ev)
+    return t is ToolCallStruct or t is ToolCallEvent
+
+
+def is_quality(ev: object) -> TypeGuard[QualityEvent | QualityStruct]:
+    t = type(ev)
+    return t is QualityStruct or t is QualityEvent
+
+
 _EVENT_LIST: TypeAdapter[list[AnyEvent]] = TypeAdapter(list[Event])
 _PRICED_LIST: TypeAdapter[list[PricedEvent]] = TypeAdapter(list[PricedEvent])
 
@@ -112,6 +150,27 @@ def decode_envelope(raw: bytes, *, keep_raw: bool = False) -> Decoded:
     if fast is not None:
         return Decoded(key=fast[0], events=fast[1])
     return decode_envelope_pydantic(raw)
+
+
+@dataclass(slots=True)
+class DecodedStructs:
+    """``Decoded``, with the fast path's events kept as Structs (no model built per event)."""
+
+    key: str | None
+    events: list[StageEvent]
+    rejected: list[Rejected]
+    raws: list[bytes | None] | None
+
+
+def decode_envelope_structs(raw: bytes) -> DecodedStructs:
+    """``decode_envelope(raw, keep_raw=True)`` for the worker's stage one: the same verdicts
+    and reasons, and the same events, but those of an envelope the fast path accepts are its
+    Structs (``fastwire.decode_fast_structs``); any other envelope is the contract's models."""
+    got = decode_fast_structs(raw)
+    if got is not None:
+        return DecodedStructs(got[0], list(got[1]), [], got[2])
+    d = decode_envelope_pydantic(raw)
+    return DecodedStructs(d.key, list(d.events), d.rejected, None)
 
 
 def decode_envelope_pydantic(raw: bytes) -> Decoded:

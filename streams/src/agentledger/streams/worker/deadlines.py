@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from agentledger.events import Policy, SpanEvent
-from agentledger.wire import AnyEvent
+from agentledger.events import Policy
+from agentledger.wire import StageEvent, is_span
 
 MAX_TRACES = 100_000
 """Open traces watched at once; the least recently active is forgotten first."""
@@ -49,7 +49,7 @@ def matches(p: Policy, tenant: str, f: Fields) -> bool:
     )
 
 
-def deadline_rows(events: Sequence[AnyEvent], at: Sequence[int]) -> dict[tuple[str, str], list[list[Any]]]:
+def deadline_rows(events: Sequence[StageEvent], at: Sequence[int]) -> dict[tuple[str, str], list[list[Any]]]:
     """Per (tenant, trace): one row per (agent, version, workflow) seen in this record,
     ``[agent, version, workflow, first_s, last_s, first event id, root ended]``. Times are when
     each event counts (``eventtime``: its own time, or its arrival when late or skewed); a
@@ -59,11 +59,14 @@ def deadline_rows(events: Sequence[AnyEvent], at: Sequence[int]) -> dict[tuple[s
         ts = ev.ts.timestamp()
         on_time = int(ts) == sec
         t = ts if on_time else float(sec)  # its own time, to the µs, unless counted at arrival
-        t0 = min(t, ev.start.timestamp()) if isinstance(ev, SpanEvent) and on_time else t  # a span: its start
+        if is_span(ev):  # a span counts from its start, and a root span ends its trace
+            t0 = min(t, ev.start.timestamp()) if on_time else t
+            ended = ev.parent_span_id is None
+        else:
+            t0, ended = t, False
         rows = out.setdefault((ev.tenant, ev.trace_id), {})
         f = (ev.agent, ev.agent_version, ev.workflow)
         row = rows.get(f)
-        ended = isinstance(ev, SpanEvent) and ev.parent_span_id is None
         if row is None:
             rows[f] = [*f, t0, t, ev.event_id, ended]
             continue

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from agentledger.events import QualityEvent, SpanEvent, SpanKind, SpanStatus, ToolCallEvent, UsageEvent
+from agentledger.events import SpanKind, SpanStatus
 from agentledger.streams.policyfile import LoopSettings
-from agentledger.wire import AnyEvent
+from agentledger.wire import AnyEvent, StageEvent, is_quality, is_span, is_tool_call, is_usage
 
 MAX_TRACES = 100_000
 """Traces watched at once by a detector that keeps its own state (least recently active first
@@ -30,21 +30,27 @@ MAX_ARGS = 1_000
 TOOL, LLM, PROGRESS = "t", "u", "p"
 
 
-def loop_features(ev: AnyEvent, cost: Decimal = Decimal(0)) -> list[Any] | None:
+def loop_features(ev: StageEvent, cost: Decimal = Decimal(0)) -> list[Any] | None:
     """What the detector needs of one event, compact enough to ride on the scope-deltas topic
     to the trace's partition: ``[code, ts, tenant, trace, agent, event id, a, b, c]`` with
     a tool call's (tool, args hash) or a usage's (tokens, cost) in a/b/c. None for events the
     detector draws nothing from (spans other than finished agent turns)."""
-    if isinstance(ev, SpanEvent) and ev.kind is not SpanKind.AGENT:
+    a: str | None = None
+    b: str | int | None = None
+    c: str | None = None
+    if is_span(ev):
+        if ev.kind is not SpanKind.AGENT or ev.status is not SpanStatus.OK:
+            return None
+        code = PROGRESS
+    elif is_tool_call(ev):
+        code, a, b = TOOL, ev.tool, ev.args_hash
+    elif is_usage(ev):
+        code, b, c = LLM, ev.input_tokens + ev.output_tokens, str(cost)
+    elif is_quality(ev):
+        code = PROGRESS
+    else:
         return None
-    head = [ev.ts.timestamp(), ev.tenant, ev.trace_id, ev.agent, ev.event_id]
-    if isinstance(ev, ToolCallEvent):
-        return [TOOL, *head, ev.tool, ev.args_hash, None]
-    if isinstance(ev, UsageEvent):
-        return [LLM, *head, None, ev.input_tokens + ev.output_tokens, str(cost)]
-    if isinstance(ev, QualityEvent) or (isinstance(ev, SpanEvent) and ev.status is SpanStatus.OK):
-        return [PROGRESS, *head, None, None, None]
-    return None
+    return [code, ev.ts.timestamp(), ev.tenant, ev.trace_id, ev.agent, ev.event_id, a, b, c]
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from pydantic import BaseModel
 from pydantic_core import to_json
 
 from agentledger.errors import ContractError
@@ -35,8 +36,8 @@ from agentledger.events import (
     ScopeKind,
     ScreenEvent,
     Severity,
-    UsageEvent,
 )
+from agentledger.fastwire import model_of
 from agentledger.pricing import PriceBook
 from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.worker import deltas as deltas_mod
@@ -64,7 +65,15 @@ from agentledger.streams.worker.screens import (
     source_flag,
 )
 from agentledger.tools import record_key
-from agentledger.wire import ENVELOPE_TAIL, AnyEvent, decode_envelope, dump, envelope_head, join_envelope
+from agentledger.wire import (
+    ENVELOPE_TAIL,
+    StageEvent,
+    decode_envelope_structs,
+    dump,
+    envelope_head,
+    is_usage,
+    join_envelope,
+)
 
 log = logging.getLogger("agentledger.streams")
 ZERO = Decimal(0)
@@ -135,6 +144,12 @@ class Output:
         self.alerts += [(a.dedup_key.encode(), dump(a)) for a in em.alerts]
         self.budgets += [(f"{s.policy_id}|{s.scope_key}".encode(), dump(s)) for s in em.statuses]
         self.tools += [(record_key(p).encode(), dump(p)) for p in em.tool_policies]
+
+
+def _event_json(ev: StageEvent) -> bytes:
+    """The contract's serialisation of an event whose bytes as sent are not forwarded."""
+    m = ev if isinstance(ev, BaseModel) else model_of(ev)
+    return m.__pydantic_serializer__.to_json(m)
 
 
 def _dec(cost: Decimal) -> bytes:
@@ -252,7 +267,7 @@ class Processor:
         out = Output()
         self.counters["records"] += 1
         try:
-            decoded = decode_envelope(raw, keep_raw=True)
+            decoded = decode_envelope_structs(raw)
         except ContractError as exc:
             out.dlq.append(self.dead_letter(key, raw, f"not an envelope: {exc}", partition, offset, None))
             return out
@@ -369,14 +384,14 @@ class Processor:
     # -- steps -------------------------------------------------------------------------------------
 
     def _price(
-        self, events: list[tuple[int, AnyEvent, bytes | None]], env_key: str, key: bytes | None, partition: int,
+        self, events: list[tuple[int, StageEvent, bytes | None]], env_key: str, key: bytes | None, partition: int,
         offset: int | None, now_s: float, out: Output,
-    ) -> tuple[list[AnyEvent], list[Decimal], list[bool], list[int]]:  # fmt: skip
+    ) -> tuple[list[StageEvent], list[Decimal], list[bool], list[int]]:  # fmt: skip
         """Price, and write the priced records: (events published, their costs, priced flags,
         the second each counts at). An event too large for any record goes to the DLQ instead."""
         price = self.book.price
         flag = self.arrival.flag
-        kept: list[AnyEvent] = []
+        kept: list[StageEvent] = []
         costs: list[Decimal] = []
         flags: list[bool] = []
         at: list[int] = []
@@ -391,8 +406,8 @@ class Processor:
         head = envelope_head(env_key)
         room = limit - RECORD_FRAMING - len(env_key.encode()) - len(head) - len(ENVELOPE_TAIL)
         for index, ev, sent in events:
-            body = sent if sent is not None else ev.__pydantic_serializer__.to_json(ev)
-            if isinstance(ev, UsageEvent):
+            body = sent if sent is not None else _event_json(ev)
+            if is_usage(ev):
                 cost, priced, source = price(ev)
                 dec = _dec(cost)
             else:
@@ -445,7 +460,7 @@ class Processor:
         return d
 
     def _aggregate(
-        self, events: list[AnyEvent], costs: list[Decimal], flags: list[bool], at: list[int],
+        self, events: list[StageEvent], costs: list[Decimal], flags: list[bool], at: list[int],
         deltas: dict[int, Delta],
     ) -> None:  # fmt: skip
         """One pass over the events: rollup rows grouped by everything that picks a scope (per
@@ -473,7 +488,7 @@ class Processor:
                     if tf is None:
                         tf = feats[trace_of] = []
                     tf.append(f)
-            if isinstance(ev, ScreenEvent):  # decided by the trace's owner in stage two (screens)
+            if type(ev) is ScreenEvent:  # decided by the trace's owner in stage two (screens)
                 sf = screen_features(ev)
                 if sf is not None:
                     screened.setdefault(trace_of, []).append(sf)
@@ -482,7 +497,7 @@ class Processor:
                     self._delta(deltas, qf[0]).flag(*qf)
             old = tspans.get(ev.span_id)
             parent = ev.parent_span_id or (old[0] if old else None)
-            if not isinstance(ev, UsageEvent):
+            if not is_usage(ev):
                 if old is None or (parent and not old[0]):
                     tspans[ev.span_id] = (parent, old[1] if old else ZERO)
                 continue
@@ -518,7 +533,7 @@ class Processor:
                 self._delta(deltas, k).loops.setdefault(k, []).extend(fs)
 
     def _budgets(
-        self, events: list[AnyEvent], costs: list[Decimal], at: list[int], deltas: dict[int, Delta]
+        self, events: list[StageEvent], costs: list[Decimal], at: list[int], deltas: dict[int, Delta]
     ) -> None:
         """Per policy and scope: the (event id, amount) contributions in order (stage two
         evaluates the budget with them) and, for a selector finer than its scope, the
@@ -531,7 +546,7 @@ class Processor:
             matches: dict[tuple[str, str, str | None, str | None, str | None, str | None], bool] = {}
             who = p.selector.user != "*" or p.selector.conversation != "*"
             for ev, cost, sec in zip(events, costs, at, strict=True):
-                if not isinstance(ev, UsageEvent):
+                if not is_usage(ev):
                     continue
                 # for a coarse selector matching the event's fields is matching its scope;
                 # memoised per envelope: most events of an envelope share these fields
@@ -595,7 +610,7 @@ class Processor:
 
     # -- trace deadlines (worker.deadlines; docs/adr/0019) ----------------------------------
 
-    def _deadline_rows(self, events: list[AnyEvent], at: list[int], deltas: dict[int, Delta]) -> None:
+    def _deadline_rows(self, events: list[StageEvent], at: list[int], deltas: dict[int, Delta]) -> None:
         """Stage one: what the deadline watch needs of each trace, to the trace's partition."""
         if not self.deadlines.policies:
             return

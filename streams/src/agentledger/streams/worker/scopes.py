@@ -11,7 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 
 from agentledger.events import Scope, ScopeKind, Selector, scope_key
-from agentledger.wire import AnyEvent
+from agentledger.wire import StageEvent
 
 # The event fields that identify a scope of each kind (a policy selector that constrains any
 # other field needs its own counter: see budgets.py).
@@ -79,7 +79,7 @@ class ScopeRef:
                    s.conversation)  # fmt: skip
 
 
-def _attribute(ev: AnyEvent, names: tuple[str, ...]) -> str | None:
+def _attribute(ev: StageEvent, names: tuple[str, ...]) -> str | None:
     attrs = ev.attributes
     if not attrs:
         return None
@@ -90,19 +90,19 @@ def _attribute(ev: AnyEvent, names: tuple[str, ...]) -> str | None:
     return None
 
 
-def user_of(ev: AnyEvent) -> str | None:
+def user_of(ev: StageEvent) -> str | None:
     """The end user of an event (``user.id`` or ``enduser.id``), or None. A value holding
     ``/`` is not a scope name (it would split the key) and is ignored."""
     return _attribute(ev, USER_ATTRIBUTES)
 
 
-def conversation_of(ev: AnyEvent) -> str | None:
+def conversation_of(ev: StageEvent) -> str | None:
     """The conversation of an event (``gen_ai.conversation.id``), or None."""
     return _attribute(ev, CONVERSATION_ATTRIBUTES)
 
 
 def scope_for(
-    ev: AnyEvent, kind: ScopeKind, provider: str | None = None, model: str | None = None
+    ev: StageEvent, kind: ScopeKind, provider: str | None = None, model: str | None = None
 ) -> ScopeRef | None:
     """The scope of ``kind`` an event belongs to (None when the event lacks the field)."""
     if kind is ScopeKind.TENANT:
@@ -132,7 +132,7 @@ def _match(pattern: str, value: str | None) -> bool:
     return value is not None and fnmatch.fnmatchcase(value, pattern)
 
 
-def selector_matches_event(sel: Selector, ev: AnyEvent) -> bool:
+def selector_matches_event(sel: Selector, ev: StageEvent) -> bool:
     return (
         _match(sel.tenant, ev.tenant)
         and _match(sel.agent, ev.agent)

@@ -45,13 +45,13 @@ from agentledger.streams.worker.enforcer import ISSUER, Desire, Enforcer, new_id
 from agentledger.streams.worker.rollups import SourceFlags
 from agentledger.streams.worker.scopes import ScopeRef
 from agentledger.tools import ToolDecision, ToolPolicy, ToolRule, ToolSelector
-from agentledger.wire import AnyEvent
+from agentledger.wire import StageEvent
 
 SCREEN = "s"
 """Code of a screen kill among a trace's loop features on the scope-deltas topic."""
 
 
-def screen_features(ev: AnyEvent) -> list[Any] | None:
+def screen_features(ev: StageEvent) -> list[Any] | None:
     """A kill verdict, compact, for the trace's owner (stage two): laid out like
     ``loops.loop_features``, ``[code, ts, tenant, trace, agent, event id, reason, None, None]``."""
     if not (isinstance(ev, ScreenEvent) and ev.flagged and ev.action == "kill" and ev.trace_id):
