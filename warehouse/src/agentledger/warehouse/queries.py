@@ -1027,14 +1027,16 @@ def agent_calls(
         if max_traces is not None:
             chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
             params.append(int(max_traces))
-    # traces to rebuild: some part not summarised, an orphaned span, or edges on several dates
-    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {t.sql().replace("WHERE", "AND")}
-        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {t.sql().replace("WHERE", "AND")}
-        UNION SELECT tenant, trace_id FROM {tracesum.DATASET}
+    # traces to rebuild: some part not summarised, an orphaned span, or edges of a trace on
+    # several dates (its stored rows are ``shared``: a few row groups of ``trace_totals``,
+    # never a scan of every part's id; a trace id under two tenants is rebuilt too, exactly)
+    also = t.sql().replace("WHERE", "AND")
+    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {also}
+        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {also}
+        UNION SELECT tenant, trace_id FROM {tracesum.TOTALS}
               SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES} {t.sql()}) e
-              USING (tenant, trace_id)
-              GROUP BY tenant, trace_id HAVING count(DISTINCT date) > 1"""
-    rebuild_params = [*t.params, *t.params, *t.params]
+              USING (tenant, trace_id) WHERE shared {also}"""
+    rebuild_params = [*t.params, *t.params, *t.params, *t.params]
     semi = f"SEMI JOIN ({chosen}) c USING (tenant, trace_id)" if chosen else ""
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
 
@@ -1071,9 +1073,13 @@ def agent_calls(
     ids = sorted({str(trace_id) for _, trace_id in pairs})
     if ids:  # rebuilt from their events, on the dates their parts name only
         e = _Where().when(tenant, "tenant = ?").add("trace_id IN (SELECT unnest(?::VARCHAR[]))", ids)
+        # their dates: those of their shared rows and edges, and every date not summarised
+        listed = "trace_id IN (SELECT unnest(?::VARCHAR[]))"
         e.add(
-            f"date IN (SELECT DISTINCT date FROM {tracesum.DATASET} "
-            "WHERE trace_id IN (SELECT unnest(?::VARCHAR[])))",
+            f"""date IN (SELECT date FROM {tracesum.TOTALS} WHERE shared AND {listed}
+                UNION SELECT date FROM {tracesum.EDGES} WHERE {listed}
+                UNION SELECT date FROM {tracesum.DATASET} WHERE NOT summarised)""",
+            ids,
             ids,
         )
         for r in tracesum.edge_rows(_rows(cat, tracesum.spans_select("events", e.sql()), e.params)):
