@@ -322,3 +322,68 @@ def test_the_costliest_traces_read_few_row_groups_and_equal_the_events(
     text = "\n".join(str(v) for r in plan for v in r.values())
     scanned = [(int(a), int(b)) for a, b in re.findall(r"Row Groups Scanned: (\d+) / (\d+)", text)]
     assert scanned and all(read < total for read, total in scanned), text  # the unshared skipped
+
+
+def test_the_chain_reads_stored_edges_of_a_one_date_trace_whose_parent_never_came(tmp_path: Path) -> None:
+    # A trace on one compacted date with a span whose parent was never reported: its stored
+    # edges are its whole tree (no other date can add to it), so the chain reads them (a copy
+    # whose stored edge says more answers so) and they equal the tree of its events.
+    trace, at = "c" * 31 + "9", T0 + timedelta(hours=5)
+    events = [
+        _event(
+            SpanEvent,
+            0,
+            trace,
+            "a" * 15 + "1",
+            "b" * 16,
+            "planner",
+            at,
+            name="planner",
+            kind=SpanKind.AGENT,
+            start=at - timedelta(seconds=3),
+            end=at,
+        ),
+        _event(
+            SpanEvent,
+            1,
+            trace,
+            "a" * 15 + "2",
+            "a" * 15 + "1",
+            "coder",
+            at,
+            name="coder",
+            kind=SpanKind.AGENT,
+            start=at - timedelta(seconds=2),
+            end=at,
+        ),
+        _event(
+            UsageEvent,
+            2,
+            trace,
+            "a" * 15 + "2",
+            "a" * 15 + "1",
+            "coder",
+            at,
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=10,
+            output_tokens=5,
+        ),
+    ]
+    priced = [PricedEvent(event=e, cost_usd=Decimal("0.75" if i == 2 else 0), priced=True, price_source="test")
+              for i, e in enumerate(events)]  # fmt: skip
+    root = tmp_path / "wh"
+    land_priced(Store(str(root)), priced, "orphan")
+    compact(Store(str(root)))
+    expected = [
+        {"caller": "planner", "callee": "coder", "calls": 1, "cost_usd": Decimal("0.75"), "traces": 1}
+    ]
+    assert queries.agent_calls(Catalog(str(root))) == expected
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns(*SUMMARIES))
+    assert queries.agent_calls(Catalog(str(bare))) == expected
+    (f,) = Store(str(root)).files(tracesum.EDGES)
+    table = pq.read_table(f.path)
+    rows = [{**r, "cost_usd": r["cost_usd"] * 2} for r in table.to_pylist()]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    assert queries.agent_calls(Catalog(str(root)))[0]["cost_usd"] == Decimal("1.5")

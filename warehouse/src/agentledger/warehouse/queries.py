@@ -1011,9 +1011,9 @@ def agent_calls(
     touch it. The whole trees are read (a filter on events would cut them), so no version or
     model filter here; ``user`` and ``conversation`` keep whole traces.
 
-    Edges come from the trace summaries (``trace_edges``); a trace whose tree is not whole on
-    one summarised date (a date not summarised yet, a span whose parent is on another date)
-    is rebuilt from its events."""
+    Edges come from the trace summaries (``trace_edges``); a trace with several agents whose
+    tree is not whole on one summarised date (a date not summarised yet, spans on several
+    dates) is rebuilt from its events."""
     t = _Where().when(tenant, "tenant = ?")
     if start is None and end is None and user is None and conversation is None and max_traces is None:
         # every trace: each edge row and each trace to rebuild is one (no join with the list)
@@ -1027,16 +1027,20 @@ def agent_calls(
         if max_traces is not None:
             chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
             params.append(int(max_traces))
-    # traces to rebuild: some part not summarised, an orphaned span, or edges of a trace on
-    # several dates (its stored rows are ``shared``: a few row groups of ``trace_totals``,
-    # never a scan of every part's id; a trace id under two tenants is rebuilt too, exactly)
+    # Traces to rebuild: some part not summarised, or a trace with edges rows that is on several
+    # dates (or under two tenants): its stored rows are ``shared``, a few row groups of
+    # ``trace_totals``. Not rebuilt: a trace on one summarised date (its stored edges are its
+    # whole tree, even with a parent never reported), and a shared trace whose every row
+    # names one same agent (no span has a parent of another agent: it has no edge).
     also = t.sql().replace("WHERE", "AND")
     rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {also}
-        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {also}
         UNION SELECT tenant, trace_id FROM {tracesum.TOTALS}
               SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES} {t.sql()}) e
-              USING (tenant, trace_id) WHERE shared {also}"""
-    rebuild_params = [*t.params, *t.params, *t.params, *t.params]
+              USING (tenant, trace_id) WHERE shared {also}
+              GROUP BY tenant, trace_id
+              HAVING NOT (bool_and(len(agents) = 1 AND agents[1] IS NOT NULL)
+                          AND count(DISTINCT agents[1]) = 1)"""
+    rebuild_params = [*t.params, *t.params, *t.params]
     semi = f"SEMI JOIN ({chosen}) c USING (tenant, trace_id)" if chosen else ""
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
 
