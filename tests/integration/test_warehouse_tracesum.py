@@ -6,6 +6,7 @@ edge seen on both dates) and a replayed file (duplicates)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -273,3 +274,116 @@ def test_a_trace_on_two_dates_compacted_later_date_first_is_merged(tmp_path: Pat
         t: (v["cost_usd"], v["events"], v["start"], v["end"]) for t, v in truth.items()
     }
     assert summarised[CROSS]["cost_usd"] == Decimal("1.75") and summarised[CROSS]["root_agent"] == "planner"
+
+
+def test_the_costliest_traces_read_few_row_groups_and_equal_the_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trace_totals is written most costly first in small row groups: the list sorted by cost
+    # (and top traces) reads the groups above its page's cheapest trace only, and still
+    # lists exactly the traces and figures of the raw events, whatever the page size.
+    monkeypatch.setattr(tracesum, "TOTALS_ROW_GROUP", 4)
+    root = tmp_path / "wh"
+    land_demo_warehouse(str(root), n_traces=120)
+    land_midnight_traces(str(root))  # two traces on two dates: merged, never cut by the floor
+    store = Store(str(root))
+    compact(store)
+    for f in store.files(tracesum.TOTALS):
+        meta = pq.ParquetFile(f.path).metadata
+        assert meta.num_rows <= 4 or meta.num_row_groups > 1, f.path
+        rows = pq.read_table(f.path).to_pylist()
+        shared = [r["shared"] for r in rows]
+        assert shared == sorted(shared, reverse=True), f.path  # the few shared rows first
+        costs = [r["cost_usd"] for r in rows if not r["shared"] and r["cost_usd"] is not None]
+        assert costs == sorted(costs, reverse=True), f.path
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns(*SUMMARIES))
+    cats = (Catalog(str(root)), Catalog(str(bare)))
+    truth = _raw_traces(cats[1], None, None)
+    by_cost = sorted(truth, key=lambda t: (-truth[t]["cost_usd"], t))
+    for limit in (1, 2, 5, 40, 100_000):
+        for tenant in (None, "acme"):
+            listed = _same(queries.traces, cats, limit=limit, tenant=tenant)
+            top = _same(queries.top_traces, cats, limit=limit, tenant=tenant)
+            assert [r["trace_id"] for r in top] == [r["trace_id"] for r in listed][: len(top)]
+            if tenant is None:
+                assert [r["trace_id"] for r in listed] == by_cost[:limit]
+                assert [r["cost_usd"] for r in listed] == [truth[t]["cost_usd"] for t in by_cost[:limit]]
+                assert [r["events"] for r in listed] == [truth[t]["events"] for t in by_cost[:limit]]
+    assert {CROSS, TWICE} <= {r["trace_id"] for r in queries.traces(cats[0], limit=100_000)}
+    plan = cats[0].query(
+        "EXPLAIN ANALYZE SELECT trace_id FROM trace_totals WHERE summarised AND NOT shared "
+        "ORDER BY cost_usd DESC LIMIT 2"
+    )
+    text = "\n".join(str(v) for r in plan for v in r.values())
+    scanned = [(int(a), int(b)) for a, b in re.findall(r"Row Groups Scanned: (\d+) / (\d+)", text)]
+    assert scanned and all(read < total for read, total in scanned), text  # the cheap groups skipped
+    plan = cats[0].query("EXPLAIN ANALYZE SELECT * FROM trace_totals WHERE shared")
+    text = "\n".join(str(v) for r in plan for v in r.values())
+    scanned = [(int(a), int(b)) for a, b in re.findall(r"Row Groups Scanned: (\d+) / (\d+)", text)]
+    assert scanned and all(read < total for read, total in scanned), text  # the unshared skipped
+
+
+def test_the_chain_reads_stored_edges_of_a_one_date_trace_whose_parent_never_came(tmp_path: Path) -> None:
+    # A trace on one compacted date with a span whose parent was never reported: its stored
+    # edges are its whole tree (no other date can add to it), so the chain reads them (a copy
+    # whose stored edge says more answers so) and they equal the tree of its events.
+    trace, at = "c" * 31 + "9", T0 + timedelta(hours=5)
+    events = [
+        _event(
+            SpanEvent,
+            0,
+            trace,
+            "a" * 15 + "1",
+            "b" * 16,
+            "planner",
+            at,
+            name="planner",
+            kind=SpanKind.AGENT,
+            start=at - timedelta(seconds=3),
+            end=at,
+        ),
+        _event(
+            SpanEvent,
+            1,
+            trace,
+            "a" * 15 + "2",
+            "a" * 15 + "1",
+            "coder",
+            at,
+            name="coder",
+            kind=SpanKind.AGENT,
+            start=at - timedelta(seconds=2),
+            end=at,
+        ),
+        _event(
+            UsageEvent,
+            2,
+            trace,
+            "a" * 15 + "2",
+            "a" * 15 + "1",
+            "coder",
+            at,
+            provider="openai",
+            model="gpt-4o",
+            input_tokens=10,
+            output_tokens=5,
+        ),
+    ]
+    priced = [PricedEvent(event=e, cost_usd=Decimal("0.75" if i == 2 else 0), priced=True, price_source="test")
+              for i, e in enumerate(events)]  # fmt: skip
+    root = tmp_path / "wh"
+    land_priced(Store(str(root)), priced, "orphan")
+    compact(Store(str(root)))
+    expected = [
+        {"caller": "planner", "callee": "coder", "calls": 1, "cost_usd": Decimal("0.75"), "traces": 1}
+    ]
+    assert queries.agent_calls(Catalog(str(root))) == expected
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns(*SUMMARIES))
+    assert queries.agent_calls(Catalog(str(bare))) == expected
+    (f,) = Store(str(root)).files(tracesum.EDGES)
+    table = pq.read_table(f.path)
+    rows = [{**r, "cost_usd": r["cost_usd"] * 2} for r in table.to_pylist()]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    assert queries.agent_calls(Catalog(str(root)))[0]["cost_usd"] == Decimal("1.5")

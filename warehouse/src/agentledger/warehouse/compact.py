@@ -87,9 +87,15 @@ def write_summaries(store: Store, day: str, name: str, events: pa.Table, only: t
     )
     for dataset, table in ((tracesum.DATASET, parts), (tracesum.EDGES, edges), (tracesum.TOTALS, totals)):
         if dataset in wanted:
-            store.write(dataset, day, name, table)
+            store.write(dataset, day, name, table, **_layout(dataset))
     if tracesum.TOTALS in wanted:
         _flag_shared_elsewhere(store, day, totals)
+
+
+def _layout(dataset: str) -> dict[str, int]:
+    """``trace_totals`` (rows in ``tracesum.sort_totals`` order) in small row groups: the
+    traces list's top-N by cost skips every group below its page (min/max)."""
+    return {"row_group_size": tracesum.TOTALS_ROW_GROUP} if dataset == tracesum.TOTALS else {}
 
 
 def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
@@ -110,7 +116,10 @@ def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
                 tracesum.TOTALS,
                 f.date,
                 f.name,
-                table.set_column(table.schema.get_field_index("shared"), "shared", shared),
+                tracesum.sort_totals(
+                    table.set_column(table.schema.get_field_index("shared"), "shared", shared)
+                ),
+                **_layout(tracesum.TOTALS),
             )
 
 

@@ -154,31 +154,65 @@ _ROOT_AGENT = tracesum.ROOT_AGENT
 _DESCRIBE = tracesum.DESCRIBE
 
 
-def _whole(f: Filters) -> tuple[str, list[Any]] | None:
+def _whole(f: Filters, floor: Decimal | None = None) -> tuple[str, list[Any]] | None:
     """A table expression of whole traces (one row each: ``tracesum.TOTAL``'s columns with
     ``root_agent`` and ``root_version``) for a view of whole traces (no window, no agent,
     version or model filter; ``tenant`` kept), else None. A trace's ``trace_totals`` row as
     stored where it is the whole trace; the rows of a trace on several dates, under two
     tenants, on a date not summarised (or without a trace id) merged. Ranking 1.4 M stored
-    rows then needs no group-by of 3 M parts (docs/adr/0020-trace-summaries.md)."""
-    if f.start is not None or f.end is not None or f.agent or f.agent_version or f.model:
+    rows then needs no group-by of 3 M parts (docs/adr/0020-trace-summaries.md). ``floor``:
+    leave out the rows stored whole that cost less (``_cost_floor``)."""
+    if not _is_whole(f):
         return None
-    # a trace with a row on a date not summarised: its stored rows are not flagged shared
-    live = f"SELECT trace_id FROM {tracesum.TOTALS} WHERE NOT summarised AND trace_id IS NOT NULL"
     hidden = "rooted_agent, first_agent, rooted_version, first_version"
-    fast = f.tenant_only().add("summarised AND NOT shared AND trace_id IS NOT NULL")
+    fast = _stored_whole(f)
+    fast.when(floor, "cost_usd >= ?")
     merged = f.tenant_only().add("(shared OR NOT summarised OR trace_id IS NULL)")
     stored = f.tenant_only().add("summarised AND NOT shared")
     sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}), {tracesum.ROOTS}
-        FROM {tracesum.TOTALS} {fast.sql()} AND trace_id NOT IN ({live})
+        FROM {tracesum.TOTALS} {fast.sql()}
         UNION ALL BY NAME
         SELECT * EXCLUDE ({hidden}), {tracesum.ROOTS} FROM (
           SELECT trace_id, {tracesum.MERGE} FROM (
             SELECT * FROM {tracesum.TOTALS} {merged.sql()}
             UNION ALL BY NAME
-            SELECT * FROM {tracesum.TOTALS} SEMI JOIN ({live}) l USING (trace_id) {stored.sql()})
+            SELECT * FROM {tracesum.TOTALS} SEMI JOIN ({_LIVE}) l USING (trace_id) {stored.sql()})
           GROUP BY trace_id))"""
     return sql, [*fast.params, *merged.params, *stored.params]
+
+
+_LIVE = f"SELECT trace_id FROM {tracesum.TOTALS} WHERE NOT summarised AND trace_id IS NOT NULL"
+"""Traces with a row on a date not summarised (their stored rows are not flagged shared)."""
+
+
+def _is_whole(f: Filters) -> bool:
+    """Whether ``f`` keeps whole traces (no window; no agent, version or model filter)."""
+    return f.start is None and f.end is None and not (f.agent or f.agent_version or f.model)
+
+
+def _stored_whole(f: Filters) -> _Where:
+    """The ``trace_totals`` rows that are a whole trace as stored (``_whole``'s fast rows)."""
+    w = f.tenant_only().add("summarised AND NOT shared AND trace_id IS NOT NULL")
+    return w.add(f"trace_id NOT IN ({_LIVE})")
+
+
+def _cost_floor(cat: Catalog, f: Filters, w: _Where, limit: int) -> Decimal | None:
+    """The ``limit``-th highest cost of the traces stored whole that pass ``f`` and ``w``, if
+    any: no such trace costing less can be in a top ``limit`` by cost (``limit`` of them cost
+    at least as much), so ``_whole(f, floor)`` ranks exactly the same first ``limit``. The
+    files are written most costly first in small row groups (``compact``): DuckDB's top-N
+    and this floor skip the row groups below it by their min/max."""
+    if not _is_whole(f) or limit < 1:
+        return None
+    fast = _stored_whole(f)
+    rows = _rows(
+        cat,
+        f"""SELECT cost_usd FROM (SELECT * FROM {tracesum.TOTALS} {fast.sql()}) {w.sql()}
+            ORDER BY cost_usd DESC NULLS LAST LIMIT 1 OFFSET ?""",
+        [*fast.params, *w.params, int(limit) - 1],
+    )
+    floor: Decimal | None = rows[0]["cost_usd"] if rows else None
+    return floor
 
 
 def _rows(cat: Catalog, sql: str, params: list[Any]) -> Rows:
@@ -324,7 +358,7 @@ def top_traces(
     from the trace summaries."""
     f = Filters(tenant, start, end, agent, agent_version, model, user, conversation)
     w = _people(_Where(), f)
-    whole = _whole(f)
+    whole = _whole(f, _cost_floor(cat, f, w, limit))
     if whole is not None:  # one row per trace already
         return _rows(
             cat,
@@ -838,7 +872,9 @@ def traces(
               FROM {tracesum.DATASET} WHERE trace_id IN (SELECT trace_id FROM page)
               {"AND tenant = ?" if tenant is not None else ""} GROUP BY trace_id"""
     named_params = [tenant] if tenant is not None else []
-    whole = _whole(f)
+    # unfiltered by status, cost or search, the page is the costliest traces
+    ranked_by_cost = sort == "cost" and status is None and min_cost_usd is None and not search
+    whole = _whole(f, _cost_floor(cat, f, w, limit) if ranked_by_cost else None)
     if whole is not None:  # one stored row per trace: no group-by of the parts
         root = ", root_agent" if sort == "agent" else ""
         rank = f'SELECT trace_id, tenant, cost_usd, errors, start, "end"{root} FROM {whole[0]} {w.sql()}'
@@ -975,9 +1011,9 @@ def agent_calls(
     touch it. The whole trees are read (a filter on events would cut them), so no version or
     model filter here; ``user`` and ``conversation`` keep whole traces.
 
-    Edges come from the trace summaries (``trace_edges``); a trace whose tree is not whole on
-    one summarised date (a date not summarised yet, a span whose parent is on another date)
-    is rebuilt from its events."""
+    Edges come from the trace summaries (``trace_edges``); a trace with several agents whose
+    tree is not whole on one summarised date (a date not summarised yet, spans on several
+    dates) is rebuilt from its events."""
     t = _Where().when(tenant, "tenant = ?")
     if start is None and end is None and user is None and conversation is None and max_traces is None:
         # every trace: each edge row and each trace to rebuild is one (no join with the list)
@@ -991,13 +1027,19 @@ def agent_calls(
         if max_traces is not None:
             chosen += " ORDER BY max(last_ts) DESC, trace_id LIMIT ?"
             params.append(int(max_traces))
-    # traces to rebuild: some part not summarised, an orphaned span, or edges on several dates
-    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {t.sql().replace("WHERE", "AND")}
-        UNION SELECT tenant, trace_id FROM {tracesum.EDGES} WHERE orphaned {t.sql().replace("WHERE", "AND")}
-        UNION SELECT tenant, trace_id FROM {tracesum.DATASET}
+    # Traces to rebuild: some part not summarised, or a trace with edges rows that is on several
+    # dates (or under two tenants): its stored rows are ``shared``, a few row groups of
+    # ``trace_totals``. Not rebuilt: a trace on one summarised date (its stored edges are its
+    # whole tree, even with a parent never reported), and a shared trace whose every row
+    # names one same agent (no span has a parent of another agent: it has no edge).
+    also = t.sql().replace("WHERE", "AND")
+    rebuild = f"""SELECT tenant, trace_id FROM {tracesum.DATASET} WHERE NOT summarised {also}
+        UNION SELECT tenant, trace_id FROM {tracesum.TOTALS}
               SEMI JOIN (SELECT DISTINCT tenant, trace_id FROM {tracesum.EDGES} {t.sql()}) e
-              USING (tenant, trace_id)
-              GROUP BY tenant, trace_id HAVING count(DISTINCT date) > 1"""
+              USING (tenant, trace_id) WHERE shared {also}
+              GROUP BY tenant, trace_id
+              HAVING NOT (bool_and(len(agents) = 1 AND agents[1] IS NOT NULL)
+                          AND count(DISTINCT agents[1]) = 1)"""
     rebuild_params = [*t.params, *t.params, *t.params]
     semi = f"SEMI JOIN ({chosen}) c USING (tenant, trace_id)" if chosen else ""
     found: dict[tuple[Any, Any], dict[str, Any]] = {}
@@ -1035,9 +1077,13 @@ def agent_calls(
     ids = sorted({str(trace_id) for _, trace_id in pairs})
     if ids:  # rebuilt from their events, on the dates their parts name only
         e = _Where().when(tenant, "tenant = ?").add("trace_id IN (SELECT unnest(?::VARCHAR[]))", ids)
+        # their dates: those of their shared rows and edges, and every date not summarised
+        listed = "trace_id IN (SELECT unnest(?::VARCHAR[]))"
         e.add(
-            f"date IN (SELECT DISTINCT date FROM {tracesum.DATASET} "
-            "WHERE trace_id IN (SELECT unnest(?::VARCHAR[])))",
+            f"""date IN (SELECT date FROM {tracesum.TOTALS} WHERE shared AND {listed}
+                UNION SELECT date FROM {tracesum.EDGES} WHERE {listed}
+                UNION SELECT date FROM {tracesum.DATASET} WHERE NOT summarised)""",
+            ids,
             ids,
         )
         for r in tracesum.edge_rows(_rows(cat, tracesum.spans_select("events", e.sql()), e.params)):

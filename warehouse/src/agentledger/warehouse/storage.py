@@ -63,14 +63,17 @@ class Store:
     def partition_dir(self, dataset: str, day: str) -> str:
         return f"{self.root}/{dataset}/date={day}"
 
-    def write(self, dataset: str, day: str, name: str, table: pa.Table) -> str:
-        """Write ``table`` as ``<dataset>/date=<day>/<name>.parquet``, atomically and durably."""
+    def write(
+        self, dataset: str, day: str, name: str, table: pa.Table, row_group_size: int = 1_000_000
+    ) -> str:
+        """Write ``table`` as ``<dataset>/date=<day>/<name>.parquet``, atomically and durably
+        (``row_group_size``: rows per Parquet row group, the unit DuckDB's min/max skips)."""
         folder = self.partition_dir(dataset, day)
         self.fs.create_dir(folder, recursive=True)
         final = f"{folder}/{name}.parquet"
         tmp = f"{folder}/.{name}{TMP_SUFFIX}"
         with self.fs.open_output_stream(tmp) as out:
-            pq.write_table(table, out, compression="zstd", row_group_size=1_000_000)
+            pq.write_table(table, out, compression="zstd", row_group_size=row_group_size)
         if self.local:
             _fsync(tmp)
         self.fs.move(tmp, final)

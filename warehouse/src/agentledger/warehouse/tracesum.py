@@ -27,6 +27,8 @@ from typing import Any
 DATASET = "trace_parts"
 EDGES = "trace_edges"
 TOTALS = "trace_totals"
+TOTALS_ROW_GROUP = 8192
+"""Rows per row group of a ``trace_totals`` file (written most costly first)."""
 KEYS = ("tenant", "trace_id", "agent", "agent_version", "model")
 USER_KEYS = ("user.id", "enduser.id")
 """Event attributes naming the end user (OpenTelemetry's ``user.id``, its older ``enduser.id``)."""
@@ -230,6 +232,22 @@ def edge_schema() -> Any:
     )
 
 
+def sort_totals(totals: Any) -> Any:
+    """``trace_totals`` rows in file order: the shared ones (few: the queries merge them)
+    first, then the most costly first. In small row groups (``TOTALS_ROW_GROUP``) DuckDB's
+    min/max then skips all but a few groups for the shared rows, and for a top-N by cost."""
+    import pyarrow.compute as pc
+
+    keys = [
+        ("shared", "descending"),
+        ("cost_usd", "descending"),
+        ("tenant", "ascending"),
+        ("trace_id", "ascending"),
+    ]
+    order = pc.sort_indices(totals, sort_keys=[(k, o, "at_end") for k, o in keys])
+    return totals.take(order)
+
+
 def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tuple[Any, Any, Any]:
     """(trace parts, trace edges, trace totals) of an Arrow table of events (one compacted
     file); ``elsewhere``: the ``trace_id`` column of the other dates' totals files (a trace
@@ -252,6 +270,7 @@ def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tu
                 """SELECT * REPLACE (shared OR trace_id IN (SELECT trace_id FROM elsewhere) AS shared)
                 FROM totals"""
             ).to_arrow_table()
+        totals = sort_totals(totals)
         spans = (
             []
             if not with_edges
