@@ -134,3 +134,49 @@ def test_callers_taking_turns_each_keep_their_own_answer(call: Callable[..., lis
         with pytest.raises(AgentKilled):
             call("writer")
         assert call()[-1] == "m-planner"
+
+
+@pytest.mark.parametrize("how", ["subclass", "instance"])
+def test_a_guard_whose_check_is_overridden_is_asked_on_every_call(
+    call: Callable[..., list[str]], how: str
+) -> None:
+    asked: list[str] = []
+
+    class Audited(Guard):
+        def check(self, tenant: str, agent: str, *args: Any, **kw: Any) -> None:
+            asked.append(agent)
+            super().check(tenant, agent, *args, **kw)
+
+    if how == "subclass":
+        guard: Guard = Audited(start=False)
+    else:
+        guard = Guard(start=False)
+        plain = guard.check
+
+        def audited(tenant: str, agent: str, *args: Any, **kw: Any) -> None:
+            asked.append(agent)
+            plain(tenant, agent, *args, **kw)
+
+        guard.check = audited  # type: ignore[method-assign]
+    al.instrument(guard=guard)
+    with al.span("run", kind="agent", agent="planner"):
+        for _ in range(3):
+            call()
+    assert asked == ["planner"] * 3  # the override's audit runs for every call
+
+
+def test_a_new_index_drops_what_was_remembered_under_the_old_one(call: Callable[..., list[str]]) -> None:
+    guard = Guard(start=False)
+    al.instrument(guard=guard)
+    installed = hook.installed()
+    assert installed is not None
+    with al.span("run", kind="agent", agent="planner"):
+        call()
+        call("writer")
+        old = guard._index
+        assert len(installed.clear) == 2
+        other = command(Action.KILL, kind=ScopeKind.AGENT, tenant="acme", agent="coder")
+        guard.apply(other, other.key)  # a new index
+        call()
+    assert guard._index is not old
+    assert list(installed.clear.values()) == [guard._index]  # nothing keeps the old index alive

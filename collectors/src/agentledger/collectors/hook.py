@@ -169,11 +169,18 @@ class Hook:
         from .guard import Guard
 
         # The Guard's "nothing applies" per caller key: the index it was true of (from
-        # Guard.unaffected); only a Guard's (a guard object of another type is always asked).
+        # Guard.unaffected); only a Guard's own check (a guard object of another type, a subclass
+        # overriding check/acheck or an instance with a patched one is always asked).
         # One entry per caller, not one slot: threads or tasks of different callers taking turns
         # would otherwise each miss, and a miss costs the check twice.
-        self.stamps = isinstance(guard, Guard)
+        kind = type(guard)
+        self.stamps = (
+            isinstance(guard, Guard)
+            and (kind.check, kind.acheck) == (Guard.check, Guard.acheck)
+            and not {"check", "acheck"} & set(vars(guard))
+        )
         self.clear: dict[tuple[Any, ...], Any] = {}
+        self.clear_index: Any = None  # the index every entry of ``clear`` was stamped under
 
     def em(self) -> Any:
         return self.emitter or api._emitter or api.get_emitter()
@@ -858,6 +865,9 @@ def _remember(hook: Hook, key: tuple[Any, ...], stamp: Any) -> None:
     if stamp is None:
         clear.pop(key, None)
         return
+    if stamp is not hook.clear_index:  # a new index: the entries of the old one can never hit
+        clear.clear()
+        hook.clear_index = stamp
     if len(clear) >= _CLEAR_MAX:
         clear.clear()
     clear[key] = stamp
