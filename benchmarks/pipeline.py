@@ -69,6 +69,8 @@ RUNAWAY_LIMIT = Decimal("1.00")
 EXTRA_WORKER_ARGS: list[str] = os.environ.get("BENCH_WORKER_ARGS", "").split()
 TRIAL_EMITTER: dict[str, Any] = {}
 """Options of the trials' Emitter (``--client-linger-ms``); empty: the collectors' defaults."""
+PROBE: dict[str, bool] = {"on": False}
+"""``--probe``: the workers run with ``AGENTLEDGER_WORKER_PROBE`` (event-loop lag, run lengths)."""
 ENFORCE_TARGET_MS: dict[int | str, int] = {1: 100, 3: 250}
 """Issue #15's enforcement targets (p99) by brokers: the single-node broker, the 3-node cluster."""
 
@@ -172,6 +174,8 @@ def start_worker(
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=bootstrap, AGENTLEDGER_TOPIC_PREFIX=prefix,
                AGENTLEDGER_HOME=str(home))  # fmt: skip
+    if PROBE["on"]:
+        env["AGENTLEDGER_WORKER_PROBE"] = str(home / "probe.json")
     cmd = [sys.executable, "-m", "agentledger", "worker", "--datadir", str(home / "faust"), "--web-port", str(port),
            "--session-timeout", "6", *extra, *EXTRA_WORKER_ARGS]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=(home / "worker.log").open("wb"), stderr=subprocess.STDOUT)
@@ -449,7 +453,9 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
         await c.stop()
 
 
-async def hop_breakdown(bootstrap: str, prefix: str, marks: list[Mark]) -> list[dict[str, float]]:
+async def hop_breakdown(
+    bootstrap: str, prefix: str, marks: list[Mark], by_scope: dict[str, dict[str, float]] | None = None
+) -> list[dict[str, float]]:
     """Each trial's time per hop (ms), matched through the topics: the crossing call's events
     record, the scope-deltas record of that origin holding the budget's scope, the first
     command on that scope. Reads only: nothing in the worker changes."""
@@ -485,6 +491,8 @@ async def hop_breakdown(bootstrap: str, prefix: str, marks: list[Mark]) -> list[
         t_cmd = cmd / 1000
         stamps = [t0, t_ev, t_delta, t_cmd, stamp]
         out.append({h: round((stamps[i + 1] - stamps[i]) * 1000, 1) for i, h in enumerate(HOPS)})
+        if by_scope is not None:
+            by_scope[scope] = out[-1]
     return out
 
 
@@ -500,6 +508,35 @@ def hop_summary(hops: list[dict[str, float]]) -> dict[str, Any]:
     out["matched"] = len(hops)
     out["trials"] = hops
     return out
+
+
+def probe_summary(paths: list[Path], marks: list[Mark], hops: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The workers' probes (``--probe``): per measured run, the bucket counts summed over the
+    workers and the largest value; per trial over 100 ms, the longest loop lag and step, and
+    the slowest arrivals, any worker, between its call and the Guard raising."""
+    docs = [json.loads(p.read_text()) for p in paths if p.exists()]
+    if not docs:
+        return {}
+    buckets = docs[0]["buckets_ms"]
+    hist: dict[str, list[int]] = {}
+    top: dict[str, float] = {}
+    for d in docs:
+        for k, v in d["hist"].items():
+            hist[k] = [a + b for a, b in zip(hist.get(k, [0] * len(v)), v, strict=True)]
+        for k, v in d["max_ms"].items():
+            top[k] = max(top.get(k, 0.0), v)
+    spikes = sorted((at, what, ms) for d in docs for at, what, ms in d["spikes"])
+    slow = []
+    for scope, _, _, t0, stamp in marks:
+        if (stamp - t0) * 1000 <= 100:
+            continue
+        h = hops.get(scope, {})
+        during: dict[str, float] = {}
+        for at, what, ms in spikes:
+            if t0 <= at <= stamp + 0.001:
+                during[what] = max(during.get(what, 0.0), ms)
+        slow.append({"scope": scope, "ms": round((stamp - t0) * 1000, 1), "hops": h, "max_during": during})
+    return {"buckets_ms": buckets, "hist": hist, "max_ms": top, "slow_trials": slow}
 
 
 def pct(lat: list[float], q: float) -> float | None:
@@ -582,7 +619,11 @@ def run(
             p.wait(20)
         if guard is not None:
             guard.join(10)
-    hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, marks)))
+    probe_paths = [home / f"{workers}w-{i}" / "probe.json" for i in range(workers)]
+    by_scope: dict[str, dict[str, float]] = {}
+    hop_list = asyncio.run(hop_breakdown(bootstrap, prefix, marks, by_scope))
+    probes = probe_summary(probe_paths, marks, by_scope) if PROBE["on"] else {}
+    hops = hop_summary(hop_list)
     tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks)))
     crossing = int((RUNAWAY_LIMIT / CALL_USD).to_integral_value(rounding="ROUND_CEILING"))
     over_calls = max(0, calls - crossing)
@@ -623,6 +664,7 @@ def run(
         "enforce_tenant_p99_ms": p99(tenant_lat),
         "enforce_client_linger_ms": TRIAL_EMITTER.get("linger_ms", "default"),
         "enforce_hops_ms": hops,
+        "worker_probe": probes,
         "enforce_tenant_hops_ms": tenant_hops,
         "runaway_rate_per_s": runaway_rate,
         "runaway_calls": calls,
@@ -646,7 +688,10 @@ def main() -> None:
                     "launches (default 1; 3 for the 3-node figure); not with AGENTLEDGER_KAFKA_BOOTSTRAP")  # fmt: skip
     ap.add_argument("--client-linger-ms", type=float, help="the trials' Emitter linger (default: the "
                     "collectors' 20 ms); to see what the client's batching adds to enforcement")  # fmt: skip
+    ap.add_argument("--probe", action="store_true", help="the workers measure their event-loop lag and "
+                    "run lengths (AGENTLEDGER_WORKER_PROBE; measurement only, costs some worker CPU)")  # fmt: skip
     args = ap.parse_args()
+    PROBE["on"] = args.probe
     if args.client_linger_ms is not None:
         TRIAL_EMITTER["linger_ms"] = args.client_linger_ms
     local = None
@@ -699,6 +744,14 @@ def main() -> None:
               + "; ".join(f"{k} {h[k]['p50']} / {h[k]['p95']} / {h[k]['p99']} / {h[k]['max']}"
                           for k in HOPS if k in h))  # fmt: skip
         print(f"  {h.get('matched', 0)} trials matched; slowest: {h['slowest']}")
+    pr = res["worker_probe"]
+    if pr:
+        print("worker probe, ms (counts per bucket upper bound, summed over workers; max):")
+        for k, v in sorted(pr["hist"].items()):
+            cells = " ".join(f"<={b:g}:{c}" for b, c in zip([*pr["buckets_ms"], "inf"], v, strict=True) if c)
+            print(f"  {k:<34} {cells}  max {pr['max_ms'].get(k)}")
+        for t in pr["slow_trials"]:
+            print(f"  slow trial {t['ms']} ms hops {t['hops']} during: {t['max_during']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

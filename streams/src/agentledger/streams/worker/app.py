@@ -43,7 +43,7 @@ from agentledger.streams.policyfile import LoopSettings
 from agentledger.streams.worker.dedupe import DEFAULT_DEDUPE_SIZE, DEFAULT_WARM_RECORDS, warm_from_topic
 from agentledger.streams.worker.eventtime import DEFAULT_ALLOWED_LATENESS_S, DEFAULT_MAX_SKEW_S, ArrivalRule
 from agentledger.streams.worker.processor import DEFAULT_MAX_RECORD_BYTES, Output, Processor
-from agentledger.streams.worker.runtime import WorkerRuntime
+from agentledger.streams.worker.runtime import LoopProbe, WorkerRuntime
 from agentledger.streams.worker.tablestore import TableStore
 
 log = logging.getLogger("agentledger.streams")
@@ -230,6 +230,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     )
     outputs = FaustOutputs(out_topics, table.changelog_topic)
     transient = (KafkaError, OSError, TimeoutError)
+    probe = LoopProbe.from_env()  # measurement only: off unless AGENTLEDGER_WORKER_PROBE is set
     stage_one = WorkerRuntime(
         proc,
         None,
@@ -240,6 +241,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         refetch_after_s=cfg.refetch_after_s,
         transient=transient,
         source_topic=events_name,
+        probe=probe,
     )
 
     def stage_two_step(raw: bytes, key: bytes | None, partition: int, offset: int, now_s: float) -> Output:
@@ -255,6 +257,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
         refetch_after_s=cfg.refetch_after_s,
         transient=transient,
         source_topic=deltas_name,
+        probe=probe,
     )
     proc.held = set()  # stage two holds nothing until the first assignment
 
@@ -278,6 +281,8 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
             async with rt.attached(manual.ack):
                 async for event in manual.events():
                     msg = event.message
+                    if probe is not None:  # broker append / producer send -> here
+                        probe.observe(f"{rt.source_topic}:arrival", (time.time() - msg.timestamp) * 1000)
                     if before is not None and warming:
                         await before(msg.partition)
                     await rt.on_record(event, event.key, event.value, msg.partition, msg.offset)
@@ -383,6 +388,12 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     app.timer(interval=max(1.0, cfg.refetch_after_s / 2))(runtime.refetch_dropped)
     app.timer(interval=cfg.tick_interval_s)(runtime.tick)
     app.task(follow_compacted)
+    if probe is not None:
+
+        async def run_probe() -> None:  # no parameter: Faust would pass the app
+            await probe.run()
+
+        app.task(run_probe)
     app.page("/rollups/")(rollups_view)
     app.page("/trace/")(trace_view)
     app.page("/stats/")(stats_view)
