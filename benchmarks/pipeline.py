@@ -536,7 +536,18 @@ def probe_summary(paths: list[Path], marks: list[Mark], hops: dict[str, dict[str
             if t0 <= at <= stamp + 0.001:
                 during[what] = max(during.get(what, 0.0), ms)
         slow.append({"scope": scope, "ms": round((stamp - t0) * 1000, 1), "hops": h, "max_during": during})
-    return {"buckets_ms": buckets, "hist": hist, "max_ms": top, "slow_trials": slow}
+    # the histograms include the throughput run; during the trials, from the spikes (> 10 ms)
+    trials: dict[str, dict[str, float]] = {}
+    if marks:
+        start, end = min(m[3] for m in marks), max(m[4] for m in marks)
+        for at, what, ms in spikes:
+            if start <= at <= end:
+                t = trials.setdefault(what, {"over_10": 0, "over_50": 0, "over_100": 0, "max": 0.0})
+                for cut in (10, 50, 100):
+                    t[f"over_{cut}"] += ms > cut
+                t["max"] = max(t["max"], ms)
+        trials["_window_s"] = {"s": round(end - start, 1)}
+    return {"buckets_ms": buckets, "hist": hist, "max_ms": top, "during_trials": trials, "slow_trials": slow}
 
 
 def pct(lat: list[float], q: float) -> float | None:
@@ -621,10 +632,14 @@ def run(
             guard.join(10)
     probe_paths = [home / f"{workers}w-{i}" / "probe.json" for i in range(workers)]
     by_scope: dict[str, dict[str, float]] = {}
-    hop_list = asyncio.run(hop_breakdown(bootstrap, prefix, marks, by_scope))
-    probes = probe_summary(probe_paths, marks, by_scope) if PROBE["on"] else {}
-    hops = hop_summary(hop_list)
-    tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks)))
+    hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, marks, by_scope)))
+    tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks, by_scope)))
+    probes: dict[str, Any] = {}
+    if PROBE["on"]:
+        probes = {
+            "agent": probe_summary(probe_paths, marks, by_scope),
+            "tenant": probe_summary(probe_paths, tenant_marks, by_scope),
+        }
     crossing = int((RUNAWAY_LIMIT / CALL_USD).to_integral_value(rounding="ROUND_CEILING"))
     over_calls = max(0, calls - crossing)
     lat.sort()
@@ -744,16 +759,23 @@ def main() -> None:
               + "; ".join(f"{k} {h[k]['p50']} / {h[k]['p95']} / {h[k]['p99']} / {h[k]['max']}"
                           for k in HOPS if k in h))  # fmt: skip
         print(f"  {h.get('matched', 0)} trials matched; slowest: {h['slowest']}")
-    pr = res["worker_probe"]
-    if pr:
-        print("worker probe, ms (counts per bucket upper bound, summed over workers; max):")
-        for k, v in sorted(pr["hist"].items()):
-            cells = " ".join(f"<={b:g}:{c}" for b, c in zip([*pr["buckets_ms"], "inf"], v, strict=True) if c)
-            print(f"  {k:<34} {cells}  max {pr['max_ms'].get(k)}")
-        for t in pr["slow_trials"]:
-            print(f"  slow trial {t['ms']} ms hops {t['hops']} during: {t['max_during']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
+    for kind, pr in res["worker_probe"].items():
+        if not pr:
+            continue
+        if kind == "agent":
+            print("worker probe, ms (counts per bucket upper bound, summed over workers; max):")
+            for k, v in sorted(pr["hist"].items()):  # the whole run, throughput included
+                cells = " ".join(
+                    f"<={b}:{c}" for b, c in zip([*pr["buckets_ms"], "inf"], v, strict=True) if c
+                )
+                print(f"  {k:<34} {cells}  max {pr['max_ms'].get(k)}")
+        for t in pr["slow_trials"]:
+            print(f"  slow {kind} trial {t['ms']} ms hops {t['hops']} during: {t['max_during']}")
+        print(f"  during the {kind} trials (spikes over 10 / 50 / 100 ms; max):")
+        for k, v in sorted(pr["during_trials"].items()):
+            print(f"  {k:<34} {v}")
 
 
 if __name__ == "__main__":

@@ -391,6 +391,14 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     if probe is not None:
 
         async def run_probe() -> None:  # no parameter: Faust would pass the app
+            # Faust's consumer thread (fetches, record unpacking) has its own loop: probe it too
+            for _ in range(300):
+                thread_loop = getattr(getattr(app.consumer, "_thread", None), "thread_loop", None)
+                if thread_loop is not None and thread_loop.is_running():
+                    lag = probe.run(what="consumer_thread_lag", write=False)
+                    asyncio.run_coroutine_threadsafe(lag, thread_loop)
+                    break
+                await asyncio.sleep(0.1)
             await probe.run()
 
         app.task(run_probe)

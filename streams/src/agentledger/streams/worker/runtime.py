@@ -59,7 +59,7 @@ class LoopProbe:
         self.hist: dict[str, list[int]] = {}
         self.max_ms: dict[str, float] = {}
         self.spikes: list[tuple[float, str, float]] = []
-        """(wall time at the end, what, ms) for runs over ``spike_ms`` (at most 20,000)."""
+        """(wall time at the end, what, ms) for runs over ``spike_ms`` (at most 200,000)."""
 
     @classmethod
     def from_env(cls) -> LoopProbe | None:
@@ -73,7 +73,7 @@ class LoopProbe:
         h[bisect.bisect_left(PROBE_BUCKETS_MS, ms)] += 1
         if ms > self.max_ms.get(what, 0.0):
             self.max_ms[what] = ms
-        if ms > self.spike_ms and len(self.spikes) < 20_000:
+        if ms > self.spike_ms and len(self.spikes) < 200_000:
             self.spikes.append((time.time() if at is None else at, what, round(ms, 2)))
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,9 +90,10 @@ class LoopProbe:
             tmp.write_text(json.dumps(self.as_dict()))
             tmp.replace(self.path)
 
-    async def run(self, write_every_s: float = 1.0) -> None:
-        """The lag task: sleeps ``period_s``, records the overshoot as ``loop_lag``; writes the
-        file every ``write_every_s`` (a terminated worker keeps its last second)."""
+    async def run(self, write_every_s: float = 1.0, what: str = "loop_lag", write: bool = True) -> None:
+        """The lag task: sleeps ``period_s``, records the overshoot as ``what``; writes the file
+        every ``write_every_s`` (a terminated worker keeps its last second). One per event loop
+        (the worker's, Faust's consumer thread's with ``write=False``)."""
         loop = asyncio.get_running_loop()
         next_write = loop.time() + write_every_s
         try:
@@ -100,12 +101,13 @@ class LoopProbe:
                 t0 = loop.time()
                 await asyncio.sleep(self.period_s)
                 t1 = loop.time()
-                self.observe("loop_lag", (t1 - t0 - self.period_s) * 1000)
-                if t1 >= next_write:
+                self.observe(what, (t1 - t0 - self.period_s) * 1000)
+                if write and t1 >= next_write:
                     self.write()
                     next_write = t1 + write_every_s
         finally:
-            self.write()
+            if write:
+                self.write()
 
 
 Step = Callable[[bytes, bytes | None, int, int, float], Output]
