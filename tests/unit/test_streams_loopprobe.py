@@ -42,6 +42,37 @@ async def test_a_callback_that_blocks_the_loop_is_recorded_as_lag_at_its_time(tm
     assert sum(lag) >= 10 and sum(lag[PROBE_BUCKETS_MS.index(100.0) + 1 :]) >= 1  # one wake-up > 100 ms
     spikes = [(at, ms) for at, what, ms in doc["spikes"] if what == "loop_lag"]
     assert any(ms >= 100 and before + 0.1 <= at <= before + 0.3 for at, ms in spikes)
+    # time.sleep holds the loop without running: the thread's CPU in that lag stays small
+    assert doc["max_ms"]["loop_lag_thread_cpu"] < 60
+    assert sum(doc["hist"]["loop_lag_thread_cpu"]) == sum(doc["hist"]["loop_lag_process_cpu"]) >= 1
+
+
+async def test_a_callback_that_computes_shows_its_cpu_in_the_lag(tmp_path: Path) -> None:
+    probe = LoopProbe(None, period_s=0.005, spike_ms=50)
+    task = asyncio.ensure_future(probe.run(write=False))
+    await asyncio.sleep(0.02)
+    end = time.thread_time() + 0.1
+    while time.thread_time() < end:  # 100 ms of CPU on the loop
+        pass
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert probe.max_ms["loop_lag"] >= 90
+    assert probe.max_ms["loop_lag_thread_cpu"] >= 80
+
+
+def test_garbage_collections_are_timed() -> None:
+    import gc
+
+    probe = LoopProbe(None)
+    before = list(gc.callbacks)
+    probe.watch_gc()
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks[:] = before
+    assert sum(probe.hist["gc2"]) == 1
 
 
 async def test_the_runtime_reports_how_long_its_steps_and_flushes_held_the_loop() -> None:

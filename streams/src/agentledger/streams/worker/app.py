@@ -399,6 +399,7 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
                     asyncio.run_coroutine_threadsafe(lag, thread_loop)
                     break
                 await asyncio.sleep(0.1)
+            probe.watch_gc()
             await probe.run()
 
         app.task(run_probe)

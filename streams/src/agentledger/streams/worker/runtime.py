@@ -61,19 +61,34 @@ class LoopProbe:
         self.spikes: list[tuple[float, str, float]] = []
         """(wall time at the end, what, ms) for runs over ``spike_ms`` (at most 200,000)."""
 
+    def watch_gc(self) -> None:
+        """Record each garbage collection's length as ``gc<generation>`` (it holds the GIL)."""
+        import gc
+
+        started: list[float] = []
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                self.observe(f"gc{info.get('generation', 0)}", (time.perf_counter() - started[0]) * 1000)
+
+        gc.callbacks.append(on_gc)
+
     @classmethod
     def from_env(cls) -> LoopProbe | None:
         path = os.environ.get(PROBE_ENV)
         return cls(path) if path else None
 
-    def observe(self, what: str, ms: float, at: float | None = None) -> None:
+    def observe(self, what: str, ms: float, at: float | None = None, keep: bool = False) -> None:
+        """One measurement of ``what``; kept in ``spikes`` when over ``spike_ms`` or ``keep``."""
         h = self.hist.get(what)
         if h is None:
             h = self.hist[what] = [0] * (len(PROBE_BUCKETS_MS) + 1)
         h[bisect.bisect_left(PROBE_BUCKETS_MS, ms)] += 1
         if ms > self.max_ms.get(what, 0.0):
             self.max_ms[what] = ms
-        if ms > self.spike_ms and len(self.spikes) < 200_000:
+        if (keep or ms > self.spike_ms) and len(self.spikes) < 200_000:
             self.spikes.append((time.time() if at is None else at, what, round(ms, 2)))
 
     def as_dict(self) -> dict[str, Any]:
@@ -93,15 +108,24 @@ class LoopProbe:
     async def run(self, write_every_s: float = 1.0, what: str = "loop_lag", write: bool = True) -> None:
         """The lag task: sleeps ``period_s``, records the overshoot as ``what``; writes the file
         every ``write_every_s`` (a terminated worker keeps its last second). One per event loop
-        (the worker's, Faust's consumer thread's with ``write=False``)."""
+        (the worker's, Faust's consumer thread's with ``write=False``). For a wake-up later than
+        ``spike_ms`` it also records the CPU this thread (``<what>_thread_cpu``) and the whole
+        process (``<what>_process_cpu``) spent meanwhile: a thread that ran little while the
+        process ran little was waiting for a CPU (the neighbours); one that ran held the loop
+        (a callback, the garbage collector); another thread that ran held the GIL."""
         loop = asyncio.get_running_loop()
         next_write = loop.time() + write_every_s
+        thread_cpu, process_cpu = time.thread_time, time.process_time
         try:
             while True:
-                t0 = loop.time()
+                t0, c0, p0 = loop.time(), thread_cpu(), process_cpu()
                 await asyncio.sleep(self.period_s)
                 t1 = loop.time()
-                self.observe(what, (t1 - t0 - self.period_s) * 1000)
+                lag = (t1 - t0 - self.period_s) * 1000
+                self.observe(what, lag)
+                if lag > self.spike_ms:
+                    self.observe(f"{what}_thread_cpu", (thread_cpu() - c0) * 1000, keep=True)
+                    self.observe(f"{what}_process_cpu", (process_cpu() - p0) * 1000, keep=True)
                 if write and t1 >= next_write:
                     self.write()
                     next_write = t1 + write_every_s
