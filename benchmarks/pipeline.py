@@ -526,6 +526,7 @@ def probe_summary(paths: list[Path], marks: list[Mark], hops: dict[str, dict[str
         for k, v in d["max_ms"].items():
             top[k] = max(top.get(k, 0.0), v)
     spikes = sorted((at, what, ms) for d in docs for at, what, ms in d["spikes"])
+    lags = [lag for d in docs for lag in late_wakeups(d["spikes"])]
     slow = []
     for scope, _, _, t0, stamp in marks:
         if (stamp - t0) * 1000 <= 100:
@@ -546,8 +547,38 @@ def probe_summary(paths: list[Path], marks: list[Mark], hops: dict[str, dict[str
                 for cut in (10, 50, 100):
                     t[f"over_{cut}"] += ms > cut
                 t["max"] = max(t["max"], ms)
-        trials["_window_s"] = {"s": round(end - start, 1)}
+        trials["_window_s"] = {"s": round(end - start, 1), "start": start, "end": end}
+        trials["_late_wakeups_over_20ms"] = why_late([x for x in lags if start <= x[0] <= end and x[2] > 20])
     return {"buckets_ms": buckets, "hist": hist, "max_ms": top, "during_trials": trials, "slow_trials": slow}
+
+
+def late_wakeups(spikes: list[list[Any]]) -> list[tuple[float, str, float, float, float]]:
+    """(time, loop, lag, the thread's CPU meanwhile, the process's) of each late wake-up of a
+    probe's lag task (its CPU figures follow it among the next few spikes of its thread)."""
+    out = []
+    for i, (at, what, ms) in enumerate(spikes):
+        if what not in ("loop_lag", "consumer_thread_lag"):
+            continue
+        cpu = {w: v for _, w, v in spikes[i + 1 : i + 8] if w.startswith(what + "_")}
+        if f"{what}_thread_cpu" in cpu and f"{what}_process_cpu" in cpu:
+            out.append((at, what, ms, cpu[f"{what}_thread_cpu"], cpu[f"{what}_process_cpu"]))
+    return out
+
+
+def why_late(lags: list[tuple[float, str, float, float, float]]) -> dict[str, Any]:
+    """Late wake-ups by cause: ``waited_for_cpu`` (the process ran under 30 % of the lag: the
+    machine's other work had the cores), ``loop_ran`` (the thread itself ran over 70 % of it: a
+    callback or a garbage collection held the loop), ``other_thread`` (the rest: the process ran,
+    mostly in its other thread, which holds the GIL)."""
+    out: dict[str, Any] = {"waited_for_cpu": 0, "loop_ran": 0, "other_thread": 0, "n": len(lags)}
+    for _, _, ms, thread_ms, process_ms in lags:
+        if process_ms < 0.3 * ms:
+            out["waited_for_cpu"] += 1
+        elif thread_ms > 0.7 * ms:
+            out["loop_ran"] += 1
+        else:
+            out["other_thread"] += 1
+    return out
 
 
 def pct(lat: list[float], q: float) -> float | None:

@@ -409,6 +409,24 @@ def create_app(cfg: WorkerConfig) -> WorkerHandle:
     return WorkerHandle(app, proc, store, runtime, stage_one)
 
 
+async def freeze_when_ready(ready: asyncio.Event, settle_s: float = 1.0) -> int:
+    """Once the worker is ready (and ``settle_s`` later), collect the garbage once and freeze
+    what is left: the start-up objects (modules, classes, Faust's and aiokafka's services,
+    ~100k of them) leave the garbage collector's full passes, which otherwise walk them all
+    every time, holding the GIL (56-75 ms of CPU each, 100-440 ms of wall time measured in a
+    busy worker: every record waits). Frozen objects are still freed when unreferenced; only a
+    reference cycle among them is never collected. Returns how many were frozen."""
+    import gc
+
+    await ready.wait()
+    await asyncio.sleep(settle_s)
+    gc.collect()
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("froze %d start-up objects out of the garbage collector's passes", frozen)
+    return frozen
+
+
 async def start_offsets(cfg: WorkerConfig, group: str, topic: str) -> dict[int, int]:
     """Where the group resumes each partition of ``topic``: its committed offset, or the
     partition's first offset when it has none (``auto_offset_reset=earliest``)."""
@@ -563,5 +581,10 @@ def run_worker(
     log.info("preloaded %d policies, adopted %d commands", len(handle.processor.engine.policies), adopted)
     if on_created is not None:
         on_created(handle)
+
+    async def freeze_start_up() -> None:  # no parameter: Faust would pass the app
+        await freeze_when_ready(handle.runtime.ready)
+
+    handle.app.task(freeze_start_up)
     worker = faust.Worker(handle.app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()
