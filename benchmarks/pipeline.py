@@ -34,7 +34,11 @@ enforcement target is then p99 <= 250 ms instead of 100), or the cluster at
 ``AGENTLEDGER_KAFKA_BOOTSTRAP``.
 
 The machine is a shared 2-core box (other work runs in parallel): figures are noisy.
-Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--nodes N] [--trials N] [--json PATH]
+``--probe``: the workers run with ``AGENTLEDGER_WORKER_PROBE`` (their event-loop and consumer-thread
+lag, run lengths, garbage collections; ``runtime.LoopProbe``), matched to each trial over 100 ms
+and to the trials' windows.
+
+Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--nodes N] [--trials N] [--probe] [--json PATH]
 """
 
 from __future__ import annotations
