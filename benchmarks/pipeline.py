@@ -34,7 +34,11 @@ enforcement target is then p99 <= 250 ms instead of 100), or the cluster at
 ``AGENTLEDGER_KAFKA_BOOTSTRAP``.
 
 The machine is a shared 2-core box (other work runs in parallel): figures are noisy.
-Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--nodes N] [--trials N] [--json PATH]
+``--probe``: the workers run with ``AGENTLEDGER_WORKER_PROBE`` (their event-loop and consumer-thread
+lag, run lengths, garbage collections; ``runtime.LoopProbe``), matched to each trial over 100 ms
+and to the trials' windows.
+
+Usage: .venv/bin/python benchmarks/pipeline.py [--quick] [--workers N] [--nodes N] [--trials N] [--probe] [--json PATH]
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ RUNAWAY_LIMIT = Decimal("1.00")
 EXTRA_WORKER_ARGS: list[str] = os.environ.get("BENCH_WORKER_ARGS", "").split()
 TRIAL_EMITTER: dict[str, Any] = {}
 """Options of the trials' Emitter (``--client-linger-ms``); empty: the collectors' defaults."""
+PROBE: dict[str, bool] = {"on": False}
+"""``--probe``: the workers run with ``AGENTLEDGER_WORKER_PROBE`` (event-loop lag, run lengths)."""
 ENFORCE_TARGET_MS: dict[int | str, int] = {1: 100, 3: 250}
 """Issue #15's enforcement targets (p99) by brokers: the single-node broker, the 3-node cluster."""
 
@@ -172,6 +178,8 @@ def start_worker(
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, AGENTLEDGER_KAFKA_BOOTSTRAP=bootstrap, AGENTLEDGER_TOPIC_PREFIX=prefix,
                AGENTLEDGER_HOME=str(home))  # fmt: skip
+    if PROBE["on"]:
+        env["AGENTLEDGER_WORKER_PROBE"] = str(home / "probe.json")
     cmd = [sys.executable, "-m", "agentledger", "worker", "--datadir", str(home / "faust"), "--web-port", str(port),
            "--session-timeout", "6", *extra, *EXTRA_WORKER_ARGS]  # fmt: skip
     return subprocess.Popen(cmd, env=env, stdout=(home / "worker.log").open("wb"), stderr=subprocess.STDOUT)
@@ -449,7 +457,9 @@ async def _read_all(bootstrap: str, topic: str) -> list[Any]:
         await c.stop()
 
 
-async def hop_breakdown(bootstrap: str, prefix: str, marks: list[Mark]) -> list[dict[str, float]]:
+async def hop_breakdown(
+    bootstrap: str, prefix: str, marks: list[Mark], by_scope: dict[str, dict[str, float]] | None = None
+) -> list[dict[str, float]]:
     """Each trial's time per hop (ms), matched through the topics: the crossing call's events
     record, the scope-deltas record of that origin holding the budget's scope, the first
     command on that scope. Reads only: nothing in the worker changes."""
@@ -485,6 +495,8 @@ async def hop_breakdown(bootstrap: str, prefix: str, marks: list[Mark]) -> list[
         t_cmd = cmd / 1000
         stamps = [t0, t_ev, t_delta, t_cmd, stamp]
         out.append({h: round((stamps[i + 1] - stamps[i]) * 1000, 1) for i, h in enumerate(HOPS)})
+        if by_scope is not None:
+            by_scope[scope] = out[-1]
     return out
 
 
@@ -499,6 +511,77 @@ def hop_summary(hops: list[dict[str, float]]) -> dict[str, Any]:
     out["slowest"] = slow
     out["matched"] = len(hops)
     out["trials"] = hops
+    return out
+
+
+def probe_summary(paths: list[Path], marks: list[Mark], hops: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The workers' probes (``--probe``): per measured run, the bucket counts summed over the
+    workers and the largest value; per trial over 100 ms, the longest loop lag and step, and
+    the slowest arrivals, any worker, between its call and the Guard raising."""
+    docs = [json.loads(p.read_text()) for p in paths if p.exists()]
+    if not docs:
+        return {}
+    buckets = docs[0]["buckets_ms"]
+    hist: dict[str, list[int]] = {}
+    top: dict[str, float] = {}
+    for d in docs:
+        for k, v in d["hist"].items():
+            hist[k] = [a + b for a, b in zip(hist.get(k, [0] * len(v)), v, strict=True)]
+        for k, v in d["max_ms"].items():
+            top[k] = max(top.get(k, 0.0), v)
+    spikes = sorted((at, what, ms) for d in docs for at, what, ms in d["spikes"])
+    lags = [lag for d in docs for lag in late_wakeups(d["spikes"])]
+    slow = []
+    for scope, _, _, t0, stamp in marks:
+        if (stamp - t0) * 1000 <= 100:
+            continue
+        h = hops.get(scope, {})
+        during: dict[str, float] = {}
+        for at, what, ms in spikes:
+            if t0 <= at <= stamp + 0.001:
+                during[what] = max(during.get(what, 0.0), ms)
+        slow.append({"scope": scope, "ms": round((stamp - t0) * 1000, 1), "hops": h, "max_during": during})
+    # the histograms include the throughput run; during the trials, from the spikes (> 10 ms)
+    trials: dict[str, dict[str, float]] = {}
+    if marks:
+        start, end = min(m[3] for m in marks), max(m[4] for m in marks)
+        for at, what, ms in spikes:
+            if start <= at <= end:
+                t = trials.setdefault(what, {"over_10": 0, "over_50": 0, "over_100": 0, "max": 0.0})
+                for cut in (10, 50, 100):
+                    t[f"over_{cut}"] += ms > cut
+                t["max"] = max(t["max"], ms)
+        trials["_window_s"] = {"s": round(end - start, 1), "start": start, "end": end}
+        trials["_late_wakeups_over_20ms"] = why_late([x for x in lags if start <= x[0] <= end and x[2] > 20])
+    return {"buckets_ms": buckets, "hist": hist, "max_ms": top, "during_trials": trials, "slow_trials": slow}
+
+
+def late_wakeups(spikes: list[list[Any]]) -> list[tuple[float, str, float, float, float]]:
+    """(time, loop, lag, the thread's CPU meanwhile, the process's) of each late wake-up of a
+    probe's lag task (its CPU figures follow it among the next few spikes of its thread)."""
+    out = []
+    for i, (at, what, ms) in enumerate(spikes):
+        if what not in ("loop_lag", "consumer_thread_lag"):
+            continue
+        cpu = {w: v for _, w, v in spikes[i + 1 : i + 8] if w.startswith(what + "_")}
+        if f"{what}_thread_cpu" in cpu and f"{what}_process_cpu" in cpu:
+            out.append((at, what, ms, cpu[f"{what}_thread_cpu"], cpu[f"{what}_process_cpu"]))
+    return out
+
+
+def why_late(lags: list[tuple[float, str, float, float, float]]) -> dict[str, Any]:
+    """Late wake-ups by cause: ``waited_for_cpu`` (the process ran under 30 % of the lag: the
+    machine's other work had the cores), ``loop_ran`` (the thread itself ran over 70 % of it: a
+    callback or a garbage collection held the loop), ``other_thread`` (the rest: the process ran,
+    mostly in its other thread, which holds the GIL)."""
+    out: dict[str, Any] = {"waited_for_cpu": 0, "loop_ran": 0, "other_thread": 0, "n": len(lags)}
+    for _, _, ms, thread_ms, process_ms in lags:
+        if process_ms < 0.3 * ms:
+            out["waited_for_cpu"] += 1
+        elif thread_ms > 0.7 * ms:
+            out["loop_ran"] += 1
+        else:
+            out["other_thread"] += 1
     return out
 
 
@@ -582,8 +665,16 @@ def run(
             p.wait(20)
         if guard is not None:
             guard.join(10)
-    hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, marks)))
-    tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks)))
+    probe_paths = [home / f"{workers}w-{i}" / "probe.json" for i in range(workers)]
+    by_scope: dict[str, dict[str, float]] = {}
+    hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, marks, by_scope)))
+    tenant_hops = hop_summary(asyncio.run(hop_breakdown(bootstrap, prefix, tenant_marks, by_scope)))
+    probes: dict[str, Any] = {}
+    if PROBE["on"]:
+        probes = {
+            "agent": probe_summary(probe_paths, marks, by_scope),
+            "tenant": probe_summary(probe_paths, tenant_marks, by_scope),
+        }
     crossing = int((RUNAWAY_LIMIT / CALL_USD).to_integral_value(rounding="ROUND_CEILING"))
     over_calls = max(0, calls - crossing)
     lat.sort()
@@ -623,6 +714,7 @@ def run(
         "enforce_tenant_p99_ms": p99(tenant_lat),
         "enforce_client_linger_ms": TRIAL_EMITTER.get("linger_ms", "default"),
         "enforce_hops_ms": hops,
+        "worker_probe": probes,
         "enforce_tenant_hops_ms": tenant_hops,
         "runaway_rate_per_s": runaway_rate,
         "runaway_calls": calls,
@@ -646,7 +738,10 @@ def main() -> None:
                     "launches (default 1; 3 for the 3-node figure); not with AGENTLEDGER_KAFKA_BOOTSTRAP")  # fmt: skip
     ap.add_argument("--client-linger-ms", type=float, help="the trials' Emitter linger (default: the "
                     "collectors' 20 ms); to see what the client's batching adds to enforcement")  # fmt: skip
+    ap.add_argument("--probe", action="store_true", help="the workers measure their event-loop lag and "
+                    "run lengths (AGENTLEDGER_WORKER_PROBE; measurement only, costs some worker CPU)")  # fmt: skip
     args = ap.parse_args()
+    PROBE["on"] = args.probe
     if args.client_linger_ms is not None:
         TRIAL_EMITTER["linger_ms"] = args.client_linger_ms
     local = None
@@ -701,6 +796,21 @@ def main() -> None:
         print(f"  {h.get('matched', 0)} trials matched; slowest: {h['slowest']}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
+    for kind, pr in res["worker_probe"].items():
+        if not pr:
+            continue
+        if kind == "agent":
+            print("worker probe, ms (counts per bucket upper bound, summed over workers; max):")
+            for k, v in sorted(pr["hist"].items()):  # the whole run, throughput included
+                cells = " ".join(
+                    f"<={b}:{c}" for b, c in zip([*pr["buckets_ms"], "inf"], v, strict=True) if c
+                )
+                print(f"  {k:<34} {cells}  max {pr['max_ms'].get(k)}")
+        for t in pr["slow_trials"]:
+            print(f"  slow {kind} trial {t['ms']} ms hops {t['hops']} during: {t['max_during']}")
+        print(f"  during the {kind} trials (spikes over 10 / 50 / 100 ms; max):")
+        for k, v in sorted(pr["during_trials"].items()):
+            print(f"  {k:<34} {v}")
 
 
 if __name__ == "__main__":

@@ -22,11 +22,15 @@ stages in one step.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from agentledger.streams.worker.offsets import DeliveryTracker
@@ -35,6 +39,100 @@ from agentledger.streams.worker.tablestore import TableStore
 
 log = logging.getLogger("agentledger.streams")
 EVICT_EVERY_S = 300.0
+PROBE_ENV = "AGENTLEDGER_WORKER_PROBE"
+"""Measurement only (benchmarks/pipeline.py sets it; default off): a path where the worker
+writes its ``LoopProbe`` (event-loop lag, the length of its record steps, flushes and ticks)."""
+PROBE_BUCKETS_MS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+
+
+class LoopProbe:
+    """Event-loop lag and run lengths, for measurement: a task sleeps ``period_s`` and records
+    how late it wakes (the longest callback run in that time, plus the wait for a CPU); the
+    runtime reports how long its steps held the loop (``observe``). Histograms in ms (buckets
+    ``PROBE_BUCKETS_MS``, the last one open) and every lag over ``spike_ms`` with its wall time,
+    so a slow enforcement trial can be matched to what the loop was doing then."""
+
+    def __init__(self, path: str | None = None, period_s: float = 0.005, spike_ms: float = 10.0) -> None:
+        self.path = path
+        self.period_s = period_s
+        self.spike_ms = spike_ms
+        self.hist: dict[str, list[int]] = {}
+        self.max_ms: dict[str, float] = {}
+        self.spikes: list[tuple[float, str, float]] = []
+        """(wall time at the end, what, ms) for runs over ``spike_ms`` (at most 200,000)."""
+
+    def watch_gc(self) -> None:
+        """Record each garbage collection's length as ``gc<generation>`` (it holds the GIL)."""
+        import gc
+
+        started: list[float] = []
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                self.observe(f"gc{info.get('generation', 0)}", (time.perf_counter() - started[0]) * 1000)
+
+        gc.callbacks.append(on_gc)
+
+    @classmethod
+    def from_env(cls) -> LoopProbe | None:
+        path = os.environ.get(PROBE_ENV)
+        return cls(path) if path else None
+
+    def observe(self, what: str, ms: float, at: float | None = None, keep: bool = False) -> None:
+        """One measurement of ``what``; kept in ``spikes`` when over ``spike_ms`` or ``keep``."""
+        h = self.hist.get(what)
+        if h is None:
+            h = self.hist[what] = [0] * (len(PROBE_BUCKETS_MS) + 1)
+        h[bisect.bisect_left(PROBE_BUCKETS_MS, ms)] += 1
+        if ms > self.max_ms.get(what, 0.0):
+            self.max_ms[what] = ms
+        if (keep or ms > self.spike_ms) and len(self.spikes) < 200_000:
+            self.spikes.append((time.time() if at is None else at, what, round(ms, 2)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "buckets_ms": list(PROBE_BUCKETS_MS),
+            "hist": self.hist,
+            "max_ms": {k: round(v, 2) for k, v in self.max_ms.items()},
+            "spikes": self.spikes,
+        }
+
+    def write(self) -> None:
+        if self.path:
+            tmp = Path(self.path + ".tmp")
+            tmp.write_text(json.dumps(self.as_dict()))
+            tmp.replace(self.path)
+
+    async def run(self, write_every_s: float = 1.0, what: str = "loop_lag", write: bool = True) -> None:
+        """The lag task: sleeps ``period_s``, records the overshoot as ``what``; writes the file
+        every ``write_every_s`` (a terminated worker keeps its last second). One per event loop
+        (the worker's, Faust's consumer thread's with ``write=False``). For a wake-up later than
+        ``spike_ms`` it also records the CPU this thread (``<what>_thread_cpu``) and the whole
+        process (``<what>_process_cpu``) spent meanwhile: a thread that ran little while the
+        process ran little was waiting for a CPU (the neighbours); one that ran held the loop
+        (a callback, the garbage collector); another thread that ran held the GIL."""
+        loop = asyncio.get_running_loop()
+        next_write = loop.time() + write_every_s
+        thread_cpu, process_cpu = time.thread_time, time.process_time
+        try:
+            while True:
+                t0, c0, p0 = loop.time(), thread_cpu(), process_cpu()
+                await asyncio.sleep(self.period_s)
+                t1 = loop.time()
+                lag = (t1 - t0 - self.period_s) * 1000
+                self.observe(what, lag)
+                if lag > self.spike_ms:
+                    self.observe(f"{what}_thread_cpu", (thread_cpu() - c0) * 1000, keep=True)
+                    self.observe(f"{what}_process_cpu", (process_cpu() - p0) * 1000, keep=True)
+                if write and t1 >= next_write:
+                    self.write()
+                    next_write = t1 + write_every_s
+        finally:
+            if write:
+                self.write()
+
 
 Step = Callable[[bytes, bytes | None, int, int, float], Output]
 """One record in (value, key, partition, offset, wall-clock now), its effects out."""
@@ -100,8 +198,10 @@ class WorkerRuntime:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         source_topic: str = "events",
+        probe: LoopProbe | None = None,
     ) -> None:
         self.processor = processor
+        self.probe = probe
         self.store = store
         self.step: Step = step or processor.process
         self.outputs = outputs
@@ -149,13 +249,21 @@ class WorkerRuntime:
                 return False  # not processed, not acked: it comes again after the hole
             raw = value if isinstance(value, bytes) else b""
             proc = self.processor
+            probe = self.probe
+            t0 = time.perf_counter() if probe is not None else 0.0
             try:
                 out = self.step(raw, key, partition, offset, self.wall_clock())
             except Exception as exc:
                 log.exception("processing failed at %s[%s]@%s", self.source_topic, partition, offset)
                 why = f"worker error: {exc!r}"
                 out = Output(dlq=[proc.dead_letter(key, raw, why, partition, offset, None)])
-            await self.publish(out)
+            if probe is not None:
+                t1 = time.perf_counter()
+                probe.observe(f"{self.source_topic}:step", (t1 - t0) * 1000)
+                await self.publish(out)
+                probe.observe(f"{self.source_topic}:publish", (time.perf_counter() - t1) * 1000)
+            else:
+                await self.publish(out)
             self.pending.append(PendingRecord(partition, token))
             if self.store is not None and self.clock() >= self.next_eviction:
                 proc.evict_idle_traces(self.wall_clock())
@@ -190,6 +298,16 @@ class WorkerRuntime:
         """Send every changed rollup once, then ack the records behind them (Faust commits
         only acked offsets, after flushing the producer). On a failed send nothing is acked:
         the records stay pending and their keys stay changed."""
+        if self.probe is None:
+            await self._flush()
+            return
+        t0 = time.perf_counter()
+        try:
+            await self._flush()
+        finally:
+            self.probe.observe(f"{self.source_topic}:flush", (time.perf_counter() - t0) * 1000)
+
+    async def _flush(self) -> None:
         async with self._flush_lock:
             self.last_flush = self.clock()
             store = self.store
@@ -287,5 +405,9 @@ class WorkerRuntime:
 
     async def tick(self) -> None:
         """Windows rolling over, throttled budget statuses: once the compacted topics are read."""
-        if self.ready.is_set():
-            await self.publish(self.processor.tick(self.wall_clock()))
+        if not self.ready.is_set():
+            return
+        t0 = time.perf_counter()
+        await self.publish(self.processor.tick(self.wall_clock()))
+        if self.probe is not None:
+            self.probe.observe("tick", (time.perf_counter() - t0) * 1000)
