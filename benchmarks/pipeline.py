@@ -306,7 +306,12 @@ def guard_process(bootstrap: str, prefix: str, conn: Any, runaway_rate: float) -
     from agentledger.collectors.exceptions import AgentKilled
     from agentledger.collectors.guard import Guard
 
-    guard = Guard(bootstrap=bootstrap, control_topic=prefix + specs.CONTROL.name)
+    guard = Guard(
+        bootstrap=bootstrap,
+        control_topic=prefix + specs.CONTROL.name,
+        tools_topic=prefix + specs.TOOLS.name,
+        policies_topic=prefix + specs.POLICIES.name,
+    )
     guard.wait_ready(30)
     conn.send("ready")
     while True:
