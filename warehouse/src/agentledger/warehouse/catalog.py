@@ -84,6 +84,7 @@ class Catalog:
             (tracesum.DATASET, self._trace_parts),
             (tracesum.EDGES, self._trace_edges),
             (tracesum.TOTALS, self._trace_totals),
+            (tracesum.AGENT_TOTALS, self._trace_agent_totals),
         ):
             covered = rollup_files(events, self.store.files(derived)) if self.store.local else []
             paths = (*self._listing["events"], "|", *(f.path for f in covered))
@@ -110,6 +111,20 @@ class Catalog:
         if not covered:
             return live
         files = self._read(tracesum.TOTALS, "summary", covered)
+        return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
+
+    def _trace_agent_totals(self, covered: list[DataFile]) -> str:
+        """``trace_agent_totals``: as ``trace_totals``, one row per trace, agent and covered
+        date, and those of every other date from its trace parts now (``summarised`` false: a
+        date compacted before these files existed too)."""
+        days = ", ".join(f"DATE '{f.date}'" for f in covered)
+        live = tracesum.agent_totals_select(
+            tracesum.DATASET, f"WHERE date NOT IN ({days})" if covered else ""
+        )
+        live = f"SELECT *, FALSE AS summarised, NULL::DATE AS date FROM ({live})"
+        if not covered:
+            return live
+        files = self._read(tracesum.AGENT_TOTALS, "summary", covered)
         return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
 
     def _trace_edges(self, covered: list[DataFile]) -> str:
