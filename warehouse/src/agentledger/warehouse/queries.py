@@ -169,19 +169,25 @@ def _whole(f: Filters, floor: Decimal | None = None) -> tuple[str, list[Any]] | 
     table, drop = _totals(f)
     fast = _stored_whole(f)
     fast.when(floor, "cost_usd >= ?")
-    merged = _mine(f).add("(shared OR NOT summarised OR trace_id IS NULL)")
+    # the rows to merge, as conjunctions DuckDB pushes into the scan (the files' min/max and
+    # null counts skip the rest; one OR of the three would read every row of the files)
+    merged = [
+        _mine(f).add("shared"),
+        _mine(f).add("NOT shared AND NOT summarised"),
+        _mine(f).add("NOT shared AND summarised AND trace_id IS NULL"),
+    ]
     stored = _mine(f).add("summarised AND NOT shared")
     live, live_params = _live(f)
+    unmerged = "".join(f"SELECT * FROM {table} {m.sql()} UNION ALL BY NAME " for m in merged)
     sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}{drop}), {tracesum.ROOTS}
         FROM {table} {fast.sql()}
         UNION ALL BY NAME
         SELECT * EXCLUDE ({hidden}), {tracesum.ROOTS} FROM (
           SELECT trace_id, {tracesum.MERGE} FROM (
-            SELECT * FROM {table} {merged.sql()}
-            UNION ALL BY NAME
+            {unmerged}
             SELECT * FROM {table} SEMI JOIN ({live}) l USING (trace_id) {stored.sql()})
           GROUP BY trace_id))"""
-    return sql, [*fast.params, *merged.params, *live_params, *stored.params]
+    return sql, [*fast.params, *(p for m in merged for p in m.params), *live_params, *stored.params]
 
 
 def _totals(f: Filters) -> tuple[str, str]:
@@ -899,12 +905,22 @@ def traces(
         columns = "events, calls, tokens, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
         columns += ", reasoning_tokens, agents, models, root_version, root_workflow, first_ts, last_ts"
         columns += "" if sort == "agent" else ", root_agent"
+        columns += "" if agent is None else ", trace_users, trace_conversations"
         describe = f"""SELECT trace_id, {columns}, users, conversations FROM {whole[0]}
               WHERE trace_id IN (SELECT trace_id FROM page)"""
         describe_params = whole[1]
-        if agent is None:  # else the agent's row names only its own events' people: the parts'
+        if agent is None:
             named, named_params = "SELECT trace_id, users, conversations FROM d", []
+        else:  # an agent's row names its own events' people: the whole trace's stored beside,
+            # the merged traces' (no such column) from their parts
+            named = f"""SELECT trace_id, trace_users AS users, trace_conversations AS conversations
+                  FROM d WHERE trace_users IS NOT NULL
+                  UNION ALL BY NAME
+                  SELECT trace_id, {tracesum.PEOPLE} FROM {tracesum.DATASET}
+                  SEMI JOIN (SELECT trace_id FROM d WHERE trace_users IS NULL) n USING (trace_id)
+                  {"WHERE tenant = ?" if tenant is not None else ""} GROUP BY trace_id"""
     exclude = "trace_id" if whole is None else "trace_id, users, conversations"
+    exclude += "" if whole is None or agent is None else ", trace_users, trace_conversations"
     return _rows(
         cat,
         f"""WITH t AS ({rank}),

@@ -118,9 +118,14 @@ def totals_select(parts: str, where: str = "") -> str:
 def agent_totals_select(parts: str, where: str = "") -> str:
     """Per tenant, trace and agent of ``parts``, the ``TOTAL`` row of that agent's parts and
     ``shared``: the trace and agent have rows under another tenant too (``compact`` also
-    sets it when another date has the trace). What the traces list shows with an agent filter."""
-    return f"""SELECT *, count(*) OVER (PARTITION BY trace_id, agent) > 1 AS shared
-        FROM (SELECT tenant, trace_id, agent, {TOTAL} FROM {parts} {where} GROUP BY tenant, trace_id, agent)"""
+    sets it when another date has the trace); ``trace_users`` and ``trace_conversations``:
+    those of every agent's parts of the trace (of the row's tenant and date: the whole
+    trace's where the row is not shared). What the traces list shows with an agent filter."""
+    same = "a.tenant IS NOT DISTINCT FROM t.tenant AND a.trace_id IS NOT DISTINCT FROM t.trace_id"
+    return f"""SELECT a.*, count(*) OVER (PARTITION BY a.trace_id, a.agent) > 1 AS shared,
+               t.users AS trace_users, t.conversations AS trace_conversations
+        FROM (SELECT tenant, trace_id, agent, {TOTAL} FROM {parts} {where} GROUP BY tenant, trace_id, agent) a
+        JOIN (SELECT tenant, trace_id, {PEOPLE} FROM {parts} {where} GROUP BY tenant, trace_id) t ON {same}"""
 
 
 def select(source: str, where: str = "", with_date: bool = True, summarised: bool = False) -> str:
