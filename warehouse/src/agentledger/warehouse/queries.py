@@ -897,7 +897,12 @@ def traces(
     named_params = [tenant] if tenant is not None else []
     # unfiltered by status, cost or search, the page is the costliest traces
     ranked_by_cost = sort == "cost" and status is None and min_cost_usd is None and not search
-    whole = _whole(f, _cost_floor(cat, f, w, limit) if ranked_by_cost else None)
+    floor = _cost_floor(cat, f, w, limit) if ranked_by_cost else None
+    whole = _whole(f, floor)
+    pre, pre_params = "", list[Any]()
+    if whole is not None and floor is not None:  # a few hundred rows: read (and planned) once
+        pre, pre_params = f"wh AS MATERIALIZED (SELECT * FROM {whole[0]}),", whole[1]
+        whole = ("wh", [])
     if whole is not None:  # one stored row per trace: no group-by of the parts
         root = ", root_agent" if sort == "agent" else ""
         rank = f'SELECT trace_id, tenant, cost_usd, errors, start, "end"{root} FROM {whole[0]} {w.sql()}'
@@ -923,7 +928,7 @@ def traces(
     exclude += "" if whole is None or agent is None else ", trace_users, trace_conversations"
     return _rows(
         cat,
-        f"""WITH t AS ({rank}),
+        f"""WITH {pre} t AS ({rank}),
             k AS (
               SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
                      any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
@@ -941,7 +946,7 @@ def traces(
                    coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
             FROM page LEFT JOIN d USING (trace_id) LEFT JOIN u USING (trace_id)
             ORDER BY {TRACE_SORTS[sort]}, trace_id""",
-        [*rank_params, *k.params, *where.params, int(limit), *describe_params, *named_params],
+        [*pre_params, *rank_params, *k.params, *where.params, int(limit), *describe_params, *named_params],
     )
 
 
