@@ -469,3 +469,9 @@ def test_an_agent_filter_reads_the_agents_stored_rows_and_equals_the_events(
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
     altered = {r["trace_id"]: r for r in queries.traces(Catalog(str(copy)), agent="coder", limit=100_000)}
     assert altered["a" * 31 + "7"]["cost_usd"] == Decimal("28.5")
+    # A warehouse compacted before these files existed: those dates from their parts, exact.
+    older = tmp_path / "older"
+    shutil.copytree(root, older, ignore=shutil.ignore_patterns(tracesum.AGENT_TOTALS))
+    for agent in ("planner", "coder"):
+        _same(queries.traces, (Catalog(str(older)), cats[1]), limit=100_000, agent=agent)
+        _same(queries.top_traces, (Catalog(str(older)), cats[1]), limit=5, agent=agent)

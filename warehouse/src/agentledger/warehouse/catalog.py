@@ -117,10 +117,17 @@ class Catalog:
         """``trace_agent_totals``: as ``trace_totals``, one row per trace, agent and covered
         date, and those of every other date from its trace parts now (``summarised`` false: a
         date compacted before these files existed too)."""
-        days = ", ".join(f"DATE '{f.date}'" for f in covered)
-        live = tracesum.agent_totals_select(
-            tracesum.DATASET, f"WHERE date NOT IN ({days})" if covered else ""
+        # the dates whose parts are summarised but not these totals (compacted before they
+        # existed): their parts too. Usually none: ``NOT summarised`` alone, which DuckDB
+        # folds away for the parts' files (a date filter would read every part's date)
+        parts = (
+            rollup_files(self.store.files("events"), self.store.files(tracesum.DATASET))
+            if self.store.local
+            else []
         )
+        missing = sorted({f.date for f in parts} - {f.date for f in covered})
+        also = "".join(f" OR date = DATE '{day}'" for day in missing)
+        live = tracesum.agent_totals_select(tracesum.DATASET, f"WHERE NOT summarised{also}")
         live = f"SELECT *, FALSE AS summarised, NULL::DATE AS date FROM ({live})"
         if not covered:
             return live
