@@ -387,3 +387,91 @@ def test_the_chain_reads_stored_edges_of_a_one_date_trace_whose_parent_never_cam
     rows = [{**r, "cost_usd": r["cost_usd"] * 2} for r in table.to_pylist()]
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
     assert queries.agent_calls(Catalog(str(root)))[0]["cost_usd"] == Decimal("1.5")
+
+
+def land_named_chain(root: str) -> None:
+    """A trace whose planner root span names its user, and a coder under it that does not."""
+    trace, at = "a" * 31 + "7", T0 + timedelta(hours=5)
+    common = {"tenant": "acme", "agent_version": "v1", "trace_id": trace}
+    root_span = SpanEvent(
+        event_id="named-chain-0", ts=at, span_id="a" * 16, agent="planner", name="plan", kind=SpanKind.AGENT,
+        start=at - timedelta(seconds=3), end=at, attributes={"user.id": "named-user"}, **common,
+    )  # fmt: skip
+    call = UsageEvent(
+        event_id="named-chain-1", ts=at, span_id="b" * 16, parent_span_id="a" * 16, agent="coder",
+        provider="openai", model="gpt-4o", input_tokens=10, output_tokens=5, **common,
+    )  # fmt: skip
+    land_priced(
+        Store(root),
+        [PricedEvent(event=e, cost_usd=Decimal(c), priced=True, price_source="test")
+         for e, c in ((root_span, "0"), (call, "9.5"))],
+    "named-chain")  # fmt: skip
+
+
+def test_an_agent_filter_reads_the_agents_stored_rows_and_equals_the_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trace_agent_totals: per trace and agent, written per agent most costly first in small
+    # row groups. The list with an agent filter (no window) reads them: exactly the traces
+    # and figures of that agent's raw events, whatever the page size, the users of the whole
+    # trace, the other agents' row groups and the cheap ones skipped.
+    monkeypatch.setattr(tracesum, "TOTALS_ROW_GROUP", 4)
+    root = tmp_path / "wh"
+    land_demo_warehouse(str(root), n_traces=120)
+    land_midnight_traces(str(root))  # on two dates: merged, never cut by the floor
+    land_named_chain(str(root))
+    store = Store(str(root))
+    compact(store)
+    for f in store.files(tracesum.AGENT_TOTALS):
+        rows = pq.read_table(f.path).to_pylist()
+        keys = [(not r["shared"], r["agent"]) for r in rows]
+        assert keys == sorted(keys), f.path  # shared first, then agent by agent
+        for agent in {r["agent"] for r in rows}:
+            costs = [r["cost_usd"] for r in rows if r["agent"] == agent and not r["shared"]]
+            assert costs == sorted(costs, reverse=True), f.path
+    bare = tmp_path / "bare"
+    shutil.copytree(root, bare, ignore=shutil.ignore_patterns(*SUMMARIES))
+    cats = (Catalog(str(root)), Catalog(str(bare)))
+    for agent in ("planner", "coder", "critic"):
+        truth = _raw_traces(cats[1], None, None, agent=agent)
+        by_cost = sorted(truth, key=lambda t: (-truth[t]["cost_usd"], t))
+        for limit in (1, 3, 40, 100_000):
+            for tenant in (None, "acme"):
+                listed = _same(queries.traces, cats, limit=limit, tenant=tenant, agent=agent)
+                top = _same(queries.top_traces, cats, limit=limit, tenant=tenant, agent=agent)
+                assert [r["trace_id"] for r in top] == [r["trace_id"] for r in listed][: len(top)]
+                if tenant is None:
+                    assert [r["trace_id"] for r in listed] == by_cost[:limit]
+                    assert [r["cost_usd"] for r in listed] == [truth[t]["cost_usd"] for t in by_cost[:limit]]
+                    assert [r["events"] for r in listed] == [truth[t]["events"] for t in by_cost[:limit]]
+                    assert all(r["agents"] == [agent] for r in listed)
+        for sort in queries.TRACE_SORTS:
+            _same(queries.traces, cats, limit=7, agent=agent, sort=sort)
+    coder = {r["trace_id"]: r for r in queries.traces(cats[0], agent="coder", limit=100_000)}
+    assert coder["a" * 31 + "7"]["users"] == ["named-user"]  # named by the planner's span
+    assert coder["a" * 31 + "7"]["cost_usd"] == Decimal("9.5") and coder[CROSS]["cost_usd"] == Decimal("1.5")
+    plan = cats[0].query(
+        "EXPLAIN ANALYZE SELECT trace_id FROM trace_agent_totals WHERE agent = 'critic' "
+        "AND summarised AND NOT shared ORDER BY cost_usd DESC LIMIT 2"
+    )
+    text = "\n".join(str(v) for r in plan for v in r.values())
+    scanned = [(int(a), int(b)) for a, b in re.findall(r"Row Groups Scanned: (\d+) / (\d+)", text)]
+    assert scanned and all(read < total for read, total in scanned), text  # other agents skipped
+    # Proof the stored rows are read: a copy whose coder row of a one-date trace says more answers so.
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)
+    f = next(g for g in Store(str(copy)).files(tracesum.AGENT_TOTALS) if g.date == "2026-11-21")
+    table = pq.read_table(f.path)
+    rows = table.to_pylist()
+    for r in rows:
+        if r["trace_id"] == "a" * 31 + "7" and r["agent"] == "coder":
+            r["cost_usd"] *= 3
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), f.path)
+    altered = {r["trace_id"]: r for r in queries.traces(Catalog(str(copy)), agent="coder", limit=100_000)}
+    assert altered["a" * 31 + "7"]["cost_usd"] == Decimal("28.5")
+    # A warehouse compacted before these files existed: those dates from their parts, exact.
+    older = tmp_path / "older"
+    shutil.copytree(root, older, ignore=shutil.ignore_patterns(tracesum.AGENT_TOTALS))
+    for agent in ("planner", "coder"):
+        _same(queries.traces, (Catalog(str(older)), cats[1]), limit=100_000, agent=agent)
+        _same(queries.top_traces, (Catalog(str(older)), cats[1]), limit=5, agent=agent)

@@ -84,6 +84,7 @@ class Catalog:
             (tracesum.DATASET, self._trace_parts),
             (tracesum.EDGES, self._trace_edges),
             (tracesum.TOTALS, self._trace_totals),
+            (tracesum.AGENT_TOTALS, self._trace_agent_totals),
         ):
             covered = rollup_files(events, self.store.files(derived)) if self.store.local else []
             paths = (*self._listing["events"], "|", *(f.path for f in covered))
@@ -110,6 +111,27 @@ class Catalog:
         if not covered:
             return live
         files = self._read(tracesum.TOTALS, "summary", covered)
+        return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
+
+    def _trace_agent_totals(self, covered: list[DataFile]) -> str:
+        """``trace_agent_totals``: as ``trace_totals``, one row per trace, agent and covered
+        date, and those of every other date from its trace parts now (``summarised`` false: a
+        date compacted before these files existed too)."""
+        # the dates whose parts are summarised but not these totals (compacted before they
+        # existed): their parts too. Usually none: ``NOT summarised`` alone, which DuckDB
+        # folds away for the parts' files (a date filter would read every part's date)
+        parts = (
+            rollup_files(self.store.files("events"), self.store.files(tracesum.DATASET))
+            if self.store.local
+            else []
+        )
+        missing = sorted({f.date for f in parts} - {f.date for f in covered})
+        also = "".join(f" OR date = DATE '{day}'" for day in missing)
+        live = tracesum.agent_totals_select(tracesum.DATASET, f"WHERE NOT summarised{also}")
+        live = f"SELECT *, FALSE AS summarised, NULL::DATE AS date FROM ({live})"
+        if not covered:
+            return live
+        files = self._read(tracesum.AGENT_TOTALS, "summary", covered)
         return f"SELECT *, TRUE AS summarised FROM {files} UNION ALL BY NAME {live}"
 
     def _trace_edges(self, covered: list[DataFile]) -> str:

@@ -80,32 +80,42 @@ def write_summaries(store: Store, day: str, name: str, events: pa.Table, only: t
     wanted = only or SUMMARIES
     if rollup.DATASET in wanted:
         write_rollup(store, day, name, events)
-    if not set(wanted) & {tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS}:
+    if not set(wanted) & {tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS, tracesum.AGENT_TOTALS}:
         return
-    parts, edges, totals = tracesum.summarise(
+    parts, edges, totals, by_agent = tracesum.summarise(
         events, _traces_elsewhere(store, day), with_edges=tracesum.EDGES in wanted
     )
-    for dataset, table in ((tracesum.DATASET, parts), (tracesum.EDGES, edges), (tracesum.TOTALS, totals)):
+    written = (
+        (tracesum.DATASET, parts),
+        (tracesum.EDGES, edges),
+        (tracesum.TOTALS, totals),
+        (tracesum.AGENT_TOTALS, by_agent),
+    )
+    for dataset, table in written:
         if dataset in wanted:
             store.write(dataset, day, name, table, **_layout(dataset))
-    if tracesum.TOTALS in wanted:
-        _flag_shared_elsewhere(store, day, totals)
+    for dataset in (tracesum.TOTALS, tracesum.AGENT_TOTALS):
+        if dataset in wanted:
+            _flag_shared_elsewhere(store, day, totals, dataset)
 
 
 def _layout(dataset: str) -> dict[str, int]:
-    """``trace_totals`` (rows in ``tracesum.sort_totals`` order) in small row groups: the
-    traces list's top-N by cost skips every group below its page (min/max)."""
-    return {"row_group_size": tracesum.TOTALS_ROW_GROUP} if dataset == tracesum.TOTALS else {}
+    """``trace_totals`` and ``trace_agent_totals`` (rows in ``tracesum.sort_totals`` order) in
+    small row groups: the traces list's top-N by cost skips every group below its page
+    (min/max), and with an agent filter every group of other agents."""
+    sorted_totals = (tracesum.TOTALS, tracesum.AGENT_TOTALS)
+    return {"row_group_size": tracesum.TOTALS_ROW_GROUP} if dataset in sorted_totals else {}
 
 
-def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
-    """Set ``shared`` on the other dates' ``trace_totals`` rows of the traces ``totals`` (of
-    ``day``) also has: every row of a trace on several dates says so, and the queries read
-    the others as whole traces without a join (each file rewritten atomically)."""
+def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table, dataset: str = tracesum.TOTALS) -> None:
+    """Set ``shared`` on the other dates' ``dataset`` rows (``trace_totals`` or
+    ``trace_agent_totals``) of the traces ``totals`` (of ``day``) also has: every row of a
+    trace on several dates says so, and the queries read the others as whole traces
+    without a join (each file rewritten atomically)."""
     import pyarrow.compute as pc
 
     ids = totals["trace_id"]
-    for f in store.files(tracesum.TOTALS):
+    for f in store.files(dataset):
         if f.date == day:
             continue
         table = pq.read_table(f.path, filesystem=store.fs)
@@ -113,13 +123,13 @@ def _flag_shared_elsewhere(store: Store, day: str, totals: pa.Table) -> None:
         if pc.any(hit).as_py():
             shared = pc.or_(table["shared"], hit)
             store.write(
-                tracesum.TOTALS,
+                dataset,
                 f.date,
                 f.name,
                 tracesum.sort_totals(
                     table.set_column(table.schema.get_field_index("shared"), "shared", shared)
                 ),
-                **_layout(tracesum.TOTALS),
+                **_layout(dataset),
             )
 
 
@@ -132,7 +142,7 @@ def _traces_elsewhere(store: Store, day: str) -> pa.Table | None:
     return pa.concat_tables([pq.read_table(f.path, columns=["trace_id"], filesystem=store.fs) for f in files])
 
 
-SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS)
+SUMMARIES = (rollup.DATASET, tracesum.DATASET, tracesum.EDGES, tracesum.TOTALS, tracesum.AGENT_TOTALS)
 """What compaction writes beside each compacted events file, named like it."""
 
 

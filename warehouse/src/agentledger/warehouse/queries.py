@@ -156,58 +156,81 @@ _DESCRIBE = tracesum.DESCRIBE
 
 def _whole(f: Filters, floor: Decimal | None = None) -> tuple[str, list[Any]] | None:
     """A table expression of whole traces (one row each: ``tracesum.TOTAL``'s columns with
-    ``root_agent`` and ``root_version``) for a view of whole traces (no window, no agent,
-    version or model filter; ``tenant`` kept), else None. A trace's ``trace_totals`` row as
-    stored where it is the whole trace; the rows of a trace on several dates, under two
-    tenants, on a date not summarised (or without a trace id) merged. Ranking 1.4 M stored
-    rows then needs no group-by of 3 M parts (docs/adr/0020-trace-summaries.md). ``floor``:
-    leave out the rows stored whole that cost less (``_cost_floor``)."""
+    ``root_agent`` and ``root_version``) for a view of whole traces (no window, no version or
+    model filter; ``tenant`` kept; with ``agent``, each trace's events of that agent, from
+    ``trace_agent_totals``), else None. A trace's stored row as is where it is the whole
+    trace; the rows of a trace on several dates, under two tenants, on a date not
+    summarised (or without a trace id) merged. Ranking 1.4 M stored rows then needs no
+    group-by of 3 M parts (docs/adr/0020-trace-summaries.md). ``floor``: leave out the rows
+    stored whole that cost less (``_cost_floor``)."""
     if not _is_whole(f):
         return None
     hidden = "rooted_agent, first_agent, rooted_version, first_version"
+    table, drop = _totals(f)
     fast = _stored_whole(f)
     fast.when(floor, "cost_usd >= ?")
-    merged = f.tenant_only().add("(shared OR NOT summarised OR trace_id IS NULL)")
-    stored = f.tenant_only().add("summarised AND NOT shared")
-    sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}), {tracesum.ROOTS}
-        FROM {tracesum.TOTALS} {fast.sql()}
+    # the rows to merge, as conjunctions DuckDB pushes into the scan (the files' min/max and
+    # null counts skip the rest; one OR of the three would read every row of the files)
+    merged = [
+        _mine(f).add("shared"),
+        _mine(f).add("NOT shared AND NOT summarised"),
+        _mine(f).add("NOT shared AND summarised AND trace_id IS NULL"),
+    ]
+    stored = _mine(f).add("summarised AND NOT shared")
+    live, live_params = _live(f)
+    unmerged = "".join(f"SELECT * FROM {table} {m.sql()} UNION ALL BY NAME " for m in merged)
+    sql = f"""(SELECT * EXCLUDE (shared, summarised, date, {hidden}{drop}), {tracesum.ROOTS}
+        FROM {table} {fast.sql()}
         UNION ALL BY NAME
         SELECT * EXCLUDE ({hidden}), {tracesum.ROOTS} FROM (
           SELECT trace_id, {tracesum.MERGE} FROM (
-            SELECT * FROM {tracesum.TOTALS} {merged.sql()}
-            UNION ALL BY NAME
-            SELECT * FROM {tracesum.TOTALS} SEMI JOIN ({_LIVE}) l USING (trace_id) {stored.sql()})
+            {unmerged}
+            SELECT * FROM {table} SEMI JOIN ({live}) l USING (trace_id) {stored.sql()})
           GROUP BY trace_id))"""
-    return sql, [*fast.params, *merged.params, *stored.params]
+    return sql, [*fast.params, *(p for m in merged for p in m.params), *live_params, *stored.params]
 
 
-_LIVE = f"SELECT trace_id FROM {tracesum.TOTALS} WHERE NOT summarised AND trace_id IS NOT NULL"
-"""Traces with a row on a date not summarised (their stored rows are not flagged shared)."""
+def _totals(f: Filters) -> tuple[str, str]:
+    """(the stored rows ``_whole`` reads for ``f``, the extra column to leave out of them)."""
+    return (tracesum.TOTALS, "") if f.agent is None else (tracesum.AGENT_TOTALS, ", agent")
+
+
+def _mine(f: Filters) -> _Where:
+    """The tenant and the agent of ``f`` as conditions on ``_totals(f)``'s rows."""
+    return f.tenant_only().when(f.agent, "agent = ?")
+
+
+def _live(f: Filters) -> tuple[str, list[Any]]:
+    """Traces with a row on a date not summarised (their stored rows are not flagged shared)."""
+    w = _mine(f).add("NOT summarised AND trace_id IS NOT NULL")
+    return f"SELECT trace_id FROM {_totals(f)[0]} {w.sql()}", w.params
 
 
 def _is_whole(f: Filters) -> bool:
-    """Whether ``f`` keeps whole traces (no window; no agent, version or model filter)."""
-    return f.start is None and f.end is None and not (f.agent or f.agent_version or f.model)
+    """Whether ``f`` keeps whole traces, or an agent's part of each (no window; no version or
+    model filter)."""
+    return f.start is None and f.end is None and not (f.agent_version or f.model)
 
 
 def _stored_whole(f: Filters) -> _Where:
-    """The ``trace_totals`` rows that are a whole trace as stored (``_whole``'s fast rows)."""
-    w = f.tenant_only().add("summarised AND NOT shared AND trace_id IS NOT NULL")
-    return w.add(f"trace_id NOT IN ({_LIVE})")
+    """The ``_totals(f)`` rows that are a whole trace as stored (``_whole``'s fast rows)."""
+    w = _mine(f).add("summarised AND NOT shared AND trace_id IS NOT NULL")
+    live, params = _live(f)
+    return w.add(f"trace_id NOT IN ({live})", *params)
 
 
 def _cost_floor(cat: Catalog, f: Filters, w: _Where, limit: int) -> Decimal | None:
     """The ``limit``-th highest cost of the traces stored whole that pass ``f`` and ``w``, if
     any: no such trace costing less can be in a top ``limit`` by cost (``limit`` of them cost
     at least as much), so ``_whole(f, floor)`` ranks exactly the same first ``limit``. The
-    files are written most costly first in small row groups (``compact``): DuckDB's top-N
-    and this floor skip the row groups below it by their min/max."""
+    files are written most costly first (per agent) in small row groups (``compact``):
+    DuckDB's top-N and this floor skip the row groups below it by their min/max."""
     if not _is_whole(f) or limit < 1:
         return None
     fast = _stored_whole(f)
     rows = _rows(
         cat,
-        f"""SELECT cost_usd FROM (SELECT * FROM {tracesum.TOTALS} {fast.sql()}) {w.sql()}
+        f"""SELECT cost_usd FROM (SELECT * FROM {_totals(f)[0]} {fast.sql()}) {w.sql()}
             ORDER BY cost_usd DESC NULLS LAST LIMIT 1 OFFSET ?""",
         [*fast.params, *w.params, int(limit) - 1],
     )
@@ -874,7 +897,12 @@ def traces(
     named_params = [tenant] if tenant is not None else []
     # unfiltered by status, cost or search, the page is the costliest traces
     ranked_by_cost = sort == "cost" and status is None and min_cost_usd is None and not search
-    whole = _whole(f, _cost_floor(cat, f, w, limit) if ranked_by_cost else None)
+    floor = _cost_floor(cat, f, w, limit) if ranked_by_cost else None
+    whole = _whole(f, floor)
+    pre, pre_params = "", list[Any]()
+    if whole is not None and floor is not None:  # a few hundred rows: read (and planned) once
+        pre, pre_params = f"wh AS MATERIALIZED (SELECT * FROM {whole[0]}),", whole[1]
+        whole = ("wh", [])
     if whole is not None:  # one stored row per trace: no group-by of the parts
         root = ", root_agent" if sort == "agent" else ""
         rank = f'SELECT trace_id, tenant, cost_usd, errors, start, "end"{root} FROM {whole[0]} {w.sql()}'
@@ -882,14 +910,25 @@ def traces(
         columns = "events, calls, tokens, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens"
         columns += ", reasoning_tokens, agents, models, root_version, root_workflow, first_ts, last_ts"
         columns += "" if sort == "agent" else ", root_agent"
+        columns += "" if agent is None else ", trace_users, trace_conversations"
         describe = f"""SELECT trace_id, {columns}, users, conversations FROM {whole[0]}
               WHERE trace_id IN (SELECT trace_id FROM page)"""
         describe_params = whole[1]
-        named, named_params = "SELECT trace_id, users, conversations FROM d", []
+        if agent is None:
+            named, named_params = "SELECT trace_id, users, conversations FROM d", []
+        else:  # an agent's row names its own events' people: the whole trace's stored beside,
+            # the merged traces' (no such column) from their parts
+            named = f"""SELECT trace_id, trace_users AS users, trace_conversations AS conversations
+                  FROM d WHERE trace_users IS NOT NULL
+                  UNION ALL BY NAME
+                  SELECT trace_id, {tracesum.PEOPLE} FROM {tracesum.DATASET}
+                  SEMI JOIN (SELECT trace_id FROM d WHERE trace_users IS NULL) n USING (trace_id)
+                  {"WHERE tenant = ?" if tenant is not None else ""} GROUP BY trace_id"""
     exclude = "trace_id" if whole is None else "trace_id, users, conversations"
+    exclude += "" if whole is None or agent is None else ", trace_users, trace_conversations"
     return _rows(
         cat,
-        f"""WITH t AS ({rank}),
+        f"""WITH {pre} t AS ({rank}),
             k AS (
               SELECT trace_id, list(DISTINCT action ORDER BY action) AS commands,
                      any_value(coalesce(kill_reason, 'other')) FILTER (WHERE action = 'kill') AS kill_reason
@@ -907,7 +946,7 @@ def traces(
                    coalesce(u.users, []) AS users, coalesce(u.conversations, []) AS conversations
             FROM page LEFT JOIN d USING (trace_id) LEFT JOIN u USING (trace_id)
             ORDER BY {TRACE_SORTS[sort]}, trace_id""",
-        [*rank_params, *k.params, *where.params, int(limit), *describe_params, *named_params],
+        [*pre_params, *rank_params, *k.params, *where.params, int(limit), *describe_params, *named_params],
     )
 
 

@@ -27,6 +27,7 @@ from typing import Any
 DATASET = "trace_parts"
 EDGES = "trace_edges"
 TOTALS = "trace_totals"
+AGENT_TOTALS = "trace_agent_totals"
 TOTALS_ROW_GROUP = 8192
 """Rows per row group of a ``trace_totals`` file (written most costly first)."""
 KEYS = ("tenant", "trace_id", "agent", "agent_version", "model")
@@ -112,6 +113,19 @@ def totals_select(parts: str, where: str = "") -> str:
     trace; ``compact`` also sets it when another date has the trace)."""
     return f"""SELECT *, count(*) OVER (PARTITION BY trace_id) > 1 AS shared
         FROM (SELECT tenant, trace_id, {TOTAL} FROM {parts} {where} GROUP BY tenant, trace_id)"""
+
+
+def agent_totals_select(parts: str, where: str = "") -> str:
+    """Per tenant, trace and agent of ``parts``, the ``TOTAL`` row of that agent's parts and
+    ``shared``: the trace and agent have rows under another tenant too (``compact`` also
+    sets it when another date has the trace); ``trace_users`` and ``trace_conversations``:
+    those of every agent's parts of the trace (of the row's tenant and date: the whole
+    trace's where the row is not shared). What the traces list shows with an agent filter."""
+    same = "a.tenant IS NOT DISTINCT FROM t.tenant AND a.trace_id IS NOT DISTINCT FROM t.trace_id"
+    return f"""SELECT a.*, count(*) OVER (PARTITION BY a.trace_id, a.agent) > 1 AS shared,
+               t.users AS trace_users, t.conversations AS trace_conversations
+        FROM (SELECT tenant, trace_id, agent, {TOTAL} FROM {parts} {where} GROUP BY tenant, trace_id, agent) a
+        JOIN (SELECT tenant, trace_id, {PEOPLE} FROM {parts} {where} GROUP BY tenant, trace_id) t ON {same}"""
 
 
 def select(source: str, where: str = "", with_date: bool = True, summarised: bool = False) -> str:
@@ -234,12 +248,14 @@ def edge_schema() -> Any:
 
 def sort_totals(totals: Any) -> Any:
     """``trace_totals`` rows in file order: the shared ones (few: the queries merge them)
-    first, then the most costly first. In small row groups (``TOTALS_ROW_GROUP``) DuckDB's
-    min/max then skips all but a few groups for the shared rows, and for a top-N by cost."""
+    first, then the most costly first (``trace_agent_totals``: per agent, most costly first).
+    In small row groups (``TOTALS_ROW_GROUP``) DuckDB's min/max then skips all but a few
+    groups for the shared rows, for another agent, and for a top-N by cost."""
     import pyarrow.compute as pc
 
     keys = [
         ("shared", "descending"),
+        *([("agent", "ascending")] if "agent" in totals.column_names else []),
         ("cost_usd", "descending"),
         ("tenant", "ascending"),
         ("trace_id", "ascending"),
@@ -248,11 +264,11 @@ def sort_totals(totals: Any) -> Any:
     return totals.take(order)
 
 
-def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tuple[Any, Any, Any]:
-    """(trace parts, trace edges, trace totals) of an Arrow table of events (one compacted
-    file); ``elsewhere``: the ``trace_id`` column of the other dates' totals files (a trace
-    there is ``shared``: its totals here are not the whole trace); without ``with_edges``
-    the edges are not computed (an empty table)."""
+def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tuple[Any, Any, Any, Any]:
+    """(trace parts, trace edges, trace totals, trace agent totals) of an Arrow table of
+    events (one compacted file); ``elsewhere``: the ``trace_id`` column of the other dates'
+    totals files (a trace there is ``shared``: its totals here are not the whole trace);
+    without ``with_edges`` the edges are not computed (an empty table)."""
     import duckdb
     import pyarrow as pa
 
@@ -263,14 +279,20 @@ def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tu
         parts = con.sql(select("compacted", with_date=False)).to_arrow_table()
         con.register("parts", parts)
         totals = con.sql(totals_select("parts")).to_arrow_table()
+        by_agent = con.sql(agent_totals_select("parts")).to_arrow_table()
         if elsewhere is not None and len(elsewhere):
-            con.register("totals", totals)
             con.register("elsewhere", elsewhere)
-            totals = con.sql(
-                """SELECT * REPLACE (shared OR trace_id IN (SELECT trace_id FROM elsewhere) AS shared)
-                FROM totals"""
-            ).to_arrow_table()
-        totals = sort_totals(totals)
+            flagged = []
+            for table in (totals, by_agent):
+                con.register("totals", table)
+                flagged.append(
+                    con.sql(
+                        """SELECT * REPLACE (shared OR trace_id IN (SELECT trace_id FROM elsewhere) AS shared)
+                        FROM totals"""
+                    ).to_arrow_table()
+                )
+            totals, by_agent = flagged
+        totals, by_agent = sort_totals(totals), sort_totals(by_agent)
         spans = (
             []
             if not with_edges
@@ -278,4 +300,4 @@ def summarise(events: Any, elsewhere: Any = None, with_edges: bool = True) -> tu
         )
     finally:
         con.close()
-    return parts, pa.Table.from_pylist(edge_rows(spans), schema=edge_schema()), totals
+    return parts, pa.Table.from_pylist(edge_rows(spans), schema=edge_schema()), totals, by_agent
