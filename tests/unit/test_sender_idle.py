@@ -1,5 +1,6 @@
-"""An idle client costs no CPU: the sending thread sleeps while there is nothing to send, and
-the first event after that wakes it and is delivered without waiting for the next linger."""
+"""An idle client costs no CPU: once nothing has been sent for ``IDLE_AFTER_S`` the sending
+thread sleeps, and the first event after that wakes it and is delivered without waiting for the
+next linger. A busy client keeps the linger timer: recording never wakes the thread."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from agentledger.collectors import Emitter, MemoryTransport
+from agentledger.collectors.sender import IDLE_AFTER_S
 
 
 def thread_cpu_s(em: Emitter) -> float:
@@ -42,7 +44,7 @@ def test_idle_emitter_thread_does_not_wake_up(mem: MemoryTransport) -> None:
     try:
         em.record_usage("openai", "m", 1, 1)
         assert em.flush(5)
-        time.sleep(0.1)  # one linger with nothing to send, and it sleeps
+        time.sleep(IDLE_AFTER_S + 0.1)  # nothing sent for IDLE_AFTER_S: it sleeps
         looks = count_calls(em._worker, "_take")
         cpu0 = thread_cpu_s(em)
         time.sleep(1.5)
@@ -77,7 +79,7 @@ def test_event_after_a_long_idle_is_delivered_without_flush(mem: MemoryTransport
     try:
         first = em.record_usage("openai", "m", 1, 1)
         assert em.flush(5)
-        time.sleep(1.0)
+        time.sleep(IDLE_AFTER_S + 0.3)
         second = em.record_usage("openai", "m", 2, 2)
         assert wait_for(mem, 2) == [first, second]
         stats = em.stats()
@@ -91,7 +93,7 @@ def test_busy_recording_wakes_the_thread_once_not_per_event(mem: MemoryTransport
     try:
         em.record_usage("openai", "m", 1, 1)
         assert em.flush(5)
-        time.sleep(0.5)  # idle
+        time.sleep(IDLE_AFTER_S + 0.3)  # idle
         wakes = count_calls(em._worker, "_wake_from_idle")
         for i in range(2000):
             em.record_usage("openai", "m", i, 1)
@@ -104,11 +106,29 @@ def test_busy_recording_wakes_the_thread_once_not_per_event(mem: MemoryTransport
         em.shutdown(2)
 
 
+def test_events_a_few_ms_apart_never_wake_the_thread_from_the_agent_thread(mem: MemoryTransport) -> None:
+    """An agent calling its LLM every few ms (or every few hundred): the sending thread keeps
+    its linger timer, and recording never wakes it (a wake-up from the recording thread costs
+    that thread GIL hand-offs with the woken one)."""
+    em = Emitter(tenant="acme", agent="a", transport=mem, linger_ms=20)
+    try:
+        em.record_usage("openai", "m", 0, 1)
+        assert em.flush(5)
+        wakes = count_calls(em._worker, "_wake_from_idle")
+        for i in range(40):
+            time.sleep(0.025)  # longer than the linger, shorter than IDLE_AFTER_S
+            em.record_usage("openai", "m", i, 1)
+        assert wait_for(mem, 41) and len(mem.events) == 41
+        assert wakes[0] == 0, f"{wakes[0]} wake-ups from the recording thread"
+    finally:
+        em.shutdown(2)
+
+
 def test_shutdown_while_idle_and_recording_after_it_never_raise(mem: MemoryTransport) -> None:
     em = Emitter(tenant="acme", agent="a", transport=mem, linger_ms=1)
     em.record_usage("openai", "m", 1, 1)
     assert em.flush(5)
-    time.sleep(0.1)  # idle
+    time.sleep(IDLE_AFTER_S + 0.1)  # idle
     assert em.shutdown(2)
     assert not em._worker._thread.is_alive()
     em.record_usage("openai", "m", 1, 1)  # after shutdown: not sent, never an exception

@@ -3,10 +3,9 @@
 Modelled on OpenTelemetry's BatchProcessor: recording only appends to the deque; when it is
 full the oldest event is dropped and counted (one warning, not a flood). While the deque holds
 events the thread wakes every ``linger`` (or at once on ``flush``), cuts batches per key and
-hands them to the transport. Once it is empty the thread sleeps without a timeout (an idle
-client costs no CPU); the first event recorded after that wakes it (one wake-up per idle
-period, none per event while busy) and goes out at once if the last send was a ``linger`` ago
-or more, else a ``linger`` after that send (ADR 0024).
+hands them to the transport. Once nothing has been sent for ``IDLE_AFTER_S`` the thread sleeps
+without a timeout (an idle client costs no CPU); the first event recorded after that wakes it
+(one wake-up per idle period, none while busy) and goes out at once (ADR 0024).
 A batch the transport cannot take yet (``NotReady``) is kept and retried with backoff while the
 deque keeps absorbing new events, so what was buffered is never lost to a short outage.
 """
@@ -30,6 +29,10 @@ from .transport import Batch, EventDict, NotReady, Outcome, Transport
 log = logging.getLogger("agentledger.collectors")
 
 _SENDERS: weakref.WeakSet[BatchSender] = weakref.WeakSet()
+
+# After this long with nothing sent the thread stops waking every linger and sleeps until the
+# next event wakes it (ADR 0024).
+IDLE_AFTER_S = 1.0
 
 # Fields recorded as UNIX nanoseconds on the hot path, formatted here, off it.
 _TIME_FIELDS = ("ts", "start", "end")
@@ -235,10 +238,13 @@ class BatchSender:
                     continue
             if self._stopping and not self.queue:
                 return
-            if self.queue:
+            if self.queue or time.monotonic() - self._sent_at < IDLE_AFTER_S:
+                # busy, or was within the last IDLE_AFTER_S: the linger timer, and put() never
+                # wakes the thread (a wake-up per event costs a busy agent's thread the GIL
+                # hand-offs of a second thread running at once: +60-70 us a hooked call)
                 await self._sleep(self.linger)
                 continue
-            # nothing to send: sleep until an event (or flush, close) wakes it
+            # nothing sent for IDLE_AFTER_S: sleep until an event (or flush, close) wakes it
             await self._idle_wait()
             # at once if the last send was a linger ago or more (ADR 0024: not Kafka's linger
             # counted from the first event); else at most one send per linger, as while busy
