@@ -67,7 +67,7 @@ from fakeprovider import FakeProvider
 
 from agentledger import collectors as al
 from agentledger.collectors import Guard, MemoryTransport
-from agentledger.collectors.transport import Batch, Outcome
+from agentledger.collectors.transport import Batch, NoOpTransport, Outcome
 from agentledger.events import Action, CommandParams, ControlCommand, Scope, ScopeKind
 
 MSGS: Any = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -129,7 +129,7 @@ def guard_with_other_commands() -> Guard:
     return guard
 
 
-class CountingTransport:
+class CountingTransport(NoOpTransport):
     """Encodes each batch as the Kafka transport does, counts its events by type and drops
     them: once the broker has a batch the client holds nothing more, so the process's memory
     stays flat. ``MemoryTransport`` (``--transport memory``) keeps every event, and the heap
@@ -147,18 +147,6 @@ class CountingTransport:
                 kind = event["type"]
                 counts[kind] = counts.get(kind, 0) + 1
         outcome.delivered(sum(len(b.events) for b in batches))
-
-    async def flush(self, timeout: float) -> bool:
-        return True
-
-    async def close(self, timeout: float) -> None:
-        return None
-
-    def pending(self) -> int:
-        return 0
-
-    def after_fork(self) -> None:
-        return None
 
 
 def usage_count(transport: Any) -> int:
