@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         description="A Guard that has read the control topic and then gets no answer from its broker "
         "for this long stops trusting its state: checks fail open or closed as before the first read.",
     )
+    worker_probe: str | None = Field(
+        default=None,
+        description="Measurement only: a file where `agentledger worker` writes its event-loop lag, "
+        "run lengths and GC pauses at exit (off when unset; costs some worker CPU).",
+    )
 
     @property
     def kafka_home(self) -> Path:
